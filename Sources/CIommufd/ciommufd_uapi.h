@@ -1,0 +1,480 @@
+/*
+ * The iommufd and VFIO user ABI as of Linux 6.12, written from the ABI facts (struct
+ * layouts, ioctl numbers, flag values). Every name carries the ciommufd_/CIOMMUFD_ prefix,
+ * so this header can sit next to any version of <linux/iommufd.h> and <linux/vfio.h>.
+ * The fields keep the kernel's names, so a reader can match them to the uAPI docs.
+ */
+#ifndef CIOMMUFD_UAPI_H
+#define CIOMMUFD_UAPI_H
+
+#include <stdint.h>
+
+typedef uint64_t ciommufd_aligned_u64 __attribute__((aligned(8)));
+
+/* ---------------------------------------------------------------- ioctl numbers */
+/* Every iommufd and VFIO ioctl is _IO(';', nr) = 0x3B00 | nr: no size, no direction bits.
+   Plain literals, so Swift imports them as constants. */
+
+#define CIOMMUFD_IOMMU_DESTROY 0x3B80 /* _IO(';', 0x80) */
+#define CIOMMUFD_IOMMU_IOAS_ALLOC 0x3B81 /* _IO(';', 0x81) */
+#define CIOMMUFD_IOMMU_IOAS_ALLOW_IOVAS 0x3B82 /* _IO(';', 0x82) */
+#define CIOMMUFD_IOMMU_IOAS_COPY 0x3B83 /* _IO(';', 0x83) */
+#define CIOMMUFD_IOMMU_IOAS_IOVA_RANGES 0x3B84 /* _IO(';', 0x84) */
+#define CIOMMUFD_IOMMU_IOAS_MAP 0x3B85 /* _IO(';', 0x85) */
+#define CIOMMUFD_IOMMU_IOAS_UNMAP 0x3B86 /* _IO(';', 0x86) */
+#define CIOMMUFD_IOMMU_OPTION 0x3B87 /* _IO(';', 0x87) */
+#define CIOMMUFD_IOMMU_VFIO_IOAS 0x3B88 /* _IO(';', 0x88) */
+#define CIOMMUFD_IOMMU_HWPT_ALLOC 0x3B89 /* _IO(';', 0x89) */
+#define CIOMMUFD_IOMMU_GET_HW_INFO 0x3B8A /* _IO(';', 0x8a) */
+#define CIOMMUFD_IOMMU_HWPT_SET_DIRTY_TRACKING 0x3B8B /* _IO(';', 0x8b) */
+#define CIOMMUFD_IOMMU_HWPT_GET_DIRTY_BITMAP 0x3B8C /* _IO(';', 0x8c) */
+#define CIOMMUFD_IOMMU_HWPT_INVALIDATE 0x3B8D /* _IO(';', 0x8d) */
+#define CIOMMUFD_IOMMU_FAULT_QUEUE_ALLOC 0x3B8E /* _IO(';', 0x8e) */
+
+#define CIOMMUFD_VFIO_BASE 100
+#define CIOMMUFD_VFIO_GET_API_VERSION 0x3B64 /* _IO(';', 100) */
+#define CIOMMUFD_VFIO_CHECK_EXTENSION 0x3B65 /* _IO(';', 101) */
+#define CIOMMUFD_VFIO_SET_IOMMU 0x3B66 /* _IO(';', 102) */
+#define CIOMMUFD_VFIO_GROUP_GET_STATUS 0x3B67 /* _IO(';', 103) */
+#define CIOMMUFD_VFIO_GROUP_SET_CONTAINER 0x3B68 /* _IO(';', 104) */
+#define CIOMMUFD_VFIO_GROUP_UNSET_CONTAINER 0x3B69 /* _IO(';', 105) */
+#define CIOMMUFD_VFIO_GROUP_GET_DEVICE_FD 0x3B6A /* _IO(';', 106) */
+#define CIOMMUFD_VFIO_DEVICE_GET_INFO 0x3B6B /* _IO(';', 107) */
+#define CIOMMUFD_VFIO_DEVICE_GET_REGION_INFO 0x3B6C /* _IO(';', 108) */
+#define CIOMMUFD_VFIO_DEVICE_GET_IRQ_INFO 0x3B6D /* _IO(';', 109) */
+#define CIOMMUFD_VFIO_DEVICE_SET_IRQS 0x3B6E /* _IO(';', 110) */
+#define CIOMMUFD_VFIO_DEVICE_RESET 0x3B6F /* _IO(';', 111) */
+#define CIOMMUFD_VFIO_IOMMU_GET_INFO 0x3B70 /* _IO(';', 112) */
+#define CIOMMUFD_VFIO_IOMMU_MAP_DMA 0x3B71 /* _IO(';', 113) */
+#define CIOMMUFD_VFIO_IOMMU_UNMAP_DMA 0x3B72 /* _IO(';', 114) */
+#define CIOMMUFD_VFIO_DEVICE_FEATURE 0x3B75 /* _IO(';', 117) */
+#define CIOMMUFD_VFIO_DEVICE_BIND_IOMMUFD 0x3B76 /* _IO(';', 118) */
+#define CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT 0x3B77 /* _IO(';', 119) */
+#define CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT 0x3B78 /* _IO(';', 120) */
+
+/* ---------------------------------------------------------------- iommufd structs */
+struct ciommufd_iommu_destroy {
+  uint32_t size;
+  uint32_t id;
+};
+
+struct ciommufd_iommu_ioas_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t out_ioas_id;
+};
+
+struct ciommufd_iommu_iova_range {
+  ciommufd_aligned_u64 start;
+  ciommufd_aligned_u64 last; /* inclusive */
+};
+
+struct ciommufd_iommu_ioas_iova_ranges {
+  uint32_t size;
+  uint32_t ioas_id;
+  uint32_t num_iovas;
+  uint32_t __reserved;
+  ciommufd_aligned_u64 allowed_iovas; /* user pointer to ciommufd_iommu_iova_range[] */
+  ciommufd_aligned_u64 out_iova_alignment;
+};
+
+struct ciommufd_iommu_ioas_allow_iovas {
+  uint32_t size;
+  uint32_t ioas_id;
+  uint32_t num_iovas;
+  uint32_t __reserved;
+  ciommufd_aligned_u64 allowed_iovas;
+};
+
+#define CIOMMUFD_IOAS_MAP_FIXED_IOVA (1u << 0)
+#define CIOMMUFD_IOAS_MAP_WRITEABLE  (1u << 1)
+#define CIOMMUFD_IOAS_MAP_READABLE   (1u << 2)
+
+struct ciommufd_iommu_ioas_map {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t ioas_id;
+  uint32_t __reserved;
+  ciommufd_aligned_u64 user_va;
+  ciommufd_aligned_u64 length;
+  ciommufd_aligned_u64 iova;
+};
+
+struct ciommufd_iommu_ioas_copy {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t dst_ioas_id;
+  uint32_t src_ioas_id;
+  ciommufd_aligned_u64 length;
+  ciommufd_aligned_u64 dst_iova;
+  ciommufd_aligned_u64 src_iova;
+};
+
+struct ciommufd_iommu_ioas_unmap {
+  uint32_t size;
+  uint32_t ioas_id;
+  ciommufd_aligned_u64 iova;
+  ciommufd_aligned_u64 length;
+};
+
+#define CIOMMUFD_OPTION_RLIMIT_MODE 0u
+#define CIOMMUFD_OPTION_HUGE_PAGES  1u
+#define CIOMMUFD_OPTION_OP_SET 0u
+#define CIOMMUFD_OPTION_OP_GET 1u
+
+struct ciommufd_iommu_option {
+  uint32_t size;
+  uint32_t option_id;
+  uint16_t op;
+  uint16_t __reserved;
+  uint32_t object_id;
+  ciommufd_aligned_u64 val64;
+};
+
+#define CIOMMUFD_VFIO_IOAS_GET   0u
+#define CIOMMUFD_VFIO_IOAS_SET   1u
+#define CIOMMUFD_VFIO_IOAS_CLEAR 2u
+
+struct ciommufd_iommu_vfio_ioas {
+  uint32_t size;
+  uint32_t ioas_id;
+  uint16_t op;
+  uint16_t __reserved;
+};
+
+#define CIOMMUFD_HWPT_ALLOC_NEST_PARENT    (1u << 0)
+#define CIOMMUFD_HWPT_ALLOC_DIRTY_TRACKING (1u << 1)
+#define CIOMMUFD_HWPT_FAULT_ID_VALID       (1u << 2)
+
+#define CIOMMUFD_HWPT_DATA_NONE   0u
+#define CIOMMUFD_HWPT_DATA_VTD_S1 1u
+
+#define CIOMMUFD_VTD_S1_SRE  (1u << 0)
+#define CIOMMUFD_VTD_S1_EAFE (1u << 1)
+#define CIOMMUFD_VTD_S1_WPE  (1u << 2)
+
+struct ciommufd_iommu_hwpt_vtd_s1 {
+  ciommufd_aligned_u64 flags;
+  ciommufd_aligned_u64 pgtbl_addr;
+  uint32_t addr_width;
+  uint32_t __reserved;
+};
+
+struct ciommufd_iommu_hwpt_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t dev_id;
+  uint32_t pt_id;
+  uint32_t out_hwpt_id;
+  uint32_t __reserved;
+  uint32_t data_type;
+  uint32_t data_len;
+  ciommufd_aligned_u64 data_uptr;
+  uint32_t fault_id;
+  uint32_t __reserved2;
+};
+/* The smallest size IOMMU_HWPT_ALLOC accepts: offsetofend(__reserved). */
+#define CIOMMUFD_HWPT_ALLOC_MIN_SIZE 24u
+
+#define CIOMMUFD_HW_INFO_VTD_ERRATA_772415_SPR17 (1u << 0)
+
+struct ciommufd_iommu_hw_info_vtd {
+  uint32_t flags;
+  uint32_t __reserved;
+  ciommufd_aligned_u64 cap_reg;
+  ciommufd_aligned_u64 ecap_reg;
+};
+
+#define CIOMMUFD_HW_INFO_TYPE_NONE       0u
+#define CIOMMUFD_HW_INFO_TYPE_INTEL_VTD  1u
+#define CIOMMUFD_HW_INFO_TYPE_SELFTEST   0xfeedbeefu
+
+#define CIOMMUFD_HW_CAP_DIRTY_TRACKING (1u << 0)
+#define CIOMMUFD_HW_CAP_PCI_PASID_EXEC (1u << 1)
+#define CIOMMUFD_HW_CAP_PCI_PASID_PRIV (1u << 2)
+
+struct ciommufd_iommu_hw_info {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t dev_id;
+  uint32_t data_len;
+  ciommufd_aligned_u64 data_uptr;
+  uint32_t out_data_type;
+  uint8_t out_max_pasid_log2;
+  uint8_t __reserved[3];
+  ciommufd_aligned_u64 out_capabilities;
+};
+/* The smallest size IOMMU_GET_HW_INFO accepts: offsetofend(__reserved). */
+#define CIOMMUFD_HW_INFO_MIN_SIZE 32u
+
+#define CIOMMUFD_HWPT_DIRTY_TRACKING_ENABLE 1u
+
+struct ciommufd_iommu_hwpt_set_dirty_tracking {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t hwpt_id;
+  uint32_t __reserved;
+};
+
+#define CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR 1u
+
+struct ciommufd_iommu_hwpt_get_dirty_bitmap {
+  uint32_t size;
+  uint32_t hwpt_id;
+  uint32_t flags;
+  uint32_t __reserved;
+  ciommufd_aligned_u64 iova;
+  ciommufd_aligned_u64 length;
+  ciommufd_aligned_u64 page_size;
+  ciommufd_aligned_u64 data;
+};
+
+#define CIOMMUFD_HWPT_INVALIDATE_DATA_VTD_S1 0u
+#define CIOMMUFD_VTD_INV_FLAGS_LEAF (1u << 0)
+
+struct ciommufd_iommu_hwpt_vtd_s1_invalidate {
+  ciommufd_aligned_u64 addr;
+  ciommufd_aligned_u64 npages;
+  uint32_t flags;
+  uint32_t __reserved;
+};
+
+struct ciommufd_iommu_hwpt_invalidate {
+  uint32_t size;
+  uint32_t hwpt_id;
+  ciommufd_aligned_u64 data_uptr;
+  uint32_t data_type;
+  uint32_t entry_len;
+  uint32_t entry_num;
+  uint32_t __reserved;
+};
+
+#define CIOMMUFD_PGFAULT_FLAGS_PASID_VALID (1u << 0)
+#define CIOMMUFD_PGFAULT_FLAGS_LAST_PAGE   (1u << 1)
+#define CIOMMUFD_PGFAULT_PERM_READ  (1u << 0)
+#define CIOMMUFD_PGFAULT_PERM_WRITE (1u << 1)
+#define CIOMMUFD_PGFAULT_PERM_EXEC  (1u << 2)
+#define CIOMMUFD_PGFAULT_PERM_PRIV  (1u << 3)
+
+struct ciommufd_iommu_hwpt_pgfault {
+  uint32_t flags;
+  uint32_t dev_id;
+  uint32_t pasid;
+  uint32_t grpid;
+  uint32_t perm;
+  uint32_t __reserved;
+  ciommufd_aligned_u64 addr;
+  uint32_t length;
+  uint32_t cookie;
+};
+
+#define CIOMMUFD_PAGE_RESP_SUCCESS 0u
+#define CIOMMUFD_PAGE_RESP_INVALID 1u
+
+struct ciommufd_iommu_hwpt_page_response {
+  uint32_t cookie;
+  uint32_t code;
+};
+
+struct ciommufd_iommu_fault_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t out_fault_id;
+  uint32_t out_fault_fd;
+};
+
+/* ---------------------------------------------------------------- VFIO */
+#define CIOMMUFD_VFIO_API_VERSION     0
+#define CIOMMUFD_VFIO_TYPE1_IOMMU     1
+#define CIOMMUFD_VFIO_TYPE1v2_IOMMU   3
+#define CIOMMUFD_VFIO_DMA_CC_IOMMU    4
+#define CIOMMUFD_VFIO_NOIOMMU_IOMMU   8
+#define CIOMMUFD_VFIO_UNMAP_ALL       9
+
+struct ciommufd_vfio_info_cap_header {
+  uint16_t id;
+  uint16_t version;
+  uint32_t next; /* offset of the next capability from the start of the info struct; 0 ends */
+};
+
+#define CIOMMUFD_VFIO_GROUP_FLAGS_VIABLE        (1u << 0)
+#define CIOMMUFD_VFIO_GROUP_FLAGS_CONTAINER_SET (1u << 1)
+
+struct ciommufd_vfio_group_status {
+  uint32_t argsz;
+  uint32_t flags;
+};
+
+#define CIOMMUFD_VFIO_DEVICE_FLAGS_RESET    (1u << 0)
+#define CIOMMUFD_VFIO_DEVICE_FLAGS_PCI      (1u << 1)
+#define CIOMMUFD_VFIO_DEVICE_FLAGS_PLATFORM (1u << 2)
+#define CIOMMUFD_VFIO_DEVICE_FLAGS_AMBA     (1u << 3)
+#define CIOMMUFD_VFIO_DEVICE_FLAGS_CCW      (1u << 4)
+#define CIOMMUFD_VFIO_DEVICE_FLAGS_AP       (1u << 5)
+#define CIOMMUFD_VFIO_DEVICE_FLAGS_FSL_MC   (1u << 6)
+#define CIOMMUFD_VFIO_DEVICE_FLAGS_CAPS     (1u << 7)
+#define CIOMMUFD_VFIO_DEVICE_FLAGS_CDX      (1u << 8)
+
+struct ciommufd_vfio_device_info {
+  uint32_t argsz;
+  uint32_t flags;
+  uint32_t num_regions;
+  uint32_t num_irqs;
+  uint32_t cap_offset;
+  uint32_t pad; /* added after Linux 6.1; older headers end at cap_offset */
+};
+/* The smallest argsz VFIO_DEVICE_GET_INFO accepts. */
+#define CIOMMUFD_VFIO_DEVICE_INFO_MIN_ARGSZ 16u
+
+#define CIOMMUFD_VFIO_REGION_INFO_FLAG_READ  (1u << 0)
+#define CIOMMUFD_VFIO_REGION_INFO_FLAG_WRITE (1u << 1)
+#define CIOMMUFD_VFIO_REGION_INFO_FLAG_MMAP  (1u << 2)
+#define CIOMMUFD_VFIO_REGION_INFO_FLAG_CAPS  (1u << 3)
+
+struct ciommufd_vfio_region_info {
+  uint32_t argsz;
+  uint32_t flags;
+  uint32_t index;
+  uint32_t cap_offset;
+  ciommufd_aligned_u64 size;
+  ciommufd_aligned_u64 offset;
+};
+
+#define CIOMMUFD_VFIO_REGION_INFO_CAP_SPARSE_MMAP 1
+#define CIOMMUFD_VFIO_REGION_INFO_CAP_TYPE        2
+
+struct ciommufd_vfio_region_sparse_mmap_area {
+  ciommufd_aligned_u64 offset;
+  ciommufd_aligned_u64 size;
+};
+
+struct ciommufd_vfio_region_info_cap_sparse_mmap {
+  struct ciommufd_vfio_info_cap_header header;
+  uint32_t nr_areas;
+  uint32_t reserved;
+  struct ciommufd_vfio_region_sparse_mmap_area areas[];
+};
+
+struct ciommufd_vfio_region_info_cap_type {
+  struct ciommufd_vfio_info_cap_header header;
+  uint32_t type;
+  uint32_t subtype;
+};
+
+#define CIOMMUFD_VFIO_IRQ_INFO_EVENTFD    (1u << 0)
+#define CIOMMUFD_VFIO_IRQ_INFO_MASKABLE   (1u << 1)
+#define CIOMMUFD_VFIO_IRQ_INFO_AUTOMASKED (1u << 2)
+#define CIOMMUFD_VFIO_IRQ_INFO_NORESIZE   (1u << 3)
+
+struct ciommufd_vfio_irq_info {
+  uint32_t argsz;
+  uint32_t flags;
+  uint32_t index;
+  uint32_t count;
+};
+
+#define CIOMMUFD_VFIO_IRQ_SET_DATA_NONE      (1u << 0)
+#define CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL      (1u << 1)
+#define CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD   (1u << 2)
+#define CIOMMUFD_VFIO_IRQ_SET_ACTION_MASK    (1u << 3)
+#define CIOMMUFD_VFIO_IRQ_SET_ACTION_UNMASK  (1u << 4)
+#define CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER (1u << 5)
+
+struct ciommufd_vfio_irq_set {
+  uint32_t argsz;
+  uint32_t flags;
+  uint32_t index;
+  uint32_t start;
+  uint32_t count;
+  uint8_t data[];
+};
+
+#define CIOMMUFD_VFIO_PCI_BAR0_REGION_INDEX   0
+#define CIOMMUFD_VFIO_PCI_ROM_REGION_INDEX    6
+#define CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX 7
+#define CIOMMUFD_VFIO_PCI_VGA_REGION_INDEX    8
+#define CIOMMUFD_VFIO_PCI_NUM_REGIONS         9
+
+#define CIOMMUFD_VFIO_PCI_INTX_IRQ_INDEX 0
+#define CIOMMUFD_VFIO_PCI_MSI_IRQ_INDEX  1
+#define CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX 2
+#define CIOMMUFD_VFIO_PCI_ERR_IRQ_INDEX  3
+#define CIOMMUFD_VFIO_PCI_REQ_IRQ_INDEX  4
+#define CIOMMUFD_VFIO_PCI_NUM_IRQS       5
+
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_MASK  0xffffu
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_GET   (1u << 16)
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_SET   (1u << 17)
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_PROBE (1u << 18)
+
+struct ciommufd_vfio_device_feature {
+  uint32_t argsz;
+  uint32_t flags;
+  uint8_t data[];
+};
+
+struct ciommufd_vfio_device_bind_iommufd {
+  uint32_t argsz;
+  uint32_t flags;
+  int32_t iommufd;
+  uint32_t out_devid;
+};
+
+struct ciommufd_vfio_device_attach_iommufd_pt {
+  uint32_t argsz;
+  uint32_t flags;
+  uint32_t pt_id;
+};
+
+struct ciommufd_vfio_device_detach_iommufd_pt {
+  uint32_t argsz;
+  uint32_t flags;
+};
+
+#define CIOMMUFD_VFIO_IOMMU_INFO_PGSIZES (1u << 0)
+#define CIOMMUFD_VFIO_IOMMU_INFO_CAPS    (1u << 1)
+
+struct ciommufd_vfio_iommu_type1_info {
+  uint32_t argsz;
+  uint32_t flags;
+  ciommufd_aligned_u64 iova_pgsizes;
+  uint32_t cap_offset;
+  uint32_t pad; /* added after Linux 6.1; older headers end at cap_offset */
+};
+
+#define CIOMMUFD_VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE 1
+
+struct ciommufd_vfio_iova_range {
+  uint64_t start;
+  uint64_t end;
+};
+
+struct ciommufd_vfio_iommu_type1_info_cap_iova_range {
+  struct ciommufd_vfio_info_cap_header header;
+  uint32_t nr_iovas;
+  uint32_t reserved;
+  struct ciommufd_vfio_iova_range iova_ranges[];
+};
+
+#define CIOMMUFD_VFIO_DMA_MAP_FLAG_READ  (1u << 0)
+#define CIOMMUFD_VFIO_DMA_MAP_FLAG_WRITE (1u << 1)
+
+struct ciommufd_vfio_iommu_type1_dma_map {
+  uint32_t argsz;
+  uint32_t flags;
+  uint64_t vaddr;
+  uint64_t iova;
+  uint64_t size;
+};
+
+#define CIOMMUFD_VFIO_DMA_UNMAP_FLAG_ALL (1u << 1)
+
+struct ciommufd_vfio_iommu_type1_dma_unmap {
+  uint32_t argsz;
+  uint32_t flags;
+  uint64_t iova;
+  uint64_t size;
+  uint8_t data[];
+};
+
+#endif

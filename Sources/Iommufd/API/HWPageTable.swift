@@ -1,0 +1,65 @@
+import CIommufd
+import Synchronization
+
+/// A hardware page table (HWPT) allocated explicitly on an IOAS (`IOMMU_HWPT_ALLOC`).
+///
+/// Unlike the automatic page table the kernel makes when a device attaches to an IOAS, this
+/// one is never shared or freed automatically: the handle destroys it on ``destroy()`` or
+/// when the last reference goes. It keeps its IOAS alive; devices attached to it keep it
+/// alive. Thread-safe.
+public final class HWPageTable: AttachTarget {
+  /// The context the page table lives in.
+  public let iommufd: IOMMUFD
+  /// The HWPT's object id.
+  public let id: ObjectID
+  /// The IOAS whose mappings the page table holds.
+  public let ioas: IOAS
+  private let destroyed = Mutex(false)
+
+  /// Allocation flags (`IOMMU_HWPT_ALLOC_*`).
+  public struct Flags: OptionSet, Hashable, Sendable {
+    /// The raw flags.
+    public var rawValue: UInt32
+    /// Creates from the raw flags.
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// May be the parent of nested (stage-1) page tables.
+    public static let nestParent = Flags(rawValue: 1 << 0)
+    /// Tracks DMA writes in dirty bits.
+    public static let dirtyTracking = Flags(rawValue: 1 << 1)
+  }
+
+  /// Allocates a page table on `ioas` for the IOMMU that serves `deviceID` (a bound device).
+  public init(on ioas: IOAS, forDevice deviceID: ObjectID, flags: Flags = []) throws(IommufdError) {
+    var request = ciommufd_iommu_hwpt_alloc()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_alloc>.size)
+    request.flags = flags.rawValue
+    request.dev_id = deviceID.rawValue
+    request.pt_id = ioas.id.rawValue
+    let iommufd = ioas.iommufd
+    try iommufd.withDescriptor(.hwptAlloc) { fd throws(IommufdError) in
+      try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_ALLOC, &request, .hwptAlloc, [.device(deviceID), .ioas(ioas.id)])
+    }
+    self.iommufd = iommufd
+    self.ioas = ioas
+    self.id = ObjectID(request.out_hwpt_id)
+  }
+
+  /// Destroys the page table now. Fails with `EBUSY` while a device is attached to it.
+  public func destroy() throws(IommufdError) {
+    let already = destroyed.withLock { value -> Bool in
+      defer { value = true }
+      return value
+    }
+    if already {
+      throw IommufdError(.destroy, .noSuchFileOrDirectory, objects: [.hwpt(id)], detail: "the HWPT was already destroyed")
+    }
+    do { try iommufd.destroy(id) } catch {
+      destroyed.withLock { $0 = false }
+      throw error
+    }
+  }
+
+  deinit {
+    if !destroyed.withLock({ $0 }) { iommufd.destroyLogging(id, kind: "HWPT") }
+  }
+}

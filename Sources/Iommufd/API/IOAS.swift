@@ -1,0 +1,206 @@
+import CIommufd
+import Synchronization
+import SystemPackage
+
+/// Something a VFIO device can attach to: an ``IOAS`` (the kernel then uses an automatic
+/// HW page table) or an ``HWPageTable``.
+public protocol AttachTarget: AnyObject, Sendable {
+  /// The object id passed as `pt_id`.
+  var id: ObjectID { get }
+  /// The context the object lives in.
+  var iommufd: IOMMUFD { get }
+}
+
+/// An I/O address space: the IOVA → user-memory mappings that devices attached to it see.
+///
+/// The handle owns its object id and destroys it exactly once, on ``destroy()`` or when the
+/// last reference goes (a failure then is logged). Devices attached to it and HW page
+/// tables built on it hold references, so it outlives them. Destroying it removes all of
+/// its mappings. Thread-safe.
+public final class IOAS: AttachTarget {
+  /// The context the IOAS lives in.
+  public let iommufd: IOMMUFD
+  /// The IOAS's object id.
+  public let id: ObjectID
+  private let destroyed = Mutex(false)
+
+  init(iommufd: IOMMUFD, id: ObjectID) {
+    self.iommufd = iommufd
+    self.id = id
+  }
+
+  deinit {
+    if !destroyed.withLock({ $0 }) { iommufd.destroyLogging(id, kind: "IOAS") }
+  }
+
+  /// Destroys the IOAS now. Fails with `EBUSY` while an HW page table or device uses it.
+  public func destroy() throws(IommufdError) {
+    try claimDestroy()
+    do { try iommufd.destroy(id) } catch {
+      destroyed.withLock { $0 = false }
+      throw error
+    }
+  }
+
+  // MARK: Mapping
+
+  /// Maps `buffer` and returns a mapping that unmaps itself when released.
+  ///
+  /// The mapping keeps `buffer` alive, so the device can never reach freed memory.
+  public func map(
+    _ buffer: DMABuffer, at placement: IOVAPlacement = .anywhere, access: DMAAccess = .readWrite
+  ) throws(IommufdError) -> IOASMapping {
+    let iova = try unsafeMap(
+      address: UnsafeRawPointer(buffer.bytes.baseAddress!), length: UInt64(buffer.bytes.count),
+      at: placement, access: access)
+    return IOASMapping(ioas: self, buffer: buffer, iova: iova, length: UInt64(buffer.bytes.count), access: access)
+  }
+
+  /// Maps `length` bytes of this process's memory at `address` and returns the IOVA.
+  ///
+  /// The caller keeps that memory mapped until the range is unmapped: with an attached
+  /// device the kernel pins it, otherwise it only records the address (lazy mapping).
+  public func unsafeMap(
+    address: UnsafeRawPointer, length: UInt64, at placement: IOVAPlacement = .anywhere,
+    access: DMAAccess = .readWrite
+  ) throws(IommufdError) -> UInt64 {
+    var request = ciommufd_iommu_ioas_map()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_map>.size)
+    request.flags = access.rawValue
+    request.ioas_id = id.rawValue
+    request.user_va = UInt64(UInt(bitPattern: address))
+    request.length = length
+    if case .fixed(let iova) = placement {
+      request.flags |= CIOMMUFD_IOAS_MAP_FIXED_IOVA
+      request.iova = iova
+    }
+    try ioctl(CIOMMUFD_IOMMU_IOAS_MAP, &request, .ioasMap)
+    return request.iova
+  }
+
+  /// Unmaps every mapping that lies wholly in `length` bytes at `iova`; returns the bytes
+  /// unmapped. Fails with `ENOENT` if that would split a mapping or covers none.
+  @discardableResult
+  public func unmap(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64 {
+    var request = ciommufd_iommu_ioas_unmap(
+      size: UInt32(MemoryLayout<ciommufd_iommu_ioas_unmap>.size), ioas_id: id.rawValue, iova: iova, length: length)
+    try ioctl(CIOMMUFD_IOMMU_IOAS_UNMAP, &request, .ioasUnmap)
+    return request.length
+  }
+
+  /// Unmaps everything; returns the bytes unmapped (0 on an empty IOAS).
+  @discardableResult
+  public func unmapAll() throws(IommufdError) -> UInt64 {
+    try unmap(iova: 0, length: UInt64.max)
+  }
+
+  /// Maps into this IOAS the pages that `source` maps at `sourceIOVA` (one or more adjacent
+  /// mappings, covered without a gap), sharing their pins. Returns the destination IOVA.
+  public func copy(
+    from source: IOAS, sourceIOVA: UInt64, length: UInt64, to placement: IOVAPlacement = .anywhere,
+    access: DMAAccess = .readWrite
+  ) throws(IommufdError) -> UInt64 {
+    var request = ciommufd_iommu_ioas_copy()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_copy>.size)
+    request.flags = access.rawValue
+    request.dst_ioas_id = id.rawValue
+    request.src_ioas_id = source.id.rawValue
+    request.length = length
+    request.src_iova = sourceIOVA
+    if case .fixed(let iova) = placement {
+      request.flags |= CIOMMUFD_IOAS_MAP_FIXED_IOVA
+      request.dst_iova = iova
+    }
+    let sourceID = source.id
+    try iommufd.withDescriptor(.ioasCopy) { fd throws(IommufdError) in
+      try iommufd.backend.ioctl(
+        fd, CIOMMUFD_IOMMU_IOAS_COPY, &request, .ioasCopy, [.ioas(id), .init("source", "\(sourceID)")])
+    }
+    return request.dst_iova
+  }
+
+  // MARK: Ranges
+
+  /// The IOVA ranges usable now and the required alignment (`IOMMU_IOAS_IOVA_RANGES`).
+  ///
+  /// Attached devices' reserved regions and their IOMMU's aperture are excluded.
+  public func iovaRanges() throws(IommufdError) -> IOVARanges {
+    var capacity: UInt32 = 4
+    while true {
+      let entrySize = MemoryLayout<ciommufd_iommu_iova_range>.stride
+      var request = ciommufd_iommu_ioas_iova_ranges()
+      request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_iova_ranges>.size)
+      request.ioas_id = id.rawValue
+      request.num_iovas = capacity
+      let ranges = try withScratchBuffer(count: Int(capacity) * entrySize) { buffer throws(IommufdError) -> [IOVARange]? in
+        request.allowed_iovas = UInt64(UInt(bitPattern: buffer.baseAddress))
+        do throws(IommufdError) {
+          try ioctl(CIOMMUFD_IOMMU_IOAS_IOVA_RANGES, &request, .ioasIOVARanges)
+        } catch where error.errno == .messageTooLong && request.num_iovas > capacity {
+          return nil  // the kernel wrote the total back with EMSGSIZE
+        }
+        return (0..<Int(request.num_iovas)).map { index in
+          let entry = buffer.load(fromByteOffset: index * entrySize, as: ciommufd_iommu_iova_range.self)
+          return IOVARange(start: entry.start, last: entry.last)
+        }
+      }
+      guard let ranges else {
+        capacity = request.num_iovas
+        continue
+      }
+      return IOVARanges(ranges: ranges, alignment: request.out_iova_alignment)
+    }
+  }
+
+  /// Restricts the IOVAs the kernel may choose for ``IOVAPlacement/anywhere`` to `ranges`
+  /// (an empty list lifts the restriction). Fixed mappings are not restricted.
+  public func allowIOVAs(_ ranges: [IOVARange]) throws(IommufdError) {
+    let entrySize = MemoryLayout<ciommufd_iommu_iova_range>.stride
+    var request = ciommufd_iommu_ioas_allow_iovas()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_allow_iovas>.size)
+    request.ioas_id = id.rawValue
+    request.num_iovas = UInt32(ranges.count)
+    try withScratchBuffer(count: ranges.count * entrySize) { buffer throws(IommufdError) in
+      for (index, range) in ranges.enumerated() {
+        buffer.storeBytes(
+          of: ciommufd_iommu_iova_range(start: range.start, last: range.last), toByteOffset: index * entrySize,
+          as: ciommufd_iommu_iova_range.self)
+      }
+      request.allowed_iovas = ranges.isEmpty ? 0 : UInt64(UInt(bitPattern: buffer.baseAddress))
+      try ioctl(CIOMMUFD_IOMMU_IOAS_ALLOW_IOVAS, &request, .ioasAllowIOVAs)
+    }
+  }
+
+  // MARK: Options
+
+  /// Whether the IOAS may use huge IO pages (`IOMMU_OPTION_HUGE_PAGES`; on by default).
+  public func hugePagesEnabled() throws(IommufdError) -> Bool {
+    try iommufd.option(CIOMMUFD_OPTION_HUGE_PAGES, op: CIOMMUFD_OPTION_OP_GET, object: id, value: 0) == 1
+  }
+
+  /// Enables or disables huge IO pages. Disabling raises the alignment to the page size.
+  public func setHugePages(enabled: Bool) throws(IommufdError) {
+    _ = try iommufd.option(
+      CIOMMUFD_OPTION_HUGE_PAGES, op: CIOMMUFD_OPTION_OP_SET, object: id, value: enabled ? 1 : 0)
+  }
+
+  // MARK: Internal
+
+  private func ioctl<Argument>(
+    _ request: Int32, _ argument: inout Argument, _ operation: IommufdError.Operation
+  ) throws(IommufdError) {
+    try iommufd.withDescriptor(operation) { fd throws(IommufdError) in
+      try iommufd.backend.ioctl(fd, request, &argument, operation, [.ioas(id)])
+    }
+  }
+
+  private func claimDestroy() throws(IommufdError) {
+    let already = destroyed.withLock { value -> Bool in
+      defer { value = true }
+      return value
+    }
+    if already {
+      throw IommufdError(.destroy, .noSuchFileOrDirectory, objects: [.ioas(id)], detail: "the IOAS was already destroyed")
+    }
+  }
+}

@@ -1,0 +1,145 @@
+import CIommufd
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An open `/dev/iommu`: one iommufd context with its own object id space.
+///
+/// The handle owns its descriptor and closes it exactly once: on ``close()`` or when the
+/// last reference goes. Objects made from it (``IOAS``, ``HWPageTable``) and devices bound
+/// to it keep it alive. Closing the descriptor makes the kernel destroy every object of the
+/// context, except while a VFIO device is still bound to it.
+///
+/// Thread-safe: calls from several threads are passed to the kernel concurrently.
+public final class IOMMUFD: Sendable {
+  /// The system-call seam this context uses.
+  public let backend: Backend
+  let descriptor: OwnedDescriptor
+
+  /// The default device node.
+  public static let defaultPath: FilePath = "/dev/iommu"
+
+  /// Opens `path` (normally `/dev/iommu`) read-write and close-on-exec.
+  public static func open(_ path: FilePath = defaultPath, backend: Backend = .kernel) throws(IommufdError) -> IOMMUFD {
+    let fd = try backend.open(path, flags: O_RDWR | O_CLOEXEC)
+    return IOMMUFD(adopting: fd, backend: backend)
+  }
+
+  /// Takes ownership of an iommufd descriptor handed over by a management stack.
+  ///
+  /// The handle closes `fd` when it is released.
+  public init(adopting fd: FileDescriptor, backend: Backend = .kernel) {
+    self.backend = backend
+    self.descriptor = OwnedDescriptor(fd, backend: backend)
+  }
+
+  /// The descriptor, for passing to another process or to `VFIO_DEVICE_BIND_IOMMUFD`.
+  public var fileDescriptor: FileDescriptor { descriptor.fd }
+
+  /// Whether ``close()`` has been called.
+  public var isClosed: Bool { descriptor.isClosed }
+
+  /// Closes the descriptor. Later calls on this context fail with `EBADF`.
+  public func close() throws(IommufdError) { try descriptor.close() }
+
+  /// Allocates an empty I/O address space.
+  public func allocateIOAS() throws(IommufdError) -> IOAS {
+    var request = ciommufd_iommu_ioas_alloc()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_alloc>.size)
+    try withDescriptor(.ioasAlloc) { fd throws(IommufdError) in
+      try backend.ioctl(fd, CIOMMUFD_IOMMU_IOAS_ALLOC, &request, .ioasAlloc, [])
+    }
+    return IOAS(iommufd: self, id: ObjectID(request.out_ioas_id))
+  }
+
+  /// Destroys the object `id` of this context (`IOMMU_DESTROY`).
+  ///
+  /// Handles destroy their own objects; this is for ids obtained elsewhere.
+  public func destroy(_ id: ObjectID) throws(IommufdError) {
+    var request = ciommufd_iommu_destroy(size: UInt32(MemoryLayout<ciommufd_iommu_destroy>.size), id: id.rawValue)
+    try withDescriptor(.destroy) { fd throws(IommufdError) in
+      try backend.ioctl(fd, CIOMMUFD_IOMMU_DESTROY, &request, .destroy, [.object(id)])
+    }
+  }
+
+  /// How pinned pages are charged against `RLIMIT_MEMLOCK` (`IOMMU_OPTION_RLIMIT_MODE`).
+  public func memoryLimitAccounting() throws(IommufdError) -> MemoryLimitAccounting {
+    let value = try option(CIOMMUFD_OPTION_RLIMIT_MODE, op: CIOMMUFD_OPTION_OP_GET, object: nil, value: 0)
+    return value == 1 ? .perProcess : .perUser
+  }
+
+  /// Sets how pinned pages are charged. Needs `CAP_SYS_RESOURCE` and a context with no objects.
+  public func setMemoryLimitAccounting(_ accounting: MemoryLimitAccounting) throws(IommufdError) {
+    _ = try option(
+      CIOMMUFD_OPTION_RLIMIT_MODE, op: CIOMMUFD_OPTION_OP_SET, object: nil,
+      value: accounting == .perProcess ? 1 : 0)
+  }
+
+  /// The IOAS that the VFIO compatibility interface on this context uses, if one is set.
+  public func compatibilityIOASID() throws(IommufdError) -> ObjectID? {
+    var request = ciommufd_iommu_vfio_ioas()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_vfio_ioas>.size)
+    request.op = UInt16(CIOMMUFD_VFIO_IOAS_GET)
+    do throws(IommufdError) {
+      try withDescriptor(.vfioIOAS) { fd throws(IommufdError) in
+        try backend.ioctl(fd, CIOMMUFD_IOMMU_VFIO_IOAS, &request, .vfioIOAS, [])
+      }
+    } catch where error.errno == .operationNotSupportedByDevice {
+      return nil
+    }
+    return ObjectID(request.ioas_id)
+  }
+
+  /// Sets (or with `nil` clears) the IOAS of the VFIO compatibility interface.
+  public func setCompatibilityIOAS(_ ioas: IOAS?) throws(IommufdError) {
+    var request = ciommufd_iommu_vfio_ioas()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_vfio_ioas>.size)
+    request.op = UInt16(ioas == nil ? CIOMMUFD_VFIO_IOAS_CLEAR : CIOMMUFD_VFIO_IOAS_SET)
+    request.ioas_id = ioas?.id.rawValue ?? 0
+    let objects: [IommufdError.InvolvedObject] = ioas.map { [.ioas($0.id)] } ?? []
+    try withDescriptor(.vfioIOAS) { fd throws(IommufdError) in
+      try backend.ioctl(fd, CIOMMUFD_IOMMU_VFIO_IOAS, &request, .vfioIOAS, objects)
+    }
+  }
+
+  // MARK: Internal
+
+  @discardableResult
+  func withDescriptor<R>(
+    _ operation: IommufdError.Operation, _ body: (FileDescriptor) throws(IommufdError) -> R
+  ) throws(IommufdError) -> R {
+    try descriptor.withDescriptor(operation, body)
+  }
+
+  func option(_ optionID: UInt32, op: UInt32, object: ObjectID?, value: UInt64) throws(IommufdError) -> UInt64 {
+    var request = ciommufd_iommu_option()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_option>.size)
+    request.option_id = optionID
+    request.op = UInt16(op)
+    request.object_id = object?.rawValue ?? 0
+    request.val64 = value
+    let objects: [IommufdError.InvolvedObject] = object.map { [.object($0)] } ?? []
+    try withDescriptor(.option) { fd throws(IommufdError) in
+      try backend.ioctl(fd, CIOMMUFD_IOMMU_OPTION, &request, .option, objects)
+    }
+    return request.val64
+  }
+
+  /// Destroys `id` from a handle's deinit: a failure is logged, never thrown.
+  func destroyLogging(_ id: ObjectID, kind: String) {
+    guard !isClosed else { return }
+    do { try destroy(id) } catch {
+      backend.logger.error("releasing \(kind) \(id) failed: \(error)")
+    }
+  }
+}
+
+/// How the pages an iommufd context pins are charged against `RLIMIT_MEMLOCK`.
+public enum MemoryLimitAccounting: Sendable, Equatable {
+  /// Charged to the user, shared by all processes of that uid (the `/dev/iommu` default).
+  case perUser
+  /// Charged to the process (`mm->locked_vm`), as legacy VFIO type1 does.
+  case perProcess
+}

@@ -1,0 +1,67 @@
+/// An inclusive range of I/O virtual addresses, `start...last`.
+///
+/// Inclusive, as the kernel reports them: the full 64-bit space is `0...UInt64.max`,
+/// which a length could not express.
+public struct IOVARange: Hashable, Sendable, CustomStringConvertible {
+  /// The first address.
+  public var start: UInt64
+  /// The last address (inclusive).
+  public var last: UInt64
+
+  /// Creates `start...last`.
+  public init(start: UInt64, last: UInt64) {
+    self.start = start
+    self.last = last
+  }
+
+  /// Creates the range of `length` bytes at `start`; `length` must be at least 1.
+  public init(start: UInt64, length: UInt64) {
+    precondition(length > 0, "an IOVA range has at least one byte")
+    self.init(start: start, last: start &+ (length - 1))
+  }
+
+  /// Whether `iova` lies in the range.
+  public func contains(_ iova: UInt64) -> Bool { iova >= start && iova <= last }
+
+  /// `0xstart-0xlast`.
+  public var description: String {
+    "0x" + String(start, radix: 16) + "-0x" + String(last, radix: 16)
+  }
+}
+
+/// Where a mapping or copy goes in the IOAS.
+public enum IOVAPlacement: Hashable, Sendable {
+  /// The kernel chooses the IOVA (first fit within the allowed ranges).
+  case anywhere
+  /// Exactly at this IOVA (`IOMMU_IOAS_MAP_FIXED_IOVA`).
+  case fixed(UInt64)
+}
+
+/// What a device may do through a mapping.
+public struct DMAAccess: OptionSet, Hashable, Sendable {
+  /// The raw map flags (`IOMMU_IOAS_MAP_READABLE`/`WRITEABLE`).
+  public var rawValue: UInt32
+  /// Creates from the raw map flags.
+  public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+  /// The device may read (DMA to the device).
+  public static let readable = DMAAccess(rawValue: 1 << 2)
+  /// The device may write (DMA from the device).
+  public static let writable = DMAAccess(rawValue: 1 << 1)
+  /// Both directions.
+  public static let readWrite: DMAAccess = [.readable, .writable]
+}
+
+/// The usable IOVA ranges of an IOAS and the alignment every mapping must respect.
+public struct IOVARanges: Hashable, Sendable {
+  /// The usable ranges in ascending order: the holes between reserved regions.
+  public var ranges: [IOVARange]
+  /// The alignment of IOVAs, lengths and user addresses (1 on a fresh IOAS).
+  public var alignment: UInt64
+
+  /// Creates the value.
+  public init(ranges: [IOVARange], alignment: UInt64) {
+    self.ranges = ranges
+    self.alignment = alignment
+  }
+}

@@ -1,0 +1,107 @@
+import SystemPackage
+
+/// The one error type of the library: which operation failed, the errno, and the kernel
+/// objects involved.
+///
+/// Errors the kernel reports carry its errno unchanged. Bad input the library can reject
+/// before calling the kernel carries `EINVAL` (or the errno the kernel would use) and a
+/// ``detail`` that says what was wrong.
+public struct IommufdError: Error, Sendable, Equatable, CustomStringConvertible {
+  /// The operation that failed.
+  public var operation: Operation
+  /// The errno reported by the kernel, or chosen by the library for rejected input.
+  public var errno: Errno
+  /// The kernel objects and descriptors involved, in the order the operation names them.
+  public var objects: [InvolvedObject]
+  /// What was wrong, when the library rejected the call itself; otherwise `nil`.
+  public var detail: String?
+
+  /// Creates an error.
+  public init(_ operation: Operation, _ errno: Errno, objects: [InvolvedObject] = [], detail: String? = nil) {
+    self.operation = operation
+    self.errno = errno
+    self.objects = objects
+    self.detail = detail
+  }
+
+  /// A one-line description: operation, objects, errno and detail.
+  public var description: String {
+    var text = "\(operation.rawValue)"
+    if !objects.isEmpty { text += " [" + objects.map(\.description).joined(separator: ", ") + "]" }
+    text += " failed: \(errno) (errno \(errno.rawValue))"
+    if let detail { text += ": \(detail)" }
+    return text
+  }
+}
+
+extension IommufdError {
+  /// A kernel object id or a descriptor that took part in a failed operation.
+  public struct InvolvedObject: Sendable, Equatable, CustomStringConvertible {
+    /// What the value names: `"ioas"`, `"hwpt"`, `"device"`, `"pt"`, `"fd"`, `"path"`, ...
+    public var role: String
+    /// The id, descriptor number, index or path.
+    public var value: String
+
+    /// Creates an entry.
+    public init(_ role: String, _ value: String) {
+      self.role = role
+      self.value = value
+    }
+
+    /// `role=value`.
+    public var description: String { "\(role)=\(value)" }
+
+    /// An IOAS object id.
+    public static func ioas(_ id: ObjectID) -> Self { .init("ioas", "\(id.rawValue)") }
+    /// An HW page table object id.
+    public static func hwpt(_ id: ObjectID) -> Self { .init("hwpt", "\(id.rawValue)") }
+    /// A device object id (from bind).
+    public static func device(_ id: ObjectID) -> Self { .init("device", "\(id.rawValue)") }
+    /// A page-table id of any kind (IOAS or HWPT), as passed to attach.
+    public static func pageTable(_ id: ObjectID) -> Self { .init("pt", "\(id.rawValue)") }
+    /// Any object id.
+    public static func object(_ id: ObjectID) -> Self { .init("id", "\(id.rawValue)") }
+    /// A file descriptor.
+    public static func fd(_ fd: FileDescriptor) -> Self { .init("fd", "\(fd.rawValue)") }
+    /// A path.
+    public static func path(_ path: String) -> Self { .init("path", path) }
+    /// A VFIO region index.
+    public static func region(_ index: Int) -> Self { .init("region", "\(index)") }
+    /// A VFIO IRQ index.
+    public static func irq(_ index: Int) -> Self { .init("irq", "\(index)") }
+  }
+
+  /// The operations the library performs, named after the kernel request where there is one.
+  public enum Operation: String, Sendable, Equatable, CaseIterable {
+    case open = "open"
+    case close = "close"
+    case destroy = "IOMMU_DESTROY"
+    case ioasAlloc = "IOMMU_IOAS_ALLOC"
+    case ioasAllowIOVAs = "IOMMU_IOAS_ALLOW_IOVAS"
+    case ioasCopy = "IOMMU_IOAS_COPY"
+    case ioasIOVARanges = "IOMMU_IOAS_IOVA_RANGES"
+    case ioasMap = "IOMMU_IOAS_MAP"
+    case ioasUnmap = "IOMMU_IOAS_UNMAP"
+    case option = "IOMMU_OPTION"
+    case vfioIOAS = "IOMMU_VFIO_IOAS"
+    case hwptAlloc = "IOMMU_HWPT_ALLOC"
+    case getHWInfo = "IOMMU_GET_HW_INFO"
+    case deviceBind = "VFIO_DEVICE_BIND_IOMMUFD"
+    case deviceAttach = "VFIO_DEVICE_ATTACH_IOMMUFD_PT"
+    case deviceDetach = "VFIO_DEVICE_DETACH_IOMMUFD_PT"
+    case deviceGetInfo = "VFIO_DEVICE_GET_INFO"
+    case deviceGetRegionInfo = "VFIO_DEVICE_GET_REGION_INFO"
+    case deviceGetIRQInfo = "VFIO_DEVICE_GET_IRQ_INFO"
+    case deviceSetIRQs = "VFIO_DEVICE_SET_IRQS"
+    case deviceReset = "VFIO_DEVICE_RESET"
+    case regionRead = "region read"
+    case regionWrite = "region write"
+    case regionMap = "region mmap"
+    case memoryMap = "mmap"
+    case memoryUnmap = "munmap"
+    case eventfd = "eventfd"
+    case eventRead = "eventfd read"
+    case eventWrite = "eventfd write"
+    case discovery = "sysfs discovery"
+  }
+}

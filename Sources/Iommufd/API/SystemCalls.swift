@@ -1,0 +1,46 @@
+import SystemPackage
+
+/// The narrow seam through which the library reaches the kernel.
+///
+/// Every system call the API makes goes through one value of this protocol. The kernel
+/// backend (``KernelSystemCalls``) forwards each call to Linux; a simulated kernel can
+/// implement the same requirements and the whole API runs on it unchanged. Requests carry
+/// the real ioctl numbers and the real C structs of the kernel ABI.
+///
+/// Implementations must be safe to call from several threads at once.
+public protocol SystemCalls: Sendable {
+  /// Opens `path` with `flags` (`O_RDWR`, `O_CLOEXEC`, ...) and returns the new descriptor.
+  func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor
+
+  /// Closes `fd`.
+  func close(_ fd: FileDescriptor) throws(Errno)
+
+  /// Issues ioctl `request` on `fd` with `argument` pointing at the request's struct.
+  /// Returns the ioctl's non-negative result.
+  func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?)
+    throws(Errno) -> Int32
+
+  /// Maps `length` bytes at `offset` of `fd` (or anonymous memory when `fd` is nil).
+  func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64)
+    throws(Errno) -> UnsafeMutableRawPointer
+
+  /// Unmaps a mapping made by ``mmap(length:protection:flags:fd:offset:)``.
+  func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno)
+
+  /// Reads into `buffer` at absolute `offset` of `fd`; returns the bytes read.
+  func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64)
+    throws(Errno) -> Int
+
+  /// Writes `buffer` at absolute `offset` of `fd`; returns the bytes written.
+  func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64)
+    throws(Errno) -> Int
+
+  /// Reads into `buffer` from the current position of `fd`; returns the bytes read.
+  func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int
+
+  /// Writes `buffer` at the current position of `fd`; returns the bytes written.
+  func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int
+
+  /// Creates an eventfd with `initialValue` and `flags` (`EFD_CLOEXEC`, `EFD_NONBLOCK`).
+  func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor
+}

@@ -1,0 +1,251 @@
+import CIommufd
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A VFIO device opened through its cdev (`/dev/vfio/devices/vfioN`).
+///
+/// Life cycle: open → ``bind(to:)`` an iommufd → ``attach(to:)`` an IOAS or HW page table
+/// → use regions and IRQs → ``detach()`` → ``close()``. Until bound, the kernel answers
+/// every other request with `EINVAL`. Closing the descriptor (explicitly or on release)
+/// detaches and unbinds the device; the handle keeps its iommufd, its attach target and its
+/// IRQ eventfds alive until then. Thread-safe.
+public final class VFIODevice: Sendable {
+  /// The system-call seam the device uses.
+  public let backend: Backend
+  /// The cdev path it was opened from, if known.
+  public let path: FilePath?
+  let descriptor: OwnedDescriptor
+  private let state = Mutex(State())
+
+  private struct State: ~Copyable {
+    var iommufd: IOMMUFD?
+    var deviceID: ObjectID?
+    var attached: (any AttachTarget)?
+    var attachedPageTable: ObjectID?
+    var eventFDs: [Int: [Int: EventFD]] = [:]
+  }
+
+  /// Opens the device cdev at `path`.
+  public static func open(_ path: FilePath, backend: Backend = .kernel) throws(IommufdError) -> VFIODevice {
+    let fd = try backend.open(path, flags: O_RDWR | O_CLOEXEC)
+    return VFIODevice(adopting: fd, path: path, backend: backend)
+  }
+
+  /// Opens the cdev of the PCI device at `address`, found through sysfs.
+  public static func open(
+    pciAddress address: PCIAddress, discovery: VFIODiscovery = VFIODiscovery(), backend: Backend = .kernel
+  ) throws(IommufdError) -> VFIODevice {
+    try open(discovery.cdevPath(for: address), backend: backend)
+  }
+
+  /// Takes ownership of an open device cdev descriptor.
+  public init(adopting fd: FileDescriptor, path: FilePath? = nil, backend: Backend = .kernel) {
+    self.backend = backend
+    self.path = path
+    self.descriptor = OwnedDescriptor(fd, backend: backend)
+  }
+
+  /// The descriptor.
+  public var fileDescriptor: FileDescriptor { descriptor.fd }
+
+  /// The device's object id in its iommufd, once bound.
+  public var deviceID: ObjectID? { state.withLock { $0.deviceID } }
+
+  /// The HW page table the device is attached to (the automatic one when attached to an IOAS).
+  public var attachedPageTableID: ObjectID? { state.withLock { $0.attachedPageTable } }
+
+  /// Closes the device: the kernel detaches and unbinds it. Later calls fail with `EBADF`.
+  public func close() throws(IommufdError) {
+    defer {
+      let released = state.withLock { state -> (IOMMUFD?, (any AttachTarget)?, [Int: [Int: EventFD]]) in
+        defer {
+          state.iommufd = nil
+          state.attached = nil
+          state.attachedPageTable = nil
+          state.deviceID = nil
+          state.eventFDs = [:]
+        }
+        return (state.iommufd, state.attached, state.eventFDs)
+      }
+      _ = released  // dropped here, after the descriptor
+    }
+    try descriptor.close()
+  }
+
+  // MARK: iommufd binding
+
+  /// Binds the device to `iommufd` (`VFIO_DEVICE_BIND_IOMMUFD`) and returns its device id.
+  ///
+  /// A device can be bound to one iommufd at a time; the binding lasts until close.
+  @discardableResult
+  public func bind(to iommufd: IOMMUFD) throws(IommufdError) -> ObjectID {
+    var request = ciommufd_vfio_device_bind_iommufd()
+    request.argsz = UInt32(MemoryLayout<ciommufd_vfio_device_bind_iommufd>.size)
+    try iommufd.withDescriptor(.deviceBind) { iommuFD throws(IommufdError) in
+      request.iommufd = iommuFD.rawValue
+      try ioctl(CIOMMUFD_VFIO_DEVICE_BIND_IOMMUFD, &request, .deviceBind, [.init("iommufd", "\(iommuFD.rawValue)")])
+    }
+    let id = ObjectID(request.out_devid)
+    state.withLock {
+      $0.iommufd = iommufd
+      $0.deviceID = id
+    }
+    return id
+  }
+
+  /// Attaches the device to `target` and returns the id of the HW page table in use: an
+  /// automatic one for an IOAS, `target`'s own id for an ``HWPageTable``.
+  ///
+  /// On an attached device this replaces the attachment atomically: on failure the old one
+  /// stays.
+  @discardableResult
+  public func attach(to target: some AttachTarget) throws(IommufdError) -> ObjectID {
+    var request = ciommufd_vfio_device_attach_iommufd_pt()
+    request.argsz = UInt32(MemoryLayout<ciommufd_vfio_device_attach_iommufd_pt>.size)
+    request.pt_id = target.id.rawValue
+    try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(target.id)])
+    let pageTable = ObjectID(request.pt_id)
+    let previous = state.withLock { state -> (any AttachTarget)? in
+      defer {
+        state.attached = target
+        state.attachedPageTable = pageTable
+      }
+      return state.attached
+    }
+    _ = previous  // released after the lock
+    return pageTable
+  }
+
+  /// Detaches the device: its DMA is blocked until the next attach. Detaching a device that
+  /// is not attached succeeds.
+  public func detach() throws(IommufdError) {
+    var request = ciommufd_vfio_device_detach_iommufd_pt()
+    request.argsz = UInt32(MemoryLayout<ciommufd_vfio_device_detach_iommufd_pt>.size)
+    try ioctl(CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT, &request, .deviceDetach, [])
+    let previous = state.withLock { state -> (any AttachTarget)? in
+      defer {
+        state.attached = nil
+        state.attachedPageTable = nil
+      }
+      return state.attached
+    }
+    _ = previous
+  }
+
+  // MARK: Device
+
+  /// The device's flags and its region and IRQ counts (`VFIO_DEVICE_GET_INFO`).
+  public func info() throws(IommufdError) -> VFIODeviceInfo {
+    let bytes = try queryWithCapabilities(
+      CIOMMUFD_VFIO_DEVICE_GET_INFO, .deviceGetInfo, [],
+      baseSize: MemoryLayout<ciommufd_vfio_device_info>.size) { _ in }
+    let raw = bytes.withUnsafeBytes { $0.loadUnaligned(as: ciommufd_vfio_device_info.self) }
+    let capabilities = try VFIOCapabilityChain.parse(
+      bytes, firstOffset: raw.flags & CIOMMUFD_VFIO_DEVICE_FLAGS_CAPS != 0 ? raw.cap_offset : 0,
+      operation: .deviceGetInfo)
+    return VFIODeviceInfo(
+      flags: VFIODeviceInfo.Flags(rawValue: raw.flags), regionCount: Int(raw.num_regions),
+      irqCount: Int(raw.num_irqs), capabilities: capabilities)
+  }
+
+  /// Resets the device function (`VFIO_DEVICE_RESET`). Devices without a reset method
+  /// fail with `EINVAL`.
+  public func reset() throws(IommufdError) {
+    try descriptor.withDescriptor(.deviceReset) { fd throws(IommufdError) in
+      try backend.ioctl(fd, CIOMMUFD_VFIO_DEVICE_RESET, .deviceReset, [])
+    }
+  }
+
+  // MARK: Internal
+
+  func ioctl<Argument>(
+    _ request: Int32, _ argument: inout Argument, _ operation: IommufdError.Operation,
+    _ objects: [IommufdError.InvolvedObject]
+  ) throws(IommufdError) {
+    try descriptor.withDescriptor(operation) { fd throws(IommufdError) in
+      try backend.ioctl(fd, request, &argument, operation, objects)
+    }
+  }
+
+  /// Issues an `argsz` query whose reply may carry a capability chain: asks with the base
+  /// size, and again with the size the kernel asks for. Returns the whole reply.
+  func queryWithCapabilities(
+    _ request: Int32, _ operation: IommufdError.Operation, _ objects: [IommufdError.InvolvedObject],
+    baseSize: Int, prepare: (UnsafeMutableRawBufferPointer) -> Void
+  ) throws(IommufdError) -> [UInt8] {
+    var size = baseSize
+    for _ in 0..<3 {
+      let bytes = try withScratchBuffer(count: size) { buffer throws(IommufdError) -> [UInt8] in
+        buffer.storeBytes(of: UInt32(size), toByteOffset: 0, as: UInt32.self)
+        prepare(buffer)
+        try descriptor.withDescriptor(operation) { fd throws(IommufdError) in
+          try backend.ioctl(fd, request, buffer: buffer, operation, objects)
+        }
+        return Array(buffer)
+      }
+      let wanted = Int(bytes.withUnsafeBytes { $0.load(as: UInt32.self) })
+      if wanted <= size { return bytes }
+      size = wanted
+    }
+    throw IommufdError(operation, .invalidArgument, objects: objects, detail: "the kernel kept asking for a larger argsz")
+  }
+
+  func keepEventFDs(_ eventFDs: [EventFD?], index: Int, start: Int) {
+    let dropped = state.withLock { state -> [EventFD] in
+      var table = state.eventFDs[index] ?? [:]
+      var old: [EventFD] = []
+      for (offset, eventFD) in eventFDs.enumerated() {
+        if let previous = table[start + offset] { old.append(previous) }
+        table[start + offset] = eventFD
+      }
+      state.eventFDs[index] = table
+      return old
+    }
+    _ = dropped
+  }
+
+  func dropEventFDs(index: Int) {
+    let dropped = state.withLock { $0.eventFDs.removeValue(forKey: index) }
+    _ = dropped
+  }
+}
+
+/// What `VFIO_DEVICE_GET_INFO` reports.
+public struct VFIODeviceInfo: Hashable, Sendable {
+  /// `VFIO_DEVICE_FLAGS_*`.
+  public struct Flags: OptionSet, Hashable, Sendable {
+    /// The raw flags.
+    public var rawValue: UInt32
+    /// Creates from the raw flags.
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// The device supports `VFIO_DEVICE_RESET`.
+    public static let reset = Flags(rawValue: 1 << 0)
+    /// A PCI device (vfio-pci).
+    public static let pci = Flags(rawValue: 1 << 1)
+    /// A platform device.
+    public static let platform = Flags(rawValue: 1 << 2)
+    /// The reply carries a capability chain.
+    public static let capabilities = Flags(rawValue: 1 << 7)
+  }
+
+  /// The device flags.
+  public var flags: Flags
+  /// The number of regions (9 fixed ones on PCI, plus device-specific ones).
+  public var regionCount: Int
+  /// The number of IRQ indexes (5 on PCI).
+  public var irqCount: Int
+  /// The device capabilities, in chain order.
+  public var capabilities: [VFIOCapability]
+
+  /// Creates the value.
+  public init(flags: Flags, regionCount: Int, irqCount: Int, capabilities: [VFIOCapability] = []) {
+    self.flags = flags
+    self.regionCount = regionCount
+    self.irqCount = irqCount
+    self.capabilities = capabilities
+  }
+}

@@ -1,0 +1,137 @@
+import CIommufd
+
+/// Well-known PCI IRQ indexes.
+public enum VFIOPCIInterrupt {
+  /// Legacy INTx.
+  public static let intx = 0
+  /// MSI.
+  public static let msi = 1
+  /// MSI-X.
+  public static let msix = 2
+  /// PCIe AER error notification.
+  public static let error = 3
+  /// Device request (the host wants the device back).
+  public static let request = 4
+}
+
+/// What `VFIO_DEVICE_GET_IRQ_INFO` reports for one IRQ index.
+public struct VFIOIRQInfo: Hashable, Sendable {
+  /// `VFIO_IRQ_INFO_*`.
+  public struct Flags: OptionSet, Hashable, Sendable {
+    /// The raw flags.
+    public var rawValue: UInt32
+    /// Creates from the raw flags.
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// Can signal an eventfd.
+    public static let eventFD = Flags(rawValue: 1 << 0)
+    /// Can be masked and unmasked.
+    public static let maskable = Flags(rawValue: 1 << 1)
+    /// Masked by the kernel when it fires (INTx); unmask after handling.
+    public static let automasked = Flags(rawValue: 1 << 2)
+    /// The vector count cannot change while enabled.
+    public static let noResize = Flags(rawValue: 1 << 3)
+  }
+
+  /// The IRQ index.
+  public var index: Int
+  /// The flags.
+  public var flags: Flags
+  /// The number of vectors (0: the device has none of this kind).
+  public var count: Int
+
+  /// Creates the value.
+  public init(index: Int, flags: Flags, count: Int) {
+    self.index = index
+    self.flags = flags
+    self.count = count
+  }
+}
+
+/// What `VFIO_DEVICE_SET_IRQS` does to the selected vectors.
+public enum VFIOIRQAction: Sendable, Hashable {
+  /// `VFIO_IRQ_SET_ACTION_MASK`.
+  case mask
+  /// `VFIO_IRQ_SET_ACTION_UNMASK`.
+  case unmask
+  /// `VFIO_IRQ_SET_ACTION_TRIGGER`.
+  case trigger
+
+  var flag: UInt32 {
+    switch self {
+    case .mask: CIOMMUFD_VFIO_IRQ_SET_ACTION_MASK
+    case .unmask: CIOMMUFD_VFIO_IRQ_SET_ACTION_UNMASK
+    case .trigger: CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER
+    }
+  }
+}
+
+extension VFIODevice {
+  /// Describes IRQ index `index`.
+  public func irqInfo(_ index: Int) throws(IommufdError) -> VFIOIRQInfo {
+    var request = ciommufd_vfio_irq_info()
+    request.argsz = UInt32(MemoryLayout<ciommufd_vfio_irq_info>.size)
+    request.index = try irqIndex(index, .deviceGetIRQInfo)
+    try ioctl(CIOMMUFD_VFIO_DEVICE_GET_IRQ_INFO, &request, .deviceGetIRQInfo, [.irq(index)])
+    return VFIOIRQInfo(index: index, flags: .init(rawValue: request.flags), count: Int(request.count))
+  }
+
+  /// Routes vectors `start..<start + eventFDs.count` of IRQ `index` to `eventFDs`
+  /// (`nil` de-assigns a vector). The device keeps the eventfds alive while assigned.
+  public func setInterrupts(_ index: Int, start: Int = 0, eventFDs: [EventFD?]) throws(IommufdError) {
+    let descriptors = eventFDs.map { $0?.fileDescriptor.rawValue ?? -1 }
+    try setIRQs(
+      index, start: start, count: eventFDs.count,
+      flags: CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD | CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER, payload: descriptors.count * 4
+    ) { buffer in
+      for (offset, fd) in descriptors.enumerated() {
+        buffer.storeBytes(of: fd, toByteOffset: 20 + offset * 4, as: Int32.self)
+      }
+    }
+    keepEventFDs(eventFDs, index: index, start: start)
+  }
+
+  /// Disables every vector of IRQ `index` and releases their eventfds.
+  public func disableInterrupts(_ index: Int) throws(IommufdError) {
+    try setIRQs(
+      index, start: 0, count: 0, flags: CIOMMUFD_VFIO_IRQ_SET_DATA_NONE | CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER, payload: 0
+    ) { _ in }
+    dropEventFDs(index: index)
+  }
+
+  /// Applies `action` to vectors `start..<start + count` of IRQ `index` with no data:
+  /// mask, unmask, or trigger them from software (a loopback test of the eventfd path).
+  public func perform(_ action: VFIOIRQAction, interrupt index: Int, start: Int = 0, count: Int = 1) throws(IommufdError) {
+    try setIRQs(index, start: start, count: count, flags: CIOMMUFD_VFIO_IRQ_SET_DATA_NONE | action.flag, payload: 0) { _ in }
+  }
+
+  private func setIRQs(
+    _ index: Int, start: Int, count: Int, flags: UInt32, payload: Int,
+    fill: (UnsafeMutableRawBufferPointer) -> Void
+  ) throws(IommufdError) {
+    let rawIndex = try irqIndex(index, .deviceSetIRQs)
+    guard start >= 0, count >= 0, start <= Int(UInt32.max), count <= Int(UInt32.max) else {
+      throw IommufdError(.deviceSetIRQs, .invalidArgument, objects: [.irq(index)], detail: "start and count must be 0 or more")
+    }
+    let size = MemoryLayout<ciommufd_vfio_irq_set>.size + payload
+    try withScratchBuffer(count: size) { buffer throws(IommufdError) in
+      var header = ciommufd_vfio_irq_set()
+      header.argsz = UInt32(size)
+      header.flags = flags
+      header.index = rawIndex
+      header.start = UInt32(start)
+      header.count = UInt32(count)
+      buffer.storeBytes(of: header, as: ciommufd_vfio_irq_set.self)
+      fill(buffer)
+      try descriptor.withDescriptor(.deviceSetIRQs) { fd throws(IommufdError) in
+        try backend.ioctl(fd, CIOMMUFD_VFIO_DEVICE_SET_IRQS, buffer: buffer, .deviceSetIRQs, [.irq(index)])
+      }
+    }
+  }
+
+  private func irqIndex(_ index: Int, _ operation: IommufdError.Operation) throws(IommufdError) -> UInt32 {
+    guard index >= 0, index <= Int(UInt32.max) else {
+      throw IommufdError(operation, .invalidArgument, objects: [.irq(index)], detail: "IRQ index must be 0 or more")
+    }
+    return UInt32(index)
+  }
+}
