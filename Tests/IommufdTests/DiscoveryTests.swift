@@ -45,6 +45,7 @@ struct DiscoveryTests {
     try device("0000:00:02.0", vendor: "0x8086", device: "0x10d3", class: "0x020000", driver: "e1000e", group: 2, cdev: nil)
     try device("0000:00:04.0", vendor: "0x1234", device: "0x11e8", class: "0x00ff00", driver: "vfio-pci", group: 4, cdev: nil)
     try device("0000:00:05.0", vendor: "0x1b36", device: "0x0001", class: "0x060000", driver: nil, group: nil, cdev: nil)
+    try device("0000:00:06.0", vendor: "0x1b36", device: "0x0001", class: "0x060000", driver: nil, group: 6, cdev: nil)
     return (root, { try? fm.removeItem(atPath: root) })
   }
 
@@ -54,7 +55,7 @@ struct DiscoveryTests {
     defer { tree.cleanup() }
     let discovery = VFIODiscovery(sysfsRoot: FilePath(tree.root), deviceRoot: "/dev")
     let devices = try discovery.devices()
-    #expect(devices.map(\.address.description) == ["0000:00:02.0", "0000:00:03.0", "0000:00:04.0", "0000:00:05.0"])
+    #expect(devices.map(\.address.description) == ["0000:00:02.0", "0000:00:03.0", "0000:00:04.0", "0000:00:05.0", "0000:00:06.0"])
     #expect(devices[1] == PCIDeviceEntry(
       address: PCIAddress("0000:00:03.0")!, vendorID: 0x1234, deviceID: 0x11e8, classCode: 0x00ff00,
       driver: "vfio-pci", iommuGroup: 3, cdevPath: "/dev/vfio/devices/vfio0"))
@@ -79,7 +80,8 @@ struct DiscoveryTests {
     }
     #expect(reason("00:02.0") == "19 0000:00:02.0 has no VFIO cdev: it is bound to e1000e, not to a VFIO driver")
     #expect(reason("00:04.0") == "19 0000:00:04.0 has no VFIO cdev: it is bound to vfio-pci but has no vfio-dev node: the kernel lacks CONFIG_VFIO_DEVICE_CDEV")
-    #expect(reason("00:05.0") == "19 0000:00:05.0 has no VFIO cdev: it is bound to no driver; bind it to vfio-pci")
+    #expect(reason("00:05.0") == "19 0000:00:05.0 has no VFIO cdev: it is in no IOMMU group: no IOMMU translates for it (enable VT-d/AMD-Vi, e.g. intel_iommu=on)")
+    #expect(reason("00:06.0") == "19 0000:00:06.0 has no VFIO cdev: it is bound to no driver; bind it to vfio-pci")
     #expect(reason("00:09.0") == "2 no PCI device 0000:00:09.0")
   }
 

@@ -76,6 +76,8 @@ public struct VFIODiscovery: Sendable {
     if let path = entry.cdevPath { return path }
     let reason: String
     switch entry.driver {
+    case _ where entry.iommuGroup == nil && entry.driver != "vfio-pci":
+      reason = "it is in no IOMMU group: no IOMMU translates for it (enable VT-d/AMD-Vi, e.g. intel_iommu=on)"
     case nil: reason = "it is bound to no driver; bind it to vfio-pci"
     case "vfio-pci"?: reason = "it is bound to vfio-pci but has no vfio-dev node: the kernel lacks CONFIG_VFIO_DEVICE_CDEV"
     case let driver?: reason = "it is bound to \(driver), not to a VFIO driver"
