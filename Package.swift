@@ -5,7 +5,9 @@ let package = Package(
   name: "swift-iommufd",
   products: [
     .library(name: "Iommufd", targets: ["Iommufd"]),
+    .library(name: "IommufdEdu", targets: ["IommufdEdu"]),
     .executable(name: "iommufd-probe", targets: ["iommufd-probe"]),
+    .executable(name: "edu-dma", targets: ["edu-dma"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
@@ -25,6 +27,8 @@ let package = Package(
       ],
       path: "Sources/Iommufd"
     ),
+    // A driver for QEMU's edu device over the public API, for examples, tests and the lab.
+    .target(name: "IommufdEdu", dependencies: ["Iommufd"], path: "Sources/IommufdEdu"),
     // Reports what this host offers: iommufd, VFIO devices, and why not.
     .executableTarget(
       name: "iommufd-probe",
@@ -34,10 +38,19 @@ let package = Package(
       ],
       path: "Examples/Probe"
     ),
+    // The main job: a DMA round trip with edu, on the kernel or the simulated kernel.
+    .executableTarget(
+      name: "edu-dma",
+      dependencies: [
+        "Iommufd", "IommufdEdu",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "Examples/EduDMA"
+    ),
     .testTarget(
       name: "IommufdTests",
       dependencies: [
-        "Iommufd", "CIommufd",
+        "Iommufd", "CIommufd", "IommufdEdu",
         .product(name: "SystemPackage", package: "swift-system"),
       ],
       path: "Tests/IommufdTests"

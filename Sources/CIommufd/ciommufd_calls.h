@@ -5,6 +5,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 /* ioctl(2) with a pointer argument; returns what ioctl returns, errno untouched. */
 static inline int ciommufd_ioctl(int fd, unsigned long request, void *argument) {
@@ -17,6 +20,20 @@ static inline int ciommufd_eventfd(unsigned int initval, int flags) {
 }
 
 #include <stdint.h>
+
+/* Copies between this process's memory and a buffer like the kernel's copy_from_user and
+   copy_to_user: an unmapped or protected address gives -1 with errno EFAULT, never a
+   crash. Used by the simulated kernel to read and write ioctl arguments. */
+static inline long ciommufd_copy_from_process(void *to, uint64_t from, size_t count) {
+  struct iovec local = { to, count };
+  struct iovec remote = { (void *)(uintptr_t)from, count };
+  return syscall(SYS_process_vm_readv, (long)getpid(), &local, 1UL, &remote, 1UL, 0UL);
+}
+static inline long ciommufd_copy_to_process(uint64_t to, const void *from, size_t count) {
+  struct iovec local = { (void *)from, count };
+  struct iovec remote = { (void *)(uintptr_t)to, count };
+  return syscall(SYS_process_vm_writev, (long)getpid(), &local, 1UL, &remote, 1UL, 0UL);
+}
 
 /* Volatile loads and stores for memory-mapped device registers (a BAR mmap): the
    compiler must issue each access exactly once, at its width, in program order. */

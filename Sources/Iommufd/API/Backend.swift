@@ -1,6 +1,10 @@
 import Logging
 import SystemPackage
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The system-call seam a handle uses, with a trace log of every call.
 ///
 /// ``kernel`` makes real system calls. Any other ``SystemCalls`` value (a simulated kernel,
@@ -11,15 +15,39 @@ public struct Backend: Sendable {
   public let calls: any SystemCalls
   /// Where each system call is traced (at `.trace`) and release failures are reported.
   public let logger: Logger
+  /// Why this backend was chosen, for users and logs.
+  public let reason: String
 
   /// Wraps `calls`, tracing to `logger`.
-  public init(_ calls: any SystemCalls, logger: Logger = Logger(label: "iommufd")) {
+  public init(_ calls: any SystemCalls, logger: Logger = Logger(label: "iommufd"), reason: String = "chosen explicitly") {
     self.calls = calls
     self.logger = logger
+    self.reason = reason
   }
 
   /// The Linux kernel.
-  public static var kernel: Backend { Backend(KernelSystemCalls()) }
+  public static var kernel: Backend { Backend(KernelSystemCalls(), reason: "the kernel backend was chosen explicitly") }
+
+  /// A simulated kernel (see ``SimulatedKernel``).
+  public static func simulated(_ kernel: SimulatedKernel, logger: Logger = Logger(label: "iommufd")) -> Backend {
+    Backend(kernel, logger: logger, reason: "the simulated kernel was chosen explicitly")
+  }
+
+  /// The kernel when this host has `/dev/iommu`, else a simulated kernel with `devices`;
+  /// ``reason`` says which and why.
+  public static func automatic(
+    simulating devices: @autoclosure () -> [SimulatedPCIDevice], logger: Logger = Logger(label: "iommufd")
+  ) -> Backend {
+    if access("/dev/iommu", F_OK) == 0 {
+      return Backend(KernelSystemCalls(), logger: logger, reason: "/dev/iommu exists: using the kernel")
+    }
+    return Backend(
+      SimulatedKernel(devices: devices()), logger: logger,
+      reason: "no /dev/iommu on this host (the kernel lacks CONFIG_IOMMUFD): using the simulated kernel")
+  }
+
+  /// The simulated kernel behind this backend, if it is one.
+  public var simulator: SimulatedKernel? { calls as? SimulatedKernel }
 
   // MARK: Traced calls used by the API
 

@@ -1,0 +1,358 @@
+import CIommufd
+import SystemPackage
+
+/// The `/dev/iommu` ioctls of the simulated kernel, rule by rule (rule ids from the
+/// semantics document).
+extension SimulatedKernel.State {
+  /// The number of ioctls in a production 6.12 kernel's table: 0x80...0x8e (GEN-1).
+  static let iommufdTableEnd = 0x8F
+
+  func iommufdIoctl(_ context: SimulatedContext, _ request: UInt, _ address: UInt64) throws(Errno) -> Int32 {
+    let command = UInt32(truncatingIfNeeded: request)
+    let nr = Int(command & 0xff)
+    // GEN-1: outside the table goes to the VFIO compatibility handler.
+    if nr < 0x80 || nr >= Self.iommufdTableEnd { throw .inappropriateIOCTLForDevice }
+    // GEN-2: the size is read first.
+    let size = Int(UserMemory.decode(UInt32.self, from: try UserMemory.read(address, count: 4)))
+    // GEN-3: the whole number must match.
+    guard command == UInt32(0x3B00 | nr) else { throw .inappropriateIOCTLForDevice }
+    switch Int32(command) {
+    case CIOMMUFD_IOMMU_DESTROY: return try destroy(context, address, size)
+    case CIOMMUFD_IOMMU_IOAS_ALLOC: return try ioasAlloc(context, address, size)
+    case CIOMMUFD_IOMMU_IOAS_ALLOW_IOVAS: return try allowIOVAs(context, address, size)
+    case CIOMMUFD_IOMMU_IOAS_COPY: return try copy(context, address, size)
+    case CIOMMUFD_IOMMU_IOAS_IOVA_RANGES: return try iovaRanges(context, address, size)
+    case CIOMMUFD_IOMMU_IOAS_MAP: return try map(context, address, size)
+    case CIOMMUFD_IOMMU_IOAS_UNMAP: return try unmap(context, address, size)
+    case CIOMMUFD_IOMMU_OPTION: return try option(context, address, size)
+    case CIOMMUFD_IOMMU_VFIO_IOAS: return try vfioIOAS(context, address, size)
+    case CIOMMUFD_IOMMU_HWPT_ALLOC: return try hwptAlloc(context, address, size)
+    default:
+      // GET_HW_INFO, dirty tracking, invalidation and fault queues are not simulated yet.
+      throw .inappropriateIOCTLForDevice
+    }
+  }
+
+  /// GEN-4 and GEN-6: reads a command struct of `T` given the user's `size`.
+  func command<T>(_ type: T.Type, _ address: UInt64, _ size: Int, minimum: Int? = nil) throws(Errno) -> T {
+    let kernelSize = MemoryLayout<T>.size
+    if size < (minimum ?? kernelSize) { throw .invalidArgument }
+    if size > kernelSize {
+      let tail = try UserMemory.read(address + UInt64(kernelSize), count: size - kernelSize)
+      if tail.contains(where: { $0 != 0 }) { throw .argListTooLong }
+    }
+    return UserMemory.decode(T.self, from: try UserMemory.read(address, count: min(size, kernelSize)))
+  }
+
+  /// GEN-7: writes back `min(size, sizeof)` bytes of the struct.
+  func respond<T>(_ value: T, _ address: UInt64, _ size: Int) throws(Errno) {
+    let bytes = UserMemory.encode(value)
+    try UserMemory.write(Array(bytes.prefix(min(size, bytes.count))), to: address)
+  }
+
+  // MARK: 5.1 DESTROY
+
+  func destroy(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    let request = try command(ciommufd_iommu_destroy.self, address, size)
+    guard let object = context.objects[request.id] else { throw .noSuchFileOrDirectory }  // DESTROY-1
+    switch object {
+    case .ioas(let ioas):
+      // OBJ-5: any HWPT on the IOAS holds it.
+      if context.objects.values.contains(where: { if case .hwpt(let h) = $0 { return h.ioasID == request.id } else { return false } }) {
+        throw .resourceBusy
+      }
+      _ = removeAllAreas(ioas)
+      if context.compatIOAS == request.id { context.compatIOAS = nil }  // DESTROY-5
+    case .hwpt(let hwpt):
+      if !hwpt.devices.isEmpty { throw .resourceBusy }
+      if let ioas = context.ioas(hwpt.ioasID) { removeDomain(ioas, hwptID: request.id) }
+    case .device:
+      throw .resourceBusy  // DESTROY-3: only closing the device fd removes it
+    }
+    context.objects[request.id] = nil
+    return 0
+  }
+
+  // MARK: 5.2 IOAS_ALLOC
+
+  func ioasAlloc(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_ioas_alloc.self, address, size)
+    if request.flags != 0 { throw .notSupported }
+    let id = try allocateID(context)
+    request.out_ioas_id = id
+    try respond(request, address, size)  // IOAS_ALLOC-3: nothing was created yet
+    context.objects[id] = .ioas(SimulatedIOAS())
+    return 0
+  }
+
+  // MARK: 5.3 IOVA_RANGES
+
+  func iovaRanges(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_ioas_iova_ranges.self, address, size)
+    if request.__reserved != 0 { throw .notSupported }
+    guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }
+    let ranges = ioas.usableRanges()
+    let capacity = Int(request.num_iovas)
+    for (index, range) in ranges.prefix(capacity).enumerated() {
+      let entry = ciommufd_iommu_iova_range(start: range.start, last: range.last)
+      try UserMemory.write(UserMemory.encode(entry), to: request.allowed_iovas + UInt64(index * 16))
+    }
+    request.num_iovas = UInt32(ranges.count)
+    request.out_iova_alignment = ioas.alignment(pageSize: pageSize)
+    try respond(request, address, size)
+    if ranges.count > capacity { throw .messageTooLong }  // RANGES-5
+    return 0
+  }
+
+  // MARK: 5.4 ALLOW_IOVAS
+
+  func allowIOVAs(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    let request = try command(ciommufd_iommu_ioas_allow_iovas.self, address, size)
+    if request.__reserved != 0 { throw .notSupported }
+    guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }
+    var ranges: [IOVARange] = []
+    for index in 0..<Int(request.num_iovas) {
+      let bytes = try UserMemory.read(request.allowed_iovas + UInt64(index * 16), count: 16)
+      let entry = UserMemory.decode(ciommufd_iommu_iova_range.self, from: bytes)
+      if entry.start >= entry.last { throw .invalidArgument }  // ALLOW-2
+      if ranges.contains(where: { $0.start <= entry.last && entry.start <= $0.last }) { throw .invalidArgument }
+      ranges.append(IOVARange(start: entry.start, last: entry.last))
+    }
+    if ranges.contains(where: { ioas.overlapsReserved($0.start, $0.last) }) { throw .addressInUse }  // ALLOW-3
+    ioas.allowed = ranges
+    return 0
+  }
+
+  // MARK: 5.5 MAP
+
+  func map(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_ioas_map.self, address, size)
+    let known = CIOMMUFD_IOAS_MAP_FIXED_IOVA | CIOMMUFD_IOAS_MAP_WRITEABLE | CIOMMUFD_IOAS_MAP_READABLE
+    if request.flags & ~known != 0 || request.__reserved != 0 { throw .notSupported }  // MAP-1
+    if request.iova == .max || request.length == .max { throw .overflow }  // MAP-2
+    let readable = request.flags & CIOMMUFD_IOAS_MAP_READABLE != 0
+    let writable = request.flags & CIOMMUFD_IOAS_MAP_WRITEABLE != 0
+    if !readable && !writable { throw .invalidArgument }  // MAP-3
+    guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }  // MAP-4
+    if request.length == 0 || request.length > UInt64.max - pageSize { throw .invalidArgument }  // MAP-5
+    if request.user_va.addingReportingOverflow(request.length).overflow { throw .overflow }
+    let alignment = ioas.alignment(pageSize: pageSize)
+    if request.length % alignment != 0 { throw .invalidArgument }  // MAP-6
+    let iova: UInt64
+    if request.flags & CIOMMUFD_IOAS_MAP_FIXED_IOVA != 0 {
+      iova = request.iova
+      try checkFixedIOVA(ioas, iova, request.length, alignment)  // MAP-8
+    } else {
+      iova = try ioas.allocateIOVA(
+        length: request.length, userAddress: request.user_va, pageSize: pageSize,
+        hugePageSize: configuration.hugePageSize)  // MAP-7
+    }
+    if (request.user_va % pageSize) % alignment != 0 { throw .invalidArgument }  // MAP-9
+    let base = request.user_va & ~(pageSize - 1)
+    let end = (request.user_va + request.length + pageSize - 1) & ~(pageSize - 1)
+    let pages = SimulatedPages(base: base, pageCount: (end - base) / pageSize, writable: writable)
+    if !ioas.domains.isEmpty { try pin([pages]) }  // MAP-10
+    request.iova = iova
+    if !ioas.domains.isEmpty { addDomainUsers([pages]) }
+    ioas.areas.insert(
+      start: iova, last: iova + request.length - 1,
+      value: SimulatedArea(userVA: request.user_va, readable: readable, writable: writable, pages: pages))
+    try respond(request, address, size)  // MAP-15: the mapping stays on EFAULT
+    return 0
+  }
+
+  /// MAP-8: the checks on a fixed IOVA, in the kernel's order.
+  func checkFixedIOVA(_ ioas: SimulatedIOAS, _ iova: UInt64, _ length: UInt64, _ alignment: UInt64) throws(Errno) {
+    if iova % alignment != 0 { throw .invalidArgument }
+    let (last, overflow) = iova.addingReportingOverflow(length - 1)
+    if overflow { throw .overflow }
+    if ioas.overlapsReserved(iova, last) { throw .invalidArgument }
+    if ioas.areas.intersects(iova, last) { throw .fileExists }
+  }
+
+  // MARK: 5.7 COPY
+
+  func copy(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_ioas_copy.self, address, size)
+    let known = CIOMMUFD_IOAS_MAP_FIXED_IOVA | CIOMMUFD_IOAS_MAP_WRITEABLE | CIOMMUFD_IOAS_MAP_READABLE
+    if request.flags & ~known != 0 { throw .notSupported }  // COPY-1
+    if request.length == .max || request.src_iova == .max || request.dst_iova == .max { throw .overflow }  // COPY-2
+    let readable = request.flags & CIOMMUFD_IOAS_MAP_READABLE != 0
+    let writable = request.flags & CIOMMUFD_IOAS_MAP_WRITEABLE != 0
+    if !readable && !writable { throw .invalidArgument }  // COPY-3
+    guard let source = context.ioas(request.src_ioas_id) else { throw .noSuchFileOrDirectory }  // COPY-4
+    if request.length == 0 { throw .invalidArgument }  // COPY-5
+    let (sourceLast, overflow) = request.src_iova.addingReportingOverflow(request.length - 1)
+    if overflow { throw .overflow }
+    let pieces = source.areas.entries(intersecting: request.src_iova, sourceLast)
+    guard let first = pieces.first, first.start <= request.src_iova else { throw .noSuchFileOrDirectory }
+    var expected = request.src_iova
+    for piece in pieces {
+      if piece.start > expected { throw .noSuchFileOrDirectory }
+      expected = piece.last == .max ? .max : piece.last + 1
+    }
+    if pieces.last!.last < sourceLast { throw .noSuchFileOrDirectory }
+    guard let destination = context.ioas(request.dst_ioas_id) else { throw .noSuchFileOrDirectory }  // COPY-6
+    let alignment = destination.alignment(pageSize: pageSize)
+    if request.length % alignment != 0 { throw .invalidArgument }  // COPY-7 (MAP-6)
+    let sourceVA = first.value.userVA + (request.src_iova - first.start)
+    let iova: UInt64
+    if request.flags & CIOMMUFD_IOAS_MAP_FIXED_IOVA != 0 {
+      iova = request.dst_iova
+      try checkFixedIOVA(destination, iova, request.length, alignment)
+    } else {
+      iova = try destination.allocateIOVA(
+        length: request.length, userAddress: sourceVA, pageSize: pageSize, hugePageSize: configuration.hugePageSize)
+    }
+    // COPY-8, COPY-9: one destination area per source area touched.
+    var slices: [(start: UInt64, last: UInt64, area: SimulatedArea)] = []
+    for piece in pieces {
+      let start = max(piece.start, request.src_iova)
+      let last = min(piece.last, sourceLast)
+      if writable && !piece.value.pages.writable { throw .notPermitted }
+      let userVA = piece.value.userVA + (start - piece.start)
+      if (userVA % pageSize) % alignment != 0 { throw .invalidArgument }
+      let destinationStart = iova + (start - request.src_iova)
+      slices.append((destinationStart, destinationStart + (last - start),
+        SimulatedArea(userVA: userVA, readable: readable, writable: writable, pages: piece.value.pages)))
+    }
+    if !destination.domains.isEmpty { try pin(slices.map(\.area.pages)) }
+    if !destination.domains.isEmpty { addDomainUsers(slices.map(\.area.pages)) }
+    for slice in slices { destination.areas.insert(start: slice.start, last: slice.last, value: slice.area) }
+    request.dst_iova = iova
+    try respond(request, address, size)  // COPY-10
+    return 0
+  }
+
+  // MARK: 5.8 UNMAP
+
+  func unmap(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_ioas_unmap.self, address, size)
+    guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }  // UNMAP-1
+    if request.iova == 0 && request.length == .max {  // UNMAP-2
+      request.length = removeAllAreas(ioas)
+      try respond(request, address, size)
+      return 0
+    }
+    if request.iova == .max || request.length == .max { throw .overflow }  // UNMAP-3
+    if request.length == 0 { throw .invalidArgument }  // UNMAP-4
+    let (last, overflow) = request.iova.addingReportingOverflow(request.length - 1)
+    if overflow { throw .overflow }
+    let hits = ioas.areas.entries(intersecting: request.iova, last)
+    if hits.isEmpty { throw .noSuchFileOrDirectory }  // UNMAP-5
+    var removed: UInt64 = 0
+    for area in hits {
+      // UNMAP-6: areas removed before a straddling one stay removed.
+      if area.start < request.iova || area.last > last { throw .noSuchFileOrDirectory }
+      ioas.areas.remove(start: area.start)
+      if !ioas.domains.isEmpty { removeDomainUsers([area.value.pages]) }
+      removed += area.last - area.start + 1
+    }
+    request.length = removed  // UNMAP-7
+    try respond(request, address, size)
+    return 0
+  }
+
+  // MARK: 5.9 OPTION
+
+  func option(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_option.self, address, size)
+    if request.__reserved != 0 { throw .notSupported }  // OPT-1
+    switch request.option_id {
+    case CIOMMUFD_OPTION_RLIMIT_MODE:  // OPT-3
+      if request.object_id != 0 { throw .notSupported }
+      switch UInt32(request.op) {
+      case CIOMMUFD_OPTION_OP_GET:
+        request.val64 = context.accountPerProcess ? 1 : 0
+      case CIOMMUFD_OPTION_OP_SET:
+        if !configuration.canChangeAccounting { throw .notPermitted }
+        if !context.objects.isEmpty { throw .resourceBusy }
+        guard request.val64 <= 1 else { throw .invalidArgument }
+        context.accountPerProcess = request.val64 == 1
+      default:
+        throw .notSupported
+      }
+    case CIOMMUFD_OPTION_HUGE_PAGES:  // OPT-4
+      guard let ioas = context.ioas(request.object_id) else { throw .noSuchFileOrDirectory }
+      switch UInt32(request.op) {
+      case CIOMMUFD_OPTION_OP_GET:
+        request.val64 = ioas.disableLargePages ? 0 : 1
+      case CIOMMUFD_OPTION_OP_SET:
+        if request.val64 == 0 {
+          if !ioas.disableLargePages {
+            if !ioas.domains.isEmpty && !ioas.areas.isEmpty { throw .invalidArgument }
+            let newAlignment = max(ioas.alignment(pageSize: pageSize), pageSize)
+            for area in ioas.areas.all where area.start % newAlignment != 0 || (area.last - area.start + 1) % newAlignment != 0
+              || (area.value.userVA % pageSize) % newAlignment != 0
+            {
+              _ = area
+              throw .addressInUse
+            }
+            ioas.disableLargePages = true
+          }
+        } else if request.val64 == 1 {
+          ioas.disableLargePages = false
+        } else {
+          throw .invalidArgument
+        }
+      default:
+        throw .notSupported
+      }
+    default:
+      throw .notSupported  // OPT-2
+    }
+    // OPT-5: only val64 is written back.
+    try UserMemory.write(UserMemory.encode(request.val64), to: address + 16)
+    return 0
+  }
+
+  // MARK: 5.10 VFIO_IOAS
+
+  func vfioIOAS(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_vfio_ioas.self, address, size)
+    if request.__reserved != 0 { throw .notSupported }  // VIOAS-1
+    switch UInt32(request.op) {
+    case CIOMMUFD_VFIO_IOAS_GET:
+      guard let id = context.compatIOAS else { throw .operationNotSupportedByDevice }  // ENODEV
+      request.ioas_id = id
+      try respond(request, address, size)
+    case CIOMMUFD_VFIO_IOAS_SET:
+      guard context.ioas(request.ioas_id) != nil else { throw .noSuchFileOrDirectory }
+      context.compatIOAS = request.ioas_id
+    case CIOMMUFD_VFIO_IOAS_CLEAR:
+      context.compatIOAS = nil
+    default:
+      throw .notSupported
+    }
+    return 0
+  }
+
+  // MARK: 5.11 HWPT_ALLOC
+
+  func hwptAlloc(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_hwpt_alloc.self, address, size, minimum: Int(CIOMMUFD_HWPT_ALLOC_MIN_SIZE))
+    if request.__reserved != 0 { throw .notSupported }  // HWPT-1
+    if (request.data_type == CIOMMUFD_HWPT_DATA_NONE) != (request.data_len == 0) { throw .invalidArgument }  // HWPT-2
+    guard context.device(request.dev_id) != nil else { throw .noSuchFileOrDirectory }  // HWPT-3
+    guard let target = context.objects[request.pt_id] else { throw .invalidArgument }  // HWPT-4
+    switch target {
+    case .ioas(let ioas):  // HWPT-5
+      // The simulated IOMMU offers neither nesting parents nor dirty tracking, and takes
+      // no driver data on an IOAS target.
+      if request.flags != 0 || request.data_len != 0 { throw .notSupported }
+      let id = try allocateID(context)
+      try checkDomainAdd(ioas, pageSize: configuration.ioPageSize)
+      request.out_hwpt_id = id
+      try respond(request, address, size)  // HWPT-9: nothing was created yet
+      commitDomainAdd(ioas, hwptID: id, pageSize: configuration.ioPageSize)
+      context.objects[id] = .hwpt(SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, pageSize: configuration.ioPageSize))
+      return 0
+    case .hwpt(let parent):  // HWPT-6
+      if request.flags & ~CIOMMUFD_HWPT_FAULT_ID_VALID != 0 || request.data_len == 0 { throw .notSupported }
+      _ = parent
+      throw .invalidArgument  // no simulated HWPT is a NEST_PARENT
+    case .device:
+      throw .invalidArgument  // HWPT-7
+    }
+  }
+}

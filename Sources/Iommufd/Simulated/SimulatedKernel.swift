@@ -1,0 +1,210 @@
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A pure-Swift model of Linux 6.12's iommufd and VFIO device cdevs behind the
+/// ``SystemCalls`` seam: the whole API runs on it unchanged and gets the kernel's results
+/// and errnos for the same sequence of calls.
+///
+/// It decodes the real ioctl numbers and C structs the way the kernel does (struct size
+/// rules, unknown flags, reserved fields, object ids and their types), keeps the kernel's
+/// object, mapping and pinning state, and hosts ``SimulatedPCIDevice`` models that DMA
+/// through the IOAS they are attached to. The rules it follows, and where it deliberately
+/// differs, are listed in `Docs/Simulator.md`.
+///
+/// Descriptors it hands out are real descriptors of `/dev/null` reserved for the simulated
+/// files, so their numbers never clash with the process's own; eventfds and anonymous memory
+/// are real. Thread-safe: every call runs under one lock, so each ioctl is atomic.
+public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
+  /// Platform parameters of the simulated machine.
+  public struct Configuration: Sendable {
+    /// `PAGE_SIZE`.
+    public var pageSize: UInt64 = 4096
+    /// `HPAGE_SIZE` (caps automatic IOVA alignment).
+    public var hugePageSize: UInt64 = 2 << 20
+    /// The smallest IO page of the simulated IOMMU (4096 on VT-d).
+    public var ioPageSize: UInt64 = 4096
+    /// The last IOVA the simulated IOMMU translates (VT-d with 39-bit addresses).
+    public var apertureLast: UInt64 = (1 << 39) - 1
+    /// `RLIMIT_MEMLOCK` in bytes for pinned pages; `nil` for no limit.
+    public var memoryLockLimit: UInt64?
+    /// `CAP_IPC_LOCK`: pinned pages are not charged against the limit.
+    public var canLockMemory: Bool
+    /// `CAP_SYS_RESOURCE`: may change the RLIMIT accounting mode.
+    public var canChangeAccounting: Bool
+
+    /// The defaults of the lab's machine: x86-64, VT-d, and the process's own limits and
+    /// privileges (root has CAP_IPC_LOCK and CAP_SYS_RESOURCE).
+    public init() {
+      var limit = rlimit()
+      getrlimit(__rlimit_resource_t(8), &limit)  // RLIMIT_MEMLOCK
+      memoryLockLimit = limit.rlim_cur == rlim_t.max ? nil : UInt64(limit.rlim_cur)
+      canLockMemory = geteuid() == 0
+      canChangeAccounting = geteuid() == 0
+    }
+  }
+
+  /// Where the simulator can be made to fail, for error-path tests (after the kernel's
+  /// fail-nth selftest).
+  public enum FaultPoint: Sendable, Hashable {
+    /// Any ioctl: it fails before doing anything.
+    case ioctl
+    /// The allocation of a new object id (IOAS, HWPT, device).
+    case objectAllocation
+    /// Pinning the pages of a mapping.
+    case pinning
+  }
+
+  let lock = Mutex(())
+  let state: State
+  /// The configuration the simulator was made with.
+  public let configuration: Configuration
+
+  /// Creates a simulated machine with `devices`, which appear as
+  /// `/dev/vfio/devices/vfio0`, `vfio1`, ... in order.
+  public init(configuration: Configuration = Configuration(), devices: [SimulatedPCIDevice] = []) {
+    self.configuration = configuration
+    self.state = State(configuration: configuration, devices: devices)
+  }
+
+  /// The cdev path of device number `index`.
+  public static func devicePath(_ index: Int) -> FilePath { FilePath("/dev/vfio/devices/vfio\(index)") }
+
+  /// Pages pinned for DMA right now (shared pages counted once).
+  public var pinnedPages: UInt64 { locked { $0.pinnedPages } }
+
+  /// Pinned pages charged against `RLIMIT_MEMLOCK` right now.
+  public var chargedPages: UInt64 { locked { $0.chargedPages } }
+
+  /// Descriptors of simulated files (iommufd contexts and device cdevs) open right now.
+  public var openFileCount: Int { locked { $0.files.count } }
+
+  /// Device DMA refused by the simulated IOMMU, oldest first.
+  public var dmaFaults: [SimulatedDMAFault] { locked { $0.dmaFaults } }
+
+  /// Makes the `n`-th event of `point` from now (1: the next one) fail with `errno`.
+  public func injectFailure(at point: FaultPoint, after n: Int, errno: Errno) {
+    locked { $0.pendingFailures[point] = (n, errno) }
+  }
+
+  func locked<R>(_ body: (State) throws(Errno) -> R) throws(Errno) -> R {
+    try lock.withLock { _ throws(Errno) -> R in try body(state) }
+  }
+
+  func locked<R>(_ body: (State) -> R) -> R {
+    lock.withLock { _ in body(state) }
+  }
+
+  // MARK: SystemCalls
+
+  public func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor {
+    try locked { state throws(Errno) in
+      let file: State.File
+      if path == "/dev/iommu" {
+        file = .iommufd(SimulatedContext())
+      } else if let index = Self.deviceIndex(path), index < state.devices.count {
+        file = .device(SimulatedDeviceFile(device: state.devices[index], number: index))
+      } else {
+        throw .noSuchFileOrDirectory
+      }
+      let fd = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
+      guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }
+      state.files[fd] = file
+      return FileDescriptor(rawValue: fd)
+    }
+  }
+
+  public func close(_ fd: FileDescriptor) throws(Errno) {
+    let simulated: Bool = locked { state in
+      guard let file = state.files.removeValue(forKey: fd.rawValue) else { return false }
+      switch file {
+      case .iommufd(let context):
+        context.userFileOpen = false
+        state.releaseIfUnused(context)
+      case .device(let file):
+        state.closeDevice(file)
+      }
+      return true
+    }
+    if simulated {
+      _ = Glibc.close(fd.rawValue)
+    } else {
+      try KernelSystemCalls().close(fd)
+    }
+  }
+
+  public func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+    let handled: Int32? = try locked { state throws(Errno) -> Int32? in
+      guard let file = state.files[fd.rawValue] else { return nil }
+      try state.fail(.ioctl)
+      let address = UInt64(UInt(bitPattern: argument))
+      switch file {
+      case .iommufd(let context): return try state.iommufdIoctl(context, request, address)
+      case .device(let device): return try state.deviceIoctl(device, request, address)
+      }
+    }
+    if let handled { return handled }
+    return try KernelSystemCalls().ioctl(fd, request, argument)
+  }
+
+  public func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+    if let fd {
+      let simulated = locked { $0.files[fd.rawValue] != nil }
+      if simulated {
+        // CDEV-2 before bind; and the simulator cannot trap MMIO, so BARs are not mmap-able.
+        throw .invalidArgument
+      }
+    }
+    return try KernelSystemCalls().mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
+  }
+
+  public func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
+    try KernelSystemCalls().munmap(address, length: length)
+  }
+
+  public func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int {
+    let result: [UInt8]? = try locked { state throws(Errno) -> [UInt8]? in
+      guard let file = state.files[fd.rawValue] else { return nil }
+      guard case .device(let device) = file else { throw .invalidArgument }
+      return try state.regionRead(device, offset: UInt64(bitPattern: offset), count: buffer.count)
+    }
+    guard let result else { return try KernelSystemCalls().pread(fd, into: buffer, offset: offset) }
+    buffer.copyBytes(from: result)
+    return result.count
+  }
+
+  public func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int {
+    let bytes = Array(buffer)
+    let result: Int? = try locked { state throws(Errno) -> Int? in
+      guard let file = state.files[fd.rawValue] else { return nil }
+      guard case .device(let device) = file else { throw .invalidArgument }
+      return try state.regionWrite(device, offset: UInt64(bitPattern: offset), bytes: bytes)
+    }
+    guard let result else { return try KernelSystemCalls().pwrite(fd, from: buffer, offset: offset) }
+    return result
+  }
+
+  public func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+    if locked({ $0.files[fd.rawValue] != nil }) { throw .invalidArgument }
+    return try KernelSystemCalls().read(fd, into: buffer)
+  }
+
+  public func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+    if locked({ $0.files[fd.rawValue] != nil }) { throw .invalidArgument }
+    return try KernelSystemCalls().write(fd, from: buffer)
+  }
+
+  public func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor {
+    try KernelSystemCalls().eventfd(initialValue: initialValue, flags: flags)
+  }
+
+  static func deviceIndex(_ path: FilePath) -> Int? {
+    let text = path.string
+    let prefix = "/dev/vfio/devices/vfio"
+    guard text.hasPrefix(prefix), let index = Int(text.dropFirst(prefix.count)), index >= 0 else { return nil }
+    return index
+  }
+}

@@ -1,0 +1,240 @@
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension SimulatedKernel {
+  /// Everything the simulated kernel knows. Used only under the kernel's lock.
+  final class State {
+    enum File {
+      case iommufd(SimulatedContext)
+      case device(SimulatedDeviceFile)
+    }
+
+    let configuration: Configuration
+    let devices: [SimulatedPCIDevice]
+    var files: [Int32: File] = [:]
+    /// The file each device is bound through (BIND-7: one at a time), by device number.
+    var boundFiles: [Int: SimulatedDeviceFile] = [:]
+    var irqs: [Int: SimulatedIRQState] = [:]
+    var pinnedPages: UInt64 = 0
+    var chargedPages: UInt64 = 0
+    var dmaFaults: [SimulatedDMAFault] = []
+    var pendingFailures: [FaultPoint: (remaining: Int, errno: Errno)] = [:]
+
+    init(configuration: Configuration, devices: [SimulatedPCIDevice]) {
+      self.configuration = configuration
+      self.devices = devices
+    }
+
+    var pageSize: UInt64 { configuration.pageSize }
+
+    /// Counts an event of `point`, failing it when an injected failure comes due.
+    func fail(_ point: FaultPoint) throws(Errno) {
+      guard var pending = pendingFailures[point] else { return }
+      pending.remaining -= 1
+      if pending.remaining <= 0 {
+        pendingFailures[point] = nil
+        throw pending.errno
+      }
+      pendingFailures[point] = pending
+    }
+
+    /// Reserves the lowest free id of `context` for a new object (OBJ-1, OBJ-2).
+    func allocateID(_ context: SimulatedContext) throws(Errno) -> UInt32 {
+      try fail(.objectAllocation)
+      return context.lowestFreeID()
+    }
+
+    // MARK: Pinning (OBJ-9, OPT-6)
+
+    /// Pins the pages of `areas` that are not pinned yet, all or nothing: EFAULT when the
+    /// user memory is not mapped, ENOMEM over the memlock limit.
+    func pin(_ pages: [SimulatedPages]) throws(Errno) {
+      var newlyPinned: [ObjectIdentifier: SimulatedPages] = [:]
+      for page in pages where page.domainUsers == 0 { newlyPinned[ObjectIdentifier(page)] = page }
+      if newlyPinned.isEmpty { return }
+      try fail(.pinning)
+      var total: UInt64 = 0
+      for page in newlyPinned.values {
+        guard UserMemory.isMapped(page.base, length: page.pageCount * pageSize, pageSize: pageSize) else { throw .badAddress }
+        total += page.pageCount
+      }
+      if !configuration.canLockMemory, let limit = configuration.memoryLockLimit,
+        (chargedPages + total) * pageSize > limit
+      {
+        throw .noMemory
+      }
+    }
+
+    /// Records one more domain user of each of `pages` (after ``pin(_:)`` succeeded).
+    func addDomainUsers(_ pages: [SimulatedPages]) {
+      for page in pages {
+        if page.domainUsers == 0 {
+          pinnedPages += page.pageCount
+          if !configuration.canLockMemory { chargedPages += page.pageCount }
+        }
+        page.domainUsers += 1
+      }
+    }
+
+    /// Drops one domain user of each of `pages`, unpinning those left with none.
+    func removeDomainUsers(_ pages: [SimulatedPages]) {
+      for page in pages {
+        page.domainUsers -= 1
+        if page.domainUsers == 0 {
+          pinnedPages -= page.pageCount
+          if !configuration.canLockMemory { chargedPages -= page.pageCount }
+        }
+      }
+    }
+
+    func pages(of ioas: SimulatedIOAS) -> [SimulatedPages] { ioas.areas.all.map(\.value.pages) }
+
+    // MARK: Domains (IOAS-2, OBJ-6)
+
+    /// Checks that a new domain with `pageSize` and the simulated aperture can be added to
+    /// `ioas`, and pins its pages; throws the kernel's errno and changes nothing on failure.
+    func checkDomainAdd(_ ioas: SimulatedIOAS, pageSize domainPageSize: UInt64) throws(Errno) {
+      let current = ioas.alignment(pageSize: pageSize)
+      let new = max(current, domainPageSize)
+      if new > pageSize { throw .invalidArgument }
+      if new > current {
+        for area in ioas.areas.all {
+          let offset = area.value.userVA % pageSize
+          if area.start % new != 0 || (area.last - area.start + 1) % new != 0 || offset % new != 0 {
+            throw .addressInUse
+          }
+        }
+      }
+      let apertureLast = configuration.apertureLast
+      if apertureLast != .max {
+        if ioas.areas.intersects(apertureLast + 1, .max) || ioas.overlapsAllowed(apertureLast + 1, .max) {
+          throw .addressInUse
+        }
+      }
+      if ioas.domains.isEmpty { try pin(pages(of: ioas)) }
+    }
+
+    /// Adds the domain `hwptID` to `ioas` after ``checkDomainAdd(_:pageSize:)``.
+    func commitDomainAdd(_ ioas: SimulatedIOAS, hwptID: UInt32, pageSize domainPageSize: UInt64) {
+      if ioas.domains.isEmpty { addDomainUsers(pages(of: ioas)) }
+      ioas.domains.append((hwptID, domainPageSize))
+      if configuration.apertureLast != .max {
+        ioas.reserved.append((configuration.apertureLast + 1, .max, .aperture(hwptID)))
+      }
+    }
+
+    /// Removes the domain `hwptID` from `ioas`: its aperture reservation goes, and the
+    /// pages are unpinned if it was the last domain.
+    func removeDomain(_ ioas: SimulatedIOAS, hwptID: UInt32) {
+      ioas.domains.removeAll { $0.id == hwptID }
+      ioas.reserved.removeAll { $0.owner == .aperture(hwptID) }
+      if ioas.domains.isEmpty { removeDomainUsers(pages(of: ioas)) }
+    }
+
+    /// Removes every area of `ioas`, unpinning what only they held.
+    func removeAllAreas(_ ioas: SimulatedIOAS) -> UInt64 {
+      var bytes: UInt64 = 0
+      let all = ioas.areas.all
+      for area in all { bytes &+= area.last - area.start + 1 }
+      if !ioas.domains.isEmpty { removeDomainUsers(all.map(\.value.pages)) }
+      ioas.areas.removeAll()
+      return bytes
+    }
+
+    // MARK: Context teardown (OBJ-8)
+
+    /// Destroys every object of `context` once nothing holds it any more.
+    func releaseIfUnused(_ context: SimulatedContext) {
+      guard !context.userFileOpen, context.boundDevices == 0 else { return }
+      for (_, object) in context.objects {
+        if case .ioas(let ioas) = object { _ = removeAllAreas(ioas) }
+      }
+      context.objects.removeAll()
+    }
+
+    // MARK: DMA and interrupts
+
+    /// A device access through its IOMMU: reads `count` bytes (`write == nil`) or writes
+    /// `write`; `nil` and a recorded fault when refused.
+    func dma(device: SimulatedPCIDevice, iova: UInt64, count: Int, write: [UInt8]?) -> [UInt8]? {
+      guard let number = devices.firstIndex(where: { $0 === device }) else { return nil }
+      func refuse(_ reason: String) -> [UInt8]? {
+        dmaFaults.append(SimulatedDMAFault(device: number, iova: iova, length: count, isWrite: write != nil, reason: reason))
+        return nil
+      }
+      guard device.busMasterEnabled else { return refuse("bus mastering is disabled") }
+      guard let file = boundFiles[number], let binding = file.binding,
+        let object = binding.context.device(binding.deviceID), let hwptID = object.attachedHWPT,
+        let hwpt = binding.context.hwpt(hwptID), let ioas = binding.context.ioas(hwpt.ioasID)
+      else { return refuse("the device is not attached: DMA is blocked") }
+      guard count > 0 else { return [] }
+      let (lastAddress, overflow) = iova.addingReportingOverflow(UInt64(count - 1))
+      guard !overflow else { return refuse("the access wraps around the address space") }
+      // Translate piece by piece across adjacent areas; check everything before copying.
+      var pieces: [(userVA: UInt64, offset: Int, length: Int)] = []
+      var cursor = iova
+      while true {
+        guard let area = ioas.areas.entry(containing: cursor) else {
+          return refuse("IOVA 0x\(String(cursor, radix: 16)) is not mapped")
+        }
+        if write == nil ? !area.value.readable : !area.value.writable {
+          return refuse("IOVA 0x\(String(cursor, radix: 16)) is not mapped \(write == nil ? "readable" : "writable")")
+        }
+        let end = min(area.last, lastAddress)
+        pieces.append((area.value.userVA + (cursor - area.start), Int(cursor - iova), Int(end - cursor + 1)))
+        if end == lastAddress { break }
+        cursor = end + 1
+      }
+      var result = write ?? [UInt8](repeating: 0, count: count)
+      result.withUnsafeMutableBytes { buffer in
+        for piece in pieces {
+          let memory = UnsafeMutableRawPointer(bitPattern: UInt(piece.userVA))!
+          if write == nil {
+            (buffer.baseAddress! + piece.offset).copyMemory(from: memory, byteCount: piece.length)
+          } else {
+            memory.copyMemory(from: buffer.baseAddress! + piece.offset, byteCount: piece.length)
+          }
+        }
+      }
+      return result
+    }
+
+    func recordFault(device: SimulatedPCIDevice, iova: UInt64, length: Int, isWrite: Bool, reason: String) {
+      let number = devices.firstIndex { $0 === device } ?? -1
+      dmaFaults.append(SimulatedDMAFault(device: number, iova: iova, length: length, isWrite: isWrite, reason: reason))
+    }
+
+    /// Signals the eventfd of `vector` of IRQ `index` if the device's interrupts are set
+    /// up that way (an INTx signal masks INTx until unmasked, as vfio-pci does).
+    func raiseInterrupt(device: SimulatedPCIDevice, index: Int, vector: Int) {
+      guard let number = devices.firstIndex(where: { $0 === device }), var irq = irqs[number] else { return }
+      switch (irq.mode, index) {
+      case (.intx, 0):
+        guard !irq.intxMasked, let fd = irq.eventFDs[0] else { return }
+        irq.intxMasked = true
+        irqs[number] = irq
+        signal(fd)
+      case (.msi, 1):
+        if let fd = irq.eventFDs[vector] { signal(fd) }
+      default:
+        return
+      }
+    }
+
+    func signal(_ fd: Int32) {
+      var one: UInt64 = 1
+      _ = withUnsafeBytes(of: &one) { Glibc.write(fd, $0.baseAddress, 8) }
+    }
+
+    /// Drops every interrupt assignment of device `number`.
+    func disableInterrupts(_ number: Int) {
+      if let irq = irqs.removeValue(forKey: number) {
+        for fd in irq.eventFDs.values { _ = Glibc.close(fd) }
+      }
+      devices[number].config[0x42] &= ~0x1
+    }
+  }
+}

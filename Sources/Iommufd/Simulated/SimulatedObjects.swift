@@ -1,0 +1,86 @@
+/// One open `/dev/iommu` of the simulated kernel: its object table and options.
+final class SimulatedContext {
+  enum Object {
+    case ioas(SimulatedIOAS)
+    case hwpt(SimulatedHWPT)
+    case device(SimulatedDeviceObject)
+  }
+
+  var objects: [UInt32: Object] = [:]
+  /// The user's descriptor is still open.
+  var userFileOpen = true
+  /// Device descriptors bound to this context: each keeps it alive (OBJ-8).
+  var boundDevices = 0
+  /// `IOMMU_OPTION_RLIMIT_MODE`: charged per process instead of per user.
+  var accountPerProcess = false
+  /// The IOAS of the VFIO compatibility interface.
+  var compatIOAS: UInt32?
+
+  /// OBJ-1: the lowest free id, from 1.
+  func lowestFreeID() -> UInt32 {
+    var id: UInt32 = 1
+    while objects[id] != nil { id += 1 }
+    return id
+  }
+
+  func ioas(_ id: UInt32) -> SimulatedIOAS? {
+    if case .ioas(let ioas)? = objects[id] { return ioas }
+    return nil
+  }
+
+  func hwpt(_ id: UInt32) -> SimulatedHWPT? {
+    if case .hwpt(let hwpt)? = objects[id] { return hwpt }
+    return nil
+  }
+
+  func device(_ id: UInt32) -> SimulatedDeviceObject? {
+    if case .device(let device)? = objects[id] { return device }
+    return nil
+  }
+}
+
+/// A paging HW page table: a domain of one IOAS.
+final class SimulatedHWPT {
+  let ioasID: UInt32
+  /// Made by the kernel for an attach to an IOAS (OBJ-7), not by `IOMMU_HWPT_ALLOC`.
+  let isAutomatic: Bool
+  let pageSize: UInt64
+  /// Device object ids attached to it, in attach order.
+  var devices: [UInt32] = []
+
+  init(ioasID: UInt32, isAutomatic: Bool, pageSize: UInt64) {
+    self.ioasID = ioasID
+    self.isAutomatic = isAutomatic
+    self.pageSize = pageSize
+  }
+}
+
+/// The DEVICE object a VFIO bind creates.
+final class SimulatedDeviceObject {
+  unowned let file: SimulatedDeviceFile
+  var attachedHWPT: UInt32?
+
+  init(file: SimulatedDeviceFile) { self.file = file }
+}
+
+/// One open descriptor of a simulated device cdev.
+final class SimulatedDeviceFile {
+  let device: SimulatedPCIDevice
+  let number: Int
+  /// The context and device object id once bound.
+  var binding: (context: SimulatedContext, deviceID: UInt32)?
+
+  init(device: SimulatedPCIDevice, number: Int) {
+    self.device = device
+    self.number = number
+  }
+}
+
+/// Per-device interrupt state, as vfio-pci keeps it.
+struct SimulatedIRQState {
+  enum Mode { case none, intx, msi }
+  var mode: Mode = .none
+  /// Assigned eventfds (duplicated, so the user may close theirs), by vector.
+  var eventFDs: [Int: Int32] = [:]
+  var intxMasked = false
+}

@@ -1,0 +1,49 @@
+import CIommufd
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The simulated kernel's copy_from_user/copy_to_user: reads and writes this process's
+/// memory at a user-supplied address, turning a bad address into EFAULT instead of a crash.
+enum UserMemory {
+  static func read(_ address: UInt64, count: Int) throws(Errno) -> [UInt8] {
+    if count == 0 { return [] }
+    guard address != 0 else { throw .badAddress }
+    var bytes = [UInt8](repeating: 0, count: count)
+    let copied = bytes.withUnsafeMutableBytes { ciommufd_copy_from_process($0.baseAddress, address, count) }
+    guard copied == count else { throw .badAddress }
+    return bytes
+  }
+
+  static func write(_ bytes: [UInt8], to address: UInt64) throws(Errno) {
+    if bytes.isEmpty { return }
+    guard address != 0 else { throw .badAddress }
+    let copied = bytes.withUnsafeBytes { ciommufd_copy_to_process(address, $0.baseAddress, bytes.count) }
+    guard copied == bytes.count else { throw .badAddress }
+  }
+
+  /// Reads a `T` (a C struct) from `bytes` at `offset`, zero-extended when short.
+  static func decode<T>(_ type: T.Type, from bytes: [UInt8], offset: Int = 0) -> T {
+    var padded = [UInt8](repeating: 0, count: MemoryLayout<T>.size)
+    let available = max(0, min(MemoryLayout<T>.size, bytes.count - offset))
+    if available > 0 { padded.replaceSubrange(0..<available, with: bytes[offset..<(offset + available)]) }
+    return padded.withUnsafeBytes { $0.loadUnaligned(as: T.self) }
+  }
+
+  /// The bytes of a `T`.
+  static func encode<T>(_ value: T) -> [UInt8] {
+    withUnsafeBytes(of: value) { Array($0) }
+  }
+
+  /// Whether every page of `[address, address + length)` is mapped in this process, as
+  /// pinning needs (`msync` reports ENOMEM for an unmapped page).
+  static func isMapped(_ address: UInt64, length: UInt64, pageSize: UInt64) -> Bool {
+    let start = address & ~(pageSize - 1)
+    let (end, overflow) = (address + length).addingReportingOverflow(pageSize - 1)
+    guard !overflow, let pointer = UnsafeMutableRawPointer(bitPattern: UInt(start)) else { return false }
+    let span = (end & ~(pageSize - 1)) - start
+    return msync(pointer, Int(span), MS_ASYNC) == 0
+  }
+}
