@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The project's test command, for a fresh Debian 12 machine or CI:
-#   1. installs the Debian packages the tests need (when root; otherwise says what is missing),
-#   2. prepares the Linux 6.12 uAPI headers for the ABI test,
-#   3. builds the package and runs the unit tests (Swift Testing).
+#   1. installs the Debian packages the tests and the lab need (when root; otherwise says
+#      what is missing and goes on without it),
+#   2. exports the Linux 6.12 uAPI headers for the ABI test (Lab/lab.sh headers),
+#   3. builds the package (warnings in its own code fail the run) and runs the unit tests,
+#      including the conformance suite on the simulated kernel,
+#   4. runs the lab: a real 6.12 kernel with iommufd under QEMU, where the conformance
+#      suite, the real-kernel tests and the edu DMA example run against the kernel (and the
+#      simulator, in the same run), unless the lab cannot run here, which it says.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +16,6 @@ log() { printf '== %s\n' "$*"; }
 packages=()
 command -v cc >/dev/null || packages+=(gcc)
 command -v make >/dev/null || packages+=(make)
-[[ -f /usr/src/linux-source-6.12.tar.xz ]] || packages+=(linux-source-6.12)
 command -v xz >/dev/null || packages+=(xz-utils)
 if ((${#packages[@]})); then
   if [[ $(id -u) -eq 0 ]]; then
@@ -19,23 +23,43 @@ if ((${#packages[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
   else
-    log "not root: cannot install ${packages[*]}; the tests that need them will be skipped"
+    log "not root: cannot install ${packages[*]}"
   fi
 fi
 
-if headers=$(bash Scripts/uapi-headers.sh); then
+lab=yes
+if [[ $(id -u) -eq 0 ]]; then
+  bash Lab/lab.sh deps
+elif ! command -v qemu-system-x86_64 >/dev/null || [[ ! -f /usr/src/linux-source-6.12.tar.xz ]]; then
+  lab="no: not root, and QEMU or linux-source-6.12 is missing (apt-get install qemu-system-x86 linux-source-6.12 busybox-static)"
+fi
+
+if headers=$(bash Lab/lab.sh headers | tail -n 1) && [[ -f $headers/linux/iommufd.h ]]; then
   export IOMMUFD_UAPI_HEADERS="$headers"
   log "Linux 6.12 uAPI headers: $IOMMUFD_UAPI_HEADERS"
 else
   log "no Linux 6.12 uAPI headers: the ABI test against them will be skipped"
 fi
 
-log "build (warnings are errors for the package's own targets)"
+log "build (warnings in the package's own code fail the run)"
 swift build --build-tests 2>&1 | tee /tmp/iommufd-build.log
 if grep -E "^/.*/(Sources|Tests|Examples)/.*warning:" /tmp/iommufd-build.log; then
   echo "the build printed warnings in the package's own code" >&2
   exit 1
 fi
 
-log "unit tests"
+log "unit tests (simulated kernel, ABI, encoding, discovery)"
 swift test --skip-build
+
+if [[ $lab != yes ]]; then
+  log "lab skipped: $lab"
+  exit 0
+fi
+log "lab: building or reusing the 6.12 kernel"
+bash Lab/lab.sh kernel >/dev/null
+bundle=$(swift build --show-bin-path)/swift-iommufdPackageTests.xctest
+log "lab: conformance suite and real-kernel tests on the kernel (and the simulator) in the VM"
+bash Lab/lab.sh run --timeout 900 -- sh -c \
+  'IOMMUFD_TEST_DEVICE=$IOMMUFD_LAB_EDU exec "$0" --testing-library swift-testing --filter "Conformance|RealKernelTests|DifferentialTests"' "$bundle"
+log "lab: the edu DMA example on the kernel"
+bash Lab/lab.sh run --timeout 300 -- "$(swift build --show-bin-path)/edu-dma"

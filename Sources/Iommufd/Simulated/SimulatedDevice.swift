@@ -50,6 +50,8 @@ open class SimulatedPCIDevice: @unchecked Sendable {
     config[9] = UInt8(classCode & 0xff)
     config[10] = UInt8((classCode >> 8) & 0xff)
     config[11] = UInt8((classCode >> 16) & 0xff)
+    config[4] = 0x03  // command: I/O and memory decoding on, as firmware and vfio-pci leave it
+    config[5] = 0x01  // command: SERR# enable, as the lab's firmware leaves it
     config[0x3d] = 1  // interrupt pin INTA
     if msiCount > 0 {
       config[6] |= 0x10  // status: capability list

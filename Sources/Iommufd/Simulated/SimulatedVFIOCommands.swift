@@ -88,9 +88,9 @@ extension SimulatedKernel.State {
       if object.attachedHWPT == automatic { return automatic }  // ATT-3: no change
       return try attachToHWPT(context, object, deviceID, hwptID: automatic, hwpt)
     }
-    // A new automatic HWPT: id, domain, then the device's reserved regions (IOAS-2, IOAS-3).
+    // A new automatic HWPT: its id; the kernel attaches the device (adding its reserved
+    // regions, IOAS-3) before it adds the domain to the IOAS (IOAS-2).
     let id = try allocateID(context)
-    try checkDomainAdd(ioas, pageSize: configuration.ioPageSize)
     let regions = object.file.device.reservedRegions
     let movesIOAS = object.attachedHWPT.flatMap { context.hwpt($0)?.ioasID } != ioasID
     if movesIOAS {
@@ -99,6 +99,7 @@ extension SimulatedKernel.State {
         throw .addressInUse
       }
     }
+    try checkDomainAdd(ioas, pageSize: configuration.ioPageSize)
     commitDomainAdd(ioas, hwptID: id, pageSize: configuration.ioPageSize)
     let hwpt = SimulatedHWPT(ioasID: ioasID, isAutomatic: true, pageSize: configuration.ioPageSize)
     context.objects[id] = .hwpt(hwpt)

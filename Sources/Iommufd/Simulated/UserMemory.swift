@@ -13,6 +13,11 @@ enum UserMemory {
     guard address != 0 else { throw .badAddress }
     var bytes = [UInt8](repeating: 0, count: count)
     let copied = bytes.withUnsafeMutableBytes { ciommufd_copy_from_process($0.baseAddress, address, count) }
+    if copied < 0 && Glibc.errno == ENOSYS {
+      // A kernel without CONFIG_CROSS_MEMORY_ATTACH: copy directly (a bad address crashes).
+      bytes.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(address)), count: count)) }
+      return bytes
+    }
     guard copied == count else { throw .badAddress }
     return bytes
   }
@@ -21,6 +26,10 @@ enum UserMemory {
     if bytes.isEmpty { return }
     guard address != 0 else { throw .badAddress }
     let copied = bytes.withUnsafeBytes { ciommufd_copy_to_process(address, $0.baseAddress, bytes.count) }
+    if copied < 0 && Glibc.errno == ENOSYS {
+      bytes.withUnsafeBytes { UnsafeMutableRawPointer(bitPattern: UInt(address))!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+      return
+    }
     guard copied == bytes.count else { throw .badAddress }
   }
 

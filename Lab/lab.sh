@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# The swift-iommufd lab: a real Linux 6.12 kernel with iommufd and VFIO cdevs, booted under
+# QEMU (TCG) with an emulated Intel VT-d and the QEMU "edu" PCI device, running host-built
+# binaries from the host root (shared read-only over virtio 9p).
+#
+#   lab.sh deps                       install the Debian packages the lab needs
+#   lab.sh kernel                     build bzImage once (cached); prints its path last
+#   lab.sh headers                    install the 6.12 uAPI headers once; prints the include dir last
+#   lab.sh run [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...]
+#                                     boot the lab, run COMMAND (in the current directory,
+#                                     as root, in a chroot of the host root), exit with its status;
+#                                     124 if QEMU ran past the timeout, 125 if the lab failed
+#
+# Modes: vtd (default) has an emulated VT-d (intel_iommu=on) and binds every edu device to
+# vfio-pci, so /dev/iommu, /dev/vfio/N and /dev/vfio/devices/vfioN exist. mock has no vIOMMU
+# (intel_iommu=off): the mode for iommufd's self-test mock domain (IOMMU_TEST_OP_MOCK_DOMAIN).
+# The command sees IOMMUFD_LAB_MODE=vtd|mock and, in vtd mode, IOMMUFD_LAB_EDU=<the PCI
+# address of the first edu device, bound to vfio-pci>. In the guest, / is the host root read-only;
+# /dev, /proc, /sys (with debugfs) are the guest's; /tmp shows the host's /tmp with writes
+# going to a tmpfs.
+#
+# Environment: IOMMUFD_LAB_CACHE (default /var/cache/swift-iommufd) holds the kernel source,
+# kernels (kernel-<key>/bzImage), initramfs images, uAPI headers and per-run directories.
+# IOMMUFD_LAB_MEMORY (default 1G) is the guest's RAM.
+# Messages of lab.sh itself go to stderr; the guest console goes to stdout.
+set -euo pipefail
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${IOMMUFD_LAB_CACHE:-/var/cache/swift-iommufd}
+SOURCE_PACKAGE=linux-source-6.12
+TARBALL=/usr/src/linux-source-6.12.tar.xz
+SRC=$CACHE/src/linux-source-6.12          # pristine source tree; builds go elsewhere (O=)
+UAPI=$CACHE/uapi-6.12                      # make headers_install INSTALL_HDR_PATH=$UAPI
+BUSYBOX=/bin/busybox                       # from busybox-static
+DEPS=(qemu-system-x86 "$SOURCE_PACKAGE" bc bison flex libelf-dev libssl-dev cpio busybox-static)
+LOCK_TIMEOUT=3600     # waiting for another lab.sh that is preparing the cache
+BUILD_TIMEOUT=7200    # a full kernel build (about 5 minutes on 2 cores)
+
+log() { echo "lab: $*" >&2; }
+die() { echo "lab: error: $*" >&2; exit 1; }
+
+# Serialises cache updates (source extraction, builds) between concurrent lab.sh processes.
+lock_cache() {
+  mkdir -p "$CACHE" || die "cannot create $CACHE (set IOMMUFD_LAB_CACHE to a writable directory)"
+  exec {LOCK_FD}>"$CACHE/.lock"
+  flock -w "$LOCK_TIMEOUT" "$LOCK_FD" || die "another lab.sh held $CACHE/.lock for ${LOCK_TIMEOUT}s"
+}
+
+source_version() {
+  dpkg-query -W -f='${Version}' "$SOURCE_PACKAGE" 2>/dev/null \
+    || die "$SOURCE_PACKAGE is not installed (run: $0 deps)"
+}
+
+# ---------------------------------------------------------------------------------------------
+cmd_deps() {
+  local missing=() p
+  for p in "${DEPS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]} == 0)); then log "all packages present: ${DEPS[*]}"; return; fi
+  local sudo=; ((EUID == 0)) || sudo=sudo
+  log "installing: ${missing[*]}"
+  timeout 900 $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive timeout 1800 $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# Extracts the Debian source tarball into $SRC unless the tree there comes from the installed
+# package version, and keeps the tree clean enough for out-of-tree (O=) builds.
+prepare_source() {
+  local version; version=$(source_version)
+  [[ -f $TARBALL ]] || die "$TARBALL is missing (run: $0 deps)"
+  if [[ ! -f $SRC/Makefile || "$(cat "$SRC.version" 2>/dev/null)" != "$version" ]]; then
+    log "extracting $TARBALL ($version) into $CACHE/src"
+    local tmp; tmp=$(mktemp -d "$CACHE/src.tmp.XXXXXX")
+    timeout 1800 tar -C "$tmp" -xf "$TARBALL"
+    [[ -f $tmp/linux-source-6.12/Makefile ]] || die "$TARBALL did not contain linux-source-6.12/"
+    mkdir -p "$CACHE/src"
+    rm -rf "$SRC.old"; [[ -e $SRC ]] && mv "$SRC" "$SRC.old"
+    mv "$tmp/linux-source-6.12" "$SRC"; echo "$version" >"$SRC.version"
+    rm -rf "$SRC.old" "$tmp"
+  fi
+  # An in-tree configure or headers_install makes O= builds refuse to start.
+  if [[ -e $SRC/.config || -d $SRC/include/config || -d $SRC/arch/x86/include/generated ]]; then
+    log "cleaning build products out of $SRC (make mrproper)"
+    timeout 600 make -s -C "$SRC" mrproper
+  fi
+}
+
+kernel_dir() {
+  local key; key=$( { cat "$LAB_DIR/kernel.config"; source_version; } | sha256sum | cut -c1-16)
+  echo "$CACHE/kernel-$key"
+}
+
+cmd_kernel() {
+  local dir; dir=$(kernel_dir)
+  if [[ -f $dir/bzImage ]]; then log "kernel cache hit: $dir/bzImage (nothing to build)"; echo "$dir/bzImage"; return; fi
+  lock_cache
+  if [[ -f $dir/bzImage ]]; then log "kernel built meanwhile: $dir/bzImage"; echo "$dir/bzImage"; return; fi
+  prepare_source
+  local build=$dir/build; rm -rf "$build"; mkdir -p "$build"
+  local buildlog=$dir/build.log start=$SECONDS
+  log "configuring in $build (tinyconfig + Lab/kernel.config)"
+  {
+    make -C "$SRC" O="$build" tinyconfig
+    "$SRC/scripts/kconfig/merge_config.sh" -m -O "$build" "$build/.config" "$LAB_DIR/kernel.config"
+    make -C "$SRC" O="$build" olddefconfig
+  } >"$buildlog" 2>&1 || { tail -n 30 "$buildlog" >&2; die "configuration failed (log: $buildlog)"; }
+  # Every option the fragment sets to y must still be y: Kconfig silently drops options
+  # whose dependencies are not met.
+  local opt dropped=()
+  while IFS= read -r opt; do
+    grep -qx "$opt=y" "$build/.config" || dropped+=("$opt ($(grep -E "^(# )?$opt[= ]" "$build/.config" || echo absent))")
+  done < <(sed -n 's/^\(CONFIG_[A-Za-z0-9_]*\)=y$/\1/p' "$LAB_DIR/kernel.config")
+  if ((${#dropped[@]})); then
+    printf 'lab:   dropped: %s\n' "${dropped[@]}" >&2
+    die "${#dropped[@]} option(s) of Lab/kernel.config did not end up =y after olddefconfig"
+  fi
+  log "all $(grep -c '^CONFIG_.*=y$' "$LAB_DIR/kernel.config") options of Lab/kernel.config are =y"
+  log "building bzImage with make -j$(nproc) (log: $buildlog; about 5 minutes on 2 cores)"
+  timeout "$BUILD_TIMEOUT" make -C "$SRC" O="$build" -j"$(nproc)" bzImage >>"$buildlog" 2>&1 \
+    || { tail -n 40 "$buildlog" >&2; die "kernel build failed or exceeded ${BUILD_TIMEOUT}s (log: $buildlog)"; }
+  cp "$build/.config" "$dir/config"
+  cp "$build/arch/x86/boot/bzImage" "$dir/bzImage.tmp" && mv "$dir/bzImage.tmp" "$dir/bzImage"
+  rm -rf "$build"
+  log "built $dir/bzImage in $((SECONDS - start))s"
+  echo "$dir/bzImage"
+}
+
+cmd_headers() {
+  if [[ ! -f $UAPI/include/linux/iommufd.h ]]; then
+    lock_cache
+    if [[ ! -f $UAPI/include/linux/iommufd.h ]]; then
+      prepare_source
+      local tmp; tmp=$(mktemp -d "$CACHE/uapi.tmp.XXXXXX")
+      log "installing the 6.12 uAPI headers into $UAPI"
+      timeout 900 make -s -C "$SRC" O="$tmp/build" headers_install INSTALL_HDR_PATH="$tmp/uapi" >&2
+      rm -rf "$UAPI"; mv "$tmp/uapi" "$UAPI"; rm -rf "$tmp"
+    fi
+  fi
+  echo "$UAPI/include"
+}
+
+# ---------------------------------------------------------------------------------------------
+# /init of the initramfs. The kernel command line carries lab.run=DIR (a host directory with
+# run.conf and cmd.sh, seen at /host/DIR) and lab.marker=NONCE; the last line it prints is
+# "LAB-EXIT NONCE STATUS", then it powers off.
+INIT_SCRIPT='#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t debugfs debugfs /sys/kernel/debug
+exec </dev/null >/dev/console 2>&1
+RUN= MARKER=none
+for arg in $(cat /proc/cmdline); do
+  case $arg in lab.run=*) RUN=${arg#*=} ;; lab.marker=*) MARKER=${arg#*=} ;; esac
+done
+finish() { echo "LAB-EXIT $MARKER $1"; sync; poweroff -f; sleep 10; }
+
+# The host root, read-only, with the guest devices, proc, sys and a writable /tmp inside.
+mkdir -p /host /scratch
+mount -t 9p -o trans=virtio,version=9p2000.L,ro hostroot /host || { echo "lab: cannot mount the host root over 9p"; finish 125; }
+mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -o rbind /dev /host/dev && mount -o bind /proc /host/proc && mount -o rbind /sys /host/sys \
+  || { echo "lab: cannot bind /dev /proc /sys into /host"; finish 125; }
+mount -t tmpfs tmpfs /scratch && mkdir /scratch/upper /scratch/work && chmod 1777 /scratch/upper
+mount -t overlay overlay -o lowerdir=/host/tmp,upperdir=/scratch/upper,workdir=/scratch/work /host/tmp \
+  || { echo "lab: overlay over /tmp failed, using an empty tmpfs"; mount -t tmpfs -o mode=1777 tmpfs /host/tmp; }
+. "/host$RUN/run.conf" || finish 125
+
+# vtd: hand every edu device (1234:11e8) to vfio-pci.
+if [ "$MODE" = vtd ]; then
+  for d in /sys/bus/pci/devices/*; do
+    [ "$(cat $d/vendor):$(cat $d/device)" = 0x1234:0x11e8 ] || continue
+    [ -e $d/driver ] && echo ${d##*/} >$d/driver/unbind
+    echo vfio-pci >$d/driver_override
+    echo ${d##*/} >/sys/bus/pci/drivers_probe
+    [ -n "$IOMMUFD_LAB_EDU" ] || IOMMUFD_LAB_EDU=${d##*/}
+  done
+  export IOMMUFD_LAB_EDU
+fi
+
+# One line each: the kernel, the PCI devices (with drivers), the iommufd/VFIO nodes.
+echo "lab: kernel $(uname -r) $(uname -v) mode=$MODE"
+pci=
+for d in /sys/bus/pci/devices/*; do
+  drv=; [ -e $d/driver ] && drv="($(basename $(readlink $d/driver)))"
+  pci="$pci ${d##*/}=$(cat $d/vendor | cut -c3-):$(cat $d/device | cut -c3-)$drv"
+done
+echo "lab: pci$pci"
+nodes=; for n in /dev/iommu /dev/vfio/* /dev/vfio/devices/*; do [ -c $n ] && nodes="$nodes $n"; done
+echo "lab: nodes${nodes:- none}"
+echo "lab: running (cwd $CWD):" "$DESCRIPTION"
+chroot /host /bin/sh "$RUN/cmd.sh"
+finish $?
+'
+
+initramfs() {
+  [[ -x $BUSYBOX ]] || die "$BUSYBOX is missing (run: $0 deps)"
+  local key; key=$( { echo "$INIT_SCRIPT"; sha256sum <"$BUSYBOX"; } | sha256sum | cut -c1-16)
+  local image=$CACHE/initramfs-$key.cpio.gz
+  if [[ ! -f $image ]]; then
+    local tmp; tmp=$(mktemp -d "$CACHE/initramfs.tmp.XXXXXX")
+    mkdir -p "$tmp/root/"{bin,dev,proc,sys}
+    cp "$BUSYBOX" "$tmp/root/bin/busybox"
+    printf '%s' "$INIT_SCRIPT" >"$tmp/root/init"; chmod 755 "$tmp/root/init"
+    (cd "$tmp/root" && find . | cpio -o -H newc -R 0:0 --quiet) | gzip -9 >"$tmp/image"
+    mv "$tmp/image" "$image"; rm -rf "$tmp"
+    log "built $image"
+  fi
+  echo "$image"
+}
+
+# One shell word: as it is when that is safe, else single-quoted.
+quote() {
+  if [[ $1 =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then printf '%s' "$1"; return; fi
+  local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"
+}
+
+cmd_run() {
+  local mode=vtd timeout_s=600
+  while (($#)); do
+    case $1 in
+      --mode) mode=${2:-}; shift 2 || die "--mode needs a value" ;;
+      --timeout) timeout_s=${2:-}; shift 2 || die "--timeout needs a value" ;;
+      --) shift; break ;;
+      -*) die "unknown option $1 (usage: $0 run [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...])" ;;
+      *) break ;;
+    esac
+  done
+  [[ $mode == vtd || $mode == mock ]] || die "--mode must be vtd or mock, not '$mode'"
+  [[ $timeout_s =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive number of seconds"
+  (($#)) || die "no command given (usage: $0 run [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...])"
+  command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing (run: $0 deps)"
+
+  local kernel image; kernel=$(cmd_kernel); image=$(initramfs)
+
+  # The guest reads the command from a per-run directory of the host root (over 9p).
+  mkdir -p "$CACHE/runs"
+  RUN_DIR=$(mktemp -d "$CACHE/runs/run.XXXXXX"); trap 'rm -rf "$RUN_DIR"' EXIT
+  [[ $RUN_DIR != *[[:space:]]* ]] || die "the run directory $RUN_DIR contains whitespace"
+  local marker; marker=$(od -An -N8 -tx8 /dev/urandom | tr -d ' \n')
+  local words= a; for a in "$@"; do words+=" $(quote "$a")"; done
+  printf 'MODE=%s\nCWD=%s\nDESCRIPTION=%s\n' "$mode" "$(quote "$PWD")" "$(quote "${words# }")" >"$RUN_DIR/run.conf"
+  cat >"$RUN_DIR/cmd.sh" <<EOF
+cd $(quote "$PWD") || exit 125
+export PATH=$(quote "$PATH") HOME=$(quote "${HOME:-/root}") TERM=dumb IOMMUFD_LAB_MODE=$mode
+exec$words
+EOF
+
+  local machine=q35,accel=tcg append="console=ttyS0 panic=-1 quiet lab.run=$RUN_DIR lab.marker=$marker"
+  local -a qemu=(qemu-system-x86_64 -m "${IOMMUFD_LAB_MEMORY:-1G}" -smp 1 -nographic -no-reboot
+    -vga none -nic none -kernel "$kernel" -initrd "$image"
+    -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap)
+  if [[ $mode == vtd ]]; then
+    qemu+=(-machine "$machine,kernel-irqchip=split" -device intel-iommu,intremap=on,caching-mode=on -device edu)
+    append+=" intel_iommu=on"
+  else
+    qemu+=(-machine "$machine" -device edu); append+=" intel_iommu=off"
+  fi
+  qemu+=(-append "$append")
+
+  # Serial console -> stdout and a log to find the marker in. The filter drops CRs, the
+  # firmware's banner and terminal escapes (SeaBIOS turns off line wrapping), and the marker
+  # (which ends the command's last line when that line had no newline).
+  log "booting ($mode mode, timeout ${timeout_s}s):$words"
+  local start=$SECONDS rc=0
+  local clean='s/\r$//; s/\x1bc//g; s/\x1b\[[0-9;?]*[A-Za-z]//g; /^SeaBIOS (version/d; s/^Booting from ROM\.*//'
+  local hide="/^LAB-EXIT $marker [0-9]*\$/d; s/LAB-EXIT $marker [0-9]*\$//; /^reboot: Power down/d"
+  timeout --foreground -k 10 "$timeout_s" "${qemu[@]}" </dev/null 2>&1 \
+    | sed -u "$clean" | tee "$RUN_DIR/console.log" | sed -u "$hide" || rc=${PIPESTATUS[0]}
+  if ((rc == 124 || rc == 137)); then
+    log "error: QEMU did not finish within ${timeout_s}s and was killed (raise --timeout?)"; exit 124
+  fi
+  local status; status=$(grep -ao "LAB-EXIT $marker [0-9]*" "$RUN_DIR/console.log" | tail -n 1 | cut -d' ' -f3)
+  if [[ -z $status ]]; then
+    log "error: the guest stopped without reporting an exit status (QEMU exit status $rc)"; exit 125
+  fi
+  log "command exited with status $status ($((SECONDS - start))s for boot, run and power-off)"
+  exit "$status"
+}
+
+case ${1:-} in
+  deps) cmd_deps ;;
+  kernel) cmd_kernel ;;
+  headers) cmd_headers ;;
+  run) shift; cmd_run "$@" ;;
+  *) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2 ;;
+esac

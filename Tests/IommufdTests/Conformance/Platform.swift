@@ -1,0 +1,83 @@
+import Foundation
+import Iommufd
+import SystemPackage
+
+/// A backend the conformance suite runs on: the simulated kernel always; the real kernel
+/// when `/dev/iommu` exists, with device scenarios only on the device named in
+/// `IOMMUFD_TEST_DEVICE` (an edu device bound to vfio-pci in the lab).
+struct Platform: CustomTestStringConvertible, Sendable {
+  let name: String
+  let isSimulated: Bool
+  let makeBackend: @Sendable () -> Backend
+  /// The edu device's cdev, if this platform has one to test with.
+  let devicePath: FilePath?
+
+  var testDescription: String { name }
+
+  static let simulated = Platform(
+    name: "simulated", isSimulated: true,
+    makeBackend: { .simulated(SimulatedKernel(devices: [SimulatedEduDevice()])) },
+    devicePath: SimulatedKernel.devicePath(0))
+
+  static let kernel: Platform? = {
+    guard FileManager.default.fileExists(atPath: "/dev/iommu") else { return nil }
+    let named = ProcessInfo.processInfo.environment["IOMMUFD_TEST_DEVICE"].flatMap(PCIAddress.init)
+    let path = named.flatMap { try? VFIODiscovery().cdevPath(for: $0) }
+    return Platform(name: "kernel", isSimulated: false, makeBackend: { .kernel }, devicePath: path)
+  }()
+
+  static let all: [Platform] = [simulated] + (kernel.map { [$0] } ?? [])
+  static let withDevice: [Platform] = all.filter { $0.devicePath != nil }
+}
+
+import Testing
+
+/// The errno a call failed with, or `nil` if it succeeded.
+func errno<T>(_ body: () throws -> T) -> Errno? {
+  do {
+    _ = try body()
+    return nil
+  } catch let error as IommufdError {
+    return error.errno
+  } catch {
+    Issue.record("not an IommufdError: \(error)")
+    return nil
+  }
+}
+
+/// Issues a raw ioctl with `bytes` as the argument through the platform's seam, as a C
+/// program would; returns the errno (nil on success) and the argument afterwards.
+func rawIoctl(_ backend: Backend, _ fd: FileDescriptor, _ request: UInt, _ bytes: [UInt8]) -> (Errno?, [UInt8]) {
+  let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
+  defer { buffer.deallocate() }
+  buffer.copyBytes(from: bytes)
+  do {
+    _ = try backend.calls.ioctl(fd, request, bytes.isEmpty ? nil : buffer.baseAddress)
+    return (nil, Array(buffer.prefix(bytes.count)))
+  } catch {
+    return (error, Array(buffer.prefix(bytes.count)))
+  }
+}
+
+/// Little-endian bytes of a sequence of fields.
+func le(_ fields: any FixedWidthInteger...) -> [UInt8] {
+  var bytes: [UInt8] = []
+  for field in fields {
+    let size = field.bitWidth / 8
+    let value = UInt64(truncatingIfNeeded: field)
+    for index in 0..<size { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(index)))) }
+  }
+  return bytes
+}
+
+/// A page of this process that is certainly not mapped (reserved with PROT_NONE, then
+/// unmapped), for EFAULT scenarios.
+func unmappedAddress() -> UInt64 {
+  let page = mmap(nil, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+  munmap(page, 4096)
+  return UInt64(UInt(bitPattern: page))
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
