@@ -4,7 +4,7 @@ import SystemPackage
 
 /// A backend the conformance suite runs on: the simulated kernel always; the real kernel
 /// when `/dev/iommu` exists, with device scenarios only on the device named in
-/// `IOMMUFD_TEST_DEVICE` (an edu device bound to vfio-pci in the lab).
+/// `IOMMUFD_TEST_DEVICE`, and only if it is an edu device bound to vfio-pci (the lab's).
 struct Platform: CustomTestStringConvertible, Sendable {
   let name: String
   let isSimulated: Bool
@@ -22,7 +22,9 @@ struct Platform: CustomTestStringConvertible, Sendable {
   static let kernel: Platform? = {
     guard FileManager.default.fileExists(atPath: "/dev/iommu") else { return nil }
     let named = ProcessInfo.processInfo.environment["IOMMUFD_TEST_DEVICE"].flatMap(PCIAddress.init)
-    let path = named.flatMap { try? VFIODiscovery().cdevPath(for: $0) }
+    // The device scenarios expect QEMU's edu; another named device is left to RealKernelTests.
+    let entry = named.flatMap { try? VFIODiscovery().device(at: $0) }
+    let path = entry?.vendorID == 0x1234 && entry?.deviceID == 0x11e8 ? entry?.cdevPath : nil
     return Platform(name: "kernel", isSimulated: false, makeBackend: { .kernel }, devicePath: path)
   }()
 
