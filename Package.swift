@@ -47,6 +47,8 @@ let package = Package(
       ],
       path: "Examples/EduDMA"
     ),
+    // Benchmarks of the simulated kernel against plain baselines, printed as ratios.
+    .executableTarget(name: "iommufd-bench", dependencies: ["Iommufd"], path: "Benchmarks/Simulator"),
     .testTarget(
       name: "IommufdTests",
       dependencies: [

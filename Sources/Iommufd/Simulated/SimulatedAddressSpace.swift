@@ -12,6 +12,8 @@ final class SimulatedPages {
   let writable: Bool
   /// Areas using the pages in an IOAS with at least one domain.
   var domainUsers = 0
+  /// Areas using the pages at all; the pages are forgotten when it drops to 0.
+  var areaUsers = 0
 
   init(base: UInt64, pageCount: UInt64, writable: Bool) {
     self.base = base
@@ -20,12 +22,13 @@ final class SimulatedPages {
   }
 }
 
-/// One mapping in an IOAS: `[iova, last]` → user memory at `userVA`.
+/// One mapping in an IOAS: `[iova, last]` → user memory at `userVA`. Plain values only
+/// (the pages by id), so looking areas up costs no reference counting.
 struct SimulatedArea {
   var userVA: UInt64
   var readable: Bool
   var writable: Bool
-  var pages: SimulatedPages
+  var pages: UInt64
 }
 
 /// Who reserved a range of an IOAS.

@@ -154,9 +154,11 @@ extension SimulatedKernel.State {
     if !ioas.domains.isEmpty { try pin([pages]) }  // MAP-10
     request.iova = iova
     if !ioas.domains.isEmpty { addDomainUsers([pages]) }
+    let pagesID = register(pages)
+    areaAdded(pagesID)
     ioas.areas.insert(
       start: iova, last: iova + request.length - 1,
-      value: SimulatedArea(userVA: request.user_va, readable: readable, writable: writable, pages: pages))
+      value: SimulatedArea(userVA: request.user_va, readable: readable, writable: writable, pages: pagesID))
     try respond(request, address, size)  // MAP-15: the mapping stays on EFAULT
     return 0
   }
@@ -209,16 +211,20 @@ extension SimulatedKernel.State {
     for piece in pieces {
       let start = max(piece.start, request.src_iova)
       let last = min(piece.last, sourceLast)
-      if writable && !piece.value.pages.writable { throw .notPermitted }
+      if writable && !pagesTable[piece.value.pages]!.writable { throw .notPermitted }
       let userVA = piece.value.userVA + (start - piece.start)
       if (userVA % pageSize) % alignment != 0 { throw .invalidArgument }
       let destinationStart = iova + (start - request.src_iova)
       slices.append((destinationStart, destinationStart + (last - start),
         SimulatedArea(userVA: userVA, readable: readable, writable: writable, pages: piece.value.pages)))
     }
-    if !destination.domains.isEmpty { try pin(slices.map(\.area.pages)) }
-    if !destination.domains.isEmpty { addDomainUsers(slices.map(\.area.pages)) }
-    for slice in slices { destination.areas.insert(start: slice.start, last: slice.last, value: slice.area) }
+    let slicePages = slices.map { pagesTable[$0.area.pages]! }
+    if !destination.domains.isEmpty { try pin(slicePages) }
+    if !destination.domains.isEmpty { addDomainUsers(slicePages) }
+    for slice in slices {
+      areaAdded(slice.area.pages)
+      destination.areas.insert(start: slice.start, last: slice.last, value: slice.area)
+    }
     request.dst_iova = iova
     try respond(request, address, size)  // COPY-10
     return 0
@@ -245,7 +251,8 @@ extension SimulatedKernel.State {
       // UNMAP-6: areas removed before a straddling one stay removed.
       if area.start < request.iova || area.last > last { throw .noSuchFileOrDirectory }
       ioas.areas.remove(start: area.start)
-      if !ioas.domains.isEmpty { removeDomainUsers([area.value.pages]) }
+      if !ioas.domains.isEmpty { removeDomainUsers([pagesTable[area.value.pages]!]) }
+      areaRemoved(area.value.pages)
       removed += area.last - area.start + 1
     }
     request.length = removed  // UNMAP-7

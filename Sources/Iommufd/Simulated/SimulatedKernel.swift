@@ -85,6 +85,28 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   /// Device DMA refused by the simulated IOMMU, oldest first.
   public var dmaFaults: [SimulatedDMAFault] { locked { $0.dmaFaults } }
 
+  /// Lets device `device` (its cdev number) read `buffer.count` bytes at `iova` through the
+  /// IOMMU, as the device's own DMA would. Returns false, and records a DMA fault, where the
+  /// device may not read (not attached, bus mastering off, not mapped readable).
+  public func deviceRead(device: Int, iova: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+    locked { $0.dma(number: device, iova: iova, buffer: buffer, isWrite: false) }
+  }
+
+  /// Lets device `device` write `buffer` at `iova` through the IOMMU; false, and a recorded
+  /// fault, where it may not (nothing is written then).
+  public func deviceWrite(device: Int, iova: UInt64, from buffer: UnsafeRawBufferPointer) -> Bool {
+    locked { $0.dma(number: device, iova: iova, buffer: UnsafeMutableRawBufferPointer(mutating: buffer), isWrite: true) }
+  }
+
+  /// The user address that `iova` of IOAS `ioas` in the iommufd context open as `iommufd`
+  /// translates to, or `nil` where nothing is mapped.
+  public func hostAddress(iommufd: FileDescriptor, ioas: ObjectID, iova: UInt64) -> UInt64? {
+    locked { state -> UInt64? in
+      guard case .iommufd(let context)? = state.files[iommufd.rawValue], let space = context.ioas(ioas.rawValue) else { return nil }
+      return state.hostAddress(space, iova)
+    }
+  }
+
   /// Makes the `n`-th event of `point` from now (1: the next one) fail with `errno`.
   public func injectFailure(at point: FaultPoint, after n: Int, errno: Errno) {
     locked { $0.pendingFailures[point] = (n, errno) }

@@ -16,7 +16,10 @@ extension SimulatedKernel {
     let devices: [SimulatedPCIDevice]
     var files: [Int32: File] = [:]
     /// The file each device is bound through (BIND-7: one at a time), by device number.
-    var boundFiles: [Int: SimulatedDeviceFile] = [:]
+    var boundFiles: [SimulatedDeviceFile?]
+    /// The pages objects of all areas, by id.
+    var pagesTable: [UInt64: SimulatedPages] = [:]
+    var nextPagesID: UInt64 = 1
     var irqs: [Int: SimulatedIRQState] = [:]
     var pinnedPages: UInt64 = 0
     var chargedPages: UInt64 = 0
@@ -26,6 +29,25 @@ extension SimulatedKernel {
     init(configuration: Configuration, devices: [SimulatedPCIDevice]) {
       self.configuration = configuration
       self.devices = devices
+      self.boundFiles = Array(repeating: nil, count: devices.count)
+    }
+
+    /// Registers new pages; returns their id.
+    func register(_ pages: SimulatedPages) -> UInt64 {
+      let id = nextPagesID
+      nextPagesID += 1
+      pagesTable[id] = pages
+      return id
+    }
+
+    /// Notes one more area using pages `id`.
+    func areaAdded(_ id: UInt64) { pagesTable[id]!.areaUsers += 1 }
+
+    /// Notes one area fewer using pages `id`; forgets the pages when none is left.
+    func areaRemoved(_ id: UInt64) {
+      let pages = pagesTable[id]!
+      pages.areaUsers -= 1
+      if pages.areaUsers == 0 { pagesTable[id] = nil }
     }
 
     var pageSize: UInt64 { configuration.pageSize }
@@ -90,7 +112,7 @@ extension SimulatedKernel {
       }
     }
 
-    func pages(of ioas: SimulatedIOAS) -> [SimulatedPages] { ioas.areas.all.map(\.value.pages) }
+    func pages(of ioas: SimulatedIOAS) -> [SimulatedPages] { ioas.areas.all.map { pagesTable[$0.value.pages]! } }
 
     // MARK: Domains (IOAS-2, OBJ-6)
 
@@ -139,7 +161,8 @@ extension SimulatedKernel {
       var bytes: UInt64 = 0
       let all = ioas.areas.all
       for area in all { bytes &+= area.last - area.start + 1 }
-      if !ioas.domains.isEmpty { removeDomainUsers(all.map(\.value.pages)) }
+      if !ioas.domains.isEmpty { removeDomainUsers(all.map { pagesTable[$0.value.pages]! }) }
+      for area in all { areaRemoved(area.value.pages) }
       ioas.areas.removeAll()
       return bytes
     }
@@ -161,45 +184,62 @@ extension SimulatedKernel {
     /// `write`; `nil` and a recorded fault when refused.
     func dma(device: SimulatedPCIDevice, iova: UInt64, count: Int, write: [UInt8]?) -> [UInt8]? {
       guard let number = devices.firstIndex(where: { $0 === device }) else { return nil }
-      func refuse(_ reason: String) -> [UInt8]? {
-        dmaFaults.append(SimulatedDMAFault(device: number, iova: iova, length: count, isWrite: write != nil, reason: reason))
-        return nil
+      var bytes = write ?? [UInt8](repeating: 0, count: count)
+      let done = bytes.withUnsafeMutableBytes { dma(number: number, iova: iova, buffer: $0, isWrite: write != nil) }
+      return done ? bytes : nil
+    }
+
+    /// The DMA engine: moves `buffer.count` bytes between `buffer` and the device's view of
+    /// memory at `iova`, exactly where mapped with the right permission. Checks the whole
+    /// access before moving a byte; a refused access records a fault and returns false.
+    func dma(number: Int, iova: UInt64, buffer: UnsafeMutableRawBufferPointer, isWrite: Bool) -> Bool {
+      let count = buffer.count
+      func refuse(_ reason: String) -> Bool {
+        dmaFaults.append(SimulatedDMAFault(device: number, iova: iova, length: count, isWrite: isWrite, reason: reason))
+        return false
       }
-      guard device.busMasterEnabled else { return refuse("bus mastering is disabled") }
-      guard let file = boundFiles[number], let binding = file.binding,
-        let object = binding.context.device(binding.deviceID), let hwptID = object.attachedHWPT,
-        let hwpt = binding.context.hwpt(hwptID), let ioas = binding.context.ioas(hwpt.ioasID)
-      else { return refuse("the device is not attached: DMA is blocked") }
-      guard count > 0 else { return [] }
+      guard devices[number].busMasterEnabled else { return refuse("bus mastering is disabled") }
+      guard let ioas = boundFiles[number]?.object?.attachedIOAS else { return refuse("the device is not attached: DMA is blocked") }
+      guard count > 0 else { return true }
       let (lastAddress, overflow) = iova.addingReportingOverflow(UInt64(count - 1))
       guard !overflow else { return refuse("the access wraps around the address space") }
-      // Translate piece by piece across adjacent areas; check everything before copying.
-      var pieces: [(userVA: UInt64, offset: Int, length: Int)] = []
-      var cursor = iova
-      while true {
-        guard let area = ioas.areas.entry(containing: cursor) else {
-          return refuse("IOVA 0x\(String(cursor, radix: 16)) is not mapped")
+      // Fast path: one area covers the whole access.
+      if let area = ioas.areas.entry(containing: iova), area.last >= lastAddress {
+        if isWrite ? !area.value.writable : !area.value.readable {
+          return refuse("IOVA 0x\(String(iova, radix: 16)) is not mapped \(isWrite ? "writable" : "readable")")
         }
-        if write == nil ? !area.value.readable : !area.value.writable {
-          return refuse("IOVA 0x\(String(cursor, radix: 16)) is not mapped \(write == nil ? "readable" : "writable")")
-        }
-        let end = min(area.last, lastAddress)
-        pieces.append((area.value.userVA + (cursor - area.start), Int(cursor - iova), Int(end - cursor + 1)))
-        if end == lastAddress { break }
-        cursor = end + 1
+        let memory = UnsafeMutableRawPointer(bitPattern: UInt(area.value.userVA + (iova - area.start)))!
+        if isWrite { memory.copyMemory(from: buffer.baseAddress!, byteCount: count) } else { buffer.baseAddress!.copyMemory(from: memory, byteCount: count) }
+        return true
       }
-      var result = write ?? [UInt8](repeating: 0, count: count)
-      result.withUnsafeMutableBytes { buffer in
-        for piece in pieces {
-          let memory = UnsafeMutableRawPointer(bitPattern: UInt(piece.userVA))!
-          if write == nil {
-            (buffer.baseAddress! + piece.offset).copyMemory(from: memory, byteCount: piece.length)
-          } else {
-            memory.copyMemory(from: buffer.baseAddress! + piece.offset, byteCount: piece.length)
+      // Across areas: the first pass checks, the second copies, so a refused access moves nothing.
+      for pass in 0..<2 {
+        var cursor = iova
+        while true {
+          guard let area = ioas.areas.entry(containing: cursor) else {
+            return refuse("IOVA 0x\(String(cursor, radix: 16)) is not mapped")
           }
+          if isWrite ? !area.value.writable : !area.value.readable {
+            return refuse("IOVA 0x\(String(cursor, radix: 16)) is not mapped \(isWrite ? "writable" : "readable")")
+          }
+          let end = min(area.last, lastAddress)
+          if pass == 1 {
+            let memory = UnsafeMutableRawPointer(bitPattern: UInt(area.value.userVA + (cursor - area.start)))!
+            let local = buffer.baseAddress! + Int(cursor - iova)
+            let length = Int(end - cursor + 1)
+            if isWrite { memory.copyMemory(from: local, byteCount: length) } else { local.copyMemory(from: memory, byteCount: length) }
+          }
+          if end == lastAddress { break }
+          cursor = end + 1
         }
       }
-      return result
+      return true
+    }
+
+    /// The host address the device sees at `iova` through `ioas`, if mapped.
+    func hostAddress(_ ioas: SimulatedIOAS, _ iova: UInt64) -> UInt64? {
+      guard let area = ioas.areas.entry(containing: iova) else { return nil }
+      return area.value.userVA + (iova - area.start)
     }
 
     func recordFault(device: SimulatedPCIDevice, iova: UInt64, length: Int, isWrite: Bool, reason: String) {

@@ -59,6 +59,8 @@ final class SimulatedHWPT {
 final class SimulatedDeviceObject {
   unowned let file: SimulatedDeviceFile
   var attachedHWPT: UInt32?
+  /// The IOAS of the attached HWPT, for the DMA path.
+  var attachedIOAS: SimulatedIOAS?
 
   init(file: SimulatedDeviceFile) { self.file = file }
 }
@@ -69,6 +71,8 @@ final class SimulatedDeviceFile {
   let number: Int
   /// The context and device object id once bound.
   var binding: (context: SimulatedContext, deviceID: UInt32)?
+  /// The device object once bound.
+  var object: SimulatedDeviceObject?
 
   init(device: SimulatedPCIDevice, number: Int) {
     self.device = device

@@ -49,6 +49,7 @@ extension SimulatedKernel.State {
     context.objects[id] = .device(SimulatedDeviceObject(file: file))
     context.boundDevices += 1
     file.binding = (context, id)
+    file.object = context.device(id)
     boundFiles[file.number] = file
     return 0
   }
@@ -137,6 +138,7 @@ extension SimulatedKernel.State {
     leaveHWPT(context, object, deviceID)
     hwpt.devices.append(deviceID)
     object.attachedHWPT = hwptID
+    object.attachedIOAS = context.ioas(hwpt.ioasID)
   }
 
   /// Takes the device off its HWPT; destroys an automatic HWPT left with no device (OBJ-7).
@@ -144,6 +146,7 @@ extension SimulatedKernel.State {
     guard let current = object.attachedHWPT, let hwpt = context.hwpt(current) else { return }
     hwpt.devices.removeAll { $0 == deviceID }
     object.attachedHWPT = nil
+    object.attachedIOAS = nil
     if hwpt.isAutomatic && hwpt.devices.isEmpty {
       if let ioas = context.ioas(hwpt.ioasID) { removeDomain(ioas, hwptID: current) }
       context.objects[current] = nil
@@ -179,6 +182,7 @@ extension SimulatedKernel.State {
     context.objects[deviceID] = nil
     context.boundDevices -= 1
     file.binding = nil
+    file.object = nil
     boundFiles[file.number] = nil
     releaseIfUnused(context)
   }
