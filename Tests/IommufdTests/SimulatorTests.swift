@@ -1,0 +1,188 @@
+import Foundation
+import Iommufd
+import IommufdEdu
+import Synchronization
+import SystemPackage
+import Testing
+
+/// What only the simulated kernel can show: pin accounting, the memlock limit, fault
+/// injection, concurrency and the DMA fault record.
+@Suite("simulated kernel")
+struct SimulatorTests {
+  /// A simulated machine with an edu device, bound and attached, bus mastering on.
+  struct Machine {
+    let simulator: SimulatedKernel
+    let backend: Backend
+    let iommufd: IOMMUFD
+    let ioas: IOAS
+    let device: VFIODevice
+
+    init(configuration: SimulatedKernel.Configuration = .init(), attach: Bool = true) throws {
+      simulator = SimulatedKernel(configuration: configuration, devices: [SimulatedEduDevice()])
+      backend = .simulated(simulator)
+      iommufd = try IOMMUFD.open(backend: backend)
+      ioas = try iommufd.allocateIOAS()
+      device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
+      try device.bind(to: iommufd)
+      if attach { try device.attach(to: ioas) }
+      try device.write(UInt16(0x0006), region: try device.regionInfo(VFIOPCIRegion.config), at: 4)
+    }
+  }
+
+  static func limited(_ bytes: UInt64) -> SimulatedKernel.Configuration {
+    var configuration = SimulatedKernel.Configuration()
+    configuration.canLockMemory = false
+    configuration.memoryLockLimit = bytes
+    return configuration
+  }
+
+  @Test("OBJ-9: pages are pinned only while the IOAS has a domain, shared by COPY, released by unmap and detach")
+  func pinning() throws {
+    let machine = try Machine(attach: false)
+    let buffer = try DMABuffer(length: 4 * 4096, backend: machine.backend)
+    let mapping = try machine.ioas.map(buffer, at: .fixed(0x10_0000))
+    #expect(machine.simulator.pinnedPages == 0)
+    try machine.device.attach(to: machine.ioas)
+    #expect(machine.simulator.pinnedPages == 4)
+    let other = try machine.iommufd.allocateIOAS()
+    _ = try other.copy(from: machine.ioas, sourceIOVA: 0x10_0000, length: 4 * 4096)
+    try machine.device.attach(to: other)
+    #expect(machine.simulator.pinnedPages == 4)  // the same pages, through the copy
+    try machine.device.detach()
+    #expect(machine.simulator.pinnedPages == 0)
+    try machine.device.attach(to: machine.ioas)
+    try mapping.unmap()
+    #expect(machine.simulator.pinnedPages == 0)
+  }
+
+  @Test("OPT-6/MAP-10: over RLIMIT_MEMLOCK a pin fails with ENOMEM and leaves no mapping; within it, pages are charged")
+  func memlockLimit() throws {
+    let machine = try Machine(configuration: Self.limited(2 * 4096))
+    let buffer = try DMABuffer(length: 3 * 4096, backend: machine.backend)
+    let address = UnsafeRawPointer(buffer.bytes.baseAddress!)
+    #expect(errno { try machine.ioas.unsafeMap(address: address, length: 3 * 4096, at: .fixed(0x10_0000)) } == .noMemory)
+    #expect(errno { try machine.ioas.unmap(iova: 0x10_0000, length: 3 * 4096) } == .noSuchFileOrDirectory)
+    #expect(machine.simulator.chargedPages == 0)
+    _ = try machine.ioas.unsafeMap(address: address, length: 2 * 4096, at: .fixed(0x10_0000))
+    #expect(machine.simulator.chargedPages == 2)
+    try machine.ioas.unmapAll()
+    #expect(machine.simulator.chargedPages == 0)
+  }
+
+  @Test("IOAS-2: attaching an IOAS whose mappings exceed the limit fails with ENOMEM and consumes no id")
+  func attachOverLimit() throws {
+    let machine = try Machine(configuration: Self.limited(4096), attach: false)
+    let buffer = try DMABuffer(length: 2 * 4096, backend: machine.backend)
+    let mapping = try machine.ioas.map(buffer, at: .fixed(0x10_0000))
+    #expect(errno { try machine.device.attach(to: machine.ioas) } == .noMemory)
+    #expect(mapping.length == 2 * 4096)
+    #expect(machine.device.attachedPageTableID == nil)
+    #expect(try machine.iommufd.allocateIOAS().id == ObjectID(3))  // ids 1 and 2 are the IOAS and the device
+  }
+
+  @Test("fault injection: the n-th ioctl, allocation or pin fails with the chosen errno and changes nothing (GEN-11)")
+  func faultInjection() throws {
+    let machine = try Machine()
+    machine.simulator.injectFailure(at: .objectAllocation, after: 1, errno: .noMemory)
+    let failed = try #require(throws: IommufdError.self) { try machine.iommufd.allocateIOAS() }
+    #expect(failed.errno == .noMemory && failed.operation == .ioasAlloc)
+    #expect(try machine.iommufd.allocateIOAS().id == ObjectID(4))  // 1 IOAS, 2 device, 3 HWPT
+
+    machine.simulator.injectFailure(at: .ioctl, after: 2, errno: .interrupted)
+    _ = try machine.ioas.iovaRanges()
+    #expect(errno { try machine.ioas.iovaRanges() } == .interrupted)
+    _ = try machine.ioas.iovaRanges()
+
+    let buffer = try DMABuffer(length: 4096, backend: machine.backend)
+    machine.simulator.injectFailure(at: .pinning, after: 1, errno: .badAddress)
+    #expect(errno { try machine.ioas.map(buffer, at: .fixed(0x10_0000)) } == .badAddress)
+    #expect(machine.simulator.pinnedPages == 0)
+    #expect(errno { try machine.ioas.unmap(iova: 0x10_0000, length: 4096) } == .noSuchFileOrDirectory)
+    let mapping = try machine.ioas.map(buffer, at: .fixed(0x10_0000))
+    #expect(machine.simulator.pinnedPages == 1)
+    try mapping.unmap()
+  }
+
+  @Test("concurrency: maps from many threads are atomic: each fixed IOVA is taken exactly once")
+  func concurrentMaps() throws {
+    let machine = try Machine()
+    let buffer = try DMABuffer(length: 4096, backend: machine.backend)
+    let address = UInt(bitPattern: buffer.bytes.baseAddress!)
+    let results = Mutex<(ok: Int, exists: Int, other: Int)>((0, 0, 0))
+    let ioas = machine.ioas
+    DispatchQueue.concurrentPerform(iterations: 8) { thread in
+      for index in 0..<200 {
+        // Every thread tries the same 200 IOVAs: one map wins each.
+        let iova = 0x100_0000 + UInt64(index) * 0x1000
+        do {
+          _ = try ioas.unsafeMap(address: UnsafeRawPointer(bitPattern: address)!, length: 4096, at: .fixed(iova))
+          results.withLock { $0.ok += 1 }
+        } catch let error as IommufdError where error.errno == .fileExists {
+          results.withLock { $0.exists += 1 }
+        } catch {
+          results.withLock { $0.other += 1 }
+        }
+        _ = thread
+      }
+    }
+    let counts = results.withLock { $0 }
+    #expect(counts.ok == 200 && counts.exists == 1400 && counts.other == 0)
+    #expect(machine.simulator.pinnedPages == 200)
+    #expect(try ioas.unmapAll() == 200 * 4096)
+    #expect(machine.simulator.pinnedPages == 0)
+  }
+
+  @Test("DMA faults say why: bus mastering off, not attached, unmapped, wrong permission; nothing moves")
+  func dmaFaults() throws {
+    let machine = try Machine()
+    let buffer = try DMABuffer(length: 4096, backend: machine.backend)
+    let mapping = try machine.ioas.map(buffer, at: .fixed(0x10_0000), access: .readable)
+    #expect(mapping.access == .readable)
+    var data: [UInt8] = [1, 2, 3, 4]
+    let simulator = machine.simulator
+    #expect(data.withUnsafeBytes { simulator.deviceWrite(device: 0, iova: 0x10_0000, from: $0) } == false)
+    #expect(data.withUnsafeMutableBytes { simulator.deviceRead(device: 0, iova: 0x10_0000, into: $0) })
+    #expect(data == [0, 0, 0, 0])
+    #expect(data.withUnsafeMutableBytes { simulator.deviceRead(device: 0, iova: 0x10_0ffe, into: $0) } == false)
+    try machine.device.write(UInt16(0x0002), region: try machine.device.regionInfo(VFIOPCIRegion.config), at: 4)
+    #expect(data.withUnsafeMutableBytes { simulator.deviceRead(device: 0, iova: 0x10_0000, into: $0) } == false)
+    try machine.device.write(UInt16(0x0006), region: try machine.device.regionInfo(VFIOPCIRegion.config), at: 4)
+    try machine.device.detach()
+    #expect(data.withUnsafeMutableBytes { simulator.deviceRead(device: 0, iova: 0x10_0000, into: $0) } == false)
+    #expect(simulator.dmaFaults.map(\.reason) == [
+      "IOVA 0x100000 is not mapped writable",
+      "IOVA 0x101000 is not mapped",
+      "bus mastering is disabled",
+      "the device is not attached: DMA is blocked",
+    ])
+    #expect(buffer.bytes.prefix(4).allSatisfy { $0 == 0 })
+  }
+
+  @Test("teardown: closing everything leaves no simulated file open and no page pinned")
+  func teardown() throws {
+    let simulator: SimulatedKernel
+    do {
+      let machine = try Machine()
+      simulator = machine.simulator
+      let buffer = try DMABuffer(length: 8192, backend: machine.backend)
+      let mapping = try machine.ioas.map(buffer)
+      #expect(mapping.length == 8192)
+      #expect(simulator.openFileCount == 2)
+      #expect(simulator.pinnedPages == 2)
+    }
+    #expect(simulator.openFileCount == 0)
+    #expect(simulator.pinnedPages == 0)
+  }
+
+  @Test("automatic selection: without /dev/iommu the simulated kernel is chosen and says why")
+  func automatic() {
+    let backend = Backend.automatic(simulating: [SimulatedEduDevice()])
+    if FileManager.default.fileExists(atPath: "/dev/iommu") {
+      #expect(backend.simulator == nil)
+      #expect(backend.reason == "/dev/iommu exists: using the kernel")
+    } else {
+      #expect(backend.simulator != nil)
+      #expect(backend.reason == "no /dev/iommu on this host (the kernel lacks CONFIG_IOMMUFD): using the simulated kernel")
+    }
+  }
+}
