@@ -1,3 +1,4 @@
+import Foundation
 import Iommufd
 import IommufdEdu
 import SystemPackage
@@ -296,5 +297,72 @@ struct DeviceConformance {
     try edu.copyToDevice(from: 0x10_0000, count: 16)
     try edu.copyFromDevice(to: 0x20_0000, count: 16)
     #expect(target.bytes[0] == 0xA5)
+  }
+}
+
+/// Pins and descriptors, seen from the process: the kernel counts pinned pages in
+/// `VmPin` of `/proc/self/status`, the simulator in `pinnedPages`.
+@Suite("conformance: pins and teardown")
+struct TeardownConformance {
+  static func pinnedKiB(_ backend: Backend) -> Int {
+    if let simulator = backend.simulator { return Int(simulator.pinnedPages) * 4 }
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmPin:") } ?? ""
+    return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+  }
+
+  static func openDescriptors() -> Int {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+  }
+
+  @Test("OBJ-9: pages are pinned while the IOAS has a domain and unpinned by unmap and detach; descriptors and pins return to their starting values", arguments: Platform.withDevice)
+  func pinsAndDescriptors(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let startPins = Self.pinnedKiB(backend)
+    let startDescriptors = Self.openDescriptors()
+    do {
+      let iommufd = try IOMMUFD.open(backend: backend)
+      let ioas = try iommufd.allocateIOAS()
+      let device = try VFIODevice.open(platform.devicePath!, backend: backend)
+      try device.bind(to: iommufd)
+      let buffer = try DMABuffer(length: 16 * 4096, backend: backend)
+      let mapping = try ioas.map(buffer, at: .fixed(0x10_0000))
+      #expect(Self.pinnedKiB(backend) == startPins)  // IOAS-5: lazy without a domain
+      try device.attach(to: ioas)
+      #expect(Self.pinnedKiB(backend) == startPins + 64)
+      try mapping.unmap()
+      #expect(Self.pinnedKiB(backend) == startPins)
+      let again = try ioas.map(buffer, at: .fixed(0x10_0000))
+      #expect(Self.pinnedKiB(backend) == startPins + 64)
+      try device.detach()
+      #expect(Self.pinnedKiB(backend) == startPins)
+      try device.attach(to: ioas)
+      #expect(Self.pinnedKiB(backend) == startPins + 64)
+      _ = again
+      let event = try EventFD(backend: backend)
+      try device.setInterrupts(VFIOPCIInterrupt.msi, eventFDs: [event])
+    }
+    #expect(Self.pinnedKiB(backend) == startPins)
+    #expect(Self.openDescriptors() == startDescriptors)
+  }
+
+  @Test("BAR0 mmap: the kernel maps edu's registers (volatile loads read the identification); the simulator refuses with EINVAL", arguments: Platform.withDevice)
+  func barMap(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
+    try device.bind(to: iommufd)
+    let bar0 = try device.regionInfo(0)
+    if platform.isSimulated {
+      #expect(errno { try device.map(region: bar0) } == .invalidArgument)
+      return
+    }
+    let registers = try device.map(region: bar0)
+    #expect(try registers.load32(at: 0) == EduDriver.identification)
+    try registers.store32(0x0000_FFFF, at: 4)
+    #expect(try registers.load32(at: 4) == 0xFFFF_0000)
+    #expect(errno { try registers.load32(at: 2) } == .invalidArgument)
+    try registers.unmap()
+    #expect(errno { try registers.load32(at: 0) } == .badAddress)
   }
 }
