@@ -61,5 +61,7 @@ bundle=$(swift build --show-bin-path)/swift-iommufdPackageTests.xctest
 log "lab: conformance suite and real-kernel tests on the kernel (and the simulator) in the VM"
 bash Lab/lab.sh run --timeout 900 -- sh -c \
   'IOMMUFD_TEST_DEVICE=$IOMMUFD_LAB_EDU exec "$0" --testing-library swift-testing --filter "Conformance|RealKernelTests|DifferentialTests"' "$bundle"
+log "lab: second boot without a vIOMMU: the self-test mock domain scenarios on the kernel (and the simulator)"
+bash Lab/lab.sh run --mode mock --timeout 900 -- "$bundle" --testing-library swift-testing --filter "IOMMUConformance|MockConformance"
 log "lab: the edu DMA example on the kernel"
 bash Lab/lab.sh run --timeout 300 -- "$(swift build --show-bin-path)/edu-dma"

@@ -283,6 +283,52 @@ struct ciommufd_iommu_fault_alloc {
   uint32_t out_fault_fd;
 };
 
+/* ------------------------------------------------------- iommufd self-test */
+/* Kernels built with CONFIG_IOMMUFD_TEST only (drivers/iommu/iommufd/iommufd_test.h, not
+   exported by headers_install): a mock IOMMU driver and mock devices. */
+#define CIOMMUFD_IOMMU_TEST_CMD 0x3BA0 /* _IO(';', 0x80 + 32) */
+
+#define CIOMMUFD_TEST_OP_ADD_RESERVED        1u
+#define CIOMMUFD_TEST_OP_MOCK_DOMAIN         2u
+#define CIOMMUFD_TEST_OP_MD_CHECK_MAP        3u
+#define CIOMMUFD_TEST_OP_MD_CHECK_REFS       4u
+#define CIOMMUFD_TEST_OP_MOCK_DOMAIN_REPLACE 10u
+#define CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS   12u
+
+#define CIOMMUFD_MOCK_APERTURE_START (1ull << 24)
+#define CIOMMUFD_MOCK_APERTURE_LAST  ((1ull << 31) - 1)
+#define CIOMMUFD_MOCK_FLAGS_DEVICE_NO_DIRTY  (1u << 0)
+#define CIOMMUFD_MOCK_FLAGS_DEVICE_HUGE_IOVA (1u << 1)
+
+/* struct iommu_test_cmd: a 16-byte header, a union of per-op payloads at offset 16 (48
+   bytes, the largest member), and `last` at 64. The payloads are the structs below. */
+struct ciommufd_iommu_test_cmd {
+  uint32_t size;
+  uint32_t op;
+  uint32_t id;
+  uint32_t __reserved;
+  ciommufd_aligned_u64 payload[6];
+  uint32_t last;
+};
+/* The smallest size IOMMU_TEST_CMD accepts: offsetofend(last). */
+#define CIOMMUFD_TEST_CMD_MIN_SIZE 68u
+
+struct ciommufd_iommu_test_add_reserved {
+  ciommufd_aligned_u64 start;
+  ciommufd_aligned_u64 length;
+};
+
+struct ciommufd_iommu_test_mock_domain {
+  uint32_t out_stdev_id;
+  uint32_t out_hwpt_id;
+  uint32_t out_idev_id;
+  uint32_t dev_flags; /* MOCK_DOMAIN_FLAGS only */
+};
+
+struct ciommufd_iommu_test_mock_domain_replace {
+  uint32_t pt_id;
+};
+
 /* ---------------------------------------------------------------- VFIO */
 #define CIOMMUFD_VFIO_API_VERSION     0
 #define CIOMMUFD_VFIO_TYPE1_IOMMU     1

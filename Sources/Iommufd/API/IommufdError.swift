@@ -86,6 +86,7 @@ extension IommufdError {
     case vfioIOAS = "IOMMU_VFIO_IOAS"
     case hwptAlloc = "IOMMU_HWPT_ALLOC"
     case getHWInfo = "IOMMU_GET_HW_INFO"
+    case testCommand = "IOMMU_TEST_CMD"
     case deviceBind = "VFIO_DEVICE_BIND_IOMMUFD"
     case deviceAttach = "VFIO_DEVICE_ATTACH_IOMMUFD_PT"
     case deviceDetach = "VFIO_DEVICE_DETACH_IOMMUFD_PT"

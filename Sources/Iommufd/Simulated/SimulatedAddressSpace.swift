@@ -37,6 +37,8 @@ enum ReservationOwner: Equatable {
   case aperture(UInt32)
   /// A device's reserved regions (such as the x86 MSI window), while it is attached.
   case device(UInt32)
+  /// `IOMMU_TEST_OP_ADD_RESERVED`, until the IOAS is destroyed.
+  case test
 }
 
 /// One IOAS of the simulated kernel: areas, reservations, allowed ranges, domains.

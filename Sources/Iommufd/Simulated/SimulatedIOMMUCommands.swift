@@ -4,14 +4,15 @@ import SystemPackage
 /// The `/dev/iommu` ioctls of the simulated kernel, rule by rule (rule ids from the
 /// semantics document).
 extension SimulatedKernel.State {
-  /// The number of ioctls in a production 6.12 kernel's table: 0x80...0x8e (GEN-1).
-  static let iommufdTableEnd = 0x8F
+  /// The end of the ioctl table (GEN-1): 0x80...0x8e on a production 6.12 kernel; up to
+  /// IOMMU_TEST_CMD (0xa0) with CONFIG_IOMMUFD_TEST, the slots between empty.
+  var iommufdTableEnd: Int { configuration.selfTest ? 0xA1 : 0x8F }
 
   func iommufdIoctl(_ context: SimulatedContext, _ request: UInt, _ address: UInt64) throws(Errno) -> Int32 {
     let command = UInt32(truncatingIfNeeded: request)
     let nr = Int(command & 0xff)
     // GEN-1: outside the table goes to the VFIO compatibility handler.
-    if nr < 0x80 || nr >= Self.iommufdTableEnd { throw .inappropriateIOCTLForDevice }
+    if nr < 0x80 || nr >= iommufdTableEnd { throw .inappropriateIOCTLForDevice }
     // GEN-2: the size is read first.
     let size = Int(UserMemory.decode(UInt32.self, from: try UserMemory.read(address, count: 4)))
     // GEN-3: the whole number must match.
@@ -27,6 +28,7 @@ extension SimulatedKernel.State {
     case CIOMMUFD_IOMMU_OPTION: return try option(context, address, size)
     case CIOMMUFD_IOMMU_VFIO_IOAS: return try vfioIOAS(context, address, size)
     case CIOMMUFD_IOMMU_HWPT_ALLOC: return try hwptAlloc(context, address, size)
+    case CIOMMUFD_IOMMU_TEST_CMD: return try testCommand(context, address, size)
     default:
       // GET_HW_INFO, dirty tracking, invalidation and fault queues are not simulated yet.
       throw .inappropriateIOCTLForDevice
@@ -68,6 +70,10 @@ extension SimulatedKernel.State {
       if let ioas = context.ioas(hwpt.ioasID) { removeDomain(ioas, hwptID: request.id) }
     case .device:
       throw .resourceBusy  // DESTROY-3: only closing the device fd removes it
+    case .selfTest(let deviceID):
+      // 7.2 MOCK_DOMAIN: destroying the self-test object detaches, unbinds and deletes.
+      if let object = context.device(deviceID) { detachDevice(context, object, deviceID) }
+      context.objects[deviceID] = nil
     }
     context.objects[request.id] = nil
     return 0
@@ -340,7 +346,7 @@ extension SimulatedKernel.State {
     var request = try command(ciommufd_iommu_hwpt_alloc.self, address, size, minimum: Int(CIOMMUFD_HWPT_ALLOC_MIN_SIZE))
     if request.__reserved != 0 { throw .notSupported }  // HWPT-1
     if (request.data_type == CIOMMUFD_HWPT_DATA_NONE) != (request.data_len == 0) { throw .invalidArgument }  // HWPT-2
-    guard context.device(request.dev_id) != nil else { throw .noSuchFileOrDirectory }  // HWPT-3
+    guard let device = context.device(request.dev_id) else { throw .noSuchFileOrDirectory }  // HWPT-3
     guard let target = context.objects[request.pt_id] else { throw .invalidArgument }  // HWPT-4
     switch target {
     case .ioas(let ioas):  // HWPT-5
@@ -348,17 +354,17 @@ extension SimulatedKernel.State {
       // no driver data on an IOAS target.
       if request.flags != 0 || request.data_len != 0 { throw .notSupported }
       let id = try allocateID(context)
-      try checkDomainAdd(ioas, pageSize: configuration.ioPageSize)
+      try checkDomainAdd(ioas, profile: device.profile)
       request.out_hwpt_id = id
       try respond(request, address, size)  // HWPT-9: nothing was created yet
-      commitDomainAdd(ioas, hwptID: id, pageSize: configuration.ioPageSize)
-      context.objects[id] = .hwpt(SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, pageSize: configuration.ioPageSize))
+      commitDomainAdd(ioas, hwptID: id, profile: device.profile)
+      context.objects[id] = .hwpt(SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, profile: device.profile))
       return 0
     case .hwpt(let parent):  // HWPT-6
       if request.flags & ~CIOMMUFD_HWPT_FAULT_ID_VALID != 0 || request.data_len == 0 { throw .notSupported }
       _ = parent
       throw .invalidArgument  // no simulated HWPT is a NEST_PARENT
-    case .device:
+    case .device, .selfTest:
       throw .invalidArgument  // HWPT-7
     }
   }

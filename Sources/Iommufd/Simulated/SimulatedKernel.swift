@@ -35,6 +35,10 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     public var canLockMemory: Bool
     /// `CAP_SYS_RESOURCE`: may change the RLIMIT accounting mode.
     public var canChangeAccounting: Bool
+    /// `CONFIG_IOMMUFD_TEST`: `IOMMU_TEST_CMD` and its mock IOMMU are available. The mock
+    /// works only while no real IOMMU driver is active: with it, the simulated devices are
+    /// behind the mock IOMMU too (the lab's second boot, `intel_iommu=off`).
+    public var selfTest = false
 
     /// The defaults of the lab's machine: x86-64, VT-d, and the process's own limits and
     /// privileges (root has CAP_IPC_LOCK and CAP_SYS_RESOURCE).

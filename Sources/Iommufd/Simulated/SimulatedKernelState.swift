@@ -116,11 +116,24 @@ extension SimulatedKernel {
 
     // MARK: Domains (IOAS-2, OBJ-6)
 
-    /// Checks that a new domain with `pageSize` and the simulated aperture can be added to
-    /// `ioas`, and pins its pages; throws the kernel's errno and changes nothing on failure.
-    func checkDomainAdd(_ ioas: SimulatedIOAS, pageSize domainPageSize: UInt64) throws(Errno) {
+    /// The domains of the simulated IOMMU (VT-d like).
+    var iommuProfile: DomainProfile {
+      DomainProfile(pageSize: configuration.ioPageSize, apertureStart: 0, apertureLast: configuration.apertureLast)
+    }
+
+    /// The ranges a domain with `profile` reserves: everything outside its aperture.
+    func apertureReservations(_ profile: DomainProfile) -> [(UInt64, UInt64)] {
+      var ranges: [(UInt64, UInt64)] = []
+      if profile.apertureStart != 0 { ranges.append((0, profile.apertureStart - 1)) }
+      if profile.apertureLast != .max { ranges.append((profile.apertureLast + 1, .max)) }
+      return ranges
+    }
+
+    /// Checks that a new domain with `profile` can be added to `ioas` (IOAS-2), and pins its
+    /// pages; throws the kernel's errno and changes nothing on failure.
+    func checkDomainAdd(_ ioas: SimulatedIOAS, profile: DomainProfile) throws(Errno) {
       let current = ioas.alignment(pageSize: pageSize)
-      let new = max(current, domainPageSize)
+      let new = max(current, profile.pageSize)
       if new > pageSize { throw .invalidArgument }
       if new > current {
         for area in ioas.areas.all {
@@ -130,22 +143,18 @@ extension SimulatedKernel {
           }
         }
       }
-      let apertureLast = configuration.apertureLast
-      if apertureLast != .max {
-        if ioas.areas.intersects(apertureLast + 1, .max) || ioas.overlapsAllowed(apertureLast + 1, .max) {
-          throw .addressInUse
-        }
+      for (start, last) in apertureReservations(profile)
+      where ioas.areas.intersects(start, last) || ioas.overlapsAllowed(start, last) {
+        throw .addressInUse
       }
       if ioas.domains.isEmpty { try pin(pages(of: ioas)) }
     }
 
-    /// Adds the domain `hwptID` to `ioas` after ``checkDomainAdd(_:pageSize:)``.
-    func commitDomainAdd(_ ioas: SimulatedIOAS, hwptID: UInt32, pageSize domainPageSize: UInt64) {
+    /// Adds the domain `hwptID` to `ioas` after ``checkDomainAdd(_:profile:)``.
+    func commitDomainAdd(_ ioas: SimulatedIOAS, hwptID: UInt32, profile: DomainProfile) {
       if ioas.domains.isEmpty { addDomainUsers(pages(of: ioas)) }
-      ioas.domains.append((hwptID, domainPageSize))
-      if configuration.apertureLast != .max {
-        ioas.reserved.append((configuration.apertureLast + 1, .max, .aperture(hwptID)))
-      }
+      ioas.domains.append((hwptID, profile.pageSize))
+      for (start, last) in apertureReservations(profile) { ioas.reserved.append((start, last, .aperture(hwptID))) }
     }
 
     /// Removes the domain `hwptID` from `ioas`: its aperture reservation goes, and the

@@ -4,6 +4,8 @@ final class SimulatedContext {
     case ioas(SimulatedIOAS)
     case hwpt(SimulatedHWPT)
     case device(SimulatedDeviceObject)
+    /// A self-test object (`IOMMU_TEST_OP_MOCK_DOMAIN`): owns a mock device.
+    case selfTest(deviceID: UInt32)
   }
 
   var objects: [UInt32: Object] = [:]
@@ -39,30 +41,51 @@ final class SimulatedContext {
   }
 }
 
+/// What an IOMMU driver's domains are like: the smallest IO page and the aperture.
+struct DomainProfile: Equatable {
+  var pageSize: UInt64
+  var apertureStart: UInt64
+  var apertureLast: UInt64
+
+  /// The iommufd self-test's mock IOMMU (`selftest.c`).
+  static func mock(pageSize: UInt64) -> DomainProfile {
+    DomainProfile(pageSize: pageSize / 2, apertureStart: 1 << 24, apertureLast: (1 << 31) - 1)
+  }
+}
+
 /// A paging HW page table: a domain of one IOAS.
 final class SimulatedHWPT {
   let ioasID: UInt32
   /// Made by the kernel for an attach to an IOAS (OBJ-7), not by `IOMMU_HWPT_ALLOC`.
   let isAutomatic: Bool
-  let pageSize: UInt64
+  let profile: DomainProfile
   /// Device object ids attached to it, in attach order.
   var devices: [UInt32] = []
 
-  init(ioasID: UInt32, isAutomatic: Bool, pageSize: UInt64) {
+  init(ioasID: UInt32, isAutomatic: Bool, profile: DomainProfile) {
     self.ioasID = ioasID
     self.isAutomatic = isAutomatic
-    self.pageSize = pageSize
+    self.profile = profile
   }
 }
 
-/// The DEVICE object a VFIO bind creates.
+/// The DEVICE object a VFIO bind (or a self-test mock domain) creates.
 final class SimulatedDeviceObject {
-  unowned let file: SimulatedDeviceFile
+  /// The cdev descriptor it was bound through; `nil` for a mock device.
+  weak var file: SimulatedDeviceFile?
+  /// The domains the device's IOMMU makes.
+  let profile: DomainProfile
+  /// The reserved regions the device brings to an IOAS it attaches to.
+  let reservedRegions: [IOVARange]
   var attachedHWPT: UInt32?
   /// The IOAS of the attached HWPT, for the DMA path.
   var attachedIOAS: SimulatedIOAS?
 
-  init(file: SimulatedDeviceFile) { self.file = file }
+  init(file: SimulatedDeviceFile?, profile: DomainProfile, reservedRegions: [IOVARange]) {
+    self.file = file
+    self.profile = profile
+    self.reservedRegions = reservedRegions
+  }
 }
 
 /// One open descriptor of a simulated device cdev.

@@ -46,7 +46,7 @@ extension SimulatedKernel.State {
     let id = try allocateID(context)
     request.out_devid = id
     try UserMemory.write(UserMemory.encode(id), to: address + 12)  // BIND-9
-    context.objects[id] = .device(SimulatedDeviceObject(file: file))
+    context.objects[id] = .device(SimulatedDeviceObject(file: file, profile: iommuProfile, reservedRegions: file.device.reservedRegions))
     context.boundDevices += 1
     file.binding = (context, id)
     file.object = context.device(id)
@@ -68,7 +68,7 @@ extension SimulatedKernel.State {
       ptID = try attachToIOAS(context, object, deviceID, ioasID: request.pt_id, ioas)
     case .hwpt(let hwpt):
       ptID = try attachToHWPT(context, object, deviceID, hwptID: request.pt_id, hwpt)
-    case .device:
+    case .device, .selfTest:
       throw .invalidArgument  // ATT-4
     }
     do {
@@ -84,7 +84,10 @@ extension SimulatedKernel.State {
   func attachToIOAS(
     _ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32, ioasID: UInt32, _ ioas: SimulatedIOAS
   ) throws(Errno) -> UInt32 {
-    let automatic = ioas.domains.map(\.id).first { context.hwpt($0)?.isAutomatic == true }
+    let automatic = ioas.domains.map(\.id).first {
+      guard let hwpt = context.hwpt($0) else { return false }
+      return hwpt.isAutomatic && hwpt.profile == object.profile  // another driver's domain: EINVAL, try the next
+    }
     if let automatic, let hwpt = context.hwpt(automatic) {
       if object.attachedHWPT == automatic { return automatic }  // ATT-3: no change
       return try attachToHWPT(context, object, deviceID, hwptID: automatic, hwpt)
@@ -92,7 +95,7 @@ extension SimulatedKernel.State {
     // A new automatic HWPT: its id; the kernel attaches the device (adding its reserved
     // regions, IOAS-3) before it adds the domain to the IOAS (IOAS-2).
     let id = try allocateID(context)
-    let regions = object.file.device.reservedRegions
+    let regions = object.reservedRegions
     let movesIOAS = object.attachedHWPT.flatMap { context.hwpt($0)?.ioasID } != ioasID
     if movesIOAS {
       for region in regions where ioas.areas.intersects(region.start, region.last) || ioas.overlapsAllowed(region.start, region.last) {
@@ -100,9 +103,9 @@ extension SimulatedKernel.State {
         throw .addressInUse
       }
     }
-    try checkDomainAdd(ioas, pageSize: configuration.ioPageSize)
-    commitDomainAdd(ioas, hwptID: id, pageSize: configuration.ioPageSize)
-    let hwpt = SimulatedHWPT(ioasID: ioasID, isAutomatic: true, pageSize: configuration.ioPageSize)
+    try checkDomainAdd(ioas, profile: object.profile)
+    commitDomainAdd(ioas, hwptID: id, profile: object.profile)
+    let hwpt = SimulatedHWPT(ioasID: ioasID, isAutomatic: true, profile: object.profile)
     context.objects[id] = .hwpt(hwpt)
     move(context, object, deviceID, to: id, hwpt)
     return id
@@ -115,7 +118,7 @@ extension SimulatedKernel.State {
     if object.attachedHWPT == hwptID { return hwptID }
     let currentIOAS = object.attachedHWPT.flatMap { context.hwpt($0)?.ioasID }
     if currentIOAS != hwpt.ioasID, let ioas = context.ioas(hwpt.ioasID) {
-      for region in object.file.device.reservedRegions
+      for region in object.reservedRegions
       where ioas.areas.intersects(region.start, region.last) || ioas.overlapsAllowed(region.start, region.last) {
         _ = region
         throw .addressInUse  // IOAS-3
@@ -132,7 +135,7 @@ extension SimulatedKernel.State {
     if previousIOAS != hwpt.ioasID {
       if let previousIOAS, let old = context.ioas(previousIOAS) { old.reserved.removeAll { $0.owner == .device(deviceID) } }
       if let ioas = context.ioas(hwpt.ioasID) {
-        for region in object.file.device.reservedRegions { ioas.reserved.append((region.start, region.last, .device(deviceID))) }
+        for region in object.reservedRegions { ioas.reserved.append((region.start, region.last, .device(deviceID))) }
       }
     }
     leaveHWPT(context, object, deviceID)

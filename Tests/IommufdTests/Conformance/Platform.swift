@@ -29,6 +29,21 @@ struct Platform: CustomTestStringConvertible, Sendable {
   }()
 
   static let all: [Platform] = [simulated] + (kernel.map { [$0] } ?? [])
+
+  /// Platforms with the iommufd self-test's mock IOMMU: a simulated test kernel always; the
+  /// real kernel in the lab's mock boot (`IOMMUFD_LAB_MODE=mock`: CONFIG_IOMMUFD_TEST, no
+  /// real IOMMU driver).
+  static let mock: [Platform] = {
+    var testKernel = SimulatedKernel.Configuration()
+    testKernel.selfTest = true
+    let configuration = testKernel
+    let simulated = Platform(
+      name: "simulated test kernel", isSimulated: true,
+      makeBackend: { .simulated(SimulatedKernel(configuration: configuration)) }, devicePath: nil)
+    let inMockLab = ProcessInfo.processInfo.environment["IOMMUFD_LAB_MODE"] == "mock"
+    guard inMockLab, let kernel else { return [simulated] }
+    return [simulated, kernel]
+  }()
   static let withDevice: [Platform] = all.filter { $0.devicePath != nil }
 }
 

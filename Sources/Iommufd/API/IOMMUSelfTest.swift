@@ -1,0 +1,122 @@
+import CIommufd
+import Synchronization
+
+/// The iommufd self-test interface (`IOMMU_TEST_CMD`) of kernels built with
+/// `CONFIG_IOMMUFD_TEST`: a mock IOMMU and mock devices, for exercising iommufd where no
+/// real IOMMU can go. A production kernel answers ENOTTY; with a real IOMMU driver active
+/// (such as VT-d) mock domains fail with EINVAL.
+public struct IOMMUSelfTest: Sendable {
+  /// The context the commands go to.
+  public let iommufd: IOMMUFD
+
+  /// The mock IOMMU's aperture: `[1 << 24, (1 << 31) - 1]`.
+  public static let mockAperture = IOVARange(start: 1 << 24, last: (1 << 31) - 1)
+
+  /// Mock device flags (`MOCK_FLAGS_DEVICE_*`).
+  public struct DeviceFlags: OptionSet, Hashable, Sendable {
+    /// The raw flags.
+    public var rawValue: UInt32
+    /// Creates from the raw flags.
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// The device cannot track dirty pages.
+    public static let noDirtyTracking = DeviceFlags(rawValue: 1 << 0)
+    /// The mock IOMMU uses huge IO pages for the device.
+    public static let hugeIOVA = DeviceFlags(rawValue: 1 << 1)
+  }
+
+  /// Reserves `range` of `ioas` as the self-test owner (`IOMMU_TEST_OP_ADD_RESERVED`), until
+  /// the IOAS is destroyed.
+  public func addReserved(_ range: IOVARange, in ioas: IOAS) throws(IommufdError) {
+    var command = Self.command(CIOMMUFD_TEST_OP_ADD_RESERVED, id: ioas.id)
+    let length = range.last &- range.start &+ 1
+    withUnsafeMutableBytes(of: &command.payload) {
+      $0.storeBytes(of: ciommufd_iommu_test_add_reserved(start: range.start, length: length), as: ciommufd_iommu_test_add_reserved.self)
+    }
+    try issue(&command, [.ioas(ioas.id)])
+  }
+
+  /// Creates a mock device bound to this context and attached to `target`
+  /// (`IOMMU_TEST_OP_MOCK_DOMAIN`, or `..._FLAGS` with `flags`).
+  public func attachMockDevice(to target: some AttachTarget, flags: DeviceFlags? = nil) throws(IommufdError) -> MockDevice {
+    var command = Self.command(flags == nil ? CIOMMUFD_TEST_OP_MOCK_DOMAIN : CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS, id: target.id)
+    if let flags {
+      withUnsafeMutableBytes(of: &command.payload) { $0.storeBytes(of: flags.rawValue, toByteOffset: 12, as: UInt32.self) }
+    }
+    try issue(&command, [.pageTable(target.id)])
+    let reply = withUnsafeBytes(of: command.payload) { $0.load(as: ciommufd_iommu_test_mock_domain.self) }
+    return MockDevice(
+      iommufd: iommufd, id: ObjectID(reply.out_stdev_id), deviceID: ObjectID(reply.out_idev_id),
+      pageTableID: ObjectID(reply.out_hwpt_id), target: target)
+  }
+
+  static func command(_ op: UInt32, id: ObjectID) -> ciommufd_iommu_test_cmd {
+    var command = ciommufd_iommu_test_cmd()
+    command.size = UInt32(MemoryLayout<ciommufd_iommu_test_cmd>.size)
+    command.op = op
+    command.id = id.rawValue
+    return command
+  }
+
+  func issue(_ command: inout ciommufd_iommu_test_cmd, _ objects: [IommufdError.InvolvedObject]) throws(IommufdError) {
+    try iommufd.withDescriptor(.testCommand) { fd throws(IommufdError) in
+      try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_TEST_CMD, &command, .testCommand, objects)
+    }
+  }
+}
+
+extension IOMMUFD {
+  /// The self-test commands of this context (test kernels only).
+  public var selfTest: IOMMUSelfTest { IOMMUSelfTest(iommufd: self) }
+}
+
+/// A mock device of the iommufd self-test: bound to a context and attached, like a VFIO
+/// device. The handle owns its self-test object: ``destroy()`` or release detaches,
+/// unbinds and deletes the device. It keeps its attach target alive. Thread-safe.
+public final class MockDevice: Sendable {
+  /// The context.
+  public let iommufd: IOMMUFD
+  /// The self-test object's id (destroying it removes the device).
+  public let id: ObjectID
+  /// The device object's id, usable as `dev_id`.
+  public let deviceID: ObjectID
+  private let state: Mutex<(pageTable: ObjectID, target: (any AttachTarget)?, destroyed: Bool)>
+
+  init(iommufd: IOMMUFD, id: ObjectID, deviceID: ObjectID, pageTableID: ObjectID, target: any AttachTarget) {
+    self.iommufd = iommufd
+    self.id = id
+    self.deviceID = deviceID
+    self.state = Mutex((pageTableID, target, false))
+  }
+
+  /// The HW page table the device is attached to.
+  public var pageTableID: ObjectID { state.withLock { $0.pageTable } }
+
+  /// Moves the device to `target` (`IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`); returns the HWPT id.
+  @discardableResult
+  public func replace(with target: some AttachTarget) throws(IommufdError) -> ObjectID {
+    var command = IOMMUSelfTest.command(CIOMMUFD_TEST_OP_MOCK_DOMAIN_REPLACE, id: id)
+    withUnsafeMutableBytes(of: &command.payload) { $0.storeBytes(of: target.id.rawValue, as: UInt32.self) }
+    try iommufd.selfTest.issue(&command, [.object(id), .pageTable(target.id)])
+    let pageTable = ObjectID(withUnsafeBytes(of: command.payload) { $0.load(as: UInt32.self) })
+    let previous = state.withLock { value -> (any AttachTarget)? in
+      defer { value.pageTable = pageTable; value.target = target }
+      return value.target
+    }
+    _ = previous
+    return pageTable
+  }
+
+  /// Detaches, unbinds and deletes the device now.
+  public func destroy() throws(IommufdError) {
+    let already = state.withLock { value -> Bool in
+      defer { value.destroyed = true }
+      return value.destroyed
+    }
+    if already { return }
+    try iommufd.destroy(id)
+  }
+
+  deinit {
+    if !state.withLock({ $0.destroyed }) { iommufd.destroyLogging(id, kind: "mock device") }
+  }
+}

@@ -1,0 +1,76 @@
+import CIommufd
+import SystemPackage
+
+/// `IOMMU_TEST_CMD` of a `CONFIG_IOMMUFD_TEST` kernel (semantics §7): the mock IOMMU and
+/// mock devices, for the ops the package uses.
+extension SimulatedKernel.State {
+  func testCommand(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var command = try self.command(ciommufd_iommu_test_cmd.self, address, size, minimum: Int(CIOMMUFD_TEST_CMD_MIN_SIZE))
+    var payload = withUnsafeBytes(of: command.payload) { Array($0) }
+    switch command.op {
+    case CIOMMUFD_TEST_OP_ADD_RESERVED:
+      let request = UserMemory.decode(ciommufd_iommu_test_add_reserved.self, from: payload)
+      guard let ioas = context.ioas(command.id) else { throw .noSuchFileOrDirectory }
+      if request.length == 0 { throw .invalidArgument }
+      let (last, overflow) = request.start.addingReportingOverflow(request.length - 1)
+      if overflow { throw .overflow }
+      if ioas.areas.intersects(request.start, last) || ioas.overlapsAllowed(request.start, last) { throw .addressInUse }
+      ioas.reserved.append((request.start, last, .test))
+      return 0
+    case CIOMMUFD_TEST_OP_MOCK_DOMAIN, CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS:
+      var request = UserMemory.decode(ciommufd_iommu_test_mock_domain.self, from: payload)
+      if command.op == CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS,
+        request.dev_flags & ~(CIOMMUFD_MOCK_FLAGS_DEVICE_NO_DIRTY | CIOMMUFD_MOCK_FLAGS_DEVICE_HUGE_IOVA) != 0
+      {
+        throw .invalidArgument
+      }
+      guard let target = context.objects[command.id] else { throw .noSuchFileOrDirectory }
+      // OBJ-2: the self-test object, then the device, then (for an IOAS) the automatic HWPT.
+      try fail(.objectAllocation)
+      let selfTestID = context.lowestFreeID()
+      context.objects[selfTestID] = .selfTest(deviceID: 0)
+      let deviceID = context.lowestFreeID()
+      let object = SimulatedDeviceObject(file: nil, profile: .mock(pageSize: pageSize), reservedRegions: [])
+      context.objects[deviceID] = .device(object)
+      do throws(Errno) {
+        let hwptID: UInt32
+        switch target {
+        case .ioas(let ioas): hwptID = try attachToIOAS(context, object, deviceID, ioasID: command.id, ioas)
+        case .hwpt(let hwpt):
+          guard hwpt.profile == object.profile else { throw .invalidArgument }
+          hwptID = try attachToHWPT(context, object, deviceID, hwptID: command.id, hwpt)
+        case .device, .selfTest: throw .invalidArgument
+        }
+        request.out_stdev_id = selfTestID
+        request.out_idev_id = deviceID
+        request.out_hwpt_id = hwptID
+      } catch {
+        context.objects[deviceID] = nil
+        context.objects[selfTestID] = nil
+        throw error
+      }
+      context.objects[selfTestID] = .selfTest(deviceID: deviceID)
+      payload.replaceSubrange(0..<16, with: UserMemory.encode(request))
+    case CIOMMUFD_TEST_OP_MOCK_DOMAIN_REPLACE:
+      guard case .selfTest(let deviceID)? = context.objects[command.id], let object = context.device(deviceID) else {
+        throw .noSuchFileOrDirectory
+      }
+      let ptID = UserMemory.decode(UInt32.self, from: payload)
+      guard let target = context.objects[ptID] else { throw .noSuchFileOrDirectory }
+      let result: UInt32
+      switch target {
+      case .ioas(let ioas): result = try attachToIOAS(context, object, deviceID, ioasID: ptID, ioas)
+      case .hwpt(let hwpt):
+        guard hwpt.profile == object.profile else { throw .invalidArgument }
+        result = try attachToHWPT(context, object, deviceID, hwptID: ptID, hwpt)
+      case .device, .selfTest: throw .invalidArgument
+      }
+      payload.replaceSubrange(0..<4, with: UserMemory.encode(result))
+    default:
+      throw .notSupported
+    }
+    payload.withUnsafeBytes { bytes in withUnsafeMutableBytes(of: &command.payload) { $0.copyMemory(from: bytes) } }
+    try respond(command, address, size)
+    return 0
+  }
+}
