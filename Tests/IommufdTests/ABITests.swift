@@ -215,6 +215,52 @@ struct ABITests {
     #expect(bad.output.contains("IOMMU_IOAS_MAP differs from the system header"))
   }
 
+  /// The linux-source-6.12 tree, for the self-test header headers_install does not export.
+  static let kernelSource: String? = {
+    let candidates = [ProcessInfo.processInfo.environment["IOMMUFD_KERNEL_SOURCE"], "/var/cache/swift-iommufd/src/linux-source-6.12"]
+    return candidates.compactMap { $0 }.first { FileManager.default.fileExists(atPath: $0 + "/drivers/iommu/iommufd/iommufd_test.h") }
+  }()
+
+  @Test(
+    "the self-test command layout equals drivers/iommu/iommufd/iommufd_test.h of 6.12",
+    .enabled(if: headers != nil && compiler != nil && kernelSource != nil, "needs the 6.12 uAPI headers and the linux-source-6.12 tree (Lab/lab.sh headers)"))
+  func selfTestLayout() throws {
+    let program = """
+      #include <stddef.h>
+      #include <stdio.h>
+      #include "\(Self.kernelSourceHeader())"
+      int main(void) {
+        printf("%zu %zu %zu %zu %zu %zu %lu %u %u %u\\n", sizeof(struct iommu_test_cmd), offsetof(struct iommu_test_cmd, last),
+          offsetof(struct iommu_test_cmd, add_reserved.length), offsetof(struct iommu_test_cmd, mock_domain.out_idev_id),
+          offsetof(struct iommu_test_cmd, mock_domain_flags.dev_flags), offsetof(struct iommu_test_cmd, mock_domain_replace.pt_id),
+          (unsigned long)IOMMU_TEST_CMD, IOMMU_TEST_OP_ADD_RESERVED, IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS);
+        return 0;
+      }
+      """
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("iommufd-abi-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let source = directory.appendingPathComponent("test.c")
+    try program.write(to: source, atomically: true, encoding: .utf8)
+    let binary = directory.appendingPathComponent("test").path
+    let compile = try Self.run(Self.compiler!, ["-I", Self.headers!, "-o", binary, source.path])
+    #expect(compile.status == 0, "\(compile.output)")
+    let payload = MemoryLayout<ciommufd_iommu_test_cmd>.offset(of: \.payload)!
+    let swiftSide = [
+      MemoryLayout<ciommufd_iommu_test_cmd>.size, MemoryLayout<ciommufd_iommu_test_cmd>.offset(of: \.last)!,
+      payload + MemoryLayout<ciommufd_iommu_test_add_reserved>.offset(of: \.length)!,
+      payload + MemoryLayout<ciommufd_iommu_test_mock_domain>.offset(of: \.out_idev_id)!,
+      payload + MemoryLayout<ciommufd_iommu_test_mock_domain>.offset(of: \.dev_flags)!,
+      payload + MemoryLayout<ciommufd_iommu_test_mock_domain_replace>.offset(of: \.pt_id)!,
+      Int(CIOMMUFD_IOMMU_TEST_CMD), Int(CIOMMUFD_TEST_OP_ADD_RESERVED), Int(CIOMMUFD_TEST_OP_MOCK_DOMAIN_REPLACE),
+      Int(CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS),
+    ].map(String.init).joined(separator: " ")
+    #expect(try Self.run(binary, []).output.trimmingCharacters(in: .whitespacesAndNewlines) == swiftSide)
+    #expect(CIOMMUFD_TEST_CMD_MIN_SIZE == 68)
+  }
+
+  static func kernelSourceHeader() -> String { kernelSource! + "/drivers/iommu/iommufd/iommufd_test.h" }
+
   static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
