@@ -36,6 +36,7 @@ fi
 
 if headers=$(bash Lab/lab.sh headers | tail -n 1) && [[ -f $headers/linux/iommufd.h ]]; then
   export IOMMUFD_UAPI_HEADERS="$headers"
+  export IOMMUFD_KERNEL_SOURCE="${IOMMUFD_LAB_CACHE:-/var/cache/swift-iommufd}/src/linux-source-6.12"
   log "Linux 6.12 uAPI headers: $IOMMUFD_UAPI_HEADERS"
 else
   log "no Linux 6.12 uAPI headers: the ABI test against them will be skipped"
@@ -57,11 +58,28 @@ if [[ $lab != yes ]]; then
 fi
 log "lab: building or reusing the 6.12 kernel"
 bash Lab/lab.sh kernel >/dev/null
-bundle=$(swift build --show-bin-path)/swift-iommufdPackageTests.xctest
-log "lab: conformance suite and real-kernel tests on the kernel (and the simulator) in the VM"
-bash Lab/lab.sh run --timeout 900 -- sh -c \
-  'IOMMUFD_TEST_DEVICE=$IOMMUFD_LAB_EDU exec "$0" --testing-library swift-testing --filter "Conformance|RealKernelTests|DifferentialTests"' "$bundle"
-log "lab: second boot without a vIOMMU: the self-test mock domain scenarios on the kernel (and the simulator)"
-bash Lab/lab.sh run --mode mock --timeout 900 -- "$bundle" --testing-library swift-testing --filter "IOMMUConformance|MockConformance"
+bin=$(swift build --show-bin-path)
+bundle=$bin/swift-iommufdPackageTests.xctest
+
+# Runs the test bundle in the lab; prints the lab's own lines, failures, the closing lines
+# and how many scenario cases passed on each backend.
+lab_tests() {
+  local mode=$1 filter=$2 log=/tmp/iommufd-lab-$1.log status=0
+  bash Lab/lab.sh run --mode "$mode" --timeout 900 -- sh -c \
+    'IOMMUFD_TEST_DEVICE=$IOMMUFD_LAB_EDU exec "$0" --testing-library swift-testing --verbose --filter "$1"' \
+    "$bundle" "$filter" >"$log" 2>&1 || status=$?
+  sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^lab: |^✘|differential:|Test run with|recorded an issue|^↳ [^T]' || true
+  local backend
+  for backend in "kernel" "simulated" "simulated test kernel"; do
+    printf '== lab (%s boot): %s scenario cases passed on the %s backend\n' "$mode" \
+      "$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep "Test case passing 1 argument platform → $backend (" | grep -c "passed after" || true)" "$backend"
+  done
+  return $status
+}
+
+log "lab: first boot (emulated VT-d, edu on vfio-pci): conformance, real-kernel tests, differential check"
+lab_tests vtd "Conformance|RealKernelTests|DifferentialTests"
+log "lab: second boot (no vIOMMU): iommufd and self-test mock-domain conformance"
+lab_tests mock "IOMMUConformance|MockConformance"
 log "lab: the edu DMA example on the kernel"
-bash Lab/lab.sh run --timeout 300 -- "$(swift build --show-bin-path)/edu-dma"
+bash Lab/lab.sh run --timeout 300 -- "$bin/edu-dma"
