@@ -80,6 +80,17 @@ public final class EduDriver: Sendable {
     throw IommufdError(.regionRead, .timedOut, objects: [.region(0)], detail: "the edu DMA did not finish")
   }
 
+  /// Computes `n`! on the device (register 0x08; status bit 0 is set while it computes,
+  /// which may take a while on QEMU, so this polls for it).
+  public func factorial(_ n: UInt32, attempts: Int = 500) throws(IommufdError) -> UInt32 {
+    try write32(n, 0x08)
+    for _ in 0..<attempts {
+      if try read32(0x20) & 0x1 == 0 { return try read32(0x08) }
+      sleepBriefly()
+    }
+    throw IommufdError(.regionRead, .timedOut, objects: [.region(0)], detail: "the edu factorial did not finish")
+  }
+
   /// The interrupt status register.
   public func interruptStatus() throws(IommufdError) -> UInt32 { try read32(0x24) }
 

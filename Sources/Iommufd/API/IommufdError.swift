@@ -73,36 +73,67 @@ extension IommufdError {
 
   /// The operations the library performs, named after the kernel request where there is one.
   public enum Operation: String, Sendable, Equatable, CaseIterable {
+    /// Open.
     case open = "open"
+    /// Close.
     case close = "close"
+    /// The `IOMMU_DESTROY` request.
     case destroy = "IOMMU_DESTROY"
+    /// The `IOMMU_IOAS_ALLOC` request.
     case ioasAlloc = "IOMMU_IOAS_ALLOC"
+    /// The `IOMMU_IOAS_ALLOW_IOVAS` request.
     case ioasAllowIOVAs = "IOMMU_IOAS_ALLOW_IOVAS"
+    /// The `IOMMU_IOAS_COPY` request.
     case ioasCopy = "IOMMU_IOAS_COPY"
+    /// The `IOMMU_IOAS_IOVA_RANGES` request.
     case ioasIOVARanges = "IOMMU_IOAS_IOVA_RANGES"
+    /// The `IOMMU_IOAS_MAP` request.
     case ioasMap = "IOMMU_IOAS_MAP"
+    /// The `IOMMU_IOAS_UNMAP` request.
     case ioasUnmap = "IOMMU_IOAS_UNMAP"
+    /// The `IOMMU_OPTION` request.
     case option = "IOMMU_OPTION"
+    /// The `IOMMU_VFIO_IOAS` request.
     case vfioIOAS = "IOMMU_VFIO_IOAS"
+    /// The `IOMMU_HWPT_ALLOC` request.
     case hwptAlloc = "IOMMU_HWPT_ALLOC"
+    /// The `IOMMU_GET_HW_INFO` request.
     case getHWInfo = "IOMMU_GET_HW_INFO"
+    /// The `IOMMU_TEST_CMD` request.
     case testCommand = "IOMMU_TEST_CMD"
+    /// The `VFIO_DEVICE_BIND_IOMMUFD` request.
     case deviceBind = "VFIO_DEVICE_BIND_IOMMUFD"
+    /// The `VFIO_DEVICE_ATTACH_IOMMUFD_PT` request.
     case deviceAttach = "VFIO_DEVICE_ATTACH_IOMMUFD_PT"
+    /// The `VFIO_DEVICE_DETACH_IOMMUFD_PT` request.
     case deviceDetach = "VFIO_DEVICE_DETACH_IOMMUFD_PT"
+    /// The `VFIO_DEVICE_GET_INFO` request.
     case deviceGetInfo = "VFIO_DEVICE_GET_INFO"
+    /// The `VFIO_DEVICE_GET_REGION_INFO` request.
     case deviceGetRegionInfo = "VFIO_DEVICE_GET_REGION_INFO"
+    /// The `VFIO_DEVICE_GET_IRQ_INFO` request.
     case deviceGetIRQInfo = "VFIO_DEVICE_GET_IRQ_INFO"
+    /// The `VFIO_DEVICE_SET_IRQS` request.
     case deviceSetIRQs = "VFIO_DEVICE_SET_IRQS"
+    /// The `VFIO_DEVICE_RESET` request.
     case deviceReset = "VFIO_DEVICE_RESET"
+    /// Region read.
     case regionRead = "region read"
+    /// Region write.
     case regionWrite = "region write"
+    /// Region mmap.
     case regionMap = "region mmap"
+    /// Mmap.
     case memoryMap = "mmap"
+    /// Munmap.
     case memoryUnmap = "munmap"
+    /// Eventfd.
     case eventfd = "eventfd"
+    /// Eventfd read.
     case eventRead = "eventfd read"
+    /// Eventfd write.
     case eventWrite = "eventfd write"
+    /// Sysfs discovery.
     case discovery = "sysfs discovery"
   }
 }

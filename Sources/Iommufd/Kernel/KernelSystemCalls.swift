@@ -14,17 +14,20 @@ public struct KernelSystemCalls: SystemCalls {
   /// Creates the kernel backend.
   public init() {}
 
+  /// `open(2)`.
   public func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor {
     let fd = path.withPlatformString { Glibc.open($0, flags) }
     guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }
     return FileDescriptor(rawValue: fd)
   }
 
+  /// `close(2)`; Linux frees the descriptor even on error, so it is never retried.
   public func close(_ fd: FileDescriptor) throws(Errno) {
     // Linux releases the descriptor even when close reports an error: never retry.
     guard Glibc.close(fd.rawValue) == 0 else { throw Errno(rawValue: Glibc.errno) }
   }
 
+  /// `ioctl(2)`, retried on EINTR.
   public func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?)
     throws(Errno) -> Int32
   {
@@ -36,6 +39,7 @@ public struct KernelSystemCalls: SystemCalls {
     }
   }
 
+  /// `mmap(2)`; anonymous memory when `fd` is nil.
   public func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64)
     throws(Errno) -> UnsafeMutableRawPointer
   {
@@ -44,30 +48,36 @@ public struct KernelSystemCalls: SystemCalls {
     return address
   }
 
+  /// `munmap(2)`.
   public func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
     guard Glibc.munmap(address, length) == 0 else { throw Errno(rawValue: Glibc.errno) }
   }
 
+  /// `pread(2)`, retried on EINTR.
   public func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64)
     throws(Errno) -> Int
   {
     try retryingOnInterrupt { Glibc.pread(fd.rawValue, buffer.baseAddress, buffer.count, off_t(offset)) }
   }
 
+  /// `pwrite(2)`, retried on EINTR.
   public func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64)
     throws(Errno) -> Int
   {
     try retryingOnInterrupt { Glibc.pwrite(fd.rawValue, buffer.baseAddress, buffer.count, off_t(offset)) }
   }
 
+  /// `read(2)`, retried on EINTR.
   public func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
     try retryingOnInterrupt { Glibc.read(fd.rawValue, buffer.baseAddress, buffer.count) }
   }
 
+  /// `write(2)`, retried on EINTR.
   public func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
     try retryingOnInterrupt { Glibc.write(fd.rawValue, buffer.baseAddress, buffer.count) }
   }
 
+  /// `eventfd(2)`.
   public func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor {
     let fd = ciommufd_eventfd(initialValue, flags)
     guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }

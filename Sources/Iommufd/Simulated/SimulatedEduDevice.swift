@@ -34,6 +34,7 @@ public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
       bars: [BAR(size: 1 << 20)], msiCount: 1, supportsReset: false)
   }
 
+  /// Reads an edu register (4 bytes, or 8 from 0x80); other sizes and offsets read all ones.
   public override func readBAR(_ bar: Int, offset: UInt64, count: Int, bus: SimulatedBus) -> [UInt8] {
     let value: UInt64
     if bar != 0 || (offset < 0x80 && count != 4) || (offset >= 0x80 && count != 4 && count != 8) {
@@ -55,6 +56,7 @@ public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
     return (0..<count).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0 % 8))) }
   }
 
+  /// Writes an edu register; a write of the DMA command with bit 0 runs the DMA at once.
   public override func writeBAR(_ bar: Int, offset: UInt64, bytes: [UInt8], bus: SimulatedBus) {
     guard bar == 0 else { return }
     let count = bytes.count

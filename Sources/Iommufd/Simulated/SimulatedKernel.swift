@@ -126,6 +126,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
 
   // MARK: SystemCalls
 
+  /// Opens `/dev/iommu` (a new context) or a simulated device cdev; other paths: ENOENT.
   public func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor {
     try locked { state throws(Errno) in
       let file: State.File
@@ -143,6 +144,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     }
   }
 
+  /// Closes a simulated file with the kernel's release semantics; other descriptors for real.
   public func close(_ fd: FileDescriptor) throws(Errno) {
     let simulated: Bool = locked { state in
       guard let file = state.files.removeValue(forKey: fd.rawValue) else { return false }
@@ -162,6 +164,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     }
   }
 
+  /// Runs an iommufd or VFIO device request on a simulated file; other descriptors go to the kernel.
   public func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
     let handled: Int32? = try locked { state throws(Errno) -> Int32? in
       guard let file = state.files[fd.rawValue] else { return nil }
@@ -176,6 +179,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     return try KernelSystemCalls().ioctl(fd, request, argument)
   }
 
+  /// Anonymous memory for real; a simulated file cannot be mapped (EINVAL).
   public func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
     if let fd {
       let simulated = locked { $0.files[fd.rawValue] != nil }
@@ -187,10 +191,12 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     return try KernelSystemCalls().mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
   }
 
+  /// `munmap(2)`.
   public func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
     try KernelSystemCalls().munmap(address, length: length)
   }
 
+  /// Reads a region of a bound simulated device; other descriptors for real.
   public func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int {
     let result: [UInt8]? = try locked { state throws(Errno) -> [UInt8]? in
       guard let file = state.files[fd.rawValue] else { return nil }
@@ -202,6 +208,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     return result.count
   }
 
+  /// Writes a region of a bound simulated device (registers may start DMA); other descriptors for real.
   public func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int {
     let bytes = Array(buffer)
     let result: Int? = try locked { state throws(Errno) -> Int? in
@@ -213,16 +220,19 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     return result
   }
 
+  /// EINVAL on a simulated file; other descriptors for real.
   public func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
     if locked({ $0.files[fd.rawValue] != nil }) { throw .invalidArgument }
     return try KernelSystemCalls().read(fd, into: buffer)
   }
 
+  /// EINVAL on a simulated file; other descriptors for real.
   public func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
     if locked({ $0.files[fd.rawValue] != nil }) { throw .invalidArgument }
     return try KernelSystemCalls().write(fd, from: buffer)
   }
 
+  /// A real eventfd: the simulated devices signal it as the kernel would.
   public func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor {
     try KernelSystemCalls().eventfd(initialValue: initialValue, flags: flags)
   }
