@@ -23,6 +23,14 @@ struct DeviceConformance {
       iommufd = try IOMMUFD.open(backend: backend)
       device = try VFIODevice.open(platform.devicePath!, backend: backend)
     }
+
+    /// Binds the device, allocates an IOAS and attaches the device to it.
+    func attached() throws -> IOAS {
+      try device.bind(to: iommufd)
+      let ioas = try iommufd.allocateIOAS()
+      try device.attach(to: ioas)
+      return ioas
+    }
   }
 
   static let vtdRanges = [IOVARange(start: 0, last: 0xFEDF_FFFF), IOVARange(start: 0xFEF0_0000, last: 0x7F_FFFF_FFFF)]
@@ -114,9 +122,7 @@ struct DeviceConformance {
   @Test("RANGES-2 with VT-d: the MSI window and the 39-bit aperture are excluded; alignment 4096", arguments: Platform.withDevice)
   func rangesAttached(platform: Platform) throws {
     let setup = try Setup(platform)
-    try setup.device.bind(to: setup.iommufd)
-    let ioas = try setup.iommufd.allocateIOAS()
-    try setup.device.attach(to: ioas)
+    let ioas = try setup.attached()
     #expect(try ioas.iovaRanges() == IOVARanges(ranges: Self.vtdRanges, alignment: 4096))
   }
 
@@ -147,9 +153,7 @@ struct DeviceConformance {
   @Test("MAP-6/7/8/10 with a domain: 4 KiB alignment, reserved is EINVAL, first automatic IOVA 0x1000, unmapped memory EFAULT", arguments: Platform.withDevice)
   func mapWithDomain(platform: Platform) throws {
     let setup = try Setup(platform)
-    try setup.device.bind(to: setup.iommufd)
-    let ioas = try setup.iommufd.allocateIOAS()
-    try setup.device.attach(to: ioas)
+    let ioas = try setup.attached()
     let buffer = try DMABuffer(length: 0x4000, backend: setup.backend)
     let address = UnsafeRawPointer(buffer.bytes.baseAddress!)
     #expect(errno { try ioas.unsafeMap(address: address, length: 0x800) } == .invalidArgument)
@@ -246,9 +250,7 @@ struct DeviceConformance {
   @Test("DMA: edu copies through mapped IOVAs; writes to read-only or unmapped IOVAs never reach memory; MSI signals the eventfd", arguments: Platform.withDevice)
   func dma(platform: Platform) throws {
     let setup = try Setup(platform)
-    try setup.device.bind(to: setup.iommufd)
-    let ioas = try setup.iommufd.allocateIOAS()
-    try setup.device.attach(to: ioas)
+    let ioas = try setup.attached()
     let source = try DMABuffer(length: 4096, backend: setup.backend)
     let target = try DMABuffer(length: 4096, backend: setup.backend)
     let readOnly = try DMABuffer(length: 4096, backend: setup.backend)
@@ -283,9 +285,7 @@ struct DeviceConformance {
   @Test("OBJ-8: closing the iommufd while the device is bound keeps the mappings: DMA still reaches memory", arguments: Platform.withDevice)
   func obj8(platform: Platform) throws {
     let setup = try Setup(platform)
-    try setup.device.bind(to: setup.iommufd)
-    let ioas = try setup.iommufd.allocateIOAS()
-    try setup.device.attach(to: ioas)
+    let ioas = try setup.attached()
     let source = try DMABuffer(length: 4096, backend: setup.backend)
     let target = try DMABuffer(length: 4096, backend: setup.backend)
     source.bytes[0] = 0xA5
