@@ -8,6 +8,7 @@ let package = Package(
     .library(name: "IommufdEdu", targets: ["IommufdEdu"]),
     .executable(name: "iommufd-probe", targets: ["iommufd-probe"]),
     .executable(name: "edu-dma", targets: ["edu-dma"]),
+    .executable(name: "iommufd-tool", targets: ["iommufd-tool"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
@@ -46,6 +47,12 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Examples/EduDMA"
+    ),
+    // The command-line tool: devices, probe, ranges, hw-info, bind, unbind.
+    .executableTarget(
+      name: "iommufd-tool",
+      dependencies: ["Iommufd", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      path: "Examples/Tool"
     ),
     // Benchmarks of the simulated kernel against plain baselines, printed as ratios.
     .executableTarget(name: "iommufd-bench", dependencies: ["Iommufd"], path: "Benchmarks/Simulator"),

@@ -97,6 +97,16 @@ public struct Backend: Sendable {
     return try finish(fd, operation, objects(), result)
   }
 
+  /// Issues `request` with an integer argument (the legacy VFIO requests that take one).
+  @discardableResult
+  func ioctl(
+    _ fd: FileDescriptor, _ request: Int32, argumentValue: Int,
+    _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
+  ) throws(IommufdError) -> Int32 {
+    let result = Result { () throws(Errno) -> Int32 in try calls.ioctl(fd, UInt(request), UnsafeMutableRawPointer(bitPattern: argumentValue)) }
+    return try finish(fd, operation, objects(), result)
+  }
+
   /// Issues `request` with no argument.
   @discardableResult
   func ioctl(

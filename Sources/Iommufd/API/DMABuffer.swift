@@ -39,13 +39,41 @@ public final class DMABuffer: @unchecked Sendable {
   }
 }
 
-/// A mapping of a ``DMABuffer`` into an ``IOAS``; unmapped on ``unmap()`` or release.
+/// An address space a device does DMA through: an ``IOAS``, or a legacy ``VFIOContainer``.
+public protocol DMAAddressSpace: AnyObject, Sendable {
+  /// Maps `length` bytes of this process's memory at `address`; returns the IOVA.
+  func unsafeMap(address: UnsafeRawPointer, length: UInt64, at placement: IOVAPlacement, access: DMAAccess)
+    throws(IommufdError) -> UInt64
+  /// Unmaps `length` bytes at `iova`; returns the bytes unmapped.
+  @discardableResult
+  func unmap(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64
+  /// The backend the space's calls go through.
+  var backend: Backend { get }
+  /// Whether the descriptor the space lives in was closed (then nothing is left to unmap).
+  var isClosed: Bool { get }
+}
+
+extension DMAAddressSpace {
+  /// Maps `buffer` and returns a mapping that unmaps itself when released.
+  ///
+  /// The mapping keeps `buffer` alive, so the device can never reach freed memory.
+  public func map(
+    _ buffer: DMABuffer, at placement: IOVAPlacement = .anywhere, access: DMAAccess = .readWrite
+  ) throws(IommufdError) -> DMAMapping {
+    let iova = try unsafeMap(
+      address: UnsafeRawPointer(buffer.bytes.baseAddress!), length: UInt64(buffer.bytes.count), at: placement, access: access)
+    return DMAMapping(space: self, buffer: buffer, iova: iova, length: UInt64(buffer.bytes.count), access: access)
+  }
+}
+
+/// A mapping of a ``DMABuffer`` into a ``DMAAddressSpace``; unmapped on ``unmap()`` or
+/// release.
 ///
-/// Keeps the IOAS and the buffer alive. If the range was already unmapped through the IOAS
-/// (``IOAS/unmapAll()``), releasing the mapping does nothing.
-public final class IOASMapping: Sendable {
+/// Keeps the address space and the buffer alive. If the range was already unmapped through
+/// the space (``IOAS/unmapAll()``), releasing the mapping does nothing.
+public final class DMAMapping: Sendable {
   /// The address space.
-  public let ioas: IOAS
+  public let space: any DMAAddressSpace
   /// The memory behind the mapping.
   public let buffer: DMABuffer
   /// Where the device sees the buffer.
@@ -56,8 +84,8 @@ public final class IOASMapping: Sendable {
   public let access: DMAAccess
   private let unmapped = Mutex(false)
 
-  init(ioas: IOAS, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess) {
-    self.ioas = ioas
+  init(space: any DMAAddressSpace, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess) {
+    self.space = space
     self.buffer = buffer
     self.iova = iova
     self.length = length
@@ -74,15 +102,15 @@ public final class IOASMapping: Sendable {
       return value
     }
     if already { return }
-    try ioas.unmap(iova: iova, length: length)
+    try space.unmap(iova: iova, length: length)
   }
 
   deinit {
-    guard !unmapped.withLock({ $0 }), !ioas.iommufd.isClosed else { return }
-    do { try ioas.unmap(iova: iova, length: length) } catch where error.errno == .noSuchFileOrDirectory {
-      ioas.iommufd.backend.trace("mapping at 0x\(String(iova, radix: 16)) was already unmapped")
+    guard !unmapped.withLock({ $0 }), !space.isClosed else { return }
+    do { try space.unmap(iova: iova, length: length) } catch where error.errno == .noSuchFileOrDirectory {
+      space.backend.trace("mapping at 0x\(String(iova, radix: 16)) was already unmapped")
     } catch {
-      ioas.iommufd.backend.logger.error("releasing mapping at 0x\(String(iova, radix: 16)) failed: \(error)")
+      space.backend.logger.error("releasing mapping at 0x\(String(iova, radix: 16)) failed: \(error)")
     }
   }
 }

@@ -17,12 +17,17 @@ public protocol AttachTarget: AnyObject, Sendable {
 /// last reference goes (a failure then is logged). Devices attached to it and HW page
 /// tables built on it hold references, so it outlives them. Destroying it removes all of
 /// its mappings. Thread-safe.
-public final class IOAS: AttachTarget {
+public final class IOAS: AttachTarget, DMAAddressSpace {
   /// The context the IOAS lives in.
   public let iommufd: IOMMUFD
   /// The IOAS's object id.
   public let id: ObjectID
   private let destroyed = Mutex(false)
+
+  /// The backend of the IOAS's context.
+  public var backend: Backend { iommufd.backend }
+  /// Whether the context's descriptor was closed.
+  public var isClosed: Bool { iommufd.isClosed }
 
   init(iommufd: IOMMUFD, id: ObjectID) {
     self.iommufd = iommufd
@@ -43,18 +48,6 @@ public final class IOAS: AttachTarget {
   }
 
   // MARK: Mapping
-
-  /// Maps `buffer` and returns a mapping that unmaps itself when released.
-  ///
-  /// The mapping keeps `buffer` alive, so the device can never reach freed memory.
-  public func map(
-    _ buffer: DMABuffer, at placement: IOVAPlacement = .anywhere, access: DMAAccess = .readWrite
-  ) throws(IommufdError) -> IOASMapping {
-    let iova = try unsafeMap(
-      address: UnsafeRawPointer(buffer.bytes.baseAddress!), length: UInt64(buffer.bytes.count),
-      at: placement, access: access)
-    return IOASMapping(ioas: self, buffer: buffer, iova: iova, length: UInt64(buffer.bytes.count), access: access)
-  }
 
   /// Maps `length` bytes of this process's memory at `address` and returns the IOVA.
   ///

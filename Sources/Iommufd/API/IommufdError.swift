@@ -117,6 +117,28 @@ extension IommufdError {
     case deviceSetIRQs = "VFIO_DEVICE_SET_IRQS"
     /// The `VFIO_DEVICE_RESET` request.
     case deviceReset = "VFIO_DEVICE_RESET"
+    /// The `VFIO_GET_API_VERSION` request.
+    case vfioAPIVersion = "VFIO_GET_API_VERSION"
+    /// The `VFIO_CHECK_EXTENSION` request.
+    case vfioCheckExtension = "VFIO_CHECK_EXTENSION"
+    /// The `VFIO_SET_IOMMU` request.
+    case vfioSetIOMMU = "VFIO_SET_IOMMU"
+    /// The `VFIO_GROUP_GET_STATUS` request.
+    case groupStatus = "VFIO_GROUP_GET_STATUS"
+    /// The `VFIO_GROUP_SET_CONTAINER` request.
+    case groupSetContainer = "VFIO_GROUP_SET_CONTAINER"
+    /// The `VFIO_GROUP_GET_DEVICE_FD` request.
+    case groupDevice = "VFIO_GROUP_GET_DEVICE_FD"
+    /// The `VFIO_IOMMU_GET_INFO` request.
+    case containerInfo = "VFIO_IOMMU_GET_INFO"
+    /// The `VFIO_IOMMU_MAP_DMA` request.
+    case containerMap = "VFIO_IOMMU_MAP_DMA"
+    /// The `VFIO_IOMMU_UNMAP_DMA` request.
+    case containerUnmap = "VFIO_IOMMU_UNMAP_DMA"
+    /// Probing whether the kernel has a request.
+    case probe = "probe"
+    /// Binding a device to a driver through sysfs.
+    case driverBinding = "driver binding"
     /// Region read.
     case regionRead = "region read"
     /// Region write.

@@ -1,6 +1,66 @@
 import Foundation
 import SystemPackage
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An IOMMU group: the devices the IOMMU cannot tell apart, and the IOVA ranges it reserves.
+public struct IOMMUGroupInfo: Hashable, Sendable {
+  /// A reserved region (`/sys/kernel/iommu_groups/N/reserved_regions`).
+  public struct ReservedRegion: Hashable, Sendable {
+    /// The IOVAs.
+    public var range: IOVARange
+    /// `msi`, `direct`, `direct-relaxable`, `reserved`.
+    public var type: String
+    /// Creates the value.
+    public init(range: IOVARange, type: String) {
+      self.range = range
+      self.type = type
+    }
+  }
+
+  /// The group number.
+  public var number: Int
+  /// Its devices.
+  public var devices: [PCIAddress]
+  /// Its reserved regions.
+  public var reservedRegions: [ReservedRegion]
+  /// The legacy group node, `/dev/vfio/N`.
+  public var node: FilePath
+}
+
+/// How a device can be reached, and what was found on the way.
+public struct VFIOAccess: Hashable, Sendable, CustomStringConvertible {
+  /// The way in.
+  public enum Route: Hashable, Sendable {
+    /// The device cdev with iommufd.
+    case cdev(FilePath)
+    /// The legacy group node (with `/dev/vfio/vfio`).
+    case group(FilePath, number: Int)
+    /// Neither: see the reasons.
+    case none
+  }
+
+  /// The device.
+  public var address: PCIAddress
+  /// The chosen route: the cdev when usable, else the legacy group.
+  public var route: Route
+  /// Every finding, in the order checked.
+  public var reasons: [String]
+
+  /// `address: route (reasons)`.
+  public var description: String {
+    let name: String
+    switch route {
+    case .cdev(let path): name = "cdev \(path)"
+    case .group(let path, _): name = "legacy group \(path)"
+    case .none: name = "not usable"
+    }
+    return "\(address): \(name) (" + reasons.joined(separator: "; ") + ")"
+  }
+}
+
 /// A PCI device as sysfs describes it, with what VFIO needs to know.
 public struct PCIDeviceEntry: Hashable, Sendable {
   /// The device's address.
@@ -83,6 +143,78 @@ public struct VFIODiscovery: Sendable {
     case let driver?: reason = "it is bound to \(driver), not to a VFIO driver"
     }
     throw IommufdError(.discovery, .operationNotSupportedByDevice, objects: [.path(deviceDirectory(address).string)], detail: "\(address) has no VFIO cdev: \(reason)")
+  }
+
+  /// IOMMU group `number`: its devices and reserved regions
+  /// (`/sys/kernel/iommu_groups/N`).
+  public func group(_ number: Int) throws(IommufdError) -> IOMMUGroupInfo {
+    let directory = sysfsRoot.appending("kernel/iommu_groups/\(number)")
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.appending("devices").string) else {
+      throw IommufdError(.discovery, .noSuchFileOrDirectory, objects: [.path(directory.string)], detail: "no IOMMU group \(number)")
+    }
+    let text = (try? String(contentsOfFile: directory.appending("reserved_regions").string, encoding: .utf8)) ?? ""
+    let regions = text.split(separator: "\n").compactMap { line -> IOMMUGroupInfo.ReservedRegion? in
+      let fields = line.split(separator: " ")
+      guard fields.count >= 3, let start = UInt64(fields[0].dropFirst(2), radix: 16), let last = UInt64(fields[1].dropFirst(2), radix: 16)
+      else { return nil }
+      return .init(range: IOVARange(start: start, last: last), type: String(fields[2]))
+    }
+    return IOMMUGroupInfo(
+      number: number, devices: names.compactMap(PCIAddress.init).sorted(), reservedRegions: regions,
+      node: deviceRoot.appending("vfio/\(number)"))
+  }
+
+  /// How the device at `address` can be reached, with every finding on the way: its VFIO
+  /// cdev with iommufd, else its legacy group with a container, else nothing, and why.
+  public func access(for address: PCIAddress) -> VFIOAccess {
+    var reasons: [String] = []
+    let entry: PCIDeviceEntry
+    do {
+      entry = try device(at: address)
+    } catch {
+      return VFIOAccess(address: address, route: .none, reasons: [error.detail ?? "\(error)"])
+    }
+    func usable(_ path: FilePath) -> Bool {
+      if !FileManager.default.fileExists(atPath: path.string) {
+        reasons.append("\(path) does not exist")
+        return false
+      }
+      if Glibc.access(path.string, R_OK | W_OK) != 0 {
+        reasons.append("no read-write permission on \(path)")
+        return false
+      }
+      return true
+    }
+    guard let group = entry.iommuGroup else {
+      reasons.append("\(address) is in no IOMMU group: no IOMMU translates for it (enable VT-d/AMD-Vi, e.g. intel_iommu=on)")
+      if FileManager.default.fileExists(atPath: deviceRoot.appending("vfio/noiommu-0").string) {
+        reasons.append("VFIO runs in no-IOMMU mode: DMA is not isolated, and this library refuses it")
+      }
+      return VFIOAccess(address: address, route: .none, reasons: reasons)
+    }
+    reasons.append("IOMMU group \(group)")
+    guard let driver = entry.driver, driver.hasPrefix("vfio") else {
+      if !FileManager.default.fileExists(atPath: sysfsRoot.appending("module/vfio_pci").string) {
+        reasons.append("the vfio_pci module is not loaded (modprobe vfio-pci)")
+      }
+      reasons.append(entry.driver.map { "bound to \($0), not to a VFIO driver: bind it with `iommufd-tool bind \(address)`" } ?? "bound to no driver: bind it with `iommufd-tool bind \(address)`")
+      return VFIOAccess(address: address, route: .none, reasons: reasons)
+    }
+    reasons.append("bound to \(driver)")
+    if let cdev = entry.cdevPath {
+      if usable(deviceRoot.appending("iommu")) && usable(cdev) {
+        reasons.append("iommufd and the VFIO cdev \(cdev) are usable")
+        return VFIOAccess(address: address, route: .cdev(cdev), reasons: reasons)
+      }
+    } else {
+      reasons.append("no vfio-dev node: the kernel lacks CONFIG_VFIO_DEVICE_CDEV or CONFIG_IOMMUFD")
+    }
+    let node = deviceRoot.appending("vfio/\(group)")
+    if usable(node) && usable(deviceRoot.appending("vfio/vfio")) {
+      reasons.append("the legacy group \(node) and container are usable")
+      return VFIOAccess(address: address, route: .group(node, number: group), reasons: reasons)
+    }
+    return VFIOAccess(address: address, route: .none, reasons: reasons)
   }
 
   private func deviceDirectory(_ address: PCIAddress) -> FilePath {

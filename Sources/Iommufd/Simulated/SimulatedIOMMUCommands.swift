@@ -29,8 +29,15 @@ extension SimulatedKernel.State {
     case CIOMMUFD_IOMMU_VFIO_IOAS: return try vfioIOAS(context, address, size)
     case CIOMMUFD_IOMMU_HWPT_ALLOC: return try hwptAlloc(context, address, size)
     case CIOMMUFD_IOMMU_TEST_CMD: return try testCommand(context, address, size)
+    case CIOMMUFD_IOMMU_GET_HW_INFO: return try hardwareInfo(context, address, size)
     default:
-      // GET_HW_INFO, dirty tracking, invalidation and fault queues are not simulated yet.
+      // Dirty tracking, invalidation and fault queues: the size checks the kernel makes
+      // first (GEN-4), then ENOTTY, as they are not simulated yet.
+      let minimums: [Int32: Int] = [
+        CIOMMUFD_IOMMU_HWPT_SET_DIRTY_TRACKING: 16, CIOMMUFD_IOMMU_HWPT_GET_DIRTY_BITMAP: 48,
+        CIOMMUFD_IOMMU_HWPT_INVALIDATE: 32, CIOMMUFD_IOMMU_FAULT_QUEUE_ALLOC: 16,
+      ]
+      if let minimum = minimums[Int32(command)], size < minimum { throw .invalidArgument }
       throw .inappropriateIOCTLForDevice
     }
   }
@@ -337,6 +344,28 @@ extension SimulatedKernel.State {
     default:
       throw .notSupported
     }
+    return 0
+  }
+
+  // MARK: 5.12 GET_HW_INFO
+
+  func hardwareInfo(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_hw_info.self, address, size, minimum: Int(CIOMMUFD_HW_INFO_MIN_SIZE))
+    let reserved = request.__reserved
+    if request.flags != 0 || reserved.0 != 0 || reserved.1 != 0 || reserved.2 != 0 { throw .notSupported }  // INFO-1
+    guard let device = context.device(request.dev_id) else { throw .noSuchFileOrDirectory }  // INFO-2
+    let data = device.hardwareInfo.data
+    let wanted = Int(request.data_len)
+    if wanted > 0 {  // INFO-3: copy what fits, zero the rest of the user's buffer
+      var bytes = Array(data.prefix(wanted))
+      if wanted > data.count { bytes += [UInt8](repeating: 0, count: wanted - data.count) }
+      try UserMemory.write(bytes, to: request.data_uptr)
+    }
+    request.data_len = UInt32(data.count)  // INFO-4
+    request.out_data_type = device.hardwareInfo.type
+    request.out_capabilities = device.hardwareInfo.capabilities
+    request.out_max_pasid_log2 = 0
+    try respond(request, address, size)  // INFO-5: truncated to size
     return 0
   }
 

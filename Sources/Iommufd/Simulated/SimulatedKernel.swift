@@ -35,6 +35,13 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     public var canLockMemory: Bool
     /// `CAP_SYS_RESOURCE`: may change the RLIMIT accounting mode.
     public var canChangeAccounting: Bool
+    /// What VT-d reports in `IOMMU_GET_HW_INFO` (`struct iommu_hw_info_vtd`): QEMU 7.2's
+    /// `intel-iommu` as the lab's 6.12 kernel reads it.
+    public var vtdFlags: UInt32 = 1
+    /// The VT-d capability register.
+    public var vtdCapability: UInt64 = 0x00D2_008C_2226_0286
+    /// The VT-d extended capability register.
+    public var vtdExtendedCapability: UInt64 = 0x00F0_0F4A
     /// `CONFIG_IOMMUFD_TEST`: `IOMMU_TEST_CMD` and its mock IOMMU are available. The mock
     /// works only while no real IOMMU driver is active: with it, the simulated devices are
     /// behind the mock IOMMU too (the lab's second boot, `intel_iommu=off`).

@@ -1,3 +1,4 @@
+import CIommufd
 import SystemPackage
 
 #if canImport(Glibc)
@@ -119,6 +120,13 @@ extension SimulatedKernel {
     /// The domains of the simulated IOMMU (VT-d like).
     var iommuProfile: DomainProfile {
       DomainProfile(pageSize: configuration.ioPageSize, apertureStart: 0, apertureLast: configuration.apertureLast)
+    }
+
+    /// What GET_HW_INFO says of the simulated VT-d.
+    var vtdHardwareInfo: (type: UInt32, data: [UInt8], capabilities: UInt64) {
+      let data = UserMemory.encode(configuration.vtdFlags) + UserMemory.encode(UInt32(0))
+        + UserMemory.encode(configuration.vtdCapability) + UserMemory.encode(configuration.vtdExtendedCapability)
+      return (CIOMMUFD_HW_INFO_TYPE_INTEL_VTD, data, 0)
     }
 
     /// The ranges a domain with `profile` reserves: everything outside its aperture.

@@ -77,14 +77,20 @@ final class SimulatedDeviceObject {
   let profile: DomainProfile
   /// The reserved regions the device brings to an IOAS it attaches to.
   let reservedRegions: [IOVARange]
+  /// What `IOMMU_GET_HW_INFO` reports for the device's IOMMU.
+  let hardwareInfo: (type: UInt32, data: [UInt8], capabilities: UInt64)
   var attachedHWPT: UInt32?
   /// The IOAS of the attached HWPT, for the DMA path.
   var attachedIOAS: SimulatedIOAS?
 
-  init(file: SimulatedDeviceFile?, profile: DomainProfile, reservedRegions: [IOVARange]) {
+  init(
+    file: SimulatedDeviceFile?, profile: DomainProfile, reservedRegions: [IOVARange],
+    hardwareInfo: (type: UInt32, data: [UInt8], capabilities: UInt64)
+  ) {
     self.file = file
     self.profile = profile
     self.reservedRegions = reservedRegions
+    self.hardwareInfo = hardwareInfo
   }
 }
 

@@ -30,7 +30,10 @@ extension SimulatedKernel.State {
       let selfTestID = context.lowestFreeID()
       context.objects[selfTestID] = .selfTest(deviceID: 0)
       let deviceID = context.lowestFreeID()
-      let object = SimulatedDeviceObject(file: nil, profile: .mock(pageSize: pageSize), reservedRegions: [])
+      let noDirty = command.op == CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS && request.dev_flags & CIOMMUFD_MOCK_FLAGS_DEVICE_NO_DIRTY != 0
+      let object = SimulatedDeviceObject(
+        file: nil, profile: .mock(pageSize: pageSize), reservedRegions: [],
+        hardwareInfo: (CIOMMUFD_HW_INFO_TYPE_SELFTEST, UserMemory.encode(UInt32(0)) + UserMemory.encode(UInt32(0xDEAD_BEEF)), noDirty ? 0 : 1))
       context.objects[deviceID] = .device(object)
       do throws(Errno) {
         let hwptID: UInt32

@@ -46,7 +46,8 @@ extension SimulatedKernel.State {
     let id = try allocateID(context)
     request.out_devid = id
     try UserMemory.write(UserMemory.encode(id), to: address + 12)  // BIND-9
-    context.objects[id] = .device(SimulatedDeviceObject(file: file, profile: iommuProfile, reservedRegions: file.device.reservedRegions))
+    context.objects[id] = .device(SimulatedDeviceObject(
+      file: file, profile: iommuProfile, reservedRegions: file.device.reservedRegions, hardwareInfo: vtdHardwareInfo))
     context.boundDevices += 1
     file.binding = (context, id)
     file.object = context.device(id)

@@ -1,0 +1,87 @@
+import CIommufd
+
+/// What `IOMMU_GET_HW_INFO` reports about the IOMMU behind a bound device.
+public struct IOMMUHardwareInfo: Hashable, Sendable {
+  /// `IOMMU_HW_INFO_TYPE_*`.
+  public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The raw type.
+    public var rawValue: UInt32
+    /// Creates from the raw type.
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// The driver reports nothing.
+    public static let none = Kind(rawValue: 0)
+    /// Intel VT-d: the data is `struct iommu_hw_info_vtd`.
+    public static let intelVTd = Kind(rawValue: 1)
+    /// ARM SMMUv3 (6.14+).
+    public static let armSMMUv3 = Kind(rawValue: 2)
+    /// The iommufd self-test's mock IOMMU.
+    public static let selfTest = Kind(rawValue: 0xFEED_BEEF)
+    /// A name for the type.
+    public var description: String {
+      switch self {
+      case .none: "none"
+      case .intelVTd: "Intel VT-d"
+      case .armSMMUv3: "ARM SMMUv3"
+      case .selfTest: "iommufd self-test"
+      default: "type \(rawValue)"
+      }
+    }
+  }
+
+  /// `IOMMU_HW_CAP_*`.
+  public struct Capabilities: OptionSet, Hashable, Sendable {
+    /// The raw bits.
+    public var rawValue: UInt64
+    /// Creates from the raw bits.
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// HW page tables can track dirty pages.
+    public static let dirtyTracking = Capabilities(rawValue: 1 << 0)
+    /// PCI PASID execute permission.
+    public static let pasidExecute = Capabilities(rawValue: 1 << 1)
+    /// PCI PASID privileged mode.
+    public static let pasidPrivileged = Capabilities(rawValue: 1 << 2)
+  }
+
+  /// The IOMMU type.
+  public var kind: Kind
+  /// The driver's data, as the kernel gave it.
+  public var data: [UInt8]
+  /// The capabilities.
+  public var capabilities: Capabilities
+  /// log2 of the PASID count; 0 when the device has no PASID.
+  public var maxPASIDLog2: UInt8
+
+  /// VT-d's capability and extended capability registers, when ``kind`` is VT-d.
+  public var vtdRegisters: (capability: UInt64, extendedCapability: UInt64)? {
+    guard kind == .intelVTd, data.count >= 24 else { return nil }
+    return data.withUnsafeBytes { ($0.loadUnaligned(fromByteOffset: 8, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self)) }
+  }
+
+  /// Creates the value.
+  public init(kind: Kind, data: [UInt8], capabilities: Capabilities, maxPASIDLog2: UInt8) {
+    self.kind = kind
+    self.data = data
+    self.capabilities = capabilities
+    self.maxPASIDLog2 = maxPASIDLog2
+  }
+}
+
+extension IOMMUFD {
+  /// The IOMMU behind the bound device `deviceID` (`IOMMU_GET_HW_INFO`).
+  public func hardwareInfo(device deviceID: ObjectID) throws(IommufdError) -> IOMMUHardwareInfo {
+    let capacity = 256
+    return try withScratchBuffer(count: capacity) { data throws(IommufdError) -> IOMMUHardwareInfo in
+      var request = ciommufd_iommu_hw_info()
+      request.size = UInt32(MemoryLayout<ciommufd_iommu_hw_info>.size)
+      request.dev_id = deviceID.rawValue
+      request.data_len = UInt32(capacity)
+      request.data_uptr = UInt64(UInt(bitPattern: data.baseAddress))
+      try withDescriptor(.getHWInfo) { fd throws(IommufdError) in
+        try backend.ioctl(fd, CIOMMUFD_IOMMU_GET_HW_INFO, &request, .getHWInfo, [.device(deviceID)])
+      }
+      return IOMMUHardwareInfo(
+        kind: .init(rawValue: request.out_data_type), data: Array(data.prefix(min(Int(request.data_len), capacity))),
+        capabilities: .init(rawValue: request.out_capabilities), maxPASIDLog2: request.out_max_pasid_log2)
+    }
+  }
+}
