@@ -59,16 +59,15 @@ fi
 log "lab: building or reusing the 6.12 kernel"
 bash Lab/lab.sh kernel >/dev/null
 bin=$(swift build --show-bin-path)
-bundle=$bin/swift-iommufdPackageTests.xctest
 
-# Runs the test bundle in the lab; prints the lab's own lines, failures, the closing lines
-# and how many scenario cases passed on each backend.
-lab_tests() {
-  local mode=$1 filter=$2 log=/tmp/iommufd-lab-$1.log status=0
-  bash Lab/lab.sh run --mode "$mode" --timeout 900 -- sh -c \
-    'IOMMUFD_TEST_DEVICE=$IOMMUFD_LAB_EDU exec "$0" --testing-library swift-testing --verbose --filter "$1"' \
-    "$bundle" "$filter" >"$log" 2>&1 || status=$?
-  sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^lab: |^✘|differential:|Test run with|recorded an issue|^↳ [^T]' || true
+# Boots the lab in MODE and runs Scripts/lab-guest.sh there; prints the lab's own lines,
+# the steps, failures, the test runs' closing lines and how many scenario cases passed on
+# each backend.
+lab_boot() {
+  local mode=$1 log=/tmp/iommufd-lab-$1.log status=0
+  bash Lab/lab.sh run --mode "$mode" --timeout 1200 -- sh Scripts/lab-guest.sh "$mode" "$bin" >"$log" 2>&1 || status=$?
+  sed 's/\x1b\[[0-9;]*m//g' "$log" \
+    | grep -E '^lab: |^lab-step|^✘|differential:|Test run with|recorded an issue|^↳ [^T]|round trip|^missing' || true
   local backend
   for backend in "kernel" "simulated" "simulated test kernel"; do
     printf '== lab (%s boot): %s scenario cases passed on the %s backend\n' "$mode" \
@@ -77,9 +76,7 @@ lab_tests() {
   return $status
 }
 
-log "lab: first boot (emulated VT-d, edu on vfio-pci): conformance, real-kernel tests, differential check"
-lab_tests vtd "Conformance|RealKernelTests|DifferentialTests"
+log "lab: first boot (emulated VT-d, edu on vfio-pci): conformance, real-kernel, differential, legacy, iommufd-tool, edu-dma"
+lab_boot vtd
 log "lab: second boot (no vIOMMU): iommufd and self-test mock-domain conformance"
-lab_tests mock "IOMMUConformance|MockConformance"
-log "lab: the edu DMA example on the kernel"
-bash Lab/lab.sh run --timeout 300 -- "$bin/edu-dma"
+lab_boot mock

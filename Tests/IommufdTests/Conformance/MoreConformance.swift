@@ -228,3 +228,51 @@ struct MoreDeviceConformance {
     #expect(try again.bind(to: iommufd) == ObjectID(1))
   }
 }
+
+/// GET_HW_INFO and the feature probe.
+@Suite("conformance: hardware info and features")
+struct HardwareInfoConformance {
+  @Test("INFO-1/2/3/4: flags EOPNOTSUPP, unknown device ENOENT; VT-d reports type 1 with 24 bytes, no dirty tracking, no PASID; a larger buffer is zeroed past the data", arguments: Platform.withDevice)
+  func vtd(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
+    let id = try device.bind(to: iommufd)
+    let info = try iommufd.hardwareInfo(device: id)
+    #expect(info.kind == .intelVTd)
+    #expect(info.data.count == 24)
+    #expect(info.capabilities == [])
+    #expect(info.maxPASIDLog2 == 0)
+    #expect(info.vtdRegisters?.capability == 0x00D2_008C_2226_0286)
+    let fd = iommufd.fileDescriptor
+    #expect(rawIoctl(backend, fd, 0x3B8A, le(UInt32(40), UInt32(1), id.rawValue, UInt32(0), UInt64(0), UInt32(0), UInt32(0), UInt64(0))).0 == .notSupported)
+    #expect(rawIoctl(backend, fd, 0x3B8A, le(UInt32(40), UInt32(0), UInt32(77), UInt32(0), UInt64(0), UInt32(0), UInt32(0), UInt64(0))).0 == .noSuchFileOrDirectory)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32, alignment: 8)
+    defer { buffer.deallocate() }
+    buffer.initializeMemory(as: UInt8.self, repeating: 0xAA)
+    let pointer = UInt64(UInt(bitPattern: buffer.baseAddress))
+    let (error, reply) = rawIoctl(backend, fd, 0x3B8A, le(UInt32(32), UInt32(0), id.rawValue, UInt32(32), pointer, UInt32(0x5555), UInt32(0)))
+    #expect(error == nil)
+    #expect(reply == le(UInt32(32), UInt32(0), id.rawValue, UInt32(24), pointer, UInt32(1), UInt32(0)))  // INFO-5: no capabilities word
+    #expect(Array(buffer.prefix(24)) == info.data)
+    #expect(buffer.suffix(8).allSatisfy { $0 == 0 })
+  }
+
+  @Test("INFO with the mock: the self-test type 0xfeedbeef, 8 bytes with 0xdeadbeef, dirty tracking unless NO_DIRTY", arguments: Platform.mock)
+  func mock(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let ioas = try iommufd.allocateIOAS()
+    let mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+    let info = try iommufd.hardwareInfo(device: mock.deviceID)
+    #expect(info == IOMMUHardwareInfo(kind: .selfTest, data: le(UInt32(0), UInt32(0xDEAD_BEEF)), capabilities: .dirtyTracking, maxPASIDLog2: 0))
+    let plain = try iommufd.selfTest.attachMockDevice(to: ioas, flags: .noDirtyTracking)
+    #expect(try iommufd.hardwareInfo(device: plain.deviceID).capabilities == [])
+  }
+
+  @Test("probe: a 6.12 kernel has the 6.6-6.11 requests and none of the later ones", arguments: Platform.all)
+  func features(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let present = try IOMMUFeature.allCases.filter { $0 != .selfTest }.filter { feature throws in try iommufd.supports(feature) }
+    #expect(present == [.hwptAlloc, .hardwareInfo, .dirtyTracking, .invalidate, .faultQueue])
+  }
+}

@@ -1,0 +1,35 @@
+#!/bin/sh
+# Runs inside the lab VM (Lab/lab.sh run), as root in a chroot of the host root:
+#   lab-guest.sh vtd|mock BIN_DIR
+# vtd: the conformance suite, the real-kernel and differential tests on the cdev, then the
+#      legacy container/group tests, then iommufd-tool against the real sysfs, then edu-dma.
+# mock: the iommufd and self-test mock-domain conformance scenarios.
+# Every step runs; the exit status is 1 if any failed.
+mode=$1 bin=$2
+bundle=$bin/swift-iommufdPackageTests.xctest tool=$bin/iommufd-tool edu=$IOMMUFD_LAB_EDU
+status=0
+step() { echo "lab-step: $*"; "$@" || { echo "lab-step FAILED: $*"; status=1; }; }
+tests() { IOMMUFD_TEST_DEVICE=$edu "$bundle" --testing-library swift-testing --verbose --filter "$1"; }
+expect() {  # expect PATTERN COMMAND...: the command succeeds and prints PATTERN
+  pattern=$1; shift
+  out=$("$@" 2>&1) || { echo "$out"; return 1; }
+  echo "$out"
+  echo "$out" | grep -q -- "$pattern" || { echo "missing: $pattern"; return 1; }
+}
+
+if [ "$mode" = mock ]; then
+  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance"
+  exit $status
+fi
+step tests "Conformance|RealKernelTests|DifferentialTests"
+step tests "LegacyTests"
+step expect "\"backend\" : \"iommufd\"" "$tool" devices --json
+step expect "IOMMU_GET_HW_INFO: yes" "$tool" probe
+step expect "type1v2 supported" "$tool" probe
+step expect "0xfef00000-0x7fffffffff" "$tool" ranges "$edu"
+step expect "VT-d cap 0xd2008c22260286" "$tool" hw-info "$edu"
+step expect "now no driver" "$tool" unbind "$edu"
+step expect "backend: none" "$tool" devices
+step expect "bound to vfio-pci (was unbound)" "$tool" bind "$edu"
+step expect "round trip matches" "$bin/edu-dma"
+exit $status

@@ -1,0 +1,87 @@
+import Foundation
+import Iommufd
+import IommufdEdu
+import SystemPackage
+import Testing
+
+/// The legacy VFIO path (container + group) and iommufd's VFIO compatibility container, on
+/// the real kernel with the edu device named in `IOMMUFD_TEST_DEVICE`. Runs apart from the
+/// cdev tests (the lab runs it on its own), as a group cannot be opened while its device is
+/// bound through the cdev (BIND-4).
+@Suite("legacy VFIO on the real kernel", .serialized)
+struct LegacyTests {
+  static let edu: (address: PCIAddress, group: Int)? = {
+    guard FileManager.default.fileExists(atPath: "/dev/vfio/vfio"),
+      let address = ProcessInfo.processInfo.environment["IOMMUFD_TEST_DEVICE"].flatMap(PCIAddress.init),
+      let entry = try? VFIODiscovery().device(at: address), entry.vendorID == 0x1234, entry.deviceID == 0x11e8,
+      let group = entry.iommuGroup
+    else { return nil }
+    return (address, group)
+  }()
+
+  /// DMA RAM → device → RAM through `space`, which maps 0x100000 (source) and 0x200000.
+  static func roundTrip(_ device: VFIODevice, _ source: DMABuffer, _ target: DMABuffer) throws -> Bool {
+    for index in 0..<4096 { source.bytes[index] = UInt8(truncatingIfNeeded: index * 13 + 5) }
+    let edu = try EduDriver(device: device)
+    try edu.enableBusMaster()
+    try edu.copyToDevice(from: 0x10_0000, count: 2048)
+    try edu.copyFromDevice(to: 0x20_0000, count: 2048)
+    return Array(target.bytes.prefix(2048)) == Array(source.bytes.prefix(2048))
+  }
+
+  @Test(
+    "container and group: API 0 and type1v2, a viable group, ranges without the MSI window, edu DMA through container mappings, unmap sizes",
+    .enabled(if: edu != nil, "needs /dev/vfio/vfio and IOMMUFD_TEST_DEVICE naming an edu device (the lab)"))
+  func containerAndGroup() throws {
+    let (address, number) = Self.edu!
+    let container = try VFIOContainer.open()
+    #expect(try container.supports(extension: VFIOContainer.IOMMUType.type1v2.rawValue))
+    let group = try VFIOGroup.open(number)
+    #expect(try group.status() == (viable: true, containerSet: false))
+    try group.setContainer(container)
+    #expect(try group.status() == (viable: true, containerSet: true))
+    try container.setIOMMU(.type1v2)
+    let ranges = try container.iovaRanges()
+    #expect(ranges.ranges == [IOVARange(start: 0, last: 0xFEDF_FFFF), IOVARange(start: 0xFEF0_0000, last: 0x7F_FFFF_FFFF)])
+    #expect(ranges.alignment == 4096)
+    let device = try group.openDevice(address)
+    #expect(try device.info().regionCount == 9)
+    let source = try DMABuffer(length: 4096)
+    let target = try DMABuffer(length: 4096)
+    let sourceMapping = try container.map(source, at: .fixed(0x10_0000), access: .readable)
+    let targetMapping = try container.map(target, at: .fixed(0x20_0000), access: .writable)
+    #expect(try Self.roundTrip(device, source, target))
+    #expect(errno { try container.map(source, at: .anywhere) } == .invalidArgument)
+    #expect(try container.unmap(iova: 0x30_0000, length: 0x1000) == 0)
+    try sourceMapping.unmap()
+    #expect(try container.unmapAll() == 0x1000)
+    _ = targetMapping
+    try device.close()
+  }
+
+  @Test(
+    "iommufd's VFIO compatibility: a group set to /dev/iommu maps through VFIO_IOMMU_MAP_DMA into the compat IOAS",
+    .enabled(if: edu != nil, "needs /dev/vfio/vfio and IOMMUFD_TEST_DEVICE naming an edu device (the lab)"))
+  func compatibility() throws {
+    let (address, number) = Self.edu!
+    let iommufd = try IOMMUFD.open()
+    let ioas = try iommufd.allocateIOAS()
+    let compat = VFIOContainer(adopting: FileDescriptor(rawValue: dup(iommufd.fileDescriptor.rawValue)))
+    #expect(errno { try compat.setIOMMU(.type1v2) } == .operationNotSupportedByDevice)  // no compat IOAS yet
+    try iommufd.setCompatibilityIOAS(ioas)
+    let group = try VFIOGroup.open(number)
+    try group.setContainer(compat)
+    try compat.setIOMMU(.type1v2)
+    let device = try group.openDevice(address)
+    let source = try DMABuffer(length: 4096)
+    let target = try DMABuffer(length: 4096)
+    let sourceMapping = try compat.map(source, at: .fixed(0x10_0000), access: .readable)
+    let targetMapping = try compat.map(target, at: .fixed(0x20_0000), access: .writable)
+    #expect(try Self.roundTrip(device, source, target))
+    // The compat mappings are areas of the IOAS.
+    #expect(errno { try ioas.unsafeMap(address: UnsafeRawPointer(source.bytes.baseAddress!), length: 4096, at: .fixed(0x10_0000)) } == .fileExists)
+    try device.close()
+    try sourceMapping.unmap()
+    try targetMapping.unmap()
+  }
+}
