@@ -9,7 +9,8 @@ mode=$1 bin=$2
 bundle=$bin/swift-iommufdPackageTests.xctest tool=$bin/iommufd-tool edu=$IOMMUFD_LAB_EDU
 status=0
 step() { echo "lab-step: $*"; "$@" || { echo "lab-step FAILED: $*"; status=1; }; }
-tests() { IOMMUFD_TEST_DEVICE=$edu "$bundle" --testing-library swift-testing --verbose --filter "$1"; }
+# One test at a time: the kernel scenarios share one device (a second bind is EINVAL).
+tests() { IOMMUFD_TEST_DEVICE=$edu "$bundle" --testing-library swift-testing --no-parallel --verbose --filter "$1"; }
 expect() {  # expect PATTERN COMMAND...: the command succeeds and prints PATTERN
   pattern=$1; shift
   out=$("$@" 2>&1) || { echo "$out"; return 1; }

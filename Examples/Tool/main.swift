@@ -147,48 +147,38 @@ struct Probe: ParsableCommand {
   }
 }
 
-/// Opens the device at `address` on the route the host offers, attached to a fresh address
-/// space; runs `body` with the ranges source.
-func withAttachedDevice<T>(_ common: Common, _ address: String, _ body: (VFIODevice, IOMMUFD?, ObjectID?, () throws -> IOVARanges) throws -> T) throws -> T {
+/// Opens the device at `address` on the route the host offers (or the simulated machine).
+func openSession(_ common: Common, _ address: String, prefer: VFIOSession.RoutePreference?) throws -> VFIOSession {
   guard let address = PCIAddress(address) else { throw ValidationError("not a PCI address: \(address)") }
   if common.simulated {
     guard address == Common.simulatedAddress else { throw ValidationError("the simulated machine has one device, \(Common.simulatedAddress)") }
-    let backend = Backend.simulated(SimulatedKernel(devices: [SimulatedEduDevice()]))
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let ioas = try iommufd.allocateIOAS()
-    let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
-    let id = try device.bind(to: iommufd)
-    try device.attach(to: ioas)
-    return try body(device, iommufd, id, { try ioas.iovaRanges() })
+    return try VFIOSession.openCdev(SimulatedKernel.devicePath(0), backend: .simulated(SimulatedKernel(devices: [SimulatedEduDevice()])))
   }
-  let access = common.discovery.access(for: address)
-  switch access.route {
-  case .cdev(let path):
-    let iommufd = try IOMMUFD.open(FilePath(common.dev).appending("iommu"))
-    let ioas = try iommufd.allocateIOAS()
-    let device = try VFIODevice.open(path)
-    let id = try device.bind(to: iommufd)
-    try device.attach(to: ioas)
-    return try body(device, iommufd, id, { try ioas.iovaRanges() })
-  case .group(_, let number):
-    let container = try VFIOContainer.open(FilePath(common.dev).appending("vfio/vfio"))
-    let group = try VFIOGroup.open(number, deviceRoot: FilePath(common.dev))
-    try group.setContainer(container)
-    try container.setIOMMU(.type1v2)
-    let device = try group.openDevice(address)
-    return try body(device, nil, nil, { try container.iovaRanges() })
-  case .none:
-    throw ValidationError("\(access)")
+  return try VFIOSession.open(address, discovery: common.discovery, prefer: prefer)
+}
+
+struct RouteOption: ParsableArguments {
+  @Option(help: "Force a route: iommufd or legacy (default: iommufd when usable).")
+  var route: String?
+
+  func preference() throws -> VFIOSession.RoutePreference? {
+    switch route {
+    case nil: return nil
+    case "iommufd": return .iommufd
+    case "legacy": return .legacy
+    case let other?: throw ValidationError("unknown route \(other): use iommufd or legacy")
+    }
   }
 }
 
 struct Ranges: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "The IOVA ranges a device can use once attached (its IOMMU's aperture minus reserved regions).")
   @OptionGroup var common: Common
+  @OptionGroup var route: RouteOption
   @Argument(help: "PCI address, e.g. 0000:00:02.0") var address: String
 
   func run() throws {
-    let ranges = try withAttachedDevice(common, address) { _, _, _, ranges in try ranges() }
+    let ranges = try openSession(common, address, prefer: route.preference()).iovaRanges()
     struct Report: Encodable { var ranges: [[String]]; var alignment: String }
     try common.emit(Report(ranges: ranges.ranges.map { [hex($0.start), hex($0.last)] }, alignment: hex(ranges.alignment))) {
       ranges.ranges.map(\.description).joined(separator: "\n") + "\nalignment \(hex(ranges.alignment))"
@@ -202,10 +192,11 @@ struct HardwareInfo: ParsableCommand {
   @Argument(help: "PCI address, e.g. 0000:00:02.0") var address: String
 
   func run() throws {
-    let info = try withAttachedDevice(common, address) { _, iommufd, id, _ -> IOMMUHardwareInfo in
-      guard let iommufd, let id else { throw ValidationError("IOMMU_GET_HW_INFO needs iommufd; this device is reached through the legacy group") }
-      return try iommufd.hardwareInfo(device: id)
+    let session = try openSession(common, address, prefer: .iommufd)
+    guard let iommufd = session.iommufd, let id = session.deviceID else {
+      throw ValidationError("IOMMU_GET_HW_INFO needs iommufd; this device is reached through the legacy group")
     }
+    let info = try iommufd.hardwareInfo(device: id)
     struct Report: Encodable { var type: String; var data: String; var capabilities: String; var maxPASIDLog2: Int; var vtdCap: String?; var vtdEcap: String? }
     let registers = info.vtdRegisters
     let report = Report(

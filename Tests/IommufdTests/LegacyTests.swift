@@ -60,6 +60,29 @@ struct LegacyTests {
   }
 
   @Test(
+    "sessions: the detected route is the cdev; a forced legacy route opens the group with a type1v2 container",
+    .enabled(if: edu != nil, "needs /dev/vfio/vfio and IOMMUFD_TEST_DEVICE naming an edu device (the lab)"))
+  func sessions() throws {
+    let (address, number) = Self.edu!
+    do {
+      let session = try VFIOSession.open(address)
+      #expect(session.access?.route == .cdev("/dev/vfio/devices/vfio0"))
+      #expect(session.deviceID != nil && session.group == nil)
+      #expect(try session.iovaRanges().ranges.count == 2)
+    }
+    let legacy = try VFIOSession.open(address, prefer: .legacy)
+    #expect(legacy.access?.route == .group(FilePath("/dev/vfio/\(number)"), number: number))
+    #expect(legacy.access?.reasons.last == "the legacy route was asked for")
+    #expect(legacy.group?.number == number && legacy.iommufd == nil)
+    let source = try DMABuffer(length: 4096)
+    let target = try DMABuffer(length: 4096)
+    let sourceMapping = try legacy.space.map(source, at: .fixed(0x10_0000), access: .readable)
+    let targetMapping = try legacy.space.map(target, at: .fixed(0x20_0000), access: .writable)
+    #expect(try Self.roundTrip(legacy.device, source, target))
+    _ = (sourceMapping, targetMapping)
+  }
+
+  @Test(
     "iommufd's VFIO compatibility: a group set to /dev/iommu maps through VFIO_IOMMU_MAP_DMA into the compat IOAS",
     .enabled(if: edu != nil, "needs /dev/vfio/vfio and IOMMUFD_TEST_DEVICE naming an edu device (the lab)"))
   func compatibility() throws {

@@ -174,6 +174,22 @@ struct SimulatorTests {
     #expect(simulator.pinnedPages == 0)
   }
 
+  @Test("a session opened by cdev path binds, attaches and does DMA through its address space")
+  func session() throws {
+    let simulator = SimulatedKernel(devices: [SimulatedEduDevice()])
+    let session = try VFIOSession.openCdev(SimulatedKernel.devicePath(0), backend: .simulated(simulator))
+    #expect(session.deviceID == ObjectID(2))
+    #expect(session.access == nil)
+    #expect(try session.iovaRanges().alignment == 4096)
+    let buffer = try DMABuffer(length: 4096, backend: session.device.backend)
+    let mapping = try session.space.map(buffer, at: .fixed(0x10_0000))
+    try session.device.write(UInt16(0x0006), region: try session.device.regionInfo(VFIOPCIRegion.config), at: 4)
+    var data: [UInt8] = [9, 8, 7]
+    #expect(data.withUnsafeBytes { simulator.deviceWrite(device: 0, iova: mapping.iova + 5, from: $0) })
+    #expect(Array(buffer.bytes[5..<8]) == [9, 8, 7])
+    data = []
+  }
+
   @Test("automatic selection: without /dev/iommu the simulated kernel is chosen and says why")
   func automatic() {
     let backend = Backend.automatic(simulating: [SimulatedEduDevice()])
