@@ -294,6 +294,7 @@ struct ciommufd_iommu_fault_alloc {
 #define CIOMMUFD_TEST_OP_MD_CHECK_REFS       4u
 #define CIOMMUFD_TEST_OP_MOCK_DOMAIN_REPLACE 10u
 #define CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS   12u
+#define CIOMMUFD_TEST_OP_DIRTY               13u
 
 #define CIOMMUFD_MOCK_APERTURE_START (1ull << 24)
 #define CIOMMUFD_MOCK_APERTURE_LAST  ((1ull << 31) - 1)
@@ -327,6 +328,15 @@ struct ciommufd_iommu_test_mock_domain {
 
 struct ciommufd_iommu_test_mock_domain_replace {
   uint32_t pt_id;
+};
+
+struct ciommufd_iommu_test_dirty {
+  uint32_t flags;
+  ciommufd_aligned_u64 iova;
+  ciommufd_aligned_u64 length;
+  ciommufd_aligned_u64 page_size;
+  ciommufd_aligned_u64 uptr;
+  ciommufd_aligned_u64 out_nr_dirty;
 };
 
 /* ---------------------------------------------------------------- VFIO */

@@ -99,6 +99,10 @@ extension IommufdError {
     case hwptAlloc = "IOMMU_HWPT_ALLOC"
     /// The `IOMMU_GET_HW_INFO` request.
     case getHWInfo = "IOMMU_GET_HW_INFO"
+    /// The `IOMMU_HWPT_SET_DIRTY_TRACKING` request.
+    case setDirtyTracking = "IOMMU_HWPT_SET_DIRTY_TRACKING"
+    /// The `IOMMU_HWPT_GET_DIRTY_BITMAP` request.
+    case getDirtyBitmap = "IOMMU_HWPT_GET_DIRTY_BITMAP"
     /// The `IOMMU_TEST_CMD` request.
     case testCommand = "IOMMU_TEST_CMD"
     /// The `VFIO_DEVICE_BIND_IOMMUFD` request.

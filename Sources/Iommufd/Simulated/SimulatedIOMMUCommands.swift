@@ -30,6 +30,8 @@ extension SimulatedKernel.State {
     case CIOMMUFD_IOMMU_HWPT_ALLOC: return try hwptAlloc(context, address, size)
     case CIOMMUFD_IOMMU_TEST_CMD: return try testCommand(context, address, size)
     case CIOMMUFD_IOMMU_GET_HW_INFO: return try hardwareInfo(context, address, size)
+    case CIOMMUFD_IOMMU_HWPT_SET_DIRTY_TRACKING: return try setDirtyTracking(context, address, size)
+    case CIOMMUFD_IOMMU_HWPT_GET_DIRTY_BITMAP: return try getDirtyBitmap(context, address, size)
     default:
       // Dirty tracking, invalidation and fault queues: the size checks the kernel makes
       // first (GEN-4), then ENOTTY, as they are not simulated yet.
@@ -379,15 +381,16 @@ extension SimulatedKernel.State {
     guard let target = context.objects[request.pt_id] else { throw .invalidArgument }  // HWPT-4
     switch target {
     case .ioas(let ioas):  // HWPT-5
-      // The simulated IOMMU offers neither nesting parents nor dirty tracking, and takes
-      // no driver data on an IOAS target.
-      if request.flags != 0 || request.data_len != 0 { throw .notSupported }
+      // HWPT-5.2/5.3/5.4: flags the device's IOMMU driver does not offer (the emulated
+      // VT-d offers none; the mock NEST_PARENT and, unless NO_DIRTY, DIRTY_TRACKING), and
+      // driver data on an IOAS target.
+      if request.flags & ~device.allowedHWPTFlags != 0 || request.data_len != 0 { throw .notSupported }
       let id = try allocateID(context)
       try checkDomainAdd(ioas, profile: device.profile)
       request.out_hwpt_id = id
       try respond(request, address, size)  // HWPT-9: nothing was created yet
       commitDomainAdd(ioas, hwptID: id, profile: device.profile)
-      context.objects[id] = .hwpt(SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, profile: device.profile))
+      context.objects[id] = .hwpt(SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, profile: device.profile, flags: request.flags))
       return 0
     case .hwpt(let parent):  // HWPT-6
       if request.flags & ~CIOMMUFD_HWPT_FAULT_ID_VALID != 0 || request.data_len == 0 { throw .notSupported }

@@ -42,6 +42,10 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     public var vtdCapability: UInt64 = 0x00D2_008C_2226_0286
     /// The VT-d extended capability register.
     public var vtdExtendedCapability: UInt64 = 0x00F0_0F4A
+    /// The simulated VT-d can track dirty pages (as second-stage dirty tracking on recent
+    /// hardware can; QEMU's emulation cannot, hence off by default): GET_HW_INFO reports
+    /// the capability and HWPT_ALLOC accepts DIRTY_TRACKING.
+    public var vtdDirtyTracking = false
     /// `CONFIG_IOMMUFD_TEST`: `IOMMU_TEST_CMD` and its mock IOMMU are available. The mock
     /// works only while no real IOMMU driver is active: with it, the simulated devices are
     /// behind the mock IOMMU too (the lab's second boot, `intel_iommu=off`).

@@ -126,7 +126,7 @@ extension SimulatedKernel {
     var vtdHardwareInfo: (type: UInt32, data: [UInt8], capabilities: UInt64) {
       let data = UserMemory.encode(configuration.vtdFlags) + UserMemory.encode(UInt32(0))
         + UserMemory.encode(configuration.vtdCapability) + UserMemory.encode(configuration.vtdExtendedCapability)
-      return (CIOMMUFD_HW_INFO_TYPE_INTEL_VTD, data, 0)
+      return (CIOMMUFD_HW_INFO_TYPE_INTEL_VTD, data, configuration.vtdDirtyTracking ? 1 : 0)
     }
 
     /// The ranges a domain with `profile` reserves: everything outside its aperture.
@@ -227,6 +227,7 @@ extension SimulatedKernel {
         }
         let memory = UnsafeMutableRawPointer(bitPattern: UInt(area.value.userVA + (iova - area.start)))!
         if isWrite { memory.copyMemory(from: buffer.baseAddress!, byteCount: count) } else { buffer.baseAddress!.copyMemory(from: memory, byteCount: count) }
+        if isWrite { markDirtyAfterWrite(number, iova, lastAddress) }
         return true
       }
       // Across areas: the first pass checks, the second copies, so a refused access moves nothing.
@@ -250,7 +251,14 @@ extension SimulatedKernel {
           cursor = end + 1
         }
       }
+      if isWrite { markDirtyAfterWrite(number, iova, lastAddress) }
       return true
+    }
+
+    /// A device write through a dirty-tracking HWPT marks the IO pages it touched.
+    func markDirtyAfterWrite(_ number: Int, _ first: UInt64, _ last: UInt64) {
+      guard let hwpt = boundFiles[number]?.object?.attachedHWPTObject, hwpt.dirtyEnabled else { return }
+      hwpt.markDirty(first, last)
     }
 
     /// The host address the device sees at `iova` through `ioas`, if mapped.

@@ -59,13 +59,43 @@ final class SimulatedHWPT {
   /// Made by the kernel for an attach to an IOAS (OBJ-7), not by `IOMMU_HWPT_ALLOC`.
   let isAutomatic: Bool
   let profile: DomainProfile
+  /// `IOMMU_HWPT_ALLOC_*` flags it was allocated with.
+  let flags: UInt32
   /// Device object ids attached to it, in attach order.
   var devices: [UInt32] = []
+  /// Dirty tracking is on (`IOMMU_HWPT_SET_DIRTY_TRACKING`).
+  var dirtyEnabled = false
+  /// Dirty IO pages: bit `p % 64` of word `p / 64` for IO page `p` (IOVA / IO page size).
+  var dirtyWords: [UInt64: UInt64] = [:]
 
-  init(ioasID: UInt32, isAutomatic: Bool, profile: DomainProfile) {
+  init(ioasID: UInt32, isAutomatic: Bool, profile: DomainProfile, flags: UInt32 = 0) {
     self.ioasID = ioasID
     self.isAutomatic = isAutomatic
     self.profile = profile
+    self.flags = flags
+  }
+
+  /// Allocated with dirty tracking: has the dirty ops.
+  var hasDirtyOps: Bool { flags & 0x2 != 0 }
+
+  /// Marks the IO pages covering `[first, last]` dirty.
+  func markDirty(_ first: UInt64, _ last: UInt64) {
+    var page = first / profile.pageSize
+    let end = last / profile.pageSize
+    while page <= end {
+      dirtyWords[page / 64, default: 0] |= 1 << (page % 64)
+      page += 1
+    }
+  }
+
+  /// Whether IO page `page` is dirty; clears it when `clear`.
+  func testDirty(_ page: UInt64, clear: Bool) -> Bool {
+    guard let word = dirtyWords[page / 64], word & (1 << (page % 64)) != 0 else { return false }
+    if clear {
+      let rest = word & ~(1 << (page % 64))
+      dirtyWords[page / 64] = rest == 0 ? nil : rest
+    }
+    return true
   }
 }
 
@@ -79,7 +109,16 @@ final class SimulatedDeviceObject {
   let reservedRegions: [IOVARange]
   /// What `IOMMU_GET_HW_INFO` reports for the device's IOMMU.
   let hardwareInfo: (type: UInt32, data: [UInt8], capabilities: UInt64)
+  /// The `IOMMU_HWPT_ALLOC` flags the device's IOMMU driver accepts on an IOAS.
+  var allowedHWPTFlags: UInt32 {
+    let dirty: UInt32 = hardwareInfo.capabilities & 1 != 0 ? 0x2 : 0
+    return profile.pageSize < 4096 ? 0x1 | dirty : dirty  // the mock also offers NEST_PARENT
+  }
+  /// Whether the device's IOMMU can track dirty pages.
+  var dirtyCapable: Bool { hardwareInfo.capabilities & 1 != 0 }
   var attachedHWPT: UInt32?
+  /// The attached HWPT, for the DMA path (dirty bits).
+  var attachedHWPTObject: SimulatedHWPT?
   /// The IOAS of the attached HWPT, for the DMA path.
   var attachedIOAS: SimulatedIOAS?
 

@@ -69,6 +69,9 @@ extension SimulatedKernel.State {
       case .device, .selfTest: throw .invalidArgument
       }
       payload.replaceSubrange(0..<4, with: UserMemory.encode(result))
+    case CIOMMUFD_TEST_OP_DIRTY:
+      let marked = try testDirty(context, command)
+      payload.replaceSubrange(40..<48, with: UserMemory.encode(marked))
     default:
       throw .notSupported
     }

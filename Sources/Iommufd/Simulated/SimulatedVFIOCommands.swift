@@ -117,6 +117,9 @@ extension SimulatedKernel.State {
     _ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32, hwptID: UInt32, _ hwpt: SimulatedHWPT
   ) throws(Errno) -> UInt32 {
     if object.attachedHWPT == hwptID { return hwptID }
+    // The driver refuses another driver's domain, and a dirty-tracking domain for a device
+    // that cannot track dirty pages.
+    if hwpt.profile != object.profile || (hwpt.hasDirtyOps && !object.dirtyCapable) { throw .invalidArgument }
     let currentIOAS = object.attachedHWPT.flatMap { context.hwpt($0)?.ioasID }
     if currentIOAS != hwpt.ioasID, let ioas = context.ioas(hwpt.ioasID) {
       for region in object.reservedRegions
@@ -143,6 +146,7 @@ extension SimulatedKernel.State {
     hwpt.devices.append(deviceID)
     object.attachedHWPT = hwptID
     object.attachedIOAS = context.ioas(hwpt.ioasID)
+    object.attachedHWPTObject = hwpt
   }
 
   /// Takes the device off its HWPT; destroys an automatic HWPT left with no device (OBJ-7).
@@ -151,6 +155,7 @@ extension SimulatedKernel.State {
     hwpt.devices.removeAll { $0 == deviceID }
     object.attachedHWPT = nil
     object.attachedIOAS = nil
+    object.attachedHWPTObject = nil
     if hwpt.isAutomatic && hwpt.devices.isEmpty {
       if let ioas = context.ioas(hwpt.ioasID) { removeDomain(ioas, hwptID: current) }
       context.objects[current] = nil

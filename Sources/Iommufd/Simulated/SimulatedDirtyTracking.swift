@@ -1,0 +1,105 @@
+import CIommufd
+import SystemPackage
+
+/// Dirty tracking (semantics §5.13, §5.14, §7.2 DIRTY), as the kernel does it with the
+/// mock IOMMU's dirty ops: per IO page, set by device DMA writes and by the self-test.
+extension SimulatedKernel.State {
+  // MARK: 5.13 SET_DIRTY_TRACKING
+
+  func setDirtyTracking(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    let request = try command(ciommufd_iommu_hwpt_set_dirty_tracking.self, address, size)
+    if request.flags & ~CIOMMUFD_HWPT_DIRTY_TRACKING_ENABLE != 0 { throw .notSupported }  // DSET-1
+    guard let hwpt = context.hwpt(request.hwpt_id) else { throw .noSuchFileOrDirectory }  // DSET-2
+    guard hwpt.hasDirtyOps else { throw .notSupported }  // DSET-3
+    let enable = request.flags & CIOMMUFD_HWPT_DIRTY_TRACKING_ENABLE != 0
+    if enable { hwpt.dirtyWords = [:] }  // DSET-4: enabling starts from clean
+    hwpt.dirtyEnabled = enable
+    return 0
+  }
+
+  // MARK: 5.14 GET_DIRTY_BITMAP
+
+  func getDirtyBitmap(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    let request = try command(ciommufd_iommu_hwpt_get_dirty_bitmap.self, address, size)
+    if request.flags & ~CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0 || request.__reserved != 0 { throw .notSupported }  // DGET-1
+    guard let hwpt = context.hwpt(request.hwpt_id), let ioas = context.ioas(hwpt.ioasID) else { throw .noSuchFileOrDirectory }
+    // DGET-3, in the kernel's order.
+    if request.length == 0 { throw .invalidArgument }
+    let (last, overflow) = request.iova.addingReportingOverflow(request.length - 1)
+    if overflow { throw .overflow }
+    let alignment = ioas.alignment(pageSize: pageSize)
+    let end = request.iova &+ request.length
+    if request.iova % alignment != 0 || end % alignment != 0 { throw .invalidArgument }
+    if request.page_size == 0 { throw .invalidArgument }
+    if request.iova & (request.page_size - 1) != 0 || end & (request.page_size - 1) != 0 { throw .invalidArgument }
+    guard hwpt.hasDirtyOps else { throw .notSupported }  // DGET-4
+    // DGET-5: with tracking off the driver's walk fails, and the failure is swallowed.
+    guard hwpt.dirtyEnabled else { return 0 }
+    let clear = request.flags & CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == 0
+    let ioPage = hwpt.profile.pageSize
+    let bitCount = (request.length + request.page_size - 1) / request.page_size
+    var words: [Int: UInt64] = [:]
+    // The areas that run contiguously from iova; the walk stops at the first gap.
+    var cursor = request.iova
+    while cursor <= last, let area = ioas.areas.entry(containing: cursor) {
+      let stop = min(area.last, last)
+      var page = cursor / ioPage
+      let lastPage = stop / ioPage
+      while page <= lastPage {
+        // Skip clean words of the tracker at once.
+        if hwpt.dirtyWords[page / 64] == nil {
+          page = (page / 64 + 1) * 64
+          continue
+        }
+        if hwpt.testDirty(page, clear: clear) {
+          // DGET-6: every bitmap bit the dirty IO page overlaps, relative to the base.
+          let first = max(page * ioPage, request.iova)
+          let final = min(page * ioPage + ioPage - 1, last)
+          var bit = (first - request.iova) / request.page_size
+          let lastBit = min((final - request.iova) / request.page_size, bitCount - 1)
+          while bit <= lastBit {
+            words[Int(bit / 64), default: 0] |= 1 << (bit % 64)
+            bit += 1
+          }
+        }
+        page += 1
+      }
+      if stop == last || area.last == .max { break }
+      cursor = area.last + 1
+    }
+    // The kernel only sets bits; an unwritable bitmap is swallowed too.
+    for (index, bits) in words {
+      let wordAddress = request.data + UInt64(index * 8)
+      guard let current = try? UserMemory.read(wordAddress, count: 8) else { continue }
+      let merged = UserMemory.decode(UInt64.self, from: current) | bits
+      try? UserMemory.write(UserMemory.encode(merged), to: wordAddress)
+    }
+    return 0  // DGET-7: nothing written back
+  }
+
+  // MARK: 7.2 IOMMU_TEST_OP_DIRTY
+
+  func testDirty(_ context: SimulatedContext, _ command: ciommufd_iommu_test_cmd) throws(Errno) -> UInt64 {
+    let request = withUnsafeBytes(of: command.payload) { $0.loadUnaligned(as: ciommufd_iommu_test_dirty.self) }
+    let pageSize = request.page_size
+    if pageSize == 0 || request.length == 0 || request.iova % pageSize != 0 || request.length % pageSize != 0 || request.uptr == 0 {
+      throw .invalidArgument
+    }
+    let count = request.length / pageSize
+    if count > 16 * 1024 * 1024 * 8 { throw .overflow }
+    guard let hwpt = context.hwpt(command.id) else { throw .noSuchFileOrDirectory }
+    guard hwpt.profile.pageSize < 4096, let ioas = context.ioas(hwpt.ioasID) else { throw .invalidArgument }  // not a mock domain
+    guard hwpt.dirtyEnabled else { throw .invalidArgument }
+    let bitmap = try UserMemory.read(request.uptr, count: Int((count + 7) / 8))
+    var marked: UInt64 = 0
+    for bit in 0..<count where bitmap[Int(bit / 8)] & (1 << (bit % 8)) != 0 {
+      // As the kernel does: the mock page numbered (iova + bit * page_size) / page_size.
+      let page = (request.iova + bit * pageSize) / pageSize
+      let ioPageAddress = page * hwpt.profile.pageSize
+      guard ioas.areas.entry(containing: ioPageAddress) != nil else { continue }
+      hwpt.markDirty(ioPageAddress, ioPageAddress)
+      marked += 1
+    }
+    return marked
+  }
+}

@@ -1,0 +1,107 @@
+import Iommufd
+import SystemPackage
+import Testing
+
+/// Dirty tracking with the self-test's mock IOMMU (semantics §5.13, §5.14, §7.2), on a
+/// simulated test kernel and in the lab's mock boot.
+@Suite("conformance: dirty tracking")
+struct DirtyConformance {
+  /// An IOAS with a dirty-tracking HWPT, a mock device attached to it, and 64 KiB mapped at
+  /// 0x1000000 (the mock aperture's start).
+  struct Setup {
+    let iommufd: IOMMUFD
+    let ioas: IOAS
+    let hwpt: HWPageTable
+    let mock: MockDevice
+    let buffer: DMABuffer
+    let mapping: DMAMapping
+
+    init(_ platform: Platform) throws {
+      let backend = platform.makeBackend()
+      iommufd = try IOMMUFD.open(backend: backend)
+      ioas = try iommufd.allocateIOAS()
+      let probe = try iommufd.selfTest.attachMockDevice(to: ioas)
+      hwpt = try HWPageTable(on: ioas, forDevice: probe.deviceID, flags: [.dirtyTracking, .nestParent])
+      try probe.destroy()
+      mock = try iommufd.selfTest.attachMockDevice(to: hwpt)
+      buffer = try DMABuffer(length: 0x10000, backend: backend)
+      mapping = try ioas.map(buffer, at: .fixed(0x100_0000))
+    }
+  }
+
+  @Test("HWPT-5: the mock takes NEST_PARENT and DIRTY_TRACKING; FAULT_ID_VALID, data, or DIRTY for a NO_DIRTY device are EOPNOTSUPP", arguments: Platform.mock)
+  func allocFlags(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let ioas = try iommufd.allocateIOAS()
+    let mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+    let plain = try iommufd.selfTest.attachMockDevice(to: ioas, flags: .noDirtyTracking)
+    #expect(try HWPageTable(on: ioas, forDevice: mock.deviceID, flags: [.nestParent, .dirtyTracking]).id.rawValue > 0)
+    #expect(errno { try HWPageTable(on: ioas, forDevice: plain.deviceID, flags: .dirtyTracking) } == .notSupported)
+    #expect(errno { try HWPageTable(on: ioas, forDevice: mock.deviceID, flags: HWPageTable.Flags(rawValue: 4)) } == .notSupported)
+    let fd = iommufd.fileDescriptor
+    #expect(rawIoctl(iommufd.backend, fd, 0x3B89, le(UInt32(48), UInt32(0), mock.deviceID.rawValue, ioas.id.rawValue, UInt32(0), UInt32(0), UInt32(0xDEAD), UInt32(4), UInt64(0x1000), UInt32(0), UInt32(0))).0 == .notSupported)
+  }
+
+  @Test("attach: a NO_DIRTY mock device cannot attach to a dirty-tracking HWPT (EINVAL)", arguments: Platform.mock)
+  func attachRefusal(platform: Platform) throws {
+    let setup = try Setup(platform)
+    #expect(errno { try setup.iommufd.selfTest.attachMockDevice(to: setup.hwpt, flags: .noDirtyTracking) } == .invalidArgument)
+  }
+
+  @Test("DSET-1/2/3/4: flags EOPNOTSUPP, unknown id ENOENT, an HWPT without DIRTY_TRACKING EOPNOTSUPP; enable and disable are idempotent", arguments: Platform.mock)
+  func setTracking(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let fd = setup.iommufd.fileDescriptor
+    let backend = setup.iommufd.backend
+    #expect(rawIoctl(backend, fd, 0x3B8B, le(UInt32(16), UInt32(2), setup.hwpt.id.rawValue, UInt32(0))).0 == .notSupported)
+    #expect(rawIoctl(backend, fd, 0x3B8B, le(UInt32(16), UInt32(1), UInt32(99), UInt32(0))).0 == .noSuchFileOrDirectory)
+    #expect(rawIoctl(backend, fd, 0x3B8B, le(UInt32(16), UInt32(1), setup.ioas.id.rawValue, UInt32(0))).0 == .noSuchFileOrDirectory)
+    let plain = try HWPageTable(on: setup.ioas, forDevice: setup.mock.deviceID)
+    #expect(errno { try plain.setDirtyTracking(enabled: true) } == .notSupported)
+    try setup.hwpt.setDirtyTracking(enabled: true)
+    try setup.hwpt.setDirtyTracking(enabled: true)
+    try setup.hwpt.setDirtyTracking(enabled: false)
+    try setup.hwpt.setDirtyTracking(enabled: false)
+  }
+
+  @Test("DGET-3/4: range checks in order (EINVAL, EOVERFLOW, alignment, page size) before EOPNOTSUPP for an HWPT without dirty ops", arguments: Platform.mock)
+  func bitmapChecks(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let hwpt = setup.hwpt
+    #expect(errno { try hwpt.dirtyBitmap(iova: 0x100_0000, length: 0, pageSize: 4096) } == .invalidArgument)
+    #expect(errno { try hwpt.dirtyBitmap(iova: UInt64.max - 0xfff, length: 0x2000, pageSize: 4096) } == .overflow)
+    #expect(errno { try hwpt.dirtyBitmap(iova: 0x100_0400, length: 0x800, pageSize: 0x400) } == .invalidArgument)
+    let plain = try HWPageTable(on: setup.ioas, forDevice: setup.mock.deviceID)
+    #expect(errno { try plain.dirtyBitmap(iova: 0x100_0000, length: 0x1000, pageSize: 0x1000) } == .notSupported)
+    #expect(errno { try plain.dirtyBitmap(iova: 0x100_0800, length: 0x1000, pageSize: 0x1000) } == .invalidArgument)
+    #expect(errno { try hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x1000, pageSize: 0x1000) } == nil)
+  }
+
+  @Test("DGET-5/6, 7.2 DIRTY: marked pages come back relative to the base, cleared unless NO_CLEAR; nothing while tracking is off; the walk stops at a gap", arguments: Platform.mock)
+  func harvest(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let test = setup.iommufd.selfTest
+    // Tracking off: marking fails, a harvest reports nothing.
+    #expect(errno { try test.markDirty(setup.hwpt, iova: 0x100_0000, length: 0x10000, pageSize: 2048, pages: [1]) } == .invalidArgument)
+    try setup.hwpt.setDirtyTracking(enabled: true)
+    // Mock pages 0x2000 and 0x2003 of 2 KiB: IOVAs 0x1000000 and 0x1001800.
+    #expect(try test.markDirty(setup.hwpt, iova: 0x100_0000, length: 0x10000, pageSize: 2048, pages: [0b1001]) == 2)
+    let kept = try setup.hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x10000, pageSize: 4096, clear: false)
+    #expect(Array(kept) == [0x100_0000, 0x100_1000])
+    #expect(kept.dirtyCount == 2)
+    let taken = try setup.hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x10000, pageSize: 2048)
+    #expect(Array(taken) == [0x100_0000, 0x100_1800])
+    #expect(try setup.hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x10000, pageSize: 2048).dirtyCount == 0)
+    // Relative to the requested base.
+    _ = try test.markDirty(setup.hwpt, iova: 0x100_0000, length: 0x10000, pageSize: 2048, pages: [1 << 8])
+    #expect(Array(try setup.hwpt.dirtyBitmap(iova: 0x100_4000, length: 0x4000, pageSize: 2048)) == [0x100_4000])
+    // A gap right at the base: nothing, and no error.
+    _ = try test.markDirty(setup.hwpt, iova: 0x100_0000, length: 0x10000, pageSize: 2048, pages: [1])
+    #expect(try setup.hwpt.dirtyBitmap(iova: 0x200_0000, length: 0x1000, pageSize: 4096).dirtyCount == 0)
+    // Enabling again starts from clean.
+    try setup.hwpt.setDirtyTracking(enabled: true)
+    #expect(try setup.hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x10000, pageSize: 2048).dirtyCount == 0)
+    try setup.hwpt.setDirtyTracking(enabled: false)
+    #expect(try setup.hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x10000, pageSize: 2048).dirtyCount == 0)
+  }
+}
