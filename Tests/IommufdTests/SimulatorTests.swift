@@ -174,6 +174,29 @@ struct SimulatorTests {
     #expect(simulator.pinnedPages == 0)
   }
 
+  @Test("device DMA writes through a dirty-tracking HWPT set dirty bits per IO page, as the kernel's mock does")
+  func dmaDirtyBits() throws {
+    var configuration = SimulatedKernel.Configuration()
+    configuration.vtdDirtyTracking = true
+    let machine = try Machine(configuration: configuration, attach: false)
+    let id = try #require(machine.device.deviceID)
+    #expect(try machine.iommufd.hardwareInfo(device: id).capabilities == .dirtyTracking)
+    let hwpt = try HWPageTable(on: machine.ioas, forDevice: id, flags: .dirtyTracking)
+    try machine.device.attach(to: hwpt)
+    let buffer = try DMABuffer(length: 8 * 4096, backend: machine.backend)
+    let mapping = try machine.ioas.map(buffer, at: .fixed(0x10_0000))
+    let data = [UInt8](repeating: 7, count: 10)
+    #expect(data.withUnsafeBytes { machine.simulator.deviceWrite(device: 0, iova: 0x10_0ffc, from: $0) })  // before tracking
+    try hwpt.setDirtyTracking(enabled: true)
+    #expect(data.withUnsafeBytes { machine.simulator.deviceWrite(device: 0, iova: 0x10_2ffc, from: $0) })  // spans 2 pages
+    var read = [UInt8](repeating: 0, count: 10)
+    #expect(read.withUnsafeMutableBytes { machine.simulator.deviceRead(device: 0, iova: 0x10_5000, into: $0) })  // reads do not dirty
+    let bitmap = try hwpt.dirtyBitmap(iova: 0x10_0000, length: 8 * 4096, pageSize: 4096)
+    #expect(Array(bitmap) == [0x10_2000, 0x10_3000])
+    #expect(try hwpt.dirtyBitmap(iova: 0x10_0000, length: 8 * 4096, pageSize: 4096).dirtyCount == 0)
+    _ = mapping
+  }
+
   @Test("a session opened by cdev path binds, attaches and does DMA through its address space")
   func session() throws {
     let simulator = SimulatedKernel(devices: [SimulatedEduDevice()])

@@ -37,42 +37,53 @@ extension SimulatedKernel.State {
     guard hwpt.dirtyEnabled else { return 0 }
     let clear = request.flags & CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == 0
     let ioPage = hwpt.profile.pageSize
-    let bitCount = (request.length + request.page_size - 1) / request.page_size
-    var words: [Int: UInt64] = [:]
+    let bitmapPage = request.page_size
+    let bitCount = (request.length + bitmapPage - 1) / bitmapPage
+    var local = [UInt64](repeating: 0, count: Int((bitCount + 63) / 64))
+    let samePages = ioPage == bitmapPage
     // The areas that run contiguously from iova; the walk stops at the first gap.
     var cursor = request.iova
     while cursor <= last, let area = ioas.areas.entry(containing: cursor) {
       let stop = min(area.last, last)
-      var page = cursor / ioPage
+      let firstPage = cursor / ioPage
       let lastPage = stop / ioPage
-      while page <= lastPage {
-        // Skip clean words of the tracker at once.
-        if hwpt.dirtyWords[page / 64] == nil {
-          page = (page / 64 + 1) * 64
-          continue
+      var index = firstPage / 64
+      while index <= lastPage / 64 {
+        defer { index += 1 }
+        guard let word = hwpt.dirtyWords[index] else { continue }
+        var mask = UInt64.max
+        if index == firstPage / 64 { mask &= UInt64.max << (firstPage % 64) }
+        if index == lastPage / 64, lastPage % 64 != 63 { mask &= (1 << (lastPage % 64 + 1)) - 1 }
+        var bits = word & mask
+        if clear {
+          let rest = word & ~bits
+          hwpt.dirtyWords[index] = rest == 0 ? nil : rest
         }
-        if hwpt.testDirty(page, clear: clear) {
+        while bits != 0 {
+          let page = index * 64 + UInt64(bits.trailingZeroBitCount)
+          bits &= bits - 1
           // DGET-6: every bitmap bit the dirty IO page overlaps, relative to the base.
           let first = max(page * ioPage, request.iova)
-          let final = min(page * ioPage + ioPage - 1, last)
-          var bit = (first - request.iova) / request.page_size
-          let lastBit = min((final - request.iova) / request.page_size, bitCount - 1)
+          var bit = (first - request.iova) / bitmapPage
+          let lastBit = samePages ? bit : min((min(page * ioPage + ioPage - 1, last) - request.iova) / bitmapPage, bitCount - 1)
           while bit <= lastBit {
-            words[Int(bit / 64), default: 0] |= 1 << (bit % 64)
+            local[Int(bit / 64)] |= 1 << (bit % 64)
             bit += 1
           }
         }
-        page += 1
       }
       if stop == last || area.last == .max { break }
       cursor = area.last + 1
     }
     // The kernel only sets bits; an unwritable bitmap is swallowed too.
-    for (index, bits) in words {
-      let wordAddress = request.data + UInt64(index * 8)
-      guard let current = try? UserMemory.read(wordAddress, count: 8) else { continue }
-      let merged = UserMemory.decode(UInt64.self, from: current) | bits
-      try? UserMemory.write(UserMemory.encode(merged), to: wordAddress)
+    if local.contains(where: { $0 != 0 }), let current = try? UserMemory.read(request.data, count: local.count * 8) {
+      var merged = current
+      merged.withUnsafeMutableBytes { bytes in
+        for (index, word) in local.enumerated() where word != 0 {
+          bytes.storeBytes(of: bytes.load(fromByteOffset: index * 8, as: UInt64.self) | word, toByteOffset: index * 8, as: UInt64.self)
+        }
+      }
+      try? UserMemory.write(merged, to: request.data)
     }
     return 0  // DGET-7: nothing written back
   }

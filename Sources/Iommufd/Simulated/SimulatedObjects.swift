@@ -88,15 +88,7 @@ final class SimulatedHWPT {
     }
   }
 
-  /// Whether IO page `page` is dirty; clears it when `clear`.
-  func testDirty(_ page: UInt64, clear: Bool) -> Bool {
-    guard let word = dirtyWords[page / 64], word & (1 << (page % 64)) != 0 else { return false }
-    if clear {
-      let rest = word & ~(1 << (page % 64))
-      dirtyWords[page / 64] = rest == 0 ? nil : rest
-    }
-    return true
-  }
+
 }
 
 /// The DEVICE object a VFIO bind (or a self-test mock domain) creates.
