@@ -295,6 +295,12 @@ struct ciommufd_iommu_fault_alloc {
 #define CIOMMUFD_TEST_OP_MOCK_DOMAIN_REPLACE 10u
 #define CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS   12u
 #define CIOMMUFD_TEST_OP_DIRTY               13u
+#define CIOMMUFD_TEST_OP_MD_CHECK_IOTLB      14u
+
+/* The mock IOMMU's nested (stage-1) data and its invalidation entries. */
+#define CIOMMUFD_HWPT_DATA_SELFTEST            0xdeadu
+#define CIOMMUFD_HWPT_INVALIDATE_DATA_SELFTEST 0xdeadbeefu
+#define CIOMMUFD_TEST_INVALIDATE_FLAG_ALL      (1u << 0)
 
 #define CIOMMUFD_MOCK_APERTURE_START (1ull << 24)
 #define CIOMMUFD_MOCK_APERTURE_LAST  ((1ull << 31) - 1)

@@ -103,6 +103,8 @@ extension IommufdError {
     case setDirtyTracking = "IOMMU_HWPT_SET_DIRTY_TRACKING"
     /// The `IOMMU_HWPT_GET_DIRTY_BITMAP` request.
     case getDirtyBitmap = "IOMMU_HWPT_GET_DIRTY_BITMAP"
+    /// The `IOMMU_HWPT_INVALIDATE` request.
+    case invalidate = "IOMMU_HWPT_INVALIDATE"
     /// The `IOMMU_TEST_CMD` request.
     case testCommand = "IOMMU_TEST_CMD"
     /// The `VFIO_DEVICE_BIND_IOMMUFD` request.

@@ -9,7 +9,7 @@ extension SimulatedKernel.State {
   func setDirtyTracking(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
     let request = try command(ciommufd_iommu_hwpt_set_dirty_tracking.self, address, size)
     if request.flags & ~CIOMMUFD_HWPT_DIRTY_TRACKING_ENABLE != 0 { throw .notSupported }  // DSET-1
-    guard let hwpt = context.hwpt(request.hwpt_id) else { throw .noSuchFileOrDirectory }  // DSET-2
+    guard let hwpt = context.pagingHWPT(request.hwpt_id) else { throw .noSuchFileOrDirectory }  // DSET-2
     guard hwpt.hasDirtyOps else { throw .notSupported }  // DSET-3
     let enable = request.flags & CIOMMUFD_HWPT_DIRTY_TRACKING_ENABLE != 0
     if enable { hwpt.dirtyWords = [:] }  // DSET-4: enabling starts from clean
@@ -22,7 +22,7 @@ extension SimulatedKernel.State {
   func getDirtyBitmap(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
     let request = try command(ciommufd_iommu_hwpt_get_dirty_bitmap.self, address, size)
     if request.flags & ~CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0 || request.__reserved != 0 { throw .notSupported }  // DGET-1
-    guard let hwpt = context.hwpt(request.hwpt_id), let ioas = context.ioas(hwpt.ioasID) else { throw .noSuchFileOrDirectory }
+    guard let hwpt = context.pagingHWPT(request.hwpt_id), let ioas = context.ioas(hwpt.ioasID) else { throw .noSuchFileOrDirectory }
     // DGET-3, in the kernel's order.
     if request.length == 0 { throw .invalidArgument }
     let (last, overflow) = request.iova.addingReportingOverflow(request.length - 1)
@@ -98,7 +98,7 @@ extension SimulatedKernel.State {
     }
     let count = request.length / pageSize
     if count > 16 * 1024 * 1024 * 8 { throw .overflow }
-    guard let hwpt = context.hwpt(command.id) else { throw .noSuchFileOrDirectory }
+    guard let hwpt = context.pagingHWPT(command.id) else { throw .noSuchFileOrDirectory }
     guard hwpt.profile.pageSize < 4096, let ioas = context.ioas(hwpt.ioasID) else { throw .invalidArgument }  // not a mock domain
     guard hwpt.dirtyEnabled else { throw .invalidArgument }
     let bitmap = try UserMemory.read(request.uptr, count: Int((count + 7) / 8))

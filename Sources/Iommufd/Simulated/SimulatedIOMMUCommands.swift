@@ -32,6 +32,7 @@ extension SimulatedKernel.State {
     case CIOMMUFD_IOMMU_GET_HW_INFO: return try hardwareInfo(context, address, size)
     case CIOMMUFD_IOMMU_HWPT_SET_DIRTY_TRACKING: return try setDirtyTracking(context, address, size)
     case CIOMMUFD_IOMMU_HWPT_GET_DIRTY_BITMAP: return try getDirtyBitmap(context, address, size)
+    case CIOMMUFD_IOMMU_HWPT_INVALIDATE: return try invalidate(context, address, size)
     default:
       // Dirty tracking, invalidation and fault queues: the size checks the kernel makes
       // first (GEN-4), then ENOTTY, as they are not simulated yet.
@@ -75,8 +76,10 @@ extension SimulatedKernel.State {
       _ = removeAllAreas(ioas)
       if context.compatIOAS == request.id { context.compatIOAS = nil }  // DESTROY-5
     case .hwpt(let hwpt):
-      if !hwpt.devices.isEmpty { throw .resourceBusy }
-      if let ioas = context.ioas(hwpt.ioasID) { removeDomain(ioas, hwptID: request.id) }
+      // OBJ-5: attached devices, or nested HWPTs on a parent, hold it.
+      let children = context.objects.values.contains { if case .hwpt(let h) = $0 { return h.parentID == request.id } else { return false } }
+      if !hwpt.devices.isEmpty || children { throw .resourceBusy }
+      if hwpt.parentID == nil, let ioas = context.ioas(hwpt.ioasID) { removeDomain(ioas, hwptID: request.id) }
     case .device:
       throw .resourceBusy  // DESTROY-3: only closing the device fd removes it
     case .selfTest(let deviceID):
@@ -349,6 +352,48 @@ extension SimulatedKernel.State {
     return 0
   }
 
+  // MARK: 5.15 INVALIDATE
+
+  func invalidate(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_hwpt_invalidate.self, address, size)
+    var processed: UInt32 = 0
+    var failure: Errno?
+    validate: do {
+      if request.__reserved != 0 { failure = .notSupported; break validate }  // INV-1
+      if request.entry_num != 0
+        && (request.data_uptr == 0 || request.entry_len == 0 || request.entry_len > UInt32(pageSize) || request.entry_num > 1 << 19)
+      {
+        failure = .invalidArgument  // INV-2
+        break validate
+      }
+      guard let hwpt = context.nestedHWPT(request.hwpt_id) else { failure = .noSuchFileOrDirectory; break validate }  // INV-3
+      // The mock driver (INV-4..6): its type even with no entries; entries of exactly 8 bytes.
+      guard request.data_type == CIOMMUFD_HWPT_INVALIDATE_DATA_SELFTEST else { failure = .invalidArgument; break validate }
+      for index in 0..<request.entry_num {
+        if request.entry_len != 8 { failure = .invalidArgument; break }
+        guard let entry = try? UserMemory.read(request.data_uptr + UInt64(index) * UInt64(request.entry_len), count: 8) else {
+          failure = .badAddress
+          break
+        }
+        let flags = UserMemory.decode(UInt32.self, from: entry)
+        let slot = UserMemory.decode(UInt32.self, from: entry, offset: 4)
+        if flags & ~CIOMMUFD_TEST_INVALIDATE_FLAG_ALL != 0 { failure = .notSupported; break }
+        if slot > 3 { failure = .invalidArgument; break }
+        if flags & CIOMMUFD_TEST_INVALIDATE_FLAG_ALL != 0 {
+          hwpt.iotlb = [0, 0, 0, 0]
+        } else {
+          hwpt.iotlb[Int(slot)] = 0
+        }
+        processed += 1
+      }
+    }
+    // INV-7: entry_num is written back whatever happened.
+    request.entry_num = processed
+    try respond(request, address, size)
+    if let failure { throw failure }
+    return 0
+  }
+
   // MARK: 5.12 GET_HW_INFO
 
   func hardwareInfo(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
@@ -392,10 +437,28 @@ extension SimulatedKernel.State {
       commitDomainAdd(ioas, hwptID: id, profile: device.profile)
       context.objects[id] = .hwpt(SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, profile: device.profile, flags: request.flags))
       return 0
-    case .hwpt(let parent):  // HWPT-6
+    case .hwpt(let parent) where parent.parentID == nil:  // HWPT-6
       if request.flags & ~CIOMMUFD_HWPT_FAULT_ID_VALID != 0 || request.data_len == 0 { throw .notSupported }
-      _ = parent
-      throw .invalidArgument  // no simulated HWPT is a NEST_PARENT
+      if parent.isAutomatic || parent.flags & CIOMMUFD_HWPT_ALLOC_NEST_PARENT == 0 || parent.profile != device.profile {
+        throw .invalidArgument
+      }
+      let id = try allocateID(context)
+      // The mock driver: its data type only, no flags, exactly 4 bytes of data.
+      if request.data_type != CIOMMUFD_HWPT_DATA_SELFTEST { throw .notSupported }
+      if request.data_len != 4 { throw .invalidArgument }
+      let iotlb = UserMemory.decode(UInt32.self, from: try UserMemory.read(request.data_uptr, count: 4))
+      // HWPT-8: the fault queue is looked up after the driver made the domain; the
+      // simulator has no fault queues yet, so any id is unknown.
+      if request.flags & CIOMMUFD_HWPT_FAULT_ID_VALID != 0 { throw .noSuchFileOrDirectory }
+      request.out_hwpt_id = id
+      try respond(request, address, size)  // HWPT-9
+      let nested = SimulatedHWPT(ioasID: parent.ioasID, isAutomatic: false, profile: parent.profile, flags: request.flags)
+      nested.parentID = request.pt_id
+      nested.iotlb = Array(repeating: iotlb, count: 4)
+      context.objects[id] = .hwpt(nested)
+      return 0
+    case .hwpt:
+      throw .invalidArgument  // HWPT-7: nesting on a nested HWPT
     case .device, .selfTest:
       throw .invalidArgument  // HWPT-7
     }

@@ -35,6 +35,18 @@ final class SimulatedContext {
     return nil
   }
 
+  /// A paging HWPT (HWPT_PAGING), not a nested one.
+  func pagingHWPT(_ id: UInt32) -> SimulatedHWPT? {
+    guard let hwpt = hwpt(id), hwpt.parentID == nil else { return nil }
+    return hwpt
+  }
+
+  /// A nested HWPT (HWPT_NESTED).
+  func nestedHWPT(_ id: UInt32) -> SimulatedHWPT? {
+    guard let hwpt = hwpt(id), hwpt.parentID != nil else { return nil }
+    return hwpt
+  }
+
   func device(_ id: UInt32) -> SimulatedDeviceObject? {
     if case .device(let device)? = objects[id] { return device }
     return nil
@@ -63,6 +75,10 @@ final class SimulatedHWPT {
   let flags: UInt32
   /// Device object ids attached to it, in attach order.
   var devices: [UInt32] = []
+  /// The stage-2 parent, for a nested HWPT; `nil` for a paging one.
+  var parentID: UInt32?
+  /// A mock nested HWPT's four virtual IOTLB slots.
+  var iotlb: [UInt32] = []
   /// Dirty tracking is on (`IOMMU_HWPT_SET_DIRTY_TRACKING`).
   var dirtyEnabled = false
   /// Dirty IO pages: bit `p % 64` of word `p / 64` for IO page `p` (IOVA / IO page size).

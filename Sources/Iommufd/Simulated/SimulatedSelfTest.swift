@@ -69,6 +69,11 @@ extension SimulatedKernel.State {
       case .device, .selfTest: throw .invalidArgument
       }
       payload.replaceSubrange(0..<4, with: UserMemory.encode(result))
+    case CIOMMUFD_TEST_OP_MD_CHECK_IOTLB:
+      guard let hwpt = context.nestedHWPT(command.id) else { throw .noSuchFileOrDirectory }
+      let slot = UserMemory.decode(UInt32.self, from: payload)
+      let value = UserMemory.decode(UInt32.self, from: payload, offset: 4)
+      if slot > 3 || hwpt.iotlb.count != 4 || hwpt.iotlb[Int(slot)] != value { throw .invalidArgument }
     case CIOMMUFD_TEST_OP_DIRTY:
       let marked = try testDirty(context, command)
       payload.replaceSubrange(40..<48, with: UserMemory.encode(marked))

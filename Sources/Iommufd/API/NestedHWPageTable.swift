@@ -1,0 +1,106 @@
+import CIommufd
+import Synchronization
+
+/// A nested (stage-1) HW page table on a ``HWPageTable`` allocated with
+/// ``HWPageTable/Flags/nestParent`` (`IOMMU_HWPT_ALLOC` with driver data): the guest's page
+/// table, translated through the parent's IOAS. Keeps its parent alive (the parent cannot
+/// be destroyed while it exists); destroyed once, on ``destroy()`` or release. Thread-safe.
+public final class NestedHWPageTable: AttachTarget {
+  /// The context.
+  public let iommufd: IOMMUFD
+  /// The HWPT's object id.
+  public let id: ObjectID
+  /// The stage-2 parent.
+  public let parent: HWPageTable
+  private let destroyed = Mutex(false)
+
+  /// Allocates a nested HWPT for the IOMMU of `deviceID`, with driver data `data` of
+  /// `dataType` (`IOMMU_HWPT_DATA_*`; e.g. `struct iommu_hwpt_vtd_s1`).
+  public init(parent: HWPageTable, forDevice deviceID: ObjectID, dataType: UInt32, data: [UInt8]) throws(IommufdError) {
+    var request = ciommufd_iommu_hwpt_alloc()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_alloc>.size)
+    request.dev_id = deviceID.rawValue
+    request.pt_id = parent.id.rawValue
+    request.data_type = dataType
+    request.data_len = UInt32(data.count)
+    let iommufd = parent.iommufd
+    try withScratchBuffer(count: data.count) { buffer throws(IommufdError) in
+      buffer.copyBytes(from: data)
+      request.data_uptr = data.isEmpty ? 0 : UInt64(UInt(bitPattern: buffer.baseAddress))
+      try iommufd.withDescriptor(.hwptAlloc) { fd throws(IommufdError) in
+        try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_ALLOC, &request, .hwptAlloc, [.device(deviceID), .hwpt(parent.id)])
+      }
+    }
+    self.iommufd = iommufd
+    self.parent = parent
+    self.id = ObjectID(request.out_hwpt_id)
+  }
+
+  /// Invalidates cached translations (`IOMMU_HWPT_INVALIDATE`): `entries` holds
+  /// `entries.count / entryLength` driver entries of `dataType`. Returns how many were
+  /// processed; on failure the error names that count as `processed`.
+  @discardableResult
+  public func invalidate(dataType: UInt32, entryLength: Int, entries: [UInt8]) throws(IommufdError) -> Int {
+    guard entryLength > 0 || entries.isEmpty, entries.count % max(entryLength, 1) == 0 else {
+      throw IommufdError(.invalidate, .invalidArgument, objects: [.hwpt(id)], detail: "entries must be whole entries of \(entryLength) bytes")
+    }
+    var request = ciommufd_iommu_hwpt_invalidate()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_invalidate>.size)
+    request.hwpt_id = id.rawValue
+    request.data_type = dataType
+    request.entry_len = UInt32(entryLength)
+    request.entry_num = UInt32(entryLength == 0 ? 0 : entries.count / entryLength)
+    let id = self.id
+    do {
+      try withScratchBuffer(count: entries.count) { buffer throws(IommufdError) in
+        buffer.copyBytes(from: entries)
+        request.data_uptr = entries.isEmpty ? 0 : UInt64(UInt(bitPattern: buffer.baseAddress))
+        try iommufd.withDescriptor(.invalidate) { fd throws(IommufdError) in
+          try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_INVALIDATE, &request, .invalidate, [.hwpt(id)])
+        }
+      }
+    } catch {
+      var failed = error
+      failed.objects.append(.init("processed", "\(request.entry_num)"))
+      throw failed
+    }
+    return Int(request.entry_num)
+  }
+
+  /// Destroys the HWPT now. Fails with `EBUSY` while a device is attached to it.
+  public func destroy() throws(IommufdError) {
+    let already = destroyed.withLock { value -> Bool in
+      defer { value = true }
+      return value
+    }
+    if already { throw IommufdError(.destroy, .noSuchFileOrDirectory, objects: [.hwpt(id)], detail: "the HWPT was already destroyed") }
+    do { try iommufd.destroy(id) } catch {
+      destroyed.withLock { $0 = false }
+      throw error
+    }
+  }
+
+  deinit {
+    if !destroyed.withLock({ $0 }) { iommufd.destroyLogging(id, kind: "nested HWPT") }
+  }
+}
+
+extension IOMMUSelfTest {
+  /// The mock nested HWPT's data type (`IOMMU_HWPT_DATA_SELFTEST`), with 4 bytes of data:
+  /// the value of its four virtual IOTLB slots.
+  public static let nestedDataType = CIOMMUFD_HWPT_DATA_SELFTEST
+  /// The mock's invalidation entry type; each entry is `{u32 flags, u32 iotlb_id}` and flag
+  /// bit 0 invalidates every slot.
+  public static let invalidationType = CIOMMUFD_HWPT_INVALIDATE_DATA_SELFTEST
+
+  /// Checks that IOTLB slot `slot` of the mock nested `hwpt` holds `value`
+  /// (`IOMMU_TEST_OP_MD_CHECK_IOTLB`); EINVAL when it does not.
+  public func checkIOTLB(_ hwpt: NestedHWPageTable, slot: UInt32, value: UInt32) throws(IommufdError) {
+    var command = Self.command(CIOMMUFD_TEST_OP_MD_CHECK_IOTLB, id: hwpt.id)
+    withUnsafeMutableBytes(of: &command.payload) {
+      $0.storeBytes(of: slot, as: UInt32.self)
+      $0.storeBytes(of: value, toByteOffset: 4, as: UInt32.self)
+    }
+    try issue(&command, [.hwpt(hwpt.id)])
+  }
+}
