@@ -19,7 +19,7 @@ expect() {  # expect PATTERN COMMAND...: the command succeeds and prints PATTERN
 }
 
 if [ "$mode" = mock ]; then
-  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance"
+  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance"
   exit $status
 fi
 step tests "Conformance|RealKernelTests|DifferentialTests"

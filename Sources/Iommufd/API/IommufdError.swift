@@ -105,6 +105,12 @@ extension IommufdError {
     case getDirtyBitmap = "IOMMU_HWPT_GET_DIRTY_BITMAP"
     /// The `IOMMU_HWPT_INVALIDATE` request.
     case invalidate = "IOMMU_HWPT_INVALIDATE"
+    /// The `IOMMU_FAULT_QUEUE_ALLOC` request.
+    case faultQueueAlloc = "IOMMU_FAULT_QUEUE_ALLOC"
+    /// Reading faults from a fault queue.
+    case faultRead = "fault read"
+    /// Writing a page response to a fault queue.
+    case faultRespond = "fault response"
     /// The `IOMMU_TEST_CMD` request.
     case testCommand = "IOMMU_TEST_CMD"
     /// The `VFIO_DEVICE_BIND_IOMMUFD` request.

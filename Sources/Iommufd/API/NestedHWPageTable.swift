@@ -12,13 +12,22 @@ public final class NestedHWPageTable: AttachTarget {
   public let id: ObjectID
   /// The stage-2 parent.
   public let parent: HWPageTable
+  /// The fault queue its I/O page faults go to, if any.
+  public let faultQueue: FaultQueue?
   private let destroyed = Mutex(false)
 
   /// Allocates a nested HWPT for the IOMMU of `deviceID`, with driver data `data` of
-  /// `dataType` (`IOMMU_HWPT_DATA_*`; e.g. `struct iommu_hwpt_vtd_s1`).
-  public init(parent: HWPageTable, forDevice deviceID: ObjectID, dataType: UInt32, data: [UInt8]) throws(IommufdError) {
+  /// `dataType` (`IOMMU_HWPT_DATA_*`; e.g. `struct iommu_hwpt_vtd_s1`); its I/O page
+  /// faults go to `faultQueue` when one is given.
+  public init(
+    parent: HWPageTable, forDevice deviceID: ObjectID, dataType: UInt32, data: [UInt8], faultQueue: FaultQueue? = nil
+  ) throws(IommufdError) {
     var request = ciommufd_iommu_hwpt_alloc()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_alloc>.size)
+    if let faultQueue {
+      request.flags = CIOMMUFD_HWPT_FAULT_ID_VALID
+      request.fault_id = faultQueue.id.rawValue
+    }
     request.dev_id = deviceID.rawValue
     request.pt_id = parent.id.rawValue
     request.data_type = dataType
@@ -33,6 +42,7 @@ public final class NestedHWPageTable: AttachTarget {
     }
     self.iommufd = iommufd
     self.parent = parent
+    self.faultQueue = faultQueue
     self.id = ObjectID(request.out_hwpt_id)
   }
 

@@ -33,6 +33,7 @@ extension SimulatedKernel.State {
     case CIOMMUFD_IOMMU_HWPT_SET_DIRTY_TRACKING: return try setDirtyTracking(context, address, size)
     case CIOMMUFD_IOMMU_HWPT_GET_DIRTY_BITMAP: return try getDirtyBitmap(context, address, size)
     case CIOMMUFD_IOMMU_HWPT_INVALIDATE: return try invalidate(context, address, size)
+    case CIOMMUFD_IOMMU_FAULT_QUEUE_ALLOC: return try faultQueueAlloc(context, address, size)
     default:
       // Dirty tracking, invalidation and fault queues: the size checks the kernel makes
       // first (GEN-4), then ENOTTY, as they are not simulated yet.
@@ -82,6 +83,10 @@ extension SimulatedKernel.State {
       if hwpt.parentID == nil, let ioas = context.ioas(hwpt.ioasID) { removeDomain(ioas, hwptID: request.id) }
     case .device:
       throw .resourceBusy  // DESTROY-3: only closing the device fd removes it
+    case .fault(let queue):
+      // FAULT-4: its descriptor and every HWPT naming it hold it.
+      let named = context.objects.values.contains { if case .hwpt(let h) = $0 { return h.faultID == request.id } else { return false } }
+      if queue.fileOpen || named { throw .resourceBusy }
     case .selfTest(let deviceID):
       // 7.2 MOCK_DOMAIN: destroying the self-test object detaches, unbinds and deletes.
       if let object = context.device(deviceID) { detachDevice(context, object, deviceID) }
@@ -447,19 +452,23 @@ extension SimulatedKernel.State {
       if request.data_type != CIOMMUFD_HWPT_DATA_SELFTEST { throw .notSupported }
       if request.data_len != 4 { throw .invalidArgument }
       let iotlb = UserMemory.decode(UInt32.self, from: try UserMemory.read(request.data_uptr, count: 4))
-      // HWPT-8: the fault queue is looked up after the driver made the domain; the
-      // simulator has no fault queues yet, so any id is unknown.
-      if request.flags & CIOMMUFD_HWPT_FAULT_ID_VALID != 0 { throw .noSuchFileOrDirectory }
+      // HWPT-8: the fault queue is looked up after the driver made the domain.
+      var faultID: UInt32?
+      if request.flags & CIOMMUFD_HWPT_FAULT_ID_VALID != 0 {
+        guard case .fault? = context.objects[request.fault_id] else { throw .noSuchFileOrDirectory }
+        faultID = request.fault_id
+      }
       request.out_hwpt_id = id
       try respond(request, address, size)  // HWPT-9
       let nested = SimulatedHWPT(ioasID: parent.ioasID, isAutomatic: false, profile: parent.profile, flags: request.flags)
       nested.parentID = request.pt_id
+      nested.faultID = faultID
       nested.iotlb = Array(repeating: iotlb, count: 4)
       context.objects[id] = .hwpt(nested)
       return 0
     case .hwpt:
       throw .invalidArgument  // HWPT-7: nesting on a nested HWPT
-    case .device, .selfTest:
+    case .device, .selfTest, .fault:
       throw .invalidArgument  // HWPT-7
     }
   }

@@ -165,6 +165,10 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
         state.releaseIfUnused(context)
       case .device(let file):
         state.closeDevice(file)
+      case .fault(let context, let queue):
+        queue.fileOpen = false
+        context.openFaultFiles -= 1
+        state.releaseIfUnused(context)
       }
       return true
     }
@@ -184,6 +188,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
       switch file {
       case .iommufd(let context): return try state.iommufdIoctl(context, request, address)
       case .device(let device): return try state.deviceIoctl(device, request, address)
+      case .fault: throw .inappropriateIOCTLForDevice
       }
     }
     if let handled { return handled }
@@ -231,16 +236,30 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     return result
   }
 
-  /// EINVAL on a simulated file; other descriptors for real.
+  /// Reads fault groups from a simulated fault queue; EINVAL on other simulated files;
+  /// other descriptors for real.
   public func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-    if locked({ $0.files[fd.rawValue] != nil }) { throw .invalidArgument }
-    return try KernelSystemCalls().read(fd, into: buffer)
+    let result: [UInt8]? = try locked { state throws(Errno) -> [UInt8]? in
+      guard let file = state.files[fd.rawValue] else { return nil }
+      guard case .fault(_, let queue) = file else { throw .invalidArgument }
+      return try state.readFaults(queue, count: buffer.count)
+    }
+    guard let result else { return try KernelSystemCalls().read(fd, into: buffer) }
+    buffer.copyBytes(from: result)
+    return result.count
   }
 
-  /// EINVAL on a simulated file; other descriptors for real.
+  /// Writes page responses to a simulated fault queue; EINVAL on other simulated files;
+  /// other descriptors for real.
   public func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
-    if locked({ $0.files[fd.rawValue] != nil }) { throw .invalidArgument }
-    return try KernelSystemCalls().write(fd, from: buffer)
+    let bytes = Array(buffer)
+    let result: Int? = try locked { state throws(Errno) -> Int? in
+      guard let file = state.files[fd.rawValue] else { return nil }
+      guard case .fault(_, let queue) = file else { throw .invalidArgument }
+      return try state.writeResponses(queue, bytes)
+    }
+    guard let result else { return try KernelSystemCalls().write(fd, from: buffer) }
+    return result
   }
 
   /// A real eventfd: the simulated devices signal it as the kernel would.

@@ -11,6 +11,7 @@ extension SimulatedKernel {
     enum File {
       case iommufd(SimulatedContext)
       case device(SimulatedDeviceFile)
+      case fault(SimulatedContext, SimulatedFaultQueue)
     }
 
     let configuration: Configuration
@@ -188,7 +189,7 @@ extension SimulatedKernel {
 
     /// Destroys every object of `context` once nothing holds it any more.
     func releaseIfUnused(_ context: SimulatedContext) {
-      guard !context.userFileOpen, context.boundDevices == 0 else { return }
+      guard !context.userFileOpen, context.boundDevices == 0, context.openFaultFiles == 0 else { return }
       for (_, object) in context.objects {
         if case .ioas(let ioas) = object { _ = removeAllAreas(ioas) }
       }

@@ -6,6 +6,8 @@ final class SimulatedContext {
     case device(SimulatedDeviceObject)
     /// A self-test object (`IOMMU_TEST_OP_MOCK_DOMAIN`): owns a mock device.
     case selfTest(deviceID: UInt32)
+    /// A fault queue (`IOMMU_FAULT_QUEUE_ALLOC`).
+    case fault(SimulatedFaultQueue)
   }
 
   var objects: [UInt32: Object] = [:]
@@ -13,6 +15,8 @@ final class SimulatedContext {
   var userFileOpen = true
   /// Device descriptors bound to this context: each keeps it alive (OBJ-8).
   var boundDevices = 0
+  /// Open fault-queue descriptors: each keeps it alive too (FAULT-4).
+  var openFaultFiles = 0
   /// `IOMMU_OPTION_RLIMIT_MODE`: charged per process instead of per user.
   var accountPerProcess = false
   /// The IOAS of the VFIO compatibility interface.
@@ -77,6 +81,8 @@ final class SimulatedHWPT {
   var devices: [UInt32] = []
   /// The stage-2 parent, for a nested HWPT; `nil` for a paging one.
   var parentID: UInt32?
+  /// The fault queue its I/O page faults go to (`IOMMU_HWPT_FAULT_ID_VALID`).
+  var faultID: UInt32?
   /// A mock nested HWPT's four virtual IOTLB slots.
   var iotlb: [UInt32] = []
   /// Dirty tracking is on (`IOMMU_HWPT_SET_DIRTY_TRACKING`).
@@ -163,4 +169,31 @@ struct SimulatedIRQState {
   /// Assigned eventfds (duplicated, so the user may close theirs), by vector.
   var eventFDs: [Int: Int32] = [:]
   var intxMasked = false
+}
+
+/// A fault queue: page-request groups waiting to be read, and groups read and waiting for
+/// their response, by cookie.
+final class SimulatedFaultQueue {
+  struct Fault {
+    var flags: UInt32
+    var deviceID: UInt32
+    var pasid: UInt32
+    var groupID: UInt32
+    var permissions: UInt32
+    var address: UInt64
+  }
+
+  /// The descriptor is open.
+  var fileOpen = true
+  /// Groups not yet read (each one fault: the self-test reports single-page groups).
+  var pending: [[Fault]] = []
+  /// Groups read, by cookie, until answered.
+  var awaiting: [UInt32: [Fault]] = [:]
+
+  /// FAULT-6: the lowest free cookie from 1.
+  func nextCookie() -> UInt32 {
+    var cookie: UInt32 = 1
+    while awaiting[cookie] != nil { cookie += 1 }
+    return cookie
+  }
 }

@@ -42,7 +42,7 @@ extension SimulatedKernel.State {
         case .hwpt(let hwpt):
           guard hwpt.profile == object.profile else { throw .invalidArgument }
           hwptID = try attachToHWPT(context, object, deviceID, hwptID: command.id, hwpt)
-        case .device, .selfTest: throw .invalidArgument
+        case .device, .selfTest, .fault: throw .invalidArgument
         }
         request.out_stdev_id = selfTestID
         request.out_idev_id = deviceID
@@ -66,7 +66,7 @@ extension SimulatedKernel.State {
       case .hwpt(let hwpt):
         guard hwpt.profile == object.profile else { throw .invalidArgument }
         result = try attachToHWPT(context, object, deviceID, hwptID: ptID, hwpt)
-      case .device, .selfTest: throw .invalidArgument
+      case .device, .selfTest, .fault: throw .invalidArgument
       }
       payload.replaceSubrange(0..<4, with: UserMemory.encode(result))
     case CIOMMUFD_TEST_OP_MD_CHECK_IOTLB:
@@ -74,6 +74,20 @@ extension SimulatedKernel.State {
       let slot = UserMemory.decode(UInt32.self, from: payload)
       let value = UserMemory.decode(UInt32.self, from: payload, offset: 4)
       if slot > 3 || hwpt.iotlb.count != 4 || hwpt.iotlb[Int(slot)] != value { throw .invalidArgument }
+    case 15:  // TRIGGER_IOPF
+      let deviceID = UserMemory.decode(UInt32.self, from: payload)
+      guard let object = context.device(deviceID) else { throw .noSuchFileOrDirectory }
+      guard object.file == nil else { throw .invalidArgument }  // not a mock device
+      let pasid = UserMemory.decode(UInt32.self, from: payload, offset: 4)
+      let fault = SimulatedFaultQueue.Fault(
+        flags: CIOMMUFD_PGFAULT_FLAGS_LAST_PAGE | (pasid != 0 ? CIOMMUFD_PGFAULT_FLAGS_PASID_VALID : 0), deviceID: deviceID,
+        pasid: pasid, groupID: UserMemory.decode(UInt32.self, from: payload, offset: 8),
+        permissions: UserMemory.decode(UInt32.self, from: payload, offset: 12), address: UserMemory.decode(UInt64.self, from: payload, offset: 16))
+      // Delivered to the fault queue of the attached HWPT; without one (or for a PASID no
+      // domain is attached to) the fault is answered at once and nothing is queued.
+      if pasid == 0, let hwpt = object.attachedHWPTObject, let faultID = hwpt.faultID, case .fault(let queue)? = context.objects[faultID] {
+        queue.pending.append([fault])
+      }
     case CIOMMUFD_TEST_OP_DIRTY:
       let marked = try testDirty(context, command)
       payload.replaceSubrange(40..<48, with: UserMemory.encode(marked))

@@ -69,7 +69,7 @@ extension SimulatedKernel.State {
       ptID = try attachToIOAS(context, object, deviceID, ioasID: request.pt_id, ioas)
     case .hwpt(let hwpt):
       ptID = try attachToHWPT(context, object, deviceID, hwptID: request.pt_id, hwpt)
-    case .device, .selfTest:
+    case .device, .selfTest, .fault:
       throw .invalidArgument  // ATT-4
     }
     do {
@@ -150,8 +150,13 @@ extension SimulatedKernel.State {
   }
 
   /// Takes the device off its HWPT; destroys an automatic HWPT left with no device (OBJ-7).
+  /// Its faults still waiting in the HWPT's fault queue are answered INVALID (FAULT-5).
   func leaveHWPT(_ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32) {
     guard let current = object.attachedHWPT, let hwpt = context.hwpt(current) else { return }
+    if let faultID = hwpt.faultID, case .fault(let queue)? = context.objects[faultID] {
+      queue.pending.removeAll { $0.first?.deviceID == deviceID }
+      queue.awaiting = queue.awaiting.filter { $0.value.first?.deviceID != deviceID }
+    }
     hwpt.devices.removeAll { $0 == deviceID }
     object.attachedHWPT = nil
     object.attachedIOAS = nil
