@@ -52,6 +52,10 @@ typedef uint64_t ciommufd_aligned_u64 __attribute__((aligned(8)));
 #define CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT 0x3B77 /* _IO(';', 119) */
 #define CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT 0x3B78 /* _IO(';', 120) */
 
+/* Requests added after 6.12 (absent from the 6.12 headers, so not checked there). */
+#define CIOMMUFD_IOMMU_IOAS_MAP_FILE       0x3B8F /* _IO(';', 0x8f), 6.13 */
+#define CIOMMUFD_IOMMU_IOAS_CHANGE_PROCESS 0x3B92 /* _IO(';', 0x92), 6.14 */
+
 /* ---------------------------------------------------------------- iommufd structs */
 struct ciommufd_iommu_destroy {
   uint32_t size;
@@ -281,6 +285,40 @@ struct ciommufd_iommu_fault_alloc {
   uint32_t flags;
   uint32_t out_fault_id;
   uint32_t out_fault_fd;
+};
+
+/* IOMMU_IOAS_MAP_FILE (6.13): map `length` bytes of file `fd` from byte `start`. */
+struct ciommufd_iommu_ioas_map_file {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t ioas_id;
+  int32_t fd;
+  ciommufd_aligned_u64 start;
+  ciommufd_aligned_u64 length;
+  ciommufd_aligned_u64 iova;
+};
+
+/* IOMMU_IOAS_CHANGE_PROCESS (6.14): move the pinned-page charge to the caller. */
+struct ciommufd_iommu_ioas_change_process {
+  uint32_t size;
+  uint32_t __reserved;
+};
+
+/* VFIO_DEVICE_ATTACH/DETACH_IOMMUFD_PT with a PASID (6.15): the structs grow by a pasid. */
+#define CIOMMUFD_VFIO_DEVICE_ATTACH_PASID (1u << 0)
+#define CIOMMUFD_VFIO_DEVICE_DETACH_PASID (1u << 0)
+
+struct ciommufd_vfio_device_attach_iommufd_pt_pasid {
+  uint32_t argsz;
+  uint32_t flags;
+  uint32_t pt_id;
+  uint32_t pasid;
+};
+
+struct ciommufd_vfio_device_detach_iommufd_pt_pasid {
+  uint32_t argsz;
+  uint32_t flags;
+  uint32_t pasid;
 };
 
 /* ------------------------------------------------------- iommufd self-test */

@@ -111,6 +111,10 @@ extension IommufdError {
     case faultRead = "fault read"
     /// Writing a page response to a fault queue.
     case faultRespond = "fault response"
+    /// The `IOMMU_IOAS_MAP_FILE` request.
+    case ioasMapFile = "IOMMU_IOAS_MAP_FILE"
+    /// The `IOMMU_IOAS_CHANGE_PROCESS` request.
+    case changeProcess = "IOMMU_IOAS_CHANGE_PROCESS"
     /// The `IOMMU_TEST_CMD` request.
     case testCommand = "IOMMU_TEST_CMD"
     /// The `VFIO_DEVICE_BIND_IOMMUFD` request.

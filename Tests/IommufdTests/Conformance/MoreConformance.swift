@@ -276,3 +276,32 @@ struct HardwareInfoConformance {
     #expect(present == [.hwptAlloc, .hardwareInfo, .dirtyTracking, .invalidate, .faultQueue])
   }
 }
+
+/// Requests after 6.12 get a clear "not supported by this kernel" on 6.12, on both backends.
+@Suite("conformance: requests after 6.12")
+struct NewerRequestConformance {
+  @Test("MAP_FILE and CHANGE_PROCESS are ENOTTY on 6.12 (GEN-1), reported as unsupported by this kernel", arguments: Platform.all)
+  func newerIommufdRequests(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let ioas = try iommufd.allocateIOAS()
+    let mapFile = try #require(throws: IommufdError.self) { try ioas.mapFile(FileDescriptor(rawValue: 0), offset: 0, length: 4096) }
+    #expect(mapFile.errno == .inappropriateIOCTLForDevice)
+    #expect(mapFile.detail == "IOMMU_IOAS_MAP_FILE is not supported by this kernel (it came in Linux 6.13)")
+    let change = try #require(throws: IommufdError.self) { try iommufd.changeProcess() }
+    #expect(change.detail == "IOMMU_IOAS_CHANGE_PROCESS is not supported by this kernel (it came in Linux 6.14)")
+  }
+
+  @Test("PASID attach and detach: 6.12 refuses the flag with EINVAL (ATT-1, DET-1), reported as needing 6.15", arguments: Platform.withDevice)
+  func pasid(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
+    try device.bind(to: iommufd)
+    let ioas = try iommufd.allocateIOAS()
+    let attach = try #require(throws: IommufdError.self) { try device.attach(to: ioas, pasid: 1) }
+    #expect(attach.errno == .invalidArgument)
+    #expect(attach.detail?.hasPrefix("the kernel refused the PASID flag") == true)
+    #expect(errno { try device.detach(pasid: 1) } == .invalidArgument)
+    #expect(try device.attach(to: ioas) == ObjectID(3))
+  }
+}
