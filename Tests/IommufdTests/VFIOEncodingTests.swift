@@ -191,6 +191,20 @@ struct VFIOEncodingTests {
     #expect(calls.ioctls.last!.bytes == [20, 0, 0, 0, 0x21, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
   }
 
+  @Test("hardware info decodes VT-d and SMMUv3 registers from the driver data")
+  func hardwareInfoDecoding() {
+    let vtd = IOMMUHardwareInfo(kind: .intelVTd, data: le(UInt32(1), UInt32(0), UInt64(0xAB), UInt64(0xCD)), capabilities: [], maxPASIDLog2: 0)
+    #expect(vtd.vtdRegisters?.capability == 0xAB && vtd.vtdRegisters?.extendedCapability == 0xCD)
+    #expect(vtd.smmuV3Registers == nil)
+    let smmu = IOMMUHardwareInfo(
+      kind: .armSMMUv3, data: le(UInt32(0), UInt32(0), UInt32(1), UInt32(2), UInt32(3), UInt32(4), UInt32(5), UInt32(6), UInt32(7), UInt32(8)),
+      capabilities: .dirtyTracking, maxPASIDLog2: 20)
+    #expect(smmu.smmuV3Registers?.idr == [1, 2, 3, 4, 5, 6])
+    #expect(smmu.smmuV3Registers?.iidr == 7 && smmu.smmuV3Registers?.aidr == 8)
+    #expect(smmu.vtdRegisters == nil)
+    #expect(IOMMUHardwareInfo.Kind(rawValue: 9).description == "type 9")
+  }
+
   @Test("RESET is issued with no argument")
   func reset() throws {
     let calls = Self.device()

@@ -57,6 +57,16 @@ public struct IOMMUHardwareInfo: Hashable, Sendable {
     return data.withUnsafeBytes { ($0.loadUnaligned(fromByteOffset: 8, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self)) }
   }
 
+  /// ARM SMMUv3's ID registers (`struct iommu_hw_info_arm_smmuv3`: flags, reserved,
+  /// `IDR0`–`IDR5`, `IIDR`, `AIDR`), when ``kind`` is SMMUv3.
+  public var smmuV3Registers: (idr: [UInt32], iidr: UInt32, aidr: UInt32)? {
+    guard kind == .armSMMUv3, data.count >= 40 else { return nil }
+    return data.withUnsafeBytes { bytes in
+      ((0..<6).map { bytes.loadUnaligned(fromByteOffset: 8 + $0 * 4, as: UInt32.self) },
+       bytes.loadUnaligned(fromByteOffset: 32, as: UInt32.self), bytes.loadUnaligned(fromByteOffset: 36, as: UInt32.self))
+    }
+  }
+
   /// Creates the value.
   public init(kind: Kind, data: [UInt8], capabilities: Capabilities, maxPASIDLog2: UInt8) {
     self.kind = kind
