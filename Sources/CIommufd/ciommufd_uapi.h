@@ -55,6 +55,8 @@ typedef uint64_t ciommufd_aligned_u64 __attribute__((aligned(8)));
 /* Requests added after 6.12 (absent from the 6.12 headers, so not checked there). */
 #define CIOMMUFD_IOMMU_IOAS_MAP_FILE       0x3B8F /* _IO(';', 0x8f), 6.13 */
 #define CIOMMUFD_IOMMU_IOAS_CHANGE_PROCESS 0x3B92 /* _IO(';', 0x92), 6.14 */
+#define CIOMMUFD_IOMMU_VIOMMU_ALLOC        0x3B90 /* _IO(';', 0x90), 6.13 */
+#define CIOMMUFD_IOMMU_VDEVICE_ALLOC       0x3B91 /* _IO(';', 0x91), 6.13 */
 
 /* ---------------------------------------------------------------- iommufd structs */
 struct ciommufd_iommu_destroy {
@@ -296,6 +298,26 @@ struct ciommufd_iommu_ioas_map_file {
   ciommufd_aligned_u64 start;
   ciommufd_aligned_u64 length;
   ciommufd_aligned_u64 iova;
+};
+
+/* IOMMU_VIOMMU_ALLOC (6.13 layout; later kernels append driver data, which they accept as
+   absent): a virtual IOMMU on a NEST_PARENT HWPT. */
+struct ciommufd_iommu_viommu_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t type;
+  uint32_t dev_id;
+  uint32_t hwpt_id;
+  uint32_t out_viommu_id;
+};
+
+/* IOMMU_VDEVICE_ALLOC (6.13): a device's identity (`virt_id`) behind a vIOMMU. */
+struct ciommufd_iommu_vdevice_alloc {
+  uint32_t size;
+  uint32_t viommu_id;
+  uint32_t dev_id;
+  uint32_t out_vdevice_id;
+  ciommufd_aligned_u64 virt_id;
 };
 
 /* IOMMU_IOAS_CHANGE_PROCESS (6.14): move the pinned-page charge to the caller. */

@@ -115,6 +115,10 @@ extension IommufdError {
     case ioasMapFile = "IOMMU_IOAS_MAP_FILE"
     /// The `IOMMU_IOAS_CHANGE_PROCESS` request.
     case changeProcess = "IOMMU_IOAS_CHANGE_PROCESS"
+    /// The `IOMMU_VIOMMU_ALLOC` request.
+    case viommuAlloc = "IOMMU_VIOMMU_ALLOC"
+    /// The `IOMMU_VDEVICE_ALLOC` request.
+    case vdeviceAlloc = "IOMMU_VDEVICE_ALLOC"
     /// The `IOMMU_TEST_CMD` request.
     case testCommand = "IOMMU_TEST_CMD"
     /// The `VFIO_DEVICE_BIND_IOMMUFD` request.

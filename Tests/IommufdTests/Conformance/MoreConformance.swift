@@ -291,6 +291,21 @@ struct NewerRequestConformance {
     #expect(change.detail == "IOMMU_IOAS_CHANGE_PROCESS is not supported by this kernel (it came in Linux 6.14)")
   }
 
+  @Test("vIOMMU and vDEVICE allocation are ENOTTY on 6.12, reported as unsupported by this kernel", arguments: Platform.withDevice)
+  func virtualIOMMU(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
+    let id = try device.bind(to: iommufd)
+    let ioas = try iommufd.allocateIOAS()
+    let hwpt = try HWPageTable(on: ioas, forDevice: id)
+    let viommu = try #require(throws: IommufdError.self) { try iommufd.allocateVIOMMU(type: 0, device: id, parent: hwpt) }
+    #expect(viommu.errno == .inappropriateIOCTLForDevice)
+    #expect(viommu.detail == "IOMMU_VIOMMU_ALLOC is not supported by this kernel (it came in Linux 6.13)")
+    let vdevice = try #require(throws: IommufdError.self) { try iommufd.allocateVDevice(viommu: ObjectID(9), device: id, virtualID: 1) }
+    #expect(vdevice.detail == "IOMMU_VDEVICE_ALLOC is not supported by this kernel (it came in Linux 6.13)")
+  }
+
   @Test("PASID attach and detach: 6.12 refuses the flag with EINVAL (ATT-1, DET-1), reported as needing 6.15", arguments: Platform.withDevice)
   func pasid(platform: Platform) throws {
     let backend = platform.makeBackend()
