@@ -6,7 +6,6 @@ let package = Package(
   products: [
     .library(name: "Iommufd", targets: ["Iommufd"]),
     .library(name: "IommufdEdu", targets: ["IommufdEdu"]),
-    .executable(name: "iommufd-probe", targets: ["iommufd-probe"]),
     .executable(name: "edu-dma", targets: ["edu-dma"]),
     .executable(name: "iommufd-tool", targets: ["iommufd-tool"]),
   ],
@@ -30,15 +29,6 @@ let package = Package(
     ),
     // A driver for QEMU's edu device over the public API, for examples, tests and the lab.
     .target(name: "IommufdEdu", dependencies: ["Iommufd"], path: "Sources/IommufdEdu"),
-    // Reports what this host offers: iommufd, VFIO devices, and why not.
-    .executableTarget(
-      name: "iommufd-probe",
-      dependencies: [
-        "Iommufd",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
-      ],
-      path: "Examples/Probe"
-    ),
     // The main job: a DMA round trip with edu, on the kernel or the simulated kernel.
     .executableTarget(
       name: "edu-dma",

@@ -47,6 +47,8 @@ public protocol DMAAddressSpace: AnyObject, Sendable {
   /// Unmaps `length` bytes at `iova`; returns the bytes unmapped.
   @discardableResult
   func unmap(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64
+  /// The usable IOVA ranges and the alignment mappings must respect.
+  func iovaRanges() throws(IommufdError) -> IOVARanges
   /// The backend the space's calls go through.
   var backend: Backend { get }
   /// Whether the descriptor the space lives in was closed (then nothing is left to unmap).

@@ -1,5 +1,4 @@
 import CIommufd
-import Synchronization
 import SystemPackage
 
 /// One I/O page fault read from a ``FaultQueue`` (`struct iommu_hwpt_pgfault`).
@@ -43,9 +42,9 @@ public final class FaultQueue: Sendable {
   /// The context.
   public let iommufd: IOMMUFD
   /// The fault object's id, for `fault_id`.
-  public let id: ObjectID
+  public var id: ObjectID { object.id }
   let descriptor: OwnedDescriptor
-  private let destroyed = Mutex(false)
+  private let object: OwnedObject
 
   /// How a page request is answered.
   public enum Response: UInt32, Sendable {
@@ -57,8 +56,8 @@ public final class FaultQueue: Sendable {
 
   init(iommufd: IOMMUFD, id: ObjectID, fd: FileDescriptor) {
     self.iommufd = iommufd
-    self.id = id
     self.descriptor = OwnedDescriptor(fd, backend: iommufd.backend)
+    self.object = OwnedObject(iommufd: iommufd, id: id, kind: "fault queue", involved: .object(id))
   }
 
   /// The fault descriptor (poll it for `POLLIN`).
@@ -100,17 +99,13 @@ public final class FaultQueue: Sendable {
   /// Closes the descriptor and destroys the fault object (EBUSY while an HWPT names it).
   public func destroy() throws(IommufdError) {
     try descriptor.close()
-    let already = destroyed.withLock { value -> Bool in
-      defer { value = true }
-      return value
-    }
-    if already { return }
-    try iommufd.destroy(id)
+    try object.destroyIfOwned()
   }
 
   deinit {
+    // The descriptor holds the object (FAULT-4): close it before the object goes.
     try? descriptor.close()
-    if !destroyed.withLock({ $0 }) { iommufd.destroyLogging(id, kind: "fault queue") }
+    object.release()
   }
 }
 

@@ -1,5 +1,4 @@
 import CIommufd
-import Synchronization
 
 /// A hardware page table (HWPT) allocated explicitly on an IOAS (`IOMMU_HWPT_ALLOC`).
 ///
@@ -11,10 +10,10 @@ public final class HWPageTable: AttachTarget {
   /// The context the page table lives in.
   public let iommufd: IOMMUFD
   /// The HWPT's object id.
-  public let id: ObjectID
+  public var id: ObjectID { object.id }
   /// The IOAS whose mappings the page table holds.
   public let ioas: IOAS
-  private let destroyed = Mutex(false)
+  private let object: OwnedObject
 
   /// Allocation flags (`IOMMU_HWPT_ALLOC_*`).
   public struct Flags: OptionSet, Hashable, Sendable {
@@ -41,25 +40,12 @@ public final class HWPageTable: AttachTarget {
     }
     self.iommufd = iommufd
     self.ioas = ioas
-    self.id = ObjectID(request.out_hwpt_id)
+    let id = ObjectID(request.out_hwpt_id)
+    self.object = OwnedObject(iommufd: iommufd, id: id, kind: "HWPT", involved: .hwpt(id))
   }
+
+  deinit { object.release() }
 
   /// Destroys the page table now. Fails with `EBUSY` while a device is attached to it.
-  public func destroy() throws(IommufdError) {
-    let already = destroyed.withLock { value -> Bool in
-      defer { value = true }
-      return value
-    }
-    if already {
-      throw IommufdError(.destroy, .noSuchFileOrDirectory, objects: [.hwpt(id)], detail: "the HWPT was already destroyed")
-    }
-    do { try iommufd.destroy(id) } catch {
-      destroyed.withLock { $0 = false }
-      throw error
-    }
-  }
-
-  deinit {
-    if !destroyed.withLock({ $0 }) { iommufd.destroyLogging(id, kind: "HWPT") }
-  }
+  public func destroy() throws(IommufdError) { try object.destroy() }
 }

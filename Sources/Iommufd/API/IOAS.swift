@@ -1,5 +1,4 @@
 import CIommufd
-import Synchronization
 import SystemPackage
 
 /// Something a VFIO device can attach to: an ``IOAS`` (the kernel then uses an automatic
@@ -21,8 +20,8 @@ public final class IOAS: AttachTarget, DMAAddressSpace {
   /// The context the IOAS lives in.
   public let iommufd: IOMMUFD
   /// The IOAS's object id.
-  public let id: ObjectID
-  private let destroyed = Mutex(false)
+  public var id: ObjectID { object.id }
+  private let object: OwnedObject
 
   /// The backend of the IOAS's context.
   public var backend: Backend { iommufd.backend }
@@ -31,21 +30,13 @@ public final class IOAS: AttachTarget, DMAAddressSpace {
 
   init(iommufd: IOMMUFD, id: ObjectID) {
     self.iommufd = iommufd
-    self.id = id
+    self.object = OwnedObject(iommufd: iommufd, id: id, kind: "IOAS", involved: .ioas(id))
   }
 
-  deinit {
-    if !destroyed.withLock({ $0 }) { iommufd.destroyLogging(id, kind: "IOAS") }
-  }
+  deinit { object.release() }
 
   /// Destroys the IOAS now. Fails with `EBUSY` while an HW page table or device uses it.
-  public func destroy() throws(IommufdError) {
-    try claimDestroy()
-    do { try iommufd.destroy(id) } catch {
-      destroyed.withLock { $0 = false }
-      throw error
-    }
-  }
+  public func destroy() throws(IommufdError) { try object.destroy() }
 
   // MARK: Mapping
 
@@ -59,14 +50,10 @@ public final class IOAS: AttachTarget, DMAAddressSpace {
   ) throws(IommufdError) -> UInt64 {
     var request = ciommufd_iommu_ioas_map()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_map>.size)
-    request.flags = access.rawValue
+    placement.encode(access, flags: &request.flags, iova: &request.iova)
     request.ioas_id = id.rawValue
     request.user_va = UInt64(UInt(bitPattern: address))
     request.length = length
-    if case .fixed(let iova) = placement {
-      request.flags |= CIOMMUFD_IOAS_MAP_FIXED_IOVA
-      request.iova = iova
-    }
     try ioctl(CIOMMUFD_IOMMU_IOAS_MAP, &request, .ioasMap)
     return request.iova
   }
@@ -95,15 +82,11 @@ public final class IOAS: AttachTarget, DMAAddressSpace {
   ) throws(IommufdError) -> UInt64 {
     var request = ciommufd_iommu_ioas_copy()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_copy>.size)
-    request.flags = access.rawValue
+    placement.encode(access, flags: &request.flags, iova: &request.dst_iova)
     request.dst_ioas_id = id.rawValue
     request.src_ioas_id = source.id.rawValue
     request.length = length
     request.src_iova = sourceIOVA
-    if case .fixed(let iova) = placement {
-      request.flags |= CIOMMUFD_IOAS_MAP_FIXED_IOVA
-      request.dst_iova = iova
-    }
     let sourceID = source.id
     try iommufd.withDescriptor(.ioasCopy) { fd throws(IommufdError) in
       try iommufd.backend.ioctl(
@@ -184,16 +167,6 @@ public final class IOAS: AttachTarget, DMAAddressSpace {
   ) throws(IommufdError) {
     try iommufd.withDescriptor(operation) { fd throws(IommufdError) in
       try iommufd.backend.ioctl(fd, request, &argument, operation, [.ioas(id)])
-    }
-  }
-
-  private func claimDestroy() throws(IommufdError) {
-    let already = destroyed.withLock { value -> Bool in
-      defer { value = true }
-      return value
-    }
-    if already {
-      throw IommufdError(.destroy, .noSuchFileOrDirectory, objects: [.ioas(id)], detail: "the IOAS was already destroyed")
     }
   }
 }

@@ -76,16 +76,17 @@ public final class MockDevice: Sendable {
   /// The context.
   public let iommufd: IOMMUFD
   /// The self-test object's id (destroying it removes the device).
-  public let id: ObjectID
+  public var id: ObjectID { object.id }
   /// The device object's id, usable as `dev_id`.
   public let deviceID: ObjectID
-  private let state: Mutex<(pageTable: ObjectID, target: (any AttachTarget)?, destroyed: Bool)>
+  private let object: OwnedObject
+  private let state: Mutex<(pageTable: ObjectID, target: (any AttachTarget)?)>
 
   init(iommufd: IOMMUFD, id: ObjectID, deviceID: ObjectID, pageTableID: ObjectID, target: any AttachTarget) {
     self.iommufd = iommufd
-    self.id = id
+    self.object = OwnedObject(iommufd: iommufd, id: id, kind: "mock device", involved: .object(id))
     self.deviceID = deviceID
-    self.state = Mutex((pageTableID, target, false))
+    self.state = Mutex((pageTableID, target))
   }
 
   /// The HW page table the device is attached to.
@@ -106,17 +107,8 @@ public final class MockDevice: Sendable {
     return pageTable
   }
 
-  /// Detaches, unbinds and deletes the device now.
-  public func destroy() throws(IommufdError) {
-    let already = state.withLock { value -> Bool in
-      defer { value.destroyed = true }
-      return value.destroyed
-    }
-    if already { return }
-    try iommufd.destroy(id)
-  }
+  deinit { object.release() }
 
-  deinit {
-    if !state.withLock({ $0.destroyed }) { iommufd.destroyLogging(id, kind: "mock device") }
-  }
+  /// Detaches, unbinds and deletes the device now. A second call does nothing.
+  public func destroy() throws(IommufdError) { try object.destroyIfOwned() }
 }

@@ -1,3 +1,5 @@
+import CIommufd
+
 /// An inclusive range of I/O virtual addresses, `start...last`.
 ///
 /// Inclusive, as the kernel reports them: the full 64-bit space is `0...UInt64.max`,
@@ -35,6 +37,18 @@ public enum IOVAPlacement: Hashable, Sendable {
   case anywhere
   /// Exactly at this IOVA (`IOMMU_IOAS_MAP_FIXED_IOVA`).
   case fixed(UInt64)
+}
+
+extension IOVAPlacement {
+  /// Sets the map flags and IOVA of a MAP, COPY or MAP_FILE request for this placement and
+  /// `access`.
+  func encode(_ access: DMAAccess, flags: inout UInt32, iova: inout UInt64) {
+    flags = access.rawValue
+    if case .fixed(let fixed) = self {
+      flags |= CIOMMUFD_IOAS_MAP_FIXED_IOVA
+      iova = fixed
+    }
+  }
 }
 
 /// What a device may do through a mapping.

@@ -1,5 +1,4 @@
 import CIommufd
-import Synchronization
 
 /// A nested (stage-1) HW page table on a ``HWPageTable`` allocated with
 /// ``HWPageTable/Flags/nestParent`` (`IOMMU_HWPT_ALLOC` with driver data): the guest's page
@@ -9,12 +8,12 @@ public final class NestedHWPageTable: AttachTarget {
   /// The context.
   public let iommufd: IOMMUFD
   /// The HWPT's object id.
-  public let id: ObjectID
+  public var id: ObjectID { object.id }
   /// The stage-2 parent.
   public let parent: HWPageTable
   /// The fault queue its I/O page faults go to, if any.
   public let faultQueue: FaultQueue?
-  private let destroyed = Mutex(false)
+  private let object: OwnedObject
 
   /// Allocates a nested HWPT for the IOMMU of `deviceID`, with driver data `data` of
   /// `dataType` (`IOMMU_HWPT_DATA_*`; e.g. `struct iommu_hwpt_vtd_s1`); its I/O page
@@ -43,7 +42,8 @@ public final class NestedHWPageTable: AttachTarget {
     self.iommufd = iommufd
     self.parent = parent
     self.faultQueue = faultQueue
-    self.id = ObjectID(request.out_hwpt_id)
+    let id = ObjectID(request.out_hwpt_id)
+    self.object = OwnedObject(iommufd: iommufd, id: id, kind: "nested HWPT", involved: .hwpt(id))
   }
 
   /// Invalidates cached translations (`IOMMU_HWPT_INVALIDATE`): `entries` holds
@@ -77,22 +77,10 @@ public final class NestedHWPageTable: AttachTarget {
     return Int(request.entry_num)
   }
 
-  /// Destroys the HWPT now. Fails with `EBUSY` while a device is attached to it.
-  public func destroy() throws(IommufdError) {
-    let already = destroyed.withLock { value -> Bool in
-      defer { value = true }
-      return value
-    }
-    if already { throw IommufdError(.destroy, .noSuchFileOrDirectory, objects: [.hwpt(id)], detail: "the HWPT was already destroyed") }
-    do { try iommufd.destroy(id) } catch {
-      destroyed.withLock { $0 = false }
-      throw error
-    }
-  }
+  deinit { object.release() }
 
-  deinit {
-    if !destroyed.withLock({ $0 }) { iommufd.destroyLogging(id, kind: "nested HWPT") }
-  }
+  /// Destroys the HWPT now. Fails with `EBUSY` while a device is attached to it.
+  public func destroy() throws(IommufdError) { try object.destroy() }
 }
 
 extension IOMMUSelfTest {

@@ -13,15 +13,11 @@ extension IOAS {
   ) throws(IommufdError) -> UInt64 {
     var request = ciommufd_iommu_ioas_map_file()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_map_file>.size)
-    request.flags = access.rawValue
+    placement.encode(access, flags: &request.flags, iova: &request.iova)
     request.ioas_id = id.rawValue
     request.fd = fd.rawValue
     request.start = offset
     request.length = length
-    if case .fixed(let iova) = placement {
-      request.flags |= CIOMMUFD_IOAS_MAP_FIXED_IOVA
-      request.iova = iova
-    }
     let id = self.id
     try iommufd.withDescriptor(.ioasMapFile) { descriptor throws(IommufdError) in
       do throws(IommufdError) {

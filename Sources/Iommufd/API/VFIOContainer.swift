@@ -115,20 +115,8 @@ public final class VFIOContainer: DMAAddressSpace {
   /// The usable IOVA ranges and the smallest IO page (`VFIO_IOMMU_GET_INFO` with its
   /// IOVA-range capability).
   public func iovaRanges() throws(IommufdError) -> IOVARanges {
-    var size = MemoryLayout<ciommufd_vfio_iommu_type1_info>.size
-    var reply: [UInt8] = []
-    for _ in 0..<3 {
-      reply = try withScratchBuffer(count: size) { buffer throws(IommufdError) -> [UInt8] in
-        buffer.storeBytes(of: UInt32(size), as: UInt32.self)
-        try descriptor.withDescriptor(.containerInfo) { fd throws(IommufdError) in
-          try backend.ioctl(fd, CIOMMUFD_VFIO_IOMMU_GET_INFO, buffer: buffer, .containerInfo, [])
-        }
-        return Array(buffer)
-      }
-      let wanted = Int(reply.withUnsafeBytes { $0.load(as: UInt32.self) })
-      if wanted <= size { break }
-      size = wanted
-    }
+    let reply = try descriptor.queryWithCapabilities(
+      CIOMMUFD_VFIO_IOMMU_GET_INFO, .containerInfo, [], baseSize: MemoryLayout<ciommufd_vfio_iommu_type1_info>.size) { _ in }
     let info = reply.withUnsafeBytes { $0.loadUnaligned(as: ciommufd_vfio_iommu_type1_info.self) }
     let chain = try VFIOCapabilityChain.parse(
       reply, firstOffset: info.flags & CIOMMUFD_VFIO_IOMMU_INFO_CAPS != 0 ? info.cap_offset : 0, operation: .containerInfo)

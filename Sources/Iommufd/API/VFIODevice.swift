@@ -140,7 +140,7 @@ public final class VFIODevice: Sendable {
 
   /// The device's flags and its region and IRQ counts (`VFIO_DEVICE_GET_INFO`).
   public func info() throws(IommufdError) -> VFIODeviceInfo {
-    let bytes = try queryWithCapabilities(
+    let bytes = try descriptor.queryWithCapabilities(
       CIOMMUFD_VFIO_DEVICE_GET_INFO, .deviceGetInfo, [],
       baseSize: MemoryLayout<ciommufd_vfio_device_info>.size) { _ in }
     let raw = bytes.withUnsafeBytes { $0.loadUnaligned(as: ciommufd_vfio_device_info.self) }
@@ -169,29 +169,6 @@ public final class VFIODevice: Sendable {
     try descriptor.withDescriptor(operation) { fd throws(IommufdError) in
       try backend.ioctl(fd, request, &argument, operation, objects)
     }
-  }
-
-  /// Issues an `argsz` query whose reply may carry a capability chain: asks with the base
-  /// size, and again with the size the kernel asks for. Returns the whole reply.
-  func queryWithCapabilities(
-    _ request: Int32, _ operation: IommufdError.Operation, _ objects: [IommufdError.InvolvedObject],
-    baseSize: Int, prepare: (UnsafeMutableRawBufferPointer) -> Void
-  ) throws(IommufdError) -> [UInt8] {
-    var size = baseSize
-    for _ in 0..<3 {
-      let bytes = try withScratchBuffer(count: size) { buffer throws(IommufdError) -> [UInt8] in
-        buffer.storeBytes(of: UInt32(size), toByteOffset: 0, as: UInt32.self)
-        prepare(buffer)
-        try descriptor.withDescriptor(operation) { fd throws(IommufdError) in
-          try backend.ioctl(fd, request, buffer: buffer, operation, objects)
-        }
-        return Array(buffer)
-      }
-      let wanted = Int(bytes.withUnsafeBytes { $0.load(as: UInt32.self) })
-      if wanted <= size { return bytes }
-      size = wanted
-    }
-    throw IommufdError(operation, .invalidArgument, objects: objects, detail: "the kernel kept asking for a larger argsz")
   }
 
   func keepEventFDs(_ eventFDs: [EventFD?], index: Int, start: Int) {

@@ -72,7 +72,7 @@ extension VFIODevice {
     guard index >= 0, index <= Int(UInt32.max) else {
       throw IommufdError(.deviceGetRegionInfo, .invalidArgument, objects: [.region(index)], detail: "region index must be 0 or more")
     }
-    let bytes = try queryWithCapabilities(
+    let bytes = try descriptor.queryWithCapabilities(
       CIOMMUFD_VFIO_DEVICE_GET_REGION_INFO, .deviceGetRegionInfo, [.region(index)],
       baseSize: MemoryLayout<ciommufd_vfio_region_info>.size
     ) { buffer in

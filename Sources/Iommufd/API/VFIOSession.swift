@@ -84,9 +84,5 @@ public final class VFIOSession: Sendable {
   }
 
   /// The IOVA ranges the device can use.
-  public func iovaRanges() throws(IommufdError) -> IOVARanges {
-    if let ioas = space as? IOAS { return try ioas.iovaRanges() }
-    if let container = space as? VFIOContainer { return try container.iovaRanges() }
-    return IOVARanges(ranges: [], alignment: 1)
-  }
+  public func iovaRanges() throws(IommufdError) -> IOVARanges { try space.iovaRanges() }
 }

@@ -99,7 +99,8 @@ open class SimulatedPCIDevice: @unchecked Sendable {
 /// What a device model reaches from its handlers: DMA through the IOMMU and interrupts.
 public struct SimulatedBus {
   let kernel: SimulatedKernel.State
-  let device: SimulatedPCIDevice
+  /// The device's cdev number.
+  let device: Int
 
   /// Reads `count` bytes the device fetches from `iova`; `nil` (and a recorded fault) when
   /// any byte is not mapped readable for the device.

@@ -200,8 +200,7 @@ extension SimulatedKernel {
 
     /// A device access through its IOMMU: reads `count` bytes (`write == nil`) or writes
     /// `write`; `nil` and a recorded fault when refused.
-    func dma(device: SimulatedPCIDevice, iova: UInt64, count: Int, write: [UInt8]?) -> [UInt8]? {
-      guard let number = devices.firstIndex(where: { $0 === device }) else { return nil }
+    func dma(device number: Int, iova: UInt64, count: Int, write: [UInt8]?) -> [UInt8]? {
       var bytes = write ?? [UInt8](repeating: 0, count: count)
       let done = bytes.withUnsafeMutableBytes { dma(number: number, iova: iova, buffer: $0, isWrite: write != nil) }
       return done ? bytes : nil
@@ -268,15 +267,14 @@ extension SimulatedKernel {
       return area.value.userVA + (iova - area.start)
     }
 
-    func recordFault(device: SimulatedPCIDevice, iova: UInt64, length: Int, isWrite: Bool, reason: String) {
-      let number = devices.firstIndex { $0 === device } ?? -1
+    func recordFault(device number: Int, iova: UInt64, length: Int, isWrite: Bool, reason: String) {
       dmaFaults.append(SimulatedDMAFault(device: number, iova: iova, length: length, isWrite: isWrite, reason: reason))
     }
 
     /// Signals the eventfd of `vector` of IRQ `index` if the device's interrupts are set
     /// up that way (an INTx signal masks INTx until unmasked, as vfio-pci does).
-    func raiseInterrupt(device: SimulatedPCIDevice, index: Int, vector: Int) {
-      guard let number = devices.firstIndex(where: { $0 === device }), var irq = irqs[number] else { return }
+    func raiseInterrupt(device number: Int, index: Int, vector: Int) {
+      guard var irq = irqs[number] else { return }
       switch (irq.mode, index) {
       case (.intx, 0):
         guard !irq.intxMasked, let fd = irq.eventFDs[0] else { return }

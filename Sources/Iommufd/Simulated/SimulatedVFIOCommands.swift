@@ -373,7 +373,7 @@ extension SimulatedKernel.State {
     if index == Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX) {
       return Array(file.device.config[Int(position)..<(Int(position) + length)])
     }
-    return file.device.readBAR(index, offset: position, count: length, bus: SimulatedBus(kernel: self, device: file.device))
+    return file.device.readBAR(index, offset: position, count: length, bus: SimulatedBus(kernel: self, device: file.number))
   }
 
   func regionWrite(_ file: SimulatedDeviceFile, offset: UInt64, bytes: [UInt8]) throws(Errno) -> Int {
@@ -383,7 +383,7 @@ extension SimulatedKernel.State {
     if index == Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX) {
       file.device.writeConfig(offset: Int(position), bytes: data)
     } else {
-      file.device.writeBAR(index, offset: position, bytes: data, bus: SimulatedBus(kernel: self, device: file.device))
+      file.device.writeBAR(index, offset: position, bytes: data, bus: SimulatedBus(kernel: self, device: file.number))
     }
     return length
   }

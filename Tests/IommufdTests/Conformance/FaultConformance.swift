@@ -50,35 +50,22 @@ struct FaultConformance {
     let backend = setup.iommufd.backend
     let fd = setup.queue.fileDescriptor
     var tiny = [UInt8](repeating: 0, count: 39)
-    #expect(errnoOf { try tiny.withUnsafeMutableBytes { try backend.calls.read(fd, into: $0) } } == .illegalSeek)
+    #expect(errno { try tiny.withUnsafeMutableBytes { try backend.calls.read(fd, into: $0) } } == .illegalSeek)
     tiny = []
-    #expect(errnoOf { try tiny.withUnsafeMutableBytes { try backend.calls.read(fd, into: $0) } } == .invalidArgument)
+    #expect(errno { try tiny.withUnsafeMutableBytes { try backend.calls.read(fd, into: $0) } } == .invalidArgument)
     let faults = try setup.queue.read()
     #expect(faults == [PageFault(flags: 2, deviceID: setup.mock.deviceID, pasid: 0, groupID: 2, permissions: 3, address: 0xDEAD_0000, length: 0, cookie: 1)])
     #expect(try setup.queue.read() == [])
     #expect(errno { try setup.queue.respond(to: 2, with: .success) } == .invalidArgument)
     let odd = [UInt8](repeating: 0, count: 7)
-    #expect(errnoOf { try odd.withUnsafeBytes { try backend.calls.write(fd, from: $0) } } == .illegalSeek)
+    #expect(errno { try odd.withUnsafeBytes { try backend.calls.write(fd, from: $0) } } == .illegalSeek)
     let badCode = le(UInt32(1), UInt32(5))
-    #expect(errnoOf { try badCode.withUnsafeBytes { try backend.calls.write(fd, from: $0) } } == .invalidArgument)
+    #expect(errno { try badCode.withUnsafeBytes { try backend.calls.write(fd, from: $0) } } == .invalidArgument)
     try setup.queue.respond(to: 1, with: .success)
     #expect(errno { try setup.queue.respond(to: 1, with: .success) } == .invalidArgument)
     // A new group takes the lowest free cookie again.
     try setup.iommufd.selfTest.triggerPageFault(device: setup.mock.deviceID, group: 7, permissions: 1, address: 0x1000)
     #expect(try setup.queue.read().map(\.cookie) == [1])
     try setup.mock.replace(with: setup.ioas)
-  }
-}
-
-/// The errno a system call failed with, or `nil`.
-func errnoOf<T>(_ body: () throws -> T) -> Errno? {
-  do {
-    _ = try body()
-    return nil
-  } catch let error as Errno {
-    return error
-  } catch {
-    Issue.record("not an Errno: \(error)")
-    return nil
   }
 }

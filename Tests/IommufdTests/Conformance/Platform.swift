@@ -49,15 +49,18 @@ struct Platform: CustomTestStringConvertible, Sendable {
 
 import Testing
 
-/// The errno a call failed with, or `nil` if it succeeded.
+/// The errno a call failed with, or `nil` if it succeeded: an ``IommufdError``'s, or a
+/// seam call's ``Errno``.
 func errno<T>(_ body: () throws -> T) -> Errno? {
   do {
     _ = try body()
     return nil
   } catch let error as IommufdError {
     return error.errno
+  } catch let error as Errno {
+    return error
   } catch {
-    Issue.record("not an IommufdError: \(error)")
+    Issue.record("not an IommufdError or Errno: \(error)")
     return nil
   }
 }
