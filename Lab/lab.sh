@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# The swift-iommufd lab: a real Linux 6.12 kernel with iommufd and VFIO cdevs, booted under
-# QEMU (TCG) with an emulated Intel VT-d and the QEMU "edu" PCI device, running host-built
-# binaries from the host root (shared read-only over virtio 9p).
+# The swift-iommufd lab: a real Linux kernel (6.12, or 7.2 for the requests added since) with
+# iommufd and VFIO cdevs, booted under QEMU (TCG) with an emulated Intel VT-d and the QEMU
+# "edu" PCI device, running host-built binaries from the host root (shared read-only over
+# virtio 9p).
 #
 #   lab.sh deps                       install the Debian packages the lab needs
-#   lab.sh kernel                     build bzImage once (cached); prints its path last
-#   lab.sh headers                    install the 6.12 uAPI headers once; prints the include dir last
-#   lab.sh run [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...]
+#   lab.sh kernel [--kernel V]        build bzImage once (cached); prints its path last
+#   lab.sh headers [--kernel V]       install the uAPI headers once; prints the include dir last
+#   lab.sh source [--kernel V]        prepare the source tree; prints its path last
+#   lab.sh run [--kernel V] [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...]
 #                                     boot the lab, run COMMAND (in the current directory,
 #                                     as root, in a chroot of the host root), exit with its status;
 #                                     124 if QEMU ran past the timeout, 125 if the lab failed
 #
+# Kernels (--kernel, default 6.12): 6.12 is Debian's linux-source-6.12 (installed with
+# apt-get from the machine's own suites); 7.2 is linux-source-7.2 from Debian's
+# trixie-backports, fetched with `apt-get download` through a private source list in the
+# cache (the machine's apt configuration is not changed). Each is configured from
+# Lab/kernel.config plus Lab/kernel-V.config.
+#
 # Modes: vtd (default) has an emulated VT-d (intel_iommu=on) and binds every edu device to
 # vfio-pci, so /dev/iommu, /dev/vfio/N and /dev/vfio/devices/vfioN exist. mock has no vIOMMU
 # (intel_iommu=off): the mode for iommufd's self-test mock domain (IOMMU_TEST_OP_MOCK_DOMAIN).
-# The command sees IOMMUFD_LAB_MODE=vtd|mock and, in vtd mode, IOMMUFD_LAB_EDU=<the PCI
-# address of the first edu device, bound to vfio-pci>. In the guest, / is the host root read-only;
-# /dev, /proc, /sys (with debugfs) are the guest's; /tmp shows the host's /tmp with writes
-# going to a tmpfs.
+# The command sees IOMMUFD_LAB_MODE=vtd|mock, IOMMUFD_LAB_KERNEL=V and, in vtd mode,
+# IOMMUFD_LAB_EDU=<the PCI address of the first edu device, bound to vfio-pci>. In the guest,
+# / is the host root read-only; /dev, /proc, /sys (with debugfs) are the guest's; /tmp shows
+# the host's /tmp with writes going to a tmpfs.
 #
-# Environment: IOMMUFD_LAB_CACHE (default /var/cache/swift-iommufd) holds the kernel source,
+# Environment: IOMMUFD_LAB_CACHE (default /var/cache/swift-iommufd) holds the kernel sources,
 # kernels (kernel-<key>/bzImage), initramfs images, uAPI headers and per-run directories.
 # IOMMUFD_LAB_MEMORY (default 1G) is the guest's RAM.
 # Messages of lab.sh itself go to stderr; the guest console goes to stdout.
@@ -27,15 +35,25 @@ set -euo pipefail
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${IOMMUFD_LAB_CACHE:-/var/cache/swift-iommufd}
-SOURCE_PACKAGE=linux-source-6.12
-TARBALL=/usr/src/linux-source-6.12.tar.xz
-SRC=$CACHE/src/linux-source-6.12          # pristine source tree; builds go elsewhere (O=)
-UAPI=$CACHE/uapi-6.12                      # make headers_install INSTALL_HDR_PATH=$UAPI
 BUSYBOX=/bin/busybox                       # from busybox-static
-DEPS=(qemu-system-x86 "$SOURCE_PACKAGE" bc bison flex libelf-dev libssl-dev cpio busybox-static)
+DEPS=(qemu-system-x86 linux-source-6.12 bc bison flex libelf-dev libssl-dev cpio busybox-static)
 LOCK_TIMEOUT=3600     # waiting for another lab.sh that is preparing the cache
 BUILD_TIMEOUT=7200    # a full kernel build (about 5 minutes on 2 cores)
+BACKPORTS_KEYRING=/usr/share/keyrings/debian-archive-trixie-automatic.gpg
 
+# Sets the variables of kernel version $1: where its source comes from and goes.
+select_kernel() {
+  KERNEL_VERSION=$1
+  case $KERNEL_VERSION in
+    6.12|7.2) ;;
+    *) die "--kernel must be 6.12 or 7.2, not '$KERNEL_VERSION'" ;;
+  esac
+  SOURCE_PACKAGE=linux-source-$KERNEL_VERSION
+  SRC=$CACHE/src/$SOURCE_PACKAGE             # pristine source tree; builds go elsewhere (O=)
+  UAPI=$CACHE/uapi-$KERNEL_VERSION           # make headers_install INSTALL_HDR_PATH=$UAPI
+  CONFIG_FRAGMENT=$LAB_DIR/kernel-$KERNEL_VERSION.config
+  [[ -f $CONFIG_FRAGMENT ]] || die "$CONFIG_FRAGMENT is missing"
+}
 log() { echo "lab: $*" >&2; }
 die() { echo "lab: error: $*" >&2; exit 1; }
 
@@ -46,37 +64,54 @@ lock_cache() {
   flock -w "$LOCK_TIMEOUT" "$LOCK_FD" || die "another lab.sh held $CACHE/.lock for ${LOCK_TIMEOUT}s"
 }
 
-source_version() {
-  dpkg-query -W -f='${Version}' "$SOURCE_PACKAGE" 2>/dev/null \
-    || die "$SOURCE_PACKAGE is not installed (run: $0 deps)"
+# The tarball of the selected source package and its version, fetched if need be:
+# 6.12 from the installed package, 7.2 from trixie-backports with a private apt setup.
+locate_source() {
+  if [[ $KERNEL_VERSION == 6.12 ]]; then
+    TARBALL=/usr/src/$SOURCE_PACKAGE.tar.xz
+    SOURCE_VERSION=$(dpkg-query -W -f='${Version}' "$SOURCE_PACKAGE" 2>/dev/null) \
+      || die "$SOURCE_PACKAGE is not installed (run: $0 deps)"
+    return
+  fi
+  local apt=$CACHE/apt-trixie-backports
+  local -a options=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root
+    -o Acquire::Languages=none)
+  local deb; deb=$(ls "$apt"/debs/"$SOURCE_PACKAGE"_*_all.deb 2>/dev/null | tail -n 1 || true)
+  if [[ -z $deb ]]; then
+    [[ -f $BACKPORTS_KEYRING ]] || die "$BACKPORTS_KEYRING is missing (debian-archive-keyring is too old)"
+    mkdir -p "$apt"/{lists/partial,cache/archives/partial,debs}
+    echo "deb [signed-by=$BACKPORTS_KEYRING] http://deb.debian.org/debian trixie-backports main" >"$apt/sources.list"
+    log "fetching $SOURCE_PACKAGE from trixie-backports (apt-get download, private source list $apt)"
+    timeout 900 apt-get "${options[@]}" update >&2 || die "apt-get update of trixie-backports failed"
+    (cd "$apt/debs" && timeout 1800 apt-get "${options[@]}" download "$SOURCE_PACKAGE" >&2) \
+      || die "apt-get download $SOURCE_PACKAGE failed"
+    deb=$(ls "$apt"/debs/"$SOURCE_PACKAGE"_*_all.deb | tail -n 1)
+  fi
+  SOURCE_VERSION=$(dpkg-deb -f "$deb" Version)
+  TARBALL=$apt/$SOURCE_PACKAGE.tar.xz
+  if [[ ! -f $TARBALL || "$(cat "$TARBALL.version" 2>/dev/null)" != "$SOURCE_VERSION" ]]; then
+    local tmp; tmp=$(mktemp -d "$CACHE/deb.tmp.XXXXXX")
+    dpkg-deb -x "$deb" "$tmp" && mv "$tmp/usr/src/$SOURCE_PACKAGE.tar.xz" "$TARBALL" \
+      || die "$deb did not contain usr/src/$SOURCE_PACKAGE.tar.xz"
+    echo "$SOURCE_VERSION" >"$TARBALL.version"; rm -rf "$tmp"
+  fi
 }
 
-# ---------------------------------------------------------------------------------------------
-cmd_deps() {
-  local missing=() p
-  for p in "${DEPS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  if ((${#missing[@]} == 0)); then log "all packages present: ${DEPS[*]}"; return; fi
-  local sudo=; ((EUID == 0)) || sudo=sudo
-  log "installing: ${missing[*]}"
-  timeout 900 $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive timeout 1800 $sudo apt-get install -y --no-install-recommends "${missing[@]}"
-}
-
-# Extracts the Debian source tarball into $SRC unless the tree there comes from the installed
-# package version, and keeps the tree clean enough for out-of-tree (O=) builds.
+# Extracts the source tarball into $SRC unless the tree there comes from the same package
+# version, and keeps the tree clean enough for out-of-tree (O=) builds.
 prepare_source() {
-  local version; version=$(source_version)
+  locate_source
+  local version=$SOURCE_VERSION
   [[ -f $TARBALL ]] || die "$TARBALL is missing (run: $0 deps)"
   if [[ ! -f $SRC/Makefile || "$(cat "$SRC.version" 2>/dev/null)" != "$version" ]]; then
     log "extracting $TARBALL ($version) into $CACHE/src"
     local tmp; tmp=$(mktemp -d "$CACHE/src.tmp.XXXXXX")
     timeout 1800 tar -C "$tmp" -xf "$TARBALL"
-    [[ -f $tmp/linux-source-6.12/Makefile ]] || die "$TARBALL did not contain linux-source-6.12/"
+    [[ -f $tmp/$SOURCE_PACKAGE/Makefile ]] || die "$TARBALL did not contain $SOURCE_PACKAGE/"
     mkdir -p "$CACHE/src"
     rm -rf "$SRC.old"; [[ -e $SRC ]] && mv "$SRC" "$SRC.old"
-    mv "$tmp/linux-source-6.12" "$SRC"; echo "$version" >"$SRC.version"
+    mv "$tmp/$SOURCE_PACKAGE" "$SRC"; echo "$version" >"$SRC.version"
     rm -rf "$SRC.old" "$tmp"
   fi
   # An in-tree configure or headers_install makes O= builds refuse to start.
@@ -86,8 +121,14 @@ prepare_source() {
   fi
 }
 
+cmd_source() {
+  if [[ ! -f $SRC/Makefile ]]; then lock_cache; prepare_source; fi
+  echo "$SRC"
+}
+
 kernel_dir() {
-  local key; key=$( { cat "$LAB_DIR/kernel.config"; source_version; } | sha256sum | cut -c1-16)
+  locate_source
+  local key; key=$( { cat "$LAB_DIR/kernel.config" "$CONFIG_FRAGMENT"; echo "$SOURCE_PACKAGE $SOURCE_VERSION"; } | sha256sum | cut -c1-16)
   echo "$CACHE/kernel-$key"
 }
 
@@ -99,10 +140,12 @@ cmd_kernel() {
   prepare_source
   local build=$dir/build; rm -rf "$build"; mkdir -p "$build"
   local buildlog=$dir/build.log start=$SECONDS
-  log "configuring in $build (tinyconfig + Lab/kernel.config)"
+  local fragments=$build/fragments.config
+  cat "$LAB_DIR/kernel.config" "$CONFIG_FRAGMENT" >"$fragments"
+  log "configuring $SOURCE_PACKAGE $SOURCE_VERSION in $build (tinyconfig + Lab/kernel.config + Lab/${CONFIG_FRAGMENT##*/})"
   {
     make -C "$SRC" O="$build" tinyconfig
-    "$SRC/scripts/kconfig/merge_config.sh" -m -O "$build" "$build/.config" "$LAB_DIR/kernel.config"
+    "$SRC/scripts/kconfig/merge_config.sh" -m -O "$build" "$build/.config" "$fragments"
     make -C "$SRC" O="$build" olddefconfig
   } >"$buildlog" 2>&1 || { tail -n 30 "$buildlog" >&2; die "configuration failed (log: $buildlog)"; }
   # Every option the fragment sets to y must still be y: Kconfig silently drops options
@@ -110,12 +153,12 @@ cmd_kernel() {
   local opt dropped=()
   while IFS= read -r opt; do
     grep -qx "$opt=y" "$build/.config" || dropped+=("$opt ($(grep -E "^(# )?$opt[= ]" "$build/.config" || echo absent))")
-  done < <(sed -n 's/^\(CONFIG_[A-Za-z0-9_]*\)=y$/\1/p' "$LAB_DIR/kernel.config")
+  done < <(sed -n 's/^\(CONFIG_[A-Za-z0-9_]*\)=y$/\1/p' "$fragments")
   if ((${#dropped[@]})); then
     printf 'lab:   dropped: %s\n' "${dropped[@]}" >&2
-    die "${#dropped[@]} option(s) of Lab/kernel.config did not end up =y after olddefconfig"
+    die "${#dropped[@]} option(s) of the config fragments did not end up =y after olddefconfig"
   fi
-  log "all $(grep -c '^CONFIG_.*=y$' "$LAB_DIR/kernel.config") options of Lab/kernel.config are =y"
+  log "all $(grep -c '^CONFIG_.*=y$' "$fragments") options of the config fragments are =y"
   log "building bzImage with make -j$(nproc) (log: $buildlog; about 5 minutes on 2 cores)"
   timeout "$BUILD_TIMEOUT" make -C "$SRC" O="$build" -j"$(nproc)" bzImage >>"$buildlog" 2>&1 \
     || { tail -n 40 "$buildlog" >&2; die "kernel build failed or exceeded ${BUILD_TIMEOUT}s (log: $buildlog)"; }
@@ -132,7 +175,7 @@ cmd_headers() {
     if [[ ! -f $UAPI/include/linux/iommufd.h ]]; then
       prepare_source
       local tmp; tmp=$(mktemp -d "$CACHE/uapi.tmp.XXXXXX")
-      log "installing the 6.12 uAPI headers into $UAPI"
+      log "installing the $KERNEL_VERSION uAPI headers into $UAPI"
       timeout 900 make -s -C "$SRC" O="$tmp/build" headers_install INSTALL_HDR_PATH="$tmp/uapi" >&2
       rm -rf "$UAPI"; mv "$tmp/uapi" "$UAPI"; rm -rf "$tmp"
     fi
@@ -222,16 +265,17 @@ cmd_run() {
   local mode=vtd timeout_s=600
   while (($#)); do
     case $1 in
+      --kernel) select_kernel "${2:-}"; shift 2 ;;
       --mode) mode=${2:-}; shift 2 || die "--mode needs a value" ;;
       --timeout) timeout_s=${2:-}; shift 2 || die "--timeout needs a value" ;;
       --) shift; break ;;
-      -*) die "unknown option $1 (usage: $0 run [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...])" ;;
+      -*) die "unknown option $1 (usage: $0 run [--kernel 6.12|7.2] [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...])" ;;
       *) break ;;
     esac
   done
   [[ $mode == vtd || $mode == mock ]] || die "--mode must be vtd or mock, not '$mode'"
   [[ $timeout_s =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive number of seconds"
-  (($#)) || die "no command given (usage: $0 run [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...])"
+  (($#)) || die "no command given (usage: $0 run [--kernel 6.12|7.2] [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...])"
   command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing (run: $0 deps)"
 
   local kernel image; kernel=$(cmd_kernel); image=$(initramfs)
@@ -245,7 +289,7 @@ cmd_run() {
   printf 'MODE=%s\nCWD=%s\nDESCRIPTION=%s\n' "$mode" "$(quote "$PWD")" "$(quote "${words# }")" >"$RUN_DIR/run.conf"
   cat >"$RUN_DIR/cmd.sh" <<EOF
 cd $(quote "$PWD") || exit 125
-export PATH=$(quote "$PATH") HOME=$(quote "${HOME:-/root}") TERM=dumb IOMMUFD_LAB_MODE=$mode
+export PATH=$(quote "$PATH") HOME=$(quote "${HOME:-/root}") TERM=dumb IOMMUFD_LAB_MODE=$mode IOMMUFD_LAB_KERNEL=$KERNEL_VERSION
 exec$words
 EOF
 
@@ -264,7 +308,7 @@ EOF
   # Serial console -> stdout and a log to find the marker in. The filter drops CRs, the
   # firmware's banner and terminal escapes (SeaBIOS turns off line wrapping), and the marker
   # (which ends the command's last line when that line had no newline).
-  log "booting ($mode mode, timeout ${timeout_s}s):$words"
+  log "booting Linux $KERNEL_VERSION ($mode mode, timeout ${timeout_s}s):$words"
   local start=$SECONDS rc=0
   local clean='s/\r$//; s/\x1bc//g; s/\x1b\[[0-9;?]*[A-Za-z]//g; /^SeaBIOS (version/d; s/^Booting from ROM\.*//'
   local hide="/^LAB-EXIT $marker [0-9]*\$/d; s/LAB-EXIT $marker [0-9]*\$//; /^reboot: Power down/d"
@@ -281,10 +325,21 @@ EOF
   exit "$status"
 }
 
-case ${1:-} in
+# --kernel V of the kernel, headers and source commands.
+kernel_option() {
+  if (($#)); then
+    [[ $1 == --kernel && $# == 2 ]] || die "usage: $0 ${COMMAND} [--kernel 6.12|7.2]"
+    select_kernel "$2"
+  fi
+}
+
+select_kernel 6.12
+COMMAND=${1:-}
+case $COMMAND in
   deps) cmd_deps ;;
-  kernel) cmd_kernel ;;
-  headers) cmd_headers ;;
+  kernel) shift; kernel_option "$@"; cmd_kernel ;;
+  headers) shift; kernel_option "$@"; cmd_headers ;;
+  source) shift; kernel_option "$@"; cmd_source ;;
   run) shift; cmd_run "$@" ;;
   *) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2 ;;
 esac

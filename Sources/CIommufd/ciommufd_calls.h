@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 /* ioctl(2) with a pointer argument; returns what ioctl returns, errno untouched. */
@@ -45,5 +46,17 @@ static inline void ciommufd_mmio_write8(void *address, uint8_t value) { *(volati
 static inline void ciommufd_mmio_write16(void *address, uint16_t value) { *(volatile uint16_t *)address = value; }
 static inline void ciommufd_mmio_write32(void *address, uint32_t value) { *(volatile uint32_t *)address = value; }
 static inline void ciommufd_mmio_write64(void *address, uint64_t value) { *(volatile uint64_t *)address = value; }
+
+/* memfd_create(2) through syscall(2) (glibc's declaration needs _GNU_SOURCE). */
+static inline int ciommufd_memfd_create(const char *name, unsigned int flags) {
+  return (int)syscall(SYS_memfd_create, name, flags);
+}
+
+/* The filesystem magic of the file open as `fd` (statfs f_type), or -1 with errno set. */
+static inline long ciommufd_filesystem_type(int fd) {
+  struct statfs buffer;
+  if (fstatfs(fd, &buffer) != 0) return -1;
+  return (long)buffer.f_type;
+}
 
 #endif

@@ -9,7 +9,10 @@
  *    (Debian 12's 6.1 headers have no <linux/iommufd.h> and no VFIO cdev ioctls);
  *  - fields the kernel added to a struct after it first appeared are checked in strict
  *    mode, which the package's ABI test turns on (-DCIOMMUFD_ABI_STRICT) against the
- *    exported 6.12 uAPI headers. Strict mode also fails if anything is missing there.
+ *    exported 6.12 uAPI headers. Strict mode also fails if anything is missing there;
+ *  - the requests added after 6.12 are checked wherever the headers have them, and with
+ *    every size in 7.2 strict mode (-DCIOMMUFD_ABI_STRICT_7_2), which the ABI test turns on
+ *    against the exported 7.2 uAPI headers.
  */
 #ifndef CIOMMUFD_CHECK_H
 #define CIOMMUFD_CHECK_H
@@ -45,6 +48,11 @@
 #if !__has_include(<linux/iommufd.h>) || !defined(IOMMU_FAULT_QUEUE_ALLOC) || \
     !defined(VFIO_DEVICE_DETACH_IOMMUFD_PT)
 #error "CIOMMUFD_ABI_STRICT needs Linux 6.12 or newer uAPI headers first on the include path"
+#endif
+#endif
+#if defined(CIOMMUFD_ABI_STRICT_7_2)
+#if !__has_include(<linux/iommufd.h>) || !defined(IOMMU_HW_QUEUE_ALLOC) || !defined(VFIO_DEVICE_BIND_FLAG_TOKEN)
+#error "CIOMMUFD_ABI_STRICT_7_2 needs Linux 7.2 uAPI headers first on the include path"
 #endif
 #endif
 
@@ -225,7 +233,7 @@ CIOMMUFD_SAME_FIELD(vfio_device_attach_iommufd_pt, pt_id);
 CIOMMUFD_SAME_FIELD(vfio_device_detach_iommufd_pt, argsz);
 CIOMMUFD_SAME_FIELD(vfio_device_detach_iommufd_pt, flags);
 /* 6.15 and 6.17 append pasid and token fields; the 6.12 sizes are still accepted. */
-#if defined(CIOMMUFD_ABI_STRICT)
+#if defined(CIOMMUFD_ABI_STRICT) && !defined(VFIO_DEVICE_ATTACH_PASID)
 CIOMMUFD_SAME_SIZE(vfio_device_bind_iommufd);
 CIOMMUFD_SAME_SIZE(vfio_device_attach_iommufd_pt);
 CIOMMUFD_SAME_SIZE(vfio_device_detach_iommufd_pt);
@@ -432,6 +440,89 @@ CIOMMUFD_SAME_FIELD(iommu_hw_info, __reserved);
 CIOMMUFD_SAME_FIELD(iommu_hw_info, out_capabilities);
 _Static_assert(CIOMMUFD_HW_CAP_PCI_PASID_EXEC == IOMMU_HW_CAP_PCI_PASID_EXEC, "HW_CAP_PCI_PASID_EXEC differs");
 _Static_assert(CIOMMUFD_HW_CAP_PCI_PASID_PRIV == IOMMU_HW_CAP_PCI_PASID_PRIV, "HW_CAP_PCI_PASID_PRIV differs");
+#endif
+
+/* ------------------------------------------------------------------ after 6.12 */
+#ifdef IOMMU_IOAS_MAP_FILE
+CIOMMUFD_SAME_IOCTL(IOMMU_IOAS_MAP_FILE);
+CIOMMUFD_SAME_SIZE(iommu_ioas_map_file);
+CIOMMUFD_SAME_FIELD(iommu_ioas_map_file, size);
+CIOMMUFD_SAME_FIELD(iommu_ioas_map_file, flags);
+CIOMMUFD_SAME_FIELD(iommu_ioas_map_file, ioas_id);
+CIOMMUFD_SAME_FIELD(iommu_ioas_map_file, fd);
+CIOMMUFD_SAME_FIELD(iommu_ioas_map_file, start);
+CIOMMUFD_SAME_FIELD(iommu_ioas_map_file, length);
+CIOMMUFD_SAME_FIELD(iommu_ioas_map_file, iova);
+#endif
+#ifdef IOMMU_VIOMMU_ALLOC
+CIOMMUFD_SAME_IOCTL(IOMMU_VIOMMU_ALLOC);
+CIOMMUFD_SAME_IOCTL(IOMMU_VDEVICE_ALLOC);
+CIOMMUFD_SAME_FIELD(iommu_viommu_alloc, size);
+CIOMMUFD_SAME_FIELD(iommu_viommu_alloc, flags);
+CIOMMUFD_SAME_FIELD(iommu_viommu_alloc, type);
+CIOMMUFD_SAME_FIELD(iommu_viommu_alloc, dev_id);
+CIOMMUFD_SAME_FIELD(iommu_viommu_alloc, hwpt_id);
+CIOMMUFD_SAME_FIELD(iommu_viommu_alloc, out_viommu_id);
+_Static_assert(CIOMMUFD_VIOMMU_TYPE_DEFAULT == IOMMU_VIOMMU_TYPE_DEFAULT, "IOMMU_VIOMMU_TYPE_DEFAULT differs from the system header");
+_Static_assert(CIOMMUFD_VIOMMU_TYPE_ARM_SMMUV3 == IOMMU_VIOMMU_TYPE_ARM_SMMUV3, "IOMMU_VIOMMU_TYPE_ARM_SMMUV3 differs from the system header");
+CIOMMUFD_SAME_SIZE(iommu_vdevice_alloc);
+CIOMMUFD_SAME_FIELD(iommu_vdevice_alloc, size);
+CIOMMUFD_SAME_FIELD(iommu_vdevice_alloc, viommu_id);
+CIOMMUFD_SAME_FIELD(iommu_vdevice_alloc, dev_id);
+CIOMMUFD_SAME_FIELD(iommu_vdevice_alloc, out_vdevice_id);
+CIOMMUFD_SAME_FIELD(iommu_vdevice_alloc, virt_id);
+#endif
+#ifdef IOMMU_IOAS_CHANGE_PROCESS
+CIOMMUFD_SAME_IOCTL(IOMMU_IOAS_CHANGE_PROCESS);
+CIOMMUFD_SAME_SIZE(iommu_ioas_change_process);
+CIOMMUFD_SAME_FIELD(iommu_ioas_change_process, size);
+CIOMMUFD_SAME_FIELD(iommu_ioas_change_process, __reserved);
+#endif
+#ifdef IOMMU_VEVENTQ_ALLOC
+CIOMMUFD_SAME_IOCTL(IOMMU_VEVENTQ_ALLOC);
+CIOMMUFD_SAME_SIZE(iommu_veventq_alloc);
+CIOMMUFD_SAME_FIELD(iommu_veventq_alloc, size);
+CIOMMUFD_SAME_FIELD(iommu_veventq_alloc, flags);
+CIOMMUFD_SAME_FIELD(iommu_veventq_alloc, viommu_id);
+CIOMMUFD_SAME_FIELD(iommu_veventq_alloc, type);
+CIOMMUFD_SAME_FIELD(iommu_veventq_alloc, veventq_depth);
+CIOMMUFD_SAME_FIELD(iommu_veventq_alloc, out_veventq_id);
+CIOMMUFD_SAME_FIELD(iommu_veventq_alloc, out_veventq_fd);
+CIOMMUFD_SAME_FIELD(iommu_veventq_alloc, __reserved);
+CIOMMUFD_SAME_SIZE(iommufd_vevent_header);
+CIOMMUFD_SAME_FIELD(iommufd_vevent_header, flags);
+CIOMMUFD_SAME_FIELD(iommufd_vevent_header, sequence);
+CIOMMUFD_SAME_SIZE(iommu_vevent_arm_smmuv3);
+_Static_assert(CIOMMUFD_VEVENTQ_TYPE_DEFAULT == IOMMU_VEVENTQ_TYPE_DEFAULT, "IOMMU_VEVENTQ_TYPE_DEFAULT differs from the system header");
+_Static_assert(CIOMMUFD_VEVENTQ_TYPE_ARM_SMMUV3 == IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, "IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 differs from the system header");
+_Static_assert(CIOMMUFD_VEVENTQ_FLAG_LOST_EVENTS == IOMMU_VEVENTQ_FLAG_LOST_EVENTS, "IOMMU_VEVENTQ_FLAG_LOST_EVENTS differs from the system header");
+#endif
+#ifdef VFIO_DEVICE_ATTACH_PASID
+_Static_assert(CIOMMUFD_VFIO_DEVICE_ATTACH_PASID == VFIO_DEVICE_ATTACH_PASID, "VFIO_DEVICE_ATTACH_PASID differs from the system header");
+_Static_assert(CIOMMUFD_VFIO_DEVICE_DETACH_PASID == VFIO_DEVICE_DETACH_PASID, "VFIO_DEVICE_DETACH_PASID differs from the system header");
+_Static_assert(sizeof(struct ciommufd_vfio_device_attach_iommufd_pt_pasid) == sizeof(struct vfio_device_attach_iommufd_pt) &&
+               offsetof(struct ciommufd_vfio_device_attach_iommufd_pt_pasid, pasid) == offsetof(struct vfio_device_attach_iommufd_pt, pasid),
+               "struct vfio_device_attach_iommufd_pt with pasid differs from the system header");
+_Static_assert(sizeof(struct ciommufd_vfio_device_detach_iommufd_pt_pasid) == sizeof(struct vfio_device_detach_iommufd_pt) &&
+               offsetof(struct ciommufd_vfio_device_detach_iommufd_pt_pasid, pasid) == offsetof(struct vfio_device_detach_iommufd_pt, pasid),
+               "struct vfio_device_detach_iommufd_pt with pasid differs from the system header");
+#endif
+#if defined(CIOMMUFD_ABI_STRICT_7_2)
+CIOMMUFD_SAME_IOCTL(IOMMU_HW_QUEUE_ALLOC);
+CIOMMUFD_SAME_SIZE(iommu_hw_queue_alloc);
+CIOMMUFD_SAME_FIELD(iommu_hw_queue_alloc, index);
+CIOMMUFD_SAME_FIELD(iommu_hw_queue_alloc, out_hw_queue_id);
+CIOMMUFD_SAME_FIELD(iommu_hw_queue_alloc, nesting_parent_iova);
+CIOMMUFD_SAME_FIELD(iommu_hw_queue_alloc, length);
+CIOMMUFD_SAME_SIZE(iommu_viommu_alloc);
+CIOMMUFD_SAME_FIELD(iommu_viommu_alloc, data_len);
+CIOMMUFD_SAME_FIELD(iommu_viommu_alloc, __reserved);
+CIOMMUFD_SAME_FIELD(iommu_viommu_alloc, data_uptr);
+_Static_assert(CIOMMUFD_HWPT_ALLOC_PASID == IOMMU_HWPT_ALLOC_PASID, "IOMMU_HWPT_ALLOC_PASID differs from the system header");
+CIOMMUFD_SAME_SIZE(iommu_hwpt_alloc);
+CIOMMUFD_SAME_SIZE(iommu_hw_info);
+CIOMMUFD_SAME_FIELD(iommu_hw_info, out_max_pasid_log2);
+CIOMMUFD_SAME_FIELD(iommu_hw_info, out_capabilities);
 #endif
 
 #undef CIOMMUFD_SAME_IOCTL

@@ -300,8 +300,12 @@ struct ciommufd_iommu_ioas_map_file {
   ciommufd_aligned_u64 iova;
 };
 
-/* IOMMU_VIOMMU_ALLOC (6.13 layout; later kernels append driver data, which they accept as
-   absent): a virtual IOMMU on a NEST_PARENT HWPT. */
+/* IOMMU_VIOMMU_ALLOC (6.13; data_len and data_uptr were appended later, 7.2 has them; kernels
+   without them accept them as zeroed trailing bytes): a virtual IOMMU on a NEST_PARENT HWPT. */
+#define CIOMMUFD_VIOMMU_TYPE_DEFAULT          0u
+#define CIOMMUFD_VIOMMU_TYPE_ARM_SMMUV3       1u
+#define CIOMMUFD_VIOMMU_TYPE_TEGRA241_CMDQV   2u
+
 struct ciommufd_iommu_viommu_alloc {
   uint32_t size;
   uint32_t flags;
@@ -309,6 +313,9 @@ struct ciommufd_iommu_viommu_alloc {
   uint32_t dev_id;
   uint32_t hwpt_id;
   uint32_t out_viommu_id;
+  uint32_t data_len;
+  uint32_t __reserved;
+  ciommufd_aligned_u64 data_uptr;
 };
 
 /* IOMMU_VDEVICE_ALLOC (6.13): a device's identity (`virt_id`) behind a vIOMMU. */
@@ -325,6 +332,52 @@ struct ciommufd_iommu_ioas_change_process {
   uint32_t size;
   uint32_t __reserved;
 };
+
+/* IOMMU_VEVENTQ_ALLOC (6.15): a queue of a vIOMMU's events, read from its own fd as
+   records of a header followed by type-specific data. */
+#define CIOMMUFD_IOMMU_VEVENTQ_ALLOC 0x3B93 /* _IO(';', 0x93), 6.15 */
+#define CIOMMUFD_IOMMU_HW_QUEUE_ALLOC 0x3B94 /* _IO(';', 0x94), 6.17 */
+
+#define CIOMMUFD_VEVENTQ_TYPE_DEFAULT         0u
+#define CIOMMUFD_VEVENTQ_TYPE_ARM_SMMUV3      1u
+#define CIOMMUFD_VEVENTQ_TYPE_TEGRA241_CMDQV  2u
+#define CIOMMUFD_VEVENTQ_FLAG_LOST_EVENTS     (1u << 0)
+
+struct ciommufd_iommu_veventq_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t viommu_id;
+  uint32_t type;
+  uint32_t veventq_depth;
+  uint32_t out_veventq_id;
+  uint32_t out_veventq_fd;
+  uint32_t __reserved;
+};
+
+struct ciommufd_iommufd_vevent_header {
+  uint32_t flags;
+  uint32_t sequence;
+};
+
+/* The ARM SMMUv3 vEVENT: one 256-bit event record, little-endian. */
+struct ciommufd_iommu_vevent_arm_smmuv3 {
+  ciommufd_aligned_u64 evt[4];
+};
+
+/* IOMMU_HW_QUEUE_ALLOC (6.17): a vIOMMU's HW-accelerated queue in guest memory. */
+struct ciommufd_iommu_hw_queue_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t viommu_id;
+  uint32_t type;
+  uint32_t index;
+  uint32_t out_hw_queue_id;
+  ciommufd_aligned_u64 nesting_parent_iova;
+  ciommufd_aligned_u64 length;
+};
+
+/* HWPT_ALLOC flag (after 6.12): the HWPT may be attached to PASIDs. */
+#define CIOMMUFD_HWPT_ALLOC_PASID (1u << 3)
 
 /* VFIO_DEVICE_ATTACH/DETACH_IOMMUFD_PT with a PASID (6.15): the structs grow by a pasid. */
 #define CIOMMUFD_VFIO_DEVICE_ATTACH_PASID (1u << 0)
@@ -356,11 +409,35 @@ struct ciommufd_vfio_device_detach_iommufd_pt_pasid {
 #define CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS   12u
 #define CIOMMUFD_TEST_OP_DIRTY               13u
 #define CIOMMUFD_TEST_OP_MD_CHECK_IOTLB      14u
+#define CIOMMUFD_TEST_OP_TRIGGER_IOPF        15u
+/* Later test kernels (7.2 has them). */
+#define CIOMMUFD_TEST_OP_DEV_CHECK_CACHE     16u
+#define CIOMMUFD_TEST_OP_TRIGGER_VEVENT      17u
+#define CIOMMUFD_TEST_OP_PASID_ATTACH        18u
+#define CIOMMUFD_TEST_OP_PASID_REPLACE       19u
+#define CIOMMUFD_TEST_OP_PASID_DETACH        20u
+#define CIOMMUFD_TEST_OP_PASID_CHECK_HWPT    21u
 
 /* The mock IOMMU's nested (stage-1) data and its invalidation entries. */
 #define CIOMMUFD_HWPT_DATA_SELFTEST            0xdeadu
 #define CIOMMUFD_HWPT_INVALIDATE_DATA_SELFTEST 0xdeadbeefu
 #define CIOMMUFD_TEST_INVALIDATE_FLAG_ALL      (1u << 0)
+
+/* The mock IOMMU's vIOMMU type and its driver data, and its vEVENTQ type and event
+   (later test kernels; 7.2 has them). */
+#define CIOMMUFD_VIOMMU_TYPE_SELFTEST  0xdeadbeefu
+#define CIOMMUFD_VEVENTQ_TYPE_SELFTEST 0xbeefbeefu
+
+struct ciommufd_iommu_viommu_selftest {
+  uint32_t in_data;
+  uint32_t out_data;
+  ciommufd_aligned_u64 out_mmap_offset;
+  ciommufd_aligned_u64 out_mmap_length;
+};
+
+struct ciommufd_iommu_viommu_event_selftest {
+  uint32_t virt_id;
+};
 
 #define CIOMMUFD_MOCK_APERTURE_START (1ull << 24)
 #define CIOMMUFD_MOCK_APERTURE_LAST  ((1ull << 31) - 1)

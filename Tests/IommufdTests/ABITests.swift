@@ -165,15 +165,21 @@ struct ABITests {
     "every struct layout and ioctl number Swift sees equals the 6.12 uAPI headers",
     .enabled(if: headers != nil && compiler != nil, Comment(rawValue: missing)))
   func layoutsMatchKernelHeaders() throws {
+    try Self.compare(Self.layouts, Self.ioctls, headers: Self.headers!)
+  }
+
+  /// Compiles a C program against `headers` that prints every layout and ioctl number, and
+  /// expects it to print what Swift sees.
+  static func compare(_ layouts: [Layout], _ ioctls: [(String, Int32)], headers: String) throws {
     var program = "#include <stdio.h>\n#include <stddef.h>\n#include <linux/iommufd.h>\n#include <linux/vfio.h>\nint main(void) {\n"
-    for layout in Self.layouts {
+    for layout in layouts {
       program += "  printf(\"%s %zu\", \"\(layout.name)\", sizeof(struct \(layout.name)));\n"
       for (field, _) in layout.offsets {
         program += "  printf(\" %s=%zu\", \"\(field)\", offsetof(struct \(layout.name), \(field)));\n"
       }
       program += "  printf(\"\\n\");\n"
     }
-    for (name, _) in Self.ioctls { program += "  printf(\"%s %lu\\n\", \"\(name)\", (unsigned long)(\(name)));\n" }
+    for (name, _) in ioctls { program += "  printf(\"%s %lu\\n\", \"\(name)\", (unsigned long)(\(name)));\n" }
     program += "  return 0;\n}\n"
 
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("iommufd-abi-\(UUID().uuidString)")
@@ -182,11 +188,11 @@ struct ABITests {
     let source = directory.appendingPathComponent("layout.c")
     let binary = directory.appendingPathComponent("layout")
     try program.write(to: source, atomically: true, encoding: .utf8)
-    let compile = try Self.run(Self.compiler!, ["-I", Self.headers!, "-o", binary.path, source.path])
+    let compile = try run(compiler!, ["-I", headers, "-o", binary.path, source.path])
     #expect(compile.status == 0, "\(compile.output)")
-    let output = try Self.run(binary.path, []).output.split(separator: "\n").map(String.init)
+    let output = try run(binary.path, []).output.split(separator: "\n").map(String.init)
 
-    let swiftSide = Self.layouts.map(\.description) + Self.ioctls.map { "\($0.0) \($0.1)" }
+    let swiftSide = layouts.map(\.description) + ioctls.map { "\($0.0) \($0.1)" }
     #expect(output.count == swiftSide.count)
     for (kernel, swift) in zip(output, swiftSide) {
       #expect(kernel == swift)

@@ -125,7 +125,7 @@ extension IOMMUSelfTest {
   /// Makes the mock device `deviceID` report a page request (`IOMMU_TEST_OP_TRIGGER_IOPF`);
   /// it reaches the fault queue of the HWPT the device is attached to, if it has one.
   public func triggerPageFault(device deviceID: ObjectID, pasid: UInt32 = 0, group: UInt32, permissions: UInt32, address: UInt64) throws(IommufdError) {
-    var command = Self.command(15, id: ObjectID(0))
+    var command = Self.command(CIOMMUFD_TEST_OP_TRIGGER_IOPF, id: ObjectID(0))
     withUnsafeMutableBytes(of: &command.payload) {
       $0.storeBytes(of: deviceID.rawValue, as: UInt32.self)
       $0.storeBytes(of: pasid, toByteOffset: 4, as: UInt32.self)

@@ -25,6 +25,8 @@ public final class HWPageTable: AttachTarget {
     public static let nestParent = Flags(rawValue: 1 << 0)
     /// Tracks DMA writes in dirty bits.
     public static let dirtyTracking = Flags(rawValue: 1 << 1)
+    /// May be attached to PASIDs of devices (`IOMMU_HWPT_ALLOC_PASID`, after 6.12).
+    public static let pasid = Flags(rawValue: 1 << 3)
   }
 
   /// Allocates a page table on `ioas` for the IOMMU that serves `deviceID` (a bound device).

@@ -128,10 +128,14 @@ public final class IOMMUFD: Sendable {
   }
 
   /// Destroys `id` from a handle's deinit: a failure is logged, never thrown.
-  func destroyLogging(_ id: ObjectID, kind: String) {
+  func destroyLogging(_ id: ObjectID, kind: String, removedWith owner: String? = nil) {
     guard !isClosed else { return }
     do { try destroy(id) } catch {
-      backend.logger.error("releasing \(kind) \(id) failed: \(error)")
+      if let owner, error.errno == .noSuchFileOrDirectory {
+        backend.logger.debug("\(kind) \(id) was already removed with \(owner)")
+      } else {
+        backend.logger.error("releasing \(kind) \(id) failed: \(error)")
+      }
     }
   }
 }

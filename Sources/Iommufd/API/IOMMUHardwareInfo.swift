@@ -40,6 +40,8 @@ public struct IOMMUHardwareInfo: Hashable, Sendable {
     public static let pasidExecute = Capabilities(rawValue: 1 << 1)
     /// PCI PASID privileged mode.
     public static let pasidPrivileged = Capabilities(rawValue: 1 << 2)
+    /// The device cannot use PCI ATS (`IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED`; 7.2 reports it, 6.12 does not).
+    public static let atsNotSupported = Capabilities(rawValue: 1 << 3)
   }
 
   /// The IOMMU type.

@@ -69,6 +69,8 @@ extension IommufdError {
     public static func region(_ index: Int) -> Self { .init("region", "\(index)") }
     /// A VFIO IRQ index.
     public static func irq(_ index: Int) -> Self { .init("irq", "\(index)") }
+    /// A virtual IOMMU id.
+    public static func viommu(_ id: ObjectID) -> Self { .init("viommu", "\(id.rawValue)") }
   }
 
   /// The operations the library performs, named after the kernel request where there is one.
@@ -119,6 +121,10 @@ extension IommufdError {
     case viommuAlloc = "IOMMU_VIOMMU_ALLOC"
     /// The `IOMMU_VDEVICE_ALLOC` request.
     case vdeviceAlloc = "IOMMU_VDEVICE_ALLOC"
+    /// The `IOMMU_VEVENTQ_ALLOC` request.
+    case veventqAlloc = "IOMMU_VEVENTQ_ALLOC"
+    /// Reading virtual events from a vEVENTQ descriptor.
+    case veventRead = "vEVENTQ read"
     /// The `IOMMU_TEST_CMD` request.
     case testCommand = "IOMMU_TEST_CMD"
     /// The `VFIO_DEVICE_BIND_IOMMUFD` request.

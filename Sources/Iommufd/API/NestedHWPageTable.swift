@@ -11,6 +11,8 @@ public final class NestedHWPageTable: AttachTarget {
   public var id: ObjectID { object.id }
   /// The stage-2 parent.
   public let parent: HWPageTable
+  /// The vIOMMU it was allocated on, if it was (kept alive with it).
+  public let viommu: VirtualIOMMU?
   /// The fault queue its I/O page faults go to, if any.
   public let faultQueue: FaultQueue?
   private let object: OwnedObject
@@ -18,8 +20,23 @@ public final class NestedHWPageTable: AttachTarget {
   /// Allocates a nested HWPT for the IOMMU of `deviceID`, with driver data `data` of
   /// `dataType` (`IOMMU_HWPT_DATA_*`; e.g. `struct iommu_hwpt_vtd_s1`); its I/O page
   /// faults go to `faultQueue` when one is given.
-  public init(
+  public convenience init(
     parent: HWPageTable, forDevice deviceID: ObjectID, dataType: UInt32, data: [UInt8], faultQueue: FaultQueue? = nil
+  ) throws(IommufdError) {
+    try self.init(on: parent.id, parent: parent, viommu: nil, deviceID, dataType, data, faultQueue)
+  }
+
+  /// Allocates a nested HWPT on virtual IOMMU `viommu` (Linux 6.13), translated through
+  /// the vIOMMU's parent; otherwise as ``init(parent:forDevice:dataType:data:faultQueue:)``.
+  public convenience init(
+    on viommu: VirtualIOMMU, forDevice deviceID: ObjectID, dataType: UInt32, data: [UInt8], faultQueue: FaultQueue? = nil
+  ) throws(IommufdError) {
+    try self.init(on: viommu.id, parent: viommu.parent, viommu: viommu, deviceID, dataType, data, faultQueue)
+  }
+
+  private init(
+    on target: ObjectID, parent: HWPageTable, viommu: VirtualIOMMU?, _ deviceID: ObjectID, _ dataType: UInt32, _ data: [UInt8],
+    _ faultQueue: FaultQueue?
   ) throws(IommufdError) {
     var request = ciommufd_iommu_hwpt_alloc()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_alloc>.size)
@@ -28,7 +45,7 @@ public final class NestedHWPageTable: AttachTarget {
       request.fault_id = faultQueue.id.rawValue
     }
     request.dev_id = deviceID.rawValue
-    request.pt_id = parent.id.rawValue
+    request.pt_id = target.rawValue
     request.data_type = dataType
     request.data_len = UInt32(data.count)
     let iommufd = parent.iommufd
@@ -36,11 +53,12 @@ public final class NestedHWPageTable: AttachTarget {
       buffer.copyBytes(from: data)
       request.data_uptr = data.isEmpty ? 0 : UInt64(UInt(bitPattern: buffer.baseAddress))
       try iommufd.withDescriptor(.hwptAlloc) { fd throws(IommufdError) in
-        try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_ALLOC, &request, .hwptAlloc, [.device(deviceID), .hwpt(parent.id)])
+        try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_ALLOC, &request, .hwptAlloc, [.device(deviceID), .pageTable(target)])
       }
     }
     self.iommufd = iommufd
     self.parent = parent
+    self.viommu = viommu
     self.faultQueue = faultQueue
     let id = ObjectID(request.out_hwpt_id)
     self.object = OwnedObject(iommufd: iommufd, id: id, kind: "nested HWPT", involved: .hwpt(id))

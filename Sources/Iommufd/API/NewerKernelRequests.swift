@@ -45,45 +45,6 @@ extension IOMMUFD {
   }
 }
 
-extension IOMMUFD {
-  /// Allocates a virtual IOMMU of `type` for the IOMMU of `deviceID` on the NEST_PARENT
-  /// HWPT `parent` (`IOMMU_VIOMMU_ALLOC`, 6.13); returns its object id. The caller destroys
-  /// it with ``destroy(_:)`` (before its parent).
-  public func allocateVIOMMU(type: UInt32, device deviceID: ObjectID, parent: HWPageTable) throws(IommufdError) -> ObjectID {
-    var request = ciommufd_iommu_viommu_alloc()
-    request.size = UInt32(MemoryLayout<ciommufd_iommu_viommu_alloc>.size)
-    request.type = type
-    request.dev_id = deviceID.rawValue
-    request.hwpt_id = parent.id.rawValue
-    try withDescriptor(.viommuAlloc) { fd throws(IommufdError) in
-      do throws(IommufdError) {
-        try backend.ioctl(fd, CIOMMUFD_IOMMU_VIOMMU_ALLOC, &request, .viommuAlloc, [.device(deviceID), .hwpt(parent.id)])
-      } catch where error.errno == .inappropriateIOCTLForDevice {
-        throw error.unsupported("IOMMU_VIOMMU_ALLOC is not supported by this kernel (it came in Linux 6.13)")
-      }
-    }
-    return ObjectID(request.out_viommu_id)
-  }
-
-  /// Tells virtual IOMMU `viommu` that `deviceID` has the guest-visible identity `virtualID`
-  /// (`IOMMU_VDEVICE_ALLOC`, 6.13); returns the vDEVICE's object id.
-  public func allocateVDevice(viommu: ObjectID, device deviceID: ObjectID, virtualID: UInt64) throws(IommufdError) -> ObjectID {
-    var request = ciommufd_iommu_vdevice_alloc()
-    request.size = UInt32(MemoryLayout<ciommufd_iommu_vdevice_alloc>.size)
-    request.viommu_id = viommu.rawValue
-    request.dev_id = deviceID.rawValue
-    request.virt_id = virtualID
-    try withDescriptor(.vdeviceAlloc) { fd throws(IommufdError) in
-      do throws(IommufdError) {
-        try backend.ioctl(fd, CIOMMUFD_IOMMU_VDEVICE_ALLOC, &request, .vdeviceAlloc, [.object(viommu), .device(deviceID)])
-      } catch where error.errno == .inappropriateIOCTLForDevice {
-        throw error.unsupported("IOMMU_VDEVICE_ALLOC is not supported by this kernel (it came in Linux 6.13)")
-      }
-    }
-    return ObjectID(request.out_vdevice_id)
-  }
-}
-
 extension VFIODevice {
   /// Attaches PASID `pasid` of the device to `target` (6.15); returns the HWPT id used.
   public func attach(to target: some AttachTarget, pasid: UInt32) throws(IommufdError) -> ObjectID {

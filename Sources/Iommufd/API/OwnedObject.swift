@@ -12,13 +12,17 @@ final class OwnedObject: Sendable {
   let kind: String
   /// How errors name the object.
   let involved: IommufdError.InvolvedObject
+  /// What the kernel may remove the object with (its device, for a vDEVICE): a release
+  /// that finds the id gone (ENOENT) is then expected, not a failure.
+  let removedWith: String?
   private let destroyed = Mutex(false)
 
-  init(iommufd: IOMMUFD, id: ObjectID, kind: String, involved: IommufdError.InvolvedObject) {
+  init(iommufd: IOMMUFD, id: ObjectID, kind: String, involved: IommufdError.InvolvedObject, removedWith: String? = nil) {
     self.iommufd = iommufd
     self.id = id
     self.kind = kind
     self.involved = involved
+    self.removedWith = removedWith
   }
 
   /// Destroys the object now; a second call fails with ENOENT, saying it was destroyed.
@@ -49,6 +53,6 @@ final class OwnedObject: Sendable {
       defer { value = true }
       return value
     }
-    if !already { iommufd.destroyLogging(id, kind: kind) }
+    if !already { iommufd.destroyLogging(id, kind: kind, removedWith: removedWith) }
   }
 }

@@ -1,4 +1,9 @@
+import CIommufd
 import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The user pages behind one `IOMMU_IOAS_MAP`, shared by the areas `IOMMU_IOAS_COPY` makes
 /// from it. Pinned (and charged) while at least one area using it sits in an IOAS that has
@@ -14,11 +19,52 @@ final class SimulatedPages {
   var domainUsers = 0
   /// Areas using the pages at all; the pages are forgotten when it drops to 0.
   var areaUsers = 0
+  /// The file behind pages of `IOMMU_IOAS_MAP_FILE` (7.2 model); `nil` for user memory.
+  let file: SimulatedFileBacking?
 
-  init(base: UInt64, pageCount: UInt64, writable: Bool) {
+  init(base: UInt64, pageCount: UInt64, writable: Bool, file: SimulatedFileBacking? = nil) {
     self.base = base
     self.pageCount = pageCount
     self.writable = writable
+    self.file = file
+  }
+}
+
+/// The file of an `IOMMU_IOAS_MAP_FILE` mapping: the simulator's own reference to it (as
+/// the kernel keeps one) and its own shared mapping of the pages, through which simulated
+/// devices reach them. Released with the pages.
+final class SimulatedFileBacking {
+  /// A duplicate of the user's descriptor.
+  let fd: Int32
+  /// The page-aligned file offset the pages start at.
+  let offset: UInt64
+  /// The simulator's shared mapping of the pages; `nil` where the file cannot be mapped
+  /// (then it is no shmem or hugetlbfs file either, and pinning fails first).
+  let mapping: UnsafeMutableRawPointer?
+  let mappedLength: Int
+
+  init(fd: Int32, offset: UInt64, length: Int, writable: Bool) {
+    self.fd = fd
+    self.offset = offset
+    self.mappedLength = length
+    let protection = PROT_READ | (writable ? PROT_WRITE : 0)
+    let address = mmap(nil, length, protection, MAP_SHARED, fd, off_t(offset))
+    self.mapping = address == MAP_FAILED ? nil : address
+  }
+
+  deinit {
+    if let mapping { munmap(mapping, mappedLength) }
+    close(fd)
+  }
+
+  /// What pinning checks (`memfd_pin_folios`): a shmem (memfd, tmpfs) or hugetlbfs file,
+  /// and pages that end within the file.
+  func canPin(pageCount: UInt64, pageSize: UInt64) -> Bool {
+    var status = stat()
+    guard fstat(fd, &status) == 0 else { return false }
+    let type = ciommufd_filesystem_type(fd)
+    guard type == 0x0102_1994 || type == 0x9584_58F6 else { return false }  // TMPFS_MAGIC, HUGETLBFS_MAGIC
+    return offset + pageCount * pageSize <= UInt64(status.st_size)
   }
 }
 

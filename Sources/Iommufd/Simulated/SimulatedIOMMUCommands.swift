@@ -6,7 +6,10 @@ import SystemPackage
 extension SimulatedKernel.State {
   /// The end of the ioctl table (GEN-1): 0x80...0x8e on a production 6.12 kernel; up to
   /// IOMMU_TEST_CMD (0xa0) with CONFIG_IOMMUFD_TEST, the slots between empty.
-  var iommufdTableEnd: Int { configuration.selfTest ? 0xA1 : 0x8F }
+  var iommufdTableEnd: Int { configuration.selfTest ? 0xA1 : configuration.release >= .linux7_2 ? 0x95 : 0x8F }
+
+  /// Whether the simulated kernel has the requests of 7.2.
+  var isLinux7_2: Bool { configuration.release >= .linux7_2 }
 
   func iommufdIoctl(_ context: SimulatedContext, _ request: UInt, _ address: UInt64) throws(Errno) -> Int32 {
     let command = UInt32(truncatingIfNeeded: request)
@@ -34,14 +37,14 @@ extension SimulatedKernel.State {
     case CIOMMUFD_IOMMU_HWPT_GET_DIRTY_BITMAP: return try getDirtyBitmap(context, address, size)
     case CIOMMUFD_IOMMU_HWPT_INVALIDATE: return try invalidate(context, address, size)
     case CIOMMUFD_IOMMU_FAULT_QUEUE_ALLOC: return try faultQueueAlloc(context, address, size)
+    case CIOMMUFD_IOMMU_IOAS_MAP_FILE where isLinux7_2: return try mapFile(context, address, size)
+    case CIOMMUFD_IOMMU_VIOMMU_ALLOC where isLinux7_2: return try viommuAlloc(context, address, size)
+    case CIOMMUFD_IOMMU_VDEVICE_ALLOC where isLinux7_2: return try vdeviceAlloc(context, address, size)
+    case CIOMMUFD_IOMMU_IOAS_CHANGE_PROCESS where isLinux7_2: return try changeProcess(context, address, size)
+    case CIOMMUFD_IOMMU_VEVENTQ_ALLOC where isLinux7_2: return try veventqAlloc(context, address, size)
+    case CIOMMUFD_IOMMU_HW_QUEUE_ALLOC where isLinux7_2: return try hardwareQueueAlloc(context, address, size)
     default:
-      // Dirty tracking, invalidation and fault queues: the size checks the kernel makes
-      // first (GEN-4), then ENOTTY, as they are not simulated yet.
-      let minimums: [Int32: Int] = [
-        CIOMMUFD_IOMMU_HWPT_SET_DIRTY_TRACKING: 16, CIOMMUFD_IOMMU_HWPT_GET_DIRTY_BITMAP: 48,
-        CIOMMUFD_IOMMU_HWPT_INVALIDATE: 32, CIOMMUFD_IOMMU_FAULT_QUEUE_ALLOC: 16,
-      ]
-      if let minimum = minimums[Int32(command)], size < minimum { throw .invalidArgument }
+      // Holes in the table (the test command's range on a test kernel of 6.12): ENOTTY.
       throw .inappropriateIOCTLForDevice
     }
   }
@@ -78,8 +81,15 @@ extension SimulatedKernel.State {
       if context.compatIOAS == request.id { context.compatIOAS = nil }  // DESTROY-5
     case .hwpt(let hwpt):
       // OBJ-5: attached devices, or nested HWPTs on a parent, hold it.
-      let children = context.objects.values.contains { if case .hwpt(let h) = $0 { return h.parentID == request.id } else { return false } }
-      if !hwpt.devices.isEmpty || children { throw .resourceBusy }
+      let children = context.objects.values.contains {
+        switch $0 {
+        case .hwpt(let h): h.parentID == request.id && h.viommuID == nil
+        case .viommu(let v): v.parentID == request.id
+        default: false
+        }
+      }
+      let pasidUsers = context.objects.values.contains { if case .device(let d) = $0 { return d.pasids.values.contains(request.id) } else { return false } }
+      if !hwpt.devices.isEmpty || children || pasidUsers { throw .resourceBusy }
       if hwpt.parentID == nil, let ioas = context.ioas(hwpt.ioasID) { removeDomain(ioas, hwptID: request.id) }
     case .device:
       throw .resourceBusy  // DESTROY-3: only closing the device fd removes it
@@ -91,6 +101,25 @@ extension SimulatedKernel.State {
       // 7.2 MOCK_DOMAIN: destroying the self-test object detaches, unbinds and deletes.
       if let object = context.device(deviceID) { detachDevice(context, object, deviceID) }
       context.objects[deviceID] = nil
+      removeVDevice(context, ofDevice: deviceID)
+    case .viommu:
+      // Its vDEVICEs, vEVENTQs and nested HWPTs hold it.
+      let users = context.objects.values.contains {
+        switch $0 {
+        case .vdevice(let v): v.viommuID == request.id
+        case .veventq(let q): q.viommuID == request.id
+        case .hwpt(let h): h.viommuID == request.id
+        default: false
+        }
+      }
+      if users { throw .resourceBusy }
+      context.mmapRegions[request.id] = nil
+    case .vdevice:
+      break
+    case .veventq(let queue):
+      if queue.fileOpen { throw .resourceBusy }  // its descriptor holds it
+    case .tombstone:
+      throw .noSuchFileOrDirectory
     }
     context.objects[request.id] = nil
     return 0
@@ -404,8 +433,11 @@ extension SimulatedKernel.State {
   func hardwareInfo(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
     var request = try command(ciommufd_iommu_hw_info.self, address, size, minimum: Int(CIOMMUFD_HW_INFO_MIN_SIZE))
     let reserved = request.__reserved
-    if request.flags != 0 || reserved.0 != 0 || reserved.1 != 0 || reserved.2 != 0 { throw .notSupported }  // INFO-1
+    // INFO-1 (7.2 also takes IOMMU_HW_INFO_FLAG_INPUT_TYPE: the type asked for, 0 or the driver's own).
+    let knownFlags: UInt32 = isLinux7_2 ? 1 : 0
+    if request.flags & ~knownFlags != 0 || reserved.0 != 0 || reserved.1 != 0 || reserved.2 != 0 { throw .notSupported }
     guard let device = context.device(request.dev_id) else { throw .noSuchFileOrDirectory }  // INFO-2
+    if request.flags & 1 != 0, request.out_data_type != 0, request.out_data_type != device.hardwareInfo.type { throw .notSupported }
     let data = device.hardwareInfo.data
     let wanted = Int(request.data_len)
     if wanted > 0 {  // INFO-3: copy what fits, zero the rest of the user's buffer
@@ -415,7 +447,8 @@ extension SimulatedKernel.State {
     }
     request.data_len = UInt32(data.count)  // INFO-4
     request.out_data_type = device.hardwareInfo.type
-    request.out_capabilities = device.hardwareInfo.capabilities
+    // 7.2 adds IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED, which neither edu nor the mock device has.
+    request.out_capabilities = device.hardwareInfo.capabilities | (isLinux7_2 ? 8 : 0)
     request.out_max_pasid_log2 = 0
     try respond(request, address, size)  // INFO-5: truncated to size
     return 0
@@ -434,23 +467,37 @@ extension SimulatedKernel.State {
       // HWPT-5.2/5.3/5.4: flags the device's IOMMU driver does not offer (the emulated
       // VT-d offers none; the mock NEST_PARENT and, unless NO_DIRTY, DIRTY_TRACKING), and
       // driver data on an IOAS target.
-      if request.flags & ~device.allowedHWPTFlags != 0 || request.data_len != 0 { throw .notSupported }
+      // 7.2 also takes ALLOC_PASID, and FAULT_ID_VALID without NEST_PARENT.
+      var allowed = device.allowedHWPTFlags
+      if isLinux7_2 {
+        allowed |= CIOMMUFD_HWPT_ALLOC_PASID
+        if request.flags & CIOMMUFD_HWPT_ALLOC_NEST_PARENT == 0 { allowed |= CIOMMUFD_HWPT_FAULT_ID_VALID }
+      }
+      if request.flags & ~allowed != 0 || request.data_len != 0 { throw .notSupported }
       let id = try allocateID(context)
       try checkDomainAdd(ioas, profile: device.profile)
+      var faultID: UInt32?
+      if request.flags & CIOMMUFD_HWPT_FAULT_ID_VALID != 0 {
+        guard case .fault? = context.objects[request.fault_id] else { throw .noSuchFileOrDirectory }
+        faultID = request.fault_id
+      }
       request.out_hwpt_id = id
       try respond(request, address, size)  // HWPT-9: nothing was created yet
       commitDomainAdd(ioas, hwptID: id, profile: device.profile)
-      context.objects[id] = .hwpt(SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, profile: device.profile, flags: request.flags))
+      let hwpt = SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, profile: device.profile, flags: request.flags)
+      hwpt.faultID = faultID
+      context.objects[id] = .hwpt(hwpt)
       return 0
     case .hwpt(let parent) where parent.parentID == nil:  // HWPT-6
-      if request.flags & ~CIOMMUFD_HWPT_FAULT_ID_VALID != 0 || request.data_len == 0 { throw .notSupported }
+      let nestedFlags = CIOMMUFD_HWPT_FAULT_ID_VALID | (isLinux7_2 ? CIOMMUFD_HWPT_ALLOC_PASID : 0)
+      if request.flags & ~nestedFlags != 0 || request.data_len == 0 { throw .notSupported }
       if parent.isAutomatic || parent.flags & CIOMMUFD_HWPT_ALLOC_NEST_PARENT == 0 || parent.profile != device.profile {
         throw .invalidArgument
       }
       let id = try allocateID(context)
-      // The mock driver: its data type only, no flags, exactly 4 bytes of data.
+      // The mock driver: its data type only, 4 bytes of data (7.2: 4 to 8, with a page-table type).
       if request.data_type != CIOMMUFD_HWPT_DATA_SELFTEST { throw .notSupported }
-      if request.data_len != 4 { throw .invalidArgument }
+      if isLinux7_2 ? request.data_len < 4 || request.data_len > 8 : request.data_len != 4 { throw .invalidArgument }
       let iotlb = UserMemory.decode(UInt32.self, from: try UserMemory.read(request.data_uptr, count: 4))
       // HWPT-8: the fault queue is looked up after the driver made the domain.
       var faultID: UInt32?
@@ -468,7 +515,9 @@ extension SimulatedKernel.State {
       return 0
     case .hwpt:
       throw .invalidArgument  // HWPT-7: nesting on a nested HWPT
-    case .device, .selfTest, .fault:
+    case .viommu(let viommu):
+      return try nestedOnVIOMMU(context, &request, viommu, device, address, size)
+    case .device, .selfTest, .fault, .vdevice, .veventq, .tombstone:
       throw .invalidArgument  // HWPT-7
     }
   }

@@ -5,9 +5,9 @@ import SystemPackage
 import Glibc
 #endif
 
-/// A pure-Swift model of Linux 6.12's iommufd and VFIO device cdevs behind the
-/// ``SystemCalls`` seam: the whole API runs on it unchanged and gets the kernel's results
-/// and errnos for the same sequence of calls.
+/// A pure-Swift model of the iommufd and VFIO device cdevs of Linux 6.12 (or, configured
+/// so, 7.2) behind the ``SystemCalls`` seam: the whole API runs on it unchanged and gets the
+/// kernel's results and errnos for the same sequence of calls.
 ///
 /// It decodes the real ioctl numbers and C structs the way the kernel does (struct size
 /// rules, unknown flags, reserved fields, object ids and their types), keeps the kernel's
@@ -19,8 +19,32 @@ import Glibc
 /// files, so their numbers never clash with the process's own; eventfds and anonymous memory
 /// are real. Thread-safe: every call runs under one lock, so each ioctl is atomic.
 public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
+  /// A kernel release whose uAPI the simulator answers with.
+  public enum Release: Int, Comparable, Sendable, CustomStringConvertible {
+    /// Linux 6.12: the requests that came later answer ENOTTY (or EINVAL for new flags).
+    case linux6_12 = 612
+    /// Linux 7.2: also `IOMMU_IOAS_MAP_FILE`, `IOMMU_IOAS_CHANGE_PROCESS`, vIOMMU, vDEVICE,
+    /// vEVENTQ and PASID attach on device cdevs.
+    case linux7_2 = 702
+
+    /// Orders releases by age.
+    public static func < (lhs: Release, rhs: Release) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    /// "6.12" or "7.2".
+    public var description: String { "\(rawValue / 100).\(rawValue % 100)" }
+
+    /// The release of a `uname -r` string ("6.12.117", "7.2.12+deb13-amd64"), if modelled.
+    public init?(kernelVersion: String) {
+      let parts = kernelVersion.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+      guard parts.count == 2, let release = Release(rawValue: parts[0] * 100 + parts[1]) else { return nil }
+      self = release
+    }
+  }
+
   /// Platform parameters of the simulated machine.
   public struct Configuration: Sendable {
+    /// The kernel release the simulator models.
+    public var release: Release = .linux6_12
     /// `PAGE_SIZE`.
     public var pageSize: UInt64 = 4096
     /// `HPAGE_SIZE` (caps automatic IOVA alignment).
@@ -169,6 +193,10 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
         queue.fileOpen = false
         context.openFaultFiles -= 1
         state.releaseIfUnused(context)
+      case .veventq(let context, let queue):
+        queue.fileOpen = false
+        context.openFaultFiles -= 1
+        state.releaseIfUnused(context)
       }
       return true
     }
@@ -188,7 +216,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
       switch file {
       case .iommufd(let context): return try state.iommufdIoctl(context, request, address)
       case .device(let device): return try state.deviceIoctl(device, request, address)
-      case .fault: throw .inappropriateIOCTLForDevice
+      case .fault, .veventq: throw .inappropriateIOCTLForDevice
       }
     }
     if let handled { return handled }
@@ -216,6 +244,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   public func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int {
     let result: [UInt8]? = try locked { state throws(Errno) -> [UInt8]? in
       guard let file = state.files[fd.rawValue] else { return nil }
+      if case .veventq = file { throw .illegalSeek }  // not seekable
       guard case .device(let device) = file else { throw .invalidArgument }
       return try state.regionRead(device, offset: UInt64(bitPattern: offset), count: buffer.count)
     }
@@ -229,6 +258,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     let bytes = Array(buffer)
     let result: Int? = try locked { state throws(Errno) -> Int? in
       guard let file = state.files[fd.rawValue] else { return nil }
+      if case .veventq = file { throw .illegalSeek }  // not seekable
       guard case .device(let device) = file else { throw .invalidArgument }
       return try state.regionWrite(device, offset: UInt64(bitPattern: offset), bytes: bytes)
     }
@@ -236,11 +266,12 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     return result
   }
 
-  /// Reads fault groups from a simulated fault queue; EINVAL on other simulated files;
-  /// other descriptors for real.
+  /// Reads fault groups from a simulated fault queue or events from a simulated vEVENTQ;
+  /// EINVAL on other simulated files; other descriptors for real.
   public func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
     let result: [UInt8]? = try locked { state throws(Errno) -> [UInt8]? in
       guard let file = state.files[fd.rawValue] else { return nil }
+      if case .veventq(_, let queue) = file { return try state.readVEvents(queue, count: buffer.count) }
       guard case .fault(_, let queue) = file else { throw .invalidArgument }
       return try state.readFaults(queue, count: buffer.count)
     }
@@ -249,8 +280,8 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     return result.count
   }
 
-  /// Writes page responses to a simulated fault queue; EINVAL on other simulated files;
-  /// other descriptors for real.
+  /// Writes page responses to a simulated fault queue; EINVAL on other simulated files
+  /// (a vEVENTQ cannot be written); other descriptors for real.
   public func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
     let bytes = Array(buffer)
     let result: Int? = try locked { state throws(Errno) -> Int? in

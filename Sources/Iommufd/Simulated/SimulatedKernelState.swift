@@ -12,6 +12,7 @@ extension SimulatedKernel {
       case iommufd(SimulatedContext)
       case device(SimulatedDeviceFile)
       case fault(SimulatedContext, SimulatedFaultQueue)
+      case veventq(SimulatedContext, SimulatedVEventQueue)
     }
 
     let configuration: Configuration
@@ -82,7 +83,11 @@ extension SimulatedKernel {
       try fail(.pinning)
       var total: UInt64 = 0
       for page in newlyPinned.values {
-        guard UserMemory.isMapped(page.base, length: page.pageCount * pageSize, pageSize: pageSize) else { throw .badAddress }
+        if let file = page.file {
+          guard file.canPin(pageCount: page.pageCount, pageSize: pageSize) else { throw .invalidArgument }
+        } else {
+          guard UserMemory.isMapped(page.base, length: page.pageCount * pageSize, pageSize: pageSize) else { throw .badAddress }
+        }
         total += page.pageCount
       }
       if !configuration.canLockMemory, let limit = configuration.memoryLockLimit,

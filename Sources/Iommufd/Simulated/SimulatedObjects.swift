@@ -8,6 +8,14 @@ final class SimulatedContext {
     case selfTest(deviceID: UInt32)
     /// A fault queue (`IOMMU_FAULT_QUEUE_ALLOC`).
     case fault(SimulatedFaultQueue)
+    /// A virtual IOMMU (`IOMMU_VIOMMU_ALLOC`, 7.2 model).
+    case viommu(SimulatedVIOMMU)
+    /// A virtual device (`IOMMU_VDEVICE_ALLOC`, 7.2 model).
+    case vdevice(SimulatedVDevice)
+    /// A virtual event queue (`IOMMU_VEVENTQ_ALLOC`, 7.2 model).
+    case veventq(SimulatedVEventQueue)
+    /// The id of a vDEVICE removed with its device: taken, but no object (V-4).
+    case tombstone
   }
 
   var objects: [UInt32: Object] = [:]
@@ -15,8 +23,10 @@ final class SimulatedContext {
   var userFileOpen = true
   /// Device descriptors bound to this context: each keeps it alive (OBJ-8).
   var boundDevices = 0
-  /// Open fault-queue descriptors: each keeps it alive too (FAULT-4).
+  /// Open fault-queue and vEVENTQ descriptors: each keeps it alive too (FAULT-4).
   var openFaultFiles = 0
+  /// Offsets of the iommufd descriptor's mmap space handed to vIOMMUs, by vIOMMU id.
+  var mmapRegions: [UInt32: UInt64] = [:]
   /// `IOMMU_OPTION_RLIMIT_MODE`: charged per process instead of per user.
   var accountPerProcess = false
   /// The IOAS of the VFIO compatibility interface.
@@ -55,6 +65,19 @@ final class SimulatedContext {
     if case .device(let device)? = objects[id] { return device }
     return nil
   }
+
+  func viommu(_ id: UInt32) -> SimulatedVIOMMU? {
+    if case .viommu(let viommu)? = objects[id] { return viommu }
+    return nil
+  }
+
+  /// The vDEVICE of device `deviceID`, with its id (a device has at most one).
+  func vdevice(ofDevice deviceID: UInt32) -> (id: UInt32, vdevice: SimulatedVDevice)? {
+    for (id, object) in objects {
+      if case .vdevice(let vdevice) = object, vdevice.deviceID == deviceID { return (id, vdevice) }
+    }
+    return nil
+  }
 }
 
 /// What an IOMMU driver's domains are like: the smallest IO page and the aperture.
@@ -81,6 +104,8 @@ final class SimulatedHWPT {
   var devices: [UInt32] = []
   /// The stage-2 parent, for a nested HWPT; `nil` for a paging one.
   var parentID: UInt32?
+  /// The vIOMMU a nested HWPT was allocated on (7.2 model), which holds the parent.
+  var viommuID: UInt32?
   /// The fault queue its I/O page faults go to (`IOMMU_HWPT_FAULT_ID_VALID`).
   var faultID: UInt32?
   /// A mock nested HWPT's four virtual IOTLB slots.
@@ -131,6 +156,11 @@ final class SimulatedDeviceObject {
   /// Whether the device's IOMMU can track dirty pages.
   var dirtyCapable: Bool { hardwareInfo.capabilities & 1 != 0 }
   var attachedHWPT: UInt32?
+  /// PASIDs attached through the VFIO cdev, with their HWPT ids (7.2 model).
+  var pasids: [UInt32: UInt32] = [:]
+  /// The vIOMMU and virtual id recorded when a mock device attached to a nested HWPT of
+  /// a vIOMMU (7.2 model), for TRIGGER_VEVENT.
+  var virtualTarget: (viommuID: UInt32, virtualID: UInt64)?
   /// The attached HWPT, for the DMA path (dirty bits).
   var attachedHWPTObject: SimulatedHWPT?
   /// The IOAS of the attached HWPT, for the DMA path.
@@ -195,5 +225,67 @@ final class SimulatedFaultQueue {
     var cookie: UInt32 = 1
     while awaiting[cookie] != nil { cookie += 1 }
     return cookie
+  }
+}
+
+/// A virtual IOMMU (7.2 model): a slice of the mock IOMMU on a NEST_PARENT HWPT.
+final class SimulatedVIOMMU {
+  let type: UInt32
+  let parentID: UInt32
+  init(type: UInt32, parentID: UInt32) {
+    self.type = type
+    self.parentID = parentID
+  }
+}
+
+/// A virtual device (7.2 model): a device's id behind a vIOMMU.
+final class SimulatedVDevice {
+  let viommuID: UInt32
+  let deviceID: UInt32
+  let virtualID: UInt64
+  init(viommuID: UInt32, deviceID: UInt32, virtualID: UInt64) {
+    self.viommuID = viommuID
+    self.deviceID = deviceID
+    self.virtualID = virtualID
+  }
+}
+
+/// A virtual event queue (7.2 model): records waiting to be read, FIFO.
+final class SimulatedVEventQueue {
+  struct Record {
+    var lostEvents: Bool
+    var sequence: UInt32
+    var data: [UInt8]
+  }
+
+  let viommuID: UInt32
+  let type: UInt32
+  let depth: UInt32
+  /// The descriptor is open.
+  var fileOpen = true
+  var records: [Record] = []
+  /// Normal events queued (the lost-events mark does not count).
+  var eventCount: UInt32 = 0
+  var nextSequence: UInt32 = 0
+
+  init(viommuID: UInt32, type: UInt32, depth: UInt32) {
+    self.viommuID = viommuID
+    self.type = type
+    self.depth = depth
+  }
+
+  /// VEVQ-4: queues an event, or on overflow (re)queues the single lost-events mark at the
+  /// tail; each takes the next sequence number. A new event drops a trailing mark.
+  func report(_ data: [UInt8]) {
+    let sequence = nextSequence
+    nextSequence = (nextSequence + 1) & 0x7FFF_FFFF
+    if eventCount == depth {
+      records.removeAll { $0.lostEvents }
+      records.append(Record(lostEvents: true, sequence: sequence, data: []))
+      return
+    }
+    if records.last?.lostEvents == true { records.removeLast() }
+    records.append(Record(lostEvents: false, sequence: sequence, data: data))
+    eventCount += 1
   }
 }

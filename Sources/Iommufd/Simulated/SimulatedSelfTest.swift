@@ -20,7 +20,7 @@ extension SimulatedKernel.State {
     case CIOMMUFD_TEST_OP_MOCK_DOMAIN, CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS:
       var request = UserMemory.decode(ciommufd_iommu_test_mock_domain.self, from: payload)
       if command.op == CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS,
-        request.dev_flags & ~(CIOMMUFD_MOCK_FLAGS_DEVICE_NO_DIRTY | CIOMMUFD_MOCK_FLAGS_DEVICE_HUGE_IOVA) != 0
+        request.dev_flags & ~(CIOMMUFD_MOCK_FLAGS_DEVICE_NO_DIRTY | (isLinux7_2 ? 0 : CIOMMUFD_MOCK_FLAGS_DEVICE_HUGE_IOVA)) != 0
       {
         throw .invalidArgument
       }
@@ -42,7 +42,7 @@ extension SimulatedKernel.State {
         case .hwpt(let hwpt):
           guard hwpt.profile == object.profile else { throw .invalidArgument }
           hwptID = try attachToHWPT(context, object, deviceID, hwptID: command.id, hwpt)
-        case .device, .selfTest, .fault: throw .invalidArgument
+        case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone: throw .invalidArgument
         }
         request.out_stdev_id = selfTestID
         request.out_idev_id = deviceID
@@ -62,11 +62,23 @@ extension SimulatedKernel.State {
       guard let target = context.objects[ptID] else { throw .noSuchFileOrDirectory }
       let result: UInt32
       switch target {
-      case .ioas(let ioas): result = try attachToIOAS(context, object, deviceID, ioasID: ptID, ioas)
+      case .ioas(let ioas):
+        result = try attachToIOAS(context, object, deviceID, ioasID: ptID, ioas)
+        object.virtualTarget = nil
       case .hwpt(let hwpt):
         guard hwpt.profile == object.profile else { throw .invalidArgument }
+        // 7.2: a nested HWPT of a vIOMMU takes a device with a vDEVICE there, and the mock
+        // device remembers the vIOMMU and virtual id (for TRIGGER_VEVENT).
+        var virtualTarget: (viommuID: UInt32, virtualID: UInt64)?
+        if let viommuID = hwpt.viommuID {
+          guard let (_, vdevice) = context.vdevice(ofDevice: deviceID), vdevice.viommuID == viommuID else {
+            throw .noSuchFileOrDirectory
+          }
+          virtualTarget = (viommuID, vdevice.virtualID)
+        }
         result = try attachToHWPT(context, object, deviceID, hwptID: ptID, hwpt)
-      case .device, .selfTest, .fault: throw .invalidArgument
+        object.virtualTarget = virtualTarget
+      case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone: throw .invalidArgument
       }
       payload.replaceSubrange(0..<4, with: UserMemory.encode(result))
     case CIOMMUFD_TEST_OP_MD_CHECK_IOTLB:
@@ -74,7 +86,7 @@ extension SimulatedKernel.State {
       let slot = UserMemory.decode(UInt32.self, from: payload)
       let value = UserMemory.decode(UInt32.self, from: payload, offset: 4)
       if slot > 3 || hwpt.iotlb.count != 4 || hwpt.iotlb[Int(slot)] != value { throw .invalidArgument }
-    case 15:  // TRIGGER_IOPF
+    case CIOMMUFD_TEST_OP_TRIGGER_IOPF:
       let deviceID = UserMemory.decode(UInt32.self, from: payload)
       guard let object = context.device(deviceID) else { throw .noSuchFileOrDirectory }
       guard object.file == nil else { throw .invalidArgument }  // not a mock device
@@ -88,6 +100,8 @@ extension SimulatedKernel.State {
       if pasid == 0, let hwpt = object.attachedHWPTObject, let faultID = hwpt.faultID, case .fault(let queue)? = context.objects[faultID] {
         queue.pending.append([fault])
       }
+    case CIOMMUFD_TEST_OP_TRIGGER_VEVENT where isLinux7_2:
+      try triggerVEvent(context, deviceID: UInt32(UserMemory.decode(UInt32.self, from: payload)))
     case CIOMMUFD_TEST_OP_DIRTY:
       let marked = try testDirty(context, command)
       payload.replaceSubrange(40..<48, with: UserMemory.encode(marked))

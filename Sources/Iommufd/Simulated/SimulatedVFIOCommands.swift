@@ -36,7 +36,17 @@ extension SimulatedKernel.State {
 
   func bind(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
     var request = UserMemory.decode(ciommufd_vfio_device_bind_iommufd.self, from: try vfioArgument(address, 16))  // BIND-1
-    if request.argsz < 16 || request.flags != 0 || request.iommufd < 0 { throw .invalidArgument }  // BIND-2
+    if isLinux7_2 {
+      // 7.2: the struct is 24 bytes (a token pointer follows) and bytes past it must be
+      // zero; flag bit 0 passes an SR-IOV VF token, which no simulated device (not SR-IOV) takes.
+      if request.argsz < 16 { throw .invalidArgument }
+      if request.argsz > 24, try UserMemory.read(address + 24, count: Int(request.argsz) - 24).contains(where: { $0 != 0 }) {
+        throw .argListTooLong
+      }
+      if request.flags & ~1 != 0 || request.iommufd < 0 || request.flags & 1 != 0 { throw .invalidArgument }
+    } else if request.argsz < 16 || request.flags != 0 || request.iommufd < 0 {
+      throw .invalidArgument  // BIND-2
+    }
     if file.binding != nil { throw .invalidArgument }  // BIND-5
     guard let target = files[request.iommufd] else {  // BIND-6
       throw fcntl(request.iommufd, F_GETFD) == -1 ? .badFileDescriptor : Errno(rawValue: 77)  // EBADFD
@@ -59,17 +69,24 @@ extension SimulatedKernel.State {
 
   func attach(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
     let request = UserMemory.decode(ciommufd_vfio_device_attach_iommufd_pt.self, from: try vfioArgument(address, 12))
-    if request.argsz < 12 || request.flags != 0 { throw .invalidArgument }  // ATT-1
+    // ATT-1 (7.2: flag bit 0 attaches a PASID).
+    let pasidFlag: UInt32 = isLinux7_2 ? CIOMMUFD_VFIO_DEVICE_ATTACH_PASID : 0
+    if request.argsz < 12 || request.flags & ~pasidFlag != 0 { throw .invalidArgument }
+    if request.flags & pasidFlag != 0 { return try attachPASID(file, address, request) }
     let (context, deviceID) = file.binding!
     let object = context.device(deviceID)!
     guard let target = context.objects[request.pt_id] else { throw .noSuchFileOrDirectory }  // ATT-2
+    // 7.2: while PASIDs are attached, the RID only goes to a PASID-capable HWPT.
+    if !object.pasids.isEmpty, context.hwpt(request.pt_id).map({ $0.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 }) ?? true {
+      throw .invalidArgument
+    }
     let ptID: UInt32
     switch target {
     case .ioas(let ioas):
       ptID = try attachToIOAS(context, object, deviceID, ioasID: request.pt_id, ioas)
     case .hwpt(let hwpt):
       ptID = try attachToHWPT(context, object, deviceID, hwptID: request.pt_id, hwpt)
-    case .device, .selfTest, .fault:
+    case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone:
       throw .invalidArgument  // ATT-4
     }
     do {
@@ -174,12 +191,41 @@ extension SimulatedKernel.State {
     leaveHWPT(context, object, deviceID)
   }
 
+  /// 7.2: attaches (or replaces) PASID `pasid` of the device. The simulated devices have no
+  /// PASID capability, so, as the kernel does for such a device, nothing reaches the IOMMU:
+  /// the attach is only recorded, after iommufd's own checks.
+  func attachPASID(_ file: SimulatedDeviceFile, _ address: UInt64, _ request: ciommufd_vfio_device_attach_iommufd_pt) throws(Errno) -> Int32 {
+    if request.argsz < 16 { throw .invalidArgument }
+    let pasid = UserMemory.decode(UInt32.self, from: try UserMemory.read(address + 12, count: 4))
+    let (context, deviceID) = file.binding!
+    let object = context.device(deviceID)!
+    if object.pasids[pasid] == nil, pasid >= 1 << 31 { throw .noSpace }  // vfio's PASID IDA
+    guard let target = context.objects[request.pt_id] else { throw .noSuchFileOrDirectory }
+    guard case .hwpt(let hwpt) = target else { throw .invalidArgument }  // an IOAS's automatic domain never takes PASIDs
+    if hwpt.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 { throw .invalidArgument }
+    if let rid = object.attachedHWPT, let current = context.hwpt(rid), current.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 {
+      throw .invalidArgument
+    }
+    if hwpt.profile != object.profile { throw .invalidArgument }
+    object.pasids[pasid] = request.pt_id
+    try UserMemory.write(UserMemory.encode(request.pt_id), to: address + 8)
+    return 0
+  }
+
   // MARK: 6.4 DETACH
 
   func detach(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
     let request = UserMemory.decode(ciommufd_vfio_device_detach_iommufd_pt.self, from: try vfioArgument(address, 8))
-    if request.argsz < 8 || request.flags != 0 { throw .invalidArgument }  // DET-1
+    // DET-1 (7.2: flag bit 0 detaches a PASID; one never attached is no error).
+    let pasidFlag: UInt32 = isLinux7_2 ? CIOMMUFD_VFIO_DEVICE_DETACH_PASID : 0
+    if request.argsz < 8 || request.flags & ~pasidFlag != 0 { throw .invalidArgument }
     let (context, deviceID) = file.binding!
+    if request.flags & pasidFlag != 0 {
+      if request.argsz < 12 { throw .invalidArgument }
+      let pasid = UserMemory.decode(UInt32.self, from: try UserMemory.read(address + 8, count: 4))
+      context.device(deviceID)!.pasids[pasid] = nil
+      return 0
+    }
     detachDevice(context, context.device(deviceID)!, deviceID)  // DET-2, DET-3
     return 0
   }
@@ -194,6 +240,7 @@ extension SimulatedKernel.State {
     file.device.config[4] &= ~0x4  // vfio-pci clears bus mastering
     if let object = context.device(deviceID) { detachDevice(context, object, deviceID) }
     context.objects[deviceID] = nil
+    removeVDevice(context, ofDevice: deviceID)
     context.boundDevices -= 1
     file.binding = nil
     file.object = nil

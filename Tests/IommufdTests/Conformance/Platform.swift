@@ -8,6 +8,8 @@ import SystemPackage
 struct Platform: CustomTestStringConvertible, Sendable {
   let name: String
   let isSimulated: Bool
+  /// The kernel release it answers as (for the real kernel, `uname -r`; nil if unmodelled).
+  let release: SimulatedKernel.Release?
   let makeBackend: @Sendable () -> Backend
   /// The edu device's cdev, if this platform has one to test with.
   let devicePath: FilePath?
@@ -15,7 +17,7 @@ struct Platform: CustomTestStringConvertible, Sendable {
   var testDescription: String { name }
 
   static let simulated = Platform(
-    name: "simulated", isSimulated: true,
+    name: "simulated", isSimulated: true, release: .linux6_12,
     makeBackend: { .simulated(SimulatedKernel(devices: [SimulatedEduDevice()])) },
     devicePath: SimulatedKernel.devicePath(0))
 
@@ -25,10 +27,30 @@ struct Platform: CustomTestStringConvertible, Sendable {
     // The device scenarios expect QEMU's edu; another named device is left to RealKernelTests.
     let entry = named.flatMap { try? VFIODiscovery().device(at: $0) }
     let path = entry?.vendorID == 0x1234 && entry?.deviceID == 0x11e8 ? entry?.cdevPath : nil
-    return Platform(name: "kernel", isSimulated: false, makeBackend: { .kernel }, devicePath: path)
+    var system = utsname()
+    uname(&system)
+    let version = withUnsafeBytes(of: system.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+    return Platform(
+      name: "kernel", isSimulated: false, release: SimulatedKernel.Release(kernelVersion: version), makeBackend: { .kernel },
+      devicePath: path)
   }()
 
   static let all: [Platform] = [simulated] + (kernel.map { [$0] } ?? [])
+
+  /// The platforms that answer as Linux 6.12: the default simulator, and the kernel when it is 6.12.
+  static let linux6_12: [Platform] = all.filter { $0.release == .linux6_12 }
+
+  /// The platforms that answer as Linux 7.2: the simulator configured so, with an edu device,
+  /// and the kernel when it is 7.2 (the lab's `--kernel 7.2` boots).
+  static let linux7_2: [Platform] = {
+    var configuration = SimulatedKernel.Configuration()
+    configuration.release = .linux7_2
+    let simulated = Platform(
+      name: "simulated 7.2", isSimulated: true, release: .linux7_2,
+      makeBackend: { [configuration] in .simulated(SimulatedKernel(configuration: configuration, devices: [SimulatedEduDevice()])) },
+      devicePath: SimulatedKernel.devicePath(0))
+    return [simulated] + (kernel.flatMap { $0.release == .linux7_2 ? [$0] : nil } ?? [])
+  }()
 
   /// Platforms with the iommufd self-test's mock IOMMU: a simulated test kernel always; the
   /// real kernel in the lab's mock boot (`IOMMUFD_LAB_MODE=mock`: CONFIG_IOMMUFD_TEST, no
@@ -38,11 +60,24 @@ struct Platform: CustomTestStringConvertible, Sendable {
     testKernel.selfTest = true
     let configuration = testKernel
     let simulated = Platform(
-      name: "simulated test kernel", isSimulated: true,
+      name: "simulated test kernel", isSimulated: true, release: .linux6_12,
       makeBackend: { .simulated(SimulatedKernel(configuration: configuration)) }, devicePath: nil)
-    let inMockLab = ProcessInfo.processInfo.environment["IOMMUFD_LAB_MODE"] == "mock"
-    guard inMockLab, let kernel else { return [simulated] }
-    return [simulated, kernel]
+    return [simulated] + (mockKernel.map { [$0] } ?? [])
+  }()
+
+  /// The real kernel in the lab's mock boot (`IOMMUFD_LAB_MODE=mock`: CONFIG_IOMMUFD_TEST,
+  /// no real IOMMU driver).
+  static let mockKernel: Platform? = ProcessInfo.processInfo.environment["IOMMUFD_LAB_MODE"] == "mock" ? kernel : nil
+
+  /// Mock platforms answering as 7.2: a simulated 7.2 test kernel, and the lab's 7.2 mock boot.
+  static let mock7_2: [Platform] = {
+    var configuration = SimulatedKernel.Configuration()
+    configuration.selfTest = true
+    configuration.release = .linux7_2
+    let simulated = Platform(
+      name: "simulated 7.2 test kernel", isSimulated: true, release: .linux7_2,
+      makeBackend: { [configuration] in .simulated(SimulatedKernel(configuration: configuration)) }, devicePath: nil)
+    return [simulated] + (mockKernel.flatMap { $0.release == .linux7_2 ? [$0] : nil } ?? [])
   }()
   static let withDevice: [Platform] = all.filter { $0.devicePath != nil }
 }

@@ -1,0 +1,157 @@
+import CIommufd
+import SystemPackage
+
+/// One record read from a ``VirtualEventQueue``: a vIOMMU event, or the mark that the
+/// queue overflowed and dropped events.
+public enum VirtualEvent: Hashable, Sendable {
+  /// An event with its sequence number (0 to `Int32.max`, then 0 again) and the type's
+  /// data (for ARM SMMUv3, the 32-byte event record, little-endian).
+  case event(sequence: UInt32, data: [UInt8])
+  /// The queue was full and dropped events from `sequence` on; no data follows.
+  case lostEvents(sequence: UInt32)
+
+  /// The record's sequence number.
+  public var sequence: UInt32 {
+    switch self {
+    case .event(let sequence, _), .lostEvents(let sequence): sequence
+    }
+  }
+}
+
+/// A virtual event queue (`IOMMU_VEVENTQ_ALLOC`, Linux 6.15): events of one type that a
+/// ``VirtualIOMMU`` reports for its guest (such as SMMUv3 translation faults of a
+/// ``VirtualDevice``), read from the queue's own descriptor.
+///
+/// Owns its descriptor and object id: release closes the descriptor, then destroys the id.
+/// Keeps its vIOMMU alive. Thread-safe.
+public final class VirtualEventQueue: Sendable {
+  /// The vIOMMU whose events it receives.
+  public let viommu: VirtualIOMMU
+  /// The vEVENTQ's object id.
+  public var id: ObjectID { object.id }
+  /// The kind of events.
+  public let kind: Kind
+  /// The most events it holds before it drops new ones.
+  public let depth: UInt32
+  let descriptor: OwnedDescriptor
+  private let object: OwnedObject
+
+  /// A vEVENTQ type (`enum iommu_veventq_type`) and the size of its event data.
+  public struct Kind: RawRepresentable, Hashable, Sendable {
+    /// The raw type.
+    public var rawValue: UInt32
+    /// Creates from the raw type.
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// ARM SMMUv3 events (`IOMMU_VEVENTQ_TYPE_ARM_SMMUV3`): 32-byte event records.
+    public static let armSMMUv3 = Kind(rawValue: CIOMMUFD_VEVENTQ_TYPE_ARM_SMMUV3)
+    /// Tegra241 CMDQV error maps (`IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV`): 16 bytes.
+    public static let tegra241CMDQV = Kind(rawValue: CIOMMUFD_VEVENTQ_TYPE_TEGRA241_CMDQV)
+    /// The self-test mock IOMMU's events (`IOMMU_VEVENTQ_TYPE_SELFTEST`): a 4-byte virtual id.
+    public static let selfTest = Kind(rawValue: CIOMMUFD_VEVENTQ_TYPE_SELFTEST)
+
+    /// The bytes of data after each event header, where the type is known.
+    public var dataSize: Int? {
+      switch self {
+      case .armSMMUv3: MemoryLayout<ciommufd_iommu_vevent_arm_smmuv3>.size
+      case .tegra241CMDQV: 16
+      case .selfTest: MemoryLayout<ciommufd_iommu_viommu_event_selftest>.size
+      default: nil
+      }
+    }
+  }
+
+  /// Allocates a queue for `kind` events of `viommu` holding at most `depth` events. A
+  /// vIOMMU has at most one queue per kind. A kernel before 6.15 answers ENOTTY, reported
+  /// as unsupported.
+  public init(on viommu: VirtualIOMMU, kind: Kind, depth: UInt32) throws(IommufdError) {
+    var request = ciommufd_iommu_veventq_alloc()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_veventq_alloc>.size)
+    request.viommu_id = viommu.id.rawValue
+    request.type = kind.rawValue
+    request.veventq_depth = depth
+    let iommufd = viommu.iommufd
+    try iommufd.withDescriptor(.veventqAlloc) { fd throws(IommufdError) in
+      do throws(IommufdError) {
+        try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_VEVENTQ_ALLOC, &request, .veventqAlloc, [.viommu(viommu.id), .init("type", "\(kind.rawValue)")])
+      } catch where error.errno == .inappropriateIOCTLForDevice {
+        throw error.unsupported("IOMMU_VEVENTQ_ALLOC is not supported by this kernel (it came in Linux 6.15)")
+      }
+    }
+    self.viommu = viommu
+    self.kind = kind
+    self.depth = depth
+    self.descriptor = OwnedDescriptor(FileDescriptor(rawValue: Int32(bitPattern: request.out_veventq_fd)), backend: iommufd.backend)
+    let id = ObjectID(request.out_veventq_id)
+    self.object = OwnedObject(iommufd: iommufd, id: id, kind: "vEVENTQ", involved: .object(id))
+  }
+
+  /// The queue's descriptor (poll it for `POLLIN`).
+  public var fileDescriptor: FileDescriptor { descriptor.fd }
+
+  /// Reads the pending records that fit in `maximumBytes`, oldest first; an empty result
+  /// means none is pending. Fails with EINVAL for a kind whose data size is unknown.
+  public func read(maximumBytes: Int = 4096) throws(IommufdError) -> [VirtualEvent] {
+    guard let dataSize = kind.dataSize else {
+      throw IommufdError(.veventRead, .invalidArgument, objects: [.object(id)], detail: "the data size of vEVENTQ type \(kind.rawValue) is not known")
+    }
+    let iommufd = viommu.iommufd
+    return try withScratchBuffer(count: maximumBytes) { buffer throws(IommufdError) -> [VirtualEvent] in
+      let count = try descriptor.withDescriptor(.veventRead) { fd throws(IommufdError) -> Int in
+        do throws(Errno) {
+          return try iommufd.backend.calls.read(fd, into: buffer)
+        } catch {
+          throw IommufdError(.veventRead, error, objects: [.fd(fd), .object(id)])
+        }
+      }
+      return try Self.decode(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), dataSize: dataSize)
+    }
+  }
+
+  /// The records in `bytes`: headers, each followed by `dataSize` bytes unless it is a
+  /// lost-events mark.
+  static func decode(_ bytes: UnsafeRawBufferPointer, dataSize: Int) throws(IommufdError) -> [VirtualEvent] {
+    let headerSize = MemoryLayout<ciommufd_iommufd_vevent_header>.size
+    var events: [VirtualEvent] = []
+    var offset = 0
+    while offset < bytes.count {
+      guard bytes.count - offset >= headerSize else {
+        throw IommufdError(.veventRead, .invalidArgument, objects: [], detail: "a vEVENTQ record header was cut short at byte \(offset)")
+      }
+      let flags = bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+      let sequence = bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)
+      offset += headerSize
+      if flags & CIOMMUFD_VEVENTQ_FLAG_LOST_EVENTS != 0 {
+        events.append(.lostEvents(sequence: sequence))
+        continue
+      }
+      guard bytes.count - offset >= dataSize else {
+        throw IommufdError(.veventRead, .invalidArgument, objects: [], detail: "vEVENT \(sequence) has \(bytes.count - offset) of \(dataSize) data bytes")
+      }
+      events.append(.event(sequence: sequence, data: Array(bytes[offset..<(offset + dataSize)])))
+      offset += dataSize
+    }
+    return events
+  }
+
+  /// Closes the descriptor and destroys the queue.
+  public func destroy() throws(IommufdError) {
+    try descriptor.close()
+    try object.destroyIfOwned()
+  }
+
+  deinit {
+    try? descriptor.close()
+    object.release()
+  }
+}
+
+extension IOMMUSelfTest {
+  /// Makes the mock device `deviceID` report an event to the self-test vEVENTQ of the
+  /// vIOMMU whose nested HWPT it is attached to (`IOMMU_TEST_OP_TRIGGER_VEVENT`, a 6.15
+  /// test kernel): the event's data is the device's virtual id (32 bits).
+  public func triggerVirtualEvent(device deviceID: ObjectID) throws(IommufdError) {
+    var command = Self.command(CIOMMUFD_TEST_OP_TRIGGER_VEVENT, id: ObjectID(0))
+    withUnsafeMutableBytes(of: &command.payload) { $0.storeBytes(of: deviceID.rawValue, as: UInt32.self) }
+    try issue(&command, [.device(deviceID)])
+  }
+}

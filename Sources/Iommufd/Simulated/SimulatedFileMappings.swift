@@ -1,0 +1,83 @@
+import CIommufd
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `IOMMU_IOAS_MAP_FILE`, `IOMMU_IOAS_CHANGE_PROCESS` and `IOMMU_HW_QUEUE_ALLOC` as Linux
+/// 7.2 has them (`drivers/iommu/iommufd/ioas.c`, `io_pagetable.c`, `pages.c`, `viommu.c`).
+extension SimulatedKernel.State {
+  /// Maps pages of a file. The file itself is checked only when its pages are pinned (now,
+  /// if the IOAS has a domain; else at the first attach): a shmem or hugetlbfs file whose
+  /// pages end within it, else EINVAL.
+  func mapFile(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_ioas_map_file.self, address, size)
+    let known = CIOMMUFD_IOAS_MAP_FIXED_IOVA | CIOMMUFD_IOAS_MAP_WRITEABLE | CIOMMUFD_IOAS_MAP_READABLE
+    if request.flags & ~known != 0 { throw .notSupported }
+    if request.iova == .max || request.length == .max { throw .overflow }
+    let readable = request.flags & CIOMMUFD_IOAS_MAP_READABLE != 0
+    let writable = request.flags & CIOMMUFD_IOAS_MAP_WRITEABLE != 0
+    if !readable && !writable { throw .invalidArgument }
+    guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }
+    if request.length == 0 { throw .invalidArgument }
+    if request.start.addingReportingOverflow(request.length - 1).overflow { throw .overflow }
+    if request.fd < 0 || fcntl(request.fd, F_GETFD) == -1 || files[request.fd] != nil { throw .badFileDescriptor }
+    if request.length > UInt64.max - pageSize { throw .invalidArgument }
+    let alignment = ioas.alignment(pageSize: pageSize)
+    if request.length % alignment != 0 { throw .invalidArgument }
+    let iova: UInt64
+    if request.flags & CIOMMUFD_IOAS_MAP_FIXED_IOVA != 0 {
+      iova = request.iova
+      try checkFixedIOVA(ioas, iova, request.length, alignment)
+    } else {
+      // The file offset stands in for the user address of IOAS_MAP.
+      iova = try ioas.allocateIOVA(length: request.length, userAddress: request.start, pageSize: pageSize, hugePageSize: configuration.hugePageSize)
+    }
+    if (request.start % pageSize) % alignment != 0 { throw .invalidArgument }
+    let first = request.start & ~(pageSize - 1)
+    let end = (request.start + request.length + pageSize - 1) & ~(pageSize - 1)
+    let pageCount = (end - first) / pageSize
+    let duplicate = dup(request.fd)
+    guard duplicate >= 0 else { throw Errno(rawValue: Glibc.errno) }
+    let file = SimulatedFileBacking(fd: duplicate, offset: first, length: Int(pageCount * pageSize), writable: writable)
+    let base = file.mapping.map { UInt64(UInt(bitPattern: $0)) } ?? 0
+    let pages = SimulatedPages(base: base, pageCount: pageCount, writable: writable, file: file)
+    if !ioas.domains.isEmpty {
+      try pin([pages])
+      addDomainUsers([pages])
+    }
+    request.iova = iova
+    let pagesID = register(pages)
+    areaAdded(pagesID)
+    ioas.areas.insert(
+      start: iova, last: iova + request.length - 1,
+      value: SimulatedArea(userVA: base + request.start % pageSize, readable: readable, writable: writable, pages: pagesID))
+    try respond(request, address, size)
+    return 0
+  }
+
+  /// Moves the charge of pinned file pages to the caller: EINVAL if any IOAS maps user
+  /// memory. The simulated kernel has one process, so nothing else changes.
+  func changeProcess(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    let request = try command(ciommufd_iommu_ioas_change_process.self, address, size)
+    if request.__reserved != 0 { throw .notSupported }
+    for object in context.objects.values {
+      guard case .ioas(let ioas) = object else { continue }
+      for area in ioas.areas.all where pagesTable[area.value.pages]?.file == nil { throw .invalidArgument }
+    }
+    return 0
+  }
+
+  /// The checks of `IOMMU_HW_QUEUE_ALLOC` up to the driver. HW queues themselves are not
+  /// simulated: the driver answers EOPNOTSUPP for every type (VT-d has none; the 7.2 mock
+  /// would make one of its self-test type, see Docs/Simulator.md).
+  func hardwareQueueAlloc(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    let request = try command(ciommufd_iommu_hw_queue_alloc.self, address, size)
+    if request.flags != 0 || request.type == 0 { throw .notSupported }
+    if request.length == 0 { throw .invalidArgument }
+    if request.nesting_parent_iova.addingReportingOverflow(request.length - 1).overflow { throw .overflow }
+    guard context.viommu(request.viommu_id) != nil else { throw .noSuchFileOrDirectory }
+    throw .notSupported
+  }
+}

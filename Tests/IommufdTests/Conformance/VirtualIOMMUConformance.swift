@@ -1,0 +1,168 @@
+import Iommufd
+import SystemPackage
+import Testing
+
+/// vIOMMU, vDEVICE and vEVENTQ with the self-test's mock IOMMU of Linux 7.2, on a
+/// simulated 7.2 test kernel and in the lab's 7.2 mock boot.
+@Suite("conformance: vIOMMU, vDEVICE and vEVENTQ")
+struct VirtualIOMMUConformance {
+  struct Setup {
+    let iommufd: IOMMUFD
+    let ioas: IOAS
+    let mock: MockDevice
+    let parent: HWPageTable
+
+    init(_ platform: Platform) throws {
+      iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+      ioas = try iommufd.allocateIOAS()
+      mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+      parent = try HWPageTable(on: ioas, forDevice: mock.deviceID, flags: .nestParent)
+    }
+
+    func viommu() throws(IommufdError) -> VirtualIOMMU {
+      try VirtualIOMMU(kind: .selfTest, device: mock.deviceID, parent: parent)
+    }
+  }
+
+  @Test("VIOMMU_ALLOC: type 0 and other drivers' types EOPNOTSUPP, unknown device or parent ENOENT, a parent without NEST_PARENT EINVAL", arguments: Platform.mock7_2)
+  func allocation(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let device = setup.mock.deviceID
+    #expect(errno { try VirtualIOMMU(kind: VirtualIOMMU.Kind(rawValue: 0), device: device, parent: setup.parent) } == .notSupported)
+    #expect(errno { try VirtualIOMMU(kind: .armSMMUv3, device: device, parent: setup.parent) } == .notSupported)
+    #expect(errno { try VirtualIOMMU(kind: .selfTest, device: ObjectID(99), parent: setup.parent) } == .noSuchFileOrDirectory)
+    let plain = try HWPageTable(on: setup.ioas, forDevice: device)
+    #expect(errno { try VirtualIOMMU(kind: .selfTest, device: device, parent: plain) } == .invalidArgument)
+    let fd = setup.iommufd.fileDescriptor
+    let viommuAlloc: (UInt32, UInt32) -> Errno? = { flags, hwpt in
+      rawIoctl(setup.iommufd.backend, fd, 0x3B90, le(UInt32(40), flags, UInt32(0xDEAD_BEEF), device.rawValue, hwpt, UInt32(0), UInt32(0), UInt32(0), UInt64(0))).0
+    }
+    #expect(viommuAlloc(1, setup.parent.id.rawValue) == .notSupported)
+    #expect(viommuAlloc(0, setup.ioas.id.rawValue) == .noSuchFileOrDirectory)
+    let viommu = try setup.viommu()
+    #expect(viommu.id == ObjectID(7))  // after IOAS 1, mock 2-4, parent 5, plain 6: failed attempts took none
+    _ = plain
+  }
+
+  @Test("VIOMMU_ALLOC: the mock's data echoes in_data and sets aside an 8 KiB mmap region at 4096; 4 bytes are EINVAL", arguments: Platform.mock7_2)
+  func driverData(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let viommu = try VirtualIOMMU(kind: .selfTest, device: setup.mock.deviceID, parent: setup.parent, data: le(UInt32(0x1234), UInt32(0), UInt64(0), UInt64(0)))
+    #expect(viommu.driverData == le(UInt32(0x1234), UInt32(0x1234), UInt64(4096), UInt64(8192)))
+    let second = try VirtualIOMMU(kind: .selfTest, device: setup.mock.deviceID, parent: setup.parent, data: le(UInt32(7), UInt32(0)))
+    #expect(second.driverData == le(UInt32(7), UInt32(7)))
+    #expect(errno { try VirtualIOMMU(kind: .selfTest, device: setup.mock.deviceID, parent: setup.parent, data: le(UInt32(7))) } == .invalidArgument)
+  }
+
+  @Test("references: a vIOMMU holds its parent, vDEVICEs and vEVENTQs hold the vIOMMU (EBUSY); destroyed in order they all go", arguments: Platform.mock7_2)
+  func references(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let viommu = try setup.viommu()
+    #expect(errno { try setup.parent.destroy() } == .resourceBusy)
+    let vdevice = try VirtualDevice(on: viommu, device: setup.mock.deviceID, virtualID: 0x99)
+    #expect(errno { try viommu.destroy() } == .resourceBusy)
+    try vdevice.destroy()
+    let queue = try VirtualEventQueue(on: viommu, kind: .selfTest, depth: 4)
+    #expect(errno { try viommu.destroy() } == .resourceBusy)
+    try queue.destroy()
+    try viommu.destroy()
+    try setup.parent.destroy()
+  }
+
+  @Test("VDEVICE_ALLOC: one per device (EEXIST), one per virtual id (EEXIST), unknown ids ENOENT; a removed device leaves a tombstone id (ENOENT)", arguments: Platform.mock7_2)
+  func virtualDevices(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let viommu = try setup.viommu()
+    let other = try setup.iommufd.selfTest.attachMockDevice(to: setup.ioas)
+    let first = try VirtualDevice(on: viommu, device: setup.mock.deviceID, virtualID: 0x99)
+    #expect(errno { try VirtualDevice(on: viommu, device: setup.mock.deviceID, virtualID: 0x98) } == .fileExists)
+    #expect(errno { try VirtualDevice(on: viommu, device: other.deviceID, virtualID: 0x99) } == .fileExists)
+    #expect(errno { try VirtualDevice(on: viommu, device: ObjectID(99), virtualID: 1) } == .noSuchFileOrDirectory)
+    let fd = setup.iommufd.fileDescriptor
+    #expect(rawIoctl(setup.iommufd.backend, fd, 0x3B91, le(UInt32(24), UInt32(99), other.deviceID.rawValue, UInt32(0), UInt64(1))).0 == .noSuchFileOrDirectory)
+    let second = try VirtualDevice(on: viommu, device: other.deviceID, virtualID: 0)
+    let tombstone = second.id
+    try other.destroy()
+    #expect(errno { try setup.iommufd.destroy(tombstone) } == .noSuchFileOrDirectory)
+    let queue = try VirtualEventQueue(on: viommu, kind: .selfTest, depth: 1)
+    #expect(queue.id.rawValue > tombstone.rawValue || queue.id.rawValue < tombstone.rawValue)
+    #expect(queue.id != tombstone)
+    try first.destroy()
+    #expect(try VirtualDevice(on: viommu, device: setup.mock.deviceID, virtualID: 0x98).virtualID == 0x98)
+  }
+
+  @Test("VEVENTQ_ALLOC: type 0 EOPNOTSUPP, depth 0 or over 2^19 EINVAL, unknown vIOMMU ENOENT, a second of a type EEXIST; the open descriptor holds it", arguments: Platform.mock7_2)
+  func eventQueueAllocation(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let viommu = try setup.viommu()
+    #expect(errno { try VirtualEventQueue(on: viommu, kind: VirtualEventQueue.Kind(rawValue: 0), depth: 1) } == .notSupported)
+    #expect(errno { try VirtualEventQueue(on: viommu, kind: .selfTest, depth: 0) } == .invalidArgument)
+    #expect(errno { try VirtualEventQueue(on: viommu, kind: .selfTest, depth: (1 << 19) + 1) } == .invalidArgument)
+    let fd = setup.iommufd.fileDescriptor
+    #expect(rawIoctl(setup.iommufd.backend, fd, 0x3B93, le(UInt32(32), UInt32(0), UInt32(99), UInt32(0xBEEF_BEEF), UInt32(1), UInt32(0), UInt32(0), UInt32(0))).0 == .noSuchFileOrDirectory)
+    #expect(rawIoctl(setup.iommufd.backend, fd, 0x3B93, le(UInt32(32), UInt32(0), viommu.id.rawValue, UInt32(0xBEEF_BEEF), UInt32(1), UInt32(0), UInt32(0), UInt32(1))).0 == .notSupported)
+    let queue = try VirtualEventQueue(on: viommu, kind: .selfTest, depth: 1 << 19)
+    #expect(errno { try VirtualEventQueue(on: viommu, kind: .selfTest, depth: 1) } == .fileExists)
+    #expect(errno { try setup.iommufd.destroy(queue.id) } == .resourceBusy)
+    let other = try VirtualEventQueue(on: viommu, kind: .armSMMUv3, depth: 1)  // the type is not checked against the driver
+    #expect(try other.read() == [])
+    try queue.destroy()
+    try other.destroy()
+  }
+
+  @Test("vEVENTQ descriptor: empty reads return 0 at once, fewer than 8 bytes is EINVAL, a record that does not fit is EINVAL, write is EINVAL, pread ESPIPE", arguments: Platform.mock7_2)
+  func eventQueueDescriptor(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let viommu = try setup.viommu()
+    let queue = try VirtualEventQueue(on: viommu, kind: .selfTest, depth: 2)
+    let calls = setup.iommufd.backend.calls
+    var bytes = [UInt8](repeating: 0, count: 16)
+    #expect(try bytes.withUnsafeMutableBytes { try calls.read(queue.fileDescriptor, into: $0) } == 0)
+    #expect(errno { try bytes.withUnsafeMutableBytes { try calls.read(queue.fileDescriptor, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<4])) } } == .invalidArgument)
+    #expect(errno { try bytes.withUnsafeBytes { try calls.write(queue.fileDescriptor, from: $0) } } == .invalidArgument)
+    #expect(errno { try bytes.withUnsafeMutableBytes { try calls.pread(queue.fileDescriptor, into: $0, offset: 0) } } == .illegalSeek)
+    #expect(errno { try queue.read(maximumBytes: 4) } == .invalidArgument)
+  }
+
+  @Test("events: a mock device on a vIOMMU's nested HWPT (which needs its vDEVICE) reports its virtual id; overflow queues one lost-events mark with the next sequence", arguments: Platform.mock7_2)
+  func events(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let viommu = try setup.viommu()
+    let selfTest = setup.iommufd.selfTest
+    let device = setup.mock.deviceID
+    let nested = try NestedHWPageTable(on: viommu, forDevice: device, dataType: IOMMUSelfTest.nestedDataType, data: le(UInt32(0)))
+    #expect(errno { try setup.mock.replace(with: nested) } == .noSuchFileOrDirectory)  // no vDEVICE yet
+    let vdevice = try VirtualDevice(on: viommu, device: device, virtualID: 0x1_0000_0042)
+    #expect(try setup.mock.replace(with: nested) == nested.id)
+    #expect(errno { try selfTest.triggerVirtualEvent(device: device) } == .notSupported)  // no queue
+    #expect(errno { try selfTest.triggerVirtualEvent(device: ObjectID(99)) } == .noSuchFileOrDirectory)
+    let queue = try VirtualEventQueue(on: viommu, kind: .selfTest, depth: 2)
+    for _ in 0..<3 { try selfTest.triggerVirtualEvent(device: device) }
+    #expect(errno { try queue.read(maximumBytes: 11) } == .invalidArgument)
+    let id = le(UInt32(0x42))
+    #expect(try queue.read(maximumBytes: 12) == [.event(sequence: 0, data: id)])
+    #expect(try queue.read() == [.event(sequence: 1, data: id), .lostEvents(sequence: 2)])
+    try selfTest.triggerVirtualEvent(device: device)
+    try selfTest.triggerVirtualEvent(device: device)
+    try selfTest.triggerVirtualEvent(device: device)
+    try selfTest.triggerVirtualEvent(device: device)
+    #expect(try queue.read() == [.event(sequence: 3, data: id), .event(sequence: 4, data: id), .lostEvents(sequence: 6)])
+    try selfTest.triggerVirtualEvent(device: device)
+    #expect(try queue.read() == [.event(sequence: 7, data: id)])
+    #expect(errno { try viommu.destroy() } == .resourceBusy)
+    try setup.mock.replace(with: setup.ioas)
+    #expect(errno { try selfTest.triggerVirtualEvent(device: device) } == .noSuchFileOrDirectory)
+    try queue.destroy()
+    try nested.destroy()
+    try vdevice.destroy()
+    try viommu.destroy()
+  }
+
+  @Test("GET_HW_INFO on a 7.2 test kernel: the mock reports dirty tracking and PCI_ATS_NOT_SUPPORTED; MOCK_DOMAIN_FLAGS has no HUGE_IOVA", arguments: Platform.mock7_2)
+  func hardwareInfo(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let info = try setup.iommufd.hardwareInfo(device: setup.mock.deviceID)
+    #expect(info.capabilities == [.dirtyTracking, .atsNotSupported])
+    #expect(errno { try setup.iommufd.selfTest.attachMockDevice(to: setup.ioas, flags: .hugeIOVA) } == .invalidArgument)
+  }
+}
