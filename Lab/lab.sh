@@ -64,6 +64,19 @@ lock_cache() {
   flock -w "$LOCK_TIMEOUT" "$LOCK_FD" || die "another lab.sh held $CACHE/.lock for ${LOCK_TIMEOUT}s"
 }
 
+# ---------------------------------------------------------------------------------------------
+cmd_deps() {
+  local missing=() p
+  for p in "${DEPS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]} == 0)); then log "all packages present: ${DEPS[*]}"; return; fi
+  local sudo=; ((EUID == 0)) || sudo=sudo
+  log "installing: ${missing[*]}"
+  timeout 900 $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive timeout 1800 $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
 # The tarball of the selected source package and its version, fetched if need be:
 # 6.12 from the installed package, 7.2 from trixie-backports with a private apt setup.
 locate_source() {

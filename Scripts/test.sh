@@ -2,12 +2,13 @@
 # The project's test command, for a fresh Debian 12 machine or CI:
 #   1. installs the Debian packages the tests and the lab need (when root; otherwise says
 #      what is missing and goes on without it),
-#   2. exports the Linux 6.12 uAPI headers for the ABI test (Lab/lab.sh headers),
+#   2. exports the Linux 6.12 and 7.2 uAPI headers for the ABI tests (Lab/lab.sh headers),
 #   3. builds the package (warnings in its own code fail the run) and runs the unit tests,
 #      including the conformance suite on the simulated kernel,
-#   4. runs the lab: a real 6.12 kernel with iommufd under QEMU, where the conformance
-#      suite, the real-kernel tests and the edu DMA example run against the kernel (and the
-#      simulator, in the same run), unless the lab cannot run here, which it says.
+#   4. runs the lab: real 6.12 and 7.2 kernels with iommufd under QEMU, two boots each (VT-d
+#      with edu, and the self-test mock IOMMU), where the conformance suite, the real-kernel
+#      tests and the edu DMA example run against the kernel (and the simulator, in the same
+#      run), unless the lab cannot run here, which it says.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,12 @@ if headers=$(bash Lab/lab.sh headers | tail -n 1) && [[ -f $headers/linux/iommuf
 else
   log "no Linux 6.12 uAPI headers: the ABI test against them will be skipped"
 fi
+if headers=$(bash Lab/lab.sh headers --kernel 7.2 | tail -n 1) && [[ -f $headers/linux/iommufd.h ]]; then
+  export IOMMUFD_UAPI_HEADERS_7_2="$headers"
+  log "Linux 7.2 uAPI headers: $IOMMUFD_UAPI_HEADERS_7_2"
+else
+  log "no Linux 7.2 uAPI headers: the ABI test against them will be skipped"
+fi
 
 log "build (warnings in the package's own code fail the run)"
 swift build --build-tests 2>&1 | tee /tmp/iommufd-build.log
@@ -56,27 +63,34 @@ if [[ $lab != yes ]]; then
   log "lab skipped: $lab"
   exit 0
 fi
-log "lab: building or reusing the 6.12 kernel"
+log "lab: building or reusing the 6.12 and 7.2 kernels"
 bash Lab/lab.sh kernel >/dev/null
+bash Lab/lab.sh kernel --kernel 7.2 >/dev/null
 bin=$(swift build --show-bin-path)
 
-# Boots the lab in MODE and runs Scripts/lab-guest.sh there; prints the lab's own lines,
-# the steps, failures, the test runs' closing lines and how many scenario cases passed on
-# each backend.
+# Boots kernel VERSION in MODE and runs Scripts/lab-guest.sh there; prints the lab's own
+# lines, the steps, failures, the test runs' closing lines and how many scenario cases
+# passed on each backend.
 lab_boot() {
-  local mode=$1 log=/tmp/iommufd-lab-$1.log status=0
-  bash Lab/lab.sh run --mode "$mode" --timeout 1200 -- sh Scripts/lab-guest.sh "$mode" "$bin" >"$log" 2>&1 || status=$?
+  local version=$1 mode=$2 log=/tmp/iommufd-lab-$1-$2.log status=0
+  bash Lab/lab.sh run --kernel "$version" --mode "$mode" --timeout 1200 -- sh Scripts/lab-guest.sh "$mode" "$bin" >"$log" 2>&1 || status=$?
   sed 's/\x1b\[[0-9;]*m//g' "$log" \
     | grep -E '^lab: |^lab-step|^✘|differential:|Test run with|recorded an issue|^↳ [^T]|round trip|^missing' || true
   local backend
-  for backend in "kernel" "simulated" "simulated test kernel"; do
-    printf '== lab (%s boot): %s scenario cases passed on the %s backend\n' "$mode" \
+  for backend in "kernel" "simulated" "simulated 7.2" "simulated test kernel" "simulated 7.2 test kernel"; do
+    printf '== lab (%s %s boot): %s scenario cases passed on the %s backend\n' "$version" "$mode" \
       "$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep "Test case passing 1 argument platform → $backend (" | grep -c "passed after" || true)" "$backend"
   done
   return $status
 }
 
-log "lab: first boot (emulated VT-d, edu on vfio-pci): conformance, real-kernel, differential, legacy, iommufd-tool, edu-dma"
-lab_boot vtd
-log "lab: second boot (no vIOMMU): iommufd and self-test mock-domain conformance"
-lab_boot mock
+status=0
+log "lab: Linux 6.12, emulated VT-d with edu on vfio-pci: conformance, real-kernel, differential, legacy, iommufd-tool, edu-dma"
+lab_boot 6.12 vtd || status=1
+log "lab: Linux 6.12, no vIOMMU: iommufd and self-test mock-domain conformance"
+lab_boot 6.12 mock || status=1
+log "lab: Linux 7.2, emulated VT-d with edu on vfio-pci: the same, with MAP_FILE, CHANGE_PROCESS and PASID attach"
+lab_boot 7.2 vtd || status=1
+log "lab: Linux 7.2, no vIOMMU: the same mock-domain conformance, with vIOMMU, vDEVICE and vEVENTQ"
+lab_boot 7.2 mock || status=1
+exit $status

@@ -442,7 +442,8 @@ struct ciommufd_iommu_viommu_event_selftest {
 #define CIOMMUFD_MOCK_APERTURE_START (1ull << 24)
 #define CIOMMUFD_MOCK_APERTURE_LAST  ((1ull << 31) - 1)
 #define CIOMMUFD_MOCK_FLAGS_DEVICE_NO_DIRTY  (1u << 0)
-#define CIOMMUFD_MOCK_FLAGS_DEVICE_HUGE_IOVA (1u << 1)
+#define CIOMMUFD_MOCK_FLAGS_DEVICE_HUGE_IOVA (1u << 1) /* 6.12 only */
+#define CIOMMUFD_MOCK_FLAGS_DEVICE_PASID     (1u << 2) /* later test kernels */
 
 /* struct iommu_test_cmd: a 16-byte header, a union of per-op payloads at offset 16 (48
    bytes, the largest member), and `last` at 64. The payloads are the structs below. */

@@ -23,10 +23,13 @@ extension SimulatedKernel.State {
     let request = try command(ciommufd_iommu_hwpt_get_dirty_bitmap.self, address, size)
     if request.flags & ~CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0 || request.__reserved != 0 { throw .notSupported }  // DGET-1
     guard let hwpt = context.pagingHWPT(request.hwpt_id), let ioas = context.ioas(hwpt.ioasID) else { throw .noSuchFileOrDirectory }
-    // DGET-3, in the kernel's order.
-    if request.length == 0 { throw .invalidArgument }
-    let (last, overflow) = request.iova.addingReportingOverflow(request.length - 1)
+    // DGET-3, in the kernel's order (7.2 has no length-0 check: the last address overflows
+    // unless the IOVA is 0).
+    if request.length == 0 && !isLinux7_2 { throw .invalidArgument }
+    let (last, overflow) = request.iova.addingReportingOverflow(request.length &- 1)
     if overflow { throw .overflow }
+    // 7.2 with IOVA 0 and length 0 (not verified on a kernel): taken as an empty harvest.
+    if request.length == 0 { return 0 }
     let alignment = ioas.alignment(pageSize: pageSize)
     let end = request.iova &+ request.length
     if request.iova % alignment != 0 || end % alignment != 0 { throw .invalidArgument }
@@ -104,9 +107,15 @@ extension SimulatedKernel.State {
     let bitmap = try UserMemory.read(request.uptr, count: Int((count + 7) / 8))
     var marked: UInt64 = 0
     for bit in 0..<count where bitmap[Int(bit / 8)] & (1 << (bit % 8)) != 0 {
-      // As the kernel does: the mock page numbered (iova + bit * page_size) / page_size.
-      let page = (request.iova + bit * pageSize) / pageSize
-      let ioPageAddress = page * hwpt.profile.pageSize
+      // As 6.12 does: the mock page numbered (iova + bit * page_size) / page_size. 7.2 marks
+      // the IOVA itself, in a page table that maps each 4 KiB of host memory as a
+      // contiguous pair of 2 KiB entries whose first entry carries the dirty bit.
+      let ioPageAddress: UInt64
+      if isLinux7_2 {
+        ioPageAddress = (request.iova + bit * pageSize) & ~(2 * hwpt.profile.pageSize - 1)
+      } else {
+        ioPageAddress = (request.iova + bit * pageSize) / pageSize * hwpt.profile.pageSize
+      }
       guard ioas.areas.entry(containing: ioPageAddress) != nil else { continue }
       hwpt.markDirty(ioPageAddress, ioPageAddress)
       marked += 1

@@ -186,8 +186,12 @@ extension SimulatedKernel.State {
     let writable = request.flags & CIOMMUFD_IOAS_MAP_WRITEABLE != 0
     if !readable && !writable { throw .invalidArgument }  // MAP-3
     guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }  // MAP-4
-    if request.length == 0 || request.length > UInt64.max - pageSize { throw .invalidArgument }  // MAP-5
-    if request.user_va.addingReportingOverflow(request.length).overflow { throw .overflow }
+    // MAP-5 (7.2 checks the address overflow before the length's limit).
+    if request.length == 0 { throw .invalidArgument }
+    let addressOverflows = request.user_va.addingReportingOverflow(request.length).overflow
+    if isLinux7_2 && addressOverflows { throw .overflow }
+    if request.length > UInt64.max - pageSize { throw .invalidArgument }
+    if addressOverflows { throw .overflow }
     let alignment = ioas.alignment(pageSize: pageSize)
     if request.length % alignment != 0 { throw .invalidArgument }  // MAP-6
     let iova: UInt64
@@ -400,7 +404,11 @@ extension SimulatedKernel.State {
         failure = .invalidArgument  // INV-2
         break validate
       }
-      guard let hwpt = context.nestedHWPT(request.hwpt_id) else { failure = .noSuchFileOrDirectory; break validate }  // INV-3
+      // INV-3 (7.2: an object of another type is EINVAL).
+      guard let hwpt = context.nestedHWPT(request.hwpt_id) else {
+        failure = isLinux7_2 && context.objects[request.hwpt_id] != nil ? .invalidArgument : .noSuchFileOrDirectory
+        break validate
+      }
       // The mock driver (INV-4..6): its type even with no entries; entries of exactly 8 bytes.
       guard request.data_type == CIOMMUFD_HWPT_INVALIDATE_DATA_SELFTEST else { failure = .invalidArgument; break validate }
       for index in 0..<request.entry_num {
@@ -473,7 +481,11 @@ extension SimulatedKernel.State {
         allowed |= CIOMMUFD_HWPT_ALLOC_PASID
         if request.flags & CIOMMUFD_HWPT_ALLOC_NEST_PARENT == 0 { allowed |= CIOMMUFD_HWPT_FAULT_ID_VALID }
       }
-      if request.flags & ~allowed != 0 || request.data_len != 0 { throw .notSupported }
+      if request.flags & ~allowed != 0 { throw .notSupported }
+      if request.data_len != 0 {
+        if isLinux7_2 { _ = try UserMemory.read(request.data_uptr, count: Int(request.data_len)) }  // 7.2 reads it first
+        throw .notSupported
+      }
       let id = try allocateID(context)
       try checkDomainAdd(ioas, profile: device.profile)
       var faultID: UInt32?

@@ -20,7 +20,7 @@ extension SimulatedKernel.State {
     case CIOMMUFD_TEST_OP_MOCK_DOMAIN, CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS:
       var request = UserMemory.decode(ciommufd_iommu_test_mock_domain.self, from: payload)
       if command.op == CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS,
-        request.dev_flags & ~(CIOMMUFD_MOCK_FLAGS_DEVICE_NO_DIRTY | (isLinux7_2 ? 0 : CIOMMUFD_MOCK_FLAGS_DEVICE_HUGE_IOVA)) != 0
+        request.dev_flags & ~(CIOMMUFD_MOCK_FLAGS_DEVICE_NO_DIRTY | (isLinux7_2 ? CIOMMUFD_MOCK_FLAGS_DEVICE_PASID : CIOMMUFD_MOCK_FLAGS_DEVICE_HUGE_IOVA)) != 0
       {
         throw .invalidArgument
       }

@@ -43,7 +43,12 @@ extension SimulatedKernel.State {
       if request.argsz > 24, try UserMemory.read(address + 24, count: Int(request.argsz) - 24).contains(where: { $0 != 0 }) {
         throw .argListTooLong
       }
-      if request.flags & ~1 != 0 || request.iommufd < 0 || request.flags & 1 != 0 { throw .invalidArgument }
+      if request.flags & ~1 != 0 || request.iommufd < 0 { throw .invalidArgument }
+      if request.flags & 1 != 0 {
+        let pointer = request.argsz >= 24 ? UserMemory.decode(UInt64.self, from: try UserMemory.read(address + 16, count: 8)) : 0
+        _ = try UserMemory.read(pointer, count: 16)  // EFAULT for a bad token pointer
+        throw .invalidArgument
+      }
     } else if request.argsz < 16 || request.flags != 0 || request.iommufd < 0 {
       throw .invalidArgument  // BIND-2
     }

@@ -140,7 +140,10 @@ struct DifferentialTests {
     for scenario in DifferentialScenario.all {
       let kernel = TranscriptSystemCalls(KernelSystemCalls())
       scenario.body(Backend(kernel), device) { kernel.note($0) }
-      let simulated = TranscriptSystemCalls(SimulatedKernel(devices: [SimulatedEduDevice()]))
+      // The simulator answers as the release the kernel is.
+      var configuration = SimulatedKernel.Configuration()
+      configuration.release = Platform.kernel?.release ?? .linux6_12
+      let simulated = TranscriptSystemCalls(SimulatedKernel(configuration: configuration, devices: [SimulatedEduDevice()]))
       scenario.body(Backend(simulated), SimulatedKernel.devicePath(0)) { simulated.note($0) }
       // Polls of edu's DMA command (0x98) and status (0x20) registers count time, which
       // differs by design (QEMU finishes a DMA on a 100 ms timer and a factorial in a

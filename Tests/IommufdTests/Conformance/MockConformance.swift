@@ -97,7 +97,9 @@ struct MockConformance {
     let ioas = try iommufd.allocateIOAS()
     let padding = [UInt8](repeating: 0, count: 56)
     #expect(rawIoctl(iommufd.backend, iommufd.fileDescriptor, 0x3BA0, le(UInt32(72), UInt32(99), ioas.id.rawValue, UInt32(0)) + padding).0 == .notSupported)
-    #expect(errno { try iommufd.selfTest.attachMockDevice(to: ioas, flags: IOMMUSelfTest.DeviceFlags(rawValue: 4)) } == .invalidArgument)
+    // 7.2 knows flag 4 (PASID) and no longer 2 (HUGE_IOVA).
+    #expect(errno { try iommufd.selfTest.attachMockDevice(to: ioas, flags: IOMMUSelfTest.DeviceFlags(rawValue: 8)) } == .invalidArgument)
+    #expect(errno { try iommufd.selfTest.attachMockDevice(to: ioas, flags: IOMMUSelfTest.DeviceFlags(rawValue: 4)) } == (platform.release == .linux7_2 ? nil : .invalidArgument))
     #expect(rawIoctl(iommufd.backend, iommufd.fileDescriptor, 0x3BA0, le(UInt32(72), UInt32(2), UInt32(9), UInt32(0)) + padding).0 == .noSuchFileOrDirectory)
     #expect(rawIoctl(iommufd.backend, iommufd.fileDescriptor, 0x3BA0, le(UInt32(64), UInt32(2), ioas.id.rawValue, UInt32(0)) + padding.prefix(48)).0 == .invalidArgument)
   }

@@ -35,22 +35,25 @@ struct Platform: CustomTestStringConvertible, Sendable {
       devicePath: path)
   }()
 
-  static let all: [Platform] = [simulated] + (kernel.map { [$0] } ?? [])
+  /// The simulator configured as Linux 7.2, with an edu device.
+  static let simulated7_2: Platform = {
+    var configuration = SimulatedKernel.Configuration()
+    configuration.release = .linux7_2
+    return Platform(
+      name: "simulated 7.2", isSimulated: true, release: .linux7_2,
+      makeBackend: { [configuration] in .simulated(SimulatedKernel(configuration: configuration, devices: [SimulatedEduDevice()])) },
+      devicePath: SimulatedKernel.devicePath(0))
+  }()
+
+  /// Every platform: the simulator as 6.12 and as 7.2, and the kernel when there is one.
+  static let all: [Platform] = [simulated, simulated7_2] + (kernel.map { [$0] } ?? [])
 
   /// The platforms that answer as Linux 6.12: the default simulator, and the kernel when it is 6.12.
   static let linux6_12: [Platform] = all.filter { $0.release == .linux6_12 }
 
-  /// The platforms that answer as Linux 7.2: the simulator configured so, with an edu device,
-  /// and the kernel when it is 7.2 (the lab's `--kernel 7.2` boots).
-  static let linux7_2: [Platform] = {
-    var configuration = SimulatedKernel.Configuration()
-    configuration.release = .linux7_2
-    let simulated = Platform(
-      name: "simulated 7.2", isSimulated: true, release: .linux7_2,
-      makeBackend: { [configuration] in .simulated(SimulatedKernel(configuration: configuration, devices: [SimulatedEduDevice()])) },
-      devicePath: SimulatedKernel.devicePath(0))
-    return [simulated] + (kernel.flatMap { $0.release == .linux7_2 ? [$0] : nil } ?? [])
-  }()
+  /// The platforms that answer as Linux 7.2: the simulator configured so, and the kernel
+  /// when it is 7.2 (the lab's `--kernel 7.2` boots).
+  static let linux7_2: [Platform] = all.filter { $0.release == .linux7_2 }
 
   /// Platforms with the iommufd self-test's mock IOMMU: a simulated test kernel always; the
   /// real kernel in the lab's mock boot (`IOMMUFD_LAB_MODE=mock`: CONFIG_IOMMUFD_TEST, no
@@ -62,7 +65,12 @@ struct Platform: CustomTestStringConvertible, Sendable {
     let simulated = Platform(
       name: "simulated test kernel", isSimulated: true, release: .linux6_12,
       makeBackend: { .simulated(SimulatedKernel(configuration: configuration)) }, devicePath: nil)
-    return [simulated] + (mockKernel.map { [$0] } ?? [])
+    var newer = configuration
+    newer.release = .linux7_2
+    let simulated7_2 = Platform(
+      name: "simulated 7.2 test kernel", isSimulated: true, release: .linux7_2,
+      makeBackend: { [newer] in .simulated(SimulatedKernel(configuration: newer)) }, devicePath: nil)
+    return [simulated, simulated7_2] + (mockKernel.map { [$0] } ?? [])
   }()
 
   /// The real kernel in the lab's mock boot (`IOMMUFD_LAB_MODE=mock`: CONFIG_IOMMUFD_TEST,
@@ -70,15 +78,7 @@ struct Platform: CustomTestStringConvertible, Sendable {
   static let mockKernel: Platform? = ProcessInfo.processInfo.environment["IOMMUFD_LAB_MODE"] == "mock" ? kernel : nil
 
   /// Mock platforms answering as 7.2: a simulated 7.2 test kernel, and the lab's 7.2 mock boot.
-  static let mock7_2: [Platform] = {
-    var configuration = SimulatedKernel.Configuration()
-    configuration.selfTest = true
-    configuration.release = .linux7_2
-    let simulated = Platform(
-      name: "simulated 7.2 test kernel", isSimulated: true, release: .linux7_2,
-      makeBackend: { [configuration] in .simulated(SimulatedKernel(configuration: configuration)) }, devicePath: nil)
-    return [simulated] + (mockKernel.flatMap { $0.release == .linux7_2 ? [$0] : nil } ?? [])
-  }()
+  static let mock7_2: [Platform] = mock.filter { $0.release == .linux7_2 }
   static let withDevice: [Platform] = all.filter { $0.devicePath != nil }
 }
 

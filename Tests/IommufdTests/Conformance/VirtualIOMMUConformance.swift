@@ -84,9 +84,14 @@ struct VirtualIOMMUConformance {
     let tombstone = second.id
     try other.destroy()
     #expect(errno { try setup.iommufd.destroy(tombstone) } == .noSuchFileOrDirectory)
+    // Ids: IOAS 1, mock 2-4, parent 5, vIOMMU 6, other mock 7-8, vDEVICEs 9 and 10. The
+    // other mock's ids come free; the tombstone 10 does not.
+    #expect(tombstone == ObjectID(10))
     let queue = try VirtualEventQueue(on: viommu, kind: .selfTest, depth: 1)
-    #expect(queue.id.rawValue > tombstone.rawValue || queue.id.rawValue < tombstone.rawValue)
-    #expect(queue.id != tombstone)
+    #expect(queue.id == ObjectID(7))
+    let smmu = try VirtualEventQueue(on: viommu, kind: .armSMMUv3, depth: 1)
+    let cmdqv = try VirtualEventQueue(on: viommu, kind: .tegra241CMDQV, depth: 1)
+    #expect([smmu.id, cmdqv.id] == [ObjectID(8), ObjectID(11)])
     try first.destroy()
     #expect(try VirtualDevice(on: viommu, device: setup.mock.deviceID, virtualID: 0x98).virtualID == 0x98)
   }
