@@ -36,6 +36,47 @@ struct SimulatorTests {
     return configuration
   }
 
+  @Test("page requests (7.2): a PRI-capable device's DMA to an unmapped or read-only IOVA on a fault-capable HWPT becomes a page request; answered and mapped, the retry succeeds")
+  func pageRequests() throws {
+    var configuration = SimulatedKernel.Configuration()
+    configuration.release = .linux7_2
+    let edu = SimulatedEduDevice()
+    edu.supportsPageRequests = true
+    let simulator = SimulatedKernel(configuration: configuration, devices: [edu])
+    let backend = Backend.simulated(simulator)
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
+    let id = try device.bind(to: iommufd)
+    let ioas = try iommufd.allocateIOAS()
+    let queue = try iommufd.allocateFaultQueue()
+    let hwpt = try HWPageTable(on: ioas, forDevice: id, faultQueue: queue)
+    try device.attach(to: hwpt)
+    try device.write(UInt16(0x0006), region: try device.regionInfo(VFIOPCIRegion.config), at: 4)
+
+    var bytes = [UInt8](repeating: 0, count: 16)
+    #expect(!bytes.withUnsafeMutableBytes { simulator.deviceRead(device: 0, iova: 0x10_0040, into: $0) })
+    let buffer = try DMABuffer(length: 4096, backend: backend)
+    let mapping = try ioas.map(buffer, at: .fixed(0x20_0000), access: .readable)
+    #expect(!bytes.withUnsafeBytes { simulator.deviceWrite(device: 0, iova: 0x20_0010, from: $0) })
+    let faults = try queue.read()
+    #expect(faults == [
+      PageFault(flags: 2, deviceID: id, pasid: 0, groupID: 0, permissions: 1, address: 0x10_0000, length: 0, cookie: 1),
+      PageFault(flags: 2, deviceID: id, pasid: 0, groupID: 1, permissions: 2, address: 0x20_0000, length: 0, cookie: 2),
+    ])
+    #expect(simulator.dmaFaults.map(\.reason) == [
+      "IOVA 0x100040 is not mapped; page request queued", "IOVA 0x200010 is not mapped writable; page request queued",
+    ])
+    buffer.bytes[0x40] = 0x5A
+    let page = try ioas.map(buffer, at: .fixed(0x10_0000), access: .readable)
+    try queue.respond(to: 1, with: .success)
+    #expect(bytes.withUnsafeMutableBytes { simulator.deviceRead(device: 0, iova: 0x10_0040, into: $0) })
+    #expect(bytes[0] == 0x5A)
+    try queue.respond(to: 2, with: .invalid)
+    #expect(try queue.read() == [])
+    _ = (mapping, page)
+    try device.detach()
+  }
+
   @Test("OBJ-9: pages are pinned only while the IOAS has a domain, shared by COPY, released by unmap and detach")
   func pinning() throws {
     let machine = try Machine(attach: false)

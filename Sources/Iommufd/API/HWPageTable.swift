@@ -29,11 +29,21 @@ public final class HWPageTable: AttachTarget {
     public static let pasid = Flags(rawValue: 1 << 3)
   }
 
-  /// Allocates a page table on `ioas` for the IOMMU that serves `deviceID` (a bound device).
-  public init(on ioas: IOAS, forDevice deviceID: ObjectID, flags: Flags = []) throws(IommufdError) {
+  /// The fault queue its I/O page faults go to, if any.
+  public let faultQueue: FaultQueue?
+
+  /// Allocates a page table on `ioas` for the IOMMU that serves `deviceID` (a bound device);
+  /// with `faultQueue`, devices' page requests go there (Linux 7.2; 6.12 takes fault queues
+  /// on nested page tables only, EOPNOTSUPP here), and only devices that can issue page
+  /// requests attach to it.
+  public init(on ioas: IOAS, forDevice deviceID: ObjectID, flags: Flags = [], faultQueue: FaultQueue? = nil) throws(IommufdError) {
     var request = ciommufd_iommu_hwpt_alloc()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_alloc>.size)
     request.flags = flags.rawValue
+    if let faultQueue {
+      request.flags |= CIOMMUFD_HWPT_FAULT_ID_VALID
+      request.fault_id = faultQueue.id.rawValue
+    }
     request.dev_id = deviceID.rawValue
     request.pt_id = ioas.id.rawValue
     let iommufd = ioas.iommufd
@@ -42,6 +52,7 @@ public final class HWPageTable: AttachTarget {
     }
     self.iommufd = iommufd
     self.ioas = ioas
+    self.faultQueue = faultQueue
     let id = ObjectID(request.out_hwpt_id)
     self.object = OwnedObject(iommufd: iommufd, id: id, kind: "HWPT", involved: .hwpt(id))
   }

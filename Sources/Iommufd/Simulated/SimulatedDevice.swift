@@ -68,6 +68,11 @@ open class SimulatedPCIDevice: @unchecked Sendable {
     self.reservedRegions = reservedRegions
   }
 
+  /// PCI page requests (PRI): the device may be attached to a fault-capable HWPT, and there
+  /// a DMA to an address it cannot use becomes a page request in the HWPT's fault queue
+  /// (the device retries once the request is answered). Off by default, as on edu.
+  public var supportsPageRequests = false
+
   /// Whether bus mastering (PCI command bit 2) is on: without it the device cannot DMA.
   public var busMasterEnabled: Bool { config[4] & 0x4 != 0 }
 

@@ -20,6 +20,8 @@ extension SimulatedKernel {
     var files: [Int32: File] = [:]
     /// The file each device is bound through (BIND-7: one at a time), by device number.
     var boundFiles: [SimulatedDeviceFile?]
+    /// The next page-request group index of each device, by device number.
+    var nextPageRequestGroup: [Int: UInt32] = [:]
     /// The pages objects of all areas, by id.
     var pagesTable: [UInt64: SimulatedPages] = [:]
     var nextPagesID: UInt64 = 1
@@ -211,12 +213,34 @@ extension SimulatedKernel {
       return done ? bytes : nil
     }
 
+    /// A page request for `address` from device `number` (PCI PRI), queued to the fault
+    /// queue of the HWPT it is attached to: one single-page group, with the permission the
+    /// access needs and the device's next group index (9 bits). False where the device has
+    /// no page requests or the HWPT no fault queue.
+    func pageRequest(_ number: Int, _ address: UInt64, isWrite: Bool) -> Bool {
+      guard devices[number].supportsPageRequests, let file = boundFiles[number], let (context, deviceID) = file.binding,
+        let faultID = file.object?.attachedHWPTObject?.faultID, case .fault(let queue)? = context.objects[faultID]
+      else { return false }
+      let group = nextPageRequestGroup[number, default: 0]
+      nextPageRequestGroup[number] = (group + 1) & 0x1FF
+      queue.pending.append([
+        SimulatedFaultQueue.Fault(
+          flags: CIOMMUFD_PGFAULT_FLAGS_LAST_PAGE, deviceID: deviceID, pasid: 0, groupID: group,
+          permissions: isWrite ? 2 : 1, address: address & ~(pageSize - 1))
+      ])
+      return true
+    }
+
     /// The DMA engine: moves `buffer.count` bytes between `buffer` and the device's view of
     /// memory at `iova`, exactly where mapped with the right permission. Checks the whole
     /// access before moving a byte; a refused access records a fault and returns false.
     func dma(number: Int, iova: UInt64, buffer: UnsafeMutableRawBufferPointer, isWrite: Bool) -> Bool {
       let count = buffer.count
-      func refuse(_ reason: String) -> Bool {
+      /// Records a refused access; a translation failure at `address` of a device with page
+      /// requests on a fault-capable HWPT also becomes a page request.
+      func refuse(_ reason: String, at address: UInt64? = nil) -> Bool {
+        var reason = reason
+        if let address, pageRequest(number, address, isWrite: isWrite) { reason += "; page request queued" }
         dmaFaults.append(SimulatedDMAFault(device: number, iova: iova, length: count, isWrite: isWrite, reason: reason))
         return false
       }
@@ -228,7 +252,7 @@ extension SimulatedKernel {
       // Fast path: one area covers the whole access.
       if let area = ioas.areas.entry(containing: iova), area.last >= lastAddress {
         if isWrite ? !area.value.writable : !area.value.readable {
-          return refuse("IOVA 0x\(String(iova, radix: 16)) is not mapped \(isWrite ? "writable" : "readable")")
+          return refuse("IOVA 0x\(String(iova, radix: 16)) is not mapped \(isWrite ? "writable" : "readable")", at: iova)
         }
         let memory = UnsafeMutableRawPointer(bitPattern: UInt(area.value.userVA + (iova - area.start)))!
         if isWrite { memory.copyMemory(from: buffer.baseAddress!, byteCount: count) } else { buffer.baseAddress!.copyMemory(from: memory, byteCount: count) }
@@ -240,10 +264,10 @@ extension SimulatedKernel {
         var cursor = iova
         while true {
           guard let area = ioas.areas.entry(containing: cursor) else {
-            return refuse("IOVA 0x\(String(cursor, radix: 16)) is not mapped")
+            return refuse("IOVA 0x\(String(cursor, radix: 16)) is not mapped", at: cursor)
           }
           if isWrite ? !area.value.writable : !area.value.readable {
-            return refuse("IOVA 0x\(String(cursor, radix: 16)) is not mapped \(isWrite ? "writable" : "readable")")
+            return refuse("IOVA 0x\(String(cursor, radix: 16)) is not mapped \(isWrite ? "writable" : "readable")", at: cursor)
           }
           let end = min(area.last, lastAddress)
           if pass == 1 {

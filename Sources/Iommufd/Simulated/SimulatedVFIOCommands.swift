@@ -142,6 +142,8 @@ extension SimulatedKernel.State {
     // The driver refuses another driver's domain, and a dirty-tracking domain for a device
     // that cannot track dirty pages.
     if hwpt.profile != object.profile || (hwpt.hasDirtyOps && !object.dirtyCapable) { throw .invalidArgument }
+    // A fault-capable HWPT needs page requests from the device (VT-d: ENODEV without PRI).
+    if hwpt.faultID != nil, let file = object.file, !file.device.supportsPageRequests { throw .operationNotSupportedByDevice }
     let currentIOAS = object.attachedHWPT.flatMap { context.hwpt($0)?.ioasID }
     if currentIOAS != hwpt.ioasID, let ioas = context.ioas(hwpt.ioasID) {
       for region in object.reservedRegions

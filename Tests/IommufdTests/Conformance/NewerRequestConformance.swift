@@ -220,6 +220,21 @@ struct NewerRequestConformance {
     try capable.destroy()
   }
 
+  @Test("fault-capable HWPT on an IOAS (7.2): allocated with a fault queue; edu has no page requests (PRI), so attaching it is ENODEV", arguments: withDevice7_2)
+  func faultCapableHWPT(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
+    let id = try device.bind(to: iommufd)
+    let ioas = try iommufd.allocateIOAS()
+    let queue = try iommufd.allocateFaultQueue()
+    let hwpt = try HWPageTable(on: ioas, forDevice: id, faultQueue: queue)
+    #expect(errno { try device.attach(to: hwpt) } == .operationNotSupportedByDevice)
+    #expect(errno { try queue.destroy() } == .resourceBusy)
+    try hwpt.destroy()
+    try queue.destroy()
+  }
+
   @Test("BIND on 7.2: the struct is 24 bytes, nonzero bytes past it are E2BIG, and a VF token on a device that is no VF is EINVAL", arguments: withDevice7_2)
   func bind7_2(platform: Platform) throws {
     let backend = platform.makeBackend()
