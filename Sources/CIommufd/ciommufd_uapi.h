@@ -427,6 +427,9 @@ struct ciommufd_vfio_device_detach_iommufd_pt_pasid {
    (later test kernels; 7.2 has them). */
 #define CIOMMUFD_VIOMMU_TYPE_SELFTEST  0xdeadbeefu
 #define CIOMMUFD_VEVENTQ_TYPE_SELFTEST 0xbeefbeefu
+/* The mock vIOMMU's invalidation entries: {u32 flags, u32 vdev_id (a virtual id), u32 cache_id},
+   flag bit 0 invalidates every one of the device's four cache slots. */
+#define CIOMMUFD_VIOMMU_INVALIDATE_DATA_SELFTEST 0xdeadbeefu
 
 struct ciommufd_iommu_viommu_selftest {
   uint32_t in_data;

@@ -69,22 +69,36 @@ public final class NestedHWPageTable: AttachTarget {
   /// processed; on failure the error names that count as `processed`.
   @discardableResult
   public func invalidate(dataType: UInt32, entryLength: Int, entries: [UInt8]) throws(IommufdError) -> Int {
+    try iommufd.invalidate(id, involved: .hwpt(id), dataType: dataType, entryLength: entryLength, entries: entries)
+  }
+
+  deinit { object.release() }
+
+  /// Destroys the HWPT now. Fails with `EBUSY` while a device is attached to it.
+  public func destroy() throws(IommufdError) { try object.destroy() }
+}
+
+extension IOMMUFD {
+  /// `IOMMU_HWPT_INVALIDATE` on `target` (a nested HWPT or a vIOMMU): `entries` holds whole
+  /// entries of `entryLength` bytes; returns how many were processed.
+  func invalidate(
+    _ target: ObjectID, involved: IommufdError.InvolvedObject, dataType: UInt32, entryLength: Int, entries: [UInt8]
+  ) throws(IommufdError) -> Int {
     guard entryLength > 0 || entries.isEmpty, entries.count % max(entryLength, 1) == 0 else {
-      throw IommufdError(.invalidate, .invalidArgument, objects: [.hwpt(id)], detail: "entries must be whole entries of \(entryLength) bytes")
+      throw IommufdError(.invalidate, .invalidArgument, objects: [involved], detail: "entries must be whole entries of \(entryLength) bytes")
     }
     var request = ciommufd_iommu_hwpt_invalidate()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_invalidate>.size)
-    request.hwpt_id = id.rawValue
+    request.hwpt_id = target.rawValue
     request.data_type = dataType
     request.entry_len = UInt32(entryLength)
     request.entry_num = UInt32(entryLength == 0 ? 0 : entries.count / entryLength)
-    let id = self.id
     do {
       try withScratchBuffer(count: entries.count) { buffer throws(IommufdError) in
         buffer.copyBytes(from: entries)
         request.data_uptr = entries.isEmpty ? 0 : UInt64(UInt(bitPattern: buffer.baseAddress))
-        try iommufd.withDescriptor(.invalidate) { fd throws(IommufdError) in
-          try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_INVALIDATE, &request, .invalidate, [.hwpt(id)])
+        try withDescriptor(.invalidate) { fd throws(IommufdError) in
+          try backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_INVALIDATE, &request, .invalidate, [involved])
         }
       }
     } catch {
@@ -94,11 +108,6 @@ public final class NestedHWPageTable: AttachTarget {
     }
     return Int(request.entry_num)
   }
-
-  deinit { object.release() }
-
-  /// Destroys the HWPT now. Fails with `EBUSY` while a device is attached to it.
-  public func destroy() throws(IommufdError) { try object.destroy() }
 }
 
 extension IOMMUSelfTest {

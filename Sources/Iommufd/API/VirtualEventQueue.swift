@@ -146,6 +146,22 @@ public final class VirtualEventQueue: Sendable {
 }
 
 extension IOMMUSelfTest {
+  /// The mock vIOMMU's invalidation entry type; each entry is `{u32 flags, u32 virtual id,
+  /// u32 cache slot}` and flag bit 0 invalidates every slot of the device.
+  public static let virtualInvalidationType = CIOMMUFD_VIOMMU_INVALIDATE_DATA_SELFTEST
+
+  /// Checks that cache slot `slot` (0-3) of mock device `deviceID` holds `value`
+  /// (`IOMMU_TEST_OP_DEV_CHECK_CACHE`; slots start at 0xbaddad, invalidation clears them);
+  /// EINVAL otherwise.
+  public func checkDeviceCache(device deviceID: ObjectID, slot: UInt32, value: UInt32) throws(IommufdError) {
+    var command = Self.command(CIOMMUFD_TEST_OP_DEV_CHECK_CACHE, id: deviceID)
+    withUnsafeMutableBytes(of: &command.payload) {
+      $0.storeBytes(of: slot, as: UInt32.self)
+      $0.storeBytes(of: value, toByteOffset: 4, as: UInt32.self)
+    }
+    try issue(&command, [.device(deviceID)])
+  }
+
   /// Makes the mock device `deviceID` report an event to the self-test vEVENTQ of the
   /// vIOMMU whose nested HWPT it is attached to (`IOMMU_TEST_OP_TRIGGER_VEVENT`, a 6.15
   /// test kernel): the event's data is the device's virtual id (32 bits).

@@ -404,6 +404,10 @@ extension SimulatedKernel.State {
         failure = .invalidArgument  // INV-2
         break validate
       }
+      if isLinux7_2, let viommu = context.viommu(request.hwpt_id) {
+        processed = try invalidateVIOMMU(context, request.hwpt_id, viommu, request, failure: &failure)
+        break validate
+      }
       // INV-3 (7.2: an object of another type is EINVAL).
       guard let hwpt = context.nestedHWPT(request.hwpt_id) else {
         failure = isLinux7_2 && context.objects[request.hwpt_id] != nil ? .invalidArgument : .noSuchFileOrDirectory

@@ -100,6 +100,11 @@ extension SimulatedKernel.State {
       if pasid == 0, let hwpt = object.attachedHWPTObject, let faultID = hwpt.faultID, case .fault(let queue)? = context.objects[faultID] {
         queue.pending.append([fault])
       }
+    case CIOMMUFD_TEST_OP_DEV_CHECK_CACHE where isLinux7_2:
+      guard let device = context.device(command.id) else { throw .noSuchFileOrDirectory }
+      let slot = UserMemory.decode(UInt32.self, from: payload)
+      let value = UserMemory.decode(UInt32.self, from: payload, offset: 4)
+      if slot > 3 || device.cache[Int(slot)] != value { throw .invalidArgument }
     case CIOMMUFD_TEST_OP_TRIGGER_VEVENT where isLinux7_2:
       try triggerVEvent(context, deviceID: UInt32(UserMemory.decode(UInt32.self, from: payload)))
     case CIOMMUFD_TEST_OP_DIRTY:

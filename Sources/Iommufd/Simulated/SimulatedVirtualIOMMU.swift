@@ -164,6 +164,65 @@ extension SimulatedKernel.State {
     return 0
   }
 
+  // MARK: IOMMU_HWPT_INVALIDATE on a vIOMMU
+
+  /// The mock vIOMMU's cache invalidation: its type even with no entries; the array is read
+  /// up front (12-byte entries; shorter ones zero-extended, longer ones need a zero tail);
+  /// then entry by entry, stopping at the first bad one. Returns the entries processed.
+  func invalidateVIOMMU(
+    _ context: SimulatedContext, _ viommuID: UInt32, _ viommu: SimulatedVIOMMU, _ request: ciommufd_iommu_hwpt_invalidate,
+    failure: inout Errno?
+  ) throws(Errno) -> UInt32 {
+    if request.data_type != CIOMMUFD_VIOMMU_INVALIDATE_DATA_SELFTEST {
+      failure = .invalidArgument
+      return 0
+    }
+    let entrySize = 12
+    var entries: [[UInt8]] = []
+    for index in 0..<Int(request.entry_num) {
+      let length = Int(request.entry_len)
+      guard let bytes = try? UserMemory.read(request.data_uptr + UInt64(index * length), count: length) else {
+        failure = .badAddress
+        return 0
+      }
+      if length > entrySize, bytes[entrySize...].contains(where: { $0 != 0 }) {
+        failure = .argListTooLong
+        return 0
+      }
+      entries.append(Array(bytes.prefix(entrySize)) + [UInt8](repeating: 0, count: max(0, entrySize - length)))
+    }
+    var processed: UInt32 = 0
+    for entry in entries {
+      let flags = UserMemory.decode(UInt32.self, from: entry)
+      let virtualID = UserMemory.decode(UInt32.self, from: entry, offset: 4)
+      let slot = UserMemory.decode(UInt32.self, from: entry, offset: 8)
+      if flags & ~CIOMMUFD_TEST_INVALIDATE_FLAG_ALL != 0 {
+        failure = .notSupported
+        break
+      }
+      if slot > 3 {
+        failure = .invalidArgument
+        break
+      }
+      let target = context.objects.values.lazy.compactMap { object -> SimulatedDeviceObject? in
+        guard case .vdevice(let vdevice) = object, vdevice.viommuID == viommuID, vdevice.virtualID == UInt64(virtualID) else { return nil }
+        return context.device(vdevice.deviceID)
+      }.first
+      guard let target else {
+        failure = .invalidArgument
+        break
+      }
+      if flags & CIOMMUFD_TEST_INVALIDATE_FLAG_ALL != 0 {
+        target.cache = [0, 0, 0, 0]
+      } else {
+        target.cache[Int(slot)] = 0
+      }
+      processed += 1
+    }
+    _ = viommu
+    return processed
+  }
+
   // MARK: IOMMU_TEST_OP_TRIGGER_VEVENT
 
   /// The mock device `deviceID` reports an event with its virtual id to the self-test

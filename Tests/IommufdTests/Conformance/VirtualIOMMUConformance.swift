@@ -163,6 +163,42 @@ struct VirtualIOMMUConformance {
     try viommu.destroy()
   }
 
+  @Test("vIOMMU invalidation: entries name devices by virtual id; the count processed is written back; bad flags EOPNOTSUPP, a slot over 3 or an unknown virtual id EINVAL; ALL clears every slot", arguments: Platform.mock7_2)
+  func invalidation(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let viommu = try setup.viommu()
+    let device = setup.mock.deviceID
+    let vdevice = try VirtualDevice(on: viommu, device: device, virtualID: 0x42)
+    let selfTest = setup.iommufd.selfTest
+    let type = IOMMUSelfTest.virtualInvalidationType
+    func slots() -> [Bool] {
+      (0..<4).map { slot in errno { try selfTest.checkDeviceCache(device: device, slot: UInt32(slot), value: 0xBAD_DAD) } == nil }
+    }
+    #expect(slots() == [true, true, true, true])
+    #expect(try viommu.invalidate(dataType: type, entryLength: 12, entries: []) == 0)
+    #expect(errno { try viommu.invalidate(dataType: 0xDADBEEF, entryLength: 12, entries: []) } == .invalidArgument)
+    #expect(try viommu.invalidate(dataType: type, entryLength: 12, entries: le(UInt32(0), UInt32(0x42), UInt32(1))) == 1)
+    #expect(slots() == [true, false, true, true])
+    #expect(errno { try selfTest.checkDeviceCache(device: device, slot: 1, value: 0) } == nil)
+    let entries = le(UInt32(0), UInt32(0x42), UInt32(2)) + le(UInt32(2), UInt32(0x42), UInt32(0))
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: entries.count, alignment: 8)
+    defer { buffer.deallocate() }
+    buffer.copyBytes(from: entries)
+    let pointer = UInt64(UInt(bitPattern: buffer.baseAddress))
+    let fd = setup.iommufd.fileDescriptor
+    let partial = rawIoctl(setup.iommufd.backend, fd, 0x3B8D, le(UInt32(32), viommu.id.rawValue, pointer, type, UInt32(12), UInt32(2), UInt32(0)))
+    #expect(partial.0 == .notSupported)
+    #expect(partial.1 == le(UInt32(32), viommu.id.rawValue, pointer, type, UInt32(12), UInt32(1), UInt32(0)))
+    #expect(slots() == [true, false, false, true])
+    #expect(errno { try viommu.invalidate(dataType: type, entryLength: 12, entries: le(UInt32(0), UInt32(0x43), UInt32(0))) } == .invalidArgument)
+    #expect(errno { try viommu.invalidate(dataType: type, entryLength: 12, entries: le(UInt32(0), UInt32(0x42), UInt32(4))) } == .invalidArgument)
+    #expect(try viommu.invalidate(dataType: type, entryLength: 12, entries: le(UInt32(1), UInt32(0x42), UInt32(0))) == 1)
+    #expect(slots() == [false, false, false, false])
+    #expect(errno { try selfTest.checkDeviceCache(device: device, slot: 4, value: 0) } == .invalidArgument)
+    #expect(errno { try selfTest.checkDeviceCache(device: ObjectID(99), slot: 0, value: 0) } == .noSuchFileOrDirectory)
+    _ = vdevice
+  }
+
   @Test("GET_HW_INFO on a 7.2 test kernel: the mock reports dirty tracking and PCI_ATS_NOT_SUPPORTED; MOCK_DOMAIN_FLAGS has no HUGE_IOVA", arguments: Platform.mock7_2)
   func hardwareInfo(platform: Platform) throws {
     let setup = try Setup(platform)
