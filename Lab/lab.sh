@@ -58,7 +58,9 @@ log() { echo "lab: $*" >&2; }
 die() { echo "lab: error: $*" >&2; exit 1; }
 
 # Serialises cache updates (source extraction, builds) between concurrent lab.sh processes.
+# Idempotent: the lock is held until the (sub)shell that took it exits.
 lock_cache() {
+  [[ -z ${LOCK_FD:-} ]] || return 0
   mkdir -p "$CACHE" || die "cannot create $CACHE (set IOMMUFD_LAB_CACHE to a writable directory)"
   exec {LOCK_FD}>"$CACHE/.lock"
   flock -w "$LOCK_TIMEOUT" "$LOCK_FD" || die "another lab.sh held $CACHE/.lock for ${LOCK_TIMEOUT}s"
@@ -92,18 +94,25 @@ locate_source() {
     -o Acquire::Languages=none)
   local deb; deb=$(ls "$apt"/debs/"$SOURCE_PACKAGE"_*_all.deb 2>/dev/null | tail -n 1 || true)
   if [[ -z $deb ]]; then
+    lock_cache
+    deb=$(ls "$apt"/debs/"$SOURCE_PACKAGE"_*_all.deb 2>/dev/null | tail -n 1 || true)
+  fi
+  if [[ -z $deb ]]; then
     [[ -f $BACKPORTS_KEYRING ]] || die "$BACKPORTS_KEYRING is missing (debian-archive-keyring is too old)"
     mkdir -p "$apt"/{lists/partial,cache/archives/partial,debs}
     echo "deb [signed-by=$BACKPORTS_KEYRING] http://deb.debian.org/debian trixie-backports main" >"$apt/sources.list"
     log "fetching $SOURCE_PACKAGE from trixie-backports (apt-get download, private source list $apt)"
-    timeout 900 apt-get "${options[@]}" update >&2 || die "apt-get update of trixie-backports failed"
+    timeout 900 apt-get "${options[@]}" -o Acquire::http::Timeout=60 --error-on=any update >&2 \
+      || die "apt-get update of trixie-backports failed (is deb.debian.org reachable?)"
     (cd "$apt/debs" && timeout 1800 apt-get "${options[@]}" download "$SOURCE_PACKAGE" >&2) \
       || die "apt-get download $SOURCE_PACKAGE failed"
-    deb=$(ls "$apt"/debs/"$SOURCE_PACKAGE"_*_all.deb | tail -n 1)
+    deb=$(ls "$apt"/debs/"$SOURCE_PACKAGE"_*_all.deb 2>/dev/null | tail -n 1 || true)
+    [[ -n $deb ]] || die "apt-get download left no ${SOURCE_PACKAGE}_*_all.deb in $apt/debs"
   fi
   SOURCE_VERSION=$(dpkg-deb -f "$deb" Version)
   TARBALL=$apt/$SOURCE_PACKAGE.tar.xz
   if [[ ! -f $TARBALL || "$(cat "$TARBALL.version" 2>/dev/null)" != "$SOURCE_VERSION" ]]; then
+    lock_cache
     local tmp; tmp=$(mktemp -d "$CACHE/deb.tmp.XXXXXX")
     dpkg-deb -x "$deb" "$tmp" && mv "$tmp/usr/src/$SOURCE_PACKAGE.tar.xz" "$TARBALL" \
       || die "$deb did not contain usr/src/$SOURCE_PACKAGE.tar.xz"
@@ -146,7 +155,7 @@ kernel_dir() {
 }
 
 cmd_kernel() {
-  local dir; dir=$(kernel_dir)
+  local dir; dir=$(kernel_dir) && [[ -n $dir ]] || die "cannot locate the $SOURCE_PACKAGE source"
   if [[ -f $dir/bzImage ]]; then log "kernel cache hit: $dir/bzImage (nothing to build)"; echo "$dir/bzImage"; return; fi
   lock_cache
   if [[ -f $dir/bzImage ]]; then log "kernel built meanwhile: $dir/bzImage"; echo "$dir/bzImage"; return; fi
@@ -291,7 +300,9 @@ cmd_run() {
   (($#)) || die "no command given (usage: $0 run [--kernel 6.12|7.2] [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...])"
   command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing (run: $0 deps)"
 
-  local kernel image; kernel=$(cmd_kernel); image=$(initramfs)
+  local kernel image
+  kernel=$(cmd_kernel) && [[ -f $kernel ]] || die "no Linux $KERNEL_VERSION kernel to boot"
+  image=$(initramfs) && [[ -f $image ]] || die "no initramfs to boot"
 
   # The guest reads the command from a per-run directory of the host root (over 9p).
   mkdir -p "$CACHE/runs"

@@ -23,6 +23,8 @@ public struct IOMMUSelfTest: Sendable {
     /// The mock IOMMU uses huge IO pages for the device (6.12 test kernels; 7.2 has no such
     /// flag and answers EINVAL).
     public static let hugeIOVA = DeviceFlags(rawValue: 1 << 1)
+    /// The device has 2^20 PASIDs (7.2 test kernels).
+    public static let pasid = DeviceFlags(rawValue: 1 << 2)
   }
 
   /// Reserves `range` of `ioas` as the self-test owner (`IOMMU_TEST_OP_ADD_RESERVED`), until

@@ -91,6 +91,9 @@ public final class VirtualEventQueue: Sendable {
   /// Reads the pending records that fit in `maximumBytes`, oldest first; an empty result
   /// means none is pending. Fails with EINVAL for a kind whose data size is unknown.
   public func read(maximumBytes: Int = 4096) throws(IommufdError) -> [VirtualEvent] {
+    guard maximumBytes >= 0 else {
+      throw IommufdError(.veventRead, .invalidArgument, objects: [.object(id)], detail: "maximumBytes is negative (\(maximumBytes))")
+    }
     guard let dataSize = kind.dataSize else {
       throw IommufdError(.veventRead, .invalidArgument, objects: [.object(id)], detail: "the data size of vEVENTQ type \(kind.rawValue) is not known")
     }

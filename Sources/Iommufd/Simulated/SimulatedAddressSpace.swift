@@ -38,18 +38,34 @@ final class SimulatedFileBacking {
   let fd: Int32
   /// The page-aligned file offset the pages start at.
   let offset: UInt64
-  /// The simulator's shared mapping of the pages; `nil` where the file cannot be mapped
-  /// (then it is no shmem or hugetlbfs file either, and pinning fails first).
+  /// The simulator's shared mapping of the pages; `nil` where it cannot map them (a file
+  /// that is no shmem or hugetlbfs file, a range beyond `off_t`, write-sealed or hugetlbfs
+  /// memfds at 4 KiB granularity): then pinning fails with EINVAL (see Docs/Simulator.md).
   let mapping: UnsafeMutableRawPointer?
   let mappedLength: Int
 
-  init(fd: Int32, offset: UInt64, length: Int, writable: Bool) {
+  init(fd: Int32, offset: UInt64, pageCount: UInt64, pageSize: UInt64, writable: Bool) {
     self.fd = fd
     self.offset = offset
-    self.mappedLength = length
+    let (length, overflow) = pageCount.multipliedReportingOverflow(by: pageSize)
+    guard !overflow, length <= UInt64(Int.max), offset <= UInt64(Int64.max) - length else {
+      mapping = nil
+      mappedLength = 0
+      return
+    }
+    mappedLength = Int(length)
     let protection = PROT_READ | (writable ? PROT_WRITE : 0)
-    let address = mmap(nil, length, protection, MAP_SHARED, fd, off_t(offset))
-    self.mapping = address == MAP_FAILED ? nil : address
+    var address = mmap(nil, mappedLength, protection, MAP_SHARED, fd, off_t(offset))
+    if address == MAP_FAILED && writable {
+      // A read-only descriptor of a writable file (the kernel ignores the descriptor's
+      // mode): map it through a read-write open of the same file.
+      let reopened = open("/proc/self/fd/\(fd)", O_RDWR | O_CLOEXEC)
+      if reopened >= 0 {
+        address = mmap(nil, mappedLength, protection, MAP_SHARED, reopened, off_t(offset))
+        close(reopened)
+      }
+    }
+    mapping = address == MAP_FAILED ? nil : address
   }
 
   deinit {
@@ -60,11 +76,12 @@ final class SimulatedFileBacking {
   /// What pinning checks (`memfd_pin_folios`): a shmem (memfd, tmpfs) or hugetlbfs file,
   /// and pages that end within the file.
   func canPin(pageCount: UInt64, pageSize: UInt64) -> Bool {
+    guard mapping != nil else { return false }
     var status = stat()
     guard fstat(fd, &status) == 0 else { return false }
     let type = ciommufd_filesystem_type(fd)
     guard type == 0x0102_1994 || type == 0x9584_58F6 else { return false }  // TMPFS_MAGIC, HUGETLBFS_MAGIC
-    return offset + pageCount * pageSize <= UInt64(status.st_size)
+    return offset + UInt64(mappedLength) <= UInt64(status.st_size)
   }
 }
 

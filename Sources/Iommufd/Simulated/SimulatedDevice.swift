@@ -70,7 +70,9 @@ open class SimulatedPCIDevice: @unchecked Sendable {
 
   /// PCI page requests (PRI): the device may be attached to a fault-capable HWPT, and there
   /// a DMA to an address it cannot use becomes a page request in the HWPT's fault queue
-  /// (the device retries once the request is answered). Off by default, as on edu.
+  /// (the DMA itself fails; whoever drives the device repeats it once the request is
+  /// answered). Off by default, as on edu. Set it before the device is handed to a
+  /// ``SimulatedKernel``.
   public var supportsPageRequests = false
 
   /// Whether bus mastering (PCI command bit 2) is on: without it the device cannot DMA.

@@ -28,14 +28,14 @@ extension SimulatedKernel.State {
     if request.length == 0 && !isLinux7_2 { throw .invalidArgument }
     let (last, overflow) = request.iova.addingReportingOverflow(request.length &- 1)
     if overflow { throw .overflow }
-    // 7.2 with IOVA 0 and length 0 (not verified on a kernel): taken as an empty harvest.
-    if request.length == 0 { return 0 }
     let alignment = ioas.alignment(pageSize: pageSize)
     let end = request.iova &+ request.length
     if request.iova % alignment != 0 || end % alignment != 0 { throw .invalidArgument }
     if request.page_size == 0 { throw .invalidArgument }
     if request.iova & (request.page_size - 1) != 0 || end & (request.page_size - 1) != 0 { throw .invalidArgument }
     guard hwpt.hasDirtyOps else { throw .notSupported }  // DGET-4
+    // 7.2 with IOVA 0 and length 0 (not verified on a kernel): taken as an empty harvest.
+    if request.length == 0 { return 0 }
     // DGET-5: with tracking off the driver's walk fails, and the failure is swallowed.
     guard hwpt.dirtyEnabled else { return 0 }
     let clear = request.flags & CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == 0

@@ -22,7 +22,7 @@ extension SimulatedKernel.State {
     guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }
     if request.length == 0 { throw .invalidArgument }
     if request.start.addingReportingOverflow(request.length - 1).overflow { throw .overflow }
-    if request.fd < 0 || fcntl(request.fd, F_GETFD) == -1 || files[request.fd] != nil { throw .badFileDescriptor }
+    if request.fd < 0 || fcntl(request.fd, F_GETFD) == -1 { throw .badFileDescriptor }
     if request.length > UInt64.max - pageSize { throw .invalidArgument }
     let alignment = ioas.alignment(pageSize: pageSize)
     if request.length % alignment != 0 { throw .invalidArgument }
@@ -35,12 +35,14 @@ extension SimulatedKernel.State {
       iova = try ioas.allocateIOVA(length: request.length, userAddress: request.start, pageSize: pageSize, hugePageSize: configuration.hugePageSize)
     }
     if (request.start % pageSize) % alignment != 0 { throw .invalidArgument }
+    // The pages: DIV_ROUND_UP(length + start % PAGE_SIZE) from the page the file offset is
+    // in (length is at most 2^64 - PAGE_SIZE here, so the sum cannot overflow).
     let first = request.start & ~(pageSize - 1)
-    let end = (request.start + request.length + pageSize - 1) & ~(pageSize - 1)
-    let pageCount = (end - first) / pageSize
-    let duplicate = dup(request.fd)
+    let bytes = request.length + request.start % pageSize
+    let pageCount = bytes / pageSize + (bytes % pageSize == 0 ? 0 : 1)
+    let duplicate = fcntl(request.fd, F_DUPFD_CLOEXEC, 0)
     guard duplicate >= 0 else { throw Errno(rawValue: Glibc.errno) }
-    let file = SimulatedFileBacking(fd: duplicate, offset: first, length: Int(pageCount * pageSize), writable: writable)
+    let file = SimulatedFileBacking(fd: duplicate, offset: first, pageCount: pageCount, pageSize: pageSize, writable: writable)
     let base = file.mapping.map { UInt64(UInt(bitPattern: $0)) } ?? 0
     let pages = SimulatedPages(base: base, pageCount: pageCount, writable: writable, file: file)
     if !ioas.domains.isEmpty {

@@ -53,9 +53,8 @@ extension SimulatedKernel.State {
   func command<T>(_ type: T.Type, _ address: UInt64, _ size: Int, minimum: Int? = nil) throws(Errno) -> T {
     let kernelSize = MemoryLayout<T>.size
     if size < (minimum ?? kernelSize) { throw .invalidArgument }
-    if size > kernelSize {
-      let tail = try UserMemory.read(address + UInt64(kernelSize), count: size - kernelSize)
-      if tail.contains(where: { $0 != 0 }) { throw .argListTooLong }
+    if size > kernelSize, try !UserMemory.isZero(address + UInt64(kernelSize), count: UInt64(size - kernelSize)) {
+      throw .argListTooLong
     }
     return UserMemory.decode(T.self, from: try UserMemory.read(address, count: min(size, kernelSize)))
   }
@@ -410,14 +409,20 @@ extension SimulatedKernel.State {
       }
       // INV-3 (7.2: an object of another type is EINVAL).
       guard let hwpt = context.nestedHWPT(request.hwpt_id) else {
-        failure = isLinux7_2 && context.objects[request.hwpt_id] != nil ? .invalidArgument : .noSuchFileOrDirectory
+        let exists: Bool
+        switch context.objects[request.hwpt_id] {
+        case nil, .tombstone?: exists = false
+        default: exists = true
+        }
+        failure = isLinux7_2 && exists ? .invalidArgument : .noSuchFileOrDirectory
         break validate
       }
       // The mock driver (INV-4..6): its type even with no entries; entries of exactly 8 bytes.
       guard request.data_type == CIOMMUFD_HWPT_INVALIDATE_DATA_SELFTEST else { failure = .invalidArgument; break validate }
       for index in 0..<request.entry_num {
         if request.entry_len != 8 { failure = .invalidArgument; break }
-        guard let entry = try? UserMemory.read(request.data_uptr + UInt64(index) * UInt64(request.entry_len), count: 8) else {
+        let (entryAddress, overflow) = request.data_uptr.addingReportingOverflow(UInt64(index) * UInt64(request.entry_len))
+        guard !overflow, let entry = try? UserMemory.read(entryAddress, count: 8) else {
           failure = .badAddress
           break
         }
@@ -461,7 +466,7 @@ extension SimulatedKernel.State {
     request.out_data_type = device.hardwareInfo.type
     // 7.2 adds IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED, which neither edu nor the mock device has.
     request.out_capabilities = device.hardwareInfo.capabilities | (isLinux7_2 ? 8 : 0)
-    request.out_max_pasid_log2 = 0
+    request.out_max_pasid_log2 = device.maxPASIDLog2
     try respond(request, address, size)  // INFO-5: truncated to size
     return 0
   }
@@ -487,8 +492,13 @@ extension SimulatedKernel.State {
       }
       if request.flags & ~allowed != 0 { throw .notSupported }
       if request.data_len != 0 {
-        if isLinux7_2 { _ = try UserMemory.read(request.data_uptr, count: Int(request.data_len)) }  // 7.2 reads it first
-        throw .notSupported
+        // 7.2 hands driver data to the driver: VT-d takes none; the mock takes its own type
+        // (4 to 8 bytes: the IOTLB value and a page-table type, 0 or 1 for huge pages).
+        guard isLinux7_2, isMock(device), request.data_type == CIOMMUFD_HWPT_DATA_SELFTEST else { throw .notSupported }
+        if request.data_len < 4 || request.data_len > 8 { throw .invalidArgument }
+        var data = try UserMemory.read(request.data_uptr, count: Int(request.data_len))
+        data += [UInt8](repeating: 0, count: 8 - data.count)
+        if UserMemory.decode(UInt32.self, from: data, offset: 4) > 1 { throw .notSupported }
       }
       let id = try allocateID(context)
       try checkDomainAdd(ioas, profile: device.profile)

@@ -156,6 +156,8 @@ final class SimulatedDeviceObject {
   /// Whether the device's IOMMU can track dirty pages.
   var dirtyCapable: Bool { hardwareInfo.capabilities & 1 != 0 }
   var attachedHWPT: UInt32?
+  /// log2 of the device's PASID count, 0 without PASIDs (`out_max_pasid_log2`).
+  var maxPASIDLog2: UInt8 = 0
   /// A mock device's four cache slots, which vIOMMU invalidations clear (7.2 model).
   var cache: [UInt32] = Array(repeating: 0xBAD_DAD, count: 4)
   /// PASIDs attached through the VFIO cdev, with their HWPT ids (7.2 model).

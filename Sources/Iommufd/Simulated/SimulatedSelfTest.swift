@@ -34,6 +34,8 @@ extension SimulatedKernel.State {
       let object = SimulatedDeviceObject(
         file: nil, profile: .mock(pageSize: pageSize), reservedRegions: [],
         hardwareInfo: (CIOMMUFD_HW_INFO_TYPE_SELFTEST, UserMemory.encode(UInt32(0)) + UserMemory.encode(UInt32(0xDEAD_BEEF)), noDirty ? 0 : 1))
+      // 7.2's PASID flag: a device with 2^20 PASIDs.
+      if command.op == CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS && request.dev_flags & CIOMMUFD_MOCK_FLAGS_DEVICE_PASID != 0 { object.maxPASIDLog2 = 20 }
       context.objects[deviceID] = .device(object)
       do throws(Errno) {
         let hwptID: UInt32
@@ -41,6 +43,7 @@ extension SimulatedKernel.State {
         case .ioas(let ioas): hwptID = try attachToIOAS(context, object, deviceID, ioasID: command.id, ioas)
         case .hwpt(let hwpt):
           guard hwpt.profile == object.profile else { throw .invalidArgument }
+          if hwpt.viommuID != nil { throw .noSuchFileOrDirectory }  // a new device has no vDEVICE there
           hwptID = try attachToHWPT(context, object, deviceID, hwptID: command.id, hwpt)
         case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone: throw .invalidArgument
         }

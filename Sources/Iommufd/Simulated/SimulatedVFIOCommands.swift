@@ -40,7 +40,7 @@ extension SimulatedKernel.State {
       // 7.2: the struct is 24 bytes (a token pointer follows) and bytes past it must be
       // zero; flag bit 0 passes an SR-IOV VF token, which no simulated device (not SR-IOV) takes.
       if request.argsz < 16 { throw .invalidArgument }
-      if request.argsz > 24, try UserMemory.read(address + 24, count: Int(request.argsz) - 24).contains(where: { $0 != 0 }) {
+      if request.argsz > 24, try !UserMemory.isZero(address + 24, count: UInt64(request.argsz) - 24) {
         throw .argListTooLong
       }
       if request.flags & ~1 != 0 || request.iommufd < 0 { throw .invalidArgument }
@@ -207,6 +207,8 @@ extension SimulatedKernel.State {
     let (context, deviceID) = file.binding!
     let object = context.device(deviceID)!
     if object.pasids[pasid] == nil, pasid >= 1 << 31 { throw .noSpace }  // vfio's PASID IDA
+    // PASID 0 is IOMMU_NO_PASID: iommufd takes it as the RID, already attached: EBUSY.
+    if pasid == 0, object.attachedHWPT != nil { throw .resourceBusy }
     guard let target = context.objects[request.pt_id] else { throw .noSuchFileOrDirectory }
     guard case .hwpt(let hwpt) = target else { throw .invalidArgument }  // an IOAS's automatic domain never takes PASIDs
     if hwpt.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 { throw .invalidArgument }
@@ -214,8 +216,14 @@ extension SimulatedKernel.State {
       throw .invalidArgument
     }
     if hwpt.profile != object.profile { throw .invalidArgument }
+    let previous = object.pasids[pasid]
     object.pasids[pasid] = request.pt_id
-    try UserMemory.write(UserMemory.encode(request.pt_id), to: address + 8)
+    do {
+      try UserMemory.write(UserMemory.encode(request.pt_id), to: address + 8)
+    } catch {
+      object.pasids[pasid] = previous  // as vfio does: a failed write-back detaches again
+      throw error
+    }
     return 0
   }
 

@@ -181,15 +181,22 @@ extension SimulatedKernel.State {
     var entries: [[UInt8]] = []
     for index in 0..<Int(request.entry_num) {
       let length = Int(request.entry_len)
-      guard let bytes = try? UserMemory.read(request.data_uptr + UInt64(index * length), count: length) else {
+      let (entryAddress, overflow) = request.data_uptr.addingReportingOverflow(UInt64(index) * UInt64(length))
+      guard !overflow, let bytes = try? UserMemory.read(entryAddress, count: min(length, entrySize)) else {
         failure = .badAddress
         return 0
       }
-      if length > entrySize, bytes[entrySize...].contains(where: { $0 != 0 }) {
-        failure = .argListTooLong
-        return 0
+      if length > entrySize {
+        guard let zero = try? UserMemory.isZero(entryAddress + UInt64(entrySize), count: UInt64(length - entrySize)) else {
+          failure = .badAddress
+          return 0
+        }
+        if !zero {
+          failure = .argListTooLong
+          return 0
+        }
       }
-      entries.append(Array(bytes.prefix(entrySize)) + [UInt8](repeating: 0, count: max(0, entrySize - length)))
+      entries.append(bytes + [UInt8](repeating: 0, count: max(0, entrySize - length)))
     }
     var processed: UInt32 = 0
     for entry in entries {

@@ -22,6 +22,21 @@ enum UserMemory {
     return bytes
   }
 
+  /// check_zeroed_user: whether the `count` bytes at `address` are all zero, read a page at
+  /// a time (so a huge user-given count costs no huge allocation); EFAULT where unreadable
+  /// before a non-zero byte is found.
+  static func isZero(_ address: UInt64, count: UInt64) throws(Errno) -> Bool {
+    var offset: UInt64 = 0
+    while offset < count {
+      let (start, overflow) = address.addingReportingOverflow(offset)
+      if overflow { throw .badAddress }
+      let chunk = Int(min(4096 - start % 4096, count - offset))
+      if try read(start, count: chunk).contains(where: { $0 != 0 }) { return false }
+      offset += UInt64(chunk)
+    }
+    return true
+  }
+
   static func write(_ bytes: [UInt8], to address: UInt64) throws(Errno) {
     if bytes.isEmpty { return }
     guard address != 0 else { throw .badAddress }

@@ -150,6 +150,27 @@ struct NewerRequestConformance {
     #expect(try ioas.mapFile(file, offset: 0, length: 4096, at: .fixed(0x20_0000)) == 0x20_0000)
   }
 
+  @Test("MAP_FILE: the descriptor's mode does not matter (a read-only one maps WRITEABLE); a range ending at 2^64 maps without a domain and fails the pin at attach", arguments: withDevice7_2)
+  func mapFileEdges(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
+    try device.bind(to: iommufd)
+    let file = try Self.memoryFile(size: 8192) { UInt8(truncatingIfNeeded: $0) }
+    defer { try? file.close() }
+    let readOnly = open("/proc/self/fd/\(file.rawValue)", O_RDONLY | O_CLOEXEC)
+    #expect(readOnly >= 0)
+    defer { close(readOnly) }
+    let ioas = try iommufd.allocateIOAS()
+    #expect(try ioas.mapFile(FileDescriptor(rawValue: readOnly), offset: 0, length: 8192, at: .fixed(0x10_0000), access: .readWrite) == 0x10_0000)
+    try device.attach(to: ioas)
+    if let simulator = backend.simulator { #expect(simulator.pinnedPages == 2) }
+    try device.detach()
+    #expect(try ioas.unmapAll() == 8192)
+    #expect(try ioas.mapFile(file, offset: UInt64.max - 4095, length: 4096, at: .fixed(0x20_0000)) == 0x20_0000)
+    #expect(errno { try device.attach(to: ioas) } == .invalidArgument)
+  }
+
   @Test("CHANGE_PROCESS: 0 with no mappings or only file mappings; EINVAL with a user mapping; EOPNOTSUPP for a reserved field", arguments: Platform.linux7_2)
   func changeProcess(platform: Platform) throws {
     let backend = platform.makeBackend()
@@ -211,6 +232,7 @@ struct NewerRequestConformance {
     #expect(errno { try capable.destroy() } == .resourceBusy)
     #expect(errno { try device.attach(to: ioas) } == .invalidArgument)  // the RID must stay PASID-capable
     #expect(try device.attach(to: capable) == capable.id)
+    #expect(errno { try device.attach(to: capable, pasid: 0) } == .resourceBusy)  // PASID 0 is the RID's, attached
     try device.detach(pasid: 1)
     try device.detach(pasid: 7)
     try device.detach()
@@ -244,10 +266,11 @@ struct NewerRequestConformance {
     let descriptor = iommufd.fileDescriptor.rawValue
     #expect(rawIoctl(backend, fd, 0x3B76, le(UInt32(32), UInt32(0), descriptor, UInt32(0), UInt64(0), UInt64(1))).0 == .argListTooLong)
     #expect(rawIoctl(backend, fd, 0x3B76, le(UInt32(24), UInt32(2), descriptor, UInt32(0), UInt64(0))).0 == .invalidArgument)
-    var token = [UInt8](repeating: 0xAB, count: 16)
-    let pointer = token.withUnsafeMutableBytes { UInt64(UInt(bitPattern: $0.baseAddress)) }
+    let token = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 8)
+    defer { token.deallocate() }
+    token.initializeMemory(as: UInt8.self, repeating: 0xAB)
+    let pointer = UInt64(UInt(bitPattern: token.baseAddress))
     #expect(rawIoctl(backend, fd, 0x3B76, le(UInt32(24), UInt32(1), descriptor, UInt32(0), pointer)).0 == .invalidArgument)
-    _ = token
     let (status, bytes) = rawIoctl(backend, fd, 0x3B76, le(UInt32(32), UInt32(0), descriptor, UInt32(0), UInt64(0), UInt64(0)))
     #expect(status == nil)
     #expect(Array(bytes[12..<16]) == le(UInt32(1)))

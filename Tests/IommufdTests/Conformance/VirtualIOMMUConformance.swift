@@ -199,6 +199,29 @@ struct VirtualIOMMUConformance {
     _ = vdevice
   }
 
+  @Test("7.2 test kernel: a mock domain cannot start on a vIOMMU's nested HWPT (ENOENT: no vDEVICE); HWPT_ALLOC on an IOAS takes the mock's 4 to 8 bytes of data; a PASID mock device has 2^20 PASIDs", arguments: Platform.mock7_2)
+  func mockDetails(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let viommu = try setup.viommu()
+    let nested = try NestedHWPageTable(on: viommu, forDevice: setup.mock.deviceID, dataType: IOMMUSelfTest.nestedDataType, data: le(UInt32(0)))
+    #expect(errno { try setup.iommufd.selfTest.attachMockDevice(to: nested) } == .noSuchFileOrDirectory)
+    let data = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 8)
+    defer { data.deallocate() }
+    data.initializeMemory(as: UInt8.self, repeating: 0)
+    let pointer = UInt64(UInt(bitPattern: data.baseAddress))
+    let fd = setup.iommufd.fileDescriptor
+    func alloc(_ type: UInt32, _ length: UInt32) -> Errno? {
+      rawIoctl(setup.iommufd.backend, fd, 0x3B89, le(UInt32(48), UInt32(0), setup.mock.deviceID.rawValue, setup.ioas.id.rawValue, UInt32(0), UInt32(0), type, length, pointer, UInt32(0), UInt32(0))).0
+    }
+    #expect(alloc(0xDEAD, 8) == nil)
+    #expect(alloc(0xDEAD, 4) == nil)
+    #expect(alloc(0xDEAD, 9) == .invalidArgument)
+    #expect(alloc(0xBEEF, 4) == .notSupported)
+    let pasid = try setup.iommufd.selfTest.attachMockDevice(to: setup.ioas, flags: .pasid)
+    #expect(try setup.iommufd.hardwareInfo(device: pasid.deviceID).maxPASIDLog2 == 20)
+    #expect(try setup.iommufd.hardwareInfo(device: setup.mock.deviceID).maxPASIDLog2 == 0)
+  }
+
   @Test("GET_HW_INFO on a 7.2 test kernel: the mock reports dirty tracking and PCI_ATS_NOT_SUPPORTED; MOCK_DOMAIN_FLAGS has no HUGE_IOVA", arguments: Platform.mock7_2)
   func hardwareInfo(platform: Platform) throws {
     let setup = try Setup(platform)
