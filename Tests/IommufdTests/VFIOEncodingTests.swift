@@ -191,7 +191,7 @@ struct VFIOEncodingTests {
     #expect(calls.ioctls.last!.bytes == [20, 0, 0, 0, 0x21, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
   }
 
-  @Test("hardware info decodes VT-d and SMMUv3 registers from the driver data")
+  @Test("hardware info decodes VT-d, SMMUv3, AMD and Tegra241 CMDQV data")
   func hardwareInfoDecoding() {
     let vtd = IOMMUHardwareInfo(kind: .intelVTd, data: le(UInt32(1), UInt32(0), UInt64(0xAB), UInt64(0xCD)), capabilities: [], maxPASIDLog2: 0)
     #expect(vtd.vtdRegisters?.capability == 0xAB && vtd.vtdRegisters?.extendedCapability == 0xCD)
@@ -203,6 +203,12 @@ struct VFIOEncodingTests {
     #expect(smmu.smmuV3Registers?.iidr == 7 && smmu.smmuV3Registers?.aidr == 8)
     #expect(smmu.vtdRegisters == nil)
     #expect(IOMMUHardwareInfo.Kind(rawValue: 9).description == "type 9")
+    let amd = IOMMUHardwareInfo(kind: .amd, data: le(UInt64(0x1234_5678_9ABC), UInt64(0x42)), capabilities: [], maxPASIDLog2: 16)
+    #expect(amd.amdRegisters?.extendedFeatures == 0x1234_5678_9ABC && amd.amdRegisters?.extendedFeatures2 == 0x42)
+    #expect(amd.vtdRegisters == nil && vtd.amdRegisters == nil)
+    let cmdqv = IOMMUHardwareInfo(kind: .tegra241CMDQV, data: le(UInt32(0), UInt8(1), UInt8(6), UInt8(4), UInt8(0)), capabilities: [], maxPASIDLog2: 0)
+    #expect(cmdqv.tegra241Parameters?.version == 1 && cmdqv.tegra241Parameters?.log2VCMDQs == 6 && cmdqv.tegra241Parameters?.log2VSIDs == 4)
+    #expect(smmu.tegra241Parameters == nil)
   }
 
   @Test("RESET is issued with no argument")

@@ -14,6 +14,10 @@ public struct IOMMUHardwareInfo: Hashable, Sendable {
     public static let intelVTd = Kind(rawValue: 1)
     /// ARM SMMUv3 (6.14+).
     public static let armSMMUv3 = Kind(rawValue: 2)
+    /// NVIDIA Tegra241 CMDQV, an extension of SMMUv3 (requested with ``IOMMUFD/hardwareInfo(device:kind:)``).
+    public static let tegra241CMDQV = Kind(rawValue: 3)
+    /// AMD IOMMU: the data is `struct iommu_hw_info_amd`.
+    public static let amd = Kind(rawValue: 4)
     /// The iommufd self-test's mock IOMMU.
     public static let selfTest = Kind(rawValue: 0xFEED_BEEF)
     /// A name for the type.
@@ -22,6 +26,8 @@ public struct IOMMUHardwareInfo: Hashable, Sendable {
       case .none: "none"
       case .intelVTd: "Intel VT-d"
       case .armSMMUv3: "ARM SMMUv3"
+      case .tegra241CMDQV: "Tegra241 CMDQV"
+      case .amd: "AMD IOMMU"
       case .selfTest: "iommufd self-test"
       default: "type \(rawValue)"
       }
@@ -69,6 +75,18 @@ public struct IOMMUHardwareInfo: Hashable, Sendable {
     }
   }
 
+  /// AMD's extended feature registers (`struct iommu_hw_info_amd`: EFR, EFR2), when
+  /// ``kind`` is AMD.
+  public var amdRegisters: (extendedFeatures: UInt64, extendedFeatures2: UInt64)? {
+    guard kind == .amd, data.count >= 16 else { return nil }
+    return data.withUnsafeBytes { ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+  }
+  /// Tegra241 CMDQV's parameters (`struct iommu_hw_info_tegra241_cmdqv`), when ``kind`` is
+  /// Tegra241 CMDQV: the version, and log2 of the VCMDQ and SID-replacement counts.
+  public var tegra241Parameters: (version: UInt8, log2VCMDQs: UInt8, log2VSIDs: UInt8)? {
+    guard kind == .tegra241CMDQV, data.count >= 8 else { return nil }
+    return (data[4], data[5], data[6])
+  }
   /// Creates the value.
   public init(kind: Kind, data: [UInt8], capabilities: Capabilities, maxPASIDLog2: UInt8) {
     self.kind = kind
@@ -79,13 +97,20 @@ public struct IOMMUHardwareInfo: Hashable, Sendable {
 }
 
 extension IOMMUFD {
-  /// The IOMMU behind the bound device `deviceID` (`IOMMU_GET_HW_INFO`).
-  public func hardwareInfo(device deviceID: ObjectID) throws(IommufdError) -> IOMMUHardwareInfo {
+  /// The IOMMU behind the bound device `deviceID` (`IOMMU_GET_HW_INFO`); with `kind`, the
+  /// data of that type (`IOMMU_HW_INFO_FLAG_INPUT_TYPE`, after 6.12: an IOMMU that has
+  /// several, such as SMMUv3 with Tegra241 CMDQV; EOPNOTSUPP for a type it does not have,
+  /// and on 6.12).
+  public func hardwareInfo(device deviceID: ObjectID, kind: IOMMUHardwareInfo.Kind? = nil) throws(IommufdError) -> IOMMUHardwareInfo {
     let capacity = 256
     return try withScratchBuffer(count: capacity) { data throws(IommufdError) -> IOMMUHardwareInfo in
       var request = ciommufd_iommu_hw_info()
       request.size = UInt32(MemoryLayout<ciommufd_iommu_hw_info>.size)
       request.dev_id = deviceID.rawValue
+      if let kind {
+        request.flags = 1  // IOMMU_HW_INFO_FLAG_INPUT_TYPE
+        request.out_data_type = kind.rawValue
+      }
       request.data_len = UInt32(capacity)
       request.data_uptr = UInt64(UInt(bitPattern: data.baseAddress))
       try withDescriptor(.getHWInfo) { fd throws(IommufdError) in

@@ -210,6 +210,8 @@ struct NewerRequestConformance {
     let info = try iommufd.hardwareInfo(device: id)
     #expect(info.kind == .intelVTd)
     #expect(info.capabilities == .atsNotSupported)
+    #expect(try iommufd.hardwareInfo(device: id, kind: .intelVTd) == info)
+    #expect(errno { try iommufd.hardwareInfo(device: id, kind: .amd) } == .notSupported)
     let fd = iommufd.fileDescriptor
     #expect(rawIoctl(backend, fd, 0x3B8A, le(UInt32(40), UInt32(1), id.rawValue, UInt32(0), UInt64(0), UInt32(1), UInt32(0), UInt64(0))).0 == nil)
     #expect(rawIoctl(backend, fd, 0x3B8A, le(UInt32(40), UInt32(1), id.rawValue, UInt32(0), UInt64(0), UInt32(2), UInt32(0), UInt64(0))).0 == .notSupported)
