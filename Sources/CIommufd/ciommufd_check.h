@@ -510,6 +510,7 @@ _Static_assert(sizeof(struct ciommufd_vfio_device_detach_iommufd_pt_pasid) == si
 #if defined(CIOMMUFD_ABI_STRICT_7_2)
 CIOMMUFD_SAME_IOCTL(IOMMU_HW_QUEUE_ALLOC);
 CIOMMUFD_SAME_SIZE(iommu_hw_queue_alloc);
+_Static_assert(CIOMMUFD_HW_QUEUE_TYPE_TEGRA241_CMDQV == IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, "IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV differs from the system header");
 CIOMMUFD_SAME_FIELD(iommu_hw_queue_alloc, index);
 CIOMMUFD_SAME_FIELD(iommu_hw_queue_alloc, out_hw_queue_id);
 CIOMMUFD_SAME_FIELD(iommu_hw_queue_alloc, nesting_parent_iova);

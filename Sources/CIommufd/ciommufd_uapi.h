@@ -365,6 +365,7 @@ struct ciommufd_iommu_vevent_arm_smmuv3 {
 };
 
 /* IOMMU_HW_QUEUE_ALLOC (6.17): a vIOMMU's HW-accelerated queue in guest memory. */
+#define CIOMMUFD_HW_QUEUE_TYPE_TEGRA241_CMDQV 1u
 struct ciommufd_iommu_hw_queue_alloc {
   uint32_t size;
   uint32_t flags;
@@ -427,6 +428,7 @@ struct ciommufd_vfio_device_detach_iommufd_pt_pasid {
    (later test kernels; 7.2 has them). */
 #define CIOMMUFD_VIOMMU_TYPE_SELFTEST  0xdeadbeefu
 #define CIOMMUFD_VEVENTQ_TYPE_SELFTEST 0xbeefbeefu
+#define CIOMMUFD_HW_QUEUE_TYPE_SELFTEST 0xdeadbeefu
 /* The mock vIOMMU's invalidation entries: {u32 flags, u32 vdev_id (a virtual id), u32 cache_id},
    flag bit 0 invalidates every one of the device's four cache slots. */
 #define CIOMMUFD_VIOMMU_INVALIDATE_DATA_SELFTEST 0xdeadbeefu

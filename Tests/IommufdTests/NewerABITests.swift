@@ -23,6 +23,9 @@ struct NewerABITests {
       ("out_veventq_id", \.out_veventq_id), ("out_veventq_fd", \.out_veventq_fd), ("__reserved", \.__reserved)]),
     ABITests.layout("iommufd_vevent_header", ciommufd_iommufd_vevent_header.self, [("flags", \.flags), ("sequence", \.sequence)]),
     ABITests.layout("iommu_vevent_arm_smmuv3", ciommufd_iommu_vevent_arm_smmuv3.self, [("evt", \.evt)]),
+    ABITests.layout("iommu_hw_queue_alloc", ciommufd_iommu_hw_queue_alloc.self, [
+      ("size", \.size), ("flags", \.flags), ("viommu_id", \.viommu_id), ("type", \.type), ("index", \.index),
+      ("out_hw_queue_id", \.out_hw_queue_id), ("nesting_parent_iova", \.nesting_parent_iova), ("length", \.length)]),
     ABITests.layout("vfio_device_attach_iommufd_pt", ciommufd_vfio_device_attach_iommufd_pt_pasid.self, [
       ("argsz", \.argsz), ("flags", \.flags), ("pt_id", \.pt_id), ("pasid", \.pasid)]),
     ABITests.layout("vfio_device_detach_iommufd_pt", ciommufd_vfio_device_detach_iommufd_pt_pasid.self, [
@@ -47,7 +50,7 @@ struct NewerABITests {
   func sizesMatchFacts() {
     let expected: [String: Int] = [
       "iommu_ioas_map_file": 40, "iommu_viommu_alloc": 40, "iommu_vdevice_alloc": 24, "iommu_ioas_change_process": 8,
-      "iommu_veventq_alloc": 32, "iommufd_vevent_header": 8, "iommu_vevent_arm_smmuv3": 32,
+      "iommu_veventq_alloc": 32, "iommufd_vevent_header": 8, "iommu_vevent_arm_smmuv3": 32, "iommu_hw_queue_alloc": 40,
       "vfio_device_attach_iommufd_pt": 16, "vfio_device_detach_iommufd_pt": 12,
     ]
     #expect(Self.layouts.count == expected.count)

@@ -121,6 +121,8 @@ extension IommufdError {
     case viommuAlloc = "IOMMU_VIOMMU_ALLOC"
     /// The `IOMMU_VDEVICE_ALLOC` request.
     case vdeviceAlloc = "IOMMU_VDEVICE_ALLOC"
+    /// The `IOMMU_HW_QUEUE_ALLOC` request.
+    case hwQueueAlloc = "IOMMU_HW_QUEUE_ALLOC"
     /// The `IOMMU_VEVENTQ_ALLOC` request.
     case veventqAlloc = "IOMMU_VEVENTQ_ALLOC"
     /// Reading virtual events from a vEVENTQ descriptor.

@@ -111,13 +111,20 @@ final class SimulatedIOAS {
   var reserved: [(start: UInt64, last: UInt64, owner: ReservationOwner)] = []
   var allowed: [IOVARange] = []
   var disableLargePages = false
+  /// Ranges pinned by HW queues' internal accesses (7.2 model): areas there cannot be unmapped.
+  var locks: [IOVARange] = []
+
+  /// Whether an area `[start, last]` holds pages a HW queue pinned.
+  func isLocked(_ start: UInt64, _ last: UInt64) -> Bool {
+    locks.contains { $0.start <= last && start <= $0.last }
+  }
   /// Paging HWPTs on this IOAS (their ids and IO page sizes), in creation order.
   var domains: [(id: UInt32, pageSize: UInt64)] = []
 
   /// IOAS-1.
   func alignment(pageSize: UInt64) -> UInt64 {
     var alignment: UInt64 = 1
-    if disableLargePages { alignment = max(alignment, pageSize) }
+    if disableLargePages || !locks.isEmpty { alignment = max(alignment, pageSize) }  // an access aligns to PAGE_SIZE
     for domain in domains { alignment = max(alignment, domain.pageSize) }
     return alignment
   }

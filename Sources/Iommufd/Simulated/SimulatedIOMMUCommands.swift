@@ -107,6 +107,7 @@ extension SimulatedKernel.State {
         switch $0 {
         case .vdevice(let v): v.viommuID == request.id
         case .veventq(let q): q.viommuID == request.id
+        case .hwQueue(let q): q.viommuID == request.id
         case .hwpt(let h): h.viommuID == request.id
         default: false
         }
@@ -119,6 +120,14 @@ extension SimulatedKernel.State {
       if queue.fileOpen { throw .resourceBusy }  // its descriptor holds it
     case .tombstone:
       throw .noSuchFileOrDirectory
+    case .access:
+      throw .resourceBusy  // a HW queue's internal access goes with the queue
+    case .hwQueue(let queue):
+      // The queue of the next index depends on it.
+      let dependent = context.objects.values.contains { if case .hwQueue(let other) = $0 { return other.previousID == request.id } else { return false } }
+      if dependent { throw .resourceBusy }
+      if let ioas = context.ioas(queue.ioasID), let index = ioas.locks.firstIndex(of: queue.locked) { ioas.locks.remove(at: index) }
+      context.objects[queue.accessID] = nil
     }
     context.objects[request.id] = nil
     return 0
@@ -291,6 +300,12 @@ extension SimulatedKernel.State {
     var request = try command(ciommufd_iommu_ioas_unmap.self, address, size)
     guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }  // UNMAP-1
     if request.iova == 0 && request.length == .max {  // UNMAP-2
+      if !ioas.locks.isEmpty {  // 7.2: areas before one a HW queue pinned go, then EBUSY
+        for area in ioas.areas.all {
+          if ioas.isLocked(area.start, area.last) { throw .resourceBusy }
+          removeArea(ioas, area)
+        }
+      }
       request.length = removeAllAreas(ioas)
       try respond(request, address, size)
       return 0
@@ -305,14 +320,20 @@ extension SimulatedKernel.State {
     for area in hits {
       // UNMAP-6: areas removed before a straddling one stay removed.
       if area.start < request.iova || area.last > last { throw .noSuchFileOrDirectory }
-      ioas.areas.remove(start: area.start)
-      if !ioas.domains.isEmpty { removeDomainUsers([pagesTable[area.value.pages]!]) }
-      areaRemoved(area.value.pages)
+      if ioas.isLocked(area.start, area.last) { throw .resourceBusy }  // 7.2: pinned by a HW queue
+      removeArea(ioas, area)
       removed += area.last - area.start + 1
     }
     request.length = removed  // UNMAP-7
     try respond(request, address, size)
     return 0
+  }
+
+  /// Removes one area, unpinning its pages where the IOAS has a domain.
+  func removeArea(_ ioas: SimulatedIOAS, _ area: AreaMap<SimulatedArea>.Entry) {
+    ioas.areas.remove(start: area.start)
+    if !ioas.domains.isEmpty { removeDomainUsers([pagesTable[area.value.pages]!]) }
+    areaRemoved(area.value.pages)
   }
 
   // MARK: 5.9 OPTION
@@ -543,7 +564,7 @@ extension SimulatedKernel.State {
       throw .invalidArgument  // HWPT-7: nesting on a nested HWPT
     case .viommu(let viommu):
       return try nestedOnVIOMMU(context, &request, viommu, device, address, size)
-    case .device, .selfTest, .fault, .vdevice, .veventq, .tombstone:
+    case .device, .selfTest, .fault, .vdevice, .veventq, .tombstone, .hwQueue, .access:
       throw .invalidArgument  // HWPT-7
     }
   }

@@ -16,6 +16,10 @@ final class SimulatedContext {
     case veventq(SimulatedVEventQueue)
     /// The id of a vDEVICE removed with its device: taken, but no object (V-4).
     case tombstone
+    /// A HW queue of a vIOMMU (`IOMMU_HW_QUEUE_ALLOC`, 7.2 model).
+    case hwQueue(SimulatedHWQueue)
+    /// The internal access object a HW queue pins its memory through (7.2 model).
+    case access
   }
 
   var objects: [UInt32: Object] = [:]
@@ -291,5 +295,26 @@ final class SimulatedVEventQueue {
     if records.last?.lostEvents == true { records.removeLast() }
     records.append(Record(lostEvents: false, sequence: sequence, data: data))
     eventCount += 1
+  }
+}
+
+/// A HW queue (7.2 model): the mock vIOMMU's queue, its pinned range of the parent IOAS,
+/// and the queue of the previous index it depends on.
+final class SimulatedHWQueue {
+  let viommuID: UInt32
+  let index: UInt32
+  let accessID: UInt32
+  let ioasID: UInt32
+  /// The page-aligned IOVA range pinned (locked against unmapping) for the queue.
+  let locked: IOVARange
+  let previousID: UInt32?
+
+  init(viommuID: UInt32, index: UInt32, accessID: UInt32, ioasID: UInt32, locked: IOVARange, previousID: UInt32?) {
+    self.viommuID = viommuID
+    self.index = index
+    self.accessID = accessID
+    self.ioasID = ioasID
+    self.locked = locked
+    self.previousID = previousID
   }
 }

@@ -45,7 +45,7 @@ extension SimulatedKernel.State {
           guard hwpt.profile == object.profile else { throw .invalidArgument }
           if hwpt.viommuID != nil { throw .noSuchFileOrDirectory }  // a new device has no vDEVICE there
           hwptID = try attachToHWPT(context, object, deviceID, hwptID: command.id, hwpt)
-        case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone: throw .invalidArgument
+        case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone, .hwQueue, .access: throw .invalidArgument
         }
         request.out_stdev_id = selfTestID
         request.out_idev_id = deviceID
@@ -81,7 +81,7 @@ extension SimulatedKernel.State {
         }
         result = try attachToHWPT(context, object, deviceID, hwptID: ptID, hwpt)
         object.virtualTarget = virtualTarget
-      case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone: throw .invalidArgument
+      case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone, .hwQueue, .access: throw .invalidArgument
       }
       payload.replaceSubrange(0..<4, with: UserMemory.encode(result))
     case CIOMMUFD_TEST_OP_MD_CHECK_IOTLB:

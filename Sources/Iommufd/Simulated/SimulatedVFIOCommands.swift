@@ -91,7 +91,7 @@ extension SimulatedKernel.State {
       ptID = try attachToIOAS(context, object, deviceID, ioasID: request.pt_id, ioas)
     case .hwpt(let hwpt):
       ptID = try attachToHWPT(context, object, deviceID, hwptID: request.pt_id, hwpt)
-    case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone:
+    case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone, .hwQueue, .access:
       throw .invalidArgument  // ATT-4
     }
     do {

@@ -222,6 +222,50 @@ struct VirtualIOMMUConformance {
     #expect(try setup.iommufd.hardwareInfo(device: setup.mock.deviceID).maxPASIDLog2 == 0)
   }
 
+  @Test("HW_QUEUE_ALLOC on the mock: checks in order; the queue and an internal access take two ids; two queues in index order (EINVAL, EEXIST, EIO); its pages are pinned against unmapping (EBUSY) until it goes", arguments: Platform.mock7_2)
+  func hardwareQueues(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let viommu = try setup.viommu()  // id 6
+    let backend = setup.iommufd.backend
+    let buffer = try DMABuffer(length: 4096, backend: backend)
+    let mapping = try setup.ioas.map(buffer, at: .fixed(0x100_0000), access: .readable)
+    let fd = setup.iommufd.fileDescriptor
+    func raw(flags: UInt32 = 0, viommu id: UInt32, type: UInt32, index: UInt32 = 0, iova: UInt64, length: UInt64) -> Errno? {
+      rawIoctl(backend, fd, 0x3B94, le(UInt32(40), flags, id, type, index, UInt32(0), iova, length)).0
+    }
+    let selfTest = HardwareQueue.Kind.selfTest.rawValue
+    #expect(raw(flags: 1, viommu: viommu.id.rawValue, type: selfTest, iova: 0x100_0000, length: 64) == .notSupported)
+    #expect(raw(viommu: viommu.id.rawValue, type: 0, iova: 0x100_0000, length: 64) == .notSupported)
+    #expect(raw(viommu: viommu.id.rawValue, type: selfTest, iova: 0x100_0000, length: 0) == .invalidArgument)
+    #expect(raw(viommu: viommu.id.rawValue, type: selfTest, iova: .max, length: 2) == .overflow)
+    #expect(raw(viommu: 99, type: selfTest, iova: 0x100_0000, length: 64) == .noSuchFileOrDirectory)
+    #expect(raw(viommu: viommu.id.rawValue, type: 1, iova: 0x100_0000, length: 64) == .notSupported)
+    let queue = { (index: UInt32, iova: UInt64, length: UInt64) throws(IommufdError) -> HardwareQueue in
+      try HardwareQueue(on: viommu, kind: .selfTest, index: index, guestAddress: iova, length: length)
+    }
+    #expect(errno { try queue(0, 0x200_0000, 64) } == .noSuchFileOrDirectory)  // not mapped
+    #expect(errno { try queue(2, 0x100_0000, 64) } == .invalidArgument)
+    #expect(errno { try queue(1, 0x100_0000, 64) } == .ioError)  // index 0 first
+    #expect(try setup.ioas.iovaRanges().alignment == 2048)
+    let first = try queue(0, 0x100_0040, 64)
+    #expect(first.id == ObjectID(7))  // the internal access took 8
+    #expect(try setup.ioas.iovaRanges().alignment == 4096)
+    #expect(errno { try setup.iommufd.destroy(ObjectID(8)) } == .resourceBusy)
+    #expect(errno { try queue(0, 0x100_0000, 64) } == .fileExists)
+    let second = try queue(1, 0x100_0800, 0x800)
+    #expect(second.id == ObjectID(9))
+    #expect(errno { try first.destroy() } == .resourceBusy)  // the second depends on it
+    #expect(errno { try viommu.destroy() } == .resourceBusy)
+    #expect(errno { try mapping.unmap() } == .resourceBusy)
+    #expect(errno { try setup.ioas.unmapAll() } == .resourceBusy)
+    try second.destroy()
+    try first.destroy()
+    #expect(try setup.ioas.iovaRanges().alignment == 2048)
+    #expect(errno { try setup.iommufd.destroy(ObjectID(8)) } == .noSuchFileOrDirectory)
+    try mapping.unmap()
+    try viommu.destroy()
+  }
+
   @Test("GET_HW_INFO on a 7.2 test kernel: the mock reports dirty tracking and PCI_ATS_NOT_SUPPORTED; MOCK_DOMAIN_FLAGS has no HUGE_IOVA", arguments: Platform.mock7_2)
   func hardwareInfo(platform: Platform) throws {
     let setup = try Setup(platform)
