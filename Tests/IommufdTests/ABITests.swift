@@ -203,22 +203,31 @@ struct ABITests {
     "the module's compile-time checks pass in strict mode against the 6.12 headers, and a wrong number fails them",
     .enabled(if: headers != nil && compiler != nil, Comment(rawValue: missing)))
   func strictCheckAgainstKernelHeaders() throws {
-    let module = Self.packageRoot.appendingPathComponent("Sources/CIommufd")
-    let strict = ["-fsyntax-only", "-DCIOMMUFD_ABI_STRICT", "-I", Self.headers!, "-x", "c"]
-    let good = try Self.run(Self.compiler!, strict + [module.appendingPathComponent("CIommufd.h").path])
+    try Self.strictCheck(
+      define: "CIOMMUFD_ABI_STRICT", headers: Self.headers!, breaking: "#define CIOMMUFD_IOMMU_IOAS_MAP 0x3B85",
+      as: "#define CIOMMUFD_IOMMU_IOAS_MAP 0x3B95", failsWith: "IOMMU_IOAS_MAP differs from the system header")
+  }
+
+  /// Compiles the module's header with `define` against `headers` and expects no error;
+  /// then, as a negative control, a copy with `original` replaced by `replacement` in
+  /// `ciommufd_uapi.h`, and expects a failure whose output contains `message`.
+  static func strictCheck(define: String, headers: String, breaking original: String, as replacement: String, failsWith message: String) throws {
+    let module = packageRoot.appendingPathComponent("Sources/CIommufd")
+    let strict = ["-fsyntax-only", "-D\(define)", "-I", headers, "-x", "c"]
+    let good = try run(compiler!, strict + [module.appendingPathComponent("CIommufd.h").path])
     #expect(good.status == 0, "\(good.output)")
 
-    // Negative control: the same check on a copy with one wrong ioctl number must fail.
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("iommufd-abi-\(UUID().uuidString)")
     try FileManager.default.copyItem(at: module, to: directory)
     defer { try? FileManager.default.removeItem(at: directory) }
     let uapi = directory.appendingPathComponent("ciommufd_uapi.h")
     let text = try String(contentsOf: uapi, encoding: .utf8)
-    try text.replacingOccurrences(of: "#define CIOMMUFD_IOMMU_IOAS_MAP 0x3B85", with: "#define CIOMMUFD_IOMMU_IOAS_MAP 0x3B95")
-      .write(to: uapi, atomically: true, encoding: .utf8)
-    let bad = try Self.run(Self.compiler!, strict + [directory.appendingPathComponent("CIommufd.h").path])
+    let broken = text.replacingOccurrences(of: original, with: replacement)
+    #expect(broken != text)
+    try broken.write(to: uapi, atomically: true, encoding: .utf8)
+    let bad = try run(compiler!, strict + [directory.appendingPathComponent("CIommufd.h").path])
     #expect(bad.status != 0)
-    #expect(bad.output.contains("IOMMU_IOAS_MAP differs from the system header"))
+    #expect(bad.output.contains(message))
   }
 
   /// The linux-source-6.12 tree, for the self-test header headers_install does not export.

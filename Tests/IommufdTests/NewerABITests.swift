@@ -70,21 +70,9 @@ struct NewerABITests {
     "the module's compile-time checks pass in 7.2 strict mode against the 7.2 headers, and a wrong number fails them",
     .enabled(if: headers != nil && ABITests.compiler != nil, Comment(rawValue: missing)))
   func strictCheckAgainstKernelHeaders() throws {
-    let module = ABITests.packageRoot.appendingPathComponent("Sources/CIommufd")
-    let strict = ["-fsyntax-only", "-DCIOMMUFD_ABI_STRICT_7_2", "-I", Self.headers!, "-x", "c"]
-    let good = try ABITests.run(ABITests.compiler!, strict + [module.appendingPathComponent("CIommufd.h").path])
-    #expect(good.status == 0, "\(good.output)")
-
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("iommufd-abi-\(UUID().uuidString)")
-    try FileManager.default.copyItem(at: module, to: directory)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let uapi = directory.appendingPathComponent("ciommufd_uapi.h")
-    let text = try String(contentsOf: uapi, encoding: .utf8)
-    let wrong = text.replacingOccurrences(of: "uint32_t veventq_depth;", with: "uint64_t veventq_depth;")
-    #expect(wrong != text)
-    try wrong.write(to: uapi, atomically: true, encoding: .utf8)
-    let bad = try ABITests.run(ABITests.compiler!, strict + [directory.appendingPathComponent("CIommufd.h").path])
-    #expect(bad.status != 0)
-    #expect(bad.output.contains("iommu_veventq_alloc"))
+    try ABITests.strictCheck(
+      define: "CIOMMUFD_ABI_STRICT_7_2", headers: Self.headers!, breaking: "uint32_t veventq_depth;", as: "uint64_t veventq_depth;",
+      failsWith: "iommu_veventq_alloc")
   }
+
 }

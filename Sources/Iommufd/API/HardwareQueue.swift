@@ -45,14 +45,9 @@ public final class HardwareQueue: Sendable {
     request.nesting_parent_iova = guestAddress
     request.length = length
     let iommufd = viommu.iommufd
-    try iommufd.withDescriptor(.hwQueueAlloc) { fd throws(IommufdError) in
-      do throws(IommufdError) {
-        try iommufd.backend.ioctl(
-          fd, CIOMMUFD_IOMMU_HW_QUEUE_ALLOC, &request, .hwQueueAlloc, [.viommu(viommu.id), .init("index", "\(index)"), .init("iova", "0x\(String(guestAddress, radix: 16))")])
-      } catch where error.errno == .inappropriateIOCTLForDevice {
-        throw error.unsupported("IOMMU_HW_QUEUE_ALLOC is not supported by this kernel (it came in Linux 6.17)")
-      }
-    }
+    try iommufd.issueNewerRequest(
+      CIOMMUFD_IOMMU_HW_QUEUE_ALLOC, &request, .hwQueueAlloc,
+      [.viommu(viommu.id), .init("index", "\(index)"), .init("iova", "0x\(String(guestAddress, radix: 16))")], since: "6.17")
     self.viommu = viommu
     self.kind = kind
     self.index = index

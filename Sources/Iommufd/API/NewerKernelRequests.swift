@@ -18,14 +18,7 @@ extension IOAS {
     request.fd = fd.rawValue
     request.start = offset
     request.length = length
-    let id = self.id
-    try iommufd.withDescriptor(.ioasMapFile) { descriptor throws(IommufdError) in
-      do throws(IommufdError) {
-        try iommufd.backend.ioctl(descriptor, CIOMMUFD_IOMMU_IOAS_MAP_FILE, &request, .ioasMapFile, [.ioas(id)])
-      } catch where error.errno == .inappropriateIOCTLForDevice {
-        throw error.unsupported("IOMMU_IOAS_MAP_FILE is not supported by this kernel (it came in Linux 6.13)")
-      }
-    }
+    try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_IOAS_MAP_FILE, &request, .ioasMapFile, [.ioas(id)], since: "6.13")
     return request.iova
   }
 }
@@ -35,13 +28,7 @@ extension IOMMUFD {
   /// (`IOMMU_IOAS_CHANGE_PROCESS`, 6.14); every mapping must come from ``IOAS/mapFile``.
   public func changeProcess() throws(IommufdError) {
     var request = ciommufd_iommu_ioas_change_process(size: UInt32(MemoryLayout<ciommufd_iommu_ioas_change_process>.size), __reserved: 0)
-    try withDescriptor(.changeProcess) { fd throws(IommufdError) in
-      do throws(IommufdError) {
-        try backend.ioctl(fd, CIOMMUFD_IOMMU_IOAS_CHANGE_PROCESS, &request, .changeProcess, [])
-      } catch where error.errno == .inappropriateIOCTLForDevice {
-        throw error.unsupported("IOMMU_IOAS_CHANGE_PROCESS is not supported by this kernel (it came in Linux 6.14)")
-      }
-    }
+    try issueNewerRequest(CIOMMUFD_IOMMU_IOAS_CHANGE_PROCESS, &request, .changeProcess, [], since: "6.14")
   }
 }
 
@@ -68,6 +55,23 @@ extension VFIODevice {
       try ioctl(CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT, &request, .deviceDetach, [.init("pasid", "\(pasid)")])
     } catch where error.errno == .invalidArgument {
       throw error.unsupported("the kernel refused the PASID flag: PASID detach needs Linux 6.15 or later")
+    }
+  }
+}
+
+extension IOMMUFD {
+  /// Issues an iommufd request added after 6.12 on the context's descriptor. A kernel
+  /// without it answers ENOTTY; the error then says which release brought the request.
+  func issueNewerRequest<Argument>(
+    _ request: Int32, _ argument: inout Argument, _ operation: IommufdError.Operation,
+    _ objects: [IommufdError.InvolvedObject], since release: String
+  ) throws(IommufdError) {
+    try withDescriptor(operation) { fd throws(IommufdError) in
+      do throws(IommufdError) {
+        try backend.ioctl(fd, request, &argument, operation, objects)
+      } catch where error.errno == .inappropriateIOCTLForDevice {
+        throw error.unsupported("\(operation.rawValue) is not supported by this kernel (it came in Linux \(release))")
+      }
     }
   }
 }

@@ -70,13 +70,8 @@ public final class VirtualEventQueue: Sendable {
     request.type = kind.rawValue
     request.veventq_depth = depth
     let iommufd = viommu.iommufd
-    try iommufd.withDescriptor(.veventqAlloc) { fd throws(IommufdError) in
-      do throws(IommufdError) {
-        try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_VEVENTQ_ALLOC, &request, .veventqAlloc, [.viommu(viommu.id), .init("type", "\(kind.rawValue)")])
-      } catch where error.errno == .inappropriateIOCTLForDevice {
-        throw error.unsupported("IOMMU_VEVENTQ_ALLOC is not supported by this kernel (it came in Linux 6.15)")
-      }
-    }
+    try iommufd.issueNewerRequest(
+      CIOMMUFD_IOMMU_VEVENTQ_ALLOC, &request, .veventqAlloc, [.viommu(viommu.id), .init("type", "\(kind.rawValue)")], since: "6.15")
     self.viommu = viommu
     self.kind = kind
     self.depth = depth

@@ -59,13 +59,7 @@ public final class VirtualIOMMU: Sendable {
     defer { buffer.deallocate() }
     buffer.copyBytes(from: data)
     request.data_uptr = data.isEmpty ? 0 : UInt64(UInt(bitPattern: buffer.baseAddress))
-    try iommufd.withDescriptor(.viommuAlloc) { fd throws(IommufdError) in
-      do throws(IommufdError) {
-        try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_VIOMMU_ALLOC, &request, .viommuAlloc, [.device(deviceID), .hwpt(parent.id)])
-      } catch where error.errno == .inappropriateIOCTLForDevice {
-        throw error.unsupported("IOMMU_VIOMMU_ALLOC is not supported by this kernel (it came in Linux 6.13)")
-      }
-    }
+    try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_VIOMMU_ALLOC, &request, .viommuAlloc, [.device(deviceID), .hwpt(parent.id)], since: "6.13")
     self.iommufd = iommufd
     self.parent = parent
     self.kind = kind
@@ -116,13 +110,7 @@ public final class VirtualDevice: Sendable {
     request.dev_id = deviceID.rawValue
     request.virt_id = virtualID
     let iommufd = viommu.iommufd
-    try iommufd.withDescriptor(.vdeviceAlloc) { fd throws(IommufdError) in
-      do throws(IommufdError) {
-        try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_VDEVICE_ALLOC, &request, .vdeviceAlloc, [.viommu(viommu.id), .device(deviceID)])
-      } catch where error.errno == .inappropriateIOCTLForDevice {
-        throw error.unsupported("IOMMU_VDEVICE_ALLOC is not supported by this kernel (it came in Linux 6.13)")
-      }
-    }
+    try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_VDEVICE_ALLOC, &request, .vdeviceAlloc, [.viommu(viommu.id), .device(deviceID)], since: "6.13")
     self.viommu = viommu
     self.deviceID = deviceID
     self.virtualID = virtualID

@@ -11,21 +11,30 @@ extension SimulatedKernel.State {
     var request = try command(ciommufd_iommu_fault_alloc.self, address, size)
     if request.flags != 0 { throw .notSupported }  // FAULT-1
     let id = try allocateID(context)
-    let fd = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)  // FAULT-2
-    guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }
-    request.out_fault_id = id
-    request.out_fault_fd = UInt32(bitPattern: fd)
-    do {
+    let queue = SimulatedFaultQueue()
+    try openQueueDescriptor(context, .fault(context, queue)) { fd throws(Errno) in  // FAULT-2
+      request.out_fault_id = id
+      request.out_fault_fd = UInt32(bitPattern: fd)
       try respond(request, address, size)
+    }
+    context.objects[id] = .fault(queue)
+    return 0
+  }
+
+  /// The descriptor of a new queue object (a fault queue, a vEVENTQ): opened, handed to
+  /// `reply`, and closed again if the reply fails (FAULT-3: nothing is left); once open it
+  /// keeps the context alive (FAULT-4).
+  func openQueueDescriptor(_ context: SimulatedContext, _ file: File, reply: (Int32) throws(Errno) -> Void) throws(Errno) {
+    let fd = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }
+    do throws(Errno) {
+      try reply(fd)
     } catch {
-      Glibc.close(fd)  // FAULT-3: both released
+      Glibc.close(fd)
       throw error
     }
-    let queue = SimulatedFaultQueue()
-    context.objects[id] = .fault(queue)
     context.openFaultFiles += 1
-    files[fd] = .fault(context, queue)
-    return 0
+    files[fd] = file
   }
 
   /// FAULT-6: whole groups, a cookie each; EINVAL if the first pending group does not fit.

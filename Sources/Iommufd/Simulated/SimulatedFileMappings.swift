@@ -5,8 +5,8 @@ import SystemPackage
 import Glibc
 #endif
 
-/// `IOMMU_IOAS_MAP_FILE`, `IOMMU_IOAS_CHANGE_PROCESS` and `IOMMU_HW_QUEUE_ALLOC` as Linux
-/// 7.2 has them (`drivers/iommu/iommufd/ioas.c`, `io_pagetable.c`, `pages.c`, `viommu.c`).
+/// `IOMMU_IOAS_MAP_FILE` and `IOMMU_IOAS_CHANGE_PROCESS` as Linux 7.2 has them
+/// (`drivers/iommu/iommufd/ioas.c`, `io_pagetable.c`, `pages.c`).
 extension SimulatedKernel.State {
   /// Maps pages of a file. The file itself is checked only when its pages are pinned (now,
   /// if the IOAS has a domain; else at the first attach): a shmem or hugetlbfs file whose
@@ -69,74 +69,5 @@ extension SimulatedKernel.State {
       for area in ioas.areas.all where pagesTable[area.value.pages]?.file == nil { throw .invalidArgument }
     }
     return 0
-  }
-
-  /// `IOMMU_HW_QUEUE_ALLOC` on the mock vIOMMU (VT-d has no vIOMMU): the queue takes an id,
-  /// then an internal access takes the next one and pins the queue's pages, which must be
-  /// mapped and physically contiguous; then the mock's index rules. A failure frees both.
-  func hardwareQueueAlloc(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
-    var request = try command(ciommufd_iommu_hw_queue_alloc.self, address, size)
-    if request.flags != 0 || request.type == 0 { throw .notSupported }
-    if request.length == 0 { throw .invalidArgument }
-    if request.nesting_parent_iova.addingReportingOverflow(request.length - 1).overflow { throw .overflow }
-    guard let viommu = context.viommu(request.viommu_id) else { throw .noSuchFileOrDirectory }
-    if request.type != CIOMMUFD_HW_QUEUE_TYPE_SELFTEST { throw .notSupported }
-    guard let parent = context.pagingHWPT(viommu.parentID), let ioas = context.ioas(parent.ioasID) else { throw .noSuchFileOrDirectory }
-    let queueID = try allocateID(context)
-    context.objects[queueID] = .access  // holds the id while the access takes the next one
-    defer { if case .access? = context.objects[queueID] { context.objects[queueID] = nil } }
-    // The pinned range: whole pages around [iova, iova + length).
-    let first = request.nesting_parent_iova & ~(pageSize - 1)
-    let (span, spanOverflow) = (request.nesting_parent_iova - first).addingReportingOverflow(request.length)
-    let (rounded, roundOverflow) = span.addingReportingOverflow(pageSize - 1)
-    if spanOverflow || roundOverflow { throw .outOfRange }
-    let pinned = IOVARange(start: first, last: first + (rounded / pageSize) * pageSize - 1)
-    let accessID = try allocateID(context)
-    try checkQueueMemory(ioas, pinned)
-    // The mock's queues: two per vIOMMU, in order, each after the previous index.
-    if request.index >= 2 { throw .invalidArgument }
-    let queues = context.objects.compactMap { id, object -> (UInt32, SimulatedHWQueue)? in
-      if case .hwQueue(let queue) = object, queue.viommuID == request.viommu_id { return (id, queue) }
-      return nil
-    }
-    if queues.contains(where: { $0.1.index == request.index }) { throw .fileExists }
-    var previousID: UInt32?
-    if request.index > 0 {
-      guard let previous = queues.first(where: { $0.1.index == request.index - 1 }) else { throw .ioError }
-      previousID = previous.0
-    }
-    request.out_hw_queue_id = queueID
-    try respond(request, address, size)
-    context.objects[queueID] = .hwQueue(
-      SimulatedHWQueue(
-        viommuID: request.viommu_id, index: request.index, accessID: accessID, ioasID: parent.ioasID, locked: pinned, previousID: previousID))
-    context.objects[accessID] = .access
-    ioas.locks.append(pinned)
-    return 0
-  }
-
-  /// The access pin of a HW queue's pages: covered by areas without a gap (ENOENT) and
-  /// readable (EPERM), then physically contiguous (EFAULT). Contiguity comes from
-  /// /proc/self/pagemap, whose frame numbers need CAP_SYS_ADMIN; without them a queue of
-  /// more than one page counts as not contiguous.
-  func checkQueueMemory(_ ioas: SimulatedIOAS, _ range: IOVARange) throws(Errno) {
-    var cursor = range.start
-    var frames: [UInt64] = []
-    while true {
-      guard let area = ioas.areas.entry(containing: cursor) else { throw .noSuchFileOrDirectory }
-      if !area.value.readable { throw .notPermitted }
-      let end = min(area.last, range.last)
-      var page = cursor
-      while page <= end {
-        frames.append(UserMemory.physicalFrame(of: area.value.userVA + (page - area.start)) ?? 0)
-        if page > end - pageSize { break }
-        page += pageSize
-      }
-      if end == range.last { break }
-      cursor = end + 1
-    }
-    if frames.count > 1 {
-      for index in 1..<frames.count where frames[index] == 0 || frames[index] != frames[index - 1] + 1 { throw .badAddress }
-    }
   }
 }

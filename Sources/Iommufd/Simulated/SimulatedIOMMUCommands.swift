@@ -466,6 +466,34 @@ extension SimulatedKernel.State {
     return 0
   }
 
+  /// The mock driver's nested HWPT on `parent` (through vIOMMU `viommuID`, if given), after
+  /// the checks particular to the target: its data type only, 4 bytes of data (7.2: 4 to 8,
+  /// with a page-table type); HWPT-8: the fault queue is looked up after the driver made
+  /// the domain; HWPT-9: nothing exists until the reply is written.
+  func allocateMockNested(
+    _ context: SimulatedContext, _ request: inout ciommufd_iommu_hwpt_alloc, parentID: UInt32, _ parent: SimulatedHWPT,
+    viommuID: UInt32?, _ address: UInt64, _ size: Int
+  ) throws(Errno) -> Int32 {
+    let id = try allocateID(context)
+    if request.data_type != CIOMMUFD_HWPT_DATA_SELFTEST { throw .notSupported }
+    if isLinux7_2 ? request.data_len < 4 || request.data_len > 8 : request.data_len != 4 { throw .invalidArgument }
+    let iotlb = UserMemory.decode(UInt32.self, from: try UserMemory.read(request.data_uptr, count: 4))
+    var faultID: UInt32?
+    if request.flags & CIOMMUFD_HWPT_FAULT_ID_VALID != 0 {
+      guard case .fault? = context.objects[request.fault_id] else { throw .noSuchFileOrDirectory }
+      faultID = request.fault_id
+    }
+    request.out_hwpt_id = id
+    try respond(request, address, size)
+    let nested = SimulatedHWPT(ioasID: parent.ioasID, isAutomatic: false, profile: parent.profile, flags: request.flags)
+    nested.parentID = parentID
+    nested.viommuID = viommuID
+    nested.faultID = faultID
+    nested.iotlb = Array(repeating: iotlb, count: 4)
+    context.objects[id] = .hwpt(nested)
+    return 0
+  }
+
   // MARK: 5.12 GET_HW_INFO
 
   func hardwareInfo(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
@@ -541,25 +569,7 @@ extension SimulatedKernel.State {
       if parent.isAutomatic || parent.flags & CIOMMUFD_HWPT_ALLOC_NEST_PARENT == 0 || parent.profile != device.profile {
         throw .invalidArgument
       }
-      let id = try allocateID(context)
-      // The mock driver: its data type only, 4 bytes of data (7.2: 4 to 8, with a page-table type).
-      if request.data_type != CIOMMUFD_HWPT_DATA_SELFTEST { throw .notSupported }
-      if isLinux7_2 ? request.data_len < 4 || request.data_len > 8 : request.data_len != 4 { throw .invalidArgument }
-      let iotlb = UserMemory.decode(UInt32.self, from: try UserMemory.read(request.data_uptr, count: 4))
-      // HWPT-8: the fault queue is looked up after the driver made the domain.
-      var faultID: UInt32?
-      if request.flags & CIOMMUFD_HWPT_FAULT_ID_VALID != 0 {
-        guard case .fault? = context.objects[request.fault_id] else { throw .noSuchFileOrDirectory }
-        faultID = request.fault_id
-      }
-      request.out_hwpt_id = id
-      try respond(request, address, size)  // HWPT-9
-      let nested = SimulatedHWPT(ioasID: parent.ioasID, isAutomatic: false, profile: parent.profile, flags: request.flags)
-      nested.parentID = request.pt_id
-      nested.faultID = faultID
-      nested.iotlb = Array(repeating: iotlb, count: 4)
-      context.objects[id] = .hwpt(nested)
-      return 0
+      return try allocateMockNested(context, &request, parentID: request.pt_id, parent, viommuID: nil, address, size)
     case .hwpt:
       throw .invalidArgument  // HWPT-7: nesting on a nested HWPT
     case .viommu(let viommu):

@@ -5,7 +5,7 @@ import SystemPackage
 import Glibc
 #endif
 
-/// vIOMMU, vDEVICE and vEVENTQ as Linux 7.2 has them (`drivers/iommu/iommufd/viommu.c`,
+/// vIOMMU, vDEVICE, vEVENTQ and HW queues as Linux 7.2 has them (`drivers/iommu/iommufd/viommu.c`,
 /// `eventq.c`, `selftest.c`). Only the mock IOMMU implements vIOMMUs; VT-d has no
 /// vIOMMU support in 7.2, so its devices get EOPNOTSUPP.
 extension SimulatedKernel.State {
@@ -97,20 +97,13 @@ extension SimulatedKernel.State {
     }
     if exists { throw .fileExists }
     let id = try allocateID(context)
-    let fd = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }
-    request.out_veventq_id = id
-    request.out_veventq_fd = UInt32(bitPattern: fd)
-    do {
-      try respond(request, address, size)
-    } catch {
-      Glibc.close(fd)
-      throw error
-    }
     let queue = SimulatedVEventQueue(viommuID: request.viommu_id, type: request.type, depth: request.veventq_depth)
+    try openQueueDescriptor(context, .veventq(context, queue)) { fd throws(Errno) in
+      request.out_veventq_id = id
+      request.out_veventq_fd = UInt32(bitPattern: fd)
+      try respond(request, address, size)
+    }
     context.objects[id] = .veventq(queue)
-    context.openFaultFiles += 1
-    files[fd] = .veventq(context, queue)
     return 0
   }
 
@@ -143,25 +136,9 @@ extension SimulatedKernel.State {
   ) throws(Errno) -> Int32 {
     if !isMock(device) { throw .invalidArgument }
     if request.flags & ~(CIOMMUFD_HWPT_FAULT_ID_VALID | CIOMMUFD_HWPT_ALLOC_PASID) != 0 || request.data_len == 0 { throw .notSupported }
-    let id = try allocateID(context)
-    if request.data_type != CIOMMUFD_HWPT_DATA_SELFTEST { throw .notSupported }
-    if request.data_len < 4 || request.data_len > 8 { throw .invalidArgument }
-    let iotlb = UserMemory.decode(UInt32.self, from: try UserMemory.read(request.data_uptr, count: 4))
-    var faultID: UInt32?
-    if request.flags & CIOMMUFD_HWPT_FAULT_ID_VALID != 0 {
-      guard case .fault? = context.objects[request.fault_id] else { throw .noSuchFileOrDirectory }
-      faultID = request.fault_id
-    }
+    // The vIOMMU holds its parent, so the parent is there.
     guard let parent = context.pagingHWPT(viommu.parentID) else { throw .noSuchFileOrDirectory }
-    request.out_hwpt_id = id
-    try respond(request, address, size)
-    let nested = SimulatedHWPT(ioasID: parent.ioasID, isAutomatic: false, profile: parent.profile, flags: request.flags)
-    nested.parentID = viommu.parentID
-    nested.viommuID = request.pt_id
-    nested.faultID = faultID
-    nested.iotlb = Array(repeating: iotlb, count: 4)
-    context.objects[id] = .hwpt(nested)
-    return 0
+    return try allocateMockNested(context, &request, parentID: viommu.parentID, parent, viommuID: request.pt_id, address, size)
   }
 
   // MARK: IOMMU_HWPT_INVALIDATE on a vIOMMU
@@ -228,6 +205,74 @@ extension SimulatedKernel.State {
     }
     _ = viommu
     return processed
+  }
+
+  // MARK: IOMMU_HW_QUEUE_ALLOC
+
+  /// `IOMMU_HW_QUEUE_ALLOC` on the mock vIOMMU (VT-d has no vIOMMU): the queue takes an id,
+  /// then an internal access takes the next one and pins the queue's pages, which must be
+  /// mapped and physically contiguous; then the mock's index rules. A failure frees both.
+  func hardwareQueueAlloc(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+    var request = try command(ciommufd_iommu_hw_queue_alloc.self, address, size)
+    if request.flags != 0 || request.type == 0 { throw .notSupported }
+    if request.length == 0 { throw .invalidArgument }
+    if request.nesting_parent_iova.addingReportingOverflow(request.length - 1).overflow { throw .overflow }
+    guard let viommu = context.viommu(request.viommu_id) else { throw .noSuchFileOrDirectory }
+    if request.type != CIOMMUFD_HW_QUEUE_TYPE_SELFTEST { throw .notSupported }
+    guard let parent = context.pagingHWPT(viommu.parentID), let ioas = context.ioas(parent.ioasID) else { throw .noSuchFileOrDirectory }
+    let queueID = try allocateID(context)
+    context.objects[queueID] = .access  // holds the id while the access takes the next one
+    defer { if case .access? = context.objects[queueID] { context.objects[queueID] = nil } }
+    // The pinned range: whole pages around [iova, iova + length).
+    let first = request.nesting_parent_iova & ~(pageSize - 1)
+    let (span, spanOverflow) = (request.nesting_parent_iova - first).addingReportingOverflow(request.length)
+    let (rounded, roundOverflow) = span.addingReportingOverflow(pageSize - 1)
+    if spanOverflow || roundOverflow { throw .outOfRange }
+    let pinned = IOVARange(start: first, last: first + (rounded / pageSize) * pageSize - 1)
+    let accessID = try allocateID(context)
+    try checkQueueMemory(ioas, pinned)
+    // The mock's queues: two per vIOMMU, in order, each after the previous index.
+    if request.index >= 2 { throw .invalidArgument }
+    let queues = context.objects.compactMap { id, object -> (UInt32, SimulatedHWQueue)? in
+      if case .hwQueue(let queue) = object, queue.viommuID == request.viommu_id { return (id, queue) }
+      return nil
+    }
+    if queues.contains(where: { $0.1.index == request.index }) { throw .fileExists }
+    var previousID: UInt32?
+    if request.index > 0 {
+      guard let previous = queues.first(where: { $0.1.index == request.index - 1 }) else { throw .ioError }
+      previousID = previous.0
+    }
+    request.out_hw_queue_id = queueID
+    try respond(request, address, size)
+    context.objects[queueID] = .hwQueue(
+      SimulatedHWQueue(
+        viommuID: request.viommu_id, index: request.index, accessID: accessID, ioasID: parent.ioasID, locked: pinned, previousID: previousID))
+    context.objects[accessID] = .access
+    ioas.locks.append(pinned)
+    return 0
+  }
+
+  /// The access pin of a HW queue's pages: covered by areas without a gap (ENOENT) and
+  /// readable (EPERM), then physically contiguous (EFAULT). Contiguity comes from
+  /// /proc/self/pagemap, whose frame numbers need CAP_SYS_ADMIN; without them a queue of
+  /// more than one page counts as not contiguous.
+  func checkQueueMemory(_ ioas: SimulatedIOAS, _ range: IOVARange) throws(Errno) {
+    var cursor = range.start
+    var pages: [UInt64] = []
+    while true {
+      guard let area = ioas.areas.entry(containing: cursor) else { throw .noSuchFileOrDirectory }
+      if !area.value.readable { throw .notPermitted }
+      let end = min(area.last, range.last)
+      pages += stride(from: cursor, through: end, by: Int(pageSize)).map { area.value.userVA + ($0 - area.start) }
+      if end == range.last { break }
+      cursor = end + 1
+    }
+    guard pages.count > 1 else { return }
+    let frames = UserMemory.physicalFrames(of: pages)
+    for index in 1..<frames.count {
+      guard let frame = frames[index], let previous = frames[index - 1], frame == previous + 1 else { throw .badAddress }
+    }
   }
 
   // MARK: IOMMU_TEST_OP_TRIGGER_VEVENT

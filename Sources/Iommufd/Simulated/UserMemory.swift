@@ -37,17 +37,19 @@ enum UserMemory {
     return true
   }
 
-  /// The physical frame of the page at `address`, from /proc/self/pagemap; `nil` where the
-  /// page is not present or frame numbers are hidden (without CAP_SYS_ADMIN).
-  static func physicalFrame(of address: UInt64) -> UInt64? {
+  /// The physical frames of the pages at `addresses`, from /proc/self/pagemap; `nil` where
+  /// a page is not present or frame numbers are hidden (without CAP_SYS_ADMIN).
+  static func physicalFrames(of addresses: [UInt64]) -> [UInt64?] {
     let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
+    guard fd >= 0 else { return addresses.map { _ in nil } }
     defer { close(fd) }
-    var entry: UInt64 = 0
-    let offset = off_t(address / UInt64(getpagesize())) * 8
-    guard pread(fd, &entry, 8, offset) == 8, entry & (1 << 63) != 0 else { return nil }
-    let frame = entry & ((1 << 55) - 1)
-    return frame == 0 ? nil : frame
+    let pageSize = UInt64(getpagesize())
+    return addresses.map { address in
+      var entry: UInt64 = 0
+      guard pread(fd, &entry, 8, off_t(address / pageSize) * 8) == 8, entry & (1 << 63) != 0 else { return nil }
+      let frame = entry & ((1 << 55) - 1)
+      return frame == 0 ? nil : frame
+    }
   }
 
   static func write(_ bytes: [UInt8], to address: UInt64) throws(Errno) {

@@ -38,22 +38,17 @@ struct NewerRequestConformance {
 
   @Test("vIOMMU allocation is ENOTTY on 6.12, reported as unsupported by this kernel", arguments: withDevice6_12)
   func virtualIOMMU6_12(platform: Platform) throws {
-    let backend = platform.makeBackend()
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
-    let id = try device.bind(to: iommufd)
+    let (_, iommufd, device, id) = try Self.boundDevice(platform)
     let hwpt = try HWPageTable(on: try iommufd.allocateIOAS(), forDevice: id)
     let viommu = try #require(throws: IommufdError.self) { try VirtualIOMMU(kind: .armSMMUv3, device: id, parent: hwpt) }
     #expect(viommu.errno == .inappropriateIOCTLForDevice)
     #expect(viommu.detail == "IOMMU_VIOMMU_ALLOC is not supported by this kernel (it came in Linux 6.13)")
+    withExtendedLifetime(device) {}  // bound until the end
   }
 
   @Test("PASID attach and detach: 6.12 refuses the flag with EINVAL (ATT-1, DET-1), reported as needing 6.15", arguments: withDevice6_12)
   func pasid6_12(platform: Platform) throws {
-    let backend = platform.makeBackend()
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
-    try device.bind(to: iommufd)
+    let (_, iommufd, device, _) = try Self.boundDevice(platform)
     let ioas = try iommufd.allocateIOAS()
     let attach = try #require(throws: IommufdError.self) { try device.attach(to: ioas, pasid: 1) }
     #expect(attach.errno == .invalidArgument)
@@ -71,6 +66,14 @@ struct NewerRequestConformance {
     #expect(present == IOMMUFeature.allCases.filter { $0 != .selfTest })
   }
 
+  /// The platform's backend, an iommufd and its edu device, bound to it, with the device id.
+  static func boundDevice(_ platform: Platform) throws -> (Backend, IOMMUFD, VFIODevice, ObjectID) {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
+    return (backend, iommufd, device, try device.bind(to: iommufd))
+  }
+
   /// A memfd of `size` bytes filled with `pattern(index)`.
   static func memoryFile(size: Int, pattern: (Int) -> UInt8) throws -> FileDescriptor {
     let fd = ciommufd_memfd_create("iommufd-test", 1)  // MFD_CLOEXEC
@@ -83,10 +86,7 @@ struct NewerRequestConformance {
 
   @Test("MAP_FILE: a memfd mapped at a fixed and an automatic IOVA pins its pages and edu DMA reads and writes the file", arguments: withDevice7_2)
   func mapFileDMA(platform: Platform) throws {
-    let backend = platform.makeBackend()
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
-    try device.bind(to: iommufd)
+    let (backend, iommufd, device, _) = try Self.boundDevice(platform)
     let ioas = try iommufd.allocateIOAS()
     try device.attach(to: ioas)
     let file = try Self.memoryFile(size: 4 * 4096) { UInt8(truncatingIfNeeded: $0 * 7 + 3) }
@@ -131,10 +131,7 @@ struct NewerRequestConformance {
 
   @Test("MAP_FILE: the file is checked when its pages are pinned: a pipe maps, then attach is EINVAL; pages past the end are EINVAL", arguments: withDevice7_2)
   func mapFileChecksAtPin(platform: Platform) throws {
-    let backend = platform.makeBackend()
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
-    try device.bind(to: iommufd)
+    let (_, iommufd, device, _) = try Self.boundDevice(platform)
     var ends: [Int32] = [0, 0]
     #expect(pipe(&ends) == 0)
     defer { close(ends[0]); close(ends[1]) }
@@ -152,10 +149,7 @@ struct NewerRequestConformance {
 
   @Test("MAP_FILE: the descriptor's mode does not matter (a read-only one maps WRITEABLE); a range ending at 2^64 maps without a domain and fails the pin at attach", arguments: withDevice7_2)
   func mapFileEdges(platform: Platform) throws {
-    let backend = platform.makeBackend()
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
-    try device.bind(to: iommufd)
+    let (backend, iommufd, device, _) = try Self.boundDevice(platform)
     let file = try Self.memoryFile(size: 8192) { UInt8(truncatingIfNeeded: $0) }
     defer { try? file.close() }
     let readOnly = open("/proc/self/fd/\(file.rawValue)", O_RDONLY | O_CLOEXEC)
@@ -191,22 +185,17 @@ struct NewerRequestConformance {
 
   @Test("vIOMMU on VT-d: 7.2's VT-d driver has none (EOPNOTSUPP), after the flags and type checks", arguments: withDevice7_2)
   func virtualIOMMUOnVTd(platform: Platform) throws {
-    let backend = platform.makeBackend()
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
-    let id = try device.bind(to: iommufd)
+    let (_, iommufd, device, id) = try Self.boundDevice(platform)
     let hwpt = try HWPageTable(on: try iommufd.allocateIOAS(), forDevice: id)
     #expect(errno { try VirtualIOMMU(kind: .armSMMUv3, device: id, parent: hwpt) } == .notSupported)
     #expect(errno { try VirtualIOMMU(kind: VirtualIOMMU.Kind(rawValue: 0), device: id, parent: hwpt) } == .notSupported)
     #expect(errno { try VirtualIOMMU(kind: .armSMMUv3, device: ObjectID(99), parent: hwpt) } == .noSuchFileOrDirectory)
+    withExtendedLifetime(device) {}  // bound until the end
   }
 
   @Test("GET_HW_INFO on 7.2: edu reports PCI_ATS_NOT_SUPPORTED; INPUT_TYPE asks for VT-d's type, another is EOPNOTSUPP", arguments: withDevice7_2)
   func hardwareInfo7_2(platform: Platform) throws {
-    let backend = platform.makeBackend()
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
-    let id = try device.bind(to: iommufd)
+    let (backend, iommufd, device, id) = try Self.boundDevice(platform)
     let info = try iommufd.hardwareInfo(device: id)
     #expect(info.kind == .intelVTd)
     #expect(info.capabilities == .atsNotSupported)
@@ -216,14 +205,12 @@ struct NewerRequestConformance {
     #expect(rawIoctl(backend, fd, 0x3B8A, le(UInt32(40), UInt32(1), id.rawValue, UInt32(0), UInt64(0), UInt32(1), UInt32(0), UInt64(0))).0 == nil)
     #expect(rawIoctl(backend, fd, 0x3B8A, le(UInt32(40), UInt32(1), id.rawValue, UInt32(0), UInt64(0), UInt32(2), UInt32(0), UInt64(0))).0 == .notSupported)
     #expect(rawIoctl(backend, fd, 0x3B8A, le(UInt32(40), UInt32(2), id.rawValue, UInt32(0), UInt64(0), UInt32(0), UInt32(0), UInt64(0))).0 == .notSupported)
+    withExtendedLifetime(device) {}  // bound until the end
   }
 
   @Test("PASID attach on 7.2: an IOAS or a HWPT without ALLOC_PASID is EINVAL; edu (no PASID capability) attaches to a PASID HWPT while its RID is not on a non-PASID one; detach of any PASID is 0", arguments: withDevice7_2)
   func pasid7_2(platform: Platform) throws {
-    let backend = platform.makeBackend()
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
-    let id = try device.bind(to: iommufd)
+    let (_, iommufd, device, id) = try Self.boundDevice(platform)
     let ioas = try iommufd.allocateIOAS()
     let plain = try HWPageTable(on: ioas, forDevice: id)
     let capable = try HWPageTable(on: ioas, forDevice: id, flags: .pasid)
@@ -246,10 +233,7 @@ struct NewerRequestConformance {
 
   @Test("fault-capable HWPT on an IOAS (7.2): allocated with a fault queue; edu has no page requests (PRI), so attaching it is ENODEV", arguments: withDevice7_2)
   func faultCapableHWPT(platform: Platform) throws {
-    let backend = platform.makeBackend()
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
-    let id = try device.bind(to: iommufd)
+    let (_, iommufd, device, id) = try Self.boundDevice(platform)
     let ioas = try iommufd.allocateIOAS()
     let queue = try iommufd.allocateFaultQueue()
     let hwpt = try HWPageTable(on: ioas, forDevice: id, faultQueue: queue)

@@ -6,23 +6,8 @@ import Testing
 /// simulated 7.2 test kernel and in the lab's 7.2 mock boot.
 @Suite("conformance: vIOMMU, vDEVICE and vEVENTQ")
 struct VirtualIOMMUConformance {
-  struct Setup {
-    let iommufd: IOMMUFD
-    let ioas: IOAS
-    let mock: MockDevice
-    let parent: HWPageTable
-
-    init(_ platform: Platform) throws {
-      iommufd = try IOMMUFD.open(backend: platform.makeBackend())
-      ioas = try iommufd.allocateIOAS()
-      mock = try iommufd.selfTest.attachMockDevice(to: ioas)
-      parent = try HWPageTable(on: ioas, forDevice: mock.deviceID, flags: .nestParent)
-    }
-
-    func viommu() throws(IommufdError) -> VirtualIOMMU {
-      try VirtualIOMMU(kind: .selfTest, device: mock.deviceID, parent: parent)
-    }
-  }
+  /// An IOAS with a mock device and a NEST_PARENT HWPT, as for nested HWPTs.
+  typealias Setup = NestedConformance.Setup
 
   @Test("VIOMMU_ALLOC: type 0 and other drivers' types EOPNOTSUPP, unknown device or parent ENOENT, a parent without NEST_PARENT EINVAL", arguments: Platform.mock7_2)
   func allocation(platform: Platform) throws {
@@ -272,5 +257,12 @@ struct VirtualIOMMUConformance {
     let info = try setup.iommufd.hardwareInfo(device: setup.mock.deviceID)
     #expect(info.capabilities == [.dirtyTracking, .atsNotSupported])
     #expect(errno { try setup.iommufd.selfTest.attachMockDevice(to: setup.ioas, flags: .hugeIOVA) } == .invalidArgument)
+  }
+}
+
+extension NestedConformance.Setup {
+  /// A self-test vIOMMU for the mock device on the NEST_PARENT HWPT.
+  func viommu() throws(IommufdError) -> VirtualIOMMU {
+    try VirtualIOMMU(kind: .selfTest, device: mock.deviceID, parent: parent)
   }
 }
