@@ -1,4 +1,3 @@
-import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -64,15 +63,20 @@ extension DMAAddressSpace {
   ) throws(IommufdError) -> DMAMapping {
     let iova = try unsafeMap(
       address: UnsafeRawPointer(buffer.bytes.baseAddress!), length: UInt64(buffer.bytes.count), at: placement, access: access)
-    return DMAMapping(space: self, buffer: buffer, iova: iova, length: UInt64(buffer.bytes.count), access: access)
+    let mapping = DMAMapping(space: self, buffer: buffer, iova: iova, length: UInt64(buffer.bytes.count), access: access)
+    (self as? any MappingTracking)?.mappings.add(mapping)
+    return mapping
   }
 }
 
 /// A mapping of a ``DMABuffer`` into a ``DMAAddressSpace``; unmapped on ``unmap()`` or
 /// release.
 ///
-/// Keeps the address space and the buffer alive. If the range was already unmapped through
-/// the space (``IOAS/unmapAll()``), releasing the mapping does nothing.
+/// Keeps the address space and the buffer alive. Once its range was unmapped through the
+/// space (``IOAS/unmapAll()``, an unmap covering it, or a new mapping over it), it owns
+/// nothing: ``unmap()`` and the release do nothing then, so they never remove another
+/// mapping that took the same IOVAs. An unmap that fails keeps the mapping: a later
+/// ``unmap()`` tries again, and so does the release.
 public final class DMAMapping: Sendable {
   /// The address space.
   public let space: any DMAAddressSpace
@@ -84,7 +88,10 @@ public final class DMAMapping: Sendable {
   public let length: UInt64
   /// What the device may do through it.
   public let access: DMAAccess
-  private let unmapped = Mutex(false)
+  /// Whether the range is still this mapping's.
+  private let mapped = Lock(true)
+  /// Serialises unmap attempts.
+  private let unmapping = Lock(())
 
   init(space: any DMAAddressSpace, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess) {
     self.space = space
@@ -95,21 +102,51 @@ public final class DMAMapping: Sendable {
   }
 
   /// The IOVA range of the mapping.
-  public var range: IOVARange { IOVARange(start: iova, length: length) }
+  public var range: IOVARange { IOVARange(start: iova, last: iova &+ (length &- 1)) }
 
-  /// Unmaps now. A second call does nothing.
+  /// Whether the mapping still owns its range (it was not unmapped, by itself or through
+  /// its space).
+  public var isMapped: Bool { mapped.withLock { $0 } }
+
+  /// Unmaps now. A call on a mapping already unmapped does nothing; one that fails leaves
+  /// the mapping in place, to be tried again.
   public func unmap() throws(IommufdError) {
-    let already = unmapped.withLock { value -> Bool in
-      defer { value = true }
+    try unmapping.withLock { (_: inout Void) throws(IommufdError) in
+      guard isMapped else { return }
+      do throws(IommufdError) {
+        if let tracked = space as? any MappingTracking {
+          _ = try tracked.unmapMapping(iova: iova, length: length)
+        } else {
+          try space.unmap(iova: iova, length: length)
+        }
+      } catch where error.errno == .noSuchFileOrDirectory {
+        // Nothing is mapped there any more: nothing is left to own.
+        markUnmapped()
+        throw error
+      }
+      markUnmapped()
+    }
+  }
+
+  /// The range is no longer this mapping's.
+  func markUnmapped() {
+    let wasMapped = mapped.withLock { value -> Bool in
+      defer { value = false }
       return value
     }
-    if already { return }
-    try space.unmap(iova: iova, length: length)
+    if wasMapped { (space as? any MappingTracking)?.mappings.remove(self) }
   }
 
   deinit {
-    guard !unmapped.withLock({ $0 }), !space.isClosed else { return }
-    do { try space.unmap(iova: iova, length: length) } catch where error.errno == .noSuchFileOrDirectory {
+    guard isMapped, !space.isClosed else { return }
+    do throws(IommufdError) {
+      if let tracked = space as? any MappingTracking {
+        _ = try tracked.unmapMapping(iova: iova, length: length)
+        tracked.mappings.remove(self)
+      } else {
+        try space.unmap(iova: iova, length: length)
+      }
+    } catch where error.errno == .noSuchFileOrDirectory {
       space.backend.trace("mapping at 0x\(String(iova, radix: 16)) was already unmapped")
     } catch {
       space.backend.logger.error("releasing mapping at 0x\(String(iova, radix: 16)) failed: \(error)")

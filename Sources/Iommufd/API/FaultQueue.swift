@@ -38,13 +38,13 @@ public struct PageFault: Hashable, Sendable {
 ///
 /// Owns its descriptor and object id: release closes the descriptor, then destroys the id
 /// (refused with EBUSY, and logged, while an HWPT still names it). Thread-safe.
-public final class FaultQueue: Sendable {
+public final class FaultQueue: Sendable, ObjectHandle {
   /// The context.
   public let iommufd: IOMMUFD
   /// The fault object's id, for `fault_id`.
   public var id: ObjectID { object.id }
   let descriptor: OwnedDescriptor
-  private let object: OwnedObject
+  let object: OwnedObject
 
   /// How a page request is answered.
   public enum Response: UInt32, Sendable {
@@ -96,10 +96,12 @@ public final class FaultQueue: Sendable {
     }
   }
 
-  /// Closes the descriptor and destroys the fault object (EBUSY while an HWPT names it).
+  /// Closes the descriptor and destroys the fault object (EBUSY while an HWPT names it;
+  /// then a later call tries the destroy again). Once destroyed, a second call fails with
+  /// `ENOENT`, as it does for every other object handle.
   public func destroy() throws(IommufdError) {
     try descriptor.close()
-    try object.destroyIfOwned()
+    try object.destroy()
   }
 
   deinit {

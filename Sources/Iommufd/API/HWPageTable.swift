@@ -6,14 +6,14 @@ import CIommufd
 /// one is never shared or freed automatically: the handle destroys it on ``destroy()`` or
 /// when the last reference goes. It keeps its IOAS alive; devices attached to it keep it
 /// alive. Thread-safe.
-public final class HWPageTable: AttachTarget {
+public final class HWPageTable: AttachTarget, ObjectHandle {
   /// The context the page table lives in.
   public let iommufd: IOMMUFD
   /// The HWPT's object id.
   public var id: ObjectID { object.id }
   /// The IOAS whose mappings the page table holds.
   public let ioas: IOAS
-  private let object: OwnedObject
+  let object: OwnedObject
 
   /// Allocation flags (`IOMMU_HWPT_ALLOC_*`).
   public struct Flags: OptionSet, Hashable, Sendable {
@@ -47,7 +47,7 @@ public final class HWPageTable: AttachTarget {
     request.dev_id = deviceID.rawValue
     request.pt_id = ioas.id.rawValue
     let iommufd = ioas.iommufd
-    try iommufd.withDescriptor(.hwptAlloc) { fd throws(IommufdError) in
+    try iommufd.withDescriptor(.hwptAlloc, using: [ioas.object] + (faultQueue.map { [$0.object] } ?? [])) { fd throws(IommufdError) in
       try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_ALLOC, &request, .hwptAlloc, [.device(deviceID), .ioas(ioas.id)])
     }
     self.iommufd = iommufd

@@ -7,7 +7,7 @@ import CIommufd
 ///
 /// Owns its object id (the kernel also takes one for an internal access object, released
 /// with the queue) and keeps its vIOMMU alive. Thread-safe.
-public final class HardwareQueue: Sendable {
+public final class HardwareQueue: Sendable, ObjectHandle {
   /// The vIOMMU it belongs to.
   public let viommu: VirtualIOMMU
   /// The queue's object id.
@@ -20,7 +20,7 @@ public final class HardwareQueue: Sendable {
   public let guestAddress: UInt64
   /// The queue's length in bytes.
   public let length: UInt64
-  private let object: OwnedObject
+  let object: OwnedObject
 
   /// A HW queue type (`enum iommu_hw_queue_type`).
   public struct Kind: RawRepresentable, Hashable, Sendable {
@@ -47,7 +47,8 @@ public final class HardwareQueue: Sendable {
     let iommufd = viommu.iommufd
     try iommufd.issueNewerRequest(
       CIOMMUFD_IOMMU_HW_QUEUE_ALLOC, &request, .hwQueueAlloc,
-      [.viommu(viommu.id), .init("index", "\(index)"), .init("iova", "0x\(String(guestAddress, radix: 16))")], since: "6.17")
+      [.viommu(viommu.id), .init("index", "\(index)"), .init("iova", "0x\(String(guestAddress, radix: 16))")],
+      using: [viommu.object], since: "6.17")
     self.viommu = viommu
     self.kind = kind
     self.index = index

@@ -16,12 +16,13 @@ public protocol AttachTarget: AnyObject, Sendable {
 /// last reference goes (a failure then is logged). Devices attached to it and HW page
 /// tables built on it hold references, so it outlives them. Destroying it removes all of
 /// its mappings. Thread-safe.
-public final class IOAS: AttachTarget, DMAAddressSpace {
+public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
   /// The context the IOAS lives in.
   public let iommufd: IOMMUFD
   /// The IOAS's object id.
   public var id: ObjectID { object.id }
-  private let object: OwnedObject
+  let object: OwnedObject
+  let mappings = MappingRegistry()
 
   /// The backend of the IOAS's context.
   public var backend: Backend { iommufd.backend }
@@ -55,6 +56,7 @@ public final class IOAS: AttachTarget, DMAAddressSpace {
     request.user_va = UInt64(UInt(bitPattern: address))
     request.length = length
     try ioctl(CIOMMUFD_IOMMU_IOAS_MAP, &request, .ioasMap)
+    mappings.mapped(IOVARange(start: request.iova, last: request.iova &+ (length &- 1)))
     return request.iova
   }
 
@@ -62,6 +64,16 @@ public final class IOAS: AttachTarget, DMAAddressSpace {
   /// unmapped. Fails with `ENOENT` if that would split a mapping or covers none.
   @discardableResult
   public func unmap(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64 {
+    let unmapped = try unmapMapping(iova: iova, length: length)
+    if length > 0 {
+      let all = iova == 0 && length == UInt64.max
+      mappings.unmapped(IOVARange(start: iova, last: all ? UInt64.max : iova &+ (length &- 1)))
+    }
+    return unmapped
+  }
+
+  /// Unmaps without reporting to ``mappings``.
+  func unmapMapping(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64 {
     var request = ciommufd_iommu_ioas_unmap(
       size: UInt32(MemoryLayout<ciommufd_iommu_ioas_unmap>.size), ioas_id: id.rawValue, iova: iova, length: length)
     try ioctl(CIOMMUFD_IOMMU_IOAS_UNMAP, &request, .ioasUnmap)
@@ -88,10 +100,11 @@ public final class IOAS: AttachTarget, DMAAddressSpace {
     request.length = length
     request.src_iova = sourceIOVA
     let sourceID = source.id
-    try iommufd.withDescriptor(.ioasCopy) { fd throws(IommufdError) in
+    try iommufd.withDescriptor(.ioasCopy, using: [object, source.object]) { fd throws(IommufdError) in
       try iommufd.backend.ioctl(
         fd, CIOMMUFD_IOMMU_IOAS_COPY, &request, .ioasCopy, [.ioas(id), .init("source", "\(sourceID)")])
     }
+    mappings.mapped(IOVARange(start: request.dst_iova, last: request.dst_iova &+ (length &- 1)))
     return request.dst_iova
   }
 
@@ -151,13 +164,17 @@ public final class IOAS: AttachTarget, DMAAddressSpace {
 
   /// Whether the IOAS may use huge IO pages (`IOMMU_OPTION_HUGE_PAGES`; on by default).
   public func hugePagesEnabled() throws(IommufdError) -> Bool {
-    try iommufd.option(CIOMMUFD_OPTION_HUGE_PAGES, op: CIOMMUFD_OPTION_OP_GET, object: id, value: 0) == 1
+    try object.use(.option) { () throws(IommufdError) -> Bool in
+      try iommufd.option(CIOMMUFD_OPTION_HUGE_PAGES, op: CIOMMUFD_OPTION_OP_GET, object: id, value: 0) == 1
+    }
   }
 
   /// Enables or disables huge IO pages. Disabling raises the alignment to the page size.
   public func setHugePages(enabled: Bool) throws(IommufdError) {
-    _ = try iommufd.option(
-      CIOMMUFD_OPTION_HUGE_PAGES, op: CIOMMUFD_OPTION_OP_SET, object: id, value: enabled ? 1 : 0)
+    try object.use(.option) { () throws(IommufdError) in
+      _ = try iommufd.option(
+        CIOMMUFD_OPTION_HUGE_PAGES, op: CIOMMUFD_OPTION_OP_SET, object: id, value: enabled ? 1 : 0)
+    }
   }
 
   // MARK: Internal
@@ -165,7 +182,7 @@ public final class IOAS: AttachTarget, DMAAddressSpace {
   private func ioctl<Argument>(
     _ request: Int32, _ argument: inout Argument, _ operation: IommufdError.Operation
   ) throws(IommufdError) {
-    try iommufd.withDescriptor(operation) { fd throws(IommufdError) in
+    try iommufd.withDescriptor(operation, using: [object]) { fd throws(IommufdError) in
       try iommufd.backend.ioctl(fd, request, &argument, operation, [.ioas(id)])
     }
   }

@@ -17,6 +17,8 @@ public final class IOMMUFD: Sendable {
   /// The system-call seam this context uses.
   public let backend: Backend
   let descriptor: OwnedDescriptor
+  /// The ids that handles own, so that ``destroy(_:)`` of such an id goes through its handle.
+  private let owned = Lock<[UInt32: WeakObject]>([:])
 
   /// The default device node.
   public static let defaultPath: FilePath = "/dev/iommu"
@@ -56,8 +58,18 @@ public final class IOMMUFD: Sendable {
 
   /// Destroys the object `id` of this context (`IOMMU_DESTROY`).
   ///
-  /// Handles destroy their own objects; this is for ids obtained elsewhere.
+  /// Handles destroy their own objects; this is for ids obtained elsewhere. An id that a
+  /// live handle owns is destroyed through that handle, so the handle then knows it is gone.
   public func destroy(_ id: ObjectID) throws(IommufdError) {
+    if let object = owned.withLock({ $0[id.rawValue]?.object }) {
+      try object.destroy()
+    } else {
+      try destroyUnowned(id)
+    }
+  }
+
+  /// Issues `IOMMU_DESTROY` for `id`.
+  func destroyUnowned(_ id: ObjectID) throws(IommufdError) {
     var request = ciommufd_iommu_destroy(size: UInt32(MemoryLayout<ciommufd_iommu_destroy>.size), id: id.rawValue)
     try withDescriptor(.destroy) { fd throws(IommufdError) in
       try backend.ioctl(fd, CIOMMUFD_IOMMU_DESTROY, &request, .destroy, [.object(id)])
@@ -99,7 +111,7 @@ public final class IOMMUFD: Sendable {
     request.op = UInt16(ioas == nil ? CIOMMUFD_VFIO_IOAS_CLEAR : CIOMMUFD_VFIO_IOAS_SET)
     request.ioas_id = ioas?.id.rawValue ?? 0
     let objects: [IommufdError.InvolvedObject] = ioas.map { [.ioas($0.id)] } ?? []
-    try withDescriptor(.vfioIOAS) { fd throws(IommufdError) in
+    try withDescriptor(.vfioIOAS, using: ioas.map { [$0.object] } ?? []) { fd throws(IommufdError) in
       try backend.ioctl(fd, CIOMMUFD_IOMMU_VFIO_IOAS, &request, .vfioIOAS, objects)
     }
   }
@@ -127,10 +139,24 @@ public final class IOMMUFD: Sendable {
     return request.val64
   }
 
+  /// Records that a handle owns `object`'s id.
+  func register(_ object: OwnedObject) {
+    owned.withLock { $0[object.id.rawValue] = WeakObject(object: object) }
+  }
+
+  /// Forgets `object`'s id, unless a newer handle owns it by now.
+  func unregister(_ object: OwnedObject) {
+    owned.withLock { table in
+      if let entry = table[object.id.rawValue], entry.object == nil || entry.object === object {
+        table[object.id.rawValue] = nil
+      }
+    }
+  }
+
   /// Destroys `id` from a handle's deinit: a failure is logged, never thrown.
   func destroyLogging(_ id: ObjectID, kind: String, removedWith owner: String? = nil) {
     guard !isClosed else { return }
-    do { try destroy(id) } catch {
+    do { try destroyUnowned(id) } catch {
       if let owner, error.errno == .noSuchFileOrDirectory {
         backend.logger.debug("\(kind) \(id) was already removed with \(owner)")
       } else {
@@ -146,4 +172,9 @@ public enum MemoryLimitAccounting: Sendable, Equatable {
   case perUser
   /// Charged to the process (`mm->locked_vm`), as legacy VFIO type1 does.
   case perProcess
+}
+
+/// A registry entry that does not keep its handle's object alive.
+struct WeakObject {
+  weak var object: OwnedObject?
 }

@@ -1,5 +1,4 @@
 import CIommufd
-import Synchronization
 
 /// The iommufd self-test interface (`IOMMU_TEST_CMD`) of kernels built with
 /// `CONFIG_IOMMUFD_TEST`: a mock IOMMU and mock devices, for exercising iommufd where no
@@ -35,7 +34,7 @@ public struct IOMMUSelfTest: Sendable {
     withUnsafeMutableBytes(of: &command.payload) {
       $0.storeBytes(of: ciommufd_iommu_test_add_reserved(start: range.start, length: length), as: ciommufd_iommu_test_add_reserved.self)
     }
-    try issue(&command, [.ioas(ioas.id)])
+    try issue(&command, [.ioas(ioas.id)], using: [ioas.object])
   }
 
   /// Creates a mock device bound to this context and attached to `target`
@@ -45,7 +44,7 @@ public struct IOMMUSelfTest: Sendable {
     if let flags {
       withUnsafeMutableBytes(of: &command.payload) { $0.storeBytes(of: flags.rawValue, toByteOffset: 12, as: UInt32.self) }
     }
-    try issue(&command, [.pageTable(target.id)])
+    try issue(&command, [.pageTable(target.id)], using: ownedObject(target).map { [$0] } ?? [])
     let reply = withUnsafeBytes(of: command.payload) { $0.load(as: ciommufd_iommu_test_mock_domain.self) }
     return MockDevice(
       iommufd: iommufd, id: ObjectID(reply.out_stdev_id), deviceID: ObjectID(reply.out_idev_id),
@@ -60,8 +59,10 @@ public struct IOMMUSelfTest: Sendable {
     return command
   }
 
-  func issue(_ command: inout ciommufd_iommu_test_cmd, _ objects: [IommufdError.InvolvedObject]) throws(IommufdError) {
-    try iommufd.withDescriptor(.testCommand) { fd throws(IommufdError) in
+  func issue(
+    _ command: inout ciommufd_iommu_test_cmd, _ objects: [IommufdError.InvolvedObject], using owned: [OwnedObject] = []
+  ) throws(IommufdError) {
+    try iommufd.withDescriptor(.testCommand, using: owned) { fd throws(IommufdError) in
       try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_TEST_CMD, &command, .testCommand, objects)
     }
   }
@@ -75,21 +76,21 @@ extension IOMMUFD {
 /// A mock device of the iommufd self-test: bound to a context and attached, like a VFIO
 /// device. The handle owns its self-test object: ``destroy()`` or release detaches,
 /// unbinds and deletes the device. It keeps its attach target alive. Thread-safe.
-public final class MockDevice: Sendable {
+public final class MockDevice: Sendable, ObjectHandle {
   /// The context.
   public let iommufd: IOMMUFD
   /// The self-test object's id (destroying it removes the device).
   public var id: ObjectID { object.id }
   /// The device object's id, usable as `dev_id`.
   public let deviceID: ObjectID
-  private let object: OwnedObject
-  private let state: Mutex<(pageTable: ObjectID, target: (any AttachTarget)?)>
+  let object: OwnedObject
+  private let state: Lock<(pageTable: ObjectID, target: (any AttachTarget)?)>
 
   init(iommufd: IOMMUFD, id: ObjectID, deviceID: ObjectID, pageTableID: ObjectID, target: any AttachTarget) {
     self.iommufd = iommufd
     self.object = OwnedObject(iommufd: iommufd, id: id, kind: "mock device", involved: .object(id))
     self.deviceID = deviceID
-    self.state = Mutex((pageTableID, target))
+    self.state = Lock((pageTableID, target))
   }
 
   /// The HW page table the device is attached to.
@@ -100,7 +101,8 @@ public final class MockDevice: Sendable {
   public func replace(with target: some AttachTarget) throws(IommufdError) -> ObjectID {
     var command = IOMMUSelfTest.command(CIOMMUFD_TEST_OP_MOCK_DOMAIN_REPLACE, id: id)
     withUnsafeMutableBytes(of: &command.payload) { $0.storeBytes(of: target.id.rawValue, as: UInt32.self) }
-    try iommufd.selfTest.issue(&command, [.object(id), .pageTable(target.id)])
+    try iommufd.selfTest.issue(
+      &command, [.object(id), .pageTable(target.id)], using: [object] + (ownedObject(target).map { [$0] } ?? []))
     let pageTable = ObjectID(withUnsafeBytes(of: command.payload) { $0.load(as: UInt32.self) })
     let previous = state.withLock { value -> (any AttachTarget)? in
       defer { value.pageTable = pageTable; value.target = target }
@@ -112,6 +114,7 @@ public final class MockDevice: Sendable {
 
   deinit { object.release() }
 
-  /// Detaches, unbinds and deletes the device now. A second call does nothing.
-  public func destroy() throws(IommufdError) { try object.destroyIfOwned() }
+  /// Detaches, unbinds and deletes the device now. A second call fails with `ENOENT`, as
+  /// it does for every object handle.
+  public func destroy() throws(IommufdError) { try object.destroy() }
 }

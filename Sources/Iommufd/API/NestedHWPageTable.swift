@@ -4,7 +4,7 @@ import CIommufd
 /// ``HWPageTable/Flags/nestParent`` (`IOMMU_HWPT_ALLOC` with driver data): the guest's page
 /// table, translated through the parent's IOAS. Keeps its parent alive (the parent cannot
 /// be destroyed while it exists); destroyed once, on ``destroy()`` or release. Thread-safe.
-public final class NestedHWPageTable: AttachTarget {
+public final class NestedHWPageTable: AttachTarget, ObjectHandle {
   /// The context.
   public let iommufd: IOMMUFD
   /// The HWPT's object id.
@@ -15,7 +15,7 @@ public final class NestedHWPageTable: AttachTarget {
   public let viommu: VirtualIOMMU?
   /// The fault queue its I/O page faults go to, if any.
   public let faultQueue: FaultQueue?
-  private let object: OwnedObject
+  let object: OwnedObject
 
   /// Allocates a nested HWPT for the IOMMU of `deviceID`, with driver data `data` of
   /// `dataType` (`IOMMU_HWPT_DATA_*`; e.g. `struct iommu_hwpt_vtd_s1`); its I/O page
@@ -23,7 +23,7 @@ public final class NestedHWPageTable: AttachTarget {
   public convenience init(
     parent: HWPageTable, forDevice deviceID: ObjectID, dataType: UInt32, data: [UInt8], faultQueue: FaultQueue? = nil
   ) throws(IommufdError) {
-    try self.init(on: parent.id, parent: parent, viommu: nil, deviceID, dataType, data, faultQueue)
+    try self.init(on: parent.object, parent: parent, viommu: nil, deviceID, dataType, data, faultQueue)
   }
 
   /// Allocates a nested HWPT on virtual IOMMU `viommu` (Linux 6.13), translated through
@@ -31,11 +31,11 @@ public final class NestedHWPageTable: AttachTarget {
   public convenience init(
     on viommu: VirtualIOMMU, forDevice deviceID: ObjectID, dataType: UInt32, data: [UInt8], faultQueue: FaultQueue? = nil
   ) throws(IommufdError) {
-    try self.init(on: viommu.id, parent: viommu.parent, viommu: viommu, deviceID, dataType, data, faultQueue)
+    try self.init(on: viommu.object, parent: viommu.parent, viommu: viommu, deviceID, dataType, data, faultQueue)
   }
 
   private init(
-    on target: ObjectID, parent: HWPageTable, viommu: VirtualIOMMU?, _ deviceID: ObjectID, _ dataType: UInt32, _ data: [UInt8],
+    on targetObject: OwnedObject, parent: HWPageTable, viommu: VirtualIOMMU?, _ deviceID: ObjectID, _ dataType: UInt32, _ data: [UInt8],
     _ faultQueue: FaultQueue?
   ) throws(IommufdError) {
     var request = ciommufd_iommu_hwpt_alloc()
@@ -44,6 +44,7 @@ public final class NestedHWPageTable: AttachTarget {
       request.flags = CIOMMUFD_HWPT_FAULT_ID_VALID
       request.fault_id = faultQueue.id.rawValue
     }
+    let target = targetObject.id
     request.dev_id = deviceID.rawValue
     request.pt_id = target.rawValue
     request.data_type = dataType
@@ -52,7 +53,7 @@ public final class NestedHWPageTable: AttachTarget {
     try withScratchBuffer(count: data.count) { buffer throws(IommufdError) in
       buffer.copyBytes(from: data)
       request.data_uptr = data.isEmpty ? 0 : UInt64(UInt(bitPattern: buffer.baseAddress))
-      try iommufd.withDescriptor(.hwptAlloc) { fd throws(IommufdError) in
+      try iommufd.withDescriptor(.hwptAlloc, using: [targetObject] + (faultQueue.map { [$0.object] } ?? [])) { fd throws(IommufdError) in
         try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_ALLOC, &request, .hwptAlloc, [.device(deviceID), .pageTable(target)])
       }
     }
@@ -69,7 +70,7 @@ public final class NestedHWPageTable: AttachTarget {
   /// processed; on failure the error names that count as `processed`.
   @discardableResult
   public func invalidate(dataType: UInt32, entryLength: Int, entries: [UInt8]) throws(IommufdError) -> Int {
-    try iommufd.invalidate(id, involved: .hwpt(id), dataType: dataType, entryLength: entryLength, entries: entries)
+    try iommufd.invalidate(object, involved: .hwpt(id), dataType: dataType, entryLength: entryLength, entries: entries)
   }
 
   deinit { object.release() }
@@ -82,14 +83,14 @@ extension IOMMUFD {
   /// `IOMMU_HWPT_INVALIDATE` on `target` (a nested HWPT or a vIOMMU): `entries` holds whole
   /// entries of `entryLength` bytes; returns how many were processed.
   func invalidate(
-    _ target: ObjectID, involved: IommufdError.InvolvedObject, dataType: UInt32, entryLength: Int, entries: [UInt8]
+    _ targetObject: OwnedObject, involved: IommufdError.InvolvedObject, dataType: UInt32, entryLength: Int, entries: [UInt8]
   ) throws(IommufdError) -> Int {
     guard entryLength > 0 || entries.isEmpty, entries.count % max(entryLength, 1) == 0 else {
       throw IommufdError(.invalidate, .invalidArgument, objects: [involved], detail: "entries must be whole entries of \(entryLength) bytes")
     }
     var request = ciommufd_iommu_hwpt_invalidate()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_invalidate>.size)
-    request.hwpt_id = target.rawValue
+    request.hwpt_id = targetObject.id.rawValue
     request.data_type = dataType
     request.entry_len = UInt32(entryLength)
     request.entry_num = UInt32(entryLength == 0 ? 0 : entries.count / entryLength)
@@ -97,7 +98,7 @@ extension IOMMUFD {
       try withScratchBuffer(count: entries.count) { buffer throws(IommufdError) in
         buffer.copyBytes(from: entries)
         request.data_uptr = entries.isEmpty ? 0 : UInt64(UInt(bitPattern: buffer.baseAddress))
-        try withDescriptor(.invalidate) { fd throws(IommufdError) in
+        try withDescriptor(.invalidate, using: [targetObject]) { fd throws(IommufdError) in
           try backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_INVALIDATE, &request, .invalidate, [involved])
         }
       }
@@ -126,6 +127,6 @@ extension IOMMUSelfTest {
       $0.storeBytes(of: slot, as: UInt32.self)
       $0.storeBytes(of: value, toByteOffset: 4, as: UInt32.self)
     }
-    try issue(&command, [.hwpt(hwpt.id)])
+    try issue(&command, [.hwpt(hwpt.id)], using: [hwpt.object])
   }
 }

@@ -18,7 +18,8 @@ extension IOAS {
     request.fd = fd.rawValue
     request.start = offset
     request.length = length
-    try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_IOAS_MAP_FILE, &request, .ioasMapFile, [.ioas(id)], since: "6.13")
+    try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_IOAS_MAP_FILE, &request, .ioasMapFile, [.ioas(id)], using: [object], since: "6.13")
+    mappings.mapped(IOVARange(start: request.iova, last: request.iova &+ (length &- 1)))
     return request.iova
   }
 }
@@ -39,7 +40,9 @@ extension VFIODevice {
       argsz: UInt32(MemoryLayout<ciommufd_vfio_device_attach_iommufd_pt_pasid>.size), flags: CIOMMUFD_VFIO_DEVICE_ATTACH_PASID,
       pt_id: target.id.rawValue, pasid: pasid)
     do throws(IommufdError) {
-      try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(target.id), .init("pasid", "\(pasid)")])
+      try withLive(target, .deviceAttach) { () throws(IommufdError) in
+        try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(target.id), .init("pasid", "\(pasid)")])
+      }
     } catch where error.errno == .invalidArgument {
       throw error.unsupported("the kernel refused the PASID flag: PASID attach needs Linux 6.15 or later (or the device has no PASID)")
     }
@@ -64,9 +67,9 @@ extension IOMMUFD {
   /// without it answers ENOTTY; the error then says which release brought the request.
   func issueNewerRequest<Argument>(
     _ request: Int32, _ argument: inout Argument, _ operation: IommufdError.Operation,
-    _ objects: [IommufdError.InvolvedObject], since release: String
+    _ objects: [IommufdError.InvolvedObject], using owned: [OwnedObject] = [], since release: String
   ) throws(IommufdError) {
-    try withDescriptor(operation) { fd throws(IommufdError) in
+    try withDescriptor(operation, using: owned) { fd throws(IommufdError) in
       do throws(IommufdError) {
         try backend.ioctl(fd, request, &argument, operation, objects)
       } catch where error.errno == .inappropriateIOCTLForDevice {

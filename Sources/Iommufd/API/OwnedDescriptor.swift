@@ -1,4 +1,4 @@
-import Synchronization
+
 import SystemPackage
 
 /// A file descriptor that is closed exactly once, never while a call on it is in flight.
@@ -9,7 +9,7 @@ import SystemPackage
 final class OwnedDescriptor: Sendable {
   let fd: FileDescriptor
   let backend: Backend
-  private let state = Mutex(State())
+  private let state = Lock(State())
 
   private struct State {
     var closeRequested = false

@@ -1,11 +1,16 @@
-import Synchronization
+import SystemPackage
 
-/// An iommufd object id destroyed exactly once: on ``destroy()``, or on ``release()`` from
-/// the owning handle's `deinit` (a failure then is logged, never thrown). The handle calls
-/// ``release()`` in its own `deinit`, so the object goes before the objects the handle keeps
-/// alive (an HWPT before its IOAS). A destroy the kernel refuses (EBUSY) leaves the id
-/// owned, so a later one, or the release, tries again. Thread-safe.
-final class OwnedObject: Sendable {
+/// An iommufd object id that its handle destroys exactly once, and that no call reaches
+/// after that.
+///
+/// Each call that names the id runs inside ``use(_:_:)``, holding a read lock; ``destroy()``
+/// and ``release()`` hold the write lock. So a call never runs while the id is destroyed
+/// under it, and once it is destroyed every call fails with `ENOENT` ("the IOAS 2 was
+/// destroyed") without reaching the kernel, where the id may already name a new object.
+/// A destroy the kernel refuses (EBUSY) leaves the id owned, so a later one, or the
+/// release, tries again. The release (from the owning handle's `deinit`) logs a failure,
+/// never throws. Thread-safe.
+final class OwnedObject: @unchecked Sendable {
   let iommufd: IOMMUFD
   let id: ObjectID
   /// What the object is, for messages: "IOAS", "HWPT", ...
@@ -15,7 +20,9 @@ final class OwnedObject: Sendable {
   /// What the kernel may remove the object with (its device, for a vDEVICE): a release
   /// that finds the id gone (ENOENT) is then expected, not a failure.
   let removedWith: String?
-  private let destroyed = Mutex(false)
+  private let lock = ReadWriteLock()
+  /// Read under the read lock, written under the write lock.
+  private var destroyed = false
 
   init(iommufd: IOMMUFD, id: ObjectID, kind: String, involved: IommufdError.InvolvedObject, removedWith: String? = nil) {
     self.iommufd = iommufd
@@ -23,36 +30,87 @@ final class OwnedObject: Sendable {
     self.kind = kind
     self.involved = involved
     self.removedWith = removedWith
+    iommufd.register(self)
   }
 
-  /// Destroys the object now; a second call fails with ENOENT, saying it was destroyed.
+  /// Whether the object was destroyed through its handle (or through its context by id).
+  var isDestroyed: Bool { lock.withReadLock { destroyed } }
+
+  /// Runs `body` while the object is known to exist; fails with `ENOENT` without running
+  /// it once the object was destroyed.
+  func use<R>(_ operation: IommufdError.Operation, _ body: () throws(IommufdError) -> R) throws(IommufdError) -> R {
+    try lock.withReadLock { () throws(IommufdError) -> R in
+      guard !destroyed else {
+        throw IommufdError(
+          operation, .noSuchFileOrDirectory, objects: [involved], detail: "the \(kind) \(id) was destroyed")
+      }
+      return try body()
+    }
+  }
+
+  /// Destroys the object now; a second call fails with `ENOENT`, saying it was destroyed.
   func destroy() throws(IommufdError) {
-    guard try destroyIfOwned() else {
-      throw IommufdError(.destroy, .noSuchFileOrDirectory, objects: [involved], detail: "the \(kind) was already destroyed")
+    try lock.withWriteLock { () throws(IommufdError) in
+      guard !destroyed else {
+        throw IommufdError(
+          .destroy, .noSuchFileOrDirectory, objects: [involved], detail: "the \(kind) \(id) was already destroyed")
+      }
+      try iommufd.destroyUnowned(id)
+      destroyed = true
     }
-  }
-
-  /// Destroys the object unless that was done already; returns whether it did.
-  @discardableResult
-  func destroyIfOwned() throws(IommufdError) -> Bool {
-    let already = destroyed.withLock { value -> Bool in
-      defer { value = true }
-      return value
-    }
-    if already { return false }
-    do { try iommufd.destroy(id) } catch {
-      destroyed.withLock { $0 = false }
-      throw error
-    }
-    return true
+    iommufd.unregister(self)
   }
 
   /// Destroys the object unless that was done already, logging a failure.
   func release() {
-    let already = destroyed.withLock { value -> Bool in
-      defer { value = true }
-      return value
+    let wasOwned = lock.withWriteLock { () -> Bool in
+      if destroyed { return false }
+      destroyed = true
+      return true
     }
-    if !already { iommufd.destroyLogging(id, kind: kind, removedWith: removedWith) }
+    guard wasOwned else { return }
+    iommufd.destroyLogging(id, kind: kind, removedWith: removedWith)
+    iommufd.unregister(self)
   }
+}
+
+/// A handle that owns an iommufd object id.
+protocol ObjectHandle: AnyObject, Sendable {
+  /// The id and its destroy-once, no-use-after-destroy state.
+  var object: OwnedObject { get }
+}
+
+extension IOMMUFD {
+  /// Runs `body` with the descriptor, while each of `objects` is alive and belongs to this
+  /// context: a destroyed one fails with `ENOENT`, one of another context with `EINVAL`,
+  /// without reaching the kernel. Objects named by a call are read-locked for its length.
+  @discardableResult
+  func withDescriptor<R>(
+    _ operation: IommufdError.Operation, using objects: [OwnedObject],
+    _ body: (FileDescriptor) throws(IommufdError) -> R
+  ) throws(IommufdError) -> R {
+    for object in objects where object.iommufd !== self {
+      throw IommufdError(
+        operation, .invalidArgument, objects: [object.involved],
+        detail: "the \(object.kind) \(object.id) belongs to another iommufd context")
+    }
+    return try using(objects[...], operation) { () throws(IommufdError) -> R in
+      try withDescriptor(operation, body)
+    }
+  }
+
+  private func using<R>(
+    _ objects: ArraySlice<OwnedObject>, _ operation: IommufdError.Operation,
+    _ body: () throws(IommufdError) -> R
+  ) throws(IommufdError) -> R {
+    guard let first = objects.first else { return try body() }
+    return try first.use(operation) { () throws(IommufdError) -> R in
+      try using(objects.dropFirst(), operation, body)
+    }
+  }
+}
+
+/// The owned object behind `target`, if a handle of this library owns it.
+func ownedObject(_ target: some AttachTarget) -> OwnedObject? {
+  (target as? any ObjectHandle)?.object
 }

@@ -1,5 +1,5 @@
 import CIommufd
-import Synchronization
+
 import SystemPackage
 
 #if canImport(Glibc)
@@ -12,10 +12,11 @@ import Glibc
 /// Use: open it, set one or more ``VFIOGroup``s to it, ``setIOMMU(_:)``, then map and get
 /// devices from the groups. Owns its descriptor; the groups set to it keep it alive.
 /// Thread-safe.
-public final class VFIOContainer: DMAAddressSpace {
+public final class VFIOContainer: MappingTracking {
   /// The system-call seam the container uses.
   public let backend: Backend
   let descriptor: OwnedDescriptor
+  let mappings = MappingRegistry()
 
   /// The type1 IOMMU models.
   public enum IOMMUType: Int, Sendable {
@@ -84,6 +85,7 @@ public final class VFIOContainer: DMAAddressSpace {
     try descriptor.withDescriptor(.containerMap) { fd throws(IommufdError) in
       try backend.ioctl(fd, CIOMMUFD_VFIO_IOMMU_MAP_DMA, &request, .containerMap, [])
     }
+    mappings.mapped(IOVARange(start: iova, last: iova &+ (length &- 1)))
     return iova
   }
 
@@ -91,13 +93,22 @@ public final class VFIOContainer: DMAAddressSpace {
   /// unmaps of a mapping; an empty range unmaps 0 bytes).
   @discardableResult
   public func unmap(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64 {
+    let unmapped = try unmap(iova: iova, length: length, flags: 0)
+    if length > 0 { mappings.unmapped(IOVARange(start: iova, last: iova &+ (length &- 1))) }
+    return unmapped
+  }
+
+  /// Unmaps without reporting to ``mappings``.
+  func unmapMapping(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64 {
     try unmap(iova: iova, length: length, flags: 0)
   }
 
   /// Unmaps everything (`VFIO_DMA_UNMAP_FLAG_ALL`); returns the bytes unmapped.
   @discardableResult
   public func unmapAll() throws(IommufdError) -> UInt64 {
-    try unmap(iova: 0, length: 0, flags: CIOMMUFD_VFIO_DMA_UNMAP_FLAG_ALL)
+    let unmapped = try unmap(iova: 0, length: 0, flags: CIOMMUFD_VFIO_DMA_UNMAP_FLAG_ALL)
+    mappings.unmapped(IOVARange(start: 0, last: UInt64.max))
+    return unmapped
   }
 
   private func unmap(iova: UInt64, length: UInt64, flags: UInt32) throws(IommufdError) -> UInt64 {
@@ -144,7 +155,7 @@ public final class VFIOGroup: Sendable {
   /// The group number.
   public let number: Int
   let descriptor: OwnedDescriptor
-  private let container = Mutex<VFIOContainer?>(nil)
+  private let container = Lock<VFIOContainer?>(nil)
 
   /// Opens group `number` under `deviceRoot` (`/dev/vfio/N`).
   public static func open(_ number: Int, deviceRoot: FilePath = "/dev", backend: Backend = .kernel) throws(IommufdError) -> VFIOGroup {

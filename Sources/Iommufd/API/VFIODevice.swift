@@ -1,5 +1,4 @@
 import CIommufd
-import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -19,9 +18,9 @@ public final class VFIODevice: Sendable {
   /// The cdev path it was opened from, if known.
   public let path: FilePath?
   let descriptor: OwnedDescriptor
-  private let state = Mutex(State())
+  private let state = Lock(State())
 
-  private struct State: ~Copyable {
+  private struct State {
     var iommufd: IOMMUFD?
     var deviceID: ObjectID?
     var attached: (any AttachTarget)?
@@ -107,7 +106,9 @@ public final class VFIODevice: Sendable {
     var request = ciommufd_vfio_device_attach_iommufd_pt()
     request.argsz = UInt32(MemoryLayout<ciommufd_vfio_device_attach_iommufd_pt>.size)
     request.pt_id = target.id.rawValue
-    try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(target.id)])
+    try withLive(target, .deviceAttach) { () throws(IommufdError) in
+      try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(target.id)])
+    }
     let pageTable = ObjectID(request.pt_id)
     let previous = state.withLock { state -> (any AttachTarget)? in
       defer {
@@ -161,6 +162,21 @@ public final class VFIODevice: Sendable {
   }
 
   // MARK: Internal
+
+  /// Runs `body` while `target` is alive and in the context the device is bound to: a
+  /// destroyed target fails with `ENOENT`, one of another context with `EINVAL`, without
+  /// reaching the kernel (where its id may name another object).
+  func withLive<R>(
+    _ target: some AttachTarget, _ operation: IommufdError.Operation, _ body: () throws(IommufdError) -> R
+  ) throws(IommufdError) -> R {
+    if let bound = state.withLock({ $0.iommufd }), target.iommufd !== bound {
+      throw IommufdError(
+        operation, .invalidArgument, objects: [.pageTable(target.id)],
+        detail: "the attach target \(target.id) belongs to another iommufd context than the one the device is bound to")
+    }
+    guard let object = ownedObject(target) else { return try body() }
+    return try object.use(operation, body)
+  }
 
   func ioctl<Argument>(
     _ request: Int32, _ argument: inout Argument, _ operation: IommufdError.Operation,

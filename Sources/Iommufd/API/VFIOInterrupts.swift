@@ -77,17 +77,33 @@ extension VFIODevice {
 
   /// Routes vectors `start..<start + eventFDs.count` of IRQ `index` to `eventFDs`
   /// (`nil` de-assigns a vector). The device keeps the eventfds alive while assigned.
+  ///
+  /// A closed eventfd fails with `EBADF` before the kernel is asked: its number may name
+  /// another file by now. Each eventfd is held open for the length of the call.
   public func setInterrupts(_ index: Int, start: Int = 0, eventFDs: [EventFD?]) throws(IommufdError) {
-    let descriptors = eventFDs.map { $0?.fileDescriptor.rawValue ?? -1 }
-    try setIRQs(
-      index, start: start, count: eventFDs.count,
-      flags: CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD | CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER, payload: descriptors.count * 4
-    ) { buffer in
-      for (offset, fd) in descriptors.enumerated() {
-        buffer.storeBytes(of: fd, toByteOffset: 20 + offset * 4, as: Int32.self)
+    try Self.holdingOpen(eventFDs[...]) { () throws(IommufdError) in
+      let descriptors = eventFDs.map { $0?.fileDescriptor.rawValue ?? -1 }
+      try setIRQs(
+        index, start: start, count: eventFDs.count,
+        flags: CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD | CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER, payload: descriptors.count * 4
+      ) { buffer in
+        for (offset, fd) in descriptors.enumerated() {
+          buffer.storeBytes(of: fd, toByteOffset: 20 + offset * 4, as: Int32.self)
+        }
       }
     }
     keepEventFDs(eventFDs, index: index, start: start)
+  }
+
+  /// Runs `body` with every eventfd of `eventFDs` held open; a closed one fails with `EBADF`.
+  private static func holdingOpen(
+    _ eventFDs: ArraySlice<EventFD?>, _ body: () throws(IommufdError) -> Void
+  ) throws(IommufdError) {
+    guard let first = eventFDs.first else { return try body() }
+    guard let eventFD = first else { return try holdingOpen(eventFDs.dropFirst(), body) }
+    try eventFD.descriptor.withDescriptor(.deviceSetIRQs) { _ throws(IommufdError) in
+      try holdingOpen(eventFDs.dropFirst(), body)
+    }
   }
 
   /// Disables every vector of IRQ `index` and releases their eventfds.

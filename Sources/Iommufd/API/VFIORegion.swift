@@ -186,8 +186,10 @@ extension VFIODevice {
 /// A device region mapped into memory; unmapped on ``unmap()`` or release.
 ///
 /// Loads and stores are volatile and happen exactly once at their width, as MMIO needs;
-/// an unaligned or out-of-range offset is an error, never an access.
-/// Keeps the device open while it lives.
+/// an unaligned or out-of-range offset is an error, never an access. Accesses and
+/// ``unmap()`` exclude each other (a read-write lock: accesses share it), so no access
+/// lands in memory mapped at the same address after the unmap. Keeps the device open
+/// while it lives.
 public final class MappedRegion: @unchecked Sendable {
   /// The device the region belongs to.
   public let device: VFIODevice
@@ -196,7 +198,9 @@ public final class MappedRegion: @unchecked Sendable {
   /// The mapped length in bytes.
   public let length: Int
   private let address: UnsafeMutableRawPointer
-  private let unmapped = Mutex(false)
+  private let lock = ReadWriteLock()
+  /// Read under the read lock, written under the write lock.
+  private var unmapped = false
 
   init(device: VFIODevice, index: Int, address: UnsafeMutableRawPointer, length: Int) {
     self.device = device
@@ -207,53 +211,53 @@ public final class MappedRegion: @unchecked Sendable {
 
   /// Reads the 32-bit register at `offset`.
   public func load32(at offset: Int) throws(IommufdError) -> UInt32 {
-    try check(offset, 4)
-    return ciommufd_mmio_read32(address + offset)
+    try access(offset, 4) { ciommufd_mmio_read32($0) }
   }
 
   /// Writes the 32-bit register at `offset`.
   public func store32(_ value: UInt32, at offset: Int) throws(IommufdError) {
-    try check(offset, 4)
-    ciommufd_mmio_write32(address + offset, value)
+    try access(offset, 4) { ciommufd_mmio_write32($0, value) }
   }
 
   /// Reads the 64-bit register at `offset`.
   public func load64(at offset: Int) throws(IommufdError) -> UInt64 {
-    try check(offset, 8)
-    return ciommufd_mmio_read64(address + offset)
+    try access(offset, 8) { ciommufd_mmio_read64($0) }
   }
 
   /// Writes the 64-bit register at `offset`.
   public func store64(_ value: UInt64, at offset: Int) throws(IommufdError) {
-    try check(offset, 8)
-    ciommufd_mmio_write64(address + offset, value)
+    try access(offset, 8) { ciommufd_mmio_write64($0, value) }
   }
 
-  /// Unmaps now; later loads and stores fail with `EFAULT`. A second call does nothing.
+  /// Unmaps now, once no access is in flight; later loads and stores fail with `EFAULT`.
+  /// A second call does nothing. If the unmap fails, the region stays mapped and usable,
+  /// a later call tries again, and the release does too.
   public func unmap() throws(IommufdError) {
-    let already = unmapped.withLock { value -> Bool in
-      defer { value = true }
-      return value
-    }
-    if already { return }
-    do throws(Errno) { try device.backend.calls.munmap(address, length: length) } catch {
-      throw IommufdError(.memoryUnmap, error, objects: [.region(index)])
+    try lock.withWriteLock { () throws(IommufdError) in
+      if unmapped { return }
+      do throws(Errno) { try device.backend.calls.munmap(address, length: length) } catch {
+        throw IommufdError(.memoryUnmap, error, objects: [.region(index)])
+      }
+      unmapped = true
     }
   }
 
-  private func check(_ offset: Int, _ width: Int) throws(IommufdError) {
-    guard !unmapped.withLock({ $0 }) else {
-      throw IommufdError(.regionMap, .badAddress, objects: [.region(index)], detail: "the region was unmapped")
-    }
+  private func access<R>(_ offset: Int, _ width: Int, _ body: (UnsafeMutableRawPointer) -> R) throws(IommufdError) -> R {
     guard offset >= 0, offset % width == 0, offset <= length - width else {
       throw IommufdError(
         .regionMap, .invalidArgument, objects: [.region(index)],
         detail: "\(width)-byte access at \(offset) is unaligned or outside the \(length)-byte mapping")
     }
+    return try lock.withReadLock { () throws(IommufdError) -> R in
+      guard !unmapped else {
+        throw IommufdError(.regionMap, .badAddress, objects: [.region(index)], detail: "the region was unmapped")
+      }
+      return body(address + offset)
+    }
   }
 
   deinit {
-    if !unmapped.withLock({ $0 }) {
+    if !unmapped {
       do { try device.backend.calls.munmap(address, length: length) } catch {
         device.backend.logger.error("munmap of region \(index) failed: \(error)")
       }

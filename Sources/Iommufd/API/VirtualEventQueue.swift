@@ -24,7 +24,7 @@ public enum VirtualEvent: Hashable, Sendable {
 ///
 /// Owns its descriptor and object id: release closes the descriptor, then destroys the id.
 /// Keeps its vIOMMU alive. Thread-safe.
-public final class VirtualEventQueue: Sendable {
+public final class VirtualEventQueue: Sendable, ObjectHandle {
   /// The vIOMMU whose events it receives.
   public let viommu: VirtualIOMMU
   /// The vEVENTQ's object id.
@@ -34,7 +34,7 @@ public final class VirtualEventQueue: Sendable {
   /// The most events it holds before it drops new ones.
   public let depth: UInt32
   let descriptor: OwnedDescriptor
-  private let object: OwnedObject
+  let object: OwnedObject
 
   /// A vEVENTQ type (`enum iommu_veventq_type`) and the size of its event data.
   public struct Kind: RawRepresentable, Hashable, Sendable {
@@ -71,7 +71,8 @@ public final class VirtualEventQueue: Sendable {
     request.veventq_depth = depth
     let iommufd = viommu.iommufd
     try iommufd.issueNewerRequest(
-      CIOMMUFD_IOMMU_VEVENTQ_ALLOC, &request, .veventqAlloc, [.viommu(viommu.id), .init("type", "\(kind.rawValue)")], since: "6.15")
+      CIOMMUFD_IOMMU_VEVENTQ_ALLOC, &request, .veventqAlloc, [.viommu(viommu.id), .init("type", "\(kind.rawValue)")],
+      using: [viommu.object], since: "6.15")
     self.viommu = viommu
     self.kind = kind
     self.depth = depth
@@ -131,10 +132,11 @@ public final class VirtualEventQueue: Sendable {
     return events
   }
 
-  /// Closes the descriptor and destroys the queue.
+  /// Closes the descriptor and destroys the queue. A second call fails with `ENOENT`, as
+  /// it does for every object handle.
   public func destroy() throws(IommufdError) {
     try descriptor.close()
-    try object.destroyIfOwned()
+    try object.destroy()
   }
 
   deinit {

@@ -8,7 +8,7 @@ import CIommufd
 /// Owns its object id: destroyed on ``destroy()`` or when the last reference goes; keeps
 /// its parent page table alive. The kernel refuses the destroy (EBUSY) while a virtual
 /// device, event queue or nested page table uses it. Thread-safe.
-public final class VirtualIOMMU: Sendable {
+public final class VirtualIOMMU: Sendable, ObjectHandle {
   /// The context.
   public let iommufd: IOMMUFD
   /// The vIOMMU's object id.
@@ -19,7 +19,7 @@ public final class VirtualIOMMU: Sendable {
   public let kind: Kind
   /// The driver-specific data after allocation (the kernel may fill in output fields).
   public let driverData: [UInt8]
-  private let object: OwnedObject
+  let object: OwnedObject
 
   /// A vIOMMU type (`enum iommu_viommu_type`).
   public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -59,7 +59,8 @@ public final class VirtualIOMMU: Sendable {
     defer { buffer.deallocate() }
     buffer.copyBytes(from: data)
     request.data_uptr = data.isEmpty ? 0 : UInt64(UInt(bitPattern: buffer.baseAddress))
-    try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_VIOMMU_ALLOC, &request, .viommuAlloc, [.device(deviceID), .hwpt(parent.id)], since: "6.13")
+    try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_VIOMMU_ALLOC, &request, .viommuAlloc, [.device(deviceID), .hwpt(parent.id)],
+      using: [parent.object], since: "6.13")
     self.iommufd = iommufd
     self.parent = parent
     self.kind = kind
@@ -74,7 +75,7 @@ public final class VirtualIOMMU: Sendable {
   /// processed; on failure the error names that count as `processed`.
   @discardableResult
   public func invalidate(dataType: UInt32, entryLength: Int, entries: [UInt8]) throws(IommufdError) -> Int {
-    try iommufd.invalidate(id, involved: .viommu(id), dataType: dataType, entryLength: entryLength, entries: entries)
+    try iommufd.invalidate(object, involved: .viommu(id), dataType: dataType, entryLength: entryLength, entries: entries)
   }
 
   deinit { object.release() }
@@ -91,7 +92,7 @@ public final class VirtualIOMMU: Sendable {
 /// the kernel otherwise removes it with the device, and its id stays taken until the
 /// context closes (a later ``destroy()`` then fails with ENOENT; the release only logs
 /// that at debug level). Thread-safe.
-public final class VirtualDevice: Sendable {
+public final class VirtualDevice: Sendable, ObjectHandle {
   /// The vIOMMU it belongs to.
   public let viommu: VirtualIOMMU
   /// The vDEVICE's object id.
@@ -100,7 +101,7 @@ public final class VirtualDevice: Sendable {
   public let deviceID: ObjectID
   /// The guest-visible id.
   public let virtualID: UInt64
-  private let object: OwnedObject
+  let object: OwnedObject
 
   /// Gives the bound device `deviceID` the guest-visible id `virtualID` behind `viommu`.
   public init(on viommu: VirtualIOMMU, device deviceID: ObjectID, virtualID: UInt64) throws(IommufdError) {
@@ -110,7 +111,8 @@ public final class VirtualDevice: Sendable {
     request.dev_id = deviceID.rawValue
     request.virt_id = virtualID
     let iommufd = viommu.iommufd
-    try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_VDEVICE_ALLOC, &request, .vdeviceAlloc, [.viommu(viommu.id), .device(deviceID)], since: "6.13")
+    try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_VDEVICE_ALLOC, &request, .vdeviceAlloc, [.viommu(viommu.id), .device(deviceID)],
+      using: [viommu.object], since: "6.13")
     self.viommu = viommu
     self.deviceID = deviceID
     self.virtualID = virtualID

@@ -1,4 +1,4 @@
-import Synchronization
+
 import SystemPackage
 
 #if canImport(Glibc)
@@ -97,7 +97,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     case pinning
   }
 
-  let lock = Mutex(())
+  let lock = Lock(())
   let state: State
   /// The configuration the simulator was made with.
   public let configuration: Configuration

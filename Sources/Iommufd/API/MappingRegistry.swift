@@ -1,0 +1,77 @@
+/// The live ``DMAMapping``s of an address space, sorted by IOVA, so that a mapping whose
+/// range was unmapped through the space (or mapped anew) can no longer unmap what is there
+/// now.
+///
+/// The space reports each successful map (``mapped(_:)``: mappings overlapping the new one
+/// are gone) and unmap (``unmapped(_:)``: mappings inside the range are gone). Thread-safe.
+final class MappingRegistry: Sendable {
+  private let entries = Lock<[Entry]>([])
+
+  private struct Entry {
+    let range: IOVARange
+    weak var mapping: DMAMapping?
+  }
+
+  /// Records `mapping`, made just now.
+  func add(_ mapping: DMAMapping) {
+    entries.withLock { entries in
+      let index = Self.firstIndex(in: entries, startingAbove: mapping.range.start)
+      entries.insert(Entry(range: mapping.range, mapping: mapping), at: index)
+    }
+  }
+
+  /// Forgets `mapping` (it unmapped itself).
+  func remove(_ mapping: DMAMapping) {
+    entries.withLock { entries in
+      entries.removeAll { $0.mapping === mapping || $0.mapping == nil }
+    }
+  }
+
+  /// The space mapped `range`: whatever was recorded there is gone.
+  func mapped(_ range: IOVARange) {
+    let gone = entries.withLock { entries -> [DMAMapping] in
+      var end = Self.firstIndex(in: entries, startingAbove: range.last)
+      var gone: [DMAMapping] = []
+      while end > 0, entries[end - 1].range.last >= range.start {
+        if let mapping = entries[end - 1].mapping { gone.append(mapping) }
+        entries.remove(at: end - 1)
+        end -= 1
+      }
+      return gone
+    }
+    for mapping in gone { mapping.markUnmapped() }
+  }
+
+  /// The space unmapped every mapping inside `range`.
+  func unmapped(_ range: IOVARange) {
+    let gone = entries.withLock { entries -> [DMAMapping] in
+      var gone: [DMAMapping] = []
+      entries.removeAll { entry in
+        guard entry.range.start >= range.start, entry.range.last <= range.last else { return entry.mapping == nil }
+        if let mapping = entry.mapping { gone.append(mapping) }
+        return true
+      }
+      return gone
+    }
+    for mapping in gone { mapping.markUnmapped() }
+  }
+
+  /// The index of the first entry that starts above `address`.
+  private static func firstIndex(in entries: [Entry], startingAbove address: UInt64) -> Int {
+    var low = 0
+    var high = entries.count
+    while low < high {
+      let middle = (low + high) / 2
+      if entries[middle].range.start <= address { low = middle + 1 } else { high = middle }
+    }
+    return low
+  }
+}
+
+/// An address space of this library that records its ``DMAMapping``s.
+protocol MappingTracking: DMAAddressSpace {
+  /// The space's mappings.
+  var mappings: MappingRegistry { get }
+  /// Unmaps exactly one mapping's range, without reporting it to ``mappings``.
+  func unmapMapping(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64
+}
