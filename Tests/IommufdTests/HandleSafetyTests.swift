@@ -1,0 +1,230 @@
+import Dispatch
+import Iommufd
+import Synchronization
+import SystemPackage
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A handle never reaches another object: destroyed, closed and foreign handles fail with a
+/// typed error before the kernel is asked, and a release that failed keeps ownership. Runs
+/// on the simulator as 6.12 and 7.2 and, in the lab, on the kernel (where the kernel's id
+/// reuse is what makes a stale id dangerous).
+@Suite("handle safety")
+struct HandleSafetyTests {
+  /// The error a call threw, if it threw an ``IommufdError``.
+  static func failure(_ body: () throws -> Void) -> IommufdError? {
+    do {
+      try body()
+      return nil
+    } catch let error as IommufdError {
+      return error
+    } catch {
+      Issue.record("not an IommufdError: \(error)")
+      return nil
+    }
+  }
+
+  @Test("a destroyed IOAS fails with ENOENT, naming it, and the IOAS that reuses its id is untouched", arguments: Platform.all)
+  func staleIOAS(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let stale = try iommufd.allocateIOAS()
+    try stale.destroy()
+    let fresh = try iommufd.allocateIOAS()
+    #expect(fresh.id == stale.id)  // the kernel reuses the lowest free id
+    let buffer = try DMABuffer(length: 4096, backend: iommufd.backend)
+    let error = Self.failure { _ = try stale.map(buffer, at: .fixed(0x10_0000)) }
+    #expect(error?.errno == .noSuchFileOrDirectory)
+    #expect(error?.detail == "the IOAS \(stale.id) was destroyed")
+    #expect(errno { try stale.unmapAll() } == .noSuchFileOrDirectory)
+    #expect(errno { try stale.iovaRanges() } == .noSuchFileOrDirectory)
+    #expect(errno { try stale.allowIOVAs([]) } == .noSuchFileOrDirectory)
+    #expect(errno { try stale.hugePagesEnabled() } == .noSuchFileOrDirectory)
+    #expect(errno { try stale.copy(from: fresh, sourceIOVA: 0, length: 4096) } == .noSuchFileOrDirectory)
+    #expect(errno { try fresh.copy(from: stale, sourceIOVA: 0, length: 4096) } == .noSuchFileOrDirectory)
+    #expect(errno { try iommufd.setCompatibilityIOAS(stale) } == .noSuchFileOrDirectory)
+    #expect(errno { try stale.destroy() } == .noSuchFileOrDirectory)
+    #expect(try fresh.unmapAll() == 0)  // nothing reached the new IOAS
+  }
+
+  @Test("IOMMUFD.destroy of a handle's id goes through the handle: the handle then fails with ENOENT", arguments: Platform.all)
+  func destroyByID(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let ioas = try iommufd.allocateIOAS()
+    try iommufd.destroy(ioas.id)
+    let fresh = try iommufd.allocateIOAS()
+    #expect(errno { try ioas.unmapAll() } == .noSuchFileOrDirectory)
+    #expect(errno { try iommufd.destroy(ioas.id) } == nil)  // the new IOAS's handle destroys it
+    #expect(errno { try fresh.unmapAll() } == .noSuchFileOrDirectory)
+  }
+
+  @Test("an IOAS of another context is refused with EINVAL before the kernel is asked", arguments: Platform.all)
+  func foreignIOAS(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let first = try IOMMUFD.open(backend: backend)
+    let second = try IOMMUFD.open(backend: backend)
+    let mine = try first.allocateIOAS()
+    let theirs = try second.allocateIOAS()
+    let error = Self.failure { _ = try mine.copy(from: theirs, sourceIOVA: 0, length: 4096) }
+    #expect(error?.errno == .invalidArgument)
+    #expect(error?.detail == "the IOAS \(theirs.id) belongs to another iommufd context")
+    #expect(errno { try first.setCompatibilityIOAS(theirs) } == .invalidArgument)
+  }
+
+  @Test("a device refuses a destroyed or foreign attach target, and a closed eventfd", arguments: Platform.withDevice)
+  func deviceTargets(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let other = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
+    try device.bind(to: iommufd)
+    let stale = try iommufd.allocateIOAS()
+    try stale.destroy()
+    let fresh = try iommufd.allocateIOAS()
+    #expect(fresh.id == stale.id)
+    #expect(errno { try device.attach(to: stale) } == .noSuchFileOrDirectory)
+    #expect(device.attachedPageTableID == nil)
+    let foreign = try other.allocateIOAS()
+    let error = Self.failure { try device.attach(to: foreign) }
+    #expect(error?.errno == .invalidArgument)
+    #expect(error?.detail?.contains("another iommufd context") == true)
+    #expect(device.attachedPageTableID == nil)
+    try device.attach(to: fresh)
+    let event = try EventFD(backend: backend)
+    try event.close()
+    let refused = Self.failure { try device.setInterrupts(VFIOPCIInterrupt.msi, eventFDs: [event]) }
+    #expect(refused?.errno == .badFileDescriptor)
+    #expect(refused?.detail == "the handle was closed")
+  }
+
+  @Test("mappings: after unmapAll and a new mapping at the same IOVA, the old mapping's unmap and release leave the new one alone", arguments: Platform.all)
+  func remappedRange(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let ioas = try iommufd.allocateIOAS()
+    let first = try DMABuffer(length: 4096, backend: iommufd.backend)
+    let second = try DMABuffer(length: 4096, backend: iommufd.backend)
+    var old: DMAMapping? = try ioas.map(first, at: .fixed(0x10_0000))
+    #expect(try ioas.unmapAll() == 4096)
+    #expect(old?.isMapped == false)
+    let new = try ioas.map(second, at: .fixed(0x10_0000))
+    try old?.unmap()
+    old = nil
+    #expect(new.isMapped)
+    #expect(try ioas.unmap(iova: 0x10_0000, length: 4096) == 4096)  // still there
+    #expect(!new.isMapped)
+    // A mapping unmapped through a range that covers it is gone too.
+    let third = try ioas.map(first, at: .fixed(0x20_0000))
+    #expect(try ioas.unmap(iova: 0x20_0000, length: 0x10_0000) == 4096)
+    #expect(!third.isMapped)
+    try third.unmap()
+  }
+
+  @Test("a failed unmap keeps the mapping and its pins; a retry really unmaps; a failed release is retried by deinit")
+  func failedUnmapKeepsOwnership() throws {
+    let kernel = SimulatedKernel(devices: [SimulatedEduDevice()])
+    let backend = Backend.simulated(kernel)
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
+    try device.bind(to: iommufd)
+    let ioas = try iommufd.allocateIOAS()
+    try device.attach(to: ioas)
+    let buffer = try DMABuffer(length: 8192, backend: backend)
+    var mapping: DMAMapping? = try ioas.map(buffer)
+    #expect(kernel.pinnedPages == 2)
+    kernel.injectFailure(at: .ioctl, after: 0, errno: .interrupted)
+    #expect(errno { try mapping!.unmap() } == .interrupted)
+    #expect(mapping!.isMapped)
+    #expect(kernel.pinnedPages == 2)
+    try mapping!.unmap()
+    #expect(!mapping!.isMapped)
+    #expect(kernel.pinnedPages == 0)
+    // The release after a failed unmap still unmaps.
+    mapping = try ioas.map(buffer)
+    kernel.injectFailure(at: .ioctl, after: 0, errno: .interrupted)
+    #expect(errno { try mapping!.unmap() } == .interrupted)
+    mapping = nil
+    #expect(kernel.pinnedPages == 0)
+    #expect(try ioas.unmapAll() == 0)
+  }
+
+  @Test("double destroy answers ENOENT on every object handle, the fault queue included", arguments: Platform.mock)
+  func doubleDestroy(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let queue = try iommufd.allocateFaultQueue()
+    try queue.destroy()
+    let error = Self.failure { try queue.destroy() }
+    #expect(error?.errno == .noSuchFileOrDirectory)
+    #expect(error?.detail == "the fault queue \(queue.id) was already destroyed")
+    let ioas = try iommufd.allocateIOAS()
+    let mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+    try mock.destroy()
+    #expect(errno { try mock.destroy() } == .noSuchFileOrDirectory)
+    #expect(errno { try mock.replace(with: ioas) } == .noSuchFileOrDirectory)
+  }
+
+  @Test("MMIO: no load lands in memory mapped at the region's address after unmap returns (100 racing rounds)")
+  func mmioExcludesUnmap() throws {
+    let calls = RemappingSystemCalls()
+    let device = VFIODevice(adopting: FileDescriptor(rawValue: Int32.max - 2), backend: Backend(calls))
+    let late = Atomic<Int>(0)
+    for _ in 0..<100 {
+      let region = try device.map(region: VFIORegionInfo(index: 0, flags: [.readable, .writable, .mappable], size: 4096, offset: 0))
+      let done = Atomic<Bool>(false)
+      let started = DispatchSemaphore(value: 0)
+      let group = DispatchGroup()
+      DispatchQueue.global().async(group: group) {
+        started.signal()
+        while !done.load(ordering: .acquiring) {
+          if let value = try? region.load32(at: 0), value == RemappingSystemCalls.sentinel {
+            late.add(1, ordering: .relaxed)
+          }
+        }
+      }
+      started.wait()
+      try region.unmap()
+      done.store(true, ordering: .releasing)
+      group.wait()
+      calls.releaseReplacement()
+    }
+    #expect(late.load(ordering: .relaxed) == 0)
+  }
+}
+
+/// System calls whose `munmap` puts a page of ``sentinel`` words at the same address at
+/// once, as another thread's `mmap` may: a load that reads the sentinel ran after the unmap.
+final class RemappingSystemCalls: SystemCalls, @unchecked Sendable {
+  static let sentinel: UInt32 = 0xABAB_ABAB
+  private var replacement: (UnsafeMutableRawPointer, Int)?
+
+  func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor { throw .noSuchFileOrDirectory }
+  func close(_ fd: FileDescriptor) throws(Errno) {}
+  func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 { 0 }
+
+  func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+    let address = Glibc.mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    guard let address, address != MAP_FAILED else { throw Errno(rawValue: Glibc.errno) }
+    address.initializeMemory(as: UInt8.self, repeating: 0x11, count: length)
+    return address
+  }
+
+  func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
+    let fresh = Glibc.mmap(address, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    guard let fresh, fresh != MAP_FAILED else { throw Errno(rawValue: Glibc.errno) }
+    fresh.initializeMemory(as: UInt8.self, repeating: 0xAB, count: length)
+    replacement = (fresh, length)
+  }
+
+  /// Unmaps the page that took the region's place.
+  func releaseReplacement() {
+    if let (address, length) = replacement { _ = Glibc.munmap(address, length) }
+    replacement = nil
+  }
+
+  func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int { 0 }
+  func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int { 0 }
+  func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { 0 }
+  func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { 0 }
+  func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor { throw .noSuchFileOrDirectory }
+}
