@@ -9,25 +9,19 @@ struct Tool: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "iommufd-tool",
     abstract: "Inspect iommufd and VFIO on this host: devices, backends, IOVA ranges, IOMMU info; bind devices to vfio-pci.",
+    discussion: """
+      devices, probe, ranges and hw-info take --simulated to look at the simulated machine instead of this host. \
+      bind and unbind only act on sysfs (the one --sysfs names, /sys by default) and have no --simulated. \
+      Errors go to standard error, also with --json; the exit status is 0 on success, 1 when an operation \
+      failed or was refused, 64 for a usage error.
+      """,
     subcommands: [Devices.self, Probe.self, Ranges.self, HardwareInfo.self, Bind.self, Unbind.self])
 }
 
-struct Common: ParsableArguments {
-  @Flag(help: "Print JSON instead of text.")
+/// `--json`, and printing a result either way.
+struct OutputOptions: ParsableArguments {
+  @Flag(help: "Print the result as JSON instead of text.")
   var json = false
-
-  @Flag(help: "Use the simulated kernel (one edu device at 0000:00:02.0) instead of this host.")
-  var simulated = false
-
-  @Option(help: "Where sysfs is mounted.")
-  var sysfs = "/sys"
-
-  @Option(help: "Where device nodes live.")
-  var dev = "/dev"
-
-  var discovery: VFIODiscovery { VFIODiscovery(sysfsRoot: FilePath(sysfs), deviceRoot: FilePath(dev)) }
-
-  static let simulatedAddress = PCIAddress("0000:00:02.0")!
 
   func emit<T: Encodable>(_ value: T, text: () -> String) throws {
     if json {
@@ -38,6 +32,54 @@ struct Common: ParsableArguments {
       print(text())
     }
   }
+}
+
+/// `--sysfs`: the sysfs tree to read, and for bind and unbind to write.
+struct SysfsOption: ParsableArguments {
+  @Option(help: "Where sysfs is mounted (a copy or a generated tree for tests).")
+  var sysfs = "/sys"
+
+  func validate() throws {
+    guard !sysfs.isEmpty else { throw ValidationError("--sysfs needs a directory") }
+  }
+}
+
+/// What the inspecting subcommands look at: this host (its sysfs and device nodes) or the
+/// simulated machine.
+struct Common: ParsableArguments {
+  @Flag(help: "Use the simulated kernel (one edu device at 0000:00:02.0) instead of this host.")
+  var simulated = false
+
+  @OptionGroup var sysfsOption: SysfsOption
+
+  @Option(help: "Where device nodes live.")
+  var dev = "/dev"
+
+  var sysfs: String { sysfsOption.sysfs }
+  var discovery: VFIODiscovery { VFIODiscovery(sysfsRoot: FilePath(sysfs), deviceRoot: FilePath(dev)) }
+
+  static let simulatedAddress = PCIAddress(domain: 0, bus: 0, device: 2, function: 0)!
+
+  /// Fails with a usage error for an address the simulated machine does not have.
+  func validate(_ address: PCIAddress) throws {
+    guard !simulated || address == Self.simulatedAddress else {
+      throw ValidationError("the simulated machine has one device, \(Self.simulatedAddress)")
+    }
+  }
+}
+
+/// Parses a PCI address argument, or fails with a usage error.
+func pciAddress(_ text: String) throws -> PCIAddress {
+  guard let address = PCIAddress(text) else {
+    throw ValidationError("not a PCI address: \(text.debugDescription) (expected DDDD:BB:DD.F or BB:DD.F, hexadecimal)")
+  }
+  return address
+}
+
+/// A failure the tool itself reports: printed as `Error: <message>`, exit status 1.
+struct ToolFailure: Error, CustomStringConvertible {
+  /// What went wrong.
+  var description: String
 }
 
 func hex<T: BinaryInteger>(_ value: T) -> String { "0x" + String(value, radix: 16) }
@@ -64,6 +106,7 @@ func route(_ access: VFIOAccess) -> String {
 
 struct Devices: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "List PCI devices with IOMMU group, driver, VFIO node and the usable backend.")
+  @OptionGroup var output: OutputOptions
   @OptionGroup var common: Common
 
   func run() throws {
@@ -82,7 +125,7 @@ struct Devices: ParsableCommand {
           reasons: access.reasons))
       }
     }
-    try common.emit(reports) {
+    try output.emit(reports) {
       reports.map { report in
         let ids = "\(report.vendor ?? "????"):\(report.device ?? "????")"
         let group = report.iommuGroup.map { "group \($0)" } ?? "no group"
@@ -104,6 +147,7 @@ struct ProbeReport: Encodable {
 
 struct Probe: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Report what this host offers: iommufd and its features by probe, VFIO cdevs, the legacy container, and why not.")
+  @OptionGroup var output: OutputOptions
   @OptionGroup var common: Common
 
   func run() throws {
@@ -116,6 +160,9 @@ struct Probe: ParsableCommand {
       for feature in IOMMUFeature.allCases { report.features[feature.description] = try iommufd.supports(feature) }
     } catch {
       report.iommufd = "not usable: \(error)"
+      if error.errno == .permissionDenied || error.errno == .notPermitted {
+        report.iommufd += " (run as root or grant this user read-write access to \(FilePath(common.dev).appending("iommu")))"
+      }
     }
     if common.simulated {
       report.vfioCdevs = [SimulatedKernel.devicePath(0).string]
@@ -133,7 +180,7 @@ struct Probe: ParsableCommand {
         report.modules[module] = FileManager.default.fileExists(atPath: FilePath(common.sysfs).appending("module/\(module)").string)
       }
     }
-    try common.emit(report) {
+    try output.emit(report) {
       var lines = ["iommufd: \(report.iommufd)"]
       if let ranges = report.freshIOASRanges { lines.append("  a fresh IOAS: \(ranges.joined(separator: ", "))") }
       for (name, has) in report.features.sorted(by: { $0.key < $1.key }) { lines.append("  \(name): \(has ? "yes" : "no (ENOTTY)")") }
@@ -148,10 +195,8 @@ struct Probe: ParsableCommand {
 }
 
 /// Opens the device at `address` on the route the host offers (or the simulated machine).
-func openSession(_ common: Common, _ address: String, prefer: VFIOSession.RoutePreference?) throws -> VFIOSession {
-  guard let address = PCIAddress(address) else { throw ValidationError("not a PCI address: \(address)") }
+func openSession(_ common: Common, _ address: PCIAddress, prefer: VFIOSession.RoutePreference?) throws -> VFIOSession {
   if common.simulated {
-    guard address == Common.simulatedAddress else { throw ValidationError("the simulated machine has one device, \(Common.simulatedAddress)") }
     return try VFIOSession.openCdev(SimulatedKernel.devicePath(0), backend: .simulated(SimulatedKernel(devices: [SimulatedEduDevice()])))
   }
   return try VFIOSession.open(address, discovery: common.discovery, prefer: prefer)
@@ -173,14 +218,20 @@ struct RouteOption: ParsableArguments {
 
 struct Ranges: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "The IOVA ranges a device can use once attached (its IOMMU's aperture minus reserved regions).")
+  @OptionGroup var output: OutputOptions
   @OptionGroup var common: Common
   @OptionGroup var route: RouteOption
-  @Argument(help: "PCI address, e.g. 0000:00:02.0") var address: String
+  @Argument(help: "PCI address, e.g. 0000:00:02.0", transform: pciAddress) var address: PCIAddress
+
+  func validate() throws {
+    _ = try route.preference()
+    try common.validate(address)
+  }
 
   func run() throws {
     let ranges = try openSession(common, address, prefer: route.preference()).iovaRanges()
     struct Report: Encodable { var ranges: [[String]]; var alignment: String }
-    try common.emit(Report(ranges: ranges.ranges.map { [hex($0.start), hex($0.last)] }, alignment: hex(ranges.alignment))) {
+    try output.emit(Report(ranges: ranges.ranges.map { [hex($0.start), hex($0.last)] }, alignment: hex(ranges.alignment))) {
       ranges.ranges.map(\.description).joined(separator: "\n") + "\nalignment \(hex(ranges.alignment))"
     }
   }
@@ -188,13 +239,16 @@ struct Ranges: ParsableCommand {
 
 struct HardwareInfo: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "hw-info", abstract: "The IOMMU behind a device (IOMMU_GET_HW_INFO; needs the iommufd route).")
+  @OptionGroup var output: OutputOptions
   @OptionGroup var common: Common
-  @Argument(help: "PCI address, e.g. 0000:00:02.0") var address: String
+  @Argument(help: "PCI address, e.g. 0000:00:02.0", transform: pciAddress) var address: PCIAddress
+
+  func validate() throws { try common.validate(address) }
 
   func run() throws {
     let session = try openSession(common, address, prefer: .iommufd)
     guard let iommufd = session.iommufd, let id = session.deviceID else {
-      throw ValidationError("IOMMU_GET_HW_INFO needs iommufd; this device is reached through the legacy group")
+      throw ToolFailure(description: "IOMMU_GET_HW_INFO needs iommufd; \(address) is reached through the legacy group")
     }
     let info = try iommufd.hardwareInfo(device: id)
     struct Report: Encodable { var type: String; var data: String; var capabilities: String; var maxPASIDLog2: Int; var vtdCap: String?; var vtdEcap: String? }
@@ -202,7 +256,7 @@ struct HardwareInfo: ParsableCommand {
     let report = Report(
       type: info.kind.description, data: info.data.map { String(format: "%02x", $0) }.joined(), capabilities: hex(info.capabilities.rawValue),
       maxPASIDLog2: Int(info.maxPASIDLog2), vtdCap: registers.map { hex($0.capability) }, vtdEcap: registers.map { hex($0.extendedCapability) })
-    try common.emit(report) {
+    try output.emit(report) {
       var lines = ["type: \(report.type)", "capabilities: \(report.capabilities)", "max PASID log2: \(report.maxPASIDLog2)", "data: \(report.data)"]
       if let cap = report.vtdCap, let ecap = report.vtdEcap { lines.append("VT-d cap \(cap) ecap \(ecap)") }
       return lines.joined(separator: "\n")
@@ -210,27 +264,47 @@ struct HardwareInfo: ParsableCommand {
   }
 }
 
+/// What bind and unbind did: the device, its driver before and after.
+struct BindingReport: Encodable {
+  var address: String
+  var previousDriver: String?
+  var driver: String?
+}
+
 struct Bind: ParsableCommand {
-  static let configuration = CommandConfiguration(abstract: "Bind a device to vfio-pci (root); refuses while its IOMMU group has devices on host drivers.")
-  @OptionGroup var common: Common
-  @Argument(help: "PCI address, e.g. 0000:00:02.0") var address: String
+  static let configuration = CommandConfiguration(
+    abstract: "Bind a device to vfio-pci (root); refuses while its IOMMU group has devices on host drivers.",
+    discussion: "Acts on the sysfs --sysfs names; there is no --simulated. On failure driver_override is restored.")
+  @OptionGroup var output: OutputOptions
+  @OptionGroup var sysfs: SysfsOption
+  @Argument(help: "PCI address, e.g. 0000:00:02.0", transform: pciAddress) var address: PCIAddress
 
   func run() throws {
-    guard let address = PCIAddress(address) else { throw ValidationError("not a PCI address: \(address)") }
-    let previous = try PCIDriverBinding(discovery: common.discovery).bindToVFIO(address)
-    print("\(address): bound to vfio-pci (was \(previous ?? "unbound"))")
+    let discovery = VFIODiscovery(sysfsRoot: FilePath(sysfs.sysfs))
+    let previous = try PCIDriverBinding(discovery: discovery).bindToVFIO(address)
+    try output.emit(BindingReport(address: address.description, previousDriver: previous, driver: "vfio-pci")) {
+      "\(address): bound to vfio-pci (was \(previous ?? "unbound"))"
+    }
   }
 }
 
 struct Unbind: ParsableCommand {
-  static let configuration = CommandConfiguration(abstract: "Take a device from vfio-pci and let its host driver probe it again (root).")
-  @OptionGroup var common: Common
-  @Argument(help: "PCI address, e.g. 0000:00:02.0") var address: String
+  static let configuration = CommandConfiguration(
+    abstract: "Take a device from vfio-pci and let its host driver probe it again (root); refuses unless it is on vfio-pci.",
+    discussion: "Acts on the sysfs --sysfs names; there is no --simulated.")
+  @OptionGroup var output: OutputOptions
+  @OptionGroup var sysfs: SysfsOption
+  @Argument(help: "PCI address, e.g. 0000:00:02.0", transform: pciAddress) var address: PCIAddress
 
   func run() throws {
-    guard let address = PCIAddress(address) else { throw ValidationError("not a PCI address: \(address)") }
-    try PCIDriverBinding(discovery: common.discovery).unbindFromVFIO(address)
-    let now = try common.discovery.device(at: address).driver
-    print("\(address): unbound from vfio-pci (now \(now ?? "no driver"))")
+    let discovery = VFIODiscovery(sysfsRoot: FilePath(sysfs.sysfs))
+    let driver = try discovery.device(at: address).driver
+    guard driver == "vfio-pci" else {
+      throw ToolFailure(description: "\(address) is bound to \(driver ?? "no driver"), not to vfio-pci: refusing to unbind it (nothing was changed)")
+    }
+    let now = try PCIDriverBinding(discovery: discovery).unbindFromVFIO(address)
+    try output.emit(BindingReport(address: address.description, previousDriver: driver, driver: now)) {
+      "\(address): unbound from vfio-pci (now \(now ?? "no driver"))"
+    }
   }
 }

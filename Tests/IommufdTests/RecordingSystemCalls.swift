@@ -17,9 +17,12 @@ final class RecordingSystemCalls: SystemCalls {
 
   private let state = Mutex<(calls: [Call], nextFD: Int32)>(([], 100))
   private let responder: Responder
+  private let openFailures: [String: Errno]
 
   /// `responder` plays the kernel: it may write the reply into the argument or throw.
-  init(responder: @escaping Responder = { _, _ in 0 }) {
+  /// Opening a path of `openFailures` fails with its errno (and is recorded).
+  init(openFailures: [String: Errno] = [:], responder: @escaping Responder = { _, _ in 0 }) {
+    self.openFailures = openFailures
     self.responder = responder
   }
 
@@ -41,6 +44,10 @@ final class RecordingSystemCalls: SystemCalls {
   private func newFD() -> Int32 { state.withLock { $0.nextFD += 1; return $0.nextFD } }
 
   func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor {
+    if let failure = openFailures[path.string] {
+      record(Call(name: "open \(path)", fd: -1))
+      throw failure
+    }
     let fd = newFD()
     record(Call(name: "open \(path)", fd: fd))
     return FileDescriptor(rawValue: fd)

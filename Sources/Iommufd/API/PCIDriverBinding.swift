@@ -19,6 +19,10 @@ public struct PCIDriverBinding: Sendable {
   /// Binds `address` to vfio-pci; returns the driver it had (nil: none). Refuses, saying
   /// which, when another device of its IOMMU group is bound to a host driver: the group
   /// could not be made viable.
+  ///
+  /// When a step fails after `driver_override` was written, it is restored to its previous
+  /// value and a device left without a driver is probed again; the error's detail says how
+  /// that went.
   @discardableResult
   public func bindToVFIO(_ address: PCIAddress) throws(IommufdError) -> String? {
     let entry = try discovery.device(at: address)
@@ -35,34 +39,111 @@ public struct PCIDriverBinding: Sendable {
     guard blocking.isEmpty else {
       throw failure(address, .resourceBusy, "IOMMU group \(group) also holds \(blocking.joined(separator: ", ")), bound to host drivers: unbind them first")
     }
-    let directory = discovery.sysfsRoot.appending("bus/pci/devices/\(address)")
-    try write("vfio-pci", to: directory.appending("driver_override"), address)
-    if entry.driver != nil { try write(address.description, to: directory.appending("driver/unbind"), address) }
-    try write(address.description, to: discovery.sysfsRoot.appending("bus/pci/drivers_probe"), address)
-    let now = try discovery.device(at: address).driver
-    guard now == "vfio-pci" else {
-      throw failure(address, .operationNotSupportedByDevice,
-        "still bound to \(now ?? "no driver") after drivers_probe: is the vfio-pci module loaded?")
+    try withOverride("vfio-pci", address, driver: entry.driver) { () throws(IommufdError) in
+      try unbindAndProbe(address, driver: entry.driver)
+      let now = try discovery.device(at: address).driver
+      guard now == "vfio-pci" else {
+        throw failure(address, .operationNotSupportedByDevice,
+          "still bound to \(now ?? "no driver") after drivers_probe: is the vfio-pci module loaded?")
+      }
     }
     return entry.driver
   }
 
-  /// Takes `address` from vfio-pci and lets the kernel probe its host driver again.
-  public func unbindFromVFIO(_ address: PCIAddress) throws(IommufdError) {
+  /// Takes `address` from vfio-pci and lets the kernel probe its host driver again; returns
+  /// the driver it has then (nil: none).
+  ///
+  /// Refuses with `EINVAL`, naming the driver, unless the device is bound to vfio-pci: it
+  /// never unbinds a host driver. When a step fails after `driver_override` was cleared, it
+  /// is restored.
+  @discardableResult
+  public func unbindFromVFIO(_ address: PCIAddress) throws(IommufdError) -> String? {
     let entry = try discovery.device(at: address)
-    let directory = discovery.sysfsRoot.appending("bus/pci/devices/\(address)")
-    try write("\n", to: directory.appending("driver_override"), address)
-    if entry.driver != nil { try write(address.description, to: directory.appending("driver/unbind"), address) }
+    guard entry.driver == "vfio-pci" else {
+      throw failure(address, .invalidArgument, "bound to \(entry.driver ?? "no driver"), not to vfio-pci: refusing to unbind it")
+    }
+    return try withOverride("\n", address, driver: entry.driver) { () throws(IommufdError) in
+      try unbindAndProbe(address, driver: entry.driver)
+      let now = try discovery.device(at: address).driver
+      guard now != "vfio-pci" else {
+        throw failure(address, .resourceBusy, "still bound to vfio-pci after unbind and drivers_probe: does vfio-pci claim it by id (ids=, new_id)?")
+      }
+      return now
+    }
+  }
+
+  private func directory(_ address: PCIAddress) -> FilePath {
+    discovery.sysfsRoot.appending("bus/pci/devices").appending(address.description)
+  }
+
+  private func unbindAndProbe(_ address: PCIAddress, driver: String?) throws(IommufdError) {
+    if driver != nil { try write(address.description, to: directory(address).appending("driver/unbind"), address) }
     try write(address.description, to: discovery.sysfsRoot.appending("bus/pci/drivers_probe"), address)
   }
 
+  /// Writes `value` to the device's `driver_override` and runs `body`; if `body` fails,
+  /// restores the previous override and, if the device was bound to `driver` and now has
+  /// none, probes it again.
+  private func withOverride<T>(
+    _ value: String, _ address: PCIAddress, driver: String?, _ body: () throws(IommufdError) -> T
+  ) throws(IommufdError) -> T {
+    let path = directory(address).appending("driver_override")
+    let previous = try readOverride(path, address)
+    try write(value, to: path, address)
+    do throws(IommufdError) {
+      return try body()
+    } catch {
+      throw rolledBack(error, address, path, previous: previous, driver: driver)
+    }
+  }
+
+  private func rolledBack(_ error: IommufdError, _ address: PCIAddress, _ path: FilePath, previous: String?, driver: String?) -> IommufdError {
+    var notes: [String] = []
+    let shown = previous ?? "(null)"
+    do throws(IommufdError) {
+      try write(previous ?? "\n", to: path, address)
+      notes.append("driver_override restored to \(shown)")
+      if let driver, (try? discovery.device(at: address))?.driver == nil {
+        try write(address.description, to: discovery.sysfsRoot.appending("bus/pci/drivers_probe"), address)
+        let now = (try? discovery.device(at: address))?.driver
+        notes.append(now == driver ? "probed again: back on \(driver)" : "probed again for \(driver): now \(now.map { "on \($0)" } ?? "on no driver")")
+      }
+    } catch {
+      notes.append("rolling back failed: \(error.errno) writing \(error.objects.first?.value ?? path.string)")
+    }
+    var result = error
+    result.detail = (error.detail ?? "\(error.errno)") + "; " + notes.joined(separator: "; ")
+    return result
+  }
+
+  /// The current override, nil when there is none (sysfs shows `(null)`).
+  private func readOverride(_ path: FilePath, _ address: PCIAddress) throws(IommufdError) -> String? {
+    let fd = Glibc.open(path.string, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else {
+      throw IommufdError(.driverBinding, Errno(rawValue: Glibc.errno), objects: [.path(path.string)],
+        detail: "cannot read the driver_override of \(address): nothing was changed")
+    }
+    defer { Glibc.close(fd) }
+    var bytes = [UInt8](repeating: 0, count: 4096)
+    let count = Glibc.read(fd, &bytes, bytes.count)
+    guard count >= 0 else {
+      throw IommufdError(.driverBinding, Errno(rawValue: Glibc.errno), objects: [.path(path.string)],
+        detail: "cannot read the driver_override of \(address): nothing was changed")
+    }
+    let text = String(decoding: bytes[..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    return text.isEmpty || text == "(null)" ? nil : text
+  }
+
+  /// Replaces the attribute at `path` with `text`, as `echo text > path` does.
   private func write(_ text: String, to path: FilePath, _ address: PCIAddress) throws(IommufdError) {
-    let fd = Glibc.open(path.string, O_WRONLY | O_CLOEXEC)
+    let fd = Glibc.open(path.string, O_WRONLY | O_TRUNC | O_CLOEXEC)
     guard fd >= 0 else { throw IommufdError(.driverBinding, Errno(rawValue: Glibc.errno), objects: [.path(path.string)], detail: "cannot open for \(address)") }
     defer { Glibc.close(fd) }
     let bytes = Array(text.utf8)
-    guard Glibc.write(fd, bytes, bytes.count) == bytes.count else {
-      throw IommufdError(.driverBinding, Errno(rawValue: Glibc.errno), objects: [.path(path.string)], detail: "cannot write \(text.debugDescription) for \(address)")
+    let written = Glibc.write(fd, bytes, bytes.count)
+    guard written == bytes.count else {
+      throw IommufdError(.driverBinding, written < 0 ? Errno(rawValue: Glibc.errno) : .ioError, objects: [.path(path.string)],
+        detail: "cannot write \(text.debugDescription) for \(address)")
     }
   }
 

@@ -48,6 +48,9 @@ public struct VFIOAccess: Hashable, Sendable, CustomStringConvertible {
   public var route: Route
   /// Every finding, in the order checked.
   public var reasons: [String]
+  /// The nodes that exist but this process may not open read-write (`access(2)` said
+  /// `EACCES` or `EPERM`), in the order checked.
+  public var permissionDenied: [FilePath] = []
 
   /// `address: route (reasons)`.
   public var description: String {
@@ -168,6 +171,7 @@ public struct VFIODiscovery: Sendable {
   /// cdev with iommufd, else its legacy group with a container, else nothing, and why.
   public func access(for address: PCIAddress) -> VFIOAccess {
     var reasons: [String] = []
+    var denied: [FilePath] = []
     let entry: PCIDeviceEntry
     do {
       entry = try device(at: address)
@@ -180,7 +184,9 @@ public struct VFIODiscovery: Sendable {
         return false
       }
       if Glibc.access(path.string, R_OK | W_OK) != 0 {
+        let error = Glibc.errno
         reasons.append("no read-write permission on \(path)")
+        if error == EACCES || error == EPERM { denied.append(path) }
         return false
       }
       return true
@@ -204,7 +210,7 @@ public struct VFIODiscovery: Sendable {
     if let cdev = entry.cdevPath {
       if usable(deviceRoot.appending("iommu")) && usable(cdev) {
         reasons.append("iommufd and the VFIO cdev \(cdev) are usable")
-        return VFIOAccess(address: address, route: .cdev(cdev), reasons: reasons)
+        return VFIOAccess(address: address, route: .cdev(cdev), reasons: reasons, permissionDenied: denied)
       }
     } else {
       reasons.append("no vfio-dev node: the kernel lacks CONFIG_VFIO_DEVICE_CDEV or CONFIG_IOMMUFD")
@@ -212,9 +218,9 @@ public struct VFIODiscovery: Sendable {
     let node = deviceRoot.appending("vfio/\(group)")
     if usable(node) && usable(deviceRoot.appending("vfio/vfio")) {
       reasons.append("the legacy group \(node) and container are usable")
-      return VFIOAccess(address: address, route: .group(node, number: group), reasons: reasons)
+      return VFIOAccess(address: address, route: .group(node, number: group), reasons: reasons, permissionDenied: denied)
     }
-    return VFIOAccess(address: address, route: .none, reasons: reasons)
+    return VFIOAccess(address: address, route: .none, reasons: reasons, permissionDenied: denied)
   }
 
   private func deviceDirectory(_ address: PCIAddress) -> FilePath {

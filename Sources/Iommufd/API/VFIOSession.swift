@@ -36,15 +36,22 @@ public final class VFIOSession: Sendable {
 
   /// Opens the device at `address`: the cdev route when usable, else the legacy route, or
   /// the one `preference` forces. The choice and its reasons are logged at info level.
+  ///
+  /// Errors keep the kernel's errno; their detail says when it means the device is in use
+  /// by another process (`EBUSY`, or `EINVAL` from a second bind) or that this process may
+  /// not open a node (`EACCES`, `EPERM`), and what to do about it.
   public static func open(
     _ address: PCIAddress, discovery: VFIODiscovery = VFIODiscovery(), prefer preference: RoutePreference? = nil,
     backend: Backend = .kernel
   ) throws(IommufdError) -> VFIOSession {
     var access = discovery.access(for: address)
-    if let preference, let group = try? discovery.device(at: address).iommuGroup {
+    let entry = try? discovery.device(at: address)
+    let name = "device \(address)"
+    if let preference, let group = entry?.iommuGroup {
       switch preference {
       case .iommufd:
         if case .group = access.route {
+          if let denied = permissionError(address, access, entry, discovery) { throw denied }
           throw IommufdError(.discovery, .operationNotSupportedByDevice, objects: [.init("device", address.description)],
             detail: "the iommufd route was asked for, but: " + access.reasons.joined(separator: "; "))
         }
@@ -57,14 +64,20 @@ public final class VFIOSession: Sendable {
     switch access.route {
     case .cdev(let path):
       return try openCdev(path, access: access, iommufdPath: discovery.deviceRoot.appending("iommu"), backend: backend)
-    case .group(_, let number):
-      let container = try VFIOContainer.open(discovery.deviceRoot.appending("vfio/vfio"), backend: backend)
-      let group = try VFIOGroup.open(number, deviceRoot: discovery.deviceRoot, backend: backend)
-      try group.setContainer(container)
-      try container.setIOMMU(.type1v2)
-      let device = try group.openDevice(address)
-      return VFIOSession(device: device, space: container, access: access, iommufd: nil, deviceID: nil, group: group)
+    case .group(let node, let number):
+      let container = discovery.deviceRoot.appending("vfio/vfio")
+      do throws(IommufdError) {
+        let opened = try VFIOContainer.open(container, backend: backend)
+        let group = try VFIOGroup.open(number, deviceRoot: discovery.deviceRoot, backend: backend)
+        try group.setContainer(opened)
+        try opened.setIOMMU(.type1v2)
+        let device = try group.openDevice(address)
+        return VFIOSession(device: device, space: opened, access: access, iommufd: nil, deviceID: nil, group: group)
+      } catch {
+        throw explained(error, name, nodes: [container, node])
+      }
     case .none:
+      if let denied = permissionError(address, access, entry, discovery) { throw denied }
       throw IommufdError(.discovery, .operationNotSupportedByDevice, objects: [.init("device", address.description)],
         detail: "\(address) is not usable: " + access.reasons.joined(separator: "; "))
     }
@@ -72,15 +85,64 @@ public final class VFIOSession: Sendable {
 
   /// Opens the device cdev at `path` on the iommufd route: binds it to a new iommufd
   /// context (`iommufdPath`) and attaches it to a fresh IOAS.
+  ///
+  /// Errors are explained as for ``open(_:discovery:prefer:backend:)``.
   public static func openCdev(
     _ path: FilePath, access: VFIOAccess? = nil, iommufdPath: FilePath = IOMMUFD.defaultPath, backend: Backend = .kernel
   ) throws(IommufdError) -> VFIOSession {
-    let iommufd = try IOMMUFD.open(iommufdPath, backend: backend)
-    let ioas = try iommufd.allocateIOAS()
-    let device = try VFIODevice.open(path, backend: backend)
-    let deviceID = try device.bind(to: iommufd)
-    try device.attach(to: ioas)
-    return VFIOSession(device: device, space: ioas, access: access, iommufd: iommufd, deviceID: deviceID, group: nil)
+    do throws(IommufdError) {
+      let iommufd = try IOMMUFD.open(iommufdPath, backend: backend)
+      let ioas = try iommufd.allocateIOAS()
+      let device = try VFIODevice.open(path, backend: backend)
+      let deviceID = try device.bind(to: iommufd)
+      try device.attach(to: ioas)
+      return VFIOSession(device: device, space: ioas, access: access, iommufd: iommufd, deviceID: deviceID, group: nil)
+    } catch {
+      throw explained(error, access.map { "device \($0.address)" } ?? "device \(path)", nodes: [iommufdPath, path])
+    }
+  }
+
+  /// `error` with a detail saying what its errno means here, when the library has none yet:
+  /// the device in use by another process, or no permission on one of `nodes`.
+  static func explained(_ error: IommufdError, _ name: String, nodes: [FilePath]) -> IommufdError {
+    guard error.detail == nil else { return error }
+    var result = error
+    let grant = "run as root or grant this user read-write access to " + nodes.map(\.string).joined(separator: " and ")
+    switch (error.operation, error.errno) {
+    case (.open, .resourceBusy), (.deviceBind, .resourceBusy):
+      // Opening a group node another process holds, or binding a device whose group it holds.
+      result.detail = "\(name) is in use (EBUSY): another process, e.g. a VM, has it open"
+    case (.deviceBind, .invalidArgument):
+      // The request is well formed and the descriptor fresh: the kernel refuses a device
+      // already bound through another cdev descriptor (vfio_df_open) with EINVAL.
+      result.detail = "\(name) is in use (EINVAL: it is already bound through another descriptor): another process, e.g. a VM, has it open"
+    case (.open, .permissionDenied):
+      result.detail = "no permission to open \(error.objects.first?.value ?? "it") (EACCES): \(grant)"
+    case (.open, .notPermitted):
+      result.detail = "not permitted to open \(error.objects.first?.value ?? "it") (EPERM): \(grant)"
+    default:
+      break
+    }
+    return result
+  }
+
+  /// `EACCES` when discovery found a node this process may not open; nil otherwise.
+  private static func permissionError(
+    _ address: PCIAddress, _ access: VFIOAccess, _ entry: PCIDeviceEntry?, _ discovery: VFIODiscovery
+  ) -> IommufdError? {
+    guard !access.permissionDenied.isEmpty else { return nil }
+    let nodes: [FilePath]
+    if let cdev = entry?.cdevPath {
+      nodes = [discovery.deviceRoot.appending("iommu"), cdev]
+    } else if let group = entry?.iommuGroup {
+      nodes = [discovery.deviceRoot.appending("vfio/vfio"), discovery.deviceRoot.appending("vfio/\(group)")]
+    } else {
+      nodes = access.permissionDenied
+    }
+    let denied = access.permissionDenied.map(\.string).joined(separator: ", ")
+    return IommufdError(.open, .permissionDenied, objects: access.permissionDenied.map { .path($0.string) },
+      detail: "\(address): no read-write permission on \(denied) (EACCES): run as root or grant this user read-write access to "
+        + nodes.map(\.string).joined(separator: " and "))
   }
 
   /// The IOVA ranges the device can use.
