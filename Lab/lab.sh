@@ -36,7 +36,7 @@ set -euo pipefail
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${IOMMUFD_LAB_CACHE:-/var/cache/swift-iommufd}
 BUSYBOX=/bin/busybox                       # from busybox-static
-DEPS=(qemu-system-x86 linux-source-6.12 bc bison flex libelf-dev libssl-dev cpio busybox-static)
+DEPS=(qemu-system-x86 linux-source-6.12 bc bison flex libelf-dev libssl-dev cpio busybox-static rsync)  # rsync: headers_install
 LOCK_TIMEOUT=3600     # waiting for another lab.sh that is preparing the cache
 BUILD_TIMEOUT=7200    # a full kernel build (about 5 minutes on 2 cores)
 BACKPORTS_KEYRING=/usr/share/keyrings/debian-archive-trixie-automatic.gpg

@@ -12,7 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '== %s\n' "$*"; }
+# Each step's line says how long the step before it took.
+step_start=$SECONDS
+log() {
+  printf '== %s (previous step: %ss, total %ss)\n' "$*" "$((SECONDS - step_start))" "$SECONDS"
+  step_start=$SECONDS
+}
 
 packages=()
 command -v cc >/dev/null || packages+=(gcc)
@@ -41,12 +46,14 @@ if headers=$(bash Lab/lab.sh headers | tail -n 1) && [[ -f $headers/linux/iommuf
   log "Linux 6.12 uAPI headers: $IOMMUFD_UAPI_HEADERS"
 else
   log "no Linux 6.12 uAPI headers: the ABI test against them will be skipped"
+  [[ ${CI:-} != true ]] || { echo "CI: the ABI check against the 6.12 headers may not be skipped" >&2; exit 1; }
 fi
 if headers=$(bash Lab/lab.sh headers --kernel 7.2 | tail -n 1) && [[ -f $headers/linux/iommufd.h ]]; then
   export IOMMUFD_UAPI_HEADERS_7_2="$headers"
   log "Linux 7.2 uAPI headers: $IOMMUFD_UAPI_HEADERS_7_2"
 else
   log "no Linux 7.2 uAPI headers: the ABI test against them will be skipped"
+  [[ ${CI:-} != true ]] || { echo "CI: the ABI check against the 7.2 headers may not be skipped" >&2; exit 1; }
 fi
 
 log "build (warnings in the package's own code fail the run)"
@@ -58,6 +65,28 @@ fi
 
 log "unit tests (simulated kernel, ABI, encoding, discovery)"
 swift test --skip-build
+
+# ThreadSanitizer sees the library's locks (pthread, not Synchronization.Mutex): the
+# stress and handle-safety suites must run without a report, and the planted race of the
+# negative control must be reported, or the check could not fail.
+log "ThreadSanitizer: stress, handle safety, simulator and ownership suites"
+swift build --build-tests --sanitize=thread --scratch-path .build-tsan 2>&1 | tail -n 1
+tsan_bundle=.build-tsan/debug/swift-iommufdPackageTests.xctest
+"$tsan_bundle" --testing-library swift-testing --filter 'StressTests|HandleSafetyTests|SimulatorTests|OwnershipTests' \
+  >/tmp/iommufd-tsan.log 2>&1 || { tail -n 40 /tmp/iommufd-tsan.log; echo "the suites failed under ThreadSanitizer" >&2; exit 1; }
+races=$(grep -c 'WARNING: ThreadSanitizer' /tmp/iommufd-tsan.log || true)
+if ((races > 0)); then
+  grep -A 30 'WARNING: ThreadSanitizer' /tmp/iommufd-tsan.log | head -n 80
+  echo "ThreadSanitizer reported $races races" >&2
+  exit 1
+fi
+IOMMUFD_TSAN_NEGATIVE_CONTROL=1 "$tsan_bundle" --testing-library swift-testing --filter plantedRace >/tmp/iommufd-tsan-control.log 2>&1 || true
+control=$(grep -c 'WARNING: ThreadSanitizer' /tmp/iommufd-tsan-control.log || true)
+if ((control == 0)); then
+  echo "the negative control's planted race was not reported: ThreadSanitizer sees nothing" >&2
+  exit 1
+fi
+echo "tsan: $(grep -E '^✔ Test run with' /tmp/iommufd-tsan.log | sed 's/ after.*//'), 0 races; negative control: $control reports, as it must"
 
 if [[ $lab != yes ]]; then
   log "lab skipped: $lab"

@@ -86,9 +86,15 @@ struct StressTests {
   func plantedRace() {
     final class Counter: @unchecked Sendable { var value = 0 }
     let counter = Counter()
-    DispatchQueue.concurrentPerform(iterations: 2) { _ in
-      for _ in 0..<10_000 { counter.value += 1 }
+    let group = DispatchGroup()
+    for _ in 0..<2 {
+      group.enter()
+      Thread.detachNewThread {
+        for _ in 0..<100_000 { counter.value += 1 }
+        group.leave()
+      }
     }
+    group.wait()
     #expect(counter.value > 0)
   }
 }

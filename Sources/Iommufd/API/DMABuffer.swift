@@ -90,8 +90,8 @@ public final class DMAMapping: Sendable {
   public let access: DMAAccess
   /// Whether the range is still this mapping's.
   private let mapped = Lock(true)
-  /// Serialises unmap attempts.
-  private let unmapping = Lock(())
+  /// Serialises unmap attempts, and counts them.
+  private let unmapAttempts = Lock(0)
 
   init(space: any DMAAddressSpace, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess) {
     self.space = space
@@ -111,8 +111,9 @@ public final class DMAMapping: Sendable {
   /// Unmaps now. A call on a mapping already unmapped does nothing; one that fails leaves
   /// the mapping in place, to be tried again.
   public func unmap() throws(IommufdError) {
-    try unmapping.withLock { (_: inout Void) throws(IommufdError) in
+    try unmapAttempts.withLock { (attempts: inout Int) throws(IommufdError) in
       guard isMapped else { return }
+      attempts += 1
       do throws(IommufdError) {
         if let tracked = space as? any MappingTracking {
           _ = try tracked.unmapMapping(iova: iova, length: length)

@@ -97,7 +97,8 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     case pinning
   }
 
-  let lock = Lock(())
+  /// Guards ``state``: every call runs holding it.
+  let lock: Lock<State>
   let state: State
   /// The configuration the simulator was made with.
   public let configuration: Configuration
@@ -107,6 +108,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   public init(configuration: Configuration = Configuration(), devices: [SimulatedPCIDevice] = []) {
     self.configuration = configuration
     self.state = State(configuration: configuration, devices: devices)
+    self.lock = Lock(state)
   }
 
   /// The cdev path of device number `index`.
@@ -152,11 +154,11 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   }
 
   func locked<R>(_ body: (State) throws(Errno) -> R) throws(Errno) -> R {
-    try lock.withLock { _ throws(Errno) -> R in try body(state) }
+    try lock.withLock { state throws(Errno) -> R in try body(state) }
   }
 
   func locked<R>(_ body: (State) -> R) -> R {
-    lock.withLock { _ in body(state) }
+    lock.withLock { state in body(state) }
   }
 
   // MARK: SystemCalls
