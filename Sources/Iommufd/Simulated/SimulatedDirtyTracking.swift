@@ -115,11 +115,11 @@ extension SimulatedKernel.State {
       // As 6.12 does: the mock page numbered (iova + bit * page_size) / page_size. 7.2 marks
       // the IOVA itself, in a page table that maps each 4 KiB of host memory as a
       // contiguous pair of 2 KiB entries whose first entry carries the dirty bit.
+      // The kernel's unsigned long arithmetic wraps; so does this.
       let ioPageAddress: UInt64
       if isLinux7_2 {
         ioPageAddress = (request.iova &+ bit &* pageSize) & ~(2 * hwpt.profile.pageSize - 1)
       } else {
-        // unsigned long arithmetic, wrapping as the kernel's does
         ioPageAddress = (request.iova &+ bit &* pageSize) / pageSize &* hwpt.profile.pageSize
       }
       guard ioas.areas.entry(containing: ioPageAddress) != nil else { continue }

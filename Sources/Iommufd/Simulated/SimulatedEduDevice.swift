@@ -69,7 +69,7 @@ public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
       guard status & 0x1 == 0 else { return }
       var n = UInt32(truncatingIfNeeded: value)
       var result: UInt32 = 1
-      while n > 1 {
+      while n > 1 && result != 0 {  // from 34! on the 32-bit product is 0: stop there
         result = result &* n
         n -= 1
       }
