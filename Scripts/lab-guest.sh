@@ -21,7 +21,7 @@ expect() {  # expect PATTERN COMMAND...: the command succeeds and prints PATTERN
 }
 
 if [ "$mode" = mock ]; then
-  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|HandleSafetyTests"
+  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|SelfTestOpConformance|HandleSafetyTests"
   exit $status
 fi
 step tests "Conformance|RealKernelTests|DifferentialTests|HandleSafetyTests"

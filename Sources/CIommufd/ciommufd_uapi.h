@@ -406,6 +406,7 @@ struct ciommufd_vfio_device_detach_iommufd_pt_pasid {
 #define CIOMMUFD_TEST_OP_MOCK_DOMAIN         2u
 #define CIOMMUFD_TEST_OP_MD_CHECK_MAP        3u
 #define CIOMMUFD_TEST_OP_MD_CHECK_REFS       4u
+#define CIOMMUFD_TEST_OP_SET_TEMP_MEMORY_LIMIT 9u
 #define CIOMMUFD_TEST_OP_MOCK_DOMAIN_REPLACE 10u
 #define CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS   12u
 #define CIOMMUFD_TEST_OP_DIRTY               13u

@@ -88,7 +88,8 @@ extension SimulatedKernel {
         if let file = page.file {
           guard file.canPin(pageCount: page.pageCount, pageSize: pageSize) else { throw .invalidArgument }
         } else {
-          guard UserMemory.isMapped(page.base, length: page.pageCount * pageSize, pageSize: pageSize) else { throw .badAddress }
+          guard UserMemory.canPin(page.base, length: page.pageCount &* pageSize, pageSize: pageSize, writable: page.writable)
+          else { throw .badAddress }
         }
         total &+= page.pageCount
       }

@@ -9,11 +9,12 @@ extension SimulatedKernel.State {
     var payload = withUnsafeBytes(of: command.payload) { Array($0) }
     switch command.op {
     case CIOMMUFD_TEST_OP_ADD_RESERVED:
+      // The range is checked before the IOAS is looked up.
       let request = UserMemory.decode(ciommufd_iommu_test_add_reserved.self, from: payload)
-      guard let ioas = context.ioas(command.id) else { throw .noSuchFileOrDirectory }
       if request.length == 0 { throw .invalidArgument }
       let (last, overflow) = request.start.addingReportingOverflow(request.length - 1)
       if overflow { throw .overflow }
+      guard let ioas = context.ioas(command.id) else { throw .noSuchFileOrDirectory }
       if ioas.areas.intersects(request.start, last) || ioas.overlapsAllowed(request.start, last) { throw .addressInUse }
       ioas.reserved.append((request.start, last, .test))
       return 0
@@ -24,8 +25,9 @@ extension SimulatedKernel.State {
       {
         throw .invalidArgument
       }
-      guard let target = context.objects[command.id] else { throw .noSuchFileOrDirectory }
       // OBJ-2: the self-test object, then the device, then (for an IOAS) the automatic HWPT.
+      // The target is looked up only after both ids are taken: the self-test object, not
+      // yet finalized, is not found (ENOENT); the new device is the wrong type (EINVAL).
       try fail(.objectAllocation)
       let selfTestID = context.lowestFreeID()
       context.objects[selfTestID] = .selfTest(deviceID: 0)
@@ -38,6 +40,7 @@ extension SimulatedKernel.State {
       if command.op == CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS && request.dev_flags & CIOMMUFD_MOCK_FLAGS_DEVICE_PASID != 0 { object.maxPASIDLog2 = 20 }
       context.objects[deviceID] = .device(object)
       do throws(Errno) {
+        guard command.id != selfTestID, let target = context.objects[command.id] else { throw .noSuchFileOrDirectory }
         let hwptID: UInt32
         switch target {
         case .ioas(let ioas): hwptID = try attachToIOAS(context, object, deviceID, ioasID: command.id, ioas)
@@ -110,6 +113,17 @@ extension SimulatedKernel.State {
       if slot > 3 || device.cache[Int(slot)] != value { throw .invalidArgument }
     case CIOMMUFD_TEST_OP_TRIGGER_VEVENT where isLinux7_2:
       try triggerVEvent(context, deviceID: UInt32(UserMemory.decode(UInt32.self, from: payload)))
+    case CIOMMUFD_TEST_OP_SET_TEMP_MEMORY_LIMIT:
+      // Sizes the kernel's internal page batches; nothing a caller can observe but this check.
+      if UserMemory.decode(UInt32.self, from: payload) < 12 { throw .invalidArgument }
+    case CIOMMUFD_TEST_OP_MD_CHECK_MAP:
+      try checkMap(
+        context, hwptID: command.id, iova: UserMemory.decode(UInt64.self, from: payload),
+        length: UserMemory.decode(UInt64.self, from: payload, offset: 8), user: UserMemory.decode(UInt64.self, from: payload, offset: 16))
+    case CIOMMUFD_TEST_OP_MD_CHECK_REFS:
+      try checkRefs(
+        length: UserMemory.decode(UInt64.self, from: payload), user: UserMemory.decode(UInt64.self, from: payload, offset: 8),
+        refs: UserMemory.decode(UInt32.self, from: payload, offset: 16))
     case CIOMMUFD_TEST_OP_DIRTY:
       let marked = try testDirty(context, command)
       payload.replaceSubrange(40..<48, with: UserMemory.encode(marked))
@@ -119,5 +133,61 @@ extension SimulatedKernel.State {
     payload.withUnsafeBytes { bytes in withUnsafeMutableBytes(of: &command.payload) { $0.copyMemory(from: bytes) } }
     try respond(command, address, size)
     return 0
+  }
+}
+
+extension SimulatedKernel.State {
+  /// `IOMMU_TEST_OP_MD_CHECK_MAP`: every IO page of `length` bytes at `iova` of the mock
+  /// paging HWPT `hwptID` translates to the page under `user` (EINVAL where one does not;
+  /// EFAULT where `user` cannot be read). 6.12 checks the alignment (to the mock's IO page)
+  /// before the lookup, 7.2 after it.
+  func checkMap(_ context: SimulatedContext, hwptID: UInt32, iova: UInt64, length: UInt64, user: UInt64) throws(Errno) {
+    let ioPage = DomainProfile.mock(pageSize: pageSize).pageSize
+    func checkAlignment() throws(Errno) {
+      if iova % ioPage != 0 || length % ioPage != 0 || user % ioPage != 0 || user.addingReportingOverflow(length).overflow {
+        throw .invalidArgument
+      }
+    }
+    if !isLinux7_2 { try checkAlignment() }
+    guard case .hwpt(let hwpt)? = context.objects[hwptID], hwpt.parentID == nil, hwpt.viommuID == nil else {
+      throw .noSuchFileOrDirectory
+    }
+    guard hwpt.profile.pageSize == ioPage, hwpt.profile.apertureStart == 1 << 24, let ioas = context.ioas(hwpt.ioasID) else {
+      throw .invalidArgument  // not a mock domain
+    }
+    if isLinux7_2 { try checkAlignment() }
+    var (address, left, current) = (iova, length, user)
+    try UserMemory.withPhysicalFrames { frame throws(Errno) in
+      while left > 0 {
+        guard UserMemory.canPin(current & ~(pageSize - 1), length: pageSize, pageSize: pageSize, writable: false) else {
+          throw .badAddress
+        }
+        guard let host = hostAddress(ioas, address) else { throw .invalidArgument }
+        if host != current {
+          // Another mapping of the same memory (a shared file, a copy) still matches.
+          guard host % pageSize == current % pageSize, let mine = frame(current), frame(host) == mine else { throw .invalidArgument }
+        }
+        address &+= ioPage
+        current &+= ioPage
+        left -= ioPage
+      }
+    }
+  }
+
+  /// `IOMMU_TEST_OP_MD_CHECK_REFS`: every page of `length` bytes at `user` is pinned by
+  /// `refs` page sets (EIO otherwise; EINVAL for an unaligned or wrapping range, EFAULT for
+  /// an unreadable page). The kernel counts pins in the page's reference count; here a
+  /// pin is one pinned run of user pages (a MAP, shared by its COPYs) covering the page.
+  func checkRefs(length: UInt64, user: UInt64, refs: UInt32) throws(Errno) {
+    if length % pageSize != 0 || user % pageSize != 0 || user.addingReportingOverflow(length).overflow { throw .invalidArgument }
+    var (current, left) = (user, length)
+    let pinned = pagesTable.values.filter { $0.domainUsers > 0 && $0.file == nil }
+    while left > 0 {
+      guard UserMemory.canPin(current, length: pageSize, pageSize: pageSize, writable: false) else { throw .badAddress }
+      let count = pinned.count { current >= $0.base && current - $0.base < $0.pageCount &* pageSize }
+      if count != Int(refs) { throw .ioError }
+      current &+= pageSize
+      left -= pageSize
+    }
   }
 }

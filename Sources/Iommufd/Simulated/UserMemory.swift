@@ -84,8 +84,22 @@ enum UserMemory {
     withUnsafeBytes(of: value) { Array($0) }
   }
 
-  /// Whether every page of `[address, address + length)` is mapped in this process, as
-  /// pinning needs (`msync` reports ENOMEM for an unmapped page).
+  /// Whether the pages of `[address, address + length)` can be pinned as the kernel pins
+  /// them (`pin_user_pages` with `FOLL_WRITE` when `writable`): every page mapped, readable,
+  /// and writable if asked. `MADV_POPULATE_READ`/`_WRITE` fault the pages in through the
+  /// same checks of the mapping's protection (PROT_NONE, or a read-only mapping for a
+  /// write, fail), as pinning would, and without touching their contents.
+  static func canPin(_ address: UInt64, length: UInt64, pageSize: UInt64, writable: Bool) -> Bool {
+    guard isMapped(address, length: length, pageSize: pageSize) else { return false }
+    let start = address & ~(pageSize - 1)
+    guard let pointer = UnsafeMutableRawPointer(bitPattern: UInt(start)),
+      let span = Int(exactly: ((address &+ length &+ pageSize &- 1) & ~(pageSize - 1)) &- start)
+    else { return false }
+    return madvise(pointer, span, writable ? 23 : 22) == 0  // MADV_POPULATE_WRITE : MADV_POPULATE_READ
+  }
+
+  /// Whether every page of `[address, address + length)` is mapped in this process
+  /// (`msync` reports ENOMEM for an unmapped page).
   static func isMapped(_ address: UInt64, length: UInt64, pageSize: UInt64) -> Bool {
     let start = address & ~(pageSize - 1)
     let (last, lastOverflow) = address.addingReportingOverflow(length)

@@ -1,0 +1,130 @@
+import CIommufd
+import Iommufd
+import SystemPackage
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Conformance of the self-test ops the kernel's own selftests lean on, and of the orders
+/// in which the kernel checks their arguments, on the simulated test kernels and on the
+/// lab's mock boots (semantics §7).
+@Suite("conformance: self-test ops")
+struct SelfTestOpConformance {
+  /// Issues `IOMMU_TEST_CMD` `op` on object `id` with `payload` (from offset 16) as a C
+  /// program would; returns the errno (nil on success) and the command afterwards.
+  static func command(_ iommufd: IOMMUFD, _ op: UInt32, id: UInt32, _ payload: [UInt8] = []) -> (Errno?, [UInt8]) {
+    var command = ciommufd_iommu_test_cmd()
+    command.size = UInt32(MemoryLayout<ciommufd_iommu_test_cmd>.size)
+    command.op = op
+    command.id = id
+    var bytes = withUnsafeBytes(of: command) { Array($0) }
+    bytes.replaceSubrange(16..<(16 + payload.count), with: payload)
+    return rawIoctl(iommufd.backend, iommufd.fileDescriptor, UInt(CIOMMUFD_IOMMU_TEST_CMD), bytes)
+  }
+
+  /// Anonymous memory with protection `protection`, unmapped when the test ends.
+  final class Pages {
+    let address: UnsafeMutableRawPointer
+    let length: Int
+    init(length: Int, protection: Int32) throws {
+      let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+      guard let address, address != MAP_FAILED else { throw Errno(rawValue: Glibc.errno) }
+      address.initializeMemory(as: UInt8.self, repeating: 0x5A, count: length)
+      if protection != PROT_READ | PROT_WRITE { mprotect(address, length, protection) }
+      self.address = address
+      self.length = length
+    }
+    var value: UInt64 { UInt64(UInt(bitPattern: address)) }
+    deinit { munmap(address, length) }
+  }
+
+  @Test("PIN: pinning honours protections: READABLE of a PROT_NONE page and WRITEABLE of a read-only page are EFAULT; READABLE of a read-only page pins", arguments: Platform.mock)
+  func pinProtections(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let ioas = try iommufd.allocateIOAS()
+    let mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+    let none = try Pages(length: 4096, protection: PROT_NONE)
+    let readOnly = try Pages(length: 4096, protection: PROT_READ)
+    #expect(errno { try ioas.unsafeMap(address: none.address, length: 4096, access: .readable) } == .badAddress)
+    #expect(errno { try ioas.unsafeMap(address: readOnly.address, length: 4096, access: .readWrite) } == .badAddress)
+    let iova = try ioas.unsafeMap(address: readOnly.address, length: 4096, access: .readable)
+    #expect(try ioas.unmap(iova: iova, length: 4096) == 4096)
+    // Without a domain nothing is pinned, so nothing is checked until a domain comes.
+    try mock.destroy()
+    _ = try ioas.unsafeMap(address: readOnly.address, length: 4096, at: .fixed(0x100_0000), access: .readWrite)
+    #expect(errno { try iommufd.selfTest.attachMockDevice(to: ioas) } == .badAddress)
+  }
+
+  @Test("MOCK_DOMAIN: the ids are taken before the target is looked up: on a fresh context id 1 is ENOENT, id 2 (the new device) EINVAL, id 3 ENOENT", arguments: Platform.mock)
+  func mockDomainOrder(platform: Platform) throws {
+    for (id, expected) in [(UInt32(1), Errno.noSuchFileOrDirectory), (2, .invalidArgument), (3, .noSuchFileOrDirectory)] {
+      let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+      #expect(Self.command(iommufd, CIOMMUFD_TEST_OP_MOCK_DOMAIN, id: id).0 == expected, "id \(id)")
+      #expect(Self.command(iommufd, CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS, id: id).0 == expected, "id \(id), FLAGS")
+      #expect(try iommufd.allocateIOAS().id == ObjectID(1))  // nothing was left behind
+    }
+  }
+
+  @Test("ADD_RESERVED: length 0 is EINVAL and a wrapping range EOVERFLOW before the IOAS lookup (ENOENT)", arguments: Platform.mock)
+  func addReservedOrder(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    #expect(Self.command(iommufd, CIOMMUFD_TEST_OP_ADD_RESERVED, id: 0, le(UInt64(0x1000), UInt64(0))).0 == .invalidArgument)
+    #expect(Self.command(iommufd, CIOMMUFD_TEST_OP_ADD_RESERVED, id: 0, le(UInt64.max, UInt64(2))).0 == .overflow)
+    #expect(Self.command(iommufd, CIOMMUFD_TEST_OP_ADD_RESERVED, id: 0, le(UInt64(0x1000), UInt64(0x1000))).0 == .noSuchFileOrDirectory)
+  }
+
+  @Test("SET_TEMP_MEMORY_LIMIT: below 12 bytes EINVAL, else 0", arguments: Platform.mock)
+  func temporaryMemoryLimit(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    #expect(Self.command(iommufd, CIOMMUFD_TEST_OP_SET_TEMP_MEMORY_LIMIT, id: 0, le(UInt32(11))).0 == .invalidArgument)
+    #expect(Self.command(iommufd, CIOMMUFD_TEST_OP_SET_TEMP_MEMORY_LIMIT, id: 0, le(UInt32(65536))).0 == nil)  // the default
+  }
+
+  @Test("MD_CHECK_MAP: the mock domain maps each IO page to the user page; another page, an unmapped IOVA or an unaligned range is EINVAL; an IOAS id ENOENT", arguments: Platform.mock)
+  func checkMap(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    let mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+    let buffer = try DMABuffer(length: 8192, backend: backend)
+    let other = try DMABuffer(length: 8192, backend: backend)
+    let mapping = try ioas.map(buffer, at: .fixed(0x100_0000))
+    let hwpt = mock.pageTableID.rawValue
+    let user = UInt64(UInt(bitPattern: buffer.bytes.baseAddress))
+    let elsewhere = UInt64(UInt(bitPattern: other.bytes.baseAddress))
+    let op = CIOMMUFD_TEST_OP_MD_CHECK_MAP
+    #expect(Self.command(iommufd, op, id: hwpt, le(UInt64(0x100_0000), UInt64(8192), user)).0 == nil)
+    #expect(Self.command(iommufd, op, id: hwpt, le(UInt64(0x100_0800), UInt64(2048), user + 2048)).0 == nil)
+    #expect(Self.command(iommufd, op, id: hwpt, le(UInt64(0x100_0000), UInt64(4096), elsewhere)).0 == .invalidArgument)
+    #expect(Self.command(iommufd, op, id: hwpt, le(UInt64(0x100_0000), UInt64(4096), user + 4096)).0 == .invalidArgument)
+    #expect(Self.command(iommufd, op, id: hwpt, le(UInt64(0x200_0000), UInt64(4096), user)).0 == .invalidArgument)
+    #expect(Self.command(iommufd, op, id: hwpt, le(UInt64(0x100_0100), UInt64(2048), user)).0 == .invalidArgument)
+    #expect(Self.command(iommufd, op, id: ioas.id.rawValue, le(UInt64(0x100_0000), UInt64(4096), user)).0 == .noSuchFileOrDirectory)
+    _ = mapping
+  }
+
+  @Test("MD_CHECK_REFS: a page mapped in an IOAS with a domain is pinned once, twice when mapped twice, 0 after unmap; EIO for another count; EINVAL unaligned", arguments: Platform.mock)
+  func checkRefs(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    let mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+    let buffer = try DMABuffer(length: 8192, backend: backend)
+    let user = UInt64(UInt(bitPattern: buffer.bytes.baseAddress))
+    let op = CIOMMUFD_TEST_OP_MD_CHECK_REFS
+    #expect(Self.command(iommufd, op, id: 0, le(UInt64(8192), user, UInt32(0))).0 == nil)
+    var first: DMAMapping? = try ioas.map(buffer)
+    #expect(Self.command(iommufd, op, id: 0, le(UInt64(8192), user, UInt32(1))).0 == nil)
+    #expect(Self.command(iommufd, op, id: 0, le(UInt64(8192), user, UInt32(0))).0 == .ioError)
+    let second = try ioas.map(buffer)
+    #expect(Self.command(iommufd, op, id: 0, le(UInt64(8192), user, UInt32(2))).0 == nil)
+    #expect(Self.command(iommufd, op, id: 0, le(UInt64(4096), user + 1, UInt32(2))).0 == .invalidArgument)
+    #expect(Self.command(iommufd, op, id: 0, le(UInt64(100), user, UInt32(2))).0 == .invalidArgument)
+    first = nil
+    try second.unmap()
+    #expect(Self.command(iommufd, op, id: 0, le(UInt64(8192), user, UInt32(0))).0 == nil)
+    _ = (first, mock)
+  }
+}
