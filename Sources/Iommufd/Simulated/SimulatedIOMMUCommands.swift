@@ -242,6 +242,18 @@ extension SimulatedKernel.State {
 
   func copy(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
     var request = try command(ciommufd_iommu_ioas_copy.self, address, size)
+    // A test kernel's syzkaller mode (MOCK_FLAGS_ACCESS_SYZ, flag bit 16): the flag is
+    // dropped and the source IOVA read as {u32 nth area, u32 offset} of the source IOAS
+    // (0 when it has fewer areas), before any other check; the reply carries both.
+    if configuration.selfTest, request.flags & (1 << 16) != 0 {
+      request.flags &= ~(1 << 16)
+      if let source = context.ioas(request.src_ioas_id) {
+        let nth = Int(UInt32(truncatingIfNeeded: request.src_iova))
+        let offset = request.src_iova >> 32
+        let areas = source.areas.all
+        request.src_iova = nth < areas.count ? areas[nth].start &+ offset : 0
+      }
+    }
     let known = CIOMMUFD_IOAS_MAP_FIXED_IOVA | CIOMMUFD_IOAS_MAP_WRITEABLE | CIOMMUFD_IOAS_MAP_READABLE
     if request.flags & ~known != 0 { throw .notSupported }  // COPY-1
     if request.length == .max || request.src_iova == .max || request.dst_iova == .max { throw .overflow }  // COPY-2

@@ -127,4 +127,33 @@ struct SelfTestOpConformance {
     #expect(Self.command(iommufd, op, id: 0, le(UInt64(8192), user, UInt32(0))).0 == nil)
     _ = (first, mock)
   }
+
+  @Test("COPY on a test kernel: flag bit 16 (syzkaller mode) is dropped and the source IOVA read as {nth area, offset}; the reply carries both", arguments: Platform.mock)
+  func copySyzkallerMode(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let source = try iommufd.allocateIOAS()
+    let destination = try iommufd.allocateIOAS()
+    let buffer = try DMABuffer(length: 8192, backend: backend)
+    let mapping = try source.map(buffer, at: .fixed(0x100_0000))
+    func copy(nth: UInt32, offset: UInt32, to iova: UInt64) -> (Errno?, ciommufd_iommu_ioas_copy) {
+      var request = ciommufd_iommu_ioas_copy()
+      request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_copy>.size)
+      request.flags = CIOMMUFD_IOAS_MAP_FIXED_IOVA | CIOMMUFD_IOAS_MAP_READABLE | CIOMMUFD_IOAS_MAP_WRITEABLE | (1 << 16)
+      request.dst_ioas_id = destination.id.rawValue
+      request.src_ioas_id = source.id.rawValue
+      request.length = 0x1000
+      request.dst_iova = iova
+      request.src_iova = UInt64(offset) << 32 | UInt64(nth)
+      let (error, bytes) = rawIoctl(backend, iommufd.fileDescriptor, UInt(CIOMMUFD_IOMMU_IOAS_COPY), withUnsafeBytes(of: request) { Array($0) })
+      return (error, bytes.withUnsafeBytes { $0.loadUnaligned(as: ciommufd_iommu_ioas_copy.self) })
+    }
+    let (error, reply) = copy(nth: 0, offset: 0x1000, to: 0x400_0000)
+    #expect(error == nil)
+    #expect(reply.src_iova == 0x100_1000)
+    #expect(reply.flags == CIOMMUFD_IOAS_MAP_FIXED_IOVA | CIOMMUFD_IOAS_MAP_READABLE | CIOMMUFD_IOAS_MAP_WRITEABLE)
+    #expect(try destination.unmap(iova: 0x400_0000, length: 0x1000) == 0x1000)
+    #expect(copy(nth: 1, offset: 0, to: 0x500_0000).0 == .noSuchFileOrDirectory)  // no second area: IOVA 0
+    _ = mapping
+  }
 }
