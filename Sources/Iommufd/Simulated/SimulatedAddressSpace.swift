@@ -183,8 +183,10 @@ final class SimulatedIOAS {
       return s < holeLast && holeLast - s >= length - 1 ? s : nil
     }
     for window in windows {
-      if fit(window.start, window.last) == nil { continue }
-      if let iova = firstFit(in: window, fit) { return iova }
+      // As the kernel does, the window's start is aligned (and given the page offset)
+      // first, and the holes are scanned from there.
+      guard let start = fit(window.start, window.last) else { continue }
+      if let iova = firstFit(in: IOVARange(start: start, last: window.last), fit) { return iova }
     }
     throw .noSpace
   }

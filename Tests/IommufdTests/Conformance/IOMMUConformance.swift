@@ -146,6 +146,14 @@ struct IOMMUConformance {
     #expect(try ioas.unsafeMap(address: UnsafeRawPointer(bitPattern: 0x100_0000_0000)!, length: 0x2000) == 0x4000)
   }
 
+  @Test("MAP-7: the allowed span's start is aligned and given the page offset before the holes are scanned", arguments: Platform.all)
+  func map7PageOffset(platform: Platform) throws {
+    let ioas = try IOMMUFD.open(backend: platform.makeBackend()).allocateIOAS()
+    #expect(try ioas.unsafeMap(address: UnsafeRawPointer(bitPattern: 0x1_0000_0000)!, length: 0x80) == 0x1000)
+    // Scanning from 0x1000 would find the hole at 0x1080 and give 0x1080 | 0xd5d = 0x1ddd.
+    #expect(try ioas.unsafeMap(address: UnsafeRawPointer(bitPattern: 0x1_0000_0d5d)!, length: 1) == 0x1d5d)
+  }
+
   @Test("MAP-8: fixed overlaps are EEXIST (exact, subset, superset, straddling); IOVA 0 is allowed", arguments: Platform.all)
   func map8(platform: Platform) throws {
     let ioas = try IOMMUFD.open(backend: platform.makeBackend()).allocateIOAS()
