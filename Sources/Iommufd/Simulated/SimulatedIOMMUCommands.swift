@@ -276,13 +276,19 @@ extension SimulatedKernel.State {
     let alignment = destination.alignment(pageSize: pageSize)
     if request.length % alignment != 0 { throw .invalidArgument }  // COPY-7 (MAP-6)
     let sourceVA = first.value.userVA + (request.src_iova - first.start)
+    // The IOVA alignment hint: the user address, or for file pages the file offset (the
+    // simulator's own mapping of a file says nothing about it).
+    var hint = sourceVA
+    if let sourcePages = pagesTable[first.value.pages], let file = sourcePages.file {
+      hint = file.offset &+ (sourceVA &- sourcePages.base)
+    }
     let iova: UInt64
     if request.flags & CIOMMUFD_IOAS_MAP_FIXED_IOVA != 0 {
       iova = request.dst_iova
       try checkFixedIOVA(destination, iova, request.length, alignment)
     } else {
       iova = try destination.allocateIOVA(
-        length: request.length, userAddress: sourceVA, pageSize: pageSize, hugePageSize: configuration.hugePageSize)
+        length: request.length, userAddress: hint, pageSize: pageSize, hugePageSize: configuration.hugePageSize)
     }
     // COPY-8, COPY-9: one destination area per source area touched.
     var slices: [(start: UInt64, last: UInt64, area: SimulatedArea)] = []

@@ -108,6 +108,19 @@ struct NewerRequestConformance {
     if let simulator = backend.simulator { #expect(simulator.pinnedPages == 0) }
   }
 
+  @Test("COPY from a MAP_FILE area: the file offset, not a user address, is the alignment hint of an automatic IOVA", arguments: Platform.linux7_2)
+  func copyFromFileArea(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let source = try iommufd.allocateIOAS()
+    let destination = try iommufd.allocateIOAS()
+    let file = try Self.memoryFile(size: 0x20000) { _ in 0 }
+    defer { try? file.close() }
+    #expect(try source.mapFile(file, offset: 0x10000, length: 0x10000, at: .fixed(0x10_0000)) == 0x10_0000)
+    // min(roundup(0x10000), lowest bit of 0x10000) = 64 KiB: the first such hole after 4 KiB.
+    #expect(try destination.copy(from: source, sourceIOVA: 0x10_0000, length: 0x10000) == 0x10000)
+    #expect(try destination.copy(from: source, sourceIOVA: 0x10_4000, length: 0x4000) == 0x4000)
+  }
+
   @Test("MAP_FILE: flags, permissions, ids, lengths and descriptors are checked in the kernel's order", arguments: Platform.linux7_2)
   func mapFileErrors(platform: Platform) throws {
     let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
