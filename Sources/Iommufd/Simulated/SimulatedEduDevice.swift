@@ -37,7 +37,9 @@ public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
   /// Reads an edu register (4 bytes, or 8 from 0x80); other sizes and offsets read all ones.
   public override func readBAR(_ bar: Int, offset: UInt64, count: Int, bus: SimulatedBus) -> [UInt8] {
     let value: UInt64
-    if bar != 0 || (offset < 0x80 && count != 4) || (offset >= 0x80 && count != 4 && count != 8) {
+    if bar == 0 && count < 4 {
+      value = 0  // below the device's 4-byte minimum access: QEMU answers 0 (an invalid access)
+    } else if bar != 0 || (offset < 0x80 && count != 4) || (offset >= 0x80 && count != 4 && count != 8) {
       value = .max
     } else {
       switch offset {

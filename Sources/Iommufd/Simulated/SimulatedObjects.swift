@@ -207,6 +207,8 @@ struct SimulatedIRQState {
   /// Assigned eventfds (duplicated, so the user may close theirs), by vector.
   var eventFDs: [Int: Int32] = [:]
   var intxMasked = false
+  /// MSI vectors enabled (`start + count` of the SET_IRQS that enabled MSI).
+  var msiVectors = 0
 }
 
 /// A fault queue: page-request groups waiting to be read, and groups read and waiting for

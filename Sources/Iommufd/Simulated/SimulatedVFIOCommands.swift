@@ -369,7 +369,10 @@ extension SimulatedKernel.State {
     return 0
   }
 
-  /// DEV-4.4: the effect of a validated SET_IRQS on INTx and MSI.
+  /// DEV-4.4: the effect of a validated SET_IRQS on INTx and MSI, with vfio-pci's rules
+  /// (`vfio_pci_set_intx_*`, `vfio_pci_set_msi_trigger`): one kind of interrupt at a
+  /// time; INTx takes exactly vector 0; triggering, masking or disabling a kind that is not
+  /// enabled is EINVAL; enabling MSI with no vector is ERANGE; an eventfd must be one.
   func applyIRQs(
     _ file: SimulatedDeviceFile, index: Int, start: Int, count: Int, dataType: UInt32, action: UInt32, data: [UInt8]
   ) throws(Errno) {
@@ -385,46 +388,69 @@ extension SimulatedKernel.State {
     {
       return  // accepted; the simulated devices never signal these
     }
-    if action == CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER {
-      if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE && count == 0 {  // disable the index
-        if irq.mode == mode { disableInterrupts(number) }
-        return
-      }
-      if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD {
-        if irq.mode != .none && irq.mode != mode { throw .invalidArgument }  // one kind at a time
-        var duplicates: [Int: Int32] = [:]
-        for (offset, fd) in eventFDs.enumerated() where fd >= 0 {
-          let copy = Glibc.fcntl(fd, F_DUPFD_CLOEXEC, 0)
-          guard copy >= 0 else {
-            for open in duplicates.values { _ = Glibc.close(open) }
-            throw .badFileDescriptor
-          }
-          duplicates[start + offset] = copy
-        }
-        for (vector, fd) in duplicates {
-          if let old = irq.eventFDs[vector] { _ = Glibc.close(old) }
-          irq.eventFDs[vector] = fd
-        }
-        for (offset, fd) in eventFDs.enumerated() where fd < 0 {
-          if let old = irq.eventFDs.removeValue(forKey: start + offset) { _ = Glibc.close(old) }
-        }
-        irq.mode = mode
-        if mode == .msi { file.device.config[0x42] |= 0x1 }
-        irqs[number] = irq
-        return
-      }
-      // DATA_NONE or DATA_BOOL trigger: fire the vectors from software.
-      guard irq.mode == mode else { return }
-      for vector in start..<(start + count) where dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE || data[vector - start] != 0 {
-        if let fd = irq.eventFDs[vector] { signal(fd) }
-      }
+    let enabled = irq.mode == mode
+    if action != CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER {
+      // MASK / UNMASK: INTx only (other indexes were refused before), vector 0, enabled.
+      guard enabled, start == 0, count == 1 else { throw .invalidArgument }
+      let set = dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE || (dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL && data.first != 0)
+      guard set else { return }
+      irq.intxMasked = action == CIOMMUFD_VFIO_IRQ_SET_ACTION_MASK
+      irqs[number] = irq
       return
     }
-    // MASK / UNMASK (INTx only).
-    let set = dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE || (dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL && data.first != 0)
-    guard set else { return }
-    irq.intxMasked = action == CIOMMUFD_VFIO_IRQ_SET_ACTION_MASK
-    irqs[number] = irq
+    if enabled && count == 0 && dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE {  // disable the index
+      disableInterrupts(number)
+      return
+    }
+    guard enabled || irq.mode == .none else { throw .invalidArgument }  // one kind at a time
+    if mode == .intx && (start != 0 || count != 1) { throw .invalidArgument }
+    if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD {
+      if mode == .msi {
+        if enabled {
+          if start + count > irq.msiVectors { throw .invalidArgument }
+        } else {
+          if start + count == 0 { throw .outOfRange }  // pci_alloc_irq_vectors(1, 0)
+          irq.msiVectors = start + count
+        }
+      }
+      var duplicates: [Int: Int32] = [:]
+      for (offset, fd) in eventFDs.enumerated() where fd >= 0 {
+        guard Self.isEventFD(fd) else {
+          for open in duplicates.values { _ = Glibc.close(open) }
+          throw Glibc.fcntl(fd, F_GETFD) < 0 ? .badFileDescriptor : .invalidArgument
+        }
+        let copy = Glibc.fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else {
+          for open in duplicates.values { _ = Glibc.close(open) }
+          throw .badFileDescriptor
+        }
+        duplicates[start + offset] = copy
+      }
+      for (vector, fd) in duplicates {
+        if let old = irq.eventFDs[vector] { _ = Glibc.close(old) }
+        irq.eventFDs[vector] = fd
+      }
+      for (offset, fd) in eventFDs.enumerated() where fd < 0 {
+        if let old = irq.eventFDs.removeValue(forKey: start + offset) { _ = Glibc.close(old) }
+      }
+      irq.mode = mode
+      if mode == .msi { file.device.config[0x42] |= 0x1 }
+      irqs[number] = irq
+      return
+    }
+    // DATA_NONE or DATA_BOOL trigger: fire the vectors from software.
+    guard enabled else { throw .invalidArgument }
+    for vector in start..<(start + count) where dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE || data[vector - start] != 0 {
+      if let fd = irq.eventFDs[vector] { signal(fd) }
+    }
+  }
+
+  /// Whether `fd` is an eventfd (`eventfd_ctx_fdget` takes nothing else).
+  static func isEventFD(_ fd: Int32) -> Bool {
+    var target = [CChar](repeating: 0, count: 64)
+    let count = Glibc.readlink("/proc/self/fd/\(fd)", &target, target.count - 1)
+    guard count > 0 else { return false }
+    return String(decoding: target.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self) == "anon_inode:[eventfd]"
   }
 
   // MARK: Region access
@@ -435,9 +461,29 @@ extension SimulatedKernel.State {
     if index == Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX) {
       return Array(file.device.config[Int(position)..<(Int(position) + length)])
     }
-    // Exactly `length` bytes, whatever the device model returned.
-    let bytes = file.device.readBAR(index, offset: position, count: length, bus: SimulatedBus(kernel: self, device: file.number))
-    return bytes.count == length ? bytes : Array(bytes.prefix(length)) + [UInt8](repeating: 0, count: max(0, length - bytes.count))
+    // Exactly `length` bytes, whatever the device model returned, in the accesses
+    // vfio-pci makes.
+    var result: [UInt8] = []
+    result.reserveCapacity(length)
+    for (start, width) in Self.barAccesses(position, length) {
+      let bytes = file.device.readBAR(index, offset: start, count: width, bus: SimulatedBus(kernel: self, device: file.number))
+      result += bytes.count == width ? bytes : Array(bytes.prefix(width)) + [UInt8](repeating: 0, count: max(0, width - bytes.count))
+    }
+    return result
+  }
+
+  /// The accesses `vfio_pci_core_do_io_rw` splits a BAR read or write of `count` bytes at
+  /// `offset` into: the widest of 8, 4, 2 and 1 bytes that is aligned and fits, in order.
+  static func barAccesses(_ offset: UInt64, _ count: Int) -> [(offset: UInt64, width: Int)] {
+    var accesses: [(offset: UInt64, width: Int)] = []
+    var (position, left) = (offset, count)
+    while left > 0 {
+      let width = [8, 4, 2, 1].first { $0 <= left && position % UInt64($0) == 0 }!
+      accesses.append((position, width))
+      position &+= UInt64(width)
+      left -= width
+    }
+    return accesses
   }
 
   func regionWrite(_ file: SimulatedDeviceFile, offset: UInt64, bytes: [UInt8]) throws(Errno) -> Int {
@@ -447,7 +493,11 @@ extension SimulatedKernel.State {
     if index == Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX) {
       file.device.writeConfig(offset: Int(position), bytes: data)
     } else {
-      file.device.writeBAR(index, offset: position, bytes: data, bus: SimulatedBus(kernel: self, device: file.number))
+      var done = 0
+      for (start, width) in Self.barAccesses(position, data.count) {
+        file.device.writeBAR(index, offset: start, bytes: Array(data[done..<(done + width)]), bus: SimulatedBus(kernel: self, device: file.number))
+        done += width
+      }
     }
     return length
   }

@@ -240,6 +240,48 @@ struct DeviceConformance {
     try setup.device.disableInterrupts(VFIOPCIInterrupt.msi)
   }
 
+  @Test("DEV-4.4: vfio-pci's trigger rules: MSI with no eventfd ERANGE; triggering, disabling or masking what is not enabled EINVAL; INTx takes only vector 0; a descriptor that is no eventfd EINVAL, a closed one EBADF", arguments: Platform.withDevice)
+  func setIRQsEffects(platform: Platform) throws {
+    let setup = try Setup(platform)
+    try setup.device.bind(to: setup.iommufd)
+    let device = setup.device
+    #expect(errno { try device.setInterrupts(VFIOPCIInterrupt.msi, eventFDs: []) } == .outOfRange)
+    #expect(errno { try device.perform(.trigger, interrupt: VFIOPCIInterrupt.msi) } == .invalidArgument)
+    #expect(errno { try device.disableInterrupts(VFIOPCIInterrupt.msi) } == .invalidArgument)
+    #expect(errno { try device.perform(.trigger, interrupt: VFIOPCIInterrupt.intx) } == .invalidArgument)
+    #expect(errno { try device.disableInterrupts(VFIOPCIInterrupt.intx) } == .invalidArgument)
+    #expect(errno { try device.perform(.mask, interrupt: VFIOPCIInterrupt.intx) } == .invalidArgument)
+    #expect(errno { try device.perform(.unmask, interrupt: VFIOPCIInterrupt.intx) } == .invalidArgument)
+    // SET_IRQS with DATA_EVENTFD|ACTION_TRIGGER (0x24) on MSI, vector 0, with a given descriptor.
+    func raw(_ fd: Int32) -> Errno? {
+      rawIoctl(setup.backend, device.fileDescriptor, 0x3B6E, le(UInt32(24), UInt32(0x24), UInt32(1), UInt32(0), UInt32(1), fd)).0
+    }
+    #expect(raw(setup.iommufd.fileDescriptor.rawValue) == .invalidArgument)
+    #expect(raw(Int32.max - 1) == .badFileDescriptor)
+    let event = try EventFD(backend: setup.backend)
+    try device.setInterrupts(VFIOPCIInterrupt.msi, eventFDs: [event])
+    #expect(errno { try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [event]) } == .invalidArgument)  // one kind at a time
+    try device.perform(.trigger, interrupt: VFIOPCIInterrupt.msi)
+    #expect(try event.wait() == 1)
+    try device.disableInterrupts(VFIOPCIInterrupt.msi)
+    try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [event])
+    try device.perform(.mask, interrupt: VFIOPCIInterrupt.intx)
+    try device.perform(.unmask, interrupt: VFIOPCIInterrupt.intx)
+    try device.disableInterrupts(VFIOPCIInterrupt.intx)
+  }
+
+  @Test("DEV-5: BAR reads are split into the accesses vfio-pci makes: edu answers 0 below its 4-byte minimum, so an unaligned 4-byte read is 0", arguments: Platform.withDevice)
+  func unalignedBARRead(platform: Platform) throws {
+    let setup = try Setup(platform)
+    try setup.device.bind(to: setup.iommufd)
+    let bar = try setup.device.regionInfo(0)
+    #expect(try setup.device.read(UInt32.self, region: bar, at: 0) == 0x0100_00ed)
+    var bytes = [UInt8](repeating: 0xAA, count: 4)
+    #expect(try bytes.withUnsafeMutableBytes { try setup.device.read(region: bar, at: 1, into: $0) } == 4)
+    #expect(bytes == [0, 0, 0, 0])
+    #expect(try setup.device.read(UInt16.self, region: bar, at: 0) == 0)
+  }
+
   @Test("CDEV-3: a request vfio-pci does not know is ENOTTY", arguments: Platform.withDevice)
   func cdev3(platform: Platform) throws {
     let setup = try Setup(platform)
