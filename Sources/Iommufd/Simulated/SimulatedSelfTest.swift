@@ -101,9 +101,12 @@ extension SimulatedKernel.State {
         flags: CIOMMUFD_PGFAULT_FLAGS_LAST_PAGE | (pasid != 0 ? CIOMMUFD_PGFAULT_FLAGS_PASID_VALID : 0), deviceID: deviceID,
         pasid: pasid, groupID: UserMemory.decode(UInt32.self, from: payload, offset: 8),
         permissions: UserMemory.decode(UInt32.self, from: payload, offset: 12), address: UserMemory.decode(UInt64.self, from: payload, offset: 16))
-      // Delivered to the fault queue of the attached HWPT; without one (or for a PASID no
-      // domain is attached to) the fault is answered at once and nothing is queued.
-      if pasid == 0, let hwpt = object.attachedHWPTObject, let faultID = hwpt.faultID, case .fault(let queue)? = context.objects[faultID] {
+      // Delivered to the fault queue of the attached HWPT; without one the fault is
+      // answered at once and nothing is queued. A PASID with no domain of its own goes to
+      // the RID's domain if that is nested (the mock IOMMU keeps a user PASID table).
+      if let hwpt = object.attachedHWPTObject, pasid == 0 || hwpt.parentID != nil, let faultID = hwpt.faultID,
+        case .fault(let queue)? = context.objects[faultID]
+      {
         queue.pending.append([fault])
       }
     case CIOMMUFD_TEST_OP_DEV_CHECK_CACHE where isLinux7_2:

@@ -69,4 +69,14 @@ struct FaultConformance {
     #expect(try setup.queue.read().map(\.cookie) == [1])
     try setup.mock.replace(with: setup.ioas)
   }
+
+  @Test("FAULT-5: a page request for a PASID with no domain of its own goes to the RID's nested HWPT (the mock's user PASID table), with the PASID flag", arguments: Platform.mock)
+  func pasidRouting(platform: Platform) throws {
+    let setup = try Setup(platform)
+    try setup.mock.replace(with: setup.nested)
+    try setup.iommufd.selfTest.triggerPageFault(device: setup.mock.deviceID, pasid: 7, group: 3, permissions: 1, address: 0x4000)
+    #expect(try setup.queue.read() == [PageFault(flags: 3, deviceID: setup.mock.deviceID, pasid: 7, groupID: 3, permissions: 1, address: 0x4000, length: 0, cookie: 1)])
+    try setup.queue.respond(to: 1, with: .invalid)
+    try setup.mock.replace(with: setup.ioas)
+  }
 }
