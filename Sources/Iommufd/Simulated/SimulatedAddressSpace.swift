@@ -15,8 +15,9 @@ final class SimulatedPages {
   let pageCount: UInt64
   /// Whether the mapping that created them asked for WRITEABLE.
   let writable: Bool
-  /// Areas using the pages in an IOAS with at least one domain.
-  var domainUsers = 0
+  /// How many areas in an IOAS with a domain use each page (by index): a page is pinned
+  /// while its count is above 0. Runs of equal counts, so a huge lazy mapping costs nothing.
+  var pins = PinCounts()
   /// Areas using the pages at all; the pages are forgotten when it drops to 0.
   var areaUsers = 0
   /// The file behind pages of `IOMMU_IOAS_MAP_FILE` (7.2 model); `nil` for user memory.
@@ -73,15 +74,17 @@ final class SimulatedFileBacking {
     close(fd)
   }
 
-  /// What pinning checks (`memfd_pin_folios`): a shmem (memfd, tmpfs) or hugetlbfs file,
-  /// and pages that end within the file.
-  func canPin(pageCount: UInt64, pageSize: UInt64) -> Bool {
+  /// What pinning pages `first...last` (indexes from ``offset``) checks
+  /// (`memfd_pin_folios`): a shmem (memfd, tmpfs) or hugetlbfs file, and pages that end
+  /// within the file.
+  func canPin(first: UInt64, last: UInt64, pageSize: UInt64) -> Bool {
     guard mapping != nil else { return false }
     var status = stat()
     guard fstat(fd, &status) == 0 else { return false }
     let type = ciommufd_filesystem_type(fd)
     guard type == 0x0102_1994 || type == 0x9584_58F6 else { return false }  // TMPFS_MAGIC, HUGETLBFS_MAGIC
-    return offset + UInt64(mappedLength) <= UInt64(status.st_size)
+    let (end, overflow) = (last &+ 1).multipliedReportingOverflow(by: pageSize)
+    return !overflow && offset.addingReportingOverflow(end).overflow == false && offset + end <= UInt64(status.st_size)
   }
 }
 
@@ -231,5 +234,78 @@ final class SimulatedIOAS {
     if value <= 1 { return 1 }
     let bits = 64 - (value - 1).leadingZeroBitCount
     return bits >= 64 ? 1 << 63 : 1 << UInt64(bits)
+  }
+}
+
+/// Pages `first...last` (indexes) of a pages object: what one area uses.
+struct PageSpan {
+  let pages: SimulatedPages
+  let first: UInt64
+  let last: UInt64
+}
+
+/// Pin counts of a run of pages, as sorted runs `[first, last]` of equal counts above 0.
+struct PinCounts {
+  private(set) var runs: [(first: UInt64, last: UInt64, count: Int)] = []
+
+  /// The pages of `first...last` whose count is 0, as ranges.
+  func unpinned(_ first: UInt64, _ last: UInt64) -> [(first: UInt64, last: UInt64)] {
+    var gaps: [(first: UInt64, last: UInt64)] = []
+    var cursor = first
+    for run in runs where run.last >= first && run.first <= last {
+      if run.first > cursor { gaps.append((cursor, run.first - 1)) }
+      if run.last >= last { return gaps }
+      cursor = run.last + 1
+    }
+    gaps.append((cursor, last))
+    return gaps
+  }
+
+  /// The count of page `index`.
+  func count(at index: UInt64) -> Int {
+    runs.first { $0.first <= index && index <= $0.last }?.count ?? 0
+  }
+
+  /// Adds `delta` (+1 or -1) to every page of `first...last`; returns how many pages went
+  /// from 0 to 1 (or from 1 to 0).
+  mutating func add(_ delta: Int, _ first: UInt64, _ last: UInt64) -> UInt64 {
+    var pieces: [(first: UInt64, last: UInt64, count: Int)] = []
+    var changed: UInt64 = 0
+    var index = 0
+    while index < runs.count && runs[index].last < first {
+      pieces.append(runs[index])
+      index += 1
+    }
+    var cursor = first  // the next page of first...last not yet handled
+    var done = false
+    while index < runs.count && runs[index].first <= last {
+      let run = runs[index]
+      if run.first < first { pieces.append((run.first, first - 1, run.count)) }
+      let start = max(run.first, first)
+      if start > cursor && delta > 0 {
+        pieces.append((cursor, start - 1, 1))
+        changed &+= start - cursor
+      }
+      let end = min(run.last, last)
+      if run.count + delta > 0 { pieces.append((start, end, run.count + delta)) } else { changed &+= end - start + 1 }
+      if run.last > last { pieces.append((last + 1, run.last, run.count)) }
+      if end == last { done = true } else { cursor = end + 1 }
+      index += 1
+    }
+    if !done && delta > 0 {
+      pieces.append((cursor, last, 1))
+      changed &+= last - cursor + 1
+    }
+    pieces += runs[index...]
+    var merged: [(first: UInt64, last: UInt64, count: Int)] = []
+    for piece in pieces {
+      if let previous = merged.last, previous.count == piece.count, previous.last &+ 1 == piece.first {
+        merged[merged.count - 1].last = piece.last
+      } else {
+        merged.append(piece)
+      }
+    }
+    runs = merged
+    return changed
   }
 }

@@ -46,8 +46,9 @@ extension SimulatedKernel.State {
     let base = file.mapping.map { UInt64(UInt(bitPattern: $0)) } ?? 0
     let pages = SimulatedPages(base: base, pageCount: pageCount, writable: writable, file: file)
     if !ioas.domains.isEmpty {
-      try pin([pages])
-      addDomainUsers([pages])
+      let whole = PageSpan(pages: pages, first: 0, last: pageCount - 1)
+      try pin([whole])
+      addDomainUsers([whole])
     }
     request.iova = iova
     let pagesID = register(pages)

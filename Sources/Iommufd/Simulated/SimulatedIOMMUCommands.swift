@@ -217,9 +217,10 @@ extension SimulatedKernel.State {
     let base = request.user_va & ~(pageSize - 1)
     let bytes = request.length + request.user_va % pageSize
     let pages = SimulatedPages(base: base, pageCount: bytes / pageSize + (bytes % pageSize == 0 ? 0 : 1), writable: writable)
-    if !ioas.domains.isEmpty { try pin([pages]) }  // MAP-10
+    let whole = PageSpan(pages: pages, first: 0, last: pages.pageCount - 1)
+    if !ioas.domains.isEmpty { try pin([whole]) }  // MAP-10
     request.iova = iova
-    if !ioas.domains.isEmpty { addDomainUsers([pages]) }
+    if !ioas.domains.isEmpty { addDomainUsers([whole]) }
     let pagesID = register(pages)
     areaAdded(pagesID)
     ioas.areas.insert(
@@ -302,9 +303,10 @@ extension SimulatedKernel.State {
       slices.append((destinationStart, destinationStart + (last - start),
         SimulatedArea(userVA: userVA, readable: readable, writable: writable, pages: piece.value.pages)))
     }
-    let slicePages = slices.map { pagesTable[$0.area.pages]! }
-    if !destination.domains.isEmpty { try pin(slicePages) }
-    if !destination.domains.isEmpty { addDomainUsers(slicePages) }
+    // Only the pages the slices use are pinned (not the whole source mapping).
+    let sliceSpans = slices.map { span($0.area, length: $0.last - $0.start + 1) }
+    if !destination.domains.isEmpty { try pin(sliceSpans) }
+    if !destination.domains.isEmpty { addDomainUsers(sliceSpans) }
     for slice in slices {
       areaAdded(slice.area.pages)
       destination.areas.insert(start: slice.start, last: slice.last, value: slice.area)
@@ -352,7 +354,7 @@ extension SimulatedKernel.State {
   /// Removes one area, unpinning its pages where the IOAS has a domain.
   func removeArea(_ ioas: SimulatedIOAS, _ area: AreaMap<SimulatedArea>.Entry) {
     ioas.areas.remove(start: area.start)
-    if !ioas.domains.isEmpty { removeDomainUsers([pagesTable[area.value.pages]!]) }
+    if !ioas.domains.isEmpty { removeDomainUsers([span(area.value, length: area.last - area.start + 1)]) }
     areaRemoved(area.value.pages)
   }
 

@@ -76,22 +76,32 @@ extension SimulatedKernel {
 
     // MARK: Pinning (OBJ-9, OPT-6)
 
-    /// Pins the pages of `areas` that are not pinned yet, all or nothing: EFAULT when the
-    /// user memory is not mapped, ENOMEM over the memlock limit.
-    func pin(_ pages: [SimulatedPages]) throws(Errno) {
-      var newlyPinned: [ObjectIdentifier: SimulatedPages] = [:]
-      for page in pages where page.domainUsers == 0 { newlyPinned[ObjectIdentifier(page)] = page }
-      if newlyPinned.isEmpty { return }
+    /// Pins the pages of `spans` that are not pinned yet, all or nothing: EFAULT when the
+    /// user memory cannot be pinned (unmapped, or a protection the pin does not pass),
+    /// EINVAL for file pages past the end of their file, ENOMEM over the memlock limit.
+    /// Only the pages an area uses are pinned, as the kernel pins by page index.
+    func pin(_ spans: [PageSpan]) throws(Errno) {
+      // The pages not pinned yet, counting each once even when spans overlap.
+      var pending: [ObjectIdentifier: (pages: SimulatedPages, pins: PinCounts)] = [:]
+      var gaps: [(pages: SimulatedPages, first: UInt64, last: UInt64)] = []
+      for span in spans {
+        var entry = pending[ObjectIdentifier(span.pages)] ?? (span.pages, span.pages.pins)
+        for gap in entry.pins.unpinned(span.first, span.last) { gaps.append((span.pages, gap.first, gap.last)) }
+        _ = entry.pins.add(1, span.first, span.last)
+        pending[ObjectIdentifier(span.pages)] = entry
+      }
+      if gaps.isEmpty { return }
       try fail(.pinning)
       var total: UInt64 = 0
-      for page in newlyPinned.values {
-        if let file = page.file {
-          guard file.canPin(pageCount: page.pageCount, pageSize: pageSize) else { throw .invalidArgument }
+      for gap in gaps {
+        let count = gap.last - gap.first + 1
+        if let file = gap.pages.file {
+          guard file.canPin(first: gap.first, last: gap.last, pageSize: pageSize) else { throw .invalidArgument }
         } else {
-          guard UserMemory.canPin(page.base, length: page.pageCount &* pageSize, pageSize: pageSize, writable: page.writable)
+          guard UserMemory.canPin(gap.pages.base &+ gap.first &* pageSize, length: count &* pageSize, pageSize: pageSize, writable: gap.pages.writable)
           else { throw .badAddress }
         }
-        total &+= page.pageCount
+        total &+= count
       }
       if !configuration.canLockMemory, let limit = configuration.memoryLockLimit {
         let (pages, overflow) = chargedPages.addingReportingOverflow(total)
@@ -100,29 +110,36 @@ extension SimulatedKernel {
       }
     }
 
-    /// Records one more domain user of each of `pages` (after ``pin(_:)`` succeeded).
-    func addDomainUsers(_ pages: [SimulatedPages]) {
-      for page in pages {
-        if page.domainUsers == 0 {
-          pinnedPages += page.pageCount
-          if !configuration.canLockMemory { chargedPages += page.pageCount }
-        }
-        page.domainUsers += 1
+    /// Records one more domain user of each page of `spans` (after ``pin(_:)`` succeeded).
+    func addDomainUsers(_ spans: [PageSpan]) {
+      for span in spans {
+        let pinned = span.pages.pins.add(1, span.first, span.last)
+        pinnedPages &+= pinned
+        if !configuration.canLockMemory { chargedPages &+= pinned }
       }
     }
 
-    /// Drops one domain user of each of `pages`, unpinning those left with none.
-    func removeDomainUsers(_ pages: [SimulatedPages]) {
-      for page in pages {
-        page.domainUsers -= 1
-        if page.domainUsers == 0 {
-          pinnedPages -= page.pageCount
-          if !configuration.canLockMemory { chargedPages -= page.pageCount }
-        }
+    /// Drops one domain user of each page of `spans`, unpinning pages left with none.
+    func removeDomainUsers(_ spans: [PageSpan]) {
+      for span in spans {
+        let unpinned = span.pages.pins.add(-1, span.first, span.last)
+        pinnedPages &-= unpinned
+        if !configuration.canLockMemory { chargedPages &-= unpinned }
       }
     }
 
-    func pages(of ioas: SimulatedIOAS) -> [SimulatedPages] { ioas.areas.all.map { pagesTable[$0.value.pages]! } }
+    /// The pages one area uses: from the page of its first byte to that of its last.
+    func span(_ area: SimulatedArea, length: UInt64) -> PageSpan {
+      let pages = pagesTable[area.pages]!
+      let offset = area.userVA &- pages.base
+      let last = min((offset &+ (length &- 1)) / pageSize, pages.pageCount &- 1)
+      return PageSpan(pages: pages, first: min(offset / pageSize, last), last: last)
+    }
+
+    /// The page spans of every area of `ioas`.
+    func spans(of ioas: SimulatedIOAS) -> [PageSpan] {
+      ioas.areas.all.map { span($0.value, length: $0.last - $0.start + 1) }
+    }
 
     // MARK: Domains (IOAS-2, OBJ-6)
 
@@ -164,12 +181,12 @@ extension SimulatedKernel {
       where ioas.areas.intersects(start, last) || ioas.overlapsAllowed(start, last) {
         throw .addressInUse
       }
-      if ioas.domains.isEmpty { try pin(pages(of: ioas)) }
+      if ioas.domains.isEmpty { try pin(spans(of: ioas)) }
     }
 
     /// Adds the domain `hwptID` to `ioas` after ``checkDomainAdd(_:profile:)``.
     func commitDomainAdd(_ ioas: SimulatedIOAS, hwptID: UInt32, profile: DomainProfile) {
-      if ioas.domains.isEmpty { addDomainUsers(pages(of: ioas)) }
+      if ioas.domains.isEmpty { addDomainUsers(spans(of: ioas)) }
       ioas.domains.append((hwptID, profile.pageSize))
       for (start, last) in apertureReservations(profile) { ioas.reserved.append((start, last, .aperture(hwptID))) }
     }
@@ -179,7 +196,7 @@ extension SimulatedKernel {
     func removeDomain(_ ioas: SimulatedIOAS, hwptID: UInt32) {
       ioas.domains.removeAll { $0.id == hwptID }
       ioas.reserved.removeAll { $0.owner == .aperture(hwptID) }
-      if ioas.domains.isEmpty { removeDomainUsers(pages(of: ioas)) }
+      if ioas.domains.isEmpty { removeDomainUsers(spans(of: ioas)) }
     }
 
     /// Removes every area of `ioas`, unpinning what only they held.
@@ -187,7 +204,7 @@ extension SimulatedKernel {
       var bytes: UInt64 = 0
       let all = ioas.areas.all
       for area in all { bytes &+= area.last - area.start + 1 }
-      if !ioas.domains.isEmpty { removeDomainUsers(all.map { pagesTable[$0.value.pages]! }) }
+      if !ioas.domains.isEmpty { removeDomainUsers(all.map { span($0.value, length: $0.last - $0.start + 1) }) }
       for area in all { areaRemoved(area.value.pages) }
       ioas.areas.removeAll()
       return bytes

@@ -184,10 +184,12 @@ extension SimulatedKernel.State {
   func checkRefs(length: UInt64, user: UInt64, refs: UInt32) throws(Errno) {
     if length % pageSize != 0 || user % pageSize != 0 || user.addingReportingOverflow(length).overflow { throw .invalidArgument }
     var (current, left) = (user, length)
-    let pinned = pagesTable.values.filter { $0.domainUsers > 0 && $0.file == nil }
+    let userPages = pagesTable.values.filter { $0.file == nil && !$0.pins.runs.isEmpty }
     while left > 0 {
       guard UserMemory.canPin(current, length: pageSize, pageSize: pageSize, writable: false) else { throw .badAddress }
-      let count = pinned.count { current >= $0.base && current - $0.base < $0.pageCount &* pageSize }
+      let count = userPages.count { pages in
+        current >= pages.base && (current - pages.base) / pageSize < pages.pageCount && pages.pins.count(at: (current - pages.base) / pageSize) > 0
+      }
       if count != Int(refs) { throw .ioError }
       current &+= pageSize
       left -= pageSize

@@ -156,4 +156,38 @@ struct SelfTestOpConformance {
     #expect(copy(nth: 1, offset: 0, to: 0x500_0000).0 == .noSuchFileOrDirectory)  // no second area: IOVA 0
     _ = mapping
   }
+
+  @Test("PIN: a COPY pins only the pages of the slice it copies: an in-bounds slice of an area whose tail is unmapped copies into an IOAS with a domain; the whole area is EFAULT", arguments: Platform.mock)
+  func copyPinsSlice(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let source = try iommufd.allocateIOAS()
+    let destination = try iommufd.allocateIOAS()
+    let mock = try iommufd.selfTest.attachMockDevice(to: destination)
+    let memory = try Pages(length: 3 * 4096, protection: PROT_READ | PROT_WRITE)
+    munmap(memory.address + 2 * 4096, 4096)  // the tail: a hole
+    defer { _ = mmap(memory.address + 2 * 4096, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) }
+    _ = try source.unsafeMap(address: memory.address, length: 3 * 4096, at: .fixed(0x100_0000))  // no domain: lazy
+    #expect(try destination.copy(from: source, sourceIOVA: 0x100_0000, length: 0x2000, to: .fixed(0x200_0000)) == 0x200_0000)
+    #expect(errno { try destination.copy(from: source, sourceIOVA: 0x100_0000, length: 0x3000, to: .fixed(0x300_0000)) } == .badAddress)
+    let refs = CIOMMUFD_TEST_OP_MD_CHECK_REFS
+    #expect(Self.command(iommufd, refs, id: 0, le(UInt64(0x2000), memory.value, UInt32(1))).0 == nil)
+    if let simulator = iommufd.backend.simulator { #expect(simulator.pinnedPages == 2) }
+    #expect(try destination.unmapAll() == 0x2000)
+    #expect(Self.command(iommufd, refs, id: 0, le(UInt64(0x2000), memory.value, UInt32(0))).0 == nil)
+    _ = mock
+  }
+
+  @Test("PIN (7.2): a COPY of the part of a MAP_FILE area inside the file pins; the part past the end of the file is EINVAL", arguments: Platform.mock7_2)
+  func copyPinsFileSlice(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let source = try iommufd.allocateIOAS()
+    let destination = try iommufd.allocateIOAS()
+    let mock = try iommufd.selfTest.attachMockDevice(to: destination)
+    let file = try NewerRequestConformance.memoryFile(size: 0x2000) { UInt8(truncatingIfNeeded: $0) }
+    defer { try? file.close() }
+    #expect(try source.mapFile(file, offset: 0, length: 0x3000, at: .fixed(0x100_0000)) == 0x100_0000)
+    #expect(try destination.copy(from: source, sourceIOVA: 0x100_0000, length: 0x2000, to: .fixed(0x200_0000)) == 0x200_0000)
+    #expect(errno { try destination.copy(from: source, sourceIOVA: 0x100_0000, length: 0x3000, to: .fixed(0x300_0000)) } == .invalidArgument)
+    _ = mock
+  }
 }
