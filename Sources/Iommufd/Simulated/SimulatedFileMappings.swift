@@ -54,7 +54,7 @@ extension SimulatedKernel.State {
     let pagesID = register(pages)
     areaAdded(pagesID)
     ioas.areas.insert(
-      start: iova, last: iova + request.length - 1,
+      start: iova, last: iova + (request.length - 1),
       value: SimulatedArea(userVA: base + request.start % pageSize, readable: readable, writable: writable, pages: pagesID))
     try respond(request, address, size)
     return 0

@@ -224,7 +224,7 @@ extension SimulatedKernel.State {
     let pagesID = register(pages)
     areaAdded(pagesID)
     ioas.areas.insert(
-      start: iova, last: iova + request.length - 1,
+      start: iova, last: iova + (request.length - 1),
       value: SimulatedArea(userVA: request.user_va, readable: readable, writable: writable, pages: pagesID))
     try respond(request, address, size)  // MAP-15: the mapping stays on EFAULT
     return 0

@@ -154,6 +154,14 @@ struct IOMMUConformance {
     #expect(try ioas.unsafeMap(address: UnsafeRawPointer(bitPattern: 0x1_0000_0d5d)!, length: 1) == 0x1d5d)
   }
 
+  @Test("MAP at the top of the address spaces: a sub-page length at user address 2^64 - 4096 and a fixed IOVA whose last byte is 2^64 - 1 are accepted", arguments: Platform.all)
+  func mapAtTheTop(platform: Platform) throws {
+    let ioas = try IOMMUFD.open(backend: platform.makeBackend()).allocateIOAS()
+    #expect(try ioas.unsafeMap(address: UnsafeRawPointer(bitPattern: UInt(0xffff_ffff_ffff_f000))!, length: 0x800) == 0x1000)
+    #expect(try ioas.unsafeMap(address: UnsafeRawPointer(bitPattern: 0x7000_0000)!, length: 0x1000, at: .fixed(0xffff_ffff_ffff_f000)) == 0xffff_ffff_ffff_f000)
+    #expect(try ioas.unmapAll() == 0x1800)
+  }
+
   @Test("MAP-8: fixed overlaps are EEXIST (exact, subset, superset, straddling); IOVA 0 is allowed", arguments: Platform.all)
   func map8(platform: Platform) throws {
     let ioas = try IOMMUFD.open(backend: platform.makeBackend()).allocateIOAS()

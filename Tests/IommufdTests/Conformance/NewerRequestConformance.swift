@@ -108,6 +108,15 @@ struct NewerRequestConformance {
     if let simulator = backend.simulator { #expect(simulator.pinnedPages == 0) }
   }
 
+  @Test("MAP_FILE at a fixed IOVA whose last byte is 2^64 - 1 is accepted", arguments: Platform.linux7_2)
+  func mapFileAtTheTop(platform: Platform) throws {
+    let ioas = try IOMMUFD.open(backend: platform.makeBackend()).allocateIOAS()
+    let file = try Self.memoryFile(size: 0x3000) { _ in 0 }
+    defer { try? file.close() }
+    #expect(try ioas.mapFile(file, offset: 0, length: 0x3000, at: .fixed(0xffff_ffff_ffff_d000)) == 0xffff_ffff_ffff_d000)
+    #expect(try ioas.unmapAll() == 0x3000)
+  }
+
   @Test("COPY from a MAP_FILE area: the file offset, not a user address, is the alignment hint of an automatic IOVA", arguments: Platform.linux7_2)
   func copyFromFileArea(platform: Platform) throws {
     let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
