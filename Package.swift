@@ -44,6 +44,12 @@ let package = Package(
       dependencies: ["Iommufd", .product(name: "ArgumentParser", package: "swift-argument-parser")],
       path: "Examples/Tool"
     ),
+    // The differential fuzzer: raw ioctl sequences on the kernel and the simulated kernel, compared.
+    .executableTarget(
+      name: "iommufd-diff-fuzz",
+      dependencies: ["Iommufd", "CIommufd", .product(name: "SystemPackage", package: "swift-system")],
+      path: "Fuzz/Differential"
+    ),
     // Benchmarks of the simulated kernel against plain baselines, printed as ratios.
     .executableTarget(name: "iommufd-bench", dependencies: ["Iommufd"], path: "Benchmarks/Simulator"),
     .testTarget(

@@ -1,0 +1,550 @@
+// iommufd-diff-fuzz: seeded random sequences of raw iommufd ioctls, each sent through the
+// `SystemCalls` seam to two backends in the same process (the kernel and `SimulatedKernel`
+// configured as the same release with the self-test on), compared call by call: result,
+// errno, the argument struct written back and every output buffer. A divergent sequence is
+// minimised to its shortest reproducer and printed as a list of calls. Sequences run in
+// forked batches, so a trapping simulator is reported and the run goes on.
+//
+//   iommufd-diff-fuzz [--seed S] [--sequences N] [--calls N] [--first-sequence N]
+//                     [--against-simulator] [--release 6.12|7.2] [--plant-divergence] [--verbose]
+//
+// Without /dev/iommu (or with --against-simulator) both sides are simulators, which must
+// agree; --plant-divergence perturbs one answer of the second side, the negative control
+// that must be reported. The last line is `fuzz: N sequences, M calls, D divergent, T traps`.
+
+import CIommufd
+import Iommufd
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: Options
+
+struct Options {
+  var seed: UInt64 = 1
+  var sequences = 300
+  var calls = 20
+  var firstSequence = 0
+  var againstSimulator = false
+  var plantDivergence = false
+  var verbose = false
+  /// The release the simulators answer as when no kernel is compared.
+  var release = "6.12"
+
+  init(_ arguments: [String]) {
+    var index = 1
+    func value() -> String {
+      index += 1
+      guard index < arguments.count else { fail("\(arguments[index - 1]) needs a value") }
+      return arguments[index]
+    }
+    while index < arguments.count {
+      switch arguments[index] {
+      case "--seed": seed = UInt64(value()) ?? { fail("--seed takes a number") }()
+      case "--sequences": sequences = Int(value()).flatMap { $0 >= 0 ? $0 : nil } ?? { fail("--sequences takes a count") }()
+      case "--calls": calls = Int(value()).flatMap { $0 > 0 && $0 <= 1000 ? $0 : nil } ?? { fail("--calls takes 1...1000") }()
+      case "--first-sequence": firstSequence = Int(value()).flatMap { $0 >= 0 ? $0 : nil } ?? { fail("--first-sequence takes a number") }()
+      case "--against-simulator": againstSimulator = true
+      case "--plant-divergence": plantDivergence = true
+      case "--verbose": verbose = true
+      case "--release": release = value()
+      default: fail("unknown argument \(arguments[index])")
+      }
+      index += 1
+    }
+  }
+}
+
+func fail(_ message: String) -> Never {
+  let line = "iommufd-diff-fuzz: \(message)\n"
+  _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+  exit(64)
+}
+
+// MARK: Randomness
+
+/// SplitMix64: small, fast, and the same sequence for the same seed everywhere.
+struct Generator {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+  mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(max(bound, 1))) }
+  mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
+  mutating func pick<T>(_ values: [T]) -> T { values[below(values.count)] }
+}
+
+// MARK: User memory
+
+/// The memory both backends see: read-write pages, a read-only page, a PROT_NONE page and
+/// an unmapped hole, at the same addresses for both. Never THP-backed (MD_CHECK_REFS
+/// skips compound pages on the kernel).
+struct Arena {
+  static let pageSize = 4096
+  static let pages = 32
+  let base: UInt64
+  /// Page indexes: 0..<24 read-write, 24 read-only, 25 PROT_NONE, 26 unmapped, 27..<32 read-write.
+  static let readOnly = 24, none = 25, hole = 26
+
+  init() {
+    let length = Self.pages * Self.pageSize
+    guard let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), address != MAP_FAILED
+    else { fail("cannot map the arena") }
+    _ = madvise(address, length, 15)  // MADV_NOHUGEPAGE
+    for page in 0..<Self.pages { (address + page * Self.pageSize).storeBytes(of: UInt64(page) &* 0x0101_0101, as: UInt64.self) }
+    mprotect(address + Self.readOnly * Self.pageSize, Self.pageSize, PROT_READ)
+    mprotect(address + Self.none * Self.pageSize, Self.pageSize, PROT_NONE)
+    munmap(address + Self.hole * Self.pageSize, Self.pageSize)
+    base = UInt64(UInt(bitPattern: address))
+  }
+
+  func page(_ index: Int) -> UInt64 { base + UInt64(index * Self.pageSize) }
+}
+
+// MARK: Calls
+
+/// One ioctl with its argument as bytes, and the buffers its argument points at.
+struct Call {
+  /// What the call is, for reports.
+  var name: String
+  var request: UInt
+  /// The argument struct; `nil` passes a NULL argument, `.bad` an unmapped address.
+  var argument: [UInt8]?
+  var badArgument = false
+  /// Buffers the argument points at: the byte offset of the pointer field, and the
+  /// buffer's initial contents (compared afterwards on both sides).
+  var buffers: [(field: Int, bytes: [UInt8])] = []
+  /// Byte ranges of the written-back argument that differ by nature (descriptors).
+  var ignored: [Range<Int>] = []
+}
+
+/// What a call did on one backend.
+struct Outcome: Equatable {
+  var errno: Int32?
+  var result: Int32
+  var argument: [UInt8]
+  var buffers: [[UInt8]]
+
+  var summary: String {
+    let head = errno.map { "errno \($0)" } ?? "-> \(result)"
+    return head + " arg \(argument.map { String(format: "%02x", $0) }.joined())"
+      + (buffers.isEmpty ? "" : " buffers " + buffers.map { $0.prefix(32).map { String(format: "%02x", $0) }.joined() }.joined(separator: "/"))
+  }
+}
+
+func le(_ fields: any FixedWidthInteger...) -> [UInt8] {
+  var bytes: [UInt8] = []
+  for field in fields {
+    let value = UInt64(truncatingIfNeeded: field)
+    for index in 0..<(field.bitWidth / 8) { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(index)))) }
+  }
+  return bytes
+}
+
+/// Makes the calls of one sequence. Values are drawn from classes that matter: small ids
+/// (objects really exist there, as both sides number them alike), stale and zero ids, the
+/// mock aperture, sub-page offsets, protections, lengths that overflow, unknown flags.
+struct CallMaker {
+  var random: Generator
+  let arena: Arena
+  let release: SimulatedKernel.Release
+
+  mutating func id() -> UInt32 { random.chance(85) ? UInt32(1 + random.below(8)) : random.pick([0, 99, UInt32.max]) }
+  mutating func iova() -> UInt64 {
+    switch random.below(10) {
+    case 0: return 0
+    case 1: return random.pick([UInt64.max, UInt64.max - 0xfff, 1 << 63])
+    case 2: return 0x100_0000 + UInt64(random.below(64)) * 0x800
+    default: return 0x100_0000 + UInt64(random.below(32)) * 0x1000
+    }
+  }
+  mutating func length() -> UInt64 {
+    switch random.below(10) {
+    case 0: return 0
+    case 1: return random.pick([UInt64.max, 1 << 63, 0x801, 1])
+    case 2: return 0x800 * UInt64(1 + random.below(8))
+    default: return 0x1000 * UInt64(1 + random.below(6))
+    }
+  }
+  mutating func userAddress() -> UInt64 {
+    switch random.below(12) {
+    case 0: return arena.page(random.pick([Arena.readOnly, Arena.none, Arena.hole]))
+    case 1: return random.pick([0, 0xffff_ffff_ffff_f000, 0x2000])
+    case 2: return arena.page(random.below(20)) + UInt64(random.below(4096))
+    case 3: return arena.page(random.below(20)) + 0x800
+    default: return arena.page(random.below(20))
+    }
+  }
+  mutating func mapFlags() -> UInt32 {
+    var flags = UInt32(random.below(8)) & 0x7
+    if random.chance(5) { flags |= 1 << UInt32(3 + random.below(20)) }
+    return flags
+  }
+  /// The argument's size field: right, short, or long with a zero or non-zero tail.
+  mutating func sized(_ bytes: [UInt8], minimum: Int) -> [UInt8] {
+    var bytes = bytes
+    switch random.below(40) {
+    case 0: bytes.replaceSubrange(0..<4, with: le(UInt32(max(0, minimum - 4))))
+    case 1:
+      bytes.replaceSubrange(0..<4, with: le(UInt32(bytes.count + 8)))
+      bytes += [UInt8](repeating: 0, count: 8)
+    case 2:
+      bytes.replaceSubrange(0..<4, with: le(UInt32(bytes.count + 8)))
+      bytes += [0, 0, 0, 1, 0, 0, 0, 0]
+    default: break
+    }
+    return bytes
+  }
+
+  mutating func make() -> Call {
+    switch random.below(100) {
+    case 0..<8:
+      return Call(name: "IOAS_ALLOC", request: 0x3B81, argument: sized(le(UInt32(12), random.chance(95) ? UInt32(0) : 1, UInt32(0)), minimum: 12))
+    case 8..<14:
+      let target = id()
+      return Call(name: "DESTROY \(target)", request: 0x3B80, argument: sized(le(UInt32(8), target), minimum: 8))
+    case 14..<30:
+      let (flags, ioas, user, length, iova) = (mapFlags(), id(), userAddress(), length(), iova())
+      return Call(
+        name: "MAP flags \(flags) ioas \(ioas) uva 0x\(String(user, radix: 16)) len 0x\(String(length, radix: 16)) iova 0x\(String(iova, radix: 16))",
+        request: 0x3B85, argument: sized(le(UInt32(40), flags, ioas, UInt32(random.chance(97) ? 0 : 1), user, length, iova), minimum: 40))
+    case 30..<40:
+      let (ioas, iova, length) = (id(), iova(), length())
+      let all = random.chance(20)
+      return Call(
+        name: "UNMAP ioas \(ioas) " + (all ? "all" : "iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16))"),
+        request: 0x3B86, argument: sized(le(UInt32(24), ioas, all ? UInt64(0) : iova, all ? UInt64.max : length), minimum: 24))
+    case 40..<47:
+      let (flags, destination, source, length, destinationIOVA, sourceIOVA) = (mapFlags(), id(), id(), length(), iova(), iova())
+      return Call(
+        name: "COPY flags \(flags) dst \(destination) src \(source) len 0x\(String(length, radix: 16)) dst_iova 0x\(String(destinationIOVA, radix: 16)) src_iova 0x\(String(sourceIOVA, radix: 16))",
+        request: 0x3B83, argument: sized(le(UInt32(40), flags, destination, source, length, destinationIOVA, sourceIOVA), minimum: 40))
+    case 47..<52:
+      let count = random.below(3)
+      var ranges: [UInt8] = []
+      for _ in 0..<count {
+        let start = iova()
+        ranges += le(start, random.chance(80) ? start &+ 0xfffff : start &- 1)
+      }
+      let ioas = id()
+      return Call(
+        name: "ALLOW_IOVAS ioas \(ioas) \(count) ranges", request: 0x3B82,
+        argument: sized(le(UInt32(24), ioas, UInt32(count), UInt32(0), UInt64(0)), minimum: 24), buffers: count == 0 ? [] : [(16, ranges)])
+    case 52..<58:
+      let ioas = id()
+      let capacity = random.below(4)
+      return Call(
+        name: "IOVA_RANGES ioas \(ioas) capacity \(capacity)", request: 0x3B84,
+        argument: sized(le(UInt32(32), ioas, UInt32(capacity), UInt32(0), UInt64(0), UInt64(0)), minimum: 32),
+        buffers: [(16, [UInt8](repeating: 0xEE, count: capacity * 16))])
+    case 58..<62:
+      let option = UInt32(random.below(3))
+      let op = UInt16(random.below(3))
+      let object = random.chance(50) ? UInt32(0) : id()
+      let value = UInt64(random.below(3))
+      return Call(
+        name: "OPTION \(option) op \(op) object \(object) value \(value)", request: 0x3B87,
+        argument: sized(le(UInt32(24), option, op, UInt16(random.chance(95) ? 0 : 1), object, value), minimum: 24))
+    case 62..<65:
+      let ioas = id()
+      let op = UInt16(random.below(4))
+      return Call(name: "VFIO_IOAS ioas \(ioas) op \(op)", request: 0x3B88, argument: sized(le(UInt32(12), ioas, op, UInt16(0)), minimum: 12))
+    case 65..<71:
+      let flags = UInt32(random.below(4)) | (random.chance(5) ? 1 << 5 : 0)
+      let (device, pt) = (id(), id())
+      let nested = random.chance(25)
+      let data = nested ? le(UInt32(random.below(3))) : []
+      return Call(
+        name: "HWPT_ALLOC flags \(flags) dev \(device) pt \(pt)" + (nested ? " nested" : ""), request: 0x3B89,
+        argument: sized(le(UInt32(48), flags, device, pt, UInt32(0), UInt32(0), nested ? UInt32(0xdead) : 0, UInt32(data.count), UInt64(0), UInt32(0), UInt32(0)), minimum: 24),
+        buffers: data.isEmpty ? [] : [(32, data)])
+    case 71..<74:
+      let device = id()
+      let capacity = random.pick([0, 4, 8, 64])
+      return Call(
+        name: "GET_HW_INFO dev \(device) data_len \(capacity)", request: 0x3B8A,
+        argument: sized(le(UInt32(40), UInt32(0), device, UInt32(capacity), UInt64(0), UInt32(0), UInt32(0), UInt64(0)), minimum: 32),
+        buffers: capacity == 0 ? [] : [(16, [UInt8](repeating: 0xEE, count: capacity))])
+    case 74..<77:
+      let hwpt = id()
+      let flags = UInt32(random.below(3))
+      return Call(name: "SET_DIRTY_TRACKING hwpt \(hwpt) flags \(flags)", request: 0x3B8B, argument: sized(le(UInt32(16), flags, hwpt, UInt32(0)), minimum: 16))
+    case 77..<80:
+      let (hwpt, iova, length) = (id(), iova(), 0x1000 * UInt64(random.below(16)))
+      let pageSize = random.pick([UInt64(0x800), 0x1000, 0x1001, 0])
+      let words = length / max(pageSize, 1) / 64 + 1
+      return Call(
+        name: "GET_DIRTY_BITMAP hwpt \(hwpt) iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16)) page 0x\(String(pageSize, radix: 16))",
+        request: 0x3B8C, argument: sized(le(UInt32(48), hwpt, UInt32(random.chance(80) ? 0 : 1), UInt32(0), iova, length, pageSize, UInt64(0)), minimum: 48),
+        buffers: [(40, [UInt8](repeating: 0, count: Int(min(words, 64)) * 8))])
+    case 80..<83:
+      let hwpt = id()
+      let count = random.below(3)
+      let entryLength = random.pick([UInt32(8), 0, 4, 16])
+      var entries: [UInt8] = []
+      for _ in 0..<count { entries += le(UInt32(random.below(2)), UInt32(random.below(5))) + [UInt8](repeating: 0, count: max(0, Int(entryLength) - 8)) }
+      return Call(
+        name: "HWPT_INVALIDATE hwpt \(hwpt) type \(0xdeadbeef as UInt32) len \(entryLength) count \(count)", request: 0x3B8D,
+        argument: sized(le(UInt32(32), hwpt, UInt64(0), UInt32(0xdead_beef), entryLength, UInt32(count), UInt32(0)), minimum: 32),
+        buffers: entries.isEmpty ? [] : [(8, Array(entries.prefix(count * Int(entryLength))))])
+    case 83..<98:
+      return testCall()
+    default:
+      return malformed()
+    }
+  }
+
+  /// An `IOMMU_TEST_CMD`.
+  mutating func testCall() -> Call {
+    let target = id()
+    func command(_ op: UInt32, _ payload: [UInt8]) -> [UInt8] {
+      var bytes = le(UInt32(72), op, target, UInt32(0)) + payload
+      bytes += [UInt8](repeating: 0, count: 72 - bytes.count)
+      return bytes
+    }
+    switch random.below(9) {
+    case 0:
+      let (start, length) = (iova(), length())
+      return Call(name: "TEST ADD_RESERVED ioas \(target) 0x\(String(start, radix: 16))+0x\(String(length, radix: 16))", request: 0x3BA0, argument: command(1, le(start, length)))
+    case 1, 2:
+      return Call(name: "TEST MOCK_DOMAIN pt \(target)", request: 0x3BA0, argument: command(2, []))
+    case 3:
+      let flags = UInt32(random.below(8))
+      return Call(name: "TEST MOCK_DOMAIN_FLAGS pt \(target) flags \(flags)", request: 0x3BA0, argument: command(12, le(UInt32(0), UInt32(0), UInt32(0), flags)))
+    case 4:
+      let pt = id()
+      return Call(name: "TEST MOCK_DOMAIN_REPLACE stdev \(target) pt \(pt)", request: 0x3BA0, argument: command(10, le(pt)))
+    case 5:
+      let (iova, length, user) = (iova(), 0x800 * UInt64(random.below(6)), userAddress())
+      return Call(
+        name: "TEST MD_CHECK_MAP hwpt \(target) iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16)) uva 0x\(String(user, radix: 16))",
+        request: 0x3BA0, argument: command(3, le(iova, length, user)))
+    case 6:
+      let (length, user, refs) = (0x1000 * UInt64(random.below(4)), userAddress(), UInt32(random.below(3)))
+      return Call(name: "TEST MD_CHECK_REFS uva 0x\(String(user, radix: 16)) len 0x\(String(length, radix: 16)) refs \(refs)", request: 0x3BA0, argument: command(4, le(length, user, refs)))
+    case 7:
+      let (iova, length) = (iova(), 0x1000 * UInt64(random.below(8)))
+      let bits = le(random.next())
+      return Call(
+        name: "TEST DIRTY hwpt \(target) iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16))", request: 0x3BA0,
+        argument: command(13, le(UInt32(0), UInt32(0), iova, length, UInt64(0x800), UInt64(0), UInt64(0))), buffers: [(48, bits)])
+    default:
+      let (slot, value) = (UInt32(random.below(5)), UInt32(random.below(3)))
+      return Call(name: "TEST MD_CHECK_IOTLB hwpt \(target) slot \(slot) value \(value)", request: 0x3BA0, argument: command(14, le(slot, value)))
+    }
+  }
+
+  /// A call the kernel must refuse: an unknown number, a NULL or bad argument.
+  mutating func malformed() -> Call {
+    switch random.below(3) {
+    case 0:
+      let number = 0x3B00 + UInt(random.pick([0x7F, 0x90 + random.below(0x10), 0xA1, 0xFF]))
+      return Call(name: "unknown 0x\(String(number, radix: 16))", request: number, argument: le(UInt32(8), UInt32(0)))
+    case 1:
+      let number = UInt(0x3B80 + random.below(14))
+      return Call(name: "NULL argument 0x\(String(number, radix: 16))", request: number, argument: nil)
+    default:
+      let number = UInt(0x3B80 + random.below(14))
+      return Call(name: "bad argument 0x\(String(number, radix: 16))", request: number, argument: [], badArgument: true)
+    }
+  }
+}
+
+// MARK: Running calls
+
+/// Runs `call` on `calls` with iommufd descriptor `fd`.
+func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor) -> Outcome {
+  var buffers: [UnsafeMutableRawBufferPointer] = call.buffers.map { buffer in
+    let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(buffer.bytes.count, 1), alignment: 8)
+    memory.copyBytes(from: buffer.bytes)
+    return memory
+  }
+  defer { for buffer in buffers { buffer.deallocate() } }
+  var argument = call.argument ?? []
+  for (index, buffer) in call.buffers.enumerated() where buffer.field + 8 <= argument.count {
+    argument.replaceSubrange(buffer.field..<(buffer.field + 8), with: le(UInt64(UInt(bitPattern: buffers[index].baseAddress))))
+  }
+  let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(argument.count, 8), alignment: 8)
+  defer { memory.deallocate() }
+  memory.copyBytes(from: argument)
+  let pointer: UnsafeMutableRawPointer? =
+    call.argument == nil ? nil : call.badArgument ? UnsafeMutableRawPointer(bitPattern: 0x2000) : memory.baseAddress
+  var outcome = Outcome(errno: nil, result: 0, argument: [], buffers: [])
+  do {
+    outcome.result = try calls.ioctl(fd, call.request, pointer)
+  } catch {
+    outcome.errno = error.rawValue
+  }
+  var after = Array(memory.prefix(argument.count))
+  // Pointers to this side's buffers differ by nature; so do descriptors.
+  for buffer in call.buffers where buffer.field + 8 <= after.count { after.replaceSubrange(buffer.field..<(buffer.field + 8), with: [UInt8](repeating: 0, count: 8)) }
+  for range in call.ignored where range.upperBound <= after.count { after.replaceSubrange(range, with: [UInt8](repeating: 0, count: range.count)) }
+  outcome.argument = after
+  outcome.buffers = buffers.indices.map { Array(buffers[$0].prefix(call.buffers[$0].bytes.count)) }
+  buffers = []
+  return outcome
+}
+
+/// The two sides of the comparison.
+struct Sides {
+  let first: any SystemCalls
+  let second: any SystemCalls
+  let names: (String, String)
+}
+
+/// A `SystemCalls` that answers one request differently: the planted divergence.
+struct Planted: SystemCalls {
+  let base: any SystemCalls
+  func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor { try base.open(path, flags: flags) }
+  func close(_ fd: FileDescriptor) throws(Errno) { try base.close(fd) }
+  func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+    let result = try base.ioctl(fd, request, argument)
+    if request == 0x3B84, let argument { argument.storeBytes(of: argument.load(fromByteOffset: 24, as: UInt64.self) &+ 1, toByteOffset: 24, as: UInt64.self) }
+    return result
+  }
+  func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+    try base.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
+  }
+  func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) { try base.munmap(address, length: length) }
+  func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int { try base.pread(fd, into: buffer, offset: offset) }
+  func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int { try base.pwrite(fd, from: buffer, offset: offset) }
+  func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { try base.read(fd, into: buffer) }
+  func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { try base.write(fd, from: buffer) }
+  func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor { try base.eventfd(initialValue: initialValue, flags: flags) }
+}
+
+/// Runs `calls` on a fresh context of each side; returns the index of the first call
+/// whose outcomes differ and both outcomes, or nil when they agree throughout.
+func compare(_ calls: [Call], _ makeSides: () -> Sides, verbose: Bool = false) -> (index: Int, first: Outcome, second: Outcome)? {
+  let sides = makeSides()
+  guard let firstFD = try? sides.first.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC),
+    let secondFD = try? sides.second.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC)
+  else { fail("cannot open /dev/iommu on both sides") }
+  defer {
+    try? sides.first.close(firstFD)
+    try? sides.second.close(secondFD)
+  }
+  for (index, call) in calls.enumerated() {
+    let first = run(call, on: sides.first, fd: firstFD)
+    let second = run(call, on: sides.second, fd: secondFD)
+    if verbose { print("  \(index): \(call.name): \(first.summary)") }
+    if first != second { return (index, first, second) }
+  }
+  return nil
+}
+
+/// The shortest sub-list of `calls` (dropping calls one at a time) that still diverges.
+func minimise(_ calls: [Call], _ makeSides: () -> Sides) -> [Call] {
+  var current = calls
+  if let found = compare(current, makeSides) { current = Array(current.prefix(found.index + 1)) }
+  var index = current.count - 2
+  while index >= 0 {
+    var shorter = current
+    shorter.remove(at: index)
+    if let found = compare(shorter, makeSides) { current = Array(shorter.prefix(found.index + 1)) }
+    index = min(index - 1, current.count - 2)
+  }
+  return current
+}
+
+// MARK: Main
+
+let options = Options(CommandLine.arguments)
+var system = utsname()
+uname(&system)
+let version = withUnsafeBytes(of: system.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+let useKernel = !options.againstSimulator && access("/dev/iommu", F_OK) == 0
+let release: SimulatedKernel.Release =
+  useKernel ? (SimulatedKernel.Release(kernelVersion: version) ?? .linux6_12) : (options.release == "7.2" ? .linux7_2 : .linux6_12)
+var configuration = SimulatedKernel.Configuration()
+configuration.selfTest = true
+configuration.release = release
+let simulatorConfiguration = configuration
+let makeSides: () -> Sides = {
+  let second: any SystemCalls = SimulatedKernel(configuration: simulatorConfiguration)
+  let first: any SystemCalls = useKernel ? KernelSystemCalls() : SimulatedKernel(configuration: simulatorConfiguration)
+  return Sides(
+    first: first, second: options.plantDivergence ? Planted(base: second) : second,
+    names: (useKernel ? "kernel \(version)" : "simulator", "simulator"))
+}
+let arena = Arena()
+
+/// The calls of sequence `number`.
+func sequence(_ number: Int) -> [Call] {
+  var maker = CallMaker(random: Generator(seed: options.seed &* 0x1_0000_0001 &+ UInt64(number)), arena: arena, release: release)
+  return (0..<options.calls).map { _ in maker.make() }
+}
+
+// Progress shared with forked batches: the sequence being run.
+let progress = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)!
+let batchSize = 25
+var divergent = 0
+var traps = 0
+var callsRun = 0
+let names = makeSides().names
+print("fuzz: \(names.0) against \(names.1) (\(release == .linux7_2 ? "7.2" : "6.12") self-test), seed \(options.seed)")
+var start = options.firstSequence
+let end = options.firstSequence + options.sequences
+while start < end {
+  let stop = min(start + batchSize, end)
+  var pipeFDs: [Int32] = [0, 0]
+  pipe(&pipeFDs)
+  fflush(nil)
+  let child = fork()
+  if child == 0 {
+    close(pipeFDs[0])
+    var found = 0
+    for number in start..<stop {
+      progress.storeBytes(of: Int64(number), as: Int64.self)
+      let calls = sequence(number)
+      if options.verbose { print("sequence \(number):") }
+      if let first = compare(calls, makeSides, verbose: options.verbose) {
+        found += 1
+        print("divergent at call \(first.index + 1) of sequence \(number): \(calls[first.index].name)\n  \(names.0): \(first.first.summary)\n  \(names.1): \(first.second.summary)")
+        let reproducer = minimise(calls, makeSides)
+        var report = "divergent: seed \(options.seed) sequence \(number), minimal reproducer of \(reproducer.count) calls:\n"
+        let sides = makeSides()
+        if let first = try? sides.first.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC), let second = try? sides.second.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC) {
+          for (index, call) in reproducer.enumerated() {
+            let a = run(call, on: sides.first, fd: first)
+            let b = run(call, on: sides.second, fd: second)
+            report += "  \(index + 1). \(call.name)\n     \(names.0): \(a.summary)\n     \(names.1): \(b.summary)\n"
+          }
+          try? sides.first.close(first)
+          try? sides.second.close(second)
+        }
+        print(report, terminator: "")
+      }
+    }
+    fflush(nil)
+    var summary = Int64(found)
+    _ = write(pipeFDs[1], &summary, 8)
+    _exit(0)
+  }
+  close(pipeFDs[1])
+  var summary: Int64 = 0
+  let got = read(pipeFDs[0], &summary, 8)
+  close(pipeFDs[0])
+  var status: Int32 = 0
+  waitpid(child, &status, 0)
+  if got == 8 && status & 0x7f == 0 {
+    divergent += Int(summary)
+    callsRun += (stop - start) * options.calls
+    start = stop
+  } else {
+    let number = Int(progress.load(as: Int64.self))
+    traps += 1
+    print("trap: seed \(options.seed) sequence \(number) (signal \(status & 0x7f)); rerun it with --first-sequence \(number) --sequences 1 --verbose")
+    callsRun += (number - start + 1) * options.calls
+    start = number + 1
+  }
+}
+print("fuzz: \(options.sequences) sequences, \(callsRun) calls, \(divergent) divergent, \(traps) traps")
+exit(divergent == 0 && traps == 0 ? 0 : 1)
