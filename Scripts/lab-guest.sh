@@ -1,10 +1,11 @@
 #!/bin/sh
 # Runs inside the lab VM (Lab/lab.sh run), as root in a chroot of the host root:
 #   lab-guest.sh vtd|mock BIN_DIR
-# vtd: the conformance suite, the real-kernel and differential tests on the cdev, then the
-#      legacy container/group tests, then iommufd-tool against the real sysfs, then edu-dma.
+# vtd: the conformance suite, the real-kernel and differential tests, the handle-safety suite
+#      and the bad-input table on the cdev, then the legacy container/group tests, then
+#      iommufd-tool against the real sysfs, then edu-dma.
 # mock: the iommufd and self-test mock-domain conformance scenarios (with vIOMMU, vDEVICE and
-#       vEVENTQ on a 7.2 kernel), and the handle-safety suite on the kernel.
+#       vEVENTQ on a 7.2 kernel), and the handle-safety suite and bad-input table on the kernel.
 # The kernel's release (6.12 or 7.2) picks the expectations where the two differ.
 # Every step runs; the exit status is 1 if any failed.
 mode=$1 bin=$2
@@ -21,10 +22,10 @@ expect() {  # expect PATTERN COMMAND...: the command succeeds and prints PATTERN
 }
 
 if [ "$mode" = mock ]; then
-  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|SelfTestOpConformance|HandleSafetyTests"
+  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|SelfTestOpConformance|HandleSafetyTests|BadInputTableTests"
   exit $status
 fi
-step tests "Conformance|RealKernelTests|DifferentialTests|HandleSafetyTests"
+step tests "Conformance|RealKernelTests|DifferentialTests|HandleSafetyTests|BadInputTableTests"
 step tests "LegacyTests"
 step expect "\"backend\" : \"iommufd\"" "$tool" devices --json
 step expect "IOMMU_GET_HW_INFO: yes" "$tool" probe

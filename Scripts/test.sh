@@ -105,7 +105,7 @@ lab_boot() {
   local version=$1 mode=$2 log=/tmp/iommufd-lab-$1-$2.log status=0
   bash Lab/lab.sh run --kernel "$version" --mode "$mode" --timeout 1200 -- sh Scripts/lab-guest.sh "$mode" "$bin" >"$log" 2>&1 || status=$?
   sed 's/\x1b\[[0-9;]*m//g' "$log" \
-    | grep -E '^lab: |^lab-step|^✘|differential:|Test run with|recorded an issue|^↳ [^T]|round trip|^missing' || true
+    | grep -E '^lab: |^lab-step|^✘|differential:|bad-input table:|Test run with|recorded an issue|^↳ [^T]|round trip|^missing' || true
   local backend
   for backend in "kernel" "simulated" "simulated 7.2" "simulated test kernel" "simulated 7.2 test kernel"; do
     printf '== lab (%s %s boot): %s scenario cases passed on the %s backend\n' "$version" "$mode" \

@@ -135,9 +135,20 @@ extension HWPageTable {
 
 extension IOMMUSelfTest {
   /// Marks dirty the pages of `hwpt` whose bits are set in `pages` (`IOMMU_TEST_OP_DIRTY`,
-  /// the mock IOMMU only); returns how many were mapped and marked.
+  /// the mock IOMMU only); returns how many were mapped and marked. The kernel reads
+  /// `length / pageSize` bits: page size 0, or `pages` with fewer bits (it would read past
+  /// them), is EINVAL before the kernel is asked.
   public func markDirty(_ hwpt: HWPageTable, iova: UInt64, length: UInt64, pageSize: UInt64, pages: [UInt64]) throws(IommufdError) -> Int {
-    try withScratchBuffer(count: max(8, pages.count * 8)) { buffer throws(IommufdError) -> Int in
+    guard pageSize > 0 else {
+      throw IommufdError(.testCommand, .invalidArgument, objects: [.hwpt(hwpt.id)], detail: "page size must be above 0")
+    }
+    let bits = UInt64(max(pages.count, 1)) * 64
+    guard length / pageSize <= bits else {
+      throw IommufdError(
+        .testCommand, .invalidArgument, objects: [.hwpt(hwpt.id)],
+        detail: "length 0x\(String(length, radix: 16)) at page size 0x\(String(pageSize, radix: 16)) is \(length / pageSize) pages, more than the \(bits) bits of pages")
+    }
+    return try withScratchBuffer(count: max(8, pages.count * 8)) { buffer throws(IommufdError) -> Int in
       for (index, word) in pages.enumerated() { buffer.storeBytes(of: word, toByteOffset: index * 8, as: UInt64.self) }
       var command = Self.command(CIOMMUFD_TEST_OP_DIRTY, id: hwpt.id)
       withUnsafeMutableBytes(of: &command.payload) { payload in

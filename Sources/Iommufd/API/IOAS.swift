@@ -49,6 +49,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     address: UnsafeRawPointer, length: UInt64, at placement: IOVAPlacement = .anywhere,
     access: DMAAccess = .readWrite
   ) throws(IommufdError) -> UInt64 {
+    try access.check(.ioasMap, [.ioas(id)])
     var request = ciommufd_iommu_ioas_map()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_map>.size)
     placement.encode(access, flags: &request.flags, iova: &request.iova)
@@ -92,6 +93,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     from source: IOAS, sourceIOVA: UInt64, length: UInt64, to placement: IOVAPlacement = .anywhere,
     access: DMAAccess = .readWrite
   ) throws(IommufdError) -> UInt64 {
+    try access.check(.ioasCopy, [.ioas(id)])
     var request = ciommufd_iommu_ioas_copy()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_copy>.size)
     placement.encode(access, flags: &request.flags, iova: &request.dst_iova)

@@ -27,10 +27,17 @@ public struct IOMMUSelfTest: Sendable {
   }
 
   /// Reserves `range` of `ioas` as the self-test owner (`IOMMU_TEST_OP_ADD_RESERVED`), until
-  /// the IOAS is destroyed.
+  /// the IOAS is destroyed. An inverted range is EINVAL, and the whole 64-bit space (2^64
+  /// bytes, more than a u64 length) EOVERFLOW, before the kernel is asked.
   public func addReserved(_ range: IOVARange, in ioas: IOAS) throws(IommufdError) {
+    guard range.start <= range.last else {
+      throw IommufdError(.testCommand, .invalidArgument, objects: [.ioas(ioas.id)], detail: "the range \(range) is inverted (start above last)")
+    }
+    let (length, overflow) = (range.last - range.start).addingReportingOverflow(1)
+    guard !overflow else {
+      throw IommufdError(.testCommand, .overflow, objects: [.ioas(ioas.id)], detail: "the range \(range) has 2^64 bytes, more than a u64 length")
+    }
     var command = Self.command(CIOMMUFD_TEST_OP_ADD_RESERVED, id: ioas.id)
-    let length = range.last &- range.start &+ 1
     withUnsafeMutableBytes(of: &command.payload) {
       $0.storeBytes(of: ciommufd_iommu_test_add_reserved(start: range.start, length: length), as: ciommufd_iommu_test_add_reserved.self)
     }
@@ -40,6 +47,7 @@ public struct IOMMUSelfTest: Sendable {
   /// Creates a mock device bound to this context and attached to `target`
   /// (`IOMMU_TEST_OP_MOCK_DOMAIN`, or `..._FLAGS` with `flags`).
   public func attachMockDevice(to target: some AttachTarget, flags: DeviceFlags? = nil) throws(IommufdError) -> MockDevice {
+    try Self.checkContext(target, of: iommufd)
     var command = Self.command(flags == nil ? CIOMMUFD_TEST_OP_MOCK_DOMAIN : CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS, id: target.id)
     if let flags {
       withUnsafeMutableBytes(of: &command.payload) { $0.storeBytes(of: flags.rawValue, toByteOffset: 12, as: UInt32.self) }
@@ -49,6 +57,16 @@ public struct IOMMUSelfTest: Sendable {
     return MockDevice(
       iommufd: iommufd, id: ObjectID(reply.out_stdev_id), deviceID: ObjectID(reply.out_idev_id),
       pageTableID: ObjectID(reply.out_hwpt_id), target: target)
+  }
+
+  /// Refuses (EINVAL) an attach target of another context, also one no handle of this
+  /// library owns: its id would name an object of this context.
+  static func checkContext(_ target: some AttachTarget, of iommufd: IOMMUFD) throws(IommufdError) {
+    guard target.iommufd === iommufd else {
+      throw IommufdError(
+        .testCommand, .invalidArgument, objects: [.pageTable(target.id)],
+        detail: "the attach target \(target.id) belongs to another iommufd context")
+    }
   }
 
   static func command(_ op: UInt32, id: ObjectID) -> ciommufd_iommu_test_cmd {
@@ -99,6 +117,7 @@ public final class MockDevice: Sendable, ObjectHandle {
   /// Moves the device to `target` (`IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`); returns the HWPT id.
   @discardableResult
   public func replace(with target: some AttachTarget) throws(IommufdError) -> ObjectID {
+    try IOMMUSelfTest.checkContext(target, of: iommufd)
     var command = IOMMUSelfTest.command(CIOMMUFD_TEST_OP_MOCK_DOMAIN_REPLACE, id: id)
     withUnsafeMutableBytes(of: &command.payload) { $0.storeBytes(of: target.id.rawValue, as: UInt32.self) }
     try iommufd.selfTest.issue(

@@ -65,6 +65,16 @@ public struct DMAAccess: OptionSet, Hashable, Sendable {
   public static let writable = DMAAccess(rawValue: 1 << 1)
   /// Both directions.
   public static let readWrite: DMAAccess = [.readable, .writable]
+
+  /// Refuses bits other than ``readable`` and ``writable`` (EOPNOTSUPP, as the kernel
+  /// answers an unknown map flag): bit 0 would turn the request into a fixed-IOVA one.
+  func check(_ operation: IommufdError.Operation, _ objects: [IommufdError.InvolvedObject]) throws(IommufdError) {
+    guard rawValue & ~DMAAccess.readWrite.rawValue == 0 else {
+      throw IommufdError(
+        operation, .notSupported, objects: objects,
+        detail: "access 0x\(String(rawValue, radix: 16)) has bits other than readable (0x4) and writable (0x2)")
+    }
+  }
 }
 
 /// The usable IOVA ranges of an IOAS and the alignment every mapping must respect.

@@ -11,6 +11,7 @@ extension IOAS {
     _ fd: FileDescriptor, offset: UInt64, length: UInt64, at placement: IOVAPlacement = .anywhere,
     access: DMAAccess = .readWrite
   ) throws(IommufdError) -> UInt64 {
+    try access.check(.ioasMapFile, [.ioas(id)])
     var request = ciommufd_iommu_ioas_map_file()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_map_file>.size)
     placement.encode(access, flags: &request.flags, iova: &request.iova)
@@ -43,7 +44,8 @@ extension VFIODevice {
       try withLive(target, .deviceAttach) { () throws(IommufdError) in
         try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(target.id), .init("pasid", "\(pasid)")])
       }
-    } catch where error.errno == .invalidArgument {
+    } catch where error.errno == .invalidArgument && error.detail == nil {
+      // The kernel's answer; the library's own refusals (a target of another context) keep their detail.
       throw error.unsupported("the kernel refused the PASID flag: PASID attach needs Linux 6.15 or later (or the device has no PASID)")
     }
     return ObjectID(request.pt_id)

@@ -75,6 +75,7 @@ public final class VFIOContainer: MappingTracking {
     guard case .fixed(let iova) = placement else {
       throw IommufdError(.containerMap, .invalidArgument, detail: "a type1 container maps at fixed IOVAs only")
     }
+    try access.check(.containerMap, [])
     var request = ciommufd_vfio_iommu_type1_dma_map()
     request.argsz = UInt32(MemoryLayout<ciommufd_vfio_iommu_type1_dma_map>.size)
     request.flags = (access.contains(.readable) ? CIOMMUFD_VFIO_DMA_MAP_FLAG_READ : 0)
@@ -183,11 +184,15 @@ public final class VFIOGroup: Sendable {
     return (request.flags & CIOMMUFD_VFIO_GROUP_FLAGS_VIABLE != 0, request.flags & CIOMMUFD_VFIO_GROUP_FLAGS_CONTAINER_SET != 0)
   }
 
-  /// Sets the group to `container` (`VFIO_GROUP_SET_CONTAINER`).
+  /// Sets the group to `container` (`VFIO_GROUP_SET_CONTAINER`). A closed container fails
+  /// with `EBADF` before the kernel is asked (its number may name another file by now); it
+  /// is held open for the length of the call.
   public func setContainer(_ container: VFIOContainer) throws(IommufdError) {
-    var containerFD = container.fileDescriptor.rawValue
-    try descriptor.withDescriptor(.groupSetContainer) { fd throws(IommufdError) in
-      try backend.ioctl(fd, CIOMMUFD_VFIO_GROUP_SET_CONTAINER, &containerFD, .groupSetContainer, [.init("group", "\(number)")])
+    try container.descriptor.withDescriptor(.groupSetContainer) { containerDescriptor throws(IommufdError) in
+      var containerFD = containerDescriptor.rawValue
+      try descriptor.withDescriptor(.groupSetContainer) { fd throws(IommufdError) in
+        try backend.ioctl(fd, CIOMMUFD_VFIO_GROUP_SET_CONTAINER, &containerFD, .groupSetContainer, [.init("group", "\(number)")])
+      }
     }
     self.container.withLock { $0 = container }
   }
