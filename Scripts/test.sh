@@ -88,6 +88,19 @@ if ((control == 0)); then
 fi
 echo "tsan: $(grep -E '^✔ Test run with' /tmp/iommufd-tsan.log | sed 's/ after.*//'), 0 races; negative control: $control reports, as it must"
 
+# The differential fuzzer checked on the simulator: two simulators must agree (6.12 and
+# 7.2), and a planted divergence must be reported, or the fuzzer could not fail. Against
+# the real kernels it runs in the lab's mock boots below.
+log "differential fuzzer: simulator against simulator, and its negative control"
+bin=$(swift build --show-bin-path)
+"$bin/iommufd-diff-fuzz" --against-simulator --release 6.12 --sequences 1000 | tail -n 1
+"$bin/iommufd-diff-fuzz" --against-simulator --release 7.2 --sequences 1000 | tail -n 1
+if planted=$("$bin/iommufd-diff-fuzz" --against-simulator --plant-divergence --sequences 200 | tail -n 1); then
+  echo "the planted divergence was not reported: $planted" >&2
+  exit 1
+fi
+echo "negative control: $planted (as it must)"
+
 if [[ $lab != yes ]]; then
   log "lab skipped: $lab"
   exit 0
@@ -96,7 +109,6 @@ log "lab: building or reusing the 6.12 and 7.2 kernels"
 bash Lab/lab.sh kernel >/dev/null
 newer=yes
 bash Lab/lab.sh kernel --kernel 7.2 >/dev/null || newer=no
-bin=$(swift build --show-bin-path)
 
 # Boots kernel VERSION in MODE and runs Scripts/lab-guest.sh there; prints the lab's own
 # lines, the steps, failures, the test runs' closing lines and how many scenario cases
@@ -105,7 +117,7 @@ lab_boot() {
   local version=$1 mode=$2 log=/tmp/iommufd-lab-$1-$2.log status=0
   bash Lab/lab.sh run --kernel "$version" --mode "$mode" --timeout 1200 -- sh Scripts/lab-guest.sh "$mode" "$bin" >"$log" 2>&1 || status=$?
   sed 's/\x1b\[[0-9;]*m//g' "$log" \
-    | grep -E '^lab: |^lab-step|^✘|differential:|bad-input table:|Test run with|recorded an issue|^↳ [^T]|round trip|^missing' || true
+    | grep -E '^lab: |^lab-step|^✘|^fuzz:|^divergent|^trap:|differential:|bad-input table:|Test run with|recorded an issue|^↳ [^T]|round trip|^missing' || true
   local backend
   for backend in "kernel" "simulated" "simulated 7.2" "simulated test kernel" "simulated 7.2 test kernel"; do
     printf '== lab (%s %s boot): %s scenario cases passed on the %s backend\n' "$version" "$mode" \
