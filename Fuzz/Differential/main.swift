@@ -6,7 +6,7 @@
 // forked batches, so a trapping simulator is reported and the run goes on.
 //
 //   iommufd-diff-fuzz [--seed S] [--sequences N] [--calls N] [--first-sequence N]
-//                     [--against-simulator] [--release 6.12|7.2] [--plant-divergence] [--verbose]
+//                     [--against-simulator] [--release 6.12|7.2] [--plant-divergence] [--verbose] [--stats]
 //
 // Without /dev/iommu (or with --against-simulator) both sides are simulators, which must
 // agree; --plant-divergence perturbs one answer of the second side, the negative control
@@ -25,11 +25,12 @@ import Glibc
 struct Options {
   var seed: UInt64 = 1
   var sequences = 300
-  var calls = 20
+  var calls = 30
   var firstSequence = 0
   var againstSimulator = false
   var plantDivergence = false
   var verbose = false
+  var stats = false
   /// The release the simulators answer as when no kernel is compared.
   var release = "6.12"
 
@@ -49,6 +50,7 @@ struct Options {
       case "--against-simulator": againstSimulator = true
       case "--plant-divergence": plantDivergence = true
       case "--verbose": verbose = true
+      case "--stats": stats = true
       case "--release": release = value()
       default: fail("unknown argument \(arguments[index])")
       }
@@ -123,6 +125,23 @@ struct Call {
   var buffers: [(field: Int, bytes: [UInt8])] = []
   /// Byte ranges of the written-back argument that differ by nature (descriptors).
   var ignored: [Range<Int>] = []
+  /// What a success creates, for the generator's next choices.
+  var creates: Creation = .nothing
+}
+
+/// What a successful call made, read from its written-back argument.
+enum Creation {
+  case nothing
+  /// An IOAS whose id is the u32 at this offset.
+  case ioas(at: Int)
+  /// A paging (or nested) HWPT whose id is the u32 at this offset.
+  case hwpt(at: Int, nested: Bool)
+  /// A mock device: self-test object, HWPT and device ids at 16, 20 and 24.
+  case mockDevice
+  /// A mapping of `length` bytes in IOAS `ioas` at the IOVA (u64) at this offset.
+  case mapping(ioas: UInt32, length: UInt64, at: Int)
+  /// A fault queue whose id is the u32 at this offset.
+  case fault(at: Int)
 }
 
 /// What a call did on one backend.
@@ -155,8 +174,62 @@ struct CallMaker {
   var random: Generator
   let arena: Arena
   let release: SimulatedKernel.Release
+  /// Objects and mappings made so far (as the first side reported them).
+  var spaces: [UInt32] = []
+  var pageTables: [UInt32] = []
+  var nestedTables: [UInt32] = []
+  var devices: [UInt32] = []
+  var selfTestObjects: [UInt32] = []
+  var faults: [UInt32] = []
+  var mappings: [(ioas: UInt32, iova: UInt64, length: UInt64)] = []
 
-  mutating func id() -> UInt32 { random.chance(85) ? UInt32(1 + random.below(8)) : random.pick([0, 99, UInt32.max]) }
+  /// Records what `call` made, given its outcome on the first side.
+  mutating func observe(_ call: Call, _ outcome: Outcome) {
+    guard outcome.errno == nil else { return }
+    func u32(_ offset: Int) -> UInt32? {
+      guard offset + 4 <= outcome.argument.count else { return nil }
+      return outcome.argument[offset..<(offset + 4)].enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
+    }
+    func u64(_ offset: Int) -> UInt64? {
+      guard let low = u32(offset), let high = u32(offset + 4) else { return nil }
+      return UInt64(high) << 32 | UInt64(low)
+    }
+    switch call.creates {
+    case .nothing: break
+    case .ioas(let at): if let id = u32(at) { spaces.append(id) }
+    case .hwpt(let at, let nested): if let id = u32(at) { if nested { nestedTables.append(id) } else { pageTables.append(id) } }
+    case .mockDevice:
+      if let stdev = u32(16), let hwpt = u32(20), let device = u32(24) {
+        selfTestObjects.append(stdev)
+        pageTables.append(hwpt)
+        devices.append(device)
+      }
+    case .mapping(let ioas, let length, let at): if let iova = u64(at) { mappings.append((ioas, iova, length)) }
+    case .fault(let at): if let id = u32(at) { faults.append(id) }
+    }
+  }
+
+  /// An id: mostly one of `known` (objects that exist, or existed), else a hostile one.
+  mutating func id(_ known: [UInt32]) -> UInt32 {
+    if !known.isEmpty && random.chance(75) { return random.pick(known) }
+    return random.chance(70) ? UInt32(1 + random.below(8)) : random.pick([0, 99, UInt32.max])
+  }
+  mutating func id() -> UInt32 { id(spaces + pageTables + devices) }
+  mutating func ioasID() -> UInt32 { id(spaces) }
+  mutating func pageTableID() -> UInt32 { id(random.chance(70) ? pageTables : spaces) }
+  mutating func deviceID() -> UInt32 { id(devices) }
+  /// A mapped IOVA range (or a piece of one), else a random one.
+  mutating func mappedRange() -> (ioas: UInt32, iova: UInt64, length: UInt64)? {
+    guard !mappings.isEmpty, random.chance(70) else { return nil }
+    var mapping = random.pick(mappings)
+    if random.chance(30) && mapping.length > 0x1000 {
+      let pages = mapping.length / 0x1000
+      let skip = UInt64(random.below(Int(min(pages, 16))))
+      mapping.iova &+= skip * 0x1000
+      mapping.length = max(0x1000, (pages - skip) * 0x1000 / UInt64(1 + random.below(2)))
+    }
+    return mapping
+  }
   mutating func iova() -> UInt64 {
     switch random.below(10) {
     case 0: return 0
@@ -204,28 +277,53 @@ struct CallMaker {
   }
 
   mutating func make() -> Call {
+    // Build some state first: an IOAS, a mock device on it, a mapping.
+    if spaces.isEmpty && random.chance(70) {
+      return Call(name: "IOAS_ALLOC", request: 0x3B81, argument: le(UInt32(12), UInt32(0), UInt32(0)), creates: .ioas(at: 8))
+    }
+    if let ioas = spaces.first, devices.isEmpty && random.chance(40) {
+      return Call(name: "TEST MOCK_DOMAIN pt \(ioas)", request: 0x3BA0, argument: le(UInt32(72), UInt32(2), ioas, UInt32(0)) + [UInt8](repeating: 0, count: 56), creates: .mockDevice)
+    }
+    if let ioas = spaces.last, mappings.count < 2 && random.chance(40) {
+      let length = 0x1000 * UInt64(1 + random.below(4))
+      let user = arena.page(random.below(20))
+      let fixed = random.chance(50)
+      let iova = 0x100_0000 + 0x10000 * UInt64(random.below(16))
+      return Call(
+        name: "MAP flags \(fixed ? 7 : 6) ioas \(ioas) uva 0x\(String(user, radix: 16)) len 0x\(String(length, radix: 16)) iova 0x\(String(fixed ? iova : 0, radix: 16))",
+        request: 0x3B85, argument: le(UInt32(40), UInt32(fixed ? 7 : 6), ioas, UInt32(0), user, length, fixed ? iova : 0),
+        creates: .mapping(ioas: ioas, length: length, at: 32))
+    }
     switch random.below(100) {
     case 0..<8:
-      return Call(name: "IOAS_ALLOC", request: 0x3B81, argument: sized(le(UInt32(12), random.chance(95) ? UInt32(0) : 1, UInt32(0)), minimum: 12))
+      return Call(name: "IOAS_ALLOC", request: 0x3B81, argument: sized(le(UInt32(12), random.chance(95) ? UInt32(0) : 1, UInt32(0)), minimum: 12), creates: .ioas(at: 8))
     case 8..<14:
       let target = id()
       return Call(name: "DESTROY \(target)", request: 0x3B80, argument: sized(le(UInt32(8), target), minimum: 8))
     case 14..<30:
-      let (flags, ioas, user, length, iova) = (mapFlags(), id(), userAddress(), length(), iova())
+      var (flags, ioas, user, length, iova) = (mapFlags(), ioasID(), userAddress(), length(), iova())
+      if random.chance(60) { flags = (flags & 1) | 6 }  // mostly a readable and writable mapping
+      if random.chance(50) && length > 0x4000 { length = 0x1000 * UInt64(1 + random.below(4)) }
       return Call(
         name: "MAP flags \(flags) ioas \(ioas) uva 0x\(String(user, radix: 16)) len 0x\(String(length, radix: 16)) iova 0x\(String(iova, radix: 16))",
-        request: 0x3B85, argument: sized(le(UInt32(40), flags, ioas, UInt32(random.chance(97) ? 0 : 1), user, length, iova), minimum: 40))
+        request: 0x3B85, argument: sized(le(UInt32(40), flags, ioas, UInt32(random.chance(97) ? 0 : 1), user, length, iova), minimum: 40),
+        creates: .mapping(ioas: ioas, length: length, at: 32))
     case 30..<40:
-      let (ioas, iova, length) = (id(), iova(), length())
-      let all = random.chance(20)
+      var (ioas, iova, length) = (ioasID(), iova(), length())
+      if let mapped = mappedRange() { (ioas, iova, length) = mapped }
+      let all = random.chance(15)
       return Call(
         name: "UNMAP ioas \(ioas) " + (all ? "all" : "iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16))"),
         request: 0x3B86, argument: sized(le(UInt32(24), ioas, all ? UInt64(0) : iova, all ? UInt64.max : length), minimum: 24))
     case 40..<47:
-      let (flags, destination, source, length, destinationIOVA, sourceIOVA) = (mapFlags(), id(), id(), length(), iova(), iova())
+      var (flags, destination, source, length, destinationIOVA, sourceIOVA) = (mapFlags(), ioasID(), ioasID(), length(), iova(), iova())
+      if random.chance(60) { flags = (flags & 1) | 6 }
+      if let mapped = mappedRange() { (source, sourceIOVA, length) = mapped }
+      if random.chance(50) { flags |= random.chance(5) ? 1 << 16 : 0 }
       return Call(
         name: "COPY flags \(flags) dst \(destination) src \(source) len 0x\(String(length, radix: 16)) dst_iova 0x\(String(destinationIOVA, radix: 16)) src_iova 0x\(String(sourceIOVA, radix: 16))",
-        request: 0x3B83, argument: sized(le(UInt32(40), flags, destination, source, length, destinationIOVA, sourceIOVA), minimum: 40))
+        request: 0x3B83, argument: sized(le(UInt32(40), flags, destination, source, length, destinationIOVA, sourceIOVA), minimum: 40),
+        creates: .mapping(ioas: destination, length: length, at: 24))
     case 47..<52:
       let count = random.below(3)
       var ranges: [UInt8] = []
@@ -233,12 +331,12 @@ struct CallMaker {
         let start = iova()
         ranges += le(start, random.chance(80) ? start &+ 0xfffff : start &- 1)
       }
-      let ioas = id()
+      let ioas = ioasID()
       return Call(
         name: "ALLOW_IOVAS ioas \(ioas) \(count) ranges", request: 0x3B82,
         argument: sized(le(UInt32(24), ioas, UInt32(count), UInt32(0), UInt64(0)), minimum: 24), buffers: count == 0 ? [] : [(16, ranges)])
     case 52..<58:
-      let ioas = id()
+      let ioas = ioasID()
       let capacity = random.below(4)
       return Call(
         name: "IOVA_RANGES ioas \(ioas) capacity \(capacity)", request: 0x3B84,
@@ -247,37 +345,39 @@ struct CallMaker {
     case 58..<62:
       let option = UInt32(random.below(3))
       let op = UInt16(random.below(3))
-      let object = random.chance(50) ? UInt32(0) : id()
+      let object = random.chance(50) ? UInt32(0) : ioasID()
       let value = UInt64(random.below(3))
       return Call(
         name: "OPTION \(option) op \(op) object \(object) value \(value)", request: 0x3B87,
         argument: sized(le(UInt32(24), option, op, UInt16(random.chance(95) ? 0 : 1), object, value), minimum: 24))
     case 62..<65:
-      let ioas = id()
+      let ioas = ioasID()
       let op = UInt16(random.below(4))
       return Call(name: "VFIO_IOAS ioas \(ioas) op \(op)", request: 0x3B88, argument: sized(le(UInt32(12), ioas, op, UInt16(0)), minimum: 12))
     case 65..<71:
-      let flags = UInt32(random.below(4)) | (random.chance(5) ? 1 << 5 : 0)
-      let (device, pt) = (id(), id())
-      let nested = random.chance(25)
+      let nested = random.chance(30)
+      let flags = nested ? UInt32(random.chance(90) ? 0 : random.below(4)) : UInt32(random.below(4)) | (random.chance(5) ? 1 << 5 : 0)
+      let device = deviceID()
+      let pt = nested ? id(pageTables) : ioasID()
       let data = nested ? le(UInt32(random.below(3))) : []
       return Call(
         name: "HWPT_ALLOC flags \(flags) dev \(device) pt \(pt)" + (nested ? " nested" : ""), request: 0x3B89,
         argument: sized(le(UInt32(48), flags, device, pt, UInt32(0), UInt32(0), nested ? UInt32(0xdead) : 0, UInt32(data.count), UInt64(0), UInt32(0), UInt32(0)), minimum: 24),
-        buffers: data.isEmpty ? [] : [(32, data)])
+        buffers: data.isEmpty ? [] : [(32, data)], creates: .hwpt(at: 16, nested: nested))
     case 71..<74:
-      let device = id()
+      let device = deviceID()
       let capacity = random.pick([0, 4, 8, 64])
       return Call(
         name: "GET_HW_INFO dev \(device) data_len \(capacity)", request: 0x3B8A,
         argument: sized(le(UInt32(40), UInt32(0), device, UInt32(capacity), UInt64(0), UInt32(0), UInt32(0), UInt64(0)), minimum: 32),
         buffers: capacity == 0 ? [] : [(16, [UInt8](repeating: 0xEE, count: capacity))])
     case 74..<77:
-      let hwpt = id()
-      let flags = UInt32(random.below(3))
+      let hwpt = id(pageTables)
+      let flags = UInt32(random.chance(80) ? 1 : random.below(3))
       return Call(name: "SET_DIRTY_TRACKING hwpt \(hwpt) flags \(flags)", request: 0x3B8B, argument: sized(le(UInt32(16), flags, hwpt, UInt32(0)), minimum: 16))
     case 77..<80:
-      let (hwpt, iova, length) = (id(), iova(), 0x1000 * UInt64(random.below(16)))
+      var (hwpt, iova, length) = (id(pageTables), iova(), 0x1000 * UInt64(random.below(16)))
+      if let mapped = mappedRange() { (iova, length) = (mapped.iova, min(mapped.length, 0x10000)) }
       let pageSize = random.pick([UInt64(0x800), 0x1000, 0x1001, 0])
       let words = length / max(pageSize, 1) / 64 + 1
       return Call(
@@ -285,7 +385,7 @@ struct CallMaker {
         request: 0x3B8C, argument: sized(le(UInt32(48), hwpt, UInt32(random.chance(80) ? 0 : 1), UInt32(0), iova, length, pageSize, UInt64(0)), minimum: 48),
         buffers: [(40, [UInt8](repeating: 0, count: Int(min(words, 64)) * 8))])
     case 80..<83:
-      let hwpt = id()
+      let hwpt = id(nestedTables)
       let count = random.below(3)
       let entryLength = random.pick([UInt32(8), 0, 4, 16])
       var entries: [UInt8] = []
@@ -303,26 +403,36 @@ struct CallMaker {
 
   /// An `IOMMU_TEST_CMD`.
   mutating func testCall() -> Call {
-    let target = id()
+    let op = random.below(9)
+    let target: UInt32
+    switch op {
+    case 0: target = ioasID()
+    case 1, 2, 3: target = id(random.chance(60) ? spaces : pageTables + nestedTables)
+    case 4: target = id(selfTestObjects)
+    case 5, 7: target = id(pageTables)
+    case 8: target = id(nestedTables)
+    default: target = id()
+    }
     func command(_ op: UInt32, _ payload: [UInt8]) -> [UInt8] {
       var bytes = le(UInt32(72), op, target, UInt32(0)) + payload
       bytes += [UInt8](repeating: 0, count: 72 - bytes.count)
       return bytes
     }
-    switch random.below(9) {
+    switch op {
     case 0:
       let (start, length) = (iova(), length())
       return Call(name: "TEST ADD_RESERVED ioas \(target) 0x\(String(start, radix: 16))+0x\(String(length, radix: 16))", request: 0x3BA0, argument: command(1, le(start, length)))
     case 1, 2:
-      return Call(name: "TEST MOCK_DOMAIN pt \(target)", request: 0x3BA0, argument: command(2, []))
+      return Call(name: "TEST MOCK_DOMAIN pt \(target)", request: 0x3BA0, argument: command(2, []), creates: .mockDevice)
     case 3:
       let flags = UInt32(random.below(8))
-      return Call(name: "TEST MOCK_DOMAIN_FLAGS pt \(target) flags \(flags)", request: 0x3BA0, argument: command(12, le(UInt32(0), UInt32(0), UInt32(0), flags)))
+      return Call(name: "TEST MOCK_DOMAIN_FLAGS pt \(target) flags \(flags)", request: 0x3BA0, argument: command(12, le(UInt32(0), UInt32(0), UInt32(0), flags)), creates: .mockDevice)
     case 4:
-      let pt = id()
+      let pt = id(random.chance(50) ? spaces : pageTables + nestedTables)
       return Call(name: "TEST MOCK_DOMAIN_REPLACE stdev \(target) pt \(pt)", request: 0x3BA0, argument: command(10, le(pt)))
     case 5:
-      let (iova, length, user) = (iova(), 0x800 * UInt64(random.below(6)), userAddress())
+      var (iova, length, user) = (iova(), 0x800 * UInt64(random.below(6)), userAddress())
+      if let mapped = mappedRange(), random.chance(50) { (iova, length) = (mapped.iova, min(mapped.length, 0x2000)) }
       return Call(
         name: "TEST MD_CHECK_MAP hwpt \(target) iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16)) uva 0x\(String(user, radix: 16))",
         request: 0x3BA0, argument: command(3, le(iova, length, user)))
@@ -330,7 +440,8 @@ struct CallMaker {
       let (length, user, refs) = (0x1000 * UInt64(random.below(4)), userAddress(), UInt32(random.below(3)))
       return Call(name: "TEST MD_CHECK_REFS uva 0x\(String(user, radix: 16)) len 0x\(String(length, radix: 16)) refs \(refs)", request: 0x3BA0, argument: command(4, le(length, user, refs)))
     case 7:
-      let (iova, length) = (iova(), 0x1000 * UInt64(random.below(8)))
+      var (iova, length) = (iova(), 0x1000 * UInt64(random.below(8)))
+      if let mapped = mappedRange() { (iova, length) = (mapped.iova, min(mapped.length, 0x8000)) }
       let bits = le(random.next())
       return Call(
         name: "TEST DIRTY hwpt \(target) iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16))", request: 0x3BA0,
@@ -422,7 +533,16 @@ struct Planted: SystemCalls {
 
 /// Runs `calls` on a fresh context of each side; returns the index of the first call
 /// whose outcomes differ and both outcomes, or nil when they agree throughout.
-func compare(_ calls: [Call], _ makeSides: () -> Sides, verbose: Bool = false) -> (index: Int, first: Outcome, second: Outcome)? {
+/// How often each kind of call (its name's first word, or TEST and its op) succeeded and
+/// failed on the first side: the fuzzer's reach, printed with `--stats`.
+nonisolated(unsafe) var reach: [String: (ok: Int, failed: Int)] = [:]
+
+func kind(_ call: Call) -> String {
+  let words = call.name.split(separator: " ")
+  return words.first == "TEST" && words.count > 1 ? "TEST " + words[1] : String(words.first ?? "")
+}
+
+func compare(_ calls: [Call], _ makeSides: () -> Sides) -> (index: Int, first: Outcome, second: Outcome)? {
   let sides = makeSides()
   guard let firstFD = try? sides.first.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC),
     let secondFD = try? sides.second.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC)
@@ -434,7 +554,6 @@ func compare(_ calls: [Call], _ makeSides: () -> Sides, verbose: Bool = false) -
   for (index, call) in calls.enumerated() {
     let first = run(call, on: sides.first, fd: firstFD)
     let second = run(call, on: sides.second, fd: secondFD)
-    if verbose { print("  \(index): \(call.name): \(first.summary)") }
     if first != second { return (index, first, second) }
   }
   return nil
@@ -476,10 +595,35 @@ let makeSides: () -> Sides = {
 }
 let arena = Arena()
 
-/// The calls of sequence `number`.
-func sequence(_ number: Int) -> [Call] {
+/// Runs sequence `number` on fresh contexts of both sides, making each call from what the
+/// first side reported so far (the ids it returned, the IOVAs it chose); returns the calls
+/// made and the first divergence, if any.
+func explore(_ number: Int) -> (calls: [Call], divergence: (index: Int, first: Outcome, second: Outcome)?) {
   var maker = CallMaker(random: Generator(seed: options.seed &* 0x1_0000_0001 &+ UInt64(number)), arena: arena, release: release)
-  return (0..<options.calls).map { _ in maker.make() }
+  let sides = makeSides()
+  guard let firstFD = try? sides.first.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC),
+    let secondFD = try? sides.second.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC)
+  else { fail("cannot open /dev/iommu on both sides") }
+  defer {
+    try? sides.first.close(firstFD)
+    try? sides.second.close(secondFD)
+  }
+  var calls: [Call] = []
+  for index in 0..<options.calls {
+    let call = maker.make()
+    calls.append(call)
+    let first = run(call, on: sides.first, fd: firstFD)
+    let second = run(call, on: sides.second, fd: secondFD)
+    if options.verbose { print("  \(index): \(call.name): \(first.summary)") }
+    if options.stats {
+      var entry = reach[kind(call)] ?? (0, 0)
+      if first.errno == nil { entry.ok += 1 } else { entry.failed += 1 }
+      reach[kind(call)] = entry
+    }
+    if first != second { return (calls, (index, first, second)) }
+    maker.observe(call, first)
+  }
+  return (calls, nil)
 }
 
 // Progress shared with forked batches: the sequence being run.
@@ -487,6 +631,7 @@ let progress = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOU
 let batchSize = 25
 var divergent = 0
 var traps = 0
+var totals: [String: (ok: Int, failed: Int)] = [:]
 var callsRun = 0
 let names = makeSides().names
 print("fuzz: \(names.0) against \(names.1) (\(release == .linux7_2 ? "7.2" : "6.12") self-test), seed \(options.seed)")
@@ -503,9 +648,9 @@ while start < end {
     var found = 0
     for number in start..<stop {
       progress.storeBytes(of: Int64(number), as: Int64.self)
-      let calls = sequence(number)
       if options.verbose { print("sequence \(number):") }
-      if let first = compare(calls, makeSides, verbose: options.verbose) {
+      let (calls, divergence) = explore(number)
+      if let first = divergence {
         found += 1
         print("divergent at call \(first.index + 1) of sequence \(number): \(calls[first.index].name)\n  \(names.0): \(first.first.summary)\n  \(names.1): \(first.second.summary)")
         let reproducer = minimise(calls, makeSides)
@@ -526,11 +671,30 @@ while start < end {
     fflush(nil)
     var summary = Int64(found)
     _ = write(pipeFDs[1], &summary, 8)
+    if options.stats {
+      let lines = reach.map { "\($0.key)\t\($0.value.ok)\t\($0.value.failed)\n" }.joined()
+      _ = lines.withCString { write(pipeFDs[1], $0, strlen($0)) }
+    }
     _exit(0)
   }
   close(pipeFDs[1])
   var summary: Int64 = 0
   let got = read(pipeFDs[0], &summary, 8)
+  if options.stats {
+    var text: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+      let count = read(pipeFDs[0], &chunk, chunk.count)
+      if count <= 0 { break }
+      text += chunk.prefix(count)
+    }
+    for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
+      let fields = line.split(separator: "\t")
+      guard fields.count == 3, let ok = Int(fields[1]), let failed = Int(fields[2]) else { continue }
+      let entry = totals[String(fields[0])] ?? (0, 0)
+      totals[String(fields[0])] = (entry.ok + ok, entry.failed + failed)
+    }
+  }
   close(pipeFDs[0])
   var status: Int32 = 0
   waitpid(child, &status, 0)
@@ -545,6 +709,9 @@ while start < end {
     callsRun += (number - start + 1) * options.calls
     start = number + 1
   }
+}
+if options.stats {
+  for (name, entry) in totals.sorted(by: { $0.key < $1.key }) { print("reach: \(name): \(entry.ok) succeeded, \(entry.failed) failed") }
 }
 print("fuzz: \(options.sequences) sequences, \(callsRun) calls, \(divergent) divergent, \(traps) traps")
 exit(divergent == 0 && traps == 0 ? 0 : 1)
