@@ -121,7 +121,7 @@ final class Campaign {
     setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore)
     if !hasAddressSanitizer {
       // What the library allocates from hostile sizes must fail, not take the machine's memory.
-      var space = rlimit(rlim_cur: 3 << 30, rlim_max: 3 << 30)
+      var space = rlimit(rlim_cur: 1 << 30, rlim_max: 1 << 30)
       setrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &space)
     }
     for sequence in range {

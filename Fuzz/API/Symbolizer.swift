@@ -39,11 +39,11 @@ final class Symbolizer {
       guard let (address, isReturn) = Self.frameAddress(line), address >= image.start, address < image.end else { continue }
       addresses.append((address &- image.start) &- (isReturn ? 1 : 0))
     }
-    let unknown = addresses.filter { cache[$0] == nil }
-    if !unknown.isEmpty { resolve(unknown, in: image.path) }
     var failure: String?
     var fallback: Frame?
-    for address in addresses {
+    for (index, address) in addresses.enumerated() {
+      // Symbolize on demand, a few frames at a time: a repeated trap is found in the cache.
+      if cache[address] == nil { resolve(Array(addresses[index...].filter { cache[$0] == nil }.prefix(8)), in: image.path) }
       guard let frame = cache[address] ?? nil else { continue }
       if failure == nil { failure = frame.failure }
       if frame.location.hasPrefix("Sources/") {
