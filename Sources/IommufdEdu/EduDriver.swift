@@ -17,7 +17,8 @@ public final class EduDriver: Sendable {
   public static let identification: UInt32 = 0x0100_00ed
   /// Device address of the 4 KiB DMA buffer.
   public static let bufferAddress: UInt64 = 0x40000
-  /// The largest DMA QEMU 7.2's edu accepts (its bound check is off by one).
+  /// The largest DMA QEMU 7.2's edu accepts (its bound check is off by one): a DMA must
+  /// also end before the buffer's last byte, at `bufferOffset + count <= 4095`.
   public static let maximumTransfer = 4095
   /// The interrupt status bit a finished DMA raises.
   public static let dmaInterrupt: UInt32 = 0x100
@@ -61,18 +62,24 @@ public final class EduDriver: Sendable {
     try device.write(command | 0x4, region: config, at: 4)
   }
 
-  /// Copies `count` bytes from `iova` into the device buffer at `offset`.
+  /// Copies `count` bytes from `iova` into the device buffer at `bufferOffset`; a range
+  /// past ``maximumTransfer`` is EINVAL, refused before the device is programmed.
   public func copyToDevice(from iova: UInt64, count: Int, bufferOffset: UInt64 = 0, interrupt: Bool = false) throws(IommufdError) {
-    try runDMA(source: iova, destination: Self.bufferAddress + bufferOffset, count: count, toRAM: false, interrupt: interrupt)
+    let local = try bufferAddress(count: count, bufferOffset: bufferOffset)
+    try runDMA(source: iova, destination: local, count: count, toRAM: false, interrupt: interrupt)
   }
 
-  /// Copies `count` bytes of the device buffer at `offset` to `iova`.
+  /// Copies `count` bytes of the device buffer at `bufferOffset` to `iova`; a range past
+  /// ``maximumTransfer`` is EINVAL, refused before the device is programmed.
   public func copyFromDevice(to iova: UInt64, count: Int, bufferOffset: UInt64 = 0, interrupt: Bool = false) throws(IommufdError) {
-    try runDMA(source: Self.bufferAddress + bufferOffset, destination: iova, count: count, toRAM: true, interrupt: interrupt)
+    let local = try bufferAddress(count: count, bufferOffset: bufferOffset)
+    try runDMA(source: local, destination: iova, count: count, toRAM: true, interrupt: interrupt)
   }
 
-  /// Waits (polling the command register, at most `attempts` times 10 ms) for a DMA to end.
+  /// Waits (polling the command register, at most `attempts` times 10 ms) for a DMA to end;
+  /// a negative `attempts` is EINVAL.
   public func waitForDMA(attempts: Int = 500) throws(IommufdError) {
+    try check(attempts: attempts)
     for _ in 0..<attempts {
       if try read32(0x98) & 0x1 == 0 { return }
       sleepBriefly()
@@ -81,8 +88,10 @@ public final class EduDriver: Sendable {
   }
 
   /// Computes `n`! on the device (register 0x08; status bit 0 is set while it computes,
-  /// which may take a while on QEMU, so this polls for it).
+  /// which may take a while on QEMU, so this polls for it at most `attempts` times; a
+  /// negative `attempts` is EINVAL).
   public func factorial(_ n: UInt32, attempts: Int = 500) throws(IommufdError) -> UInt32 {
+    try check(attempts: attempts)
     try write32(n, 0x08)
     for _ in 0..<attempts {
       if try read32(0x20) & 0x1 == 0 { return try read32(0x08) }
@@ -100,11 +109,27 @@ public final class EduDriver: Sendable {
   /// Clears `value` from the interrupt status (register 0x64).
   public func acknowledgeInterrupt(_ value: UInt32) throws(IommufdError) { try write32(value, 0x64) }
 
-  private func runDMA(source: UInt64, destination: UInt64, count: Int, toRAM: Bool, interrupt: Bool) throws(IommufdError) {
+  /// The device address of `count` bytes at `bufferOffset` in the DMA buffer, after
+  /// checking that QEMU 7.2's edu takes the range (it aborts the VM otherwise).
+  private func bufferAddress(count: Int, bufferOffset: UInt64) throws(IommufdError) -> UInt64 {
     guard count > 0, count <= Self.maximumTransfer else {
       throw IommufdError(.regionWrite, .invalidArgument, objects: [.region(0)],
         detail: "an edu DMA moves 1 to \(Self.maximumTransfer) bytes, not \(count)")
     }
+    guard bufferOffset <= UInt64(Self.maximumTransfer - count) else {
+      throw IommufdError(.regionWrite, .invalidArgument, objects: [.region(0)],
+        detail: "bufferOffset 0x\(String(bufferOffset, radix: 16)) + count \(count) ends past byte \(Self.maximumTransfer) of the 4 KiB DMA buffer")
+    }
+    return Self.bufferAddress + bufferOffset
+  }
+
+  private func check(attempts: Int) throws(IommufdError) {
+    guard attempts >= 0 else {
+      throw IommufdError(.regionRead, .invalidArgument, objects: [.region(0)], detail: "attempts is negative (\(attempts))")
+    }
+  }
+
+  private func runDMA(source: UInt64, destination: UInt64, count: Int, toRAM: Bool, interrupt: Bool) throws(IommufdError) {
     try write64(source, 0x80)
     try write64(destination, 0x88)
     try write64(UInt64(count), 0x90)

@@ -13,13 +13,18 @@ public final class DMABuffer: @unchecked Sendable {
   public let bytes: UnsafeMutableRawBufferPointer
   private let backend: Backend
 
-  /// Allocates `length` bytes (rounded up to the page size), zero-filled.
+  /// Allocates `length` bytes (rounded up to the page size), zero-filled. A length that
+  /// cannot be rounded up fails with ENOMEM, as `mmap` answers for one too large.
   public init(length: Int, backend: Backend = .kernel) throws(IommufdError) {
     guard length > 0 else {
       throw IommufdError(.memoryMap, .invalidArgument, detail: "a DMA buffer needs a length above 0")
     }
     let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-    let rounded = (length + page - 1) / page * page
+    let (padded, overflow) = length.addingReportingOverflow(page - 1)
+    guard !overflow else {
+      throw IommufdError(.memoryMap, .noMemory, detail: "length \(length) rounded up to the \(page)-byte page overflows")
+    }
+    let rounded = padded / page * page
     do throws(Errno) {
       let address = try backend.calls.mmap(
         length: rounded, protection: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: nil, offset: 0)

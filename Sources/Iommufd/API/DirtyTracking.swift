@@ -24,11 +24,14 @@ public struct DirtyBitmap: Sequence, Hashable, Sendable {
   /// The number of dirty pages.
   public var dirtyCount: Int { words.reduce(0) { $0 + $1.nonzeroBitCount } }
 
-  /// Whether the page at `iova` is dirty.
+  /// Whether the page at `iova` is dirty; false outside the bitmap (and for a bitmap
+  /// built with page size 0 or with fewer words than pages, past its words).
   public func isDirty(_ iova: UInt64) -> Bool {
-    guard iova >= base else { return false }
-    let bit = Int((iova - base) / pageSize)
-    return bit < pageCount && words[bit / 64] & (1 << UInt64(bit % 64)) != 0
+    guard iova >= base, pageSize > 0, pageCount > 0 else { return false }
+    let bit = (iova - base) / pageSize
+    guard bit < UInt64(pageCount) else { return false }
+    let word = Int(bit / 64)
+    return word < words.count && words[word] & (1 << (bit % 64)) != 0
   }
 
   /// Iterates the IOVAs of the dirty pages in ascending order.
@@ -42,16 +45,24 @@ public struct DirtyBitmap: Sequence, Hashable, Sendable {
       self.bits = bitmap.words.first ?? 0
     }
 
-    /// The next dirty page's IOVA.
+    /// The next dirty page's IOVA; `nil` at the end, or where an IOVA would pass 2^64 (a
+    /// bitmap built by hand).
     public mutating func next() -> UInt64? {
       while bits == 0 {
         word += 1
         guard word < bitmap.words.count else { return nil }
         bits = bitmap.words[word]
       }
-      let bit = bits.trailingZeroBitCount
+      let bit = UInt64(word) &* 64 &+ UInt64(bits.trailingZeroBitCount)
       bits &= bits - 1
-      return bitmap.base + UInt64(word * 64 + bit) * bitmap.pageSize
+      let (offset, overflow) = bit.multipliedReportingOverflow(by: bitmap.pageSize)
+      let (iova, passes) = bitmap.base.addingReportingOverflow(offset)
+      guard !overflow, !passes else {
+        word = bitmap.words.count
+        bits = 0
+        return nil
+      }
+      return iova
     }
   }
 
@@ -72,15 +83,37 @@ extension HWPageTable {
     }
   }
 
+  /// The largest bitmap ``dirtyBitmap(iova:length:pageSize:clear:)`` allocates: 64 MiB,
+  /// 2^29 pages (2 TiB of 4 KiB pages). Harvest a larger range in pieces.
+  public static let maximumDirtyBitmapBytes = 64 << 20
+
   /// The pages written since the last harvest in `length` bytes at `iova`, at `pageSize`
   /// granularity (`IOMMU_HWPT_GET_DIRTY_BITMAP`); clears what it reports unless `clear`
-  /// is false.
+  /// is false. A bitmap larger than ``maximumDirtyBitmapBytes`` is refused before the
+  /// kernel is asked: EOVERFLOW or EINVAL where the kernel would refuse the range, else
+  /// ENOMEM.
   public func dirtyBitmap(iova: UInt64, length: UInt64, pageSize: UInt64, clear: Bool = true) throws(IommufdError) -> DirtyBitmap {
-    guard pageSize > 0, length / pageSize < UInt64(Int.max / 2) else {
-      throw IommufdError(.getDirtyBitmap, .invalidArgument, objects: [.hwpt(id)], detail: "page size must be above 0 and the bitmap representable")
+    guard pageSize > 0 else {
+      throw IommufdError(.getDirtyBitmap, .invalidArgument, objects: [.hwpt(id)], detail: "page size must be above 0")
     }
-    let pages = Int((length + pageSize - 1) / pageSize)
-    var words = [UInt64](repeating: 0, count: max(1, (pages + 63) / 64))
+    let pageCount = length / pageSize + (length % pageSize == 0 ? 0 : 1)
+    let wordCount = pageCount / 64 + (pageCount % 64 == 0 ? 0 : 1)
+    guard wordCount <= UInt64(Self.maximumDirtyBitmapBytes / 8) else {
+      let range = "iova 0x\(String(iova, radix: 16)) + length 0x\(String(length, radix: 16))"
+      if length > 0, iova.addingReportingOverflow(length - 1).overflow {
+        throw IommufdError(.getDirtyBitmap, .overflow, objects: [.hwpt(id)], detail: "\(range) overflows")
+      }
+      if (iova | (iova &+ length)) & (pageSize &- 1) != 0 {
+        throw IommufdError(
+          .getDirtyBitmap, .invalidArgument, objects: [.hwpt(id)],
+          detail: "\(range) is not aligned to the page size 0x\(String(pageSize, radix: 16))")
+      }
+      throw IommufdError(
+        .getDirtyBitmap, .noMemory, objects: [.hwpt(id)],
+        detail: "\(range) at page size 0x\(String(pageSize, radix: 16)) needs a bitmap of \(pageCount) pages, above the \(Self.maximumDirtyBitmapBytes)-byte maximum")
+    }
+    let pages = Int(pageCount)
+    var words = [UInt64](repeating: 0, count: max(1, Int(wordCount)))
     var request = ciommufd_iommu_hwpt_get_dirty_bitmap()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_get_dirty_bitmap>.size)
     request.hwpt_id = id.rawValue
@@ -114,7 +147,7 @@ extension IOMMUSelfTest {
         payload.storeBytes(of: UInt64(UInt(bitPattern: buffer.baseAddress)), toByteOffset: 32, as: UInt64.self)
       }
       try issue(&command, [.hwpt(hwpt.id)], using: [hwpt.object])
-      return Int(withUnsafeBytes(of: command.payload) { $0.load(fromByteOffset: 40, as: UInt64.self) })
+      return Int(clamping: withUnsafeBytes(of: command.payload) { $0.load(fromByteOffset: 40, as: UInt64.self) })
     }
   }
 }

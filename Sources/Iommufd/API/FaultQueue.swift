@@ -63,9 +63,17 @@ public final class FaultQueue: Sendable, ObjectHandle {
   /// The fault descriptor (poll it for `POLLIN`).
   public var fileDescriptor: FileDescriptor { descriptor.fd }
 
-  /// Reads the pending fault groups that fit in `maximumFaults` records; an empty result
-  /// means none is pending.
+  /// The most records one ``read(maximumFaults:)`` asks for (a buffer of 2.5 MiB).
+  public static let maximumReadFaults = 1 << 16
+
+  /// Reads the pending fault groups that fit in `maximumFaults` records (0 to
+  /// ``maximumReadFaults``, else EINVAL); an empty result means none is pending.
   public func read(maximumFaults: Int = 64) throws(IommufdError) -> [PageFault] {
+    guard maximumFaults >= 0, maximumFaults <= Self.maximumReadFaults else {
+      throw IommufdError(
+        .faultRead, .invalidArgument, objects: [.object(id)],
+        detail: "maximumFaults \(maximumFaults) is outside 0...\(Self.maximumReadFaults)")
+    }
     let size = MemoryLayout<ciommufd_iommu_hwpt_pgfault>.size
     return try withScratchBuffer(count: maximumFaults * size) { buffer throws(IommufdError) -> [PageFault] in
       let count = try descriptor.withDescriptor(.faultRead) { fd throws(IommufdError) -> Int in
@@ -75,7 +83,7 @@ public final class FaultQueue: Sendable, ObjectHandle {
           throw IommufdError(.faultRead, error, objects: [.fd(fd), .object(id)])
         }
       }
-      return (0..<(count / size)).map { index in
+      return (0..<(min(max(count, 0), buffer.count) / size)).map { index in
         let raw = buffer.load(fromByteOffset: index * size, as: ciommufd_iommu_hwpt_pgfault.self)
         return PageFault(
           flags: raw.flags, deviceID: ObjectID(raw.dev_id), pasid: raw.pasid, groupID: raw.grpid, permissions: raw.perm,

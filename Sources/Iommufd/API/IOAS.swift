@@ -128,7 +128,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
         } catch where error.errno == .messageTooLong && request.num_iovas > capacity {
           return nil  // the kernel wrote the total back with EMSGSIZE
         }
-        return (0..<Int(request.num_iovas)).map { index in
+        return (0..<Int(min(request.num_iovas, capacity))).map { index in
           let entry = buffer.load(fromByteOffset: index * entrySize, as: ciommufd_iommu_iova_range.self)
           return IOVARange(start: entry.start, last: entry.last)
         }
@@ -148,7 +148,10 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     var request = ciommufd_iommu_ioas_allow_iovas()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_allow_iovas>.size)
     request.ioas_id = id.rawValue
-    request.num_iovas = UInt32(ranges.count)
+    guard let count = UInt32(exactly: ranges.count) else {
+      throw IommufdError(.ioasAllowIOVAs, .invalidArgument, objects: [.ioas(id)], detail: "\(ranges.count) ranges are more than a u32 counts")
+    }
+    request.num_iovas = count
     try withScratchBuffer(count: ranges.count * entrySize) { buffer throws(IommufdError) in
       for (index, range) in ranges.enumerated() {
         buffer.storeBytes(

@@ -16,7 +16,8 @@ public struct IOVARange: Hashable, Sendable, CustomStringConvertible {
     self.last = last
   }
 
-  /// Creates the range of `length` bytes at `start`; `length` must be at least 1.
+  /// Creates the range of `length` bytes at `start`. Precondition: `length` is at least 1
+  /// (a range cannot be empty); ``init(start:last:)`` takes any range without one.
   public init(start: UInt64, length: UInt64) {
     precondition(length > 0, "an IOVA range has at least one byte")
     self.init(start: start, last: start &+ (length - 1))

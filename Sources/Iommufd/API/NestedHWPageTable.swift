@@ -48,7 +48,10 @@ public final class NestedHWPageTable: AttachTarget, ObjectHandle {
     request.dev_id = deviceID.rawValue
     request.pt_id = target.rawValue
     request.data_type = dataType
-    request.data_len = UInt32(data.count)
+    guard let dataLength = UInt32(exactly: data.count) else {
+      throw IommufdError(.hwptAlloc, .invalidArgument, objects: [.device(deviceID), .pageTable(target)], detail: "\(data.count) bytes of data are more than a u32 counts")
+    }
+    request.data_len = dataLength
     let iommufd = parent.iommufd
     try withScratchBuffer(count: data.count) { buffer throws(IommufdError) in
       buffer.copyBytes(from: data)
@@ -66,8 +69,9 @@ public final class NestedHWPageTable: AttachTarget, ObjectHandle {
   }
 
   /// Invalidates cached translations (`IOMMU_HWPT_INVALIDATE`): `entries` holds
-  /// `entries.count / entryLength` driver entries of `dataType`. Returns how many were
-  /// processed; on failure the error names that count as `processed`.
+  /// `entries.count / entryLength` driver entries of `dataType` (`entryLength` 0 to
+  /// `UInt32.max`, else EINVAL). Returns how many were processed; on failure the error
+  /// names that count as `processed`.
   @discardableResult
   public func invalidate(dataType: UInt32, entryLength: Int, entries: [UInt8]) throws(IommufdError) -> Int {
     try iommufd.invalidate(object, involved: .hwpt(id), dataType: dataType, entryLength: entryLength, entries: entries)
@@ -85,15 +89,22 @@ extension IOMMUFD {
   func invalidate(
     _ targetObject: OwnedObject, involved: IommufdError.InvolvedObject, dataType: UInt32, entryLength: Int, entries: [UInt8]
   ) throws(IommufdError) -> Int {
+    guard let rawLength = UInt32(exactly: entryLength) else {
+      throw IommufdError(.invalidate, .invalidArgument, objects: [involved], detail: "entryLength \(entryLength) is outside 0...\(UInt32.max)")
+    }
     guard entryLength > 0 || entries.isEmpty, entries.count % max(entryLength, 1) == 0 else {
       throw IommufdError(.invalidate, .invalidArgument, objects: [involved], detail: "entries must be whole entries of \(entryLength) bytes")
+    }
+    let count = entryLength == 0 ? 0 : entries.count / entryLength
+    guard let entryCount = UInt32(exactly: count) else {
+      throw IommufdError(.invalidate, .invalidArgument, objects: [involved], detail: "\(count) entries are more than a u32 counts")
     }
     var request = ciommufd_iommu_hwpt_invalidate()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_invalidate>.size)
     request.hwpt_id = targetObject.id.rawValue
     request.data_type = dataType
-    request.entry_len = UInt32(entryLength)
-    request.entry_num = UInt32(entryLength == 0 ? 0 : entries.count / entryLength)
+    request.entry_len = rawLength
+    request.entry_num = entryCount
     do {
       try withScratchBuffer(count: entries.count) { buffer throws(IommufdError) in
         buffer.copyBytes(from: entries)

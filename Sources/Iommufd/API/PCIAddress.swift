@@ -18,16 +18,17 @@ public struct PCIAddress: Hashable, Sendable, Comparable, CustomStringConvertibl
     self.function = function
   }
 
-  /// Parses `DDDD:BB:dd.f` or `BB:dd.f` (hexadecimal, as sysfs and lspci print them).
+  /// Parses the sysfs form `DDDD:BB:dd.f` or lspci's short form `BB:dd.f` (domain 0):
+  /// exactly 4 hexadecimal digits of domain, 2 of bus, 2 of device (at most 0x1f) and one
+  /// function digit 0–7. Anything else (signs, missing or extra digits) is `nil`.
   public init?(_ text: String) {
-    var parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+    var parts = text.split(separator: ":", omittingEmptySubsequences: false)
     if parts.count == 2 { parts.insert("0000", at: 0) }
-    guard parts.count == 3, parts[0].count <= 4, parts[1].count <= 2 else { return nil }
+    guard parts.count == 3 else { return nil }
     let slot = parts[2].split(separator: ".", omittingEmptySubsequences: false)
-    guard slot.count == 2, slot[0].count <= 2, slot[1].count == 1,
-      let domain = UInt16(parts[0], radix: 16), let bus = UInt8(parts[1], radix: 16),
-      let device = UInt8(slot[0], radix: 16), let function = UInt8(slot[1], radix: 16),
-      !parts[0].isEmpty, !parts[1].isEmpty, !slot[0].isEmpty
+    guard slot.count == 2, parts[0].utf8.count == 4, parts[1].utf8.count == 2, slot[0].utf8.count == 2, slot[1].utf8.count == 1,
+      let domain = UInt16(digitsOnly: parts[0], radix: 16), let bus = UInt8(digitsOnly: parts[1], radix: 16),
+      let device = UInt8(digitsOnly: slot[0], radix: 16), let function = UInt8(digitsOnly: slot[1], radix: 8)
     else { return nil }
     self.init(domain: domain, bus: bus, device: device, function: function)
   }

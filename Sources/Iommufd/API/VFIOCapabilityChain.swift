@@ -26,8 +26,8 @@ public struct VFIOSparseMMapArea: Hashable, Sendable {
 ///
 /// Each capability starts with `{u16 id, u16 version, u32 next}`; `next` is the offset of
 /// the following one from the start of the reply, 0 at the end. Malformed chains (an
-/// offset outside the reply, a loop, a truncated capability) are reported as errors, never
-/// read past.
+/// offset outside the reply, a loop, a `next` inside the capability's own header, a
+/// truncated capability) are reported as errors, never read past.
 public enum VFIOCapabilityChain {
   /// Capability ids, which mean different things in device and region chains; this type
   /// decodes the region ones.
@@ -51,6 +51,9 @@ public enum VFIOCapabilityChain {
       let id = load(UInt16.self, reply, offset)
       let version = load(UInt16.self, reply, offset + 2)
       let next = Int(load(UInt32.self, reply, offset + 4))
+      guard next == 0 || next <= offset || next >= offset + 8 else {
+        throw malformed(operation, "capability at offset \(offset) points into its own header (next \(next))")
+      }
       let end = next > offset ? min(next, reply.count) : reply.count
       let payload = Array(reply[(offset + 8)..<end])
       capabilities.append(try decode(id: id, version: version, payload: payload, isRegion: isRegion, operation))

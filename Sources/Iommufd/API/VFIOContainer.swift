@@ -134,7 +134,7 @@ public final class VFIOContainer: MappingTracking {
     var ranges: [IOVARange] = []
     for case .other(let id, _, let payload) in chain where id == UInt16(CIOMMUFD_VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE) && payload.count >= 8 {
       let count = Int(payload.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
-      for index in 0..<count where 8 + index * 16 + 16 <= payload.count {
+      for index in 0..<min(count, (payload.count - 8) / 16) {
         payload.withUnsafeBytes {
           ranges.append(IOVARange(
             start: $0.loadUnaligned(fromByteOffset: 8 + index * 16, as: UInt64.self),

@@ -155,7 +155,7 @@ public struct VFIODiscovery: Sendable {
     let text = (try? String(contentsOfFile: directory.appending("reserved_regions").string, encoding: .utf8)) ?? ""
     let regions = text.split(separator: "\n").compactMap { line -> IOMMUGroupInfo.ReservedRegion? in
       let fields = line.split(separator: " ")
-      guard fields.count >= 3, let start = UInt64(fields[0].dropFirst(2), radix: 16), let last = UInt64(fields[1].dropFirst(2), radix: 16)
+      guard fields.count >= 3, let start = Self.hexNumber(fields[0]), let last = Self.hexNumber(fields[1]), start <= last
       else { return nil }
       return .init(range: IOVARange(start: start, last: last), type: String(fields[2]))
     }
@@ -231,15 +231,20 @@ public struct VFIODiscovery: Sendable {
       deviceID: hexAttribute(directory.appending("device")).flatMap { UInt16(exactly: $0) },
       classCode: hexAttribute(directory.appending("class")).flatMap { UInt32(exactly: $0) },
       driver: linkName(directory.appending("driver")),
-      iommuGroup: linkName(directory.appending("iommu_group")).flatMap { Int($0) },
+      iommuGroup: linkName(directory.appending("iommu_group")).flatMap { Int(digitsOnly: $0) },
       cdevPath: cdev.map { deviceRoot.appending("vfio/devices").appending($0) })
   }
 
   private func hexAttribute(_ path: FilePath) -> UInt64? {
     guard let text = try? String(contentsOfFile: path.string, encoding: .utf8) else { return nil }
-    var value = text.trimmingCharacters(in: .whitespacesAndNewlines)
-    if value.hasPrefix("0x") { value.removeFirst(2) }
-    return UInt64(value, radix: 16)
+    let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    return UInt64(digitsOnly: value.hasPrefix("0x") ? value.dropFirst(2) : value[...], radix: 16)
+  }
+
+  /// A hexadecimal number as `reserved_regions` prints it: `0x` and digits only (no sign).
+  private static func hexNumber(_ text: Substring) -> UInt64? {
+    guard text.hasPrefix("0x") else { return nil }
+    return UInt64(digitsOnly: text.dropFirst(2), radix: 16)
   }
 
   private func linkName(_ path: FilePath) -> String? {

@@ -129,9 +129,12 @@ extension VFIODevice {
       throw IommufdError(.deviceSetIRQs, .invalidArgument, objects: [.irq(index)], detail: "start and count must be 0 or more")
     }
     let size = MemoryLayout<ciommufd_vfio_irq_set>.size + payload
+    guard let argumentSize = UInt32(exactly: size) else {
+      throw IommufdError(.deviceSetIRQs, .invalidArgument, objects: [.irq(index)], detail: "\(count) vectors need an argument of \(size) bytes, more than a u32 counts")
+    }
     try withScratchBuffer(count: size) { buffer throws(IommufdError) in
       var header = ciommufd_vfio_irq_set()
-      header.argsz = UInt32(size)
+      header.argsz = argumentSize
       header.flags = flags
       header.index = rawIndex
       header.start = UInt32(start)

@@ -92,10 +92,10 @@ extension VFIODevice {
   public func read(
     region: VFIORegionInfo, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer
   ) throws(IommufdError) -> Int {
-    try checkAccess(region, offset, buffer.count, .regionRead)
+    let position = try checkAccess(region, offset, buffer.count, .regionRead)
     return try descriptor.withDescriptor(.regionRead) { fd throws(IommufdError) in
       do throws(Errno) {
-        let count = try backend.calls.pread(fd, into: buffer, offset: Int64(region.offset + offset))
+        let count = try backend.calls.pread(fd, into: buffer, offset: position)
         backend.trace("pread fd \(fd.rawValue) region \(region.index)+0x\(String(offset, radix: 16)) -> \(count)")
         return count
       } catch {
@@ -109,10 +109,10 @@ extension VFIODevice {
   public func write(
     region: VFIORegionInfo, at offset: UInt64, from bytes: UnsafeRawBufferPointer
   ) throws(IommufdError) -> Int {
-    try checkAccess(region, offset, bytes.count, .regionWrite)
+    let position = try checkAccess(region, offset, bytes.count, .regionWrite)
     return try descriptor.withDescriptor(.regionWrite) { fd throws(IommufdError) in
       do throws(Errno) {
-        let count = try backend.calls.pwrite(fd, from: bytes, offset: Int64(region.offset + offset))
+        let count = try backend.calls.pwrite(fd, from: bytes, offset: position)
         backend.trace("pwrite fd \(fd.rawValue) region \(region.index)+0x\(String(offset, radix: 16)) -> \(count)")
         return count
       } catch {
@@ -146,14 +146,31 @@ extension VFIODevice {
 
   /// Maps `length` bytes at `offset` within `region` into memory (`mmap` of the device fd).
   ///
-  /// The range must lie in one of the region's ``VFIORegionInfo/mappableAreas``.
+  /// The range must lie in one of the region's ``VFIORegionInfo/mappableAreas`` (EINVAL);
+  /// a range whose end, or whose offset in the descriptor, passes 2^63 is EOVERFLOW, as
+  /// `mmap` answers.
   public func map(region: VFIORegionInfo, offset: UInt64 = 0, length: UInt64? = nil) throws(IommufdError) -> MappedRegion {
     let length = length ?? (region.size - min(offset, region.size))
-    guard length > 0, region.mappableAreas.contains(where: { offset >= $0.offset && offset + length <= $0.offset + $0.size })
-    else {
+    let (end, endOverflows) = offset.addingReportingOverflow(length)
+    guard !endOverflows else {
+      throw IommufdError(
+        .regionMap, .overflow, objects: [.region(region.index)],
+        detail: "offset 0x\(String(offset, radix: 16)) + length 0x\(String(length, radix: 16)) overflows")
+    }
+    let inside = region.mappableAreas.contains { area in
+      let (areaEnd, areaOverflows) = area.offset.addingReportingOverflow(area.size)
+      return offset >= area.offset && (areaOverflows || end <= areaEnd)
+    }
+    guard length > 0, inside else {
       throw IommufdError(
         .regionMap, .invalidArgument, objects: [.region(region.index)],
         detail: "0x\(String(offset, radix: 16))+0x\(String(length, radix: 16)) is not inside a mappable area of the region")
+    }
+    let position = try fileOffset(region, offset, length, .regionMap, .overflow)
+    guard let byteCount = Int(exactly: length) else {
+      throw IommufdError(
+        .regionMap, .noMemory, objects: [.region(region.index)],
+        detail: "length 0x\(String(length, radix: 16)) is larger than the address space")
     }
     var protection: Int32 = 0
     if region.flags.contains(.readable) { protection |= PROT_READ }
@@ -161,25 +178,43 @@ extension VFIODevice {
     let address = try descriptor.withDescriptor(.regionMap) { fd throws(IommufdError) in
       do throws(Errno) {
         let address = try backend.calls.mmap(
-          length: Int(length), protection: protection, flags: MAP_SHARED, fd: fd, offset: Int64(region.offset + offset))
+          length: byteCount, protection: protection, flags: MAP_SHARED, fd: fd, offset: position)
         backend.trace("mmap fd \(fd.rawValue) region \(region.index)+0x\(String(offset, radix: 16)) len 0x\(String(length, radix: 16)) -> \(address)")
         return address
       } catch {
         throw IommufdError(.regionMap, error, objects: [.fd(fd), .region(region.index)])
       }
     }
-    return MappedRegion(device: self, index: region.index, address: address, length: Int(length))
+    return MappedRegion(device: self, index: region.index, address: address, length: byteCount)
   }
 
+  /// Checks that `count` bytes at `offset` lie in `region`; returns the descriptor offset
+  /// for pread or pwrite (EINVAL past the region or past `Int64.max`, as `pread` answers).
   private func checkAccess(
     _ region: VFIORegionInfo, _ offset: UInt64, _ count: Int, _ operation: IommufdError.Operation
-  ) throws(IommufdError) {
+  ) throws(IommufdError) -> Int64 {
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow, end <= region.size else {
       throw IommufdError(
         operation, .invalidArgument, objects: [.region(region.index)],
         detail: "\(count) bytes at 0x\(String(offset, radix: 16)) run past the region's 0x\(String(region.size, radix: 16)) bytes")
     }
+    return try fileOffset(region, offset, UInt64(count), operation, .invalidArgument)
+  }
+
+  /// The descriptor offset of `offset` within `region`, when it and the `length` bytes after
+  /// it fit in a file offset (`loff_t`); else `errno`.
+  private func fileOffset(
+    _ region: VFIORegionInfo, _ offset: UInt64, _ length: UInt64, _ operation: IommufdError.Operation, _ errno: Errno
+  ) throws(IommufdError) -> Int64 {
+    let (position, overflow) = region.offset.addingReportingOverflow(offset)
+    let (end, endOverflow) = position.addingReportingOverflow(length)
+    guard !overflow, !endOverflow, end <= UInt64(Int64.max), let result = Int64(exactly: position) else {
+      throw IommufdError(
+        operation, errno, objects: [.region(region.index)],
+        detail: "region offset 0x\(String(region.offset, radix: 16)) + offset 0x\(String(offset, radix: 16)) + length 0x\(String(length, radix: 16)) passes the largest file offset")
+    }
+    return result
   }
 }
 

@@ -84,11 +84,17 @@ public final class VirtualEventQueue: Sendable, ObjectHandle {
   /// The queue's descriptor (poll it for `POLLIN`).
   public var fileDescriptor: FileDescriptor { descriptor.fd }
 
-  /// Reads the pending records that fit in `maximumBytes`, oldest first; an empty result
-  /// means none is pending. Fails with EINVAL for a kind whose data size is unknown.
+  /// The most bytes one ``read(maximumBytes:)`` asks for: 16 MiB.
+  public static let maximumReadBytes = 16 << 20
+
+  /// Reads the pending records that fit in `maximumBytes` (0 to ``maximumReadBytes``, else
+  /// EINVAL), oldest first; an empty result means none is pending. Fails with EINVAL for
+  /// a kind whose data size is unknown.
   public func read(maximumBytes: Int = 4096) throws(IommufdError) -> [VirtualEvent] {
-    guard maximumBytes >= 0 else {
-      throw IommufdError(.veventRead, .invalidArgument, objects: [.object(id)], detail: "maximumBytes is negative (\(maximumBytes))")
+    guard maximumBytes >= 0, maximumBytes <= Self.maximumReadBytes else {
+      throw IommufdError(
+        .veventRead, .invalidArgument, objects: [.object(id)],
+        detail: "maximumBytes \(maximumBytes) is outside 0...\(Self.maximumReadBytes)")
     }
     guard let dataSize = kind.dataSize else {
       throw IommufdError(.veventRead, .invalidArgument, objects: [.object(id)], detail: "the data size of vEVENTQ type \(kind.rawValue) is not known")
@@ -102,7 +108,7 @@ public final class VirtualEventQueue: Sendable, ObjectHandle {
           throw IommufdError(.veventRead, error, objects: [.fd(fd), .object(id)])
         }
       }
-      return try Self.decode(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), dataSize: dataSize)
+      return try Self.decode(UnsafeRawBufferPointer(rebasing: buffer[0..<min(max(count, 0), buffer.count)]), dataSize: dataSize)
     }
   }
 

@@ -53,7 +53,10 @@ public final class VirtualIOMMU: Sendable, ObjectHandle {
     request.type = kind.rawValue
     request.dev_id = deviceID.rawValue
     request.hwpt_id = parent.id.rawValue
-    request.data_len = UInt32(data.count)
+    guard let dataLength = UInt32(exactly: data.count) else {
+      throw IommufdError(.viommuAlloc, .invalidArgument, objects: [.device(deviceID), .hwpt(parent.id)], detail: "\(data.count) bytes of data are more than a u32 counts")
+    }
+    request.data_len = dataLength
     let iommufd = parent.iommufd
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(data.count, 1), alignment: 8)
     defer { buffer.deallocate() }
@@ -71,8 +74,9 @@ public final class VirtualIOMMU: Sendable, ObjectHandle {
 
   /// Invalidates caches the vIOMMU's devices keep for the guest (`IOMMU_HWPT_INVALIDATE`
   /// on the vIOMMU, after 6.12; 7.2 has it): `entries` holds `entries.count / entryLength` driver
-  /// entries of `dataType`, naming devices by their virtual ids. Returns how many were
-  /// processed; on failure the error names that count as `processed`.
+  /// entries of `dataType` (`entryLength` 0 to `UInt32.max`, else EINVAL), naming devices by
+  /// their virtual ids. Returns how many were processed; on failure the error names that
+  /// count as `processed`.
   @discardableResult
   public func invalidate(dataType: UInt32, entryLength: Int, entries: [UInt8]) throws(IommufdError) -> Int {
     try iommufd.invalidate(object, involved: .viommu(id), dataType: dataType, entryLength: entryLength, entries: entries)

@@ -21,11 +21,14 @@ open class SimulatedPCIDevice: @unchecked Sendable {
     }
   }
 
-  /// PCI configuration space (256 bytes: conventional PCI).
-  public var config: [UInt8]
+  /// PCI configuration space (256 bytes: conventional PCI); a shorter value set here is
+  /// padded with zeros to 256 bytes.
+  public var config: [UInt8] {
+    didSet { if config.count < 256 { config += [UInt8](repeating: 0, count: 256 - config.count) } }
+  }
   /// The BARs, by index 0–5; `nil` for an absent BAR.
   public let bars: [BAR?]
-  /// The MSI vector count (0: no MSI capability).
+  /// The MSI vector count (0: no MSI capability; a negative count given is taken as 0).
   public let msiCount: Int
   /// Whether the device has a function reset vfio-pci can use.
   public let supportsReset: Bool
@@ -39,6 +42,7 @@ open class SimulatedPCIDevice: @unchecked Sendable {
     msiCount: Int = 1, supportsReset: Bool = false,
     reservedRegions: [IOVARange] = [IOVARange(start: 0xFEE0_0000, last: 0xFEEF_FFFF)]
   ) {
+    let msiCount = max(0, msiCount)
     var config = [UInt8](repeating: 0, count: 256)
     func put16(_ value: UInt16, _ offset: Int) {
       config[offset] = UInt8(value & 0xff)
@@ -89,10 +93,13 @@ open class SimulatedPCIDevice: @unchecked Sendable {
   /// Writes `bytes` to BAR `bar` at `offset`. Default: ignored.
   open func writeBAR(_ bar: Int, offset: UInt64, bytes: [UInt8], bus: SimulatedBus) {}
 
-  /// Writes configuration space. Default: stores the bytes, except the read-only ids.
+  /// Writes configuration space. Default: stores the bytes that fall in it, except the
+  /// read-only ids (bytes 0–3).
   open func writeConfig(offset: Int, bytes: [UInt8]) {
-    for (index, byte) in bytes.enumerated() where offset + index >= 4 && offset + index < config.count {
-      config[offset + index] = byte
+    for (index, byte) in bytes.enumerated() {
+      let (position, overflow) = offset.addingReportingOverflow(index)
+      if overflow || position >= config.count { break }
+      if position >= 4 { config[position] = byte }
     }
   }
 
@@ -110,7 +117,7 @@ public struct SimulatedBus {
   let device: Int
 
   /// Reads `count` bytes the device fetches from `iova`; `nil` (and a recorded fault) when
-  /// any byte is not mapped readable for the device.
+  /// any byte is not mapped readable for the device, or `count` is negative.
   public func dmaRead(iova: UInt64, count: Int) -> [UInt8]? {
     kernel.dma(device: device, iova: iova, count: count, write: nil)
   }

@@ -41,8 +41,10 @@ extension SimulatedKernel.State {
     let clear = request.flags & CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == 0
     let ioPage = hwpt.profile.pageSize
     let bitmapPage = request.page_size
-    let bitCount = (request.length + bitmapPage - 1) / bitmapPage
-    var local = [UInt64](repeating: 0, count: Int((bitCount + 63) / 64))
+    let bitCount = request.length / bitmapPage + (request.length % bitmapPage == 0 ? 0 : 1)
+    // The words to set, by index: as the kernel maps the user bitmap a chunk at a time,
+    // nothing of the size the user asked for is allocated.
+    var local: [UInt64: UInt64] = [:]
     let samePages = ioPage == bitmapPage
     // The areas that run contiguously from iova; the walk stops at the first gap.
     var cursor = request.iova
@@ -70,7 +72,7 @@ extension SimulatedKernel.State {
           var bit = (first - request.iova) / bitmapPage
           let lastBit = samePages ? bit : min((min(page * ioPage + ioPage - 1, last) - request.iova) / bitmapPage, bitCount - 1)
           while bit <= lastBit {
-            local[Int(bit / 64)] |= 1 << (bit % 64)
+            local[bit / 64, default: 0] |= 1 << (bit % 64)
             bit += 1
           }
         }
@@ -78,15 +80,18 @@ extension SimulatedKernel.State {
       if stop == last || area.last == .max { break }
       cursor = area.last + 1
     }
-    // The kernel only sets bits; an unwritable bitmap is swallowed too.
-    if local.contains(where: { $0 != 0 }), let current = try? UserMemory.read(request.data, count: local.count * 8) {
-      var merged = current
-      merged.withUnsafeMutableBytes { bytes in
-        for (index, word) in local.enumerated() where word != 0 {
-          bytes.storeBytes(of: bytes.load(fromByteOffset: index * 8, as: UInt64.self) | word, toByteOffset: index * 8, as: UInt64.self)
-        }
-      }
-      try? UserMemory.write(merged, to: request.data)
+    // The kernel only sets bits; an unreadable or unwritable bitmap is swallowed too (then
+    // nothing is set).
+    let indexes = local.keys.sorted()
+    var merged: [UInt64] = []
+    for index in indexes {
+      guard let address = try? UserMemory.offset(request.data, by: index * 8),
+        let current = try? UserMemory.read(address, count: 8)
+      else { return 0 }
+      merged.append(UserMemory.decode(UInt64.self, from: current) | local[index]!)
+    }
+    for (index, word) in zip(indexes, merged) {
+      try? UserMemory.write(UserMemory.encode(word), to: request.data &+ index * 8)
     }
     return 0  // DGET-7: nothing written back
   }
@@ -110,11 +115,12 @@ extension SimulatedKernel.State {
       // As 6.12 does: the mock page numbered (iova + bit * page_size) / page_size. 7.2 marks
       // the IOVA itself, in a page table that maps each 4 KiB of host memory as a
       // contiguous pair of 2 KiB entries whose first entry carries the dirty bit.
+      // The kernel's unsigned long arithmetic wraps; so does this.
       let ioPageAddress: UInt64
       if isLinux7_2 {
-        ioPageAddress = (request.iova + bit * pageSize) & ~(2 * hwpt.profile.pageSize - 1)
+        ioPageAddress = (request.iova &+ bit &* pageSize) & ~(2 * hwpt.profile.pageSize - 1)
       } else {
-        ioPageAddress = (request.iova + bit * pageSize) / pageSize * hwpt.profile.pageSize
+        ioPageAddress = (request.iova &+ bit &* pageSize) / pageSize &* hwpt.profile.pageSize
       }
       guard ioas.areas.entry(containing: ioPageAddress) != nil else { continue }
       hwpt.markDirty(ioPageAddress, ioPageAddress)

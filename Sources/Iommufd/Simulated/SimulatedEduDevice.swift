@@ -69,7 +69,7 @@ public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
       guard status & 0x1 == 0 else { return }
       var n = UInt32(truncatingIfNeeded: value)
       var result: UInt32 = 1
-      while n > 1 {
+      while n > 1 && result != 0 {  // from 34! on the 32-bit product is 0: stop there
         result = result &* n
         n -= 1
       }
@@ -107,7 +107,7 @@ public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
     let toRAM = dmaCommand & 0x2 != 0
     let local = toRAM ? dmaSource : dmaDestination
     guard within(local, dmaCount) else {
-      bus.recordFault(iova: toRAM ? dmaDestination : dmaSource, length: Int(dmaCount), isWrite: toRAM,
+      bus.recordFault(iova: toRAM ? dmaDestination : dmaSource, length: Int(clamping: dmaCount), isWrite: toRAM,
         reason: "edu: DMA of \(dmaCount) bytes at device address 0x\(String(local, radix: 16)) leaves its buffer (QEMU 7.2 aborts the VM)")
       return
     }

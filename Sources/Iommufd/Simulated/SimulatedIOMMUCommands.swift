@@ -53,7 +53,7 @@ extension SimulatedKernel.State {
   func command<T>(_ type: T.Type, _ address: UInt64, _ size: Int, minimum: Int? = nil) throws(Errno) -> T {
     let kernelSize = MemoryLayout<T>.size
     if size < (minimum ?? kernelSize) { throw .invalidArgument }
-    if size > kernelSize, try !UserMemory.isZero(address + UInt64(kernelSize), count: UInt64(size - kernelSize)) {
+    if size > kernelSize, try !UserMemory.isZero(try UserMemory.offset(address, by: UInt64(kernelSize)), count: UInt64(size - kernelSize)) {
       throw .argListTooLong
     }
     return UserMemory.decode(T.self, from: try UserMemory.read(address, count: min(size, kernelSize)))
@@ -155,7 +155,7 @@ extension SimulatedKernel.State {
     let capacity = Int(request.num_iovas)
     for (index, range) in ranges.prefix(capacity).enumerated() {
       let entry = ciommufd_iommu_iova_range(start: range.start, last: range.last)
-      try UserMemory.write(UserMemory.encode(entry), to: request.allowed_iovas + UInt64(index * 16))
+      try UserMemory.write(UserMemory.encode(entry), to: try UserMemory.offset(request.allowed_iovas, by: UInt64(index) * 16))
     }
     request.num_iovas = UInt32(ranges.count)
     request.out_iova_alignment = ioas.alignment(pageSize: pageSize)
@@ -172,7 +172,7 @@ extension SimulatedKernel.State {
     guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }
     var ranges: [IOVARange] = []
     for index in 0..<Int(request.num_iovas) {
-      let bytes = try UserMemory.read(request.allowed_iovas + UInt64(index * 16), count: 16)
+      let bytes = try UserMemory.read(try UserMemory.offset(request.allowed_iovas, by: UInt64(index) * 16), count: 16)
       let entry = UserMemory.decode(ciommufd_iommu_iova_range.self, from: bytes)
       if entry.start >= entry.last { throw .invalidArgument }  // ALLOW-2
       if ranges.contains(where: { $0.start <= entry.last && entry.start <= $0.last }) { throw .invalidArgument }
@@ -212,9 +212,11 @@ extension SimulatedKernel.State {
         hugePageSize: configuration.hugePageSize)  // MAP-7
     }
     if (request.user_va % pageSize) % alignment != 0 { throw .invalidArgument }  // MAP-9
+    // DIV_ROUND_UP(length + user_va % PAGE_SIZE) pages from the page user_va is in (length
+    // is at most 2^64 - PAGE_SIZE here, so the sum cannot overflow).
     let base = request.user_va & ~(pageSize - 1)
-    let end = (request.user_va + request.length + pageSize - 1) & ~(pageSize - 1)
-    let pages = SimulatedPages(base: base, pageCount: (end - base) / pageSize, writable: writable)
+    let bytes = request.length + request.user_va % pageSize
+    let pages = SimulatedPages(base: base, pageCount: bytes / pageSize + (bytes % pageSize == 0 ? 0 : 1), writable: writable)
     if !ioas.domains.isEmpty { try pin([pages]) }  // MAP-10
     request.iova = iova
     if !ioas.domains.isEmpty { addDomainUsers([pages]) }
@@ -385,7 +387,7 @@ extension SimulatedKernel.State {
       throw .notSupported  // OPT-2
     }
     // OPT-5: only val64 is written back.
-    try UserMemory.write(UserMemory.encode(request.val64), to: address + 16)
+    try UserMemory.write(UserMemory.encode(request.val64), to: try UserMemory.offset(address, by: 16))
     return 0
   }
 
@@ -507,9 +509,15 @@ extension SimulatedKernel.State {
     let data = device.hardwareInfo.data
     let wanted = Int(request.data_len)
     if wanted > 0 {  // INFO-3: copy what fits, zero the rest of the user's buffer
-      var bytes = Array(data.prefix(wanted))
-      if wanted > data.count { bytes += [UInt8](repeating: 0, count: wanted - data.count) }
-      try UserMemory.write(bytes, to: request.data_uptr)
+      try UserMemory.write(Array(data.prefix(wanted)), to: request.data_uptr)
+      if wanted > data.count {  // clear_user, a page at a time: nothing of the user's size is allocated
+        var offset = data.count
+        while offset < wanted {
+          let chunk = min(wanted - offset, 4096)
+          try UserMemory.write([UInt8](repeating: 0, count: chunk), to: try UserMemory.offset(request.data_uptr, by: UInt64(offset)))
+          offset += chunk
+        }
+      }
     }
     request.data_len = UInt32(data.count)  // INFO-4
     request.out_data_type = device.hardwareInfo.type

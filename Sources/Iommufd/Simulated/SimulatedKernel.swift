@@ -35,8 +35,10 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
 
     /// The release of a `uname -r` string ("6.12.117", "7.2.12+deb13-amd64"), if modelled.
     public init?(kernelVersion: String) {
-      let parts = kernelVersion.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
-      guard parts.count == 2, let release = Release(rawValue: parts[0] * 100 + parts[1]) else { return nil }
+      let parts = kernelVersion.split(whereSeparator: { !$0.isASCII || !$0.isNumber }).prefix(2).map { Int(digitsOnly: $0) }
+      guard parts.count == 2, let major = parts[0], let minor = parts[1], major < 1000, minor < 100,
+        let release = Release(rawValue: major * 100 + minor)
+      else { return nil }
       self = release
     }
   }
@@ -45,11 +47,12 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   public struct Configuration: Sendable {
     /// The kernel release the simulator models.
     public var release: Release = .linux6_12
-    /// `PAGE_SIZE`.
+    /// `PAGE_SIZE`. Page sizes are powers of two: a kernel made with another value (0
+    /// included) uses the default instead.
     public var pageSize: UInt64 = 4096
-    /// `HPAGE_SIZE` (caps automatic IOVA alignment).
+    /// `HPAGE_SIZE` (caps automatic IOVA alignment); a power of two.
     public var hugePageSize: UInt64 = 2 << 20
-    /// The smallest IO page of the simulated IOMMU (4096 on VT-d).
+    /// The smallest IO page of the simulated IOMMU (4096 on VT-d); a power of two.
     public var ioPageSize: UInt64 = 4096
     /// The last IOVA the simulated IOMMU translates (VT-d with 39-bit addresses).
     public var apertureLast: UInt64 = (1 << 39) - 1
@@ -84,6 +87,16 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
       canLockMemory = geteuid() == 0
       canChangeAccounting = geteuid() == 0
     }
+
+    /// The configuration with each page size that is not a power of two (the page size at
+    /// least 2, for the mock IOMMU's half pages) replaced by its default.
+    var normalized: Configuration {
+      var result = self
+      if pageSize < 2 || pageSize.nonzeroBitCount != 1 { result.pageSize = 4096 }
+      if hugePageSize.nonzeroBitCount != 1 { result.hugePageSize = 2 << 20 }
+      if ioPageSize.nonzeroBitCount != 1 { result.ioPageSize = 4096 }
+      return result
+    }
   }
 
   /// Where the simulator can be made to fail, for error-path tests (after the kernel's
@@ -104,7 +117,10 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
 
   /// Creates a simulated machine with `devices`, which appear as
   /// `/dev/vfio/devices/vfio0`, `vfio1`, ... in order.
+  /// Page sizes of `configuration` that are not powers of two are replaced by the defaults
+  /// (see ``configuration``).
   public init(configuration: Configuration = Configuration(), devices: [SimulatedPCIDevice] = []) {
+    let configuration = configuration.normalized
     self.configuration = configuration
     self.state = State(configuration: configuration, devices: devices)
   }
@@ -126,13 +142,14 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
 
   /// Lets device `device` (its cdev number) read `buffer.count` bytes at `iova` through the
   /// IOMMU, as the device's own DMA would. Returns false, and records a DMA fault, where the
-  /// device may not read (not attached, bus mastering off, not mapped readable).
+  /// device may not read (no such device, not attached, bus mastering off, not mapped
+  /// readable).
   public func deviceRead(device: Int, iova: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
     locked { $0.dma(number: device, iova: iova, buffer: buffer, isWrite: false) }
   }
 
   /// Lets device `device` write `buffer` at `iova` through the IOMMU; false, and a recorded
-  /// fault, where it may not (nothing is written then).
+  /// fault, where it may not (no such device, ...; nothing is written then).
   public func deviceWrite(device: Int, iova: UInt64, from buffer: UnsafeRawBufferPointer) -> Bool {
     locked { $0.dma(number: device, iova: iova, buffer: UnsafeMutableRawBufferPointer(mutating: buffer), isWrite: true) }
   }
@@ -301,7 +318,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   static func deviceIndex(_ path: FilePath) -> Int? {
     let text = path.string
     let prefix = "/dev/vfio/devices/vfio"
-    guard text.hasPrefix(prefix), let index = Int(text.dropFirst(prefix.count)), index >= 0 else { return nil }
+    guard text.hasPrefix(prefix), let index = Int(digitsOnly: text.dropFirst(prefix.count)) else { return nil }
     return index
   }
 }

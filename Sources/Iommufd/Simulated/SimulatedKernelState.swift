@@ -90,12 +90,12 @@ extension SimulatedKernel {
         } else {
           guard UserMemory.isMapped(page.base, length: page.pageCount * pageSize, pageSize: pageSize) else { throw .badAddress }
         }
-        total += page.pageCount
+        total &+= page.pageCount
       }
-      if !configuration.canLockMemory, let limit = configuration.memoryLockLimit,
-        (chargedPages + total) * pageSize > limit
-      {
-        throw .noMemory
+      if !configuration.canLockMemory, let limit = configuration.memoryLockLimit {
+        let (pages, overflow) = chargedPages.addingReportingOverflow(total)
+        let (bytes, bytesOverflow) = pages.multipliedReportingOverflow(by: pageSize)
+        if overflow || bytesOverflow || bytes > limit { throw .noMemory }
       }
     }
 
@@ -206,10 +206,20 @@ extension SimulatedKernel {
     // MARK: DMA and interrupts
 
     /// A device access through its IOMMU: reads `count` bytes (`write == nil`) or writes
-    /// `write`; `nil` and a recorded fault when refused.
+    /// `write`; `nil` and a recorded fault when refused. A read allocates its bytes only
+    /// once the whole access is allowed; a negative count is refused.
     func dma(device number: Int, iova: UInt64, count: Int, write: [UInt8]?) -> [UInt8]? {
-      var bytes = write ?? [UInt8](repeating: 0, count: count)
-      let done = bytes.withUnsafeMutableBytes { dma(number: number, iova: iova, buffer: $0, isWrite: write != nil) }
+      if var bytes = write {
+        let done = bytes.withUnsafeMutableBytes { dma(number: number, iova: iova, buffer: $0, isWrite: true) }
+        return done ? bytes : nil
+      }
+      guard count >= 0 else {
+        recordFault(device: number, iova: iova, length: count, isWrite: false, reason: "a DMA of a negative length (\(count))")
+        return nil
+      }
+      guard transfer(number: number, iova: iova, count: count, isWrite: false, into: nil) else { return nil }
+      var bytes = [UInt8](repeating: 0, count: count)
+      let done = bytes.withUnsafeMutableBytes { dma(number: number, iova: iova, buffer: $0, isWrite: false) }
       return done ? bytes : nil
     }
 
@@ -235,7 +245,16 @@ extension SimulatedKernel {
     /// memory at `iova`, exactly where mapped with the right permission. Checks the whole
     /// access before moving a byte; a refused access records a fault and returns false.
     func dma(number: Int, iova: UInt64, buffer: UnsafeMutableRawBufferPointer, isWrite: Bool) -> Bool {
-      let count = buffer.count
+      transfer(number: number, iova: iova, count: buffer.count, isWrite: isWrite, into: buffer.baseAddress)
+    }
+
+    /// ``dma(number:iova:buffer:isWrite:)`` on `count` bytes at `local`; with `local` nil,
+    /// only the checks (a refusal is recorded all the same).
+    private func transfer(number: Int, iova: UInt64, count: Int, isWrite: Bool, into local: UnsafeMutableRawPointer?) -> Bool {
+      guard devices.indices.contains(number) else {
+        recordFault(device: number, iova: iova, length: count, isWrite: isWrite, reason: "there is no device \(number)")
+        return false
+      }
       /// Records a refused access; a translation failure at `address` of a device with page
       /// requests on a fault-capable HWPT also becomes a page request.
       func refuse(_ reason: String, at address: UInt64? = nil) -> Bool {
@@ -247,20 +266,23 @@ extension SimulatedKernel {
       guard devices[number].busMasterEnabled else { return refuse("bus mastering is disabled") }
       guard let ioas = boundFiles[number]?.object?.attachedIOAS else { return refuse("the device is not attached: DMA is blocked") }
       guard count > 0 else { return true }
-      let (lastAddress, overflow) = iova.addingReportingOverflow(UInt64(count - 1))
+      let (lastAddress, overflow) = iova.addingReportingOverflow(UInt64(count) - 1)
       guard !overflow else { return refuse("the access wraps around the address space") }
       // Fast path: one area covers the whole access.
       if let area = ioas.areas.entry(containing: iova), area.last >= lastAddress {
         if isWrite ? !area.value.writable : !area.value.readable {
           return refuse("IOVA 0x\(String(iova, radix: 16)) is not mapped \(isWrite ? "writable" : "readable")", at: iova)
         }
-        let memory = UnsafeMutableRawPointer(bitPattern: UInt(area.value.userVA + (iova - area.start)))!
-        if isWrite { memory.copyMemory(from: buffer.baseAddress!, byteCount: count) } else { buffer.baseAddress!.copyMemory(from: memory, byteCount: count) }
+        guard let memory = UnsafeMutableRawPointer(bitPattern: UInt(area.value.userVA &+ (iova - area.start))) else {
+          return refuse("IOVA 0x\(String(iova, radix: 16)) is backed by no memory")
+        }
+        guard let local else { return true }
+        if isWrite { memory.copyMemory(from: local, byteCount: count) } else { local.copyMemory(from: memory, byteCount: count) }
         if isWrite { markDirtyAfterWrite(number, iova, lastAddress) }
         return true
       }
       // Across areas: the first pass checks, the second copies, so a refused access moves nothing.
-      for pass in 0..<2 {
+      for pass in 0..<(local == nil ? 1 : 2) {
         var cursor = iova
         while true {
           guard let area = ioas.areas.entry(containing: cursor) else {
@@ -270,17 +292,19 @@ extension SimulatedKernel {
             return refuse("IOVA 0x\(String(cursor, radix: 16)) is not mapped \(isWrite ? "writable" : "readable")", at: cursor)
           }
           let end = min(area.last, lastAddress)
-          if pass == 1 {
-            let memory = UnsafeMutableRawPointer(bitPattern: UInt(area.value.userVA + (cursor - area.start)))!
-            let local = buffer.baseAddress! + Int(cursor - iova)
+          guard let memory = UnsafeMutableRawPointer(bitPattern: UInt(area.value.userVA &+ (cursor - area.start))) else {
+            return refuse("IOVA 0x\(String(cursor, radix: 16)) is backed by no memory")
+          }
+          if pass == 1, let local {
+            let at = local + Int(cursor - iova)
             let length = Int(end - cursor + 1)
-            if isWrite { memory.copyMemory(from: local, byteCount: length) } else { local.copyMemory(from: memory, byteCount: length) }
+            if isWrite { memory.copyMemory(from: at, byteCount: length) } else { at.copyMemory(from: memory, byteCount: length) }
           }
           if end == lastAddress { break }
           cursor = end + 1
         }
       }
-      if isWrite { markDirtyAfterWrite(number, iova, lastAddress) }
+      if isWrite, local != nil { markDirtyAfterWrite(number, iova, lastAddress) }
       return true
     }
 

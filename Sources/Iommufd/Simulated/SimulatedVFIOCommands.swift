@@ -40,12 +40,12 @@ extension SimulatedKernel.State {
       // 7.2: the struct is 24 bytes (a token pointer follows) and bytes past it must be
       // zero; flag bit 0 passes an SR-IOV VF token, which no simulated device (not SR-IOV) takes.
       if request.argsz < 16 { throw .invalidArgument }
-      if request.argsz > 24, try !UserMemory.isZero(address + 24, count: UInt64(request.argsz) - 24) {
+      if request.argsz > 24, try !UserMemory.isZero(try UserMemory.offset(address, by: 24), count: UInt64(request.argsz) - 24) {
         throw .argListTooLong
       }
       if request.flags & ~1 != 0 || request.iommufd < 0 { throw .invalidArgument }
       if request.flags & 1 != 0 {
-        let pointer = request.argsz >= 24 ? UserMemory.decode(UInt64.self, from: try UserMemory.read(address + 16, count: 8)) : 0
+        let pointer = request.argsz >= 24 ? UserMemory.decode(UInt64.self, from: try UserMemory.read(try UserMemory.offset(address, by: 16), count: 8)) : 0
         _ = try UserMemory.read(pointer, count: 16)  // EFAULT for a bad token pointer
         throw .invalidArgument
       }
@@ -60,7 +60,7 @@ extension SimulatedKernel.State {
     if boundFiles[file.number] != nil { throw .invalidArgument }  // BIND-7
     let id = try allocateID(context)
     request.out_devid = id
-    try UserMemory.write(UserMemory.encode(id), to: address + 12)  // BIND-9
+    try UserMemory.write(UserMemory.encode(id), to: try UserMemory.offset(address, by: 12))  // BIND-9
     context.objects[id] = .device(SimulatedDeviceObject(
       file: file, profile: iommuProfile, reservedRegions: file.device.reservedRegions, hardwareInfo: vtdHardwareInfo))
     context.boundDevices += 1
@@ -95,7 +95,7 @@ extension SimulatedKernel.State {
       throw .invalidArgument  // ATT-4
     }
     do {
-      try UserMemory.write(UserMemory.encode(ptID), to: address + 8)  // ATT-6
+      try UserMemory.write(UserMemory.encode(ptID), to: try UserMemory.offset(address, by: 8))  // ATT-6
     } catch {
       detachDevice(context, object, deviceID)  // ATT-7: fully detached
       throw error
@@ -203,7 +203,7 @@ extension SimulatedKernel.State {
   /// the attach is only recorded, after iommufd's own checks.
   func attachPASID(_ file: SimulatedDeviceFile, _ address: UInt64, _ request: ciommufd_vfio_device_attach_iommufd_pt) throws(Errno) -> Int32 {
     if request.argsz < 16 { throw .invalidArgument }
-    let pasid = UserMemory.decode(UInt32.self, from: try UserMemory.read(address + 12, count: 4))
+    let pasid = UserMemory.decode(UInt32.self, from: try UserMemory.read(try UserMemory.offset(address, by: 12), count: 4))
     let (context, deviceID) = file.binding!
     let object = context.device(deviceID)!
     if object.pasids[pasid] == nil, pasid >= 1 << 31 { throw .noSpace }  // vfio's PASID IDA
@@ -219,7 +219,7 @@ extension SimulatedKernel.State {
     let previous = object.pasids[pasid]
     object.pasids[pasid] = request.pt_id
     do {
-      try UserMemory.write(UserMemory.encode(request.pt_id), to: address + 8)
+      try UserMemory.write(UserMemory.encode(request.pt_id), to: try UserMemory.offset(address, by: 8))
     } catch {
       object.pasids[pasid] = previous  // as vfio does: a failed write-back detaches again
       throw error
@@ -237,7 +237,7 @@ extension SimulatedKernel.State {
     let (context, deviceID) = file.binding!
     if request.flags & pasidFlag != 0 {
       if request.argsz < 12 { throw .invalidArgument }
-      let pasid = UserMemory.decode(UInt32.self, from: try UserMemory.read(address + 8, count: 4))
+      let pasid = UserMemory.decode(UInt32.self, from: try UserMemory.read(try UserMemory.offset(address, by: 8), count: 4))
       context.device(deviceID)!.pasids[pasid] = nil
       return 0
     }
@@ -324,7 +324,7 @@ extension SimulatedKernel.State {
     } else {
       info.flags |= CIOMMUFD_VFIO_IRQ_INFO_NORESIZE
     }
-    info.count = UInt32(irqCount(file.device, Int(info.index)))
+    info.count = UInt32(clamping: irqCount(file.device, Int(info.index)))
     try UserMemory.write(UserMemory.encode(info), to: address)
     return 0
   }
@@ -361,9 +361,9 @@ extension SimulatedKernel.State {
     }
     var data: [UInt8] = []
     if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD {
-      data = try UserMemory.read(address + 20, count: 4 * Int(header.count))
+      data = try UserMemory.read(try UserMemory.offset(address, by: 20), count: 4 * Int(header.count))
     } else if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL {
-      data = try UserMemory.read(address + 20, count: Int(header.count))
+      data = try UserMemory.read(try UserMemory.offset(address, by: 20), count: Int(header.count))
     }
     try applyIRQs(file, index: index, start: Int(header.start), count: Int(header.count), dataType: dataType, action: action, data: data)
     return 0
@@ -435,7 +435,9 @@ extension SimulatedKernel.State {
     if index == Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX) {
       return Array(file.device.config[Int(position)..<(Int(position) + length)])
     }
-    return file.device.readBAR(index, offset: position, count: length, bus: SimulatedBus(kernel: self, device: file.number))
+    // Exactly `length` bytes, whatever the device model returned.
+    let bytes = file.device.readBAR(index, offset: position, count: length, bus: SimulatedBus(kernel: self, device: file.number))
+    return bytes.count == length ? bytes : Array(bytes.prefix(length)) + [UInt8](repeating: 0, count: max(0, length - bytes.count))
   }
 
   func regionWrite(_ file: SimulatedDeviceFile, offset: UInt64, bytes: [UInt8]) throws(Errno) -> Int {

@@ -164,7 +164,7 @@ extension SimulatedKernel.State {
         return 0
       }
       if length > entrySize {
-        guard let zero = try? UserMemory.isZero(entryAddress + UInt64(entrySize), count: UInt64(length - entrySize)) else {
+        guard let zero = try? UserMemory.isZero(UserMemory.offset(entryAddress, by: UInt64(entrySize)), count: UInt64(length - entrySize)) else {
           failure = .badAddress
           return 0
         }
@@ -228,7 +228,10 @@ extension SimulatedKernel.State {
     let (span, spanOverflow) = (request.nesting_parent_iova - first).addingReportingOverflow(request.length)
     let (rounded, roundOverflow) = span.addingReportingOverflow(pageSize - 1)
     if spanOverflow || roundOverflow { throw .outOfRange }
-    let pinned = IOVARange(start: first, last: first + (rounded / pageSize) * pageSize - 1)
+    // kvcalloc of a page pointer per page, which refuses more than INT_MAX bytes: ENOMEM.
+    let pageCount = rounded / pageSize
+    if pageCount > UInt64(Int32.max) / 8 { throw .noMemory }
+    let pinned = IOVARange(start: first, last: first + (pageCount * pageSize - 1))
     let accessID = try allocateID(context)
     try checkQueueMemory(ioas, pinned)
     // The mock's queues: two per vIOMMU, in order, each after the previous index.
@@ -259,19 +262,31 @@ extension SimulatedKernel.State {
   /// more than one page counts as not contiguous.
   func checkQueueMemory(_ ioas: SimulatedIOAS, _ range: IOVARange) throws(Errno) {
     var cursor = range.start
-    var pages: [UInt64] = []
+    var pieces: [(area: AreaMap<SimulatedArea>.Entry, first: UInt64, last: UInt64)] = []
     while true {
       guard let area = ioas.areas.entry(containing: cursor) else { throw .noSuchFileOrDirectory }
       if !area.value.readable { throw .notPermitted }
       let end = min(area.last, range.last)
-      pages += stride(from: cursor, through: end, by: Int(pageSize)).map { area.value.userVA + ($0 - area.start) }
+      pieces.append((area, cursor, end))
       if end == range.last { break }
       cursor = end + 1
     }
-    guard pages.count > 1 else { return }
-    let frames = UserMemory.physicalFrames(of: pages)
-    for index in 1..<frames.count {
-      guard let frame = frames[index], let previous = frames[index - 1], frame == previous + 1 else { throw .badAddress }
+    // Page by page, stopping at the first gap in the frames (no list of every page).
+    try UserMemory.withPhysicalFrames { frameOf throws(Errno) in
+      var previous: UInt64??
+      for piece in pieces {
+        var iova = piece.first
+        while true {
+          let frame = frameOf(piece.area.value.userVA &+ (iova - piece.area.start))
+          if let previous {
+            guard let frame, let previous, frame == previous &+ 1 else { throw .badAddress }
+          }
+          previous = frame
+          let (next, overflow) = iova.addingReportingOverflow(pageSize)
+          if overflow || next > piece.last { break }
+          iova = next
+        }
+      }
     }
   }
 

@@ -8,6 +8,14 @@ import Glibc
 /// The simulated kernel's copy_from_user/copy_to_user: reads and writes this process's
 /// memory at a user-supplied address, turning a bad address into EFAULT instead of a crash.
 enum UserMemory {
+  /// `address + offset` of a user pointer; EFAULT where it wraps, as `copy_from_user`
+  /// refuses such a range.
+  static func offset(_ address: UInt64, by offset: UInt64) throws(Errno) -> UInt64 {
+    let (result, overflow) = address.addingReportingOverflow(offset)
+    if overflow { throw .badAddress }
+    return result
+  }
+
   static func read(_ address: UInt64, count: Int) throws(Errno) -> [UInt8] {
     if count == 0 { return [] }
     guard address != 0 else { throw .badAddress }
@@ -37,16 +45,16 @@ enum UserMemory {
     return true
   }
 
-  /// The physical frames of the pages at `addresses`, from /proc/self/pagemap; `nil` where
-  /// a page is not present or frame numbers are hidden (without CAP_SYS_ADMIN).
-  static func physicalFrames(of addresses: [UInt64]) -> [UInt64?] {
+  /// Runs `body` with a lookup of the physical frame of the page at an address, from
+  /// /proc/self/pagemap: `nil` where a page is not present or frame numbers are hidden
+  /// (without CAP_SYS_ADMIN).
+  static func withPhysicalFrames<R>(_ body: ((UInt64) -> UInt64?) throws(Errno) -> R) throws(Errno) -> R {
     let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return addresses.map { _ in nil } }
-    defer { close(fd) }
+    defer { if fd >= 0 { close(fd) } }
     let pageSize = UInt64(getpagesize())
-    return addresses.map { address in
+    return try body { address in
       var entry: UInt64 = 0
-      guard pread(fd, &entry, 8, off_t(address / pageSize) * 8) == 8, entry & (1 << 63) != 0 else { return nil }
+      guard fd >= 0, pread(fd, &entry, 8, off_t(address / pageSize) * 8) == 8, entry & (1 << 63) != 0 else { return nil }
       let frame = entry & ((1 << 55) - 1)
       return frame == 0 ? nil : frame
     }
@@ -80,9 +88,11 @@ enum UserMemory {
   /// pinning needs (`msync` reports ENOMEM for an unmapped page).
   static func isMapped(_ address: UInt64, length: UInt64, pageSize: UInt64) -> Bool {
     let start = address & ~(pageSize - 1)
-    let (end, overflow) = (address + length).addingReportingOverflow(pageSize - 1)
-    guard !overflow, let pointer = UnsafeMutableRawPointer(bitPattern: UInt(start)) else { return false }
-    let span = (end & ~(pageSize - 1)) - start
-    return msync(pointer, Int(span), MS_ASYNC) == 0
+    let (last, lastOverflow) = address.addingReportingOverflow(length)
+    let (end, overflow) = last.addingReportingOverflow(pageSize - 1)
+    guard !lastOverflow, !overflow, let pointer = UnsafeMutableRawPointer(bitPattern: UInt(start)),
+      let span = Int(exactly: (end & ~(pageSize - 1)) - start)
+    else { return false }
+    return msync(pointer, span, MS_ASYNC) == 0
   }
 }
