@@ -186,7 +186,13 @@ final class Campaign {
       if signalOnly, let failure = frame.failure { message = failure }
       return (message, frame.location + " in " + frame.function)
     }
-    return (message, Self.crashLocation(lines))
+    // An AddressSanitizer report names functions mangled.
+    var location = Self.crashLocation(lines)
+    if let start = location.range(of: " in $s") {
+      let name = String(location[location.index(start.lowerBound, offsetBy: 4)...])
+      if let plain = symbolizer.demangle([name])[name] { location = String(location[..<start.lowerBound]) + " in " + plain }
+    }
+    return (message, location)
   }
 
   /// Why the child crashed: the runtime's fatal error, the failed check of the first frame,
@@ -197,7 +203,7 @@ final class Campaign {
     }
     if let line = lines.first(where: { $0.contains("Swift runtime failure: ") }), let start = line.range(of: "Swift runtime failure: ") {
       var rest = line[start.lowerBound...]
-      if let end = rest.range(of: " in ") ?? rest.range(of: " ***") { rest = rest[..<end.lowerBound] }
+      if let end = rest.range(of: " in ") ?? rest.range(of: " ***") ?? rest.range(of: " /") { rest = rest[..<end.lowerBound] }
       return String(rest)
     }
     if let line = lines.first(where: { $0.contains("ERROR: AddressSanitizer: ") }), let start = line.range(of: "AddressSanitizer: ") {
@@ -243,7 +249,10 @@ final class Campaign {
         function = name
       }
     } else if let inRange = head.range(of: " in ") {
-      function = String(head[inRange.upperBound...]).trimmingCharacters(" ")
+      // AddressSanitizer: the function, then the path's directories up to the package.
+      var name = String(head[inRange.upperBound...]).trimmingCharacters(" ")
+      if let space = name.lastIndex(of: " "), name[name.index(after: space)...].hasPrefix("/") { name = String(name[..<space]) }
+      function = name
     }
     return location + (function.isEmpty ? "" : " in " + function)
   }

@@ -103,7 +103,7 @@ final class Symbolizer {
   }
 
   /// Demangled names of `names` (unchanged where `swift-demangle` cannot help).
-  private func demangle(_ names: [String]) -> [String: String] {
+  func demangle(_ names: [String]) -> [String: String] {
     guard !names.isEmpty, let output = run(["swift-demangle", "--simplified", "--compact"], input: names.joined(separator: "\n") + "\n")
     else { return [:] }
     let lines = output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

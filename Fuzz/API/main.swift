@@ -78,16 +78,19 @@ func parseOptions(_ arguments: [String]) -> Options {
 let hasAddressSanitizer = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_init") != nil
 
 // Restart once with the environment the runtime reads at startup: a Swift backtrace that
-// is quick to make (raw frames: the parent finds their file and line); and under
-// AddressSanitizer, allocations of hostile sizes that fail (and trap, to be reported)
-// instead of taking the machine's memory.
+// is quick to make (raw frames: the parent finds their file and line). Under
+// AddressSanitizer, ASan reports traps itself (the Swift backtracer, reading the crashed
+// stack, would trip ASan), and allocations of hostile sizes fail (and trap, to be
+// reported) instead of taking the machine's memory.
 if getenv("IOMMUFD_API_FUZZ_RESTARTED") == nil {
   if getenv("SWIFT_BACKTRACE") == nil {
-    setenv("SWIFT_BACKTRACE", "enable=yes,symbolicate=off,limit=32,top=0,registers=none,images=mentioned,threads=crashed,interactive=no,color=no", 1)
+    let backtrace = hasAddressSanitizer ? "enable=no"
+      : "enable=yes,symbolicate=off,limit=32,top=0,registers=none,images=mentioned,threads=crashed,interactive=no,color=no"
+    setenv("SWIFT_BACKTRACE", backtrace, 1)
   }
   if hasAddressSanitizer {
     let existing = getenv("ASAN_OPTIONS").map { String(cString: $0) + ":" } ?? ""
-    setenv("ASAN_OPTIONS", existing + "allocator_may_return_null=1:max_allocation_size_mb=2048", 1)
+    setenv("ASAN_OPTIONS", existing + "allocator_may_return_null=1:max_allocation_size_mb=2048:handle_sigill=1:handle_abort=1", 1)
   }
   setenv("IOMMUFD_API_FUZZ_RESTARTED", "1", 1)
   execv("/proc/self/exe", CommandLine.unsafeArgv)
