@@ -50,6 +50,12 @@ let package = Package(
       dependencies: ["Iommufd", "CIommufd", .product(name: "SystemPackage", package: "swift-system")],
       path: "Fuzz/Differential"
     ),
+    // A seeded fuzzer of the public API: every call returns or throws IommufdError, none traps.
+    .executableTarget(
+      name: "iommufd-api-fuzz",
+      dependencies: ["Iommufd", "IommufdEdu", .product(name: "SystemPackage", package: "swift-system")],
+      path: "Fuzz/API"
+    ),
     // Benchmarks of the simulated kernel against plain baselines, printed as ratios.
     .executableTarget(name: "iommufd-bench", dependencies: ["Iommufd"], path: "Benchmarks/Simulator"),
     .testTarget(

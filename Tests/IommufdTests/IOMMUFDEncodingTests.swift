@@ -138,7 +138,7 @@ struct IOMMUFDEncodingTests {
       return 0
     }
     let ioas = try IOMMUFD.open(backend: Backend(calls)).allocateIOAS()
-    try ioas.allowIOVAs([IOVARange(start: 0x1000, last: 0x1fff), IOVARange(start: 0x10000, length: 0x10000)])
+    try ioas.allowIOVAs([IOVARange(start: 0x1000, last: 0x1fff), IOVARange(start: 0x10000, length: 0x10000)!])
     try ioas.allowIOVAs([])
     #expect(seen.withLock { $0 } == [[1, 0x1000, 0x1fff, 0x10000, 0x1ffff], [0]])
   }

@@ -16,10 +16,11 @@ public struct IOVARange: Hashable, Sendable, CustomStringConvertible {
     self.last = last
   }
 
-  /// Creates the range of `length` bytes at `start`. Precondition: `length` is at least 1
-  /// (a range cannot be empty); ``init(start:last:)`` takes any range without one.
-  public init(start: UInt64, length: UInt64) {
-    precondition(length > 0, "an IOVA range has at least one byte")
+  /// Creates the range of `length` bytes at `start`; `nil` for a length of 0 (a range
+  /// cannot be empty). A range running past 2^64 - 1 wraps, as the kernel's `last` would:
+  /// requests check that themselves.
+  public init?(start: UInt64, length: UInt64) {
+    guard length > 0 else { return nil }
     self.init(start: start, last: start &+ (length - 1))
   }
 

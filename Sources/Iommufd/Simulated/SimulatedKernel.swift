@@ -165,9 +165,9 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     }
   }
 
-  /// Makes the `n`-th event of `point` from now (1: the next one) fail with `errno`.
+  /// Makes the `n`-th event of `point` from now (1, or less: the next one) fail with `errno`.
   public func injectFailure(at point: FaultPoint, after n: Int, errno: Errno) {
-    locked { $0.pendingFailures[point] = (n, errno) }
+    locked { $0.pendingFailures[point] = (max(n, 1), errno) }  // 1 or less: the next one
   }
 
   func locked<R>(_ body: (State) throws(Errno) -> R) throws(Errno) -> R {
