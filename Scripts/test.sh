@@ -88,11 +88,24 @@ if ((control == 0)); then
 fi
 echo "tsan: $(grep -E '^✔ Test run with' /tmp/iommufd-tsan.log | sed 's/ after.*//'), 0 races; negative control: $control reports, as it must"
 
+# The API fuzzer: random public calls with hostile arguments on the simulator must end
+# with 0 traps; once more under AddressSanitizer; and its planted trap must be reported.
+log "API fuzzer: every public entry point with hostile arguments, 0 traps"
+bin=$(swift build --show-bin-path)
+"$bin/iommufd-api-fuzz" --seed 1 --sequences 2000 | tail -n 1
+if planted=$("$bin/iommufd-api-fuzz" --plant-trap --sequences 20 | tail -n 1); then
+  echo "the planted trap was not reported: $planted" >&2
+  exit 1
+fi
+echo "negative control: $planted (as it must)"
+log "API fuzzer under AddressSanitizer"
+swift build --sanitize=address --scratch-path .build-asan --product iommufd-api-fuzz 2>&1 | tail -n 1
+"$(swift build --sanitize=address --scratch-path .build-asan --show-bin-path)/iommufd-api-fuzz" --seed 2 --sequences 500 | tail -n 1
+
 # The differential fuzzer checked on the simulator: two simulators must agree (6.12 and
 # 7.2), and a planted divergence must be reported, or the fuzzer could not fail. Against
 # the real kernels it runs in the lab's mock boots below.
 log "differential fuzzer: simulator against simulator, and its negative control"
-bin=$(swift build --show-bin-path)
 "$bin/iommufd-diff-fuzz" --against-simulator --release 6.12 --sequences 1000 | tail -n 1
 "$bin/iommufd-diff-fuzz" --against-simulator --release 7.2 --sequences 1000 | tail -n 1
 if planted=$("$bin/iommufd-diff-fuzz" --against-simulator --plant-divergence --sequences 200 | tail -n 1); then

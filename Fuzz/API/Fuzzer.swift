@@ -168,6 +168,8 @@ struct Options {
   var firstSequence = 0
   var batch = 50
   var verbose = false
+  /// Adds the planted trap of the negative control.
+  var plantTrap = false
   /// Entry points (names, or prefixes ending in `*`) never chosen.
   var excluded: [String] = []
   /// Seconds a call may take before the child is stopped as hung (none takes a tenth of

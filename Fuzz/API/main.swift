@@ -23,7 +23,7 @@ func usage(_ problem: String) -> Never {
   let text = """
     \(problem)
     usage: iommufd-api-fuzz [--seed S] [--sequences N] [--calls N] [--first-sequence N] [--batch N]
-                            [--exclude NAME[,NAME...]] [--watchdog SECONDS] [--crash-reports DIR] [--verbose]
+                            [--exclude NAME[,NAME...]] [--watchdog SECONDS] [--crash-reports DIR] [--verbose] [--plant-trap]
     Replay one sequence: --seed S --first-sequence N --sequences 1 --verbose
     An excluded name ending in * excludes every entry point it prefixes. --crash-reports keeps
     each trapping child's standard error (its backtrace) as DIR/seed-S-sequence-N.txt.
@@ -65,6 +65,7 @@ func parseOptions(_ arguments: [String]) -> Options {
     case "--exclude": options.excluded += value(argument).split(separator: ",").map(String.init)
     case "--crash-reports": options.crashReports = value(argument)
     case "--verbose": options.verbose = true
+    case "--plant-trap": options.plantTrap = true
     case "--help", "-h": usage("iommufd-api-fuzz: calls every public entry point with hostile arguments")
     default: usage("unknown argument \(argument)")
     }
@@ -98,8 +99,17 @@ if getenv("IOMMUFD_API_FUZZ_RESTARTED") == nil {
 }
 
 let options = parseOptions(CommandLine.arguments)
+/// The negative control (`--plant-trap`): an entry point that overflows on purpose, which
+/// the campaign must report as a trap, or it could not see traps at all.
+let plantedTrap = EntryPoint("planted trap (negative control)", weight: 50) { fuzzer in
+  fuzzer.call("Int.max + a value that is 1 at run time") {
+    let one = Int(getpid() > 0 ? 1 : 0)
+    _ = Int.max + one
+  }
+  return true
+}
 let entryPoints = iommufdEntryPoints() + virtualEntryPoints() + deviceEntryPoints() + legacyEntryPoints()
-  + valueEntryPoints() + simulatorEntryPoints()
+  + valueEntryPoints() + simulatorEntryPoints() + (options.plantTrap ? [plantedTrap] : [])
 guard entryPoints.count <= SharedState.maximumEntryPoints else { usage("too many entry points: \(entryPoints.count)") }
 let missing = Fuzzer.namedEntryPoints.filter { name in !entryPoints.contains { $0.name == name } }
 guard missing.isEmpty else { usage("the setup names entry points that do not exist: \(missing)") }
