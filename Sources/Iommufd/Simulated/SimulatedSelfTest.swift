@@ -162,9 +162,7 @@ extension SimulatedKernel.State {
     var (address, left, current) = (iova, length, user)
     try UserMemory.withPhysicalFrames { frame throws(Errno) in
       while left > 0 {
-        guard UserMemory.canPin(current & ~(pageSize - 1), length: pageSize, pageSize: pageSize, writable: false) else {
-          throw .badAddress
-        }
+        try getUserPage(current)
         guard let host = hostAddress(ioas, address) else { throw .invalidArgument }
         if host != current {
           // Another mapping of the same memory (a shared file, a copy) still matches.
@@ -177,6 +175,14 @@ extension SimulatedKernel.State {
     }
   }
 
+  /// `get_user_pages_fast` of the one page holding `address`: EOVERFLOW where the page's
+  /// end wraps past 2^64, EFAULT where it cannot be read.
+  func getUserPage(_ address: UInt64) throws(Errno) {
+    let page = address & ~(pageSize - 1)
+    if page.addingReportingOverflow(pageSize).overflow { throw .overflow }
+    guard UserMemory.canPin(page, length: pageSize, pageSize: pageSize, writable: false) else { throw .badAddress }
+  }
+
   /// `IOMMU_TEST_OP_MD_CHECK_REFS`: every page of `length` bytes at `user` is pinned by
   /// `refs` page sets (EIO otherwise; EINVAL for an unaligned or wrapping range, EFAULT for
   /// an unreadable page). The kernel counts pins in the page's reference count; here a
@@ -186,7 +192,7 @@ extension SimulatedKernel.State {
     var (current, left) = (user, length)
     let userPages = pagesTable.values.filter { $0.file == nil && !$0.pins.runs.isEmpty }
     while left > 0 {
-      guard UserMemory.canPin(current, length: pageSize, pageSize: pageSize, writable: false) else { throw .badAddress }
+      try getUserPage(current)
       let count = userPages.count { pages in
         current >= pages.base && (current - pages.base) / pageSize < pages.pageCount && pages.pins.count(at: (current - pages.base) / pageSize) > 0
       }

@@ -102,6 +102,8 @@ struct SelfTestOpConformance {
     #expect(Self.command(iommufd, op, id: hwpt, le(UInt64(0x200_0000), UInt64(4096), user)).0 == .invalidArgument)
     #expect(Self.command(iommufd, op, id: hwpt, le(UInt64(0x100_0100), UInt64(2048), user)).0 == .invalidArgument)
     #expect(Self.command(iommufd, op, id: ioas.id.rawValue, le(UInt64(0x100_0000), UInt64(4096), user)).0 == .noSuchFileOrDirectory)
+    // The user page is fetched as get_user_pages_fast does: a page whose end wraps is EOVERFLOW.
+    #expect(Self.command(iommufd, op, id: hwpt, le(UInt64(0x100_0000), UInt64(2048), UInt64(0xffff_ffff_ffff_f000))).0 == .overflow)
     _ = mapping
   }
 
