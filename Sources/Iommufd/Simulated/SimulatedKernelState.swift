@@ -98,7 +98,11 @@ extension SimulatedKernel {
         if let file = gap.pages.file {
           guard file.canPin(first: gap.first, last: gap.last, pageSize: pageSize) else { throw .invalidArgument }
         } else {
-          guard UserMemory.canPin(gap.pages.base &+ gap.first &* pageSize, length: count &* pageSize, pageSize: pageSize, writable: gap.pages.writable)
+          // pin_user_pages_fast: EOVERFLOW where the range's end wraps past 2^64.
+          let start = gap.pages.base &+ gap.first &* pageSize
+          let (bytes, bytesOverflow) = count.multipliedReportingOverflow(by: pageSize)
+          if bytesOverflow || start.addingReportingOverflow(bytes).overflow { throw .overflow }
+          guard UserMemory.canPin(start, length: bytes, pageSize: pageSize, writable: gap.pages.writable)
           else { throw .badAddress }
         }
         total &+= count

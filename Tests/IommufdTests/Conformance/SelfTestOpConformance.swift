@@ -51,6 +51,8 @@ struct SelfTestOpConformance {
     #expect(errno { try ioas.unsafeMap(address: readOnly.address, length: 4096, access: .readWrite) } == .badAddress)
     let iova = try ioas.unsafeMap(address: readOnly.address, length: 4096, access: .readable)
     #expect(try ioas.unmap(iova: iova, length: 4096) == 4096)
+    // The last page of the address space: its end wraps, and pin_user_pages says EOVERFLOW.
+    #expect(errno { try ioas.unsafeMap(address: UnsafeRawPointer(bitPattern: UInt(0xffff_ffff_ffff_f000))!, length: 0x800, access: .readable) } == .overflow)
     // Without a domain nothing is pinned, so nothing is checked until a domain comes.
     try mock.destroy()
     _ = try ioas.unsafeMap(address: readOnly.address, length: 4096, at: .fixed(0x100_0000), access: .readWrite)
