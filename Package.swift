@@ -57,7 +57,7 @@ let package = Package(
       path: "Fuzz/API"
     ),
     // Benchmarks of the simulated kernel against plain baselines, printed as ratios.
-    .executableTarget(name: "iommufd-bench", dependencies: ["Iommufd"], path: "Benchmarks/Simulator"),
+    .executableTarget(name: "iommufd-bench", dependencies: ["Iommufd", "CIommufd"], path: "Benchmarks/Simulator"),
     .testTarget(
       name: "IommufdTests",
       dependencies: [

@@ -44,6 +44,10 @@ extension SimulatedKernel.State {
     let bitCount = request.length / bitmapPage + (request.length % bitmapPage == 0 ? 0 : 1)
     // The words to set, by index: as the kernel maps the user bitmap a chunk at a time,
     // nothing of the size the user asked for is allocated.
+    // Dense words up to 8 MiB of bitmap, sparse ones beyond (a huge user length costs
+    // nothing it does not use).
+    let wordCount = bitCount / 64 + 1
+    var dense = wordCount <= 1 << 20 ? [UInt64](repeating: 0, count: Int(wordCount)) : []
     var local: [UInt64: UInt64] = [:]
     let samePages = ioPage == bitmapPage
     // The areas that run contiguously from iova; the walk stops at the first gap.
@@ -72,7 +76,7 @@ extension SimulatedKernel.State {
           var bit = (first - request.iova) / bitmapPage
           let lastBit = samePages ? bit : min((min(page * ioPage + ioPage - 1, last) - request.iova) / bitmapPage, bitCount - 1)
           while bit <= lastBit {
-            local[bit / 64, default: 0] |= 1 << (bit % 64)
+            if dense.isEmpty { local[bit / 64, default: 0] |= 1 << (bit % 64) } else { dense[Int(bit / 64)] |= 1 << (bit % 64) }
             bit += 1
           }
         }
@@ -82,16 +86,42 @@ extension SimulatedKernel.State {
     }
     // The kernel only sets bits; an unreadable or unwritable bitmap is swallowed too (then
     // nothing is set).
-    let indexes = local.keys.sorted()
-    var merged: [UInt64] = []
-    for index in indexes {
-      guard let address = try? UserMemory.offset(request.data, by: index * 8),
-        let current = try? UserMemory.read(address, count: 8)
-      else { return 0 }
-      merged.append(UserMemory.decode(UInt64.self, from: current) | local[index]!)
+    // Read, merge and write back a run of words at a time (a run spans at most 8192 words,
+    // 64 KiB), so a dense bitmap costs a few copies, not two per word.
+    var runs: [(first: UInt64, words: [UInt64])] = []
+    if !dense.isEmpty {
+      // Dense: chunks of 8192 words from the first to the last non-zero word.
+      guard let firstSet = dense.firstIndex(where: { $0 != 0 }), let lastSet = dense.lastIndex(where: { $0 != 0 }) else { return 0 }
+      var chunk = firstSet
+      while chunk <= lastSet {
+        let end = min(chunk + 8192, lastSet + 1)
+        guard let address = try? UserMemory.offset(request.data, by: UInt64(chunk) * 8),
+          let bytes = try? UserMemory.read(address, count: (end - chunk) * 8)
+        else { return 0 }
+        var words = bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
+        for index in chunk..<end { words[index - chunk] |= dense[index] }
+        runs.append((UInt64(chunk), words))
+        chunk = end
+      }
     }
-    for (index, word) in zip(indexes, merged) {
-      try? UserMemory.write(UserMemory.encode(word), to: request.data &+ index * 8)
+    let indexes = local.keys.sorted()
+    var position = 0
+    while position < indexes.count {
+      let first = indexes[position]
+      var end = position
+      while end + 1 < indexes.count && indexes[end + 1] - first < 8192 { end += 1 }
+      let count = Int(indexes[end] - first + 1)
+      guard let address = try? UserMemory.offset(request.data, by: first * 8),
+        let bytes = try? UserMemory.read(address, count: count * 8)
+      else { return 0 }
+      var words = bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
+      for index in indexes[position...end] { words[Int(index - first)] |= local[index]! }
+      runs.append((first, words))
+      position = end + 1
+    }
+    for run in runs {
+      let bytes = run.words.withUnsafeBytes { Array($0) }
+      try? UserMemory.write(bytes, to: request.data &+ run.first * 8)
     }
     return 0  // DGET-7: nothing written back
   }
