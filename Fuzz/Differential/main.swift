@@ -127,6 +127,9 @@ struct Call {
   var ignored: [Range<Int>] = []
   /// What a success creates, for the generator's next choices.
   var creates: Creation = .nothing
+  /// The offset of a descriptor the kernel returns (a fault queue's, a vEVENTQ's): it
+  /// differs by nature, and each side's is closed when the sequence ends.
+  var descriptorField: Int?
 }
 
 /// What a successful call made, read from its written-back argument.
@@ -142,6 +145,8 @@ enum Creation {
   case mapping(ioas: UInt32, length: UInt64, at: Int)
   /// A fault queue whose id is the u32 at this offset.
   case fault(at: Int)
+  /// A vIOMMU whose id is the u32 at this offset.
+  case viommu(at: Int)
 }
 
 /// What a call did on one backend.
@@ -150,6 +155,12 @@ struct Outcome: Equatable {
   var result: Int32
   var argument: [UInt8]
   var buffers: [[UInt8]]
+  /// A descriptor the call returned (not compared: numbers differ by nature).
+  var descriptor: Int32?
+
+  static func == (a: Outcome, b: Outcome) -> Bool {
+    a.errno == b.errno && a.result == b.result && a.argument == b.argument && a.buffers == b.buffers
+  }
 
   var summary: String {
     let head = errno.map { "errno \($0)" } ?? "-> \(result)"
@@ -181,6 +192,9 @@ struct CallMaker {
   var devices: [UInt32] = []
   var selfTestObjects: [UInt32] = []
   var faults: [UInt32] = []
+  var viommus: [UInt32] = []
+  /// A memfd of 64 KiB both sides map from (MAP_FILE), and one of 8 KiB (pages past its end).
+  let files: [Int32]
   var mappings: [(ioas: UInt32, iova: UInt64, length: UInt64)] = []
 
   /// Records what `call` made, given its outcome on the first side.
@@ -206,6 +220,7 @@ struct CallMaker {
       }
     case .mapping(let ioas, let length, let at): if let iova = u64(at) { mappings.append((ioas, iova, length)) }
     case .fault(let at): if let id = u32(at) { faults.append(id) }
+    case .viommu(let at): if let id = u32(at) { viommus.append(id) }
     }
   }
 
@@ -394,10 +409,63 @@ struct CallMaker {
         name: "HWPT_INVALIDATE hwpt \(hwpt) type \(0xdeadbeef as UInt32) len \(entryLength) count \(count)", request: 0x3B8D,
         argument: sized(le(UInt32(32), hwpt, UInt64(0), UInt32(0xdead_beef), entryLength, UInt32(count), UInt32(0)), minimum: 32),
         buffers: entries.isEmpty ? [] : [(8, Array(entries.prefix(count * Int(entryLength))))])
-    case 83..<98:
+    case 83..<95:
       return testCall()
+    case 95..<97:
+      return newerCall()
     default:
-      return malformed()
+      return random.chance(50) ? malformed() : faultQueue()
+    }
+  }
+
+  /// `IOMMU_FAULT_QUEUE_ALLOC`, or an HWPT naming a fault queue.
+  mutating func faultQueue() -> Call {
+    if !faults.isEmpty && random.chance(50) {
+      let (device, pt, fault) = (deviceID(), id(random.chance(60) ? pageTables : spaces), id(faults))
+      let nested = random.chance(60)
+      let data = nested ? le(UInt32(0)) : []
+      return Call(
+        name: "HWPT_ALLOC flags 4 dev \(device) pt \(pt) fault \(fault)" + (nested ? " nested" : ""), request: 0x3B89,
+        argument: le(UInt32(48), UInt32(4), device, pt, UInt32(0), UInt32(0), nested ? UInt32(0xdead) : 0, UInt32(data.count), UInt64(0), fault, UInt32(0)),
+        buffers: data.isEmpty ? [] : [(32, data)], creates: .hwpt(at: 16, nested: nested))
+    }
+    return Call(
+      name: "FAULT_QUEUE_ALLOC", request: 0x3B8E, argument: sized(le(UInt32(16), UInt32(random.chance(95) ? 0 : 1), UInt32(0), UInt32(0)), minimum: 16),
+      ignored: [12..<16], creates: .fault(at: 8), descriptorField: 12)
+  }
+
+  /// Requests after 6.12 (7.2): MAP_FILE, vIOMMU, vDEVICE, vEVENTQ.
+  mutating func newerCall() -> Call {
+    switch random.below(4) {
+    case 0:
+      let (flags, ioas, length, iova) = (mapFlags() | (random.chance(60) ? 6 : 0), ioasID(), 0x1000 * UInt64(1 + random.below(4)), iova())
+      let file = random.pick(files)
+      let start = random.chance(80) ? 0x1000 * UInt64(random.below(16)) : UInt64(random.below(0x2000))
+      return Call(
+        name: "MAP_FILE flags \(flags) ioas \(ioas) file \(file == files[0] ? "64K" : "8K") start 0x\(String(start, radix: 16)) len 0x\(String(length, radix: 16)) iova 0x\(String(iova, radix: 16))",
+        request: 0x3B8F, argument: sized(le(UInt32(40), flags, ioas, file, start, length, iova), minimum: 40),
+        creates: .mapping(ioas: ioas, length: length, at: 32))
+    case 1:
+      let (device, hwpt) = (deviceID(), id(pageTables))
+      let type = random.chance(85) ? UInt32(0xdead_beef) : UInt32(random.below(3))
+      return Call(
+        name: "VIOMMU_ALLOC type 0x\(String(type, radix: 16)) dev \(device) hwpt \(hwpt)", request: 0x3B90,
+        argument: sized(le(UInt32(40), UInt32(0), type, device, hwpt, UInt32(0), UInt32(0), UInt32(0), UInt64(0)), minimum: 24),
+        creates: .viommu(at: 20))
+    case 2:
+      let (viommu, device) = (id(viommus), deviceID())
+      let virtualID = UInt64(random.below(4))
+      return Call(
+        name: "VDEVICE_ALLOC viommu \(viommu) dev \(device) virt \(virtualID)", request: 0x3B91,
+        argument: sized(le(UInt32(24), viommu, device, UInt32(0), virtualID), minimum: 24))
+    default:
+      let viommu = id(viommus)
+      let type = random.chance(85) ? UInt32(0xbeef_beef) : UInt32(random.below(3))
+      let depth = UInt32(random.pick([0, 1, 2, 64]))
+      return Call(
+        name: "VEVENTQ_ALLOC viommu \(viommu) type 0x\(String(type, radix: 16)) depth \(depth)", request: 0x3B93,
+        argument: sized(le(UInt32(32), UInt32(0), viommu, type, depth, UInt32(0), UInt32(0), UInt32(0)), minimum: 32),
+        ignored: [24..<28], descriptorField: 24)
     }
   }
 
@@ -494,6 +562,9 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor) -> Outcome
     outcome.errno = error.rawValue
   }
   var after = Array(memory.prefix(argument.count))
+  if let field = call.descriptorField, outcome.errno == nil, field + 4 <= after.count {
+    outcome.descriptor = after[field..<(field + 4)].enumerated().reduce(Int32(0)) { $0 | Int32($1.element) << (8 * Int32($1.offset)) }
+  }
   // Pointers to this side's buffers differ by nature; so do descriptors.
   for buffer in call.buffers where buffer.field + 8 <= after.count { after.replaceSubrange(buffer.field..<(buffer.field + 8), with: [UInt8](repeating: 0, count: 8)) }
   for range in call.ignored where range.upperBound <= after.count { after.replaceSubrange(range, with: [UInt8](repeating: 0, count: range.count)) }
@@ -551,9 +622,14 @@ func compare(_ calls: [Call], _ makeSides: () -> Sides) -> (index: Int, first: O
     try? sides.first.close(firstFD)
     try? sides.second.close(secondFD)
   }
+  var descriptors: [(any SystemCalls, FileDescriptor)] = []
+  defer { for (side, fd) in descriptors { try? side.close(fd) } }
   for (index, call) in calls.enumerated() {
     let first = run(call, on: sides.first, fd: firstFD)
     let second = run(call, on: sides.second, fd: secondFD)
+    for (side, outcome) in [(sides.first, first), (sides.second, second)] where outcome.errno == nil {
+      if let fd = outcome.descriptor { descriptors.append((side, FileDescriptor(rawValue: fd))) }
+    }
     if first != second { return (index, first, second) }
   }
   return nil
@@ -594,17 +670,25 @@ let makeSides: () -> Sides = {
     names: (useKernel ? "kernel \(version)" : "simulator", "simulator"))
 }
 let arena = Arena()
+/// The memfds MAP_FILE maps from: 64 KiB, and 8 KiB (so a mapping can run past its end).
+let files: [Int32] = [0x10000, 0x2000].map { size in
+  let fd = ciommufd_memfd_create("iommufd-diff-fuzz", 1)
+  guard fd >= 0, ftruncate(fd, off_t(size)) == 0 else { fail("cannot make a memfd") }
+  return fd
+}
 
 /// Runs sequence `number` on fresh contexts of both sides, making each call from what the
 /// first side reported so far (the ids it returned, the IOVAs it chose); returns the calls
 /// made and the first divergence, if any.
 func explore(_ number: Int) -> (calls: [Call], divergence: (index: Int, first: Outcome, second: Outcome)?) {
-  var maker = CallMaker(random: Generator(seed: options.seed &* 0x1_0000_0001 &+ UInt64(number)), arena: arena, release: release)
+  var maker = CallMaker(random: Generator(seed: options.seed &* 0x1_0000_0001 &+ UInt64(number)), arena: arena, release: release, files: files)
   let sides = makeSides()
+  var descriptors: [(any SystemCalls, FileDescriptor)] = []
   guard let firstFD = try? sides.first.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC),
     let secondFD = try? sides.second.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC)
   else { fail("cannot open /dev/iommu on both sides") }
   defer {
+    for (side, fd) in descriptors { try? side.close(fd) }
     try? sides.first.close(firstFD)
     try? sides.second.close(secondFD)
   }
@@ -614,6 +698,9 @@ func explore(_ number: Int) -> (calls: [Call], divergence: (index: Int, first: O
     calls.append(call)
     let first = run(call, on: sides.first, fd: firstFD)
     let second = run(call, on: sides.second, fd: secondFD)
+    for (side, outcome) in [(sides.first, first), (sides.second, second)] where outcome.errno == nil {
+      if let fd = outcome.descriptor { descriptors.append((side, FileDescriptor(rawValue: fd))) }
+    }
     if options.verbose { print("  \(index): \(call.name): \(first.summary)") }
     if options.stats {
       var entry = reach[kind(call)] ?? (0, 0)
