@@ -6,6 +6,8 @@ let package = Package(
   products: [
     .library(name: "Iommufd", targets: ["Iommufd"]),
     .library(name: "IommufdEdu", targets: ["IommufdEdu"]),
+    // The simulated kernel behind a C ABI, for C programs built with iommufd_simulator.h.
+    .library(name: "IommufdSimulatorC", type: .dynamic, targets: ["IommufdSimulatorC"]),
     .executable(name: "edu-dma", targets: ["edu-dma"]),
     .executable(name: "iommufd-tool", targets: ["iommufd-tool"]),
   ],
@@ -26,6 +28,13 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Sources/Iommufd"
+    ),
+    // The simulated kernel's system calls exported through a C ABI (with a forced-include header).
+    .target(
+      name: "IommufdSimulatorC",
+      dependencies: ["Iommufd", .product(name: "SystemPackage", package: "swift-system")],
+      path: "Sources/IommufdSimulatorC",
+      exclude: ["iommufd_simulator.h"]
     ),
     // A driver for QEMU's edu device over the public API, for examples, tests and the lab.
     .target(name: "IommufdEdu", dependencies: ["Iommufd"], path: "Sources/IommufdEdu"),

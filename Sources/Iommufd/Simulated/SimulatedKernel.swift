@@ -242,6 +242,11 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     return try KernelSystemCalls().ioctl(fd, request, argument)
   }
 
+  /// Whether `fd` is one of the simulator's files (rather than a real descriptor).
+  public func isSimulated(_ fd: FileDescriptor) -> Bool {
+    locked { $0.files[fd.rawValue] != nil }
+  }
+
   /// Anonymous memory for real; a simulated file cannot be mapped (EINVAL).
   public func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
     if let fd {

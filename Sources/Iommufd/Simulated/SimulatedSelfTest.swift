@@ -165,7 +165,9 @@ extension SimulatedKernel.State {
         try getUserPage(current)
         guard let host = hostAddress(ioas, address) else { throw .invalidArgument }
         if host != current {
-          // Another mapping of the same memory (a shared file, a copy) still matches.
+          // Another mapping of the same memory (a shared file, a copy) still matches: compare
+          // the physical frames, with the simulator's own mapping faulted in first.
+          _ = UserMemory.canPin(host & ~(pageSize - 1), length: pageSize, pageSize: pageSize, writable: false)
           guard host % pageSize == current % pageSize, let mine = frame(current), frame(host) == mine else { throw .invalidArgument }
         }
         address &+= ioPage
@@ -191,14 +193,33 @@ extension SimulatedKernel.State {
     if length % pageSize != 0 || user % pageSize != 0 || user.addingReportingOverflow(length).overflow { throw .invalidArgument }
     var (current, left) = (user, length)
     let userPages = pagesTable.values.filter { $0.file == nil && !$0.pins.runs.isEmpty }
-    while left > 0 {
-      try getUserPage(current)
-      let count = userPages.count { pages in
-        current >= pages.base && (current - pages.base) / pageSize < pages.pageCount && pages.pins.count(at: (current - pages.base) / pageSize) > 0
+    let filePages = pagesTable.values.filter { $0.file != nil && !$0.pins.runs.isEmpty }
+    try UserMemory.withPhysicalFrames { frame throws(Errno) in
+      // Pinned file pages count where the user's page is the same physical page (found
+      // through the simulator's own mapping of the file, faulted in first).
+      var fileFrames: [UInt64: Int] = [:]
+      for pages in filePages {
+        for run in pages.pins.runs {
+          var index = run.first
+          while index <= run.last && index < pages.pageCount {
+            let host = pages.base &+ index &* pageSize
+            _ = UserMemory.canPin(host, length: pageSize, pageSize: pageSize, writable: false)
+            if let physical = frame(host) { fileFrames[physical, default: 0] += 1 }
+            if index == .max { break }
+            index += 1
+          }
+        }
       }
-      if count != Int(refs) { throw .ioError }
-      current &+= pageSize
-      left -= pageSize
+      while left > 0 {
+        try getUserPage(current)
+        var count = userPages.count { pages in
+          current >= pages.base && (current - pages.base) / pageSize < pages.pageCount && pages.pins.count(at: (current - pages.base) / pageSize) > 0
+        }
+        if !fileFrames.isEmpty, let physical = frame(current) { count += fileFrames[physical] ?? 0 }
+        if count != Int(refs) { throw .ioError }
+        current &+= pageSize
+        left -= pageSize
+      }
     }
   }
 }
