@@ -29,14 +29,15 @@
 #
 # Environment: IOMMUFD_LAB_CACHE (default /var/cache/swift-iommufd) holds the kernel sources,
 # kernels (kernel-<key>/bzImage), initramfs images, uAPI headers and per-run directories.
-# IOMMUFD_LAB_MEMORY (default 1G) is the guest's RAM.
+# IOMMUFD_LAB_MEMORY (default 1G) is the guest's RAM; IOMMUFD_LAB_KERNEL_ARGS is added to the
+# guest kernel's command line (e.g. hugepages=N).
 # Messages of lab.sh itself go to stderr; the guest console goes to stdout.
 set -euo pipefail
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${IOMMUFD_LAB_CACHE:-/var/cache/swift-iommufd}
 BUSYBOX=/bin/busybox                       # from busybox-static
-DEPS=(qemu-system-x86 linux-source-6.12 bc bison flex libelf-dev libssl-dev cpio busybox-static rsync)  # rsync: headers_install
+DEPS=(qemu-system-x86 linux-source-6.12 bc bison flex libelf-dev libssl-dev cpio busybox-static rsync libcap-dev)  # rsync: headers_install; libcap-dev: the iommufd selftest
 LOCK_TIMEOUT=3600     # waiting for another lab.sh that is preparing the cache
 BUILD_TIMEOUT=7200    # a full kernel build (about 5 minutes on 2 cores)
 BACKPORTS_KEYRING=/usr/share/keyrings/debian-archive-trixie-automatic.gpg
@@ -327,6 +328,7 @@ EOF
   else
     qemu+=(-machine "$machine" -device edu); append+=" intel_iommu=off"
   fi
+  [[ -z ${IOMMUFD_LAB_KERNEL_ARGS:-} ]] || append+=" $IOMMUFD_LAB_KERNEL_ARGS"
   qemu+=(-append "$append")
 
   # Serial console -> stdout and a log to find the marker in. The filter drops CRs, the

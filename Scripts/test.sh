@@ -153,4 +153,14 @@ else
   log "lab: FAILED: no Linux 7.2 kernel (see the lab's messages above); its boots did not run"
   status=1
 fi
+
+# The kernel's own iommufd selftest on each kernel and on the simulator as that release,
+# compared test by test (Scripts/selftests.sh; the known differences are listed in Lab/).
+log "the kernel's iommufd selftest on Linux 6.12 and on the simulator as 6.12"
+bash Scripts/selftests.sh 6.12 "$bin" || status=1
+if [[ $newer == yes ]]; then
+  log "the kernel's iommufd selftest on Linux 7.2 and on the simulator as 7.2"
+  bash Scripts/selftests.sh 7.2 "$bin" || status=1
+fi
+log "done"
 exit $status
