@@ -15,7 +15,10 @@ extension SimulatedKernel.State {
     let command = UInt32(truncatingIfNeeded: request)
     let nr = Int(command & 0xff)
     // GEN-1: outside the table goes to the VFIO compatibility handler.
-    if nr < 0x80 || nr >= iommufdTableEnd { throw .inappropriateIOCTLForDevice }
+    if nr < 0x80 || nr >= iommufdTableEnd {
+      if let answer = try vfioCompatIoctl(context, request, address) { return answer }
+      throw .inappropriateIOCTLForDevice
+    }
     // GEN-2: the size is read first.
     let size = Int(UserMemory.decode(UInt32.self, from: try UserMemory.read(address, count: 4)))
     // GEN-3: the whole number must match.

@@ -162,6 +162,39 @@ struct IOMMUConformance {
     #expect(try ioas.unmapAll() == 0x1800)
   }
 
+  @Test("VFIO compatibility on /dev/iommu: API version 0, TYPE1/TYPE1v2/UNMAP_ALL, ENODEV without a compat IOAS; map, unmap (an empty range is 0 bytes), info sizing", arguments: Platform.all)
+  func vfioCompatibility(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let fd = iommufd.fileDescriptor
+    func call(_ request: UInt, _ value: Int) -> Result<Int32, Errno> {
+      Result { () throws(Errno) -> Int32 in try backend.calls.ioctl(fd, request, UnsafeMutableRawPointer(bitPattern: value)) }
+    }
+    #expect(call(0x3B64, 0) == .success(0))
+    #expect([1, 3, 9, 2, 5].map { call(0x3B65, $0) } == [.success(1), .success(1), .success(1), .success(0), .success(0)])
+    #expect(call(0x3B66, 3) == .failure(.operationNotSupportedByDevice))
+    #expect(call(0x3B66, 2) == .failure(.invalidArgument))
+    let ioas = try iommufd.allocateIOAS()
+    try iommufd.setCompatibilityIOAS(ioas)
+    #expect(call(0x3B66, 3) == .success(0))
+    let buffer = try DMABuffer(length: 0x2000, backend: backend)
+    let user = UInt64(UInt(bitPattern: buffer.bytes.baseAddress))
+    #expect(rawIoctl(backend, fd, 0x3B71, le(UInt32(32), UInt32(3), user, UInt64(0x100_0000), UInt64(0x2000))).0 == nil)
+    #expect(rawIoctl(backend, fd, 0x3B71, le(UInt32(32), UInt32(8), user, UInt64(0x200_0000), UInt64(0x2000))).0 == .invalidArgument)
+    let (unmapError, unmapped) = rawIoctl(backend, fd, 0x3B72, le(UInt32(24), UInt32(0), UInt64(0x100_0000), UInt64(0x2000)))
+    #expect(unmapError == nil)
+    #expect(Array(unmapped.suffix(8)) == le(UInt64(0x2000)))
+    let (emptyError, empty) = rawIoctl(backend, fd, 0x3B72, le(UInt32(24), UInt32(0), UInt64(0x100_0000), UInt64(0x2000)))
+    #expect(emptyError == nil)
+    #expect(Array(empty.suffix(8)) == le(UInt64(0)))
+    #expect(rawIoctl(backend, fd, 0x3B72, le(UInt32(24), UInt32(2), UInt64(0x100_0000), UInt64(0))).0 == .invalidArgument)
+    // GET_INFO with room for the header only: PGSIZES|CAPS and the argsz of all capabilities
+    // (24 bytes of info, DMA_AVAIL padded to 16, one IOVA range of 16 after its 16-byte header).
+    let (infoError, info) = rawIoctl(backend, fd, 0x3B70, le(UInt32(16), UInt32(0), UInt64(0)))
+    #expect(infoError == nil)
+    #expect(Array(info.prefix(8)) == le(UInt32(72), UInt32(3)))
+  }
+
   @Test("MAP-8: fixed overlaps are EEXIST (exact, subset, superset, straddling); IOVA 0 is allowed", arguments: Platform.all)
   func map8(platform: Platform) throws {
     let ioas = try IOMMUFD.open(backend: platform.makeBackend()).allocateIOAS()
