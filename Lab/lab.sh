@@ -15,7 +15,7 @@
 #
 # Kernels (--kernel, default 6.12): 6.12 is Debian's linux-source-6.12 (installed with
 # apt-get from the machine's own suites); 7.2 is linux-source-7.2 from Debian's
-# trixie-backports, fetched with `apt-get download` through a private source list in the
+# trixie-backports (of the Debian archive the machine's apt uses), fetched with `apt-get download` through a private source list in the
 # cache (the machine's apt configuration is not changed). Each is configured from
 # Lab/kernel.config plus Lab/kernel-V.config.
 #
@@ -81,6 +81,14 @@ cmd_deps() {
 }
 
 # The tarball of the selected source package and its version, fetched if need be:
+# The Debian archive this machine's apt takes packages from (a local mirror or proxy
+# included): the first repository of Debian's own release files, from apt's configuration.
+debian_archive() {
+  local uri
+  uri=$(apt-get indextargets --format '$(REPO_URI)' 'Origin: Debian' 'Label: Debian' 2>/dev/null | head -n 1)
+  echo "${uri:-http://deb.debian.org/debian/}"
+}
+
 # 6.12 from the installed package, 7.2 from trixie-backports with a private apt setup.
 locate_source() {
   if [[ $KERNEL_VERSION == 6.12 ]]; then
@@ -101,10 +109,11 @@ locate_source() {
   if [[ -z $deb ]]; then
     [[ -f $BACKPORTS_KEYRING ]] || die "$BACKPORTS_KEYRING is missing (debian-archive-keyring is too old)"
     mkdir -p "$apt"/{lists/partial,cache/archives/partial,debs}
-    echo "deb [signed-by=$BACKPORTS_KEYRING] http://deb.debian.org/debian trixie-backports main" >"$apt/sources.list"
-    log "fetching $SOURCE_PACKAGE from trixie-backports (apt-get download, private source list $apt)"
+    local archive; archive=$(debian_archive)
+    echo "deb [signed-by=$BACKPORTS_KEYRING] $archive trixie-backports main" >"$apt/sources.list"
+    log "fetching $SOURCE_PACKAGE from trixie-backports of $archive (apt-get download, private source list $apt)"
     timeout 900 apt-get "${options[@]}" -o Acquire::http::Timeout=60 --error-on=any update >&2 \
-      || die "apt-get update of trixie-backports failed (is deb.debian.org reachable?)"
+      || die "apt-get update of trixie-backports from $archive failed (the archive apt uses here, from apt-get indextargets; is it reachable, and does it carry trixie-backports?)"
     (cd "$apt/debs" && timeout 1800 apt-get "${options[@]}" download "$SOURCE_PACKAGE" >&2) \
       || die "apt-get download $SOURCE_PACKAGE failed"
     deb=$(ls "$apt"/debs/"$SOURCE_PACKAGE"_*_all.deb 2>/dev/null | tail -n 1 || true)
