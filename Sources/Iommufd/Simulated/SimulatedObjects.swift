@@ -162,6 +162,9 @@ final class SimulatedDeviceObject {
   var attachedHWPT: UInt32?
   /// log2 of the device's PASID count, 0 without PASIDs (`out_max_pasid_log2`).
   var maxPASIDLog2: UInt8 = 0
+  /// The mock's planted failure for PASID 1024: set by one attach there, it fails the next
+  /// with ENOMEM (to test the core's rollback); a detach clears it.
+  var pasid1024FakeError = false
   /// A mock device's four cache slots, which vIOMMU invalidations clear (7.2 model).
   var cache: [UInt32] = Array(repeating: 0xBAD_DAD, count: 4)
   /// PASIDs attached through the VFIO cdev, with their HWPT ids (7.2 model).

@@ -66,6 +66,10 @@ extension SimulatedKernel.State {
       }
       let ptID = UserMemory.decode(UInt32.self, from: payload)
       guard let target = context.objects[ptID] else { throw .noSuchFileOrDirectory }
+      // With PASIDs attached, the RID may only move to a PASID-compatible HWPT.
+      if !object.pasids.isEmpty, context.hwpt(ptID).map({ $0.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 }) ?? true {
+        throw .invalidArgument
+      }
       let result: UInt32
       switch target {
       case .ioas(let ioas):
@@ -104,9 +108,13 @@ extension SimulatedKernel.State {
       // Delivered to the fault queue of the attached HWPT; without one the fault is
       // answered at once and nothing is queued. A PASID with no domain of its own goes to
       // the RID's domain if that is nested (the mock IOMMU keeps a user PASID table).
-      if let hwpt = object.attachedHWPTObject, pasid == 0 || hwpt.parentID != nil, let faultID = hwpt.faultID,
-        case .fault(let queue)? = context.objects[faultID]
-      {
+      var target: SimulatedHWPT?
+      if pasid != 0, let own = object.pasids[pasid] {
+        target = context.hwpt(own)  // the PASID's own domain (7.2 PASID attach)
+      } else if let hwpt = object.attachedHWPTObject, pasid == 0 || hwpt.parentID != nil {
+        target = hwpt
+      }
+      if let hwpt = target, let faultID = hwpt.faultID, case .fault(let queue)? = context.objects[faultID] {
         queue.pending.append([fault])
       }
     case CIOMMUFD_TEST_OP_DEV_CHECK_CACHE where isLinux7_2:
@@ -116,6 +124,29 @@ extension SimulatedKernel.State {
       if slot > 3 || device.cache[Int(slot)] != value { throw .invalidArgument }
     case CIOMMUFD_TEST_OP_TRIGGER_VEVENT where isLinux7_2:
       try triggerVEvent(context, deviceID: UInt32(UserMemory.decode(UInt32.self, from: payload)))
+    case CIOMMUFD_TEST_OP_PASID_ATTACH where isLinux7_2, CIOMMUFD_TEST_OP_PASID_REPLACE where isLinux7_2:
+      let pasid = UserMemory.decode(UInt32.self, from: payload)
+      let ptID = UserMemory.decode(UInt32.self, from: payload, offset: 4)
+      let hwptID = try attachMockPASID(context, stdevID: command.id, pasid: pasid, ptID: ptID, replace: command.op == CIOMMUFD_TEST_OP_PASID_REPLACE)
+      payload.replaceSubrange(4..<8, with: UserMemory.encode(hwptID))
+    case CIOMMUFD_TEST_OP_PASID_DETACH where isLinux7_2:
+      guard case .selfTest(let deviceID)? = context.objects[command.id], let object = context.device(deviceID) else {
+        throw .noSuchFileOrDirectory
+      }
+      let pasid = UserMemory.decode(UInt32.self, from: payload)
+      if object.pasids.removeValue(forKey: pasid) != nil, pasid == 1024 { object.pasid1024FakeError = false }
+    case CIOMMUFD_TEST_OP_PASID_CHECK_HWPT where isLinux7_2:
+      guard case .selfTest(let deviceID)? = context.objects[command.id], let object = context.device(deviceID) else {
+        throw .noSuchFileOrDirectory
+      }
+      let attached = object.pasids[UserMemory.decode(UInt32.self, from: payload)]
+      let hwptID = UserMemory.decode(UInt32.self, from: payload, offset: 4)
+      if hwptID == 0 {
+        if attached != nil { throw .invalidArgument }
+      } else {
+        guard context.hwpt(hwptID) != nil else { throw .noSuchFileOrDirectory }
+        if attached != hwptID { throw .invalidArgument }
+      }
     case CIOMMUFD_TEST_OP_SET_TEMP_MEMORY_LIMIT:
       // Sizes the kernel's internal page batches; nothing a caller can observe but this check.
       if UserMemory.decode(UInt32.self, from: payload) < 12 { throw .invalidArgument }
@@ -221,5 +252,42 @@ extension SimulatedKernel.State {
         left -= pageSize
       }
     }
+  }
+}
+
+extension SimulatedKernel.State {
+  /// 7.2's self-test PASID_ATTACH and PASID_REPLACE: PASID `pasid` of the mock device of
+  /// self-test object `stdevID` to HWPT `ptID`, with iommufd's checks for a PASID: a device
+  /// with PASIDs (MOCK_FLAGS_DEVICE_PASID) and a PASID below its width, an HWPT allocated
+  /// with ALLOC_PASID (an IOAS's automatic domain takes none), the device's IOMMU, dirty
+  /// tracking only on a device that can do it; a replace needs an attached PASID. Returns
+  /// the HWPT id, which the reply carries.
+  func attachMockPASID(_ context: SimulatedContext, stdevID: UInt32, pasid: UInt32, ptID: UInt32, replace: Bool) throws(Errno) -> UInt32 {
+    guard case .selfTest(let deviceID)? = context.objects[stdevID], let object = context.device(deviceID) else {
+      throw .noSuchFileOrDirectory
+    }
+    if object.maxPASIDLog2 == 0 || pasid == 0 || UInt64(pasid) >= 1 << UInt64(object.maxPASIDLog2) { throw .invalidArgument }
+    guard let target = context.objects[ptID] else { throw .noSuchFileOrDirectory }
+    guard case .hwpt(let hwpt) = target else { throw .invalidArgument }
+    if hwpt.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 { throw .invalidArgument }
+    if hwpt.profile != object.profile || (hwpt.hasDirtyOps && !object.dirtyCapable) { throw .invalidArgument }
+    // The RID's domain must be PASID-compatible too.
+    if let rid = object.attachedHWPT, let current = context.hwpt(rid), current.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 {
+      throw .invalidArgument
+    }
+    if replace {
+      guard object.pasids[pasid] != nil else { throw .invalidArgument }
+    } else if object.pasids[pasid] != nil {
+      throw .resourceBusy
+    }
+    if pasid == 1024 {  // the mock driver's designed failure
+      if object.pasid1024FakeError {
+        object.pasid1024FakeError = false
+        throw .noMemory
+      }
+      object.pasid1024FakeError = true
+    }
+    object.pasids[pasid] = ptID
+    return ptID
   }
 }
