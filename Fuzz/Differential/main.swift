@@ -147,6 +147,8 @@ enum Creation {
   case fault(at: Int)
   /// A vIOMMU whose id is the u32 at this offset.
   case viommu(at: Int)
+  /// PASID `pasid` of self-test object `stdev` attached.
+  case pasid(stdev: UInt32, pasid: UInt32)
 }
 
 /// What a call did on one backend.
@@ -193,6 +195,8 @@ struct CallMaker {
   var selfTestObjects: [UInt32] = []
   var faults: [UInt32] = []
   var viommus: [UInt32] = []
+  /// PASIDs attached through the self-test (for REPLACE).
+  var attachedPASIDs: [(stdev: UInt32, pasid: UInt32)] = []
   /// A memfd of 64 KiB both sides map from (MAP_FILE), and one of 8 KiB (pages past its end).
   let files: [Int32]
   var mappings: [(ioas: UInt32, iova: UInt64, length: UInt64)] = []
@@ -221,6 +225,7 @@ struct CallMaker {
     case .mapping(let ioas, let length, let at): if let iova = u64(at) { mappings.append((ioas, iova, length)) }
     case .fault(let at): if let id = u32(at) { faults.append(id) }
     case .viommu(let at): if let id = u32(at) { viommus.append(id) }
+    case .pasid(let stdev, let pasid): attachedPASIDs.append((stdev, pasid))
     }
   }
 
@@ -471,7 +476,7 @@ struct CallMaker {
 
   /// An `IOMMU_TEST_CMD`.
   mutating func testCall() -> Call {
-    let op = random.below(9)
+    let op = random.below(10)
     let target: UInt32
     switch op {
     case 0: target = ioasID()
@@ -479,6 +484,7 @@ struct CallMaker {
     case 4: target = id(selfTestObjects)
     case 5, 7: target = id(pageTables)
     case 8: target = id(nestedTables)
+    case 9: target = id(selfTestObjects)
     default: target = id()
     }
     func command(_ op: UInt32, _ payload: [UInt8]) -> [UInt8] {
@@ -514,6 +520,22 @@ struct CallMaker {
       return Call(
         name: "TEST DIRTY hwpt \(target) iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16))", request: 0x3BA0,
         argument: command(13, le(UInt32(0), UInt32(0), iova, length, UInt64(0x800), UInt64(0), UInt64(0))), buffers: [(48, bits)])
+    case 9:
+      // 7.2's PASID ops: attach, replace, detach, check (18-21).
+      // Known gaps of the simulator (Docs/Simulator.md), left out here: REPLACE and DETACH
+      // of PASID 0 (the RID's path), and REPLACE of a PASID that has no domain.
+      var op = UInt32(18 + random.below(4))
+      var stdev = target
+      var pasid = random.pick([UInt32(0), 1, 100, 1024, 1 << 20])
+      if op == 19 {
+        if let attached = attachedPASIDs.isEmpty ? nil : random.pick(attachedPASIDs) { (stdev, pasid) = attached } else { op = 18 }
+      }
+      if op == 20 && pasid == 0 { pasid = 100 }
+      let pt = id(random.chance(20) ? spaces : pageTables + nestedTables)
+      return Call(
+        name: "TEST PASID op \(op) stdev \(stdev) pasid \(pasid) pt \(pt)", request: 0x3BA0,
+        argument: le(UInt32(72), op, stdev, UInt32(0), pasid, pt) + [UInt8](repeating: 0, count: 48),
+        creates: op == 18 && pasid != 0 ? .pasid(stdev: stdev, pasid: pasid) : .nothing)
     default:
       let (slot, value) = (UInt32(random.below(5)), UInt32(random.below(3)))
       return Call(name: "TEST MD_CHECK_IOTLB hwpt \(target) slot \(slot) value \(value)", request: 0x3BA0, argument: command(14, le(slot, value)))

@@ -139,12 +139,15 @@ extension SimulatedKernel.State {
       guard case .selfTest(let deviceID)? = context.objects[command.id], let object = context.device(deviceID) else {
         throw .noSuchFileOrDirectory
       }
-      let attached = object.pasids[UserMemory.decode(UInt32.self, from: payload)]
+      // PASID 0 is IOMMU_NO_PASID: the RID's domain. Any object is looked up (ENOENT when
+      // none) and compared by its domain: only the attached HWPT matches.
+      let pasid = UserMemory.decode(UInt32.self, from: payload)
+      let attached = pasid == 0 ? object.attachedHWPT : object.pasids[pasid]
       let hwptID = UserMemory.decode(UInt32.self, from: payload, offset: 4)
       if hwptID == 0 {
         if attached != nil { throw .invalidArgument }
       } else {
-        guard context.hwpt(hwptID) != nil else { throw .noSuchFileOrDirectory }
+        guard context.objects[hwptID] != nil else { throw .noSuchFileOrDirectory }
         if attached != hwptID { throw .invalidArgument }
       }
     case CIOMMUFD_TEST_OP_SET_TEMP_MEMORY_LIMIT:
@@ -266,8 +269,17 @@ extension SimulatedKernel.State {
     guard case .selfTest(let deviceID)? = context.objects[stdevID], let object = context.device(deviceID) else {
       throw .noSuchFileOrDirectory
     }
-    if object.maxPASIDLog2 == 0 || pasid == 0 || UInt64(pasid) >= 1 << UInt64(object.maxPASIDLog2) { throw .invalidArgument }
+    // The target is looked up first.
     guard let target = context.objects[ptID] else { throw .noSuchFileOrDirectory }
+    // PASID 0 is the RID, which a mock device has attached from its creation: EBUSY, once
+    // the target is known to be something a device attaches to.
+    if pasid == 0 && !replace {
+      switch target {
+      case .ioas, .hwpt: if object.attachedHWPT != nil { throw .resourceBusy }
+      default: throw .invalidArgument
+      }
+    }
+    if object.maxPASIDLog2 == 0 || pasid == 0 || UInt64(pasid) >= 1 << UInt64(object.maxPASIDLog2) { throw .invalidArgument }
     guard case .hwpt(let hwpt) = target else { throw .invalidArgument }
     if hwpt.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 { throw .invalidArgument }
     if hwpt.profile != object.profile || (hwpt.hasDirtyOps && !object.dirtyCapable) { throw .invalidArgument }
