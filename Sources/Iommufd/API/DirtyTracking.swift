@@ -78,7 +78,7 @@ extension HWPageTable {
     request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_set_dirty_tracking>.size)
     request.flags = enabled ? CIOMMUFD_HWPT_DIRTY_TRACKING_ENABLE : 0
     request.hwpt_id = id.rawValue
-    try iommufd.withDescriptor(.setDirtyTracking, using: [object]) { fd throws(IommufdError) in
+    try iommufd.withDescriptor(.setDirtyTracking, using: object) { fd throws(IommufdError) in
       try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_SET_DIRTY_TRACKING, &request, .setDirtyTracking, [.hwpt(id)])
     }
   }
@@ -124,7 +124,7 @@ extension HWPageTable {
     let count = words.count
     try withScratchBuffer(count: count * 8) { buffer throws(IommufdError) in
       request.data = UInt64(UInt(bitPattern: buffer.baseAddress))
-      try iommufd.withDescriptor(.getDirtyBitmap, using: [object]) { fd throws(IommufdError) in
+      try iommufd.withDescriptor(.getDirtyBitmap, using: object) { fd throws(IommufdError) in
         try iommufd.backend.ioctl(fd, CIOMMUFD_IOMMU_HWPT_GET_DIRTY_BITMAP, &request, .getDirtyBitmap, [.hwpt(id)])
       }
       for index in 0..<count { words[index] = buffer.load(fromByteOffset: index * 8, as: UInt64.self) }

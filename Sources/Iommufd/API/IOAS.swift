@@ -187,7 +187,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
   private func ioctl<Argument>(
     _ request: Int32, _ argument: inout Argument, _ operation: IommufdError.Operation
   ) throws(IommufdError) {
-    try iommufd.withDescriptor(operation, using: [object]) { fd throws(IommufdError) in
+    try iommufd.withDescriptor(operation, using: object) { fd throws(IommufdError) in
       try iommufd.backend.ioctl(fd, request, &argument, operation, [.ioas(id)])
     }
   }

@@ -20,10 +20,14 @@ final class MappingRegistry: Sendable {
     }
   }
 
-  /// Forgets `mapping` (it unmapped itself).
+  /// Forgets `mapping` (it unmapped itself); a mapping released meanwhile (its entry's
+  /// reference gone) at the same start goes too.
   func remove(_ mapping: DMAMapping) {
     entries.withLock { entries in
-      entries.removeAll { $0.mapping === mapping || $0.mapping == nil }
+      let index = Self.firstIndex(in: entries, startingAbove: mapping.range.start) - 1
+      if index >= 0, entries[index].range.start == mapping.range.start, entries[index].mapping === mapping || entries[index].mapping == nil {
+        entries.remove(at: index)
+      }
     }
   }
 
@@ -42,15 +46,16 @@ final class MappingRegistry: Sendable {
     for mapping in gone { mapping.markUnmapped() }
   }
 
-  /// The space unmapped every mapping inside `range`.
+  /// The space unmapped every mapping inside `range`. The entries inside it are adjacent
+  /// (sorted, not overlapping): found by binary search, not a scan.
   func unmapped(_ range: IOVARange) {
     let gone = entries.withLock { entries -> [DMAMapping] in
-      var gone: [DMAMapping] = []
-      entries.removeAll { entry in
-        guard entry.range.start >= range.start, entry.range.last <= range.last else { return entry.mapping == nil }
-        if let mapping = entry.mapping { gone.append(mapping) }
-        return true
-      }
+      let first = range.start == 0 ? 0 : Self.firstIndex(in: entries, startingAbove: range.start - 1)
+      let end = Self.firstIndex(in: entries, startingAbove: range.last)
+      var stop = first  // the ends ascend too: those inside the range come first
+      while stop < end, entries[stop].range.last <= range.last { stop += 1 }
+      let gone = entries[first..<stop].compactMap(\.mapping)
+      entries.removeSubrange(first..<stop)
       return gone
     }
     for mapping in gone { mapping.markUnmapped() }

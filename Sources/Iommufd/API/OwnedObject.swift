@@ -89,14 +89,28 @@ extension IOMMUFD {
     _ operation: IommufdError.Operation, using objects: [OwnedObject],
     _ body: (FileDescriptor) throws(IommufdError) -> R
   ) throws(IommufdError) -> R {
-    for object in objects where object.iommufd !== self {
-      throw IommufdError(
-        operation, .invalidArgument, objects: [object.involved],
-        detail: "the \(object.kind) \(object.id) belongs to another iommufd context")
-    }
+    for object in objects { try checkContext(of: object, operation) }
     return try using(objects[...], operation) { () throws(IommufdError) -> R in
       try withDescriptor(operation, body)
     }
+  }
+
+  /// ``withDescriptor(_:using:_:)`` for one object, without an array on the call path.
+  @discardableResult
+  func withDescriptor<R>(
+    _ operation: IommufdError.Operation, using object: OwnedObject,
+    _ body: (FileDescriptor) throws(IommufdError) -> R
+  ) throws(IommufdError) -> R {
+    try checkContext(of: object, operation)
+    return try object.use(operation) { () throws(IommufdError) -> R in try withDescriptor(operation, body) }
+  }
+
+  /// EINVAL for an object of another context.
+  private func checkContext(of object: OwnedObject, _ operation: IommufdError.Operation) throws(IommufdError) {
+    guard object.iommufd !== self else { return }
+    throw IommufdError(
+      operation, .invalidArgument, objects: [object.involved],
+      detail: "the \(object.kind) \(object.id) belongs to another iommufd context")
   }
 
   private func using<R>(

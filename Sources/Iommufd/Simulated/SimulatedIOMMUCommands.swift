@@ -339,19 +339,27 @@ extension SimulatedKernel.State {
     if request.length == 0 { throw .invalidArgument }  // UNMAP-4
     let (last, overflow) = request.iova.addingReportingOverflow(request.length - 1)
     if overflow { throw .overflow }
-    let hits = ioas.areas.entries(intersecting: request.iova, last)
-    if hits.isEmpty { throw .noSuchFileOrDirectory }  // UNMAP-5
-    var removed: UInt64 = 0
-    for area in hits {
-      // UNMAP-6: areas removed before a straddling one stay removed.
-      if area.start < request.iova || area.last > last { throw .noSuchFileOrDirectory }
-      if ioas.isLocked(area.start, area.last) { throw .resourceBusy }  // 7.2: pinned by a HW queue
-      removeArea(ioas, area)
-      removed += area.last - area.start + 1
-    }
+    let (removed, failure) = removeAreas(ioas, request.iova, last)
+    if let failure { throw failure }
+    if removed == 0 { throw .noSuchFileOrDirectory }  // UNMAP-5
     request.length = removed  // UNMAP-7
     try respond(request, address, size)
     return 0
+  }
+
+  /// `iopt_unmap_iova_range`: removes the areas inside `[iova, last]` in order; returns the
+  /// bytes removed and, where it stopped, why: ENOENT at an area it would split (UNMAP-6:
+  /// the areas before it stay removed), EBUSY at one a HW queue pinned (7.2). An empty
+  /// range removes 0 bytes without an error.
+  func removeAreas(_ ioas: SimulatedIOAS, _ iova: UInt64, _ last: UInt64) -> (removed: UInt64, failure: Errno?) {
+    var removed: UInt64 = 0
+    for area in ioas.areas.entries(intersecting: iova, last) {
+      if area.start < iova || area.last > last { return (removed, .noSuchFileOrDirectory) }
+      if ioas.isLocked(area.start, area.last) { return (removed, .resourceBusy) }
+      removeArea(ioas, area)
+      removed += area.last - area.start + 1
+    }
+    return (removed, nil)
   }
 
   /// Removes one area, unpinning its pages where the IOAS has a domain.
@@ -387,17 +395,7 @@ extension SimulatedKernel.State {
         request.val64 = ioas.disableLargePages ? 0 : 1
       case CIOMMUFD_OPTION_OP_SET:
         if request.val64 == 0 {
-          if !ioas.disableLargePages {
-            if !ioas.domains.isEmpty && !ioas.areas.isEmpty { throw .invalidArgument }
-            let newAlignment = max(ioas.alignment(pageSize: pageSize), pageSize)
-            for area in ioas.areas.all where area.start % newAlignment != 0 || (area.last - area.start + 1) % newAlignment != 0
-              || (area.value.userVA % pageSize) % newAlignment != 0
-            {
-              _ = area
-              throw .addressInUse
-            }
-            ioas.disableLargePages = true
-          }
+          if !ioas.disableLargePages { try disableLargePages(ioas) }
         } else if request.val64 == 1 {
           ioas.disableLargePages = false
         } else {

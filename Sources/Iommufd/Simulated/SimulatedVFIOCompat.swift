@@ -88,18 +88,13 @@ extension SimulatedKernel.State {
         try cut(ioas, at: iova &+ size &- 1)
         if iova != 0 { try cut(ioas, at: iova - 1) }
       }
-      do throws(Errno) {
-        if size == 0 { throw .invalidArgument }
-        let (last, overflow) = iova.addingReportingOverflow(size - 1)
-        if overflow { throw .overflow }
+      if size == 0 {
+        failure = .invalidArgument
+      } else if iova.addingReportingOverflow(size - 1).overflow {
+        failure = .overflow
+      } else {
         // An empty range unmaps 0 bytes (IOMMU_IOAS_UNMAP makes that ENOENT; this does not).
-        for area in ioas.areas.entries(intersecting: iova, last) {
-          if area.start < iova || area.last > last { throw .noSuchFileOrDirectory }
-          removeArea(ioas, area)
-          unmapped += area.last - area.start + 1
-        }
-      } catch {
-        failure = error
+        (unmapped, failure) = removeAreas(ioas, iova, iova + (size - 1))
       }
     }
     bytes.replaceSubrange(16..<24, with: UserMemory.encode(unmapped))
