@@ -120,6 +120,8 @@ struct Call {
   /// The argument struct; `nil` passes a NULL argument, `.bad` an unmapped address.
   var argument: [UInt8]?
   var badArgument = false
+  /// An integer passed as the argument instead of a pointer (VFIO_CHECK_EXTENSION, SET_IOMMU).
+  var value: UInt?
   /// Buffers the argument points at: the byte offset of the pointer field, and the
   /// buffer's initial contents (compared afterwards on both sides).
   var buffers: [(field: Int, bytes: [UInt8])] = []
@@ -414,12 +416,46 @@ struct CallMaker {
         name: "HWPT_INVALIDATE hwpt \(hwpt) type \(0xdeadbeef as UInt32) len \(entryLength) count \(count)", request: 0x3B8D,
         argument: sized(le(UInt32(32), hwpt, UInt64(0), UInt32(0xdead_beef), entryLength, UInt32(count), UInt32(0)), minimum: 32),
         buffers: entries.isEmpty ? [] : [(8, Array(entries.prefix(count * Int(entryLength))))])
-    case 83..<95:
+    case 83..<94:
       return testCall()
-    case 95..<97:
+    case 94..<96:
       return newerCall()
+    case 96..<99:
+      return compatCall()
     default:
       return random.chance(50) ? malformed() : faultQueue()
+    }
+  }
+
+  /// The VFIO type1 container ioctls on `/dev/iommu` (on the IOAS set with VFIO_IOAS).
+  mutating func compatCall() -> Call {
+    switch random.below(6) {
+    case 0: return Call(name: "VFIO_GET_API_VERSION", request: 0x3B64, argument: nil)
+    case 1:
+      let value = UInt(random.pick([1, 2, 3, 4, 5, 8, 9, 10]))
+      return Call(name: "VFIO_CHECK_EXTENSION \(value)", request: 0x3B65, argument: [], value: value)
+    case 2:
+      let value = UInt(random.pick([1, 3, 0, 8]))
+      return Call(name: "VFIO_SET_IOMMU \(value)", request: 0x3B66, argument: [], value: value)
+    case 3:
+      var (user, iova, length) = (userAddress(), iova(), length())
+      if random.chance(50) { (user, length) = (arena.page(random.below(20)), 0x1000 * UInt64(1 + random.below(4))) }
+      let flags = UInt32(random.chance(90) ? 3 : random.below(8))
+      return Call(
+        name: "VFIO_IOMMU_MAP_DMA flags \(flags) vaddr 0x\(String(user, radix: 16)) iova 0x\(String(iova, radix: 16)) size 0x\(String(length, radix: 16))",
+        request: 0x3B71, argument: le(UInt32(random.chance(95) ? 32 : 16), flags, user, iova, length))
+    case 4:
+      var (iova, length) = (iova(), length())
+      if let mapped = mappedRange() { (iova, length) = (mapped.iova, mapped.length) }
+      let all = random.chance(15)
+      return Call(
+        name: "VFIO_IOMMU_UNMAP_DMA " + (all ? "all" : "iova 0x\(String(iova, radix: 16)) size 0x\(String(length, radix: 16))"),
+        request: 0x3B72, argument: le(UInt32(24), UInt32(all ? 2 : 0), all ? UInt64(0) : iova, all ? UInt64(0) : length))
+    default:
+      let argsz = UInt32(random.pick([8, 16, 24, 40, 72, 104, 200]))
+      return Call(
+        name: "VFIO_IOMMU_GET_INFO argsz \(argsz)", request: 0x3B70,
+        argument: le(argsz, UInt32(0), UInt64(0)) + [UInt8](repeating: 0xEE, count: max(0, Int(argsz) - 16)))
     }
   }
 
@@ -576,7 +612,7 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor) -> Outcome
   defer { memory.deallocate() }
   memory.copyBytes(from: argument)
   let pointer: UnsafeMutableRawPointer? =
-    call.argument == nil ? nil : call.badArgument ? UnsafeMutableRawPointer(bitPattern: 0x2000) : memory.baseAddress
+    call.value.map { UnsafeMutableRawPointer(bitPattern: $0) } ?? (call.argument == nil ? nil : call.badArgument ? UnsafeMutableRawPointer(bitPattern: 0x2000) : memory.baseAddress)
   var outcome = Outcome(errno: nil, result: 0, argument: [], buffers: [])
   do {
     outcome.result = try calls.ioctl(fd, call.request, pointer)

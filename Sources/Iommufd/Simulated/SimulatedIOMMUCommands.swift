@@ -188,14 +188,16 @@ extension SimulatedKernel.State {
 
   // MARK: 5.5 MAP
 
-  func map(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
+  /// `fromCompat` is VFIO_IOMMU_MAP_DMA's way in, which skips the ioctl's own checks: it maps
+  /// without READ or WRITE (MAP-3) and has no ULONG_MAX check (MAP-2).
+  func map(_ context: SimulatedContext, _ address: UInt64, _ size: Int, fromCompat: Bool = false) throws(Errno) -> Int32 {
     var request = try command(ciommufd_iommu_ioas_map.self, address, size)
     let known = CIOMMUFD_IOAS_MAP_FIXED_IOVA | CIOMMUFD_IOAS_MAP_WRITEABLE | CIOMMUFD_IOAS_MAP_READABLE
     if request.flags & ~known != 0 || request.__reserved != 0 { throw .notSupported }  // MAP-1
-    if request.iova == .max || request.length == .max { throw .overflow }  // MAP-2
+    if !fromCompat && (request.iova == .max || request.length == .max) { throw .overflow }  // MAP-2
     let readable = request.flags & CIOMMUFD_IOAS_MAP_READABLE != 0
     let writable = request.flags & CIOMMUFD_IOAS_MAP_WRITEABLE != 0
-    if !readable && !writable { throw .invalidArgument }  // MAP-3
+    if !readable && !writable && !fromCompat { throw .invalidArgument }  // MAP-3
     guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }  // MAP-4
     // MAP-5 (7.2 checks the address overflow before the length's limit).
     if request.length == 0 { throw .invalidArgument }

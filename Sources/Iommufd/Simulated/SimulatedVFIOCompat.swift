@@ -12,9 +12,9 @@ extension SimulatedKernel.State {
     case CIOMMUFD_VFIO_CHECK_EXTENSION:
       switch address {
       case 1, 3, 9: return 1  // TYPE1, TYPE1v2, UNMAP_ALL
-      case 4:  // DMA_CC_IOMMU: the mock and VT-d domains enforce coherency
-        _ = try compatIOAS(context)
-        return 1
+      case 4:  // DMA_CC_IOMMU: 0 once a domain does not enforce coherency (the mock's)
+        let ioas = try compatIOAS(context)
+        return ioas.domains.contains { $0.pageSize < pageSize } ? 0 : 1
       default: return 0  // NOIOMMU (not configured), TYPE1_NESTING, UPDATE_VADDR, the rest
       }
     case CIOMMUFD_VFIO_SET_IOMMU:
@@ -46,6 +46,13 @@ extension SimulatedKernel.State {
     ioas.disableLargePages = true
   }
 
+  /// The IO page sizes of a domain with smallest IO page `ioPage`: the mock's (one size on
+  /// 6.12; 2 KiB to 64 GiB in 7.2's generic page table) or VT-d's (4 KiB, 2 MiB, 1 GiB).
+  private func pageSizeBitmap(_ ioPage: UInt64) -> UInt64 {
+    guard ioPage < pageSize else { return 0x1000 | 0x20_0000 | 0x4000_0000 }
+    return isLinux7_2 ? ((1 << 37) - 1) & ~(ioPage - 1) : ioPage
+  }
+
   /// `VFIO_IOMMU_MAP_DMA`: `{argsz, flags, vaddr, iova, size}`, a fixed map into the compat IOAS.
   private func compatMap(_ context: SimulatedContext, _ address: UInt64) throws(Errno) -> Int32 {
     let bytes = try UserMemory.read(address, count: 32)
@@ -63,7 +70,7 @@ extension SimulatedKernel.State {
     map.iova = UserMemory.decode(UInt64.self, from: bytes, offset: 16)
     map.length = UserMemory.decode(UInt64.self, from: bytes, offset: 24)
     return try withUnsafeMutableBytes(of: &map) { (buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int32 in
-      try self.map(context, UInt64(UInt(bitPattern: buffer.baseAddress)), buffer.count)
+      try self.map(context, UInt64(UInt(bitPattern: buffer.baseAddress)), buffer.count, fromCompat: true)
     }
   }
 
@@ -131,8 +138,9 @@ extension SimulatedKernel.State {
     let argsz = UInt64(UserMemory.decode(UInt32.self, from: head))
     if argsz < 16 { throw .invalidArgument }
     let ioas = try compatIOAS(context)
+    // The IO page sizes every domain has (vfio_update_pgsize_bitmap's rule after it).
     var sizes = UInt64.max
-    for domain in ioas.domains { sizes &= ~(domain.pageSize - 1) }  // each domain's smallest page and up
+    for domain in ioas.domains { sizes &= pageSizeBitmap(domain.pageSize) }
     if sizes & (pageSize - 1) != 0 { sizes = (sizes & ~(pageSize - 1)) | pageSize }
     sizes = max(sizes, ioas.alignment(pageSize: pageSize))
     // The holes of the reserved ranges over the whole space.
