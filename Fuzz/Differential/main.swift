@@ -132,6 +132,11 @@ struct Call {
   /// The offset of a descriptor the kernel returns (a fault queue's, a vEVENTQ's): it
   /// differs by nature, and each side's is closed when the sequence ends.
   var descriptorField: Int?
+  /// A self-test access op: the command's `id` (offset 8) becomes each side's own
+  /// descriptor of access number `accessSlot` (where there is one; else the id stays).
+  var accessSlot: Int?
+  /// Instead of an ioctl, `close(2)` of each side's descriptor of access number `closesAccess`.
+  var closesAccess: Int?
 }
 
 /// What a successful call made, read from its written-back argument.
@@ -151,6 +156,8 @@ enum Creation {
   case viommu(at: Int)
   /// PASID `pasid` of self-test object `stdev` attached.
   case pasid(stdev: UInt32, pasid: UInt32)
+  /// A self-test access (CREATE_ACCESS) on IOAS `ioas`, its descriptor at offset 16.
+  case access(ioas: UInt32)
 }
 
 /// What a call did on one backend.
@@ -202,6 +209,11 @@ struct CallMaker {
   /// A memfd of 64 KiB both sides map from (MAP_FILE), and one of 8 KiB (pages past its end).
   let files: [Int32]
   var mappings: [(ioas: UInt32, iova: UInt64, length: UInt64)] = []
+  /// The user address of each mapping of user memory, by "ioas:iova".
+  var mappingUsers: [String: UInt64] = [:]
+  /// The IOAS of each self-test access made so far, by access number.
+  var accessSpaces: [UInt32] = []
+  var accessCount: Int { accessSpaces.count }
 
   /// Records what `call` made, given its outcome on the first side.
   mutating func observe(_ call: Call, _ outcome: Outcome) {
@@ -228,6 +240,12 @@ struct CallMaker {
     case .fault(let at): if let id = u32(at) { faults.append(id) }
     case .viommu(let at): if let id = u32(at) { viommus.append(id) }
     case .pasid(let stdev, let pasid): attachedPASIDs.append((stdev, pasid))
+    case .access(let ioas): accessSpaces.append(ioas)
+    }
+    if case .mapping(let ioas, _, let at) = call.creates, call.request == 0x3B85, let iova = u64(at), let argument = call.argument,
+      argument.count >= 24
+    {
+      mappingUsers["\(ioas):\(iova)"] = argument[16..<24].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
     }
   }
 
@@ -316,6 +334,7 @@ struct CallMaker {
         request: 0x3B85, argument: le(UInt32(40), UInt32(fixed ? 7 : 6), ioas, UInt32(0), user, length, fixed ? iova : 0),
         creates: .mapping(ioas: ioas, length: length, at: 32))
     }
+    if accessCount > 0 && random.chance(12) { return accessCall() }
     switch random.below(100) {
     case 0..<8:
       return Call(name: "IOAS_ALLOC", request: 0x3B81, argument: sized(le(UInt32(12), random.chance(95) ? UInt32(0) : 1, UInt32(0)), minimum: 12), creates: .ioas(at: 8))
@@ -512,6 +531,7 @@ struct CallMaker {
 
   /// An `IOMMU_TEST_CMD`.
   mutating func testCall() -> Call {
+    if random.chance(25) { return accessCall() }
     let op = random.below(10)
     let target: UInt32
     switch op {
@@ -578,6 +598,88 @@ struct CallMaker {
     }
   }
 
+  /// The self-test's access ops: CREATE_ACCESS, ACCESS_PAGES, DESTROY_ACCESS_PAGES,
+  /// ACCESS_RW, ACCESS_REPLACE_IOAS, and closing an access's descriptor.
+  mutating func accessCall() -> Call {
+    /// An access number, now and then one that does not exist (its id stays: 0 or 99).
+    func slot() -> (Int?, UInt32) {
+      if accessCount > 0 && random.chance(90) { return (random.below(accessCount), 0) }
+      return (nil, random.pick([0, 99]))
+    }
+    func command(_ op: UInt32, _ id: UInt32, _ payload: [UInt8]) -> [UInt8] {
+      var bytes = le(UInt32(72), op, id, UInt32(0)) + payload
+      bytes += [UInt8](repeating: 0, count: 72 - bytes.count)
+      return bytes
+    }
+    /// A range to reach: mostly (part of) a mapping, with its user address when known.
+    func range(in ioas: UInt32?) -> (iova: UInt64, length: UInt64, user: UInt64?) {
+      let candidates = mappings.filter { ioas == nil || $0.ioas == ioas || random.chance(10) }
+      guard !candidates.isEmpty, random.chance(80) else { return (iova(), length(), nil) }
+      let mapping = random.pick(candidates)
+      var (iova, length) = (mapping.iova, mapping.length)
+      let user = mappingUsers["\(mapping.ioas):\(mapping.iova)"]
+      var skip: UInt64 = 0
+      if random.chance(40) && length > 0x1000 {
+        skip = UInt64(random.below(Int(min(length / 0x1000, 8)))) * 0x1000
+        length = max(0x1000, (length - skip) / UInt64(1 + random.below(2)))
+        iova &+= skip
+      }
+      if random.chance(10) { length &+= 0x1000 }  // past the end
+      return (iova, length, user.map { $0 &+ skip })
+    }
+    let (access, id) = slot()
+    let name = access.map { "access #\($0)" } ?? "fd \(id)"
+    let ioas = access.map { accessSpaces[$0] }
+    switch accessCount == 0 && random.chance(85) ? 0 : random.below(12) {
+    case 0, 1:
+      let ioas = ioasID()
+      let flags = random.chance(90) ? (random.chance(75) ? 1 : 0) : UInt32(random.pick([2, 3]))
+      return Call(
+        name: "TEST CREATE_ACCESS ioas \(ioas) flags \(flags)", request: 0x3BA0, argument: command(5, ioas, le(UInt32(0), flags)),
+        ignored: [16..<20], creates: .access(ioas: ioas), descriptorField: 16)
+    case 2, 3, 4, 5:
+      var (iova, length, user) = range(in: ioas)
+      if random.chance(5) { length = random.pick([(16 << 20) + 1, 16 << 20]) }
+      var flags = UInt32(random.below(2))
+      if random.chance(5) { flags = random.pick([2, 1 << 16, 1 << 16 | 1]) }
+      var uptr: UInt64 = 0
+      switch random.below(10) {
+      case 0..<4: uptr = 0
+      case 4..<8: uptr = user ?? userAddress()
+      default: uptr = userAddress()
+      }
+      if flags & (1 << 16) != 0 { iova = UInt64(random.below(3)) | UInt64(random.below(3) * 0x1000) << 32 }
+      return Call(
+        name: "TEST ACCESS_PAGES \(name) flags 0x\(String(flags, radix: 16)) iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16)) uptr 0x\(String(uptr, radix: 16))",
+        request: 0x3BA0, argument: command(7, id, le(flags, UInt32(0), iova, length, uptr)), accessSlot: access)
+    case 6:
+      let item = UInt32(random.below(4))
+      return Call(
+        name: "TEST DESTROY_ACCESS_PAGES \(name) item \(item)", request: 0x3BA0, argument: command(6, id, le(item)), accessSlot: access)
+    case 7, 8, 9:
+      var (iova, length, _) = range(in: ioas)
+      if random.chance(30) { (iova, length) = (iova &+ UInt64(random.below(0x1000)), UInt64(1 + random.below(64))) }
+      if random.chance(3) { length = (16 << 20) + 1 }
+      var flags = UInt32(random.below(2)) | (random.chance(40) ? 4 : 0)
+      if random.chance(5) { flags |= random.pick([2, 1 << 16]) }
+      if flags & (1 << 16) != 0 { iova = UInt64(random.below(3)) | UInt64(random.below(0x2000)) << 32 }
+      // The user's buffer: as long as the access (so a read lands in it), or a bad address.
+      let bad = random.chance(10) || length > 1 << 20
+      var call = Call(
+        name: "TEST ACCESS_RW \(name) flags 0x\(String(flags, radix: 16)) iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16))\(bad ? " uptr bad" : "")",
+        request: 0x3BA0, argument: command(8, id, le(iova, length, bad ? UInt64(0x2000) : 0, flags)), accessSlot: access)
+      if !bad { call.buffers = [(32, (0..<Int(max(length, 1))).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) })] }
+      return call
+    case 10:
+      let ioas = ioasID()
+      return Call(
+        name: "TEST ACCESS_REPLACE_IOAS \(name) ioas \(ioas)", request: 0x3BA0, argument: command(11, id, le(ioas)), accessSlot: access)
+    default:
+      guard let access else { return Call(name: "TEST DESTROY_ACCESS_PAGES fd \(id) item 0", request: 0x3BA0, argument: command(6, id, le(UInt32(0)))) }
+      return Call(name: "close access #\(access)", request: 0, argument: nil, closesAccess: access)
+    }
+  }
+
   /// A call the kernel must refuse: an unknown number, a NULL or bad argument.
   mutating func malformed() -> Call {
     switch random.below(3) {
@@ -597,7 +699,18 @@ struct CallMaker {
 // MARK: Running calls
 
 /// Runs `call` on `calls` with iommufd descriptor `fd`.
-func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor) -> Outcome {
+func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: inout SideFiles) -> Outcome {
+  if let slot = call.closesAccess {
+    var outcome = Outcome(errno: nil, result: 0, argument: [], buffers: [])
+    let descriptor = slot < files.accesses.count ? files.accesses[slot] : -1
+    do {
+      try calls.close(FileDescriptor(rawValue: descriptor))
+    } catch {
+      outcome.errno = error.rawValue
+    }
+    if slot < files.accesses.count { files.accesses[slot] = -1 }
+    return outcome
+  }
   var buffers: [UnsafeMutableRawBufferPointer] = call.buffers.map { buffer in
     let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(buffer.bytes.count, 1), alignment: 8)
     memory.copyBytes(from: buffer.bytes)
@@ -605,6 +718,9 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor) -> Outcome
   }
   defer { for buffer in buffers { buffer.deallocate() } }
   var argument = call.argument ?? []
+  if let slot = call.accessSlot, slot < files.accesses.count, argument.count >= 12 {
+    argument.replaceSubrange(8..<12, with: le(UInt32(bitPattern: files.accesses[slot])))
+  }
   for (index, buffer) in call.buffers.enumerated() where buffer.field + 8 <= argument.count {
     argument.replaceSubrange(buffer.field..<(buffer.field + 8), with: le(UInt64(UInt(bitPattern: buffers[index].baseAddress))))
   }
@@ -626,10 +742,27 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor) -> Outcome
   // Pointers to this side's buffers differ by nature; so do descriptors.
   for buffer in call.buffers where buffer.field + 8 <= after.count { after.replaceSubrange(buffer.field..<(buffer.field + 8), with: [UInt8](repeating: 0, count: 8)) }
   for range in call.ignored where range.upperBound <= after.count { after.replaceSubrange(range, with: [UInt8](repeating: 0, count: range.count)) }
+  // So does an access's descriptor in the command's id.
+  if call.accessSlot != nil, after.count >= 12 { after.replaceSubrange(8..<12, with: [0, 0, 0, 0]) }
   outcome.argument = after
   outcome.buffers = buffers.indices.map { Array(buffers[$0].prefix(call.buffers[$0].bytes.count)) }
   buffers = []
+  if outcome.errno == nil, let descriptor = outcome.descriptor {
+    if case .access = call.creates { files.accesses.append(descriptor) } else { files.others.append(descriptor) }
+  }
   return outcome
+}
+
+/// The descriptors one side's calls returned: each closed when the sequence ends, an
+/// access's before (-1 once a call closed it).
+struct SideFiles {
+  var others: [Int32] = []
+  var accesses: [Int32] = []
+
+  func closeAll(_ calls: any SystemCalls) {
+    for fd in accesses where fd >= 0 { try? calls.close(FileDescriptor(rawValue: fd)) }
+    for fd in others { try? calls.close(FileDescriptor(rawValue: fd)) }
+  }
 }
 
 /// The two sides of the comparison.
@@ -680,14 +813,15 @@ func compare(_ calls: [Call], _ makeSides: () -> Sides) -> (index: Int, first: O
     try? sides.first.close(firstFD)
     try? sides.second.close(secondFD)
   }
-  var descriptors: [(any SystemCalls, FileDescriptor)] = []
-  defer { for (side, fd) in descriptors { try? side.close(fd) } }
+  var firstFiles = SideFiles()
+  var secondFiles = SideFiles()
+  defer {
+    firstFiles.closeAll(sides.first)
+    secondFiles.closeAll(sides.second)
+  }
   for (index, call) in calls.enumerated() {
-    let first = run(call, on: sides.first, fd: firstFD)
-    let second = run(call, on: sides.second, fd: secondFD)
-    for (side, outcome) in [(sides.first, first), (sides.second, second)] where outcome.errno == nil {
-      if let fd = outcome.descriptor { descriptors.append((side, FileDescriptor(rawValue: fd))) }
-    }
+    let first = run(call, on: sides.first, fd: firstFD, files: &firstFiles)
+    let second = run(call, on: sides.second, fd: secondFD, files: &secondFiles)
     if first != second { return (index, first, second) }
   }
   return nil
@@ -741,12 +875,14 @@ let files: [Int32] = [0x10000, 0x2000].map { size in
 func explore(_ number: Int) -> (calls: [Call], divergence: (index: Int, first: Outcome, second: Outcome)?) {
   var maker = CallMaker(random: Generator(seed: options.seed &* 0x1_0000_0001 &+ UInt64(number)), arena: arena, release: release, files: files)
   let sides = makeSides()
-  var descriptors: [(any SystemCalls, FileDescriptor)] = []
+  var firstFiles = SideFiles()
+  var secondFiles = SideFiles()
   guard let firstFD = try? sides.first.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC),
     let secondFD = try? sides.second.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC)
   else { fail("cannot open /dev/iommu on both sides") }
   defer {
-    for (side, fd) in descriptors { try? side.close(fd) }
+    firstFiles.closeAll(sides.first)
+    secondFiles.closeAll(sides.second)
     try? sides.first.close(firstFD)
     try? sides.second.close(secondFD)
   }
@@ -754,11 +890,8 @@ func explore(_ number: Int) -> (calls: [Call], divergence: (index: Int, first: O
   for index in 0..<options.calls {
     let call = maker.make()
     calls.append(call)
-    let first = run(call, on: sides.first, fd: firstFD)
-    let second = run(call, on: sides.second, fd: secondFD)
-    for (side, outcome) in [(sides.first, first), (sides.second, second)] where outcome.errno == nil {
-      if let fd = outcome.descriptor { descriptors.append((side, FileDescriptor(rawValue: fd))) }
-    }
+    let first = run(call, on: sides.first, fd: firstFD, files: &firstFiles)
+    let second = run(call, on: sides.second, fd: secondFD, files: &secondFiles)
     if options.verbose { print("  \(index): \(call.name): \(first.summary)") }
     if options.stats {
       var entry = reach[kind(call)] ?? (0, 0)
@@ -802,11 +935,14 @@ while start < end {
         var report = "divergent: seed \(options.seed) sequence \(number), minimal reproducer of \(reproducer.count) calls:\n"
         let sides = makeSides()
         if let first = try? sides.first.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC), let second = try? sides.second.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC) {
+          var (firstFiles, secondFiles) = (SideFiles(), SideFiles())
           for (index, call) in reproducer.enumerated() {
-            let a = run(call, on: sides.first, fd: first)
-            let b = run(call, on: sides.second, fd: second)
+            let a = run(call, on: sides.first, fd: first, files: &firstFiles)
+            let b = run(call, on: sides.second, fd: second, files: &secondFiles)
             report += "  \(index + 1). \(call.name)\n     \(names.0): \(a.summary)\n     \(names.1): \(b.summary)\n"
           }
+          firstFiles.closeAll(sides.first)
+          secondFiles.closeAll(sides.second)
           try? sides.first.close(first)
           try? sides.second.close(second)
         }

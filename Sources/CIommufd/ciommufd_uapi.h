@@ -406,8 +406,13 @@ struct ciommufd_vfio_device_detach_iommufd_pt_pasid {
 #define CIOMMUFD_TEST_OP_MOCK_DOMAIN         2u
 #define CIOMMUFD_TEST_OP_MD_CHECK_MAP        3u
 #define CIOMMUFD_TEST_OP_MD_CHECK_REFS       4u
+#define CIOMMUFD_TEST_OP_CREATE_ACCESS       5u
+#define CIOMMUFD_TEST_OP_DESTROY_ACCESS_PAGES 6u
+#define CIOMMUFD_TEST_OP_ACCESS_PAGES        7u
+#define CIOMMUFD_TEST_OP_ACCESS_RW           8u
 #define CIOMMUFD_TEST_OP_SET_TEMP_MEMORY_LIMIT 9u
 #define CIOMMUFD_TEST_OP_MOCK_DOMAIN_REPLACE 10u
+#define CIOMMUFD_TEST_OP_ACCESS_REPLACE_IOAS 11u
 #define CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS   12u
 #define CIOMMUFD_TEST_OP_DIRTY               13u
 #define CIOMMUFD_TEST_OP_MD_CHECK_IOTLB      14u
@@ -419,6 +424,19 @@ struct ciommufd_vfio_device_detach_iommufd_pt_pasid {
 #define CIOMMUFD_TEST_OP_PASID_REPLACE       19u
 #define CIOMMUFD_TEST_OP_PASID_DETACH        20u
 #define CIOMMUFD_TEST_OP_PASID_CHECK_HWPT    21u
+#define CIOMMUFD_TEST_OP_DMABUF_GET          22u
+#define CIOMMUFD_TEST_OP_DMABUF_REVOKE       23u
+
+/* The self-test access ops: CREATE_ACCESS {u32 out_access_fd, u32 flags};
+   DESTROY_ACCESS_PAGES {u32 access_pages_id}; ACCESS_PAGES {u32 flags,
+   u32 out_access_pages_id, u64 iova, u64 length, u64 uptr}; ACCESS_RW {u64 iova,
+   u64 length, u64 uptr, u32 flags}; ACCESS_REPLACE_IOAS {u32 ioas_id}. `id` is the IOAS
+   for CREATE_ACCESS and the access descriptor for the others. */
+#define CIOMMUFD_MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES (1u << 0)
+#define CIOMMUFD_MOCK_FLAGS_ACCESS_WRITE (1u << 0)
+#define CIOMMUFD_MOCK_FLAGS_ACCESS_SYZ   (1u << 16)
+#define CIOMMUFD_MOCK_ACCESS_RW_WRITE     (1u << 0)
+#define CIOMMUFD_MOCK_ACCESS_RW_SLOW_PATH (1u << 2)
 
 /* The mock IOMMU's nested (stage-1) data and its invalidation entries. */
 #define CIOMMUFD_HWPT_DATA_SELFTEST            0xdeadu

@@ -88,3 +88,13 @@ public func simulatorMmap(
     try kernel().mmap(length: length, protection: protection, flags: flags, fd: FileDescriptor(rawValue: fd), offset: Int64(offset))
   }
 }
+
+/// `munmap(2)`: for real; a simulated region mapped through ``simulatorMmap`` is released.
+@_cdecl("iommufd_simulator_munmap")
+public func simulatorMunmap(_ address: UnsafeMutableRawPointer?, _ length: Int) -> Int32 {
+  guard let address else { return Glibc.munmap(nil, length) }
+  return answer(-1) { () throws(Errno) in
+    try kernel().munmap(address, length: length)
+    return 0
+  }
+}

@@ -1,6 +1,6 @@
 /* Forced-include header of the simulated kernel's C face (libIommufdSimulatorC):
  *   cc -include iommufd_simulator.h program.c -L<bin> -lIommufdSimulatorC
- * turns the program's open, close, ioctl, read, write and mmap into calls to the
+ * turns the program's open, close, ioctl, read, write, mmap and munmap into calls to the
  * simulator, which passes everything that is not its own to the real libc. */
 #ifndef IOMMUFD_SIMULATOR_H
 #define IOMMUFD_SIMULATOR_H
@@ -19,6 +19,7 @@ int iommufd_simulator_ioctl(int fd, unsigned long request, void *argument);
 ssize_t iommufd_simulator_read(int fd, void *buffer, size_t count);
 ssize_t iommufd_simulator_write(int fd, const void *buffer, size_t count);
 void *iommufd_simulator_mmap(void *address, size_t length, int protection, int flags, int fd, off_t offset);
+int iommufd_simulator_munmap(void *address, size_t length);
 
 static inline int iommufd_simulator_open_variadic(const char *path, int flags, ...)
 {
@@ -49,5 +50,6 @@ static inline int iommufd_simulator_ioctl_variadic(int fd, unsigned long request
 #define write(fd, buffer, count) iommufd_simulator_write(fd, buffer, count)
 #define mmap(address, length, protection, flags, fd, offset) \
 	iommufd_simulator_mmap(address, length, protection, flags, fd, offset)
+#define munmap(address, length) iommufd_simulator_munmap(address, length)
 
 #endif

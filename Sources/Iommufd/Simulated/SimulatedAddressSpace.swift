@@ -116,6 +116,8 @@ final class SimulatedIOAS {
   var disableLargePages = false
   /// Ranges pinned by HW queues' internal accesses (7.2 model): areas there cannot be unmapped.
   var locks: [IOVARange] = []
+  /// Self-test accesses attached to this IOAS, in attach order.
+  var accesses: [SimulatedAccess] = []
 
   /// Whether an area `[start, last]` holds pages a HW queue pinned.
   func isLocked(_ start: UInt64, _ last: UInt64) -> Bool {
@@ -127,7 +129,8 @@ final class SimulatedIOAS {
   /// IOAS-1.
   func alignment(pageSize: UInt64) -> UInt64 {
     var alignment: UInt64 = 1
-    if disableLargePages || !locks.isEmpty { alignment = max(alignment, pageSize) }  // an access aligns to PAGE_SIZE
+    // A pinning access (a HW queue's, or a self-test one) aligns to PAGE_SIZE.
+    if disableLargePages || !locks.isEmpty || accesses.contains(where: \.needsPinPages) { alignment = max(alignment, pageSize) }
     for domain in domains { alignment = max(alignment, domain.pageSize) }
     return alignment
   }

@@ -79,6 +79,7 @@ extension SimulatedKernel.State {
       if context.objects.values.contains(where: { if case .hwpt(let h) = $0 { return h.ioasID == request.id } else { return false } }) {
         throw .resourceBusy
       }
+      if !ioas.accesses.isEmpty { throw .resourceBusy }  // an attached access holds it
       _ = removeAllAreas(ioas)
       if context.compatIOAS == request.id { context.compatIOAS = nil }  // DESTROY-5
     case .hwpt(let hwpt):
@@ -104,8 +105,9 @@ extension SimulatedKernel.State {
       if let object = context.device(deviceID) { detachDevice(context, object, deviceID) }
       context.objects[deviceID] = nil
       removeVDevice(context, ofDevice: deviceID)
-    case .viommu:
-      // Its vDEVICEs, vEVENTQs and nested HWPTs hold it.
+    case .viommu(let viommu):
+      // Its vDEVICEs, vEVENTQs, nested HWPTs and mappings of its region hold it.
+      if !viommu.mappedAt.isEmpty { throw .resourceBusy }
       let users = context.objects.values.contains {
         switch $0 {
         case .vdevice(let v): v.viommuID == request.id
@@ -364,8 +366,10 @@ extension SimulatedKernel.State {
     return (removed, nil)
   }
 
-  /// Removes one area, unpinning its pages where the IOAS has a domain.
+  /// Removes one area, unpinning its pages where the IOAS has a domain; the accesses that
+  /// pinned part of it are told first and let go.
   func removeArea(_ ioas: SimulatedIOAS, _ area: AreaMap<SimulatedArea>.Entry) {
+    if hasAccessItems(ioas, area.start, area.last) { notifyUnmap(ioas, area.start, area.last) }
     ioas.areas.remove(start: area.start)
     if !ioas.domains.isEmpty { removeDomainUsers([span(area.value, length: area.last - area.start + 1)]) }
     areaRemoved(area.value.pages)

@@ -216,6 +216,8 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
         queue.fileOpen = false
         context.openFaultFiles -= 1
         state.releaseIfUnused(context)
+      case .access(let access):
+        state.closeAccess(access)
       }
       return true
     }
@@ -235,7 +237,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
       switch file {
       case .iommufd(let context): return try state.iommufdIoctl(context, request, address)
       case .device(let device): return try state.deviceIoctl(device, request, address)
-      case .fault, .veventq: throw .inappropriateIOCTLForDevice
+      case .fault, .veventq, .access: throw .inappropriateIOCTLForDevice
       }
     }
     if let handled { return handled }
@@ -247,21 +249,32 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     locked { $0.files[fd.rawValue] != nil }
   }
 
-  /// Anonymous memory for real; a simulated file cannot be mapped (EINVAL).
+  /// Anonymous memory and other descriptors for real. Of an iommufd descriptor, the region a
+  /// vIOMMU handed out (7.2 model); device cdevs cannot be mapped (EINVAL); fault queues,
+  /// vEVENTQs and accesses have no mmap (ENODEV).
   public func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
     if let fd {
-      let simulated = locked { $0.files[fd.rawValue] != nil }
-      if simulated {
-        // CDEV-2 before bind; and the simulator cannot trap MMIO, so BARs are not mmap-able.
-        throw .invalidArgument
+      let mapped: UnsafeMutableRawPointer? = try locked { state throws(Errno) -> UnsafeMutableRawPointer? in
+        switch state.files[fd.rawValue] {
+        case nil: return nil
+        case .iommufd(let context)?:
+          return try state.mmapRegion(context, length: length, protection: protection, flags: flags, offset: offset)
+        case .device?:
+          // CDEV-2 before bind; and the simulator cannot trap MMIO, so BARs are not mmap-able.
+          throw .invalidArgument
+        case .fault?, .veventq?, .access?:
+          throw .operationNotSupportedByDevice
+        }
       }
+      if let mapped { return mapped }
     }
     return try KernelSystemCalls().mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
   }
 
-  /// `munmap(2)`.
+  /// `munmap(2)`; a vIOMMU region mapped through the simulator no longer holds its vIOMMU.
   public func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
     try KernelSystemCalls().munmap(address, length: length)
+    locked { $0.munmapped(address) }
   }
 
   /// Reads a region of a bound simulated device; other descriptors for real.

@@ -13,6 +13,8 @@ extension SimulatedKernel {
       case device(SimulatedDeviceFile)
       case fault(SimulatedContext, SimulatedFaultQueue)
       case veventq(SimulatedContext, SimulatedVEventQueue)
+      /// A self-test access (`[iommufd_test_staccess]`).
+      case access(SimulatedAccess)
     }
 
     let configuration: Configuration
@@ -208,6 +210,7 @@ extension SimulatedKernel {
       var bytes: UInt64 = 0
       let all = ioas.areas.all
       for area in all { bytes &+= area.last - area.start + 1 }
+      if !all.isEmpty { notifyUnmap(ioas, 0, .max) }
       if !ioas.domains.isEmpty { removeDomainUsers(all.map { span($0.value, length: $0.last - $0.start + 1) }) }
       for area in all { areaRemoved(area.value.pages) }
       ioas.areas.removeAll()
@@ -218,7 +221,7 @@ extension SimulatedKernel {
 
     /// Destroys every object of `context` once nothing holds it any more.
     func releaseIfUnused(_ context: SimulatedContext) {
-      guard !context.userFileOpen, context.boundDevices == 0, context.openFaultFiles == 0 else { return }
+      guard !context.userFileOpen, context.boundDevices == 0, context.openFaultFiles == 0, context.accessFiles == 0 else { return }
       for (_, object) in context.objects {
         if case .ioas(let ioas) = object { _ = removeAllAreas(ioas) }
       }

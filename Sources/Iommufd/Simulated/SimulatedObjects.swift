@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One open `/dev/iommu` of the simulated kernel: its object table and options.
 final class SimulatedContext {
   enum Object {
@@ -18,7 +22,8 @@ final class SimulatedContext {
     case tombstone
     /// A HW queue of a vIOMMU (`IOMMU_HW_QUEUE_ALLOC`, 7.2 model).
     case hwQueue(SimulatedHWQueue)
-    /// The internal access object a HW queue pins its memory through (7.2 model).
+    /// An access object: the internal one a HW queue pins its memory through (7.2 model),
+    /// or a self-test access (``SimulatedAccess``, reached through its descriptor).
     case access
   }
 
@@ -29,6 +34,8 @@ final class SimulatedContext {
   var boundDevices = 0
   /// Open fault-queue and vEVENTQ descriptors: each keeps it alive too (FAULT-4).
   var openFaultFiles = 0
+  /// Open self-test access descriptors: each access holds its context too.
+  var accessFiles = 0
   /// Offsets of the iommufd descriptor's mmap space handed to vIOMMUs, by vIOMMU id.
   var mmapRegions: [UInt32: UInt64] = [:]
   /// `IOMMU_OPTION_RLIMIT_MODE`: charged per process instead of per user.
@@ -245,10 +252,16 @@ final class SimulatedFaultQueue {
 final class SimulatedVIOMMU {
   let type: UInt32
   let parentID: UInt32
+  /// The mock's two driver-data pages (a memfd), which the user maps through the iommufd's
+  /// mmap space: `in_data` in the first word. `nil` without driver data.
+  var pages: Int32?
+  /// Addresses where the user has the pages mapped: each mapping holds the vIOMMU.
+  var mappedAt: [UInt] = []
   init(type: UInt32, parentID: UInt32) {
     self.type = type
     self.parentID = parentID
   }
+  deinit { if let pages { close(pages) } }
 }
 
 /// A virtual device (7.2 model): a device's id behind a vIOMMU.

@@ -150,6 +150,49 @@ extension SimulatedKernel.State {
         guard context.objects[hwptID] != nil else { throw .noSuchFileOrDirectory }
         if attached != hwptID { throw .invalidArgument }
       }
+    case CIOMMUFD_TEST_OP_CREATE_ACCESS:
+      _ = try createAccess(context, ioasID: command.id, flags: UserMemory.decode(UInt32.self, from: payload, offset: 4)) {
+        fd throws(Errno) in
+        payload.replaceSubrange(0..<4, with: UserMemory.encode(UInt32(bitPattern: fd)))
+        payload.withUnsafeBytes { bytes in withUnsafeMutableBytes(of: &command.payload) { $0.copyMemory(from: bytes) } }
+        try respond(command, address, size)
+      }
+      return 0
+    case CIOMMUFD_TEST_OP_DESTROY_ACCESS_PAGES:
+      try destroyAccessPages(try access(descriptor: command.id), id: UserMemory.decode(UInt32.self, from: payload))
+      return 0
+    case CIOMMUFD_TEST_OP_ACCESS_PAGES:
+      // The size limit and the flags come before the descriptor.
+      let flags = UserMemory.decode(UInt32.self, from: payload)
+      let length = UserMemory.decode(UInt64.self, from: payload, offset: 16)
+      if length > 16 << 20 { throw .noMemory }
+      if flags & ~(CIOMMUFD_MOCK_FLAGS_ACCESS_WRITE | CIOMMUFD_MOCK_FLAGS_ACCESS_SYZ) != 0 { throw .notSupported }
+      let access = try access(descriptor: command.id)
+      let id = try accessPages(
+        access, iova: UserMemory.decode(UInt64.self, from: payload, offset: 8), length: length,
+        uptr: UserMemory.decode(UInt64.self, from: payload, offset: 24), flags: flags)
+      payload.replaceSubrange(4..<8, with: UserMemory.encode(id))
+      payload.withUnsafeBytes { bytes in withUnsafeMutableBytes(of: &command.payload) { $0.copyMemory(from: bytes) } }
+      do {
+        try respond(command, address, size)
+      } catch {
+        dropNewestItem(of: access)
+        throw error
+      }
+      return 0
+    case CIOMMUFD_TEST_OP_ACCESS_RW:
+      let length = UserMemory.decode(UInt64.self, from: payload, offset: 8)
+      let flags = UserMemory.decode(UInt32.self, from: payload, offset: 24)
+      if length > 16 << 20 { throw .noMemory }
+      let known = CIOMMUFD_MOCK_ACCESS_RW_WRITE | CIOMMUFD_MOCK_ACCESS_RW_SLOW_PATH | CIOMMUFD_MOCK_FLAGS_ACCESS_SYZ
+      if flags & ~known != 0 { throw .notSupported }
+      try accessReadWrite(
+        try access(descriptor: command.id), iova: UserMemory.decode(UInt64.self, from: payload), length: length,
+        uptr: UserMemory.decode(UInt64.self, from: payload, offset: 16), flags: flags)
+      return 0
+    case CIOMMUFD_TEST_OP_ACCESS_REPLACE_IOAS:
+      try replaceAccessIOAS(try access(descriptor: command.id), ioasID: UserMemory.decode(UInt32.self, from: payload))
+      return 0
     case CIOMMUFD_TEST_OP_SET_TEMP_MEMORY_LIMIT:
       // Sizes the kernel's internal page batches; nothing a caller can observe but this check.
       if UserMemory.decode(UInt32.self, from: payload) < 12 { throw .invalidArgument }

@@ -118,6 +118,7 @@ extension SimulatedKernel.State {
     let alignment = ioas.alignment(pageSize: pageSize)
     let nextVA = area.value.userVA &+ (next - area.start)
     if next % alignment != 0 || (nextVA % pageSize) % alignment != 0 { throw .invalidArgument }
+    if hasAccessItems(ioas, area.start, area.last) { throw .invalidArgument }  // an access pinned part of it
     var tail = area.value
     tail.userVA = nextVA
     ioas.areas.remove(start: area.start)

@@ -26,6 +26,7 @@ extension SimulatedKernel.State {
     // The mock's driver data: struct iommu_viommu_selftest, 8 to 24 bytes; out_data echoes
     // in_data and an 8 KiB region of the iommufd's mmap space is set aside.
     var mmapOffset: UInt64?
+    var inData: UInt32?
     if request.data_len != 0 {
       let length = Int(request.data_len)
       let full = MemoryLayout<ciommufd_iommu_viommu_selftest>.size
@@ -39,12 +40,56 @@ extension SimulatedKernel.State {
       data.out_mmap_length = 8192
       try UserMemory.write(Array(UserMemory.encode(data).prefix(length)), to: request.data_uptr)
       mmapOffset = offset
+      inData = data.in_data
     }
     request.out_viommu_id = id
     try respond(request, address, size)
-    context.objects[id] = .viommu(SimulatedVIOMMU(type: request.type, parentID: request.hwpt_id))
-    if let mmapOffset { context.mmapRegions[id] = mmapOffset }
+    let viommu = SimulatedVIOMMU(type: request.type, parentID: request.hwpt_id)
+    if let mmapOffset, let inData {
+      context.mmapRegions[id] = mmapOffset
+      let pages = ciommufd_memfd_create("iommufd-simulator-viommu", 1)  // MFD_CLOEXEC
+      if pages >= 0 && ftruncate(pages, 8192) == 0 {
+        var word = inData
+        _ = pwrite(pages, &word, 4, 0)
+        viommu.pages = pages
+      } else if pages >= 0 {
+        close(pages)
+      }
+    }
+    context.objects[id] = .viommu(viommu)
     return 0
+  }
+
+  /// `mmap(2)` of an iommufd descriptor (`iommufd_fops_mmap`): shared and not executable
+  /// (EINVAL, EPERM), exactly one region a vIOMMU handed out, at its offset and length
+  /// (ENXIO otherwise). The mapping holds the vIOMMU until ``munmapped(_:)``.
+  func mmapRegion(_ context: SimulatedContext, length: Int, protection: Int32, flags: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+    if length <= 0 || offset < 0 || UInt64(offset) % pageSize != 0 { throw .invalidArgument }  // mmap(2) itself
+    if flags & 0x1 == 0 { throw .invalidArgument }  // MAP_SHARED or MAP_SHARED_VALIDATE (both have bit 0)
+    if protection & PROT_EXEC != 0 { throw .notPermitted }
+    let (rounded, overflow) = UInt64(length).addingReportingOverflow(pageSize - 1)
+    if overflow { throw .noMemory }
+    let mapped = rounded & ~(pageSize - 1)
+    let start = UInt64(offset)
+    guard let (id, region) = context.mmapRegions.first(where: { $0.value <= start && start - $0.value < 8192 }),
+      region == start, mapped == 8192, let viommu = context.viommu(id), let pages = viommu.pages
+    else { throw .noSuchAddressOrDevice }
+    let address = Glibc.mmap(nil, Int(mapped), protection, flags, pages, 0)
+    guard let address, address != MAP_FAILED else { throw Errno(rawValue: Glibc.errno) }
+    viommu.mappedAt.append(UInt(bitPattern: address))
+    return address
+  }
+
+  /// Forgets a vIOMMU region mapped at `address`, if one is: it no longer holds its vIOMMU.
+  func munmapped(_ address: UnsafeMutableRawPointer) {
+    for case .iommufd(let context) in files.values {
+      for case .viommu(let viommu) in context.objects.values {
+        if let index = viommu.mappedAt.firstIndex(of: UInt(bitPattern: address)) {
+          viommu.mappedAt.remove(at: index)
+          return
+        }
+      }
+    }
   }
 
   /// The lowest offset from 4096 where an 8 KiB region fits between those handed out.

@@ -2,6 +2,10 @@ import Iommufd
 import SystemPackage
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// vIOMMU, vDEVICE and vEVENTQ with the self-test's mock IOMMU of Linux 7.2, on a
 /// simulated 7.2 test kernel and in the lab's 7.2 mock boot.
 @Suite("conformance: vIOMMU, vDEVICE and vEVENTQ")
@@ -37,6 +41,38 @@ struct VirtualIOMMUConformance {
     let second = try VirtualIOMMU(kind: .selfTest, device: setup.mock.deviceID, parent: setup.parent, data: le(UInt32(7), UInt32(0)))
     #expect(second.driverData == le(UInt32(7), UInt32(7)))
     #expect(errno { try VirtualIOMMU(kind: .selfTest, device: setup.mock.deviceID, parent: setup.parent, data: le(UInt32(7))) } == .invalidArgument)
+  }
+
+  @Test("mmap of the vIOMMU's region through the iommufd: only its exact offset and length (ENXIO otherwise), shared (EINVAL), not executable (EPERM); the mapping shows in_data and holds the vIOMMU (EBUSY) until munmap", arguments: Platform.mock7_2)
+  func regionMapping(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let viommu = try VirtualIOMMU(kind: .selfTest, device: setup.mock.deviceID, parent: setup.parent, data: le(UInt32(0xBEEF), UInt32(0), UInt64(0), UInt64(0)))
+    let calls = setup.iommufd.backend.calls
+    let fd = setup.iommufd.fileDescriptor
+    let shared = MAP_SHARED
+    func map(_ length: Int, _ offset: Int64, _ protection: Int32, _ flags: Int32) -> Errno? {
+      let address: UnsafeMutableRawPointer
+      do {
+        address = try calls.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
+      } catch {
+        return error
+      }
+      _ = try? calls.munmap(address, length: length)
+      return nil
+    }
+    let readWrite = PROT_READ | PROT_WRITE
+    #expect(map(8192, 4096 + 4096, readWrite, shared) == .noSuchAddressOrDevice)
+    #expect(map(8192, 4096 + 8192, readWrite, shared) == .noSuchAddressOrDevice)
+    #expect(map(4096, 4096, readWrite, shared) == .noSuchAddressOrDevice)
+    #expect(map(16384, 4096, readWrite, shared) == .noSuchAddressOrDevice)
+    #expect(map(8192, 0, readWrite, shared) == .noSuchAddressOrDevice)
+    #expect(map(8192, 4096, readWrite, MAP_PRIVATE) == .invalidArgument)
+    #expect(map(8192, 4096, PROT_READ | PROT_EXEC, shared) == .notPermitted)
+    let address = try calls.mmap(length: 8192, protection: readWrite, flags: shared, fd: fd, offset: 4096)
+    #expect(address.load(as: UInt32.self) == 0xBEEF)
+    #expect(errno { try viommu.destroy() } == .resourceBusy)
+    try calls.munmap(address, length: 8192)
+    #expect(errno { try viommu.destroy() } == nil)
   }
 
   @Test("references: a vIOMMU holds its parent, vDEVICEs and vEVENTQs hold the vIOMMU (EBUSY); destroyed in order they all go", arguments: Platform.mock7_2)
