@@ -137,6 +137,13 @@ struct Call {
   var accessSlot: Int?
   /// Instead of an ioctl, `close(2)` of each side's descriptor of access number `closesAccess`.
   var closesAccess: Int?
+  /// A dma-buf's descriptor: the s32 at `field` becomes each side's own descriptor of
+  /// dma-buf number `slot` (7.2's self-test exporter).
+  var dmabufSlot: (slot: Int, field: Int)?
+  /// Instead of an ioctl, `close(2)` of each side's descriptor of dma-buf number `closesDMABuf`.
+  var closesDMABuf: Int?
+  /// The call returns a descriptor as its result (DMABUF_GET): not compared.
+  var resultIsDescriptor = false
 }
 
 /// What a successful call made, read from its written-back argument.
@@ -158,6 +165,8 @@ enum Creation {
   case pasid(stdev: UInt32, pasid: UInt32)
   /// A self-test access (CREATE_ACCESS) on IOAS `ioas`, its descriptor at offset 16.
   case access(ioas: UInt32)
+  /// A dma-buf (DMABUF_GET), its descriptor the result.
+  case dmabuf
 }
 
 /// What a call did on one backend.
@@ -214,6 +223,8 @@ struct CallMaker {
   /// The IOAS of each self-test access made so far, by access number.
   var accessSpaces: [UInt32] = []
   var accessCount: Int { accessSpaces.count }
+  /// Dma-bufs made so far.
+  var dmabufCount = 0
 
   /// Records what `call` made, given its outcome on the first side.
   mutating func observe(_ call: Call, _ outcome: Outcome) {
@@ -241,6 +252,7 @@ struct CallMaker {
     case .viommu(let at): if let id = u32(at) { viommus.append(id) }
     case .pasid(let stdev, let pasid): attachedPASIDs.append((stdev, pasid))
     case .access(let ioas): accessSpaces.append(ioas)
+    case .dmabuf: dmabufCount += 1
     }
     if case .mapping(let ioas, _, let at) = call.creates, call.request == 0x3B85, let iova = u64(at), let argument = call.argument,
       argument.count >= 24
@@ -335,6 +347,7 @@ struct CallMaker {
         creates: .mapping(ioas: ioas, length: length, at: 32))
     }
     if accessCount > 0 && random.chance(12) { return accessCall() }
+    if dmabufCount > 0 && random.chance(8) { return dmabufCall() }
     switch random.below(100) {
     case 0..<8:
       return Call(name: "IOAS_ALLOC", request: 0x3B81, argument: sized(le(UInt32(12), random.chance(95) ? UInt32(0) : 1, UInt32(0)), minimum: 12), creates: .ioas(at: 8))
@@ -494,8 +507,42 @@ struct CallMaker {
       ignored: [12..<16], creates: .fault(at: 8), descriptorField: 12)
   }
 
-  /// Requests after 6.12 (7.2): MAP_FILE, vIOMMU, vDEVICE, vEVENTQ.
+  /// 7.2's self-test dma-buf exporter: GET, REVOKE, MAP_FILE of a dma-buf, close.
+  mutating func dmabufCall() -> Call {
+    let slot = dmabufCount > 0 && random.chance(90) ? random.below(dmabufCount) : nil
+    let name = slot.map { "dmabuf #\($0)" } ?? "fd 9999"
+    let fd = slot == nil ? Int32(9999) : -1
+    switch dmabufCount == 0 && random.chance(80) ? 0 : random.below(8) {
+    case 0, 1:
+      let length: UInt32 = random.pick([0, 4096, 4097, 16384, 0x8000, 4096 * 512 + 1])
+      return Call(
+        name: "TEST DMABUF_GET len 0x\(String(length, radix: 16))", request: 0x3BA0,
+        argument: le(UInt32(72), UInt32(22), UInt32(0), UInt32(0), length, UInt32(O_CLOEXEC)) + [UInt8](repeating: 0, count: 48),
+        creates: .dmabuf, resultIsDescriptor: true)
+    case 2:
+      let revoked = UInt32(random.below(2))
+      return Call(
+        name: "TEST DMABUF_REVOKE \(name) revoked \(revoked)", request: 0x3BA0,
+        argument: le(UInt32(72), UInt32(23), UInt32(0), UInt32(0), fd, revoked) + [UInt8](repeating: 0, count: 48),
+        dmabufSlot: slot.map { ($0, 16) })
+    case 3, 4, 5, 6:
+      let (flags, ioas) = (mapFlags() | (random.chance(70) ? 6 : 0), ioasID())
+      let start = random.pick([UInt64(0), 0x1000, 0x2000, 0x800, 0x4000])
+      let length = random.chance(10) ? length() : 0x1000 * UInt64(1 + random.below(4))
+      let iova = random.chance(50) ? iova() : 0x100_0000 + 0x10000 * UInt64(random.below(16))
+      return Call(
+        name: "MAP_FILE flags \(flags) ioas \(ioas) \(name) start 0x\(String(start, radix: 16)) len 0x\(String(length, radix: 16)) iova 0x\(String(iova, radix: 16))",
+        request: 0x3B8F, argument: sized(le(UInt32(40), flags, ioas, fd, start, length, iova), minimum: 40),
+        creates: .mapping(ioas: ioas, length: length, at: 32), dmabufSlot: slot.map { ($0, 12) })
+    default:
+      guard let slot else { return Call(name: "TEST DMABUF_REVOKE fd 9999 revoked 1", request: 0x3BA0, argument: le(UInt32(72), UInt32(23), UInt32(0), UInt32(0), Int32(9999), UInt32(1)) + [UInt8](repeating: 0, count: 48)) }
+      return Call(name: "close dmabuf #\(slot)", request: 0, argument: nil, closesDMABuf: slot)
+    }
+  }
+
+  /// Requests after 6.12 (7.2): MAP_FILE, vIOMMU, vDEVICE, vEVENTQ, the dma-buf exporter.
   mutating func newerCall() -> Call {
+    if release == .linux7_2 && random.chance(30) { return dmabufCall() }
     switch random.below(4) {
     case 0:
       let (flags, ioas, length, iova) = (mapFlags() | (random.chance(60) ? 6 : 0), ioasID(), 0x1000 * UInt64(1 + random.below(4)), iova())
@@ -711,6 +758,17 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
     if slot < files.accesses.count { files.accesses[slot] = -1 }
     return outcome
   }
+  if let slot = call.closesDMABuf {
+    var outcome = Outcome(errno: nil, result: 0, argument: [], buffers: [])
+    let descriptor = slot < files.dmabufs.count ? files.dmabufs[slot] : -1
+    do {
+      try calls.close(FileDescriptor(rawValue: descriptor))
+    } catch {
+      outcome.errno = error.rawValue
+    }
+    if slot < files.dmabufs.count { files.dmabufs[slot] = -1 }
+    return outcome
+  }
   var buffers: [UnsafeMutableRawBufferPointer] = call.buffers.map { buffer in
     let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(buffer.bytes.count, 1), alignment: 8)
     memory.copyBytes(from: buffer.bytes)
@@ -720,6 +778,9 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
   var argument = call.argument ?? []
   if let slot = call.accessSlot, slot < files.accesses.count, argument.count >= 12 {
     argument.replaceSubrange(8..<12, with: le(UInt32(bitPattern: files.accesses[slot])))
+  }
+  if let (slot, field) = call.dmabufSlot, slot < files.dmabufs.count, argument.count >= field + 4 {
+    argument.replaceSubrange(field..<(field + 4), with: le(files.dmabufs[slot]))
   }
   for (index, buffer) in call.buffers.enumerated() where buffer.field + 8 <= argument.count {
     argument.replaceSubrange(buffer.field..<(buffer.field + 8), with: le(UInt64(UInt(bitPattern: buffers[index].baseAddress))))
@@ -744,6 +805,11 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
   for range in call.ignored where range.upperBound <= after.count { after.replaceSubrange(range, with: [UInt8](repeating: 0, count: range.count)) }
   // So does an access's descriptor in the command's id.
   if call.accessSlot != nil, after.count >= 12 { after.replaceSubrange(8..<12, with: [0, 0, 0, 0]) }
+  if let (_, field) = call.dmabufSlot, after.count >= field + 4 { after.replaceSubrange(field..<(field + 4), with: [0, 0, 0, 0]) }
+  if call.resultIsDescriptor, outcome.errno == nil {
+    files.dmabufs.append(outcome.result)
+    outcome.result = 0
+  }
   outcome.argument = after
   outcome.buffers = buffers.indices.map { Array(buffers[$0].prefix(call.buffers[$0].bytes.count)) }
   buffers = []
@@ -758,9 +824,11 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
 struct SideFiles {
   var others: [Int32] = []
   var accesses: [Int32] = []
+  var dmabufs: [Int32] = []
 
   func closeAll(_ calls: any SystemCalls) {
     for fd in accesses where fd >= 0 { try? calls.close(FileDescriptor(rawValue: fd)) }
+    for fd in dmabufs where fd >= 0 { try? calls.close(FileDescriptor(rawValue: fd)) }
     for fd in others { try? calls.close(FileDescriptor(rawValue: fd)) }
   }
 }

@@ -182,6 +182,7 @@ extension SimulatedKernel.State {
       if write ? !area.value.writable : !area.value.readable { throw .notPermitted }
       guard let pages = pagesTable[area.value.pages] else { throw .invalidArgument }
       if write && !pages.writable { throw .notPermitted }
+      if pages.dmabuf != nil { throw .invalidArgument }  // no struct page behind a dma-buf
       let span = span(SimulatedArea(userVA: startVA, readable: true, writable: true, pages: area.value.pages), length: end - first + 1)
       try pin([span])
       addDomainUsers([span])
@@ -247,6 +248,7 @@ extension SimulatedKernel.State {
       if write ? !area.value.writable : !area.value.readable { throw .notPermitted }
       guard let pages = pagesTable[area.value.pages] else { throw .invalidArgument }
       if write && !pages.writable { throw .notPermitted }
+      if pages.dmabuf != nil { throw .invalidArgument }
       let host = area.value.userVA &+ (first - area.start)
       let count = end - first + 1
       try checkAccessCopy(pages, host: host, count: count, write: write, slowPath: slowPath)

@@ -22,12 +22,19 @@ final class SimulatedPages {
   var areaUsers = 0
   /// The file behind pages of `IOMMU_IOAS_MAP_FILE` (7.2 model); `nil` for user memory.
   let file: SimulatedFileBacking?
+  /// The dma-buf behind pages of `IOMMU_IOAS_MAP_FILE` (7.2 model), and the offset of the
+  /// first page in it: mapped by address, never pinned or charged.
+  let dmabuf: (buffer: SimulatedDMABuf, offset: UInt64)?
 
-  init(base: UInt64, pageCount: UInt64, writable: Bool, file: SimulatedFileBacking? = nil) {
+  init(
+    base: UInt64, pageCount: UInt64, writable: Bool, file: SimulatedFileBacking? = nil,
+    dmabuf: (buffer: SimulatedDMABuf, offset: UInt64)? = nil
+  ) {
     self.base = base
     self.pageCount = pageCount
     self.writable = writable
     self.file = file
+    self.dmabuf = dmabuf
   }
 }
 

@@ -40,6 +40,15 @@ extension SimulatedKernel.State {
     guard hwpt.dirtyEnabled else { return 0 }
     let clear = request.flags & CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == 0
     let ioPage = hwpt.profile.pageSize
+    // A 1 MiB leaf is dirty as a whole: one dirty IO page in it dirties all of it, and a
+    // harvest that clears clears all of it, also outside the range asked for.
+    let leaves = hwpt.hugeLeaves && !ioas.disableLargePages ? hugeLeaves(ioas, request.iova, last) : []
+    var dirtyLeaves: [UInt64] = []
+    for leaf in leaves where hwpt.hasDirty(leaf, leaf + Self.hugeLeafSize - 1) {
+      hwpt.markDirty(leaf, leaf + Self.hugeLeafSize - 1)
+      dirtyLeaves.append(leaf)
+    }
+    defer { if clear { for leaf in dirtyLeaves { hwpt.clearDirty(leaf, leaf + Self.hugeLeafSize - 1) } } }
     let bitmapPage = request.page_size
     let bitCount = request.length / bitmapPage + (request.length % bitmapPage == 0 ? 0 : 1)
     // The words to set, by index: as the kernel maps the user bitmap a chunk at a time,
@@ -124,6 +133,33 @@ extension SimulatedKernel.State {
       try? UserMemory.write(bytes, to: request.data &+ run.first * 8)
     }
     return 0  // DGET-7: nothing written back
+  }
+
+  /// `MOCK_HUGE_PAGE_SIZE`: 512 mock IO pages of 2 KiB.
+  static var hugeLeafSize: UInt64 { 1 << 20 }
+
+  /// The 1 MiB leaves a huge-capable mock domain maps within `[first, last]` of `ioas`: the
+  /// aligned IOVA chunks inside one area whose memory is physically contiguous from a
+  /// 1 MiB-aligned frame, as `iommu_map` picks its page sizes. Frames come from
+  /// /proc/self/pagemap (they need CAP_SYS_ADMIN; without them no leaf is huge).
+  func hugeLeaves(_ ioas: SimulatedIOAS, _ first: UInt64, _ last: UInt64) -> [UInt64] {
+    let size = Self.hugeLeafSize
+    var leaves: [UInt64] = []
+    for area in ioas.areas.entries(intersecting: first & ~(size - 1), last) {
+      let (rounded, overflow) = area.start.addingReportingOverflow(size - 1)
+      if overflow { continue }
+      var leaf = rounded & ~(size - 1)
+      while leaf <= area.last, area.last - leaf >= size - 1, leaf <= last {
+        let user = area.value.userVA &+ (leaf - area.start)
+        if user % size == 0, UserMemory.isPhysicallyContiguous(user, length: size, pageSize: pageSize, frameAlignment: size) {
+          leaves.append(leaf)
+        }
+        let (next, wrapped) = leaf.addingReportingOverflow(size)
+        if wrapped { break }
+        leaf = next
+      }
+    }
+    return leaves
   }
 
   // MARK: 7.2 IOMMU_TEST_OP_DIRTY

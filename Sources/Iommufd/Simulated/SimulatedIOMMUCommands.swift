@@ -226,6 +226,9 @@ extension SimulatedKernel.State {
     let pages = SimulatedPages(base: base, pageCount: bytes / pageSize + (bytes % pageSize == 0 ? 0 : 1), writable: writable)
     let whole = PageSpan(pages: pages, first: 0, last: pages.pageCount - 1)
     if !ioas.domains.isEmpty { try pin([whole]) }  // MAP-10
+    if !readable && !writable, ioas.domains.contains(where: { !mapsWithoutAccess(context.hwpt($0.id)?.profile ?? iommuProfile) }) {
+      throw .invalidArgument  // the domain's driver refuses a map with no permission
+    }
     request.iova = iova
     if !ioas.domains.isEmpty { addDomainUsers([whole]) }
     let pagesID = register(pages)
@@ -289,6 +292,8 @@ extension SimulatedKernel.State {
     var hint = sourceVA
     if let sourcePages = pagesTable[first.value.pages], let file = sourcePages.file {
       hint = file.offset &+ (sourceVA &- sourcePages.base)
+    } else if let sourcePages = pagesTable[first.value.pages], let dmabuf = sourcePages.dmabuf {
+      hint = dmabuf.offset &+ (sourceVA &- sourcePages.base)
     }
     let iova: UInt64
     if request.flags & CIOMMUFD_IOAS_MAP_FIXED_IOVA != 0 {
@@ -575,6 +580,7 @@ extension SimulatedKernel.State {
         if request.flags & CIOMMUFD_HWPT_ALLOC_NEST_PARENT == 0 { allowed |= CIOMMUFD_HWPT_FAULT_ID_VALID }
       }
       if request.flags & ~allowed != 0 { throw .notSupported }
+      var hugeLeaves = device.hugeIOVA
       if request.data_len != 0 {
         // 7.2 hands driver data to the driver: VT-d takes none; the mock takes its own type
         // (4 to 8 bytes: the IOTLB value and a page-table type, 0 or 1 for huge pages).
@@ -582,7 +588,9 @@ extension SimulatedKernel.State {
         if request.data_len < 4 || request.data_len > 8 { throw .invalidArgument }
         var data = try UserMemory.read(request.data_uptr, count: Int(request.data_len))
         data += [UInt8](repeating: 0, count: 8 - data.count)
-        if UserMemory.decode(UInt32.self, from: data, offset: 4) > 1 { throw .notSupported }
+        let pageTableType = UserMemory.decode(UInt32.self, from: data, offset: 4)
+        if pageTableType > 1 { throw .notSupported }
+        hugeLeaves = pageTableType == 1
       }
       let id = try allocateID(context)
       try checkDomainAdd(ioas, profile: device.profile)
@@ -596,6 +604,7 @@ extension SimulatedKernel.State {
       commitDomainAdd(ioas, hwptID: id, profile: device.profile)
       let hwpt = SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, profile: device.profile, flags: request.flags)
       hwpt.faultID = faultID
+      hwpt.hugeLeaves = hugeLeaves
       context.objects[id] = .hwpt(hwpt)
       return 0
     case .hwpt(let parent) where parent.parentID == nil:  // HWPT-6

@@ -218,6 +218,8 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
         state.releaseIfUnused(context)
       case .access(let access):
         state.closeAccess(access)
+      case .dmabuf:
+        break  // the areas that map it keep it
       }
       return true
     }
@@ -237,7 +239,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
       switch file {
       case .iommufd(let context): return try state.iommufdIoctl(context, request, address)
       case .device(let device): return try state.deviceIoctl(device, request, address)
-      case .fault, .veventq, .access: throw .inappropriateIOCTLForDevice
+      case .fault, .veventq, .access, .dmabuf: throw .inappropriateIOCTLForDevice
       }
     }
     if let handled { return handled }
@@ -259,8 +261,9 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
         case nil: return nil
         case .iommufd(let context)?:
           return try state.mmapRegion(context, length: length, protection: protection, flags: flags, offset: offset)
-        case .device?:
+        case .device?, .dmabuf?:
           // CDEV-2 before bind; and the simulator cannot trap MMIO, so BARs are not mmap-able.
+          // The self-test's dma-buf exporter has no mmap.
           throw .invalidArgument
         case .fault?, .veventq?, .access?:
           throw .operationNotSupportedByDevice

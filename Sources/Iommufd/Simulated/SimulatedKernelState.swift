@@ -15,6 +15,8 @@ extension SimulatedKernel {
       case veventq(SimulatedContext, SimulatedVEventQueue)
       /// A self-test access (`[iommufd_test_staccess]`).
       case access(SimulatedAccess)
+      /// A dma-buf of the self-test's exporter (7.2 model).
+      case dmabuf(SimulatedDMABuf)
     }
 
     let configuration: Configuration
@@ -95,7 +97,7 @@ extension SimulatedKernel {
       if gaps.isEmpty { return }
       try fail(.pinning)
       var total: UInt64 = 0
-      for gap in gaps {
+      for gap in gaps where gap.pages.dmabuf == nil {  // a dma-buf is mapped by address, not pinned
         let count = gap.last - gap.first + 1
         if let file = gap.pages.file {
           guard file.canPin(first: gap.first, last: gap.last, pageSize: pageSize) else { throw .invalidArgument }
@@ -120,6 +122,7 @@ extension SimulatedKernel {
     func addDomainUsers(_ spans: [PageSpan]) {
       for span in spans {
         let pinned = span.pages.pins.add(1, span.first, span.last)
+        if span.pages.dmabuf != nil { continue }  // no pinned-page accounting
         pinnedPages &+= pinned
         if !configuration.canLockMemory { chargedPages &+= pinned }
       }
@@ -129,6 +132,7 @@ extension SimulatedKernel {
     func removeDomainUsers(_ spans: [PageSpan]) {
       for span in spans {
         let unpinned = span.pages.pins.add(-1, span.first, span.last)
+        if span.pages.dmabuf != nil { continue }
         pinnedPages &-= unpinned
         if !configuration.canLockMemory { chargedPages &-= unpinned }
       }
@@ -187,7 +191,22 @@ extension SimulatedKernel {
       where ioas.areas.intersects(start, last) || ioas.overlapsAllowed(start, last) {
         throw .addressInUse
       }
+      // Each area is pinned, then mapped, in IOVA order: an area with neither READ nor
+      // WRITE (VFIO_IOMMU_MAP_DMA's) fails at its map where the driver refuses it.
+      if !mapsWithoutAccess(profile) && ioas.areas.all.contains(where: { !$0.value.readable && !$0.value.writable }) {
+        for area in ioas.areas.all {
+          if ioas.domains.isEmpty { try pin([span(area.value, length: area.last - area.start + 1)]) }
+          if !area.value.readable && !area.value.writable { throw .invalidArgument }
+        }
+      }
       if ioas.domains.isEmpty { try pin(spans(of: ioas)) }
+    }
+
+    /// Whether a domain with `profile` maps an IOVA with neither read nor write permission:
+    /// only 6.12's mock IOMMU does; VT-d, and 7.2's mock (on the generic page table), say
+    /// EINVAL.
+    func mapsWithoutAccess(_ profile: DomainProfile) -> Bool {
+      profile == .mock(pageSize: pageSize) && configuration.release < .linux7_2
     }
 
     /// Adds the domain `hwptID` to `ioas` after ``checkDomainAdd(_:profile:)``.

@@ -123,6 +123,10 @@ final class SimulatedHWPT {
   var iotlb: [UInt32] = []
   /// Dirty tracking is on (`IOMMU_HWPT_SET_DIRTY_TRACKING`).
   var dirtyEnabled = false
+  /// The domain maps 1 MiB leaves (`MOCK_HUGE_PAGE_SIZE`) where memory allows: 6.12's mock
+  /// for a device with `MOCK_FLAGS_DEVICE_HUGE_IOVA`, 7.2's huge mock page table. Dirty bits
+  /// are then kept per leaf.
+  var hugeLeaves = false
   /// Dirty IO pages: bit `p % 64` of word `p / 64` for IO page `p` (IOVA / IO page size).
   var dirtyWords: [UInt64: UInt64] = [:]
 
@@ -135,6 +139,30 @@ final class SimulatedHWPT {
 
   /// Allocated with dirty tracking: has the dirty ops.
   var hasDirtyOps: Bool { flags & 0x2 != 0 }
+
+  /// Whether an IO page of `[first, last]` is dirty.
+  func hasDirty(_ first: UInt64, _ last: UInt64) -> Bool {
+    var page = first / profile.pageSize
+    let end = last / profile.pageSize
+    while page <= end {
+      if let word = dirtyWords[page / 64], word & (1 << (page % 64)) != 0 { return true }
+      page += 1
+    }
+    return false
+  }
+
+  /// Clears the IO pages of `[first, last]`.
+  func clearDirty(_ first: UInt64, _ last: UInt64) {
+    var page = first / profile.pageSize
+    let end = last / profile.pageSize
+    while page <= end {
+      if let word = dirtyWords[page / 64] {
+        let rest = word & ~(1 << (page % 64))
+        dirtyWords[page / 64] = rest == 0 ? nil : rest
+      }
+      page += 1
+    }
+  }
 
   /// Marks the IO pages covering `[first, last]` dirty.
   func markDirty(_ first: UInt64, _ last: UInt64) {
@@ -169,6 +197,8 @@ final class SimulatedDeviceObject {
   var attachedHWPT: UInt32?
   /// log2 of the device's PASID count, 0 without PASIDs (`out_max_pasid_log2`).
   var maxPASIDLog2: UInt8 = 0
+  /// 6.12's `MOCK_FLAGS_DEVICE_HUGE_IOVA`: its mock domains also map 1 MiB leaves.
+  var hugeIOVA = false
   /// The mock's planted failure for PASID 1024: set by one attach there, it fails the next
   /// with ENOMEM (to test the core's rollback); a detach clears it.
   var pasid1024FakeError = false

@@ -38,6 +38,9 @@ extension SimulatedKernel.State {
         hardwareInfo: (CIOMMUFD_HW_INFO_TYPE_SELFTEST, UserMemory.encode(UInt32(0)) + UserMemory.encode(UInt32(0xDEAD_BEEF)), noDirty ? 0 : 1))
       // 7.2's PASID flag: a device with 2^20 PASIDs.
       if command.op == CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS && request.dev_flags & CIOMMUFD_MOCK_FLAGS_DEVICE_PASID != 0 { object.maxPASIDLog2 = 20 }
+      if command.op == CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS && !isLinux7_2 && request.dev_flags & CIOMMUFD_MOCK_FLAGS_DEVICE_HUGE_IOVA != 0 {
+        object.hugeIOVA = true
+      }
       context.objects[deviceID] = .device(object)
       do throws(Errno) {
         guard command.id != selfTestID, let target = context.objects[command.id] else { throw .noSuchFileOrDirectory }
@@ -193,6 +196,11 @@ extension SimulatedKernel.State {
     case CIOMMUFD_TEST_OP_ACCESS_REPLACE_IOAS:
       try replaceAccessIOAS(try access(descriptor: command.id), ioasID: UserMemory.decode(UInt32.self, from: payload))
       return 0
+    case CIOMMUFD_TEST_OP_DMABUF_GET where isLinux7_2:
+      return try dmabufGet(length: UserMemory.decode(UInt32.self, from: payload))  // the descriptor is the result
+    case CIOMMUFD_TEST_OP_DMABUF_REVOKE where isLinux7_2:
+      try dmabufRevoke(fd: UserMemory.decode(Int32.self, from: payload), revoked: UserMemory.decode(UInt32.self, from: payload, offset: 4) != 0)
+      return 0
     case CIOMMUFD_TEST_OP_SET_TEMP_MEMORY_LIMIT:
       // Sizes the kernel's internal page batches; nothing a caller can observe but this check.
       if UserMemory.decode(UInt32.self, from: payload) < 12 { throw .invalidArgument }
@@ -269,7 +277,7 @@ extension SimulatedKernel.State {
   func checkRefs(length: UInt64, user: UInt64, refs: UInt32) throws(Errno) {
     if length % pageSize != 0 || user % pageSize != 0 || user.addingReportingOverflow(length).overflow { throw .invalidArgument }
     var (current, left) = (user, length)
-    let userPages = pagesTable.values.filter { $0.file == nil && !$0.pins.runs.isEmpty }
+    let userPages = pagesTable.values.filter { $0.file == nil && $0.dmabuf == nil && !$0.pins.runs.isEmpty }
     let filePages = pagesTable.values.filter { $0.file != nil && !$0.pins.runs.isEmpty }
     try UserMemory.withPhysicalFrames { frame throws(Errno) in
       // Pinned file pages count where the user's page is the same physical page (found

@@ -115,6 +115,7 @@ extension SimulatedKernel.State {
   private func cut(_ ioas: SimulatedIOAS, at iova: UInt64) throws(Errno) {
     guard let area = ioas.areas.entry(containing: iova), area.last != iova else { return }
     let next = iova + 1
+    if pagesTable[area.value.pages]?.dmabuf != nil { throw .notSupported }  // a dma-buf area is not split
     let alignment = ioas.alignment(pageSize: pageSize)
     let nextVA = area.value.userVA &+ (next - area.start)
     if next % alignment != 0 || (nextVA % pageSize) % alignment != 0 { throw .invalidArgument }

@@ -60,6 +60,23 @@ enum UserMemory {
     }
   }
 
+  /// Whether the pages of `[address, address + length)` are present and physically
+  /// contiguous, the first frame's address a multiple of `frameAlignment` (one read of
+  /// /proc/self/pagemap; false where frame numbers are hidden).
+  static func isPhysicallyContiguous(_ address: UInt64, length: UInt64, pageSize: UInt64, frameAlignment: UInt64) -> Bool {
+    let count = Int(length / pageSize)
+    guard count > 0, count <= 1 << 16 else { return false }
+    let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var entries = [UInt64](repeating: 0, count: count)
+    let bytes = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(address / pageSize) * 8) }
+    guard bytes == count * 8 else { return false }
+    let frames = entries.map { $0 & (1 << 63) != 0 ? $0 & ((1 << 55) - 1) : 0 }
+    guard let first = frames.first, first != 0, (first &* pageSize) % frameAlignment == 0 else { return false }
+    return frames.enumerated().allSatisfy { $0.element == first &+ UInt64($0.offset) }
+  }
+
   static func write(_ bytes: [UInt8], to address: UInt64) throws(Errno) {
     if bytes.isEmpty { return }
     guard address != 0 else { throw .badAddress }

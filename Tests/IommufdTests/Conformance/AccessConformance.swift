@@ -173,3 +173,51 @@ extension SelfTestOpConformance {
     try backend.calls.close(FileDescriptor(rawValue: access))
   }
 }
+
+/// The 7.2 self-test's dma-buf exporter and `IOMMU_IOAS_MAP_FILE` of a dma-buf.
+extension SelfTestOpConformance {
+  @Test("DMABUF (7.2): GET rounds to pages (0 or over 512 pages EINVAL) and returns a descriptor; MAP_FILE must end inside it (EINVAL), not revoked (ENODEV); REVOKE of no descriptor EBADF, of another file EINVAL; an access cannot pin or copy it (EINVAL)", arguments: Platform.mock7_2)
+  func dmabuf(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    func get(_ length: UInt32) -> (Errno?, Int32) {
+      let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 72, alignment: 8)
+      defer { buffer.deallocate() }
+      buffer.copyBytes(from: le(UInt32(72), UInt32(22), UInt32(0), UInt32(0), length, UInt32(O_CLOEXEC)) + [UInt8](repeating: 0, count: 48))
+      do throws(Errno) {
+        return (nil, try backend.calls.ioctl(iommufd.fileDescriptor, UInt(CIOMMUFD_IOMMU_TEST_CMD), buffer.baseAddress))
+      } catch {
+        return (error, -1)
+      }
+    }
+    #expect(get(0).0 == .invalidArgument)
+    #expect(get(4096 * 512 + 1).0 == .invalidArgument)
+    let (failure, dmabuf) = get(4096 * 3 + 1)  // 4 pages
+    #expect(failure == nil && dmabuf >= 0)
+    let revoke = { (fd: Int32, revoked: UInt32) -> Errno? in
+      Self.command(iommufd, CIOMMUFD_TEST_OP_DMABUF_REVOKE, id: 0, le(fd, revoked)).0
+    }
+    #expect(revoke(9999, 1) == .badFileDescriptor)
+    #expect(revoke(iommufd.fileDescriptor.rawValue, 1) == .invalidArgument)
+    let file = FileDescriptor(rawValue: dmabuf)
+    #expect(errno { try ioas.mapFile(file, offset: 0, length: 0) } == .invalidArgument)
+    #expect(errno { try ioas.mapFile(file, offset: 4096, length: 16384) } == .invalidArgument)
+    #expect(errno { try ioas.mapFile(file, offset: 0, length: 16385) } == .invalidArgument)
+    #expect(revoke(dmabuf, 1) == nil)
+    #expect(errno { try ioas.mapFile(file, offset: 0, length: 16384) } == .operationNotSupportedByDevice)
+    #expect(revoke(dmabuf, 0) == nil)
+    let iova = try ioas.mapFile(file, offset: 0, length: 16384, at: .fixed(0x100_0000))
+    #expect(iova == 0x100_0000)
+    let access = try Self.createAccess(iommufd, ioas.id.rawValue, pinning: true)
+    #expect(Self.accessPages(iommufd, access, iova: iova, length: 4096).0 == .invalidArgument)
+    let buffer = try Pages(length: 4096, protection: PROT_READ | PROT_WRITE)
+    #expect(Self.accessRW(iommufd, access, iova: iova, length: 16, uptr: buffer.value, flags: 0) == .invalidArgument)
+    try backend.calls.close(FileDescriptor(rawValue: access))
+    // The mapping keeps the dma-buf after its descriptor is closed; a mock domain maps it.
+    try backend.calls.close(file)
+    let mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+    #expect(try ioas.unmap(iova: iova, length: 16384) == 16384)
+    _ = mock
+  }
+}

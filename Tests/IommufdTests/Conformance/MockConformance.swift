@@ -16,6 +16,27 @@ struct MockConformance {
     #expect([mock.id, mock.deviceID, mock.pageTableID].map(\.rawValue) == [2, 3, 4])
   }
 
+  @Test("VFIO_IOMMU_MAP_DMA without READ or WRITE into a mock domain: 6.12's mock maps it, 7.2's refuses it (EINVAL), at the map and at a later domain attach", arguments: Platform.mock)
+  func compatMapWithoutAccess(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    let buffer = try DMABuffer(length: 8192, backend: backend)
+    let user = UInt64(UInt(bitPattern: buffer.bytes.baseAddress))
+    let fd = iommufd.fileDescriptor
+    #expect(rawIoctl(backend, fd, 0x3B88, le(UInt32(12), ioas.id.rawValue, UInt16(1), UInt16(0))).0 == nil)  // VFIO_IOAS SET
+    let refused: Errno? = platform.release == .linux7_2 ? .invalidArgument : nil
+    // Mapped without a domain, then a domain comes.
+    #expect(rawIoctl(backend, fd, 0x3B71, le(UInt32(32), UInt32(0), user, UInt64(0x100_0000), UInt64(0x1000))).0 == nil)
+    #expect(errno { try iommufd.selfTest.attachMockDevice(to: ioas) } == refused)
+    #expect(rawIoctl(backend, fd, 0x3B72, le(UInt32(24), UInt32(2), UInt64(0), UInt64(0))).0 == nil)  // UNMAP_DMA all
+    // Mapped into an IOAS with a domain.
+    let mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+    #expect(rawIoctl(backend, fd, 0x3B71, le(UInt32(32), UInt32(0), user, UInt64(0x100_0000), UInt64(0x1000))).0 == refused)
+    #expect(rawIoctl(backend, fd, 0x3B71, le(UInt32(32), UInt32(1), user, UInt64(0x200_0000), UInt64(0x1000))).0 == nil)
+    _ = mock
+  }
+
   @Test("RANGES-2/4 with the mock: the aperture [0x1000000, 0x7fffffff] and alignment 2048", arguments: Platform.mock)
   func ranges(platform: Platform) throws {
     let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
