@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The kernel's own iommufd selftest (tools/testing/selftests/iommu/iommufd.c of the Linux
-# source the lab fetches; nothing of it is committed) on the kernel and on the simulator:
+# The kernel's own iommufd selftests (tools/testing/selftests/iommu/iommufd.c and the
+# fault-injection iommufd_fail_nth.c of the Linux source the lab fetches; nothing of them is
+# committed) on the kernel and on the simulator:
 #   selftests.sh VERSION BIN_DIR
-# Builds the selftest twice from the lab's source tree of Linux VERSION (6.12 or 7.2): as it
-# is, and with the simulator's C face (Sources/IommufdSimulatorC/iommufd_simulator.h and
+# Builds each selftest twice from the lab's source tree of Linux VERSION (6.12 or 7.2): as it
+# is, and with the simulator's C face (whose fail-nth file is the simulator's own fault
+# injection) (Sources/IommufdSimulatorC/iommufd_simulator.h and
 # libIommufdSimulatorC from BIN_DIR). Runs both in one mock boot of that kernel, with huge
 # pages reserved, and compares the results test by test. Prints
 #   selftest VERSION: kernel P/F/S, simulator P/F/S, differing D (K known)
@@ -23,16 +25,20 @@ flags=(-O1 -D_GNU_SOURCE -I"$source/tools/testing/selftests" -I"$headers" -I"$so
 # Debian's 6.12 source ships a selftest newer than its uAPI: a few names come from a compat
 # header; the tests that use them fail on both backends alike.
 [[ $version != 6.12 ]] || flags+=(-include Lab/selftest-compat-6.12.h)
-test_source=$source/tools/testing/selftests/iommu/iommufd.c
-gcc "${flags[@]}" -o "$out/kernel" "$test_source" -lcap -lpthread
-gcc "${flags[@]}" -include Sources/IommufdSimulatorC/iommufd_simulator.h -o "$out/simulator" "$test_source" \
-  -L"$bin" -lIommufdSimulatorC -Wl,-rpath,"$bin" -Wl,-rpath,"$swift_libraries" -lcap -lpthread
+for test in iommufd iommufd_fail_nth; do
+  test_source=$source/tools/testing/selftests/iommu/$test.c
+  gcc "${flags[@]}" -o "$out/kernel-$test" "$test_source" -lcap -lpthread
+  gcc "${flags[@]}" -include Sources/IommufdSimulatorC/iommufd_simulator.h -o "$out/simulator-$test" "$test_source" \
+    -L"$bin" -lIommufdSimulatorC -Wl,-rpath,"$bin" -Wl,-rpath,"$swift_libraries" -lcap -lpthread
+done
 
 cat >"$out/run.sh" <<GUEST
 echo "== selftest on the kernel"
-$out/kernel
+$out/kernel-iommufd
+$out/kernel-iommufd_fail_nth
 echo "== selftest on the simulator"
-SWIFT_BACKTRACE=enable=no IOMMUFD_SIMULATOR_RELEASE=$version $out/simulator
+SWIFT_BACKTRACE=enable=no IOMMUFD_SIMULATOR_RELEASE=$version $out/simulator-iommufd
+SWIFT_BACKTRACE=enable=no IOMMUFD_SIMULATOR_RELEASE=$version $out/simulator-iommufd_fail_nth
 exit 0
 GUEST
 IOMMUFD_LAB_MEMORY=2G IOMMUFD_LAB_KERNEL_ARGS="hugepages=320" \

@@ -37,10 +37,26 @@ private func answer<R>(_ failure: R, _ body: () throws(Errno) -> R) -> R {
   }
 }
 
-/// `open(2)`: /dev/iommu and the simulated device nodes open on the simulator.
+/// Descriptors opened on `/proc/self/task/TID/fail-nth`: the simulator's fail-nth.
+nonisolated(unsafe) private var failNthFiles: Set<Int32> = []
+
+/// Whether `name` is a thread's fail-nth file (`/proc/self/task/TID/fail-nth`, or
+/// `/proc/self/fail-nth`).
+private func isFailNth(_ name: String) -> Bool {
+  let parts = name.split(separator: "/")
+  return parts.last == "fail-nth" && parts.first == "proc" && (parts.count == 3 || (parts.count == 5 && parts[2] == "task"))
+}
+
+/// `open(2)`: /dev/iommu and the simulated device nodes open on the simulator, and so does
+/// a fail-nth file (the simulator's own fault injection).
 @_cdecl("iommufd_simulator_open")
 public func simulatorOpen(_ path: UnsafePointer<CChar>, _ flags: Int32, _ mode: UInt32) -> Int32 {
   let name = String(cString: path)
+  if isFailNth(name) {
+    let fd = Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
+    if fd >= 0 { failNthFiles.insert(fd) }
+    return fd
+  }
   guard name == "/dev/iommu" || name.hasPrefix("/dev/vfio/devices/") else { return Glibc.open(path, flags, mode) }
   return answer(-1) { () throws(Errno) in try kernel().open(FilePath(name), flags: flags).rawValue }
 }
@@ -48,7 +64,8 @@ public func simulatorOpen(_ path: UnsafePointer<CChar>, _ flags: Int32, _ mode: 
 /// `close(2)`.
 @_cdecl("iommufd_simulator_close")
 public func simulatorClose(_ fd: Int32) -> Int32 {
-  answer(-1) { () throws(Errno) in
+  if failNthFiles.remove(fd) != nil { return Glibc.close(fd) }
+  return answer(-1) { () throws(Errno) in
     try kernel().close(FileDescriptor(rawValue: fd))
     return 0
   }
@@ -96,5 +113,51 @@ public func simulatorMunmap(_ address: UnsafeMutableRawPointer?, _ length: Int) 
   return answer(-1) { () throws(Errno) in
     try kernel().munmap(address, length: length)
     return 0
+  }
+}
+
+/// `pread(2)`: of a fail-nth file, the count left ("0\n" once the failure happened); of a
+/// simulated descriptor, as the simulator answers; everything else for real.
+@_cdecl("iommufd_simulator_pread")
+public func simulatorPread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, _ offset: Int) -> Int {
+  if failNthFiles.contains(fd) {
+    let text = Array("\(kernel().nthFailure)\n".utf8)
+    guard let buffer, count > 0 else { return 0 }
+    let length = min(count, text.count)
+    buffer.copyMemory(from: text, byteCount: length)
+    return length
+  }
+  guard fd >= 0, kernel().isSimulated(FileDescriptor(rawValue: fd)) else { return Glibc.pread(fd, buffer, count, offset) }
+  return answer(-1) { () throws(Errno) in
+    try kernel().pread(FileDescriptor(rawValue: fd), into: UnsafeMutableRawBufferPointer(start: buffer, count: buffer == nil ? 0 : count), offset: Int64(offset))
+  }
+}
+
+/// `pwrite(2)`: to a fail-nth file, a decimal count that sets the simulator's fail-nth
+/// (EINVAL if it is no number); to a simulated descriptor, as the simulator answers;
+/// everything else for real.
+@_cdecl("iommufd_simulator_pwrite")
+public func simulatorPwrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int, _ offset: Int) -> Int {
+  if failNthFiles.contains(fd) {
+    let text = buffer.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: count), as: UTF8.self) } ?? ""
+    guard let value = Int(text.trimmingSuffix(while: { $0 == "\n" })), value >= 0 else {
+      Glibc.errno = EINVAL
+      return -1
+    }
+    kernel().nthFailure = value
+    return count
+  }
+  guard fd >= 0, kernel().isSimulated(FileDescriptor(rawValue: fd)) else { return Glibc.pwrite(fd, buffer, count, offset) }
+  return answer(-1) { () throws(Errno) in
+    try kernel().pwrite(FileDescriptor(rawValue: fd), from: UnsafeRawBufferPointer(start: buffer, count: buffer == nil ? 0 : count), offset: Int64(offset))
+  }
+}
+
+extension String {
+  /// The string without the trailing characters that match `predicate`.
+  fileprivate func trimmingSuffix(while predicate: (Character) -> Bool) -> String {
+    var result = self
+    while let last = result.last, predicate(last) { result.removeLast() }
+    return result
   }
 }

@@ -1,7 +1,9 @@
 /* Forced-include header of the simulated kernel's C face (libIommufdSimulatorC):
  *   cc -include iommufd_simulator.h program.c -L<bin> -lIommufdSimulatorC
- * turns the program's open, close, ioctl, read, write, mmap and munmap into calls to the
- * simulator, which passes everything that is not its own to the real libc. */
+ * turns the program's open, close, ioctl, read, write, pread, pwrite, mmap and munmap into
+ * calls to the simulator, which passes everything that is not its own to the real libc.
+ * /proc/self/task/TID/fail-nth opens as the simulator's own fail-nth (Linux's protocol:
+ * write N, read back what is left), so fault-injection tests sweep its failure paths. */
 #ifndef IOMMUFD_SIMULATOR_H
 #define IOMMUFD_SIMULATOR_H
 
@@ -20,6 +22,8 @@ ssize_t iommufd_simulator_read(int fd, void *buffer, size_t count);
 ssize_t iommufd_simulator_write(int fd, const void *buffer, size_t count);
 void *iommufd_simulator_mmap(void *address, size_t length, int protection, int flags, int fd, off_t offset);
 int iommufd_simulator_munmap(void *address, size_t length);
+ssize_t iommufd_simulator_pread(int fd, void *buffer, size_t count, off_t offset);
+ssize_t iommufd_simulator_pwrite(int fd, const void *buffer, size_t count, off_t offset);
 
 static inline int iommufd_simulator_open_variadic(const char *path, int flags, ...)
 {
@@ -51,5 +55,7 @@ static inline int iommufd_simulator_ioctl_variadic(int fd, unsigned long request
 #define mmap(address, length, protection, flags, fd, offset) \
 	iommufd_simulator_mmap(address, length, protection, flags, fd, offset)
 #define munmap(address, length) iommufd_simulator_munmap(address, length)
+#define pread(fd, buffer, count, offset) iommufd_simulator_pread(fd, buffer, count, offset)
+#define pwrite(fd, buffer, count, offset) iommufd_simulator_pwrite(fd, buffer, count, offset)
 
 #endif

@@ -144,6 +144,24 @@ struct SimulatorTests {
     try mapping.unmap()
   }
 
+  @Test("fail-nth: the n-th fault point from now (open of /dev/iommu, ioctl, id, pin) fails with ENOMEM and reads back 0; unreached, what is left; 0 disables")
+  func failNth() throws {
+    let kernel = SimulatedKernel()
+    kernel.nthFailure = 1
+    #expect(throws: Errno.noMemory) { try kernel.open("/dev/iommu", flags: O_RDWR) }
+    #expect(kernel.nthFailure == 0)
+    let backend = Backend.simulated(kernel)
+    let iommufd = try IOMMUFD.open(backend: backend)
+    kernel.nthFailure = 2  // the ioctl, then the id: the id fails
+    #expect(errno { try iommufd.allocateIOAS() } == .noMemory)
+    #expect(kernel.nthFailure == 0)
+    kernel.nthFailure = 10
+    let ioas = try iommufd.allocateIOAS()  // two points
+    #expect(kernel.nthFailure == 8)
+    kernel.nthFailure = 0
+    #expect(ioas.id == ObjectID(1))  // the failed allocation took nothing
+  }
+
   @Test("concurrency: maps from many threads are atomic: each fixed IOVA is taken exactly once")
   func concurrentMaps() throws {
     let machine = try Machine()

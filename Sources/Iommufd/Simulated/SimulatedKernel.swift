@@ -165,6 +165,16 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     }
   }
 
+  /// Linux's `/proc/self/task/TID/fail-nth` for the simulated kernel: set to N > 0, the
+  /// N-th fault point from now fails with ENOMEM (an open of `/dev/iommu`, every ioctl on
+  /// a simulated file, every object id taken, every pinning); 0 disables it. Reads back 0
+  /// once the failure happened, else how many points are left. One count for the whole
+  /// simulated kernel, where Linux keeps one per thread.
+  public var nthFailure: Int {
+    get { locked { $0.failNth } }
+    set { locked { $0.failNth = max(0, newValue) } }
+  }
+
   /// Makes the `n`-th event of `point` from now (1, or less: the next one) fail with `errno`.
   public func injectFailure(at point: FaultPoint, after n: Int, errno: Errno) {
     locked { $0.pendingFailures[point] = (max(n, 1), errno) }  // 1 or less: the next one
@@ -185,6 +195,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     try locked { state throws(Errno) in
       let file: State.File
       if path == "/dev/iommu" {
+        try state.failNthPoint()  // iommufd_fops_open allocates its context
         file = .iommufd(SimulatedContext())
       } else if let index = Self.deviceIndex(path), index < state.devices.count {
         file = .device(SimulatedDeviceFile(device: state.devices[index], number: index))

@@ -34,6 +34,8 @@ extension SimulatedKernel {
     var chargedPages: UInt64 = 0
     var dmaFaults: [SimulatedDMAFault] = []
     var pendingFailures: [FaultPoint: (remaining: Int, errno: Errno)] = [:]
+    /// Linux's fail-nth: the fault points left until one fails (0: none will).
+    var failNth = 0
 
     init(configuration: Configuration, devices: [SimulatedPCIDevice]) {
       self.configuration = configuration
@@ -61,8 +63,16 @@ extension SimulatedKernel {
 
     var pageSize: UInt64 { configuration.pageSize }
 
+    /// One fault point for fail-nth: the one that brings the count to 0 fails with ENOMEM.
+    func failNthPoint() throws(Errno) {
+      guard failNth > 0 else { return }
+      failNth -= 1
+      if failNth == 0 { throw .noMemory }
+    }
+
     /// Counts an event of `point`, failing it when an injected failure comes due.
     func fail(_ point: FaultPoint) throws(Errno) {
+      try failNthPoint()
       guard var pending = pendingFailures[point] else { return }
       pending.remaining -= 1
       if pending.remaining <= 0 {
