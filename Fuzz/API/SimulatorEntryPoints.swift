@@ -62,6 +62,14 @@ func simulatorEntryPoints() -> [EntryPoint] {
       f.call("\(point) after \(n) errno \(errno.rawValue)") { f.kernel.injectFailure(at: point, after: n, errno: errno) }
       return true
     },
+    EntryPoint("SimulatedKernel.nthFailure", weight: 2) { f in
+      let n = f.hostile(40) ? f.rng.hostileInt() : f.rng.below(4)
+      f.call("set \(n), read back") {
+        f.kernel.nthFailure = n
+        _ = f.kernel.nthFailure
+      }
+      return true
+    },
     EntryPoint("SimulatedKernel.init(configuration:devices:) with a hostile configuration", weight: 2) { f in
       let configuration = f.hostileConfiguration()
       let memory = f.userMemory()

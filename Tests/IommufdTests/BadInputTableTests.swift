@@ -2614,6 +2614,15 @@ extension BadInputTableTests {
       let reply = le(UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt16(2), UInt16(1), UInt32(0), UInt32(1))
       env.bad { try VFIOCapabilityChain.parse(reply, firstOffset: 32, operation: .deviceGetRegionInfo, isRegion: true) }
     },
+    Row("SimulatedKernel.nthFailure of a negative or huge count: 0 (off), or the count", On.once, .succeeds) { env in
+      env.bad {
+        let kernel = SimulatedKernel()
+        kernel.nthFailure = -3
+        let negative = kernel.nthFailure
+        kernel.nthFailure = .max
+        return negative == 0 && kernel.nthFailure == .max && (try? kernel.open("/dev/iommu", flags: O_RDWR)) != nil
+      }
+    },
     Row("PCIAddress with device 32: nil", On.once, .succeeds) { env in
       env.bad { PCIAddress(bus: 0, device: 32, function: 0) == nil && PCIAddress(bus: 0, device: .max, function: 0) == nil }
     },
