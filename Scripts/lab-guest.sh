@@ -2,7 +2,8 @@
 # Runs inside the lab VM (Lab/lab.sh run), as root in a chroot of the host root:
 #   lab-guest.sh vtd|mock BIN_DIR
 # vtd: the conformance suite, the real-kernel and differential tests, the handle-safety suite
-#      and the bad-input table on the cdev, then the legacy container/group tests, then
+#      and the bad-input table on the cdev, the differential fuzzer with the device, then the
+#      legacy container/group tests, then
 #      iommufd-tool against the real sysfs, then edu-dma.
 # mock: the iommufd and self-test mock-domain conformance scenarios (with vIOMMU, vDEVICE and
 #       vEVENTQ on a 7.2 kernel), and the handle-safety suite and bad-input table on the kernel.
@@ -28,6 +29,10 @@ if [ "$mode" = mock ]; then
   exit $status
 fi
 step tests "Conformance|RealKernelTests|DifferentialTests|HandleSafetyTests|BadInputTableTests"
+# The differential fuzzer's device variant: raw iommufd and VFIO calls on this kernel with the
+# edu and on the simulator with its edu.
+cdev=/dev/vfio/devices/$(ls "/sys/bus/pci/devices/$edu/vfio-dev/" | head -n 1)
+step "$bin/iommufd-diff-fuzz" --device "$cdev" --seed 1 --sequences 1000
 step tests "LegacyTests"
 step expect "\"backend\" : \"iommufd\"" "$tool" devices --json
 step expect "IOMMU_GET_HW_INFO: yes" "$tool" probe

@@ -7,10 +7,14 @@
 //
 //   iommufd-diff-fuzz [--seed S] [--sequences N] [--calls N] [--first-sequence N]
 //                     [--against-simulator] [--release 6.12|7.2] [--plant-divergence] [--verbose] [--stats]
+//                     [--device CDEV]
 //
 // Without /dev/iommu (or with --against-simulator) both sides are simulators, which must
 // agree; --plant-divergence perturbs one answer of the second side, the negative control
-// that must be reported. The last line is `fuzz: N sequences, M calls, D divergent, T traps`.
+// that must be reported. --device adds a VFIO device: each sequence opens the kernel's cdev
+// CDEV (an edu, as in the lab's VT-d boot) and the simulator's edu, and the calls bind,
+// attach, query, reset and access it; the simulator is then a test kernel with VT-d active
+// (no mock devices). The last line is `fuzz: N sequences, M calls, D divergent, T traps`.
 
 import CIommufd
 import Iommufd
@@ -33,6 +37,8 @@ struct Options {
   var stats = false
   /// The release the simulators answer as when no kernel is compared.
   var release = "6.12"
+  /// The kernel's cdev of an edu device, for the device variant.
+  var device: String?
 
   init(_ arguments: [String]) {
     var index = 1
@@ -52,6 +58,7 @@ struct Options {
       case "--verbose": verbose = true
       case "--stats": stats = true
       case "--release": release = value()
+      case "--device": device = value()
       default: fail("unknown argument \(arguments[index])")
       }
       index += 1
@@ -144,6 +151,16 @@ struct Call {
   var closesDMABuf: Int?
   /// The call returns a descriptor as its result (DMABUF_GET): not compared.
   var resultIsDescriptor = false
+  /// The call goes to each side's device descriptor, not to its iommufd.
+  var onDevice = false
+  /// The s32 at this offset becomes each side's iommufd descriptor (VFIO_DEVICE_BIND_IOMMUFD).
+  var iommufdField: Int?
+  /// Instead of an ioctl, `pread(2)` (or `pwrite(2)` of `write`, then a `pread(2)` of
+  /// `count` bytes back) on each side's device.
+  var region: (offset: Int64, count: Int, write: [UInt8]?)?
+  /// Bits of the result (the argument written back, or the bytes read) that differ by
+  /// nature, by byte offset: cleared on both sides before comparing.
+  var maskedBits: [(offset: Int, mask: UInt8)] = []
 }
 
 /// What a successful call made, read from its written-back argument.
@@ -167,6 +184,8 @@ enum Creation {
   case access(ioas: UInt32)
   /// A dma-buf (DMABUF_GET), its descriptor the result.
   case dmabuf
+  /// A bound device whose id is the u32 at this offset.
+  case device(at: Int)
 }
 
 /// What a call did on one backend.
@@ -225,6 +244,8 @@ struct CallMaker {
   var accessCount: Int { accessSpaces.count }
   /// Dma-bufs made so far.
   var dmabufCount = 0
+  /// Each side has a VFIO device (the device variant).
+  var deviceMode = false
 
   /// Records what `call` made, given its outcome on the first side.
   mutating func observe(_ call: Call, _ outcome: Outcome) {
@@ -253,6 +274,7 @@ struct CallMaker {
     case .pasid(let stdev, let pasid): attachedPASIDs.append((stdev, pasid))
     case .access(let ioas): accessSpaces.append(ioas)
     case .dmabuf: dmabufCount += 1
+    case .device(let at): if let id = u32(at) { devices.append(id) }
     }
     if case .mapping(let ioas, _, let at) = call.creates, call.request == 0x3B85, let iova = u64(at), let argument = call.argument,
       argument.count >= 24
@@ -333,7 +355,7 @@ struct CallMaker {
     if spaces.isEmpty && random.chance(70) {
       return Call(name: "IOAS_ALLOC", request: 0x3B81, argument: le(UInt32(12), UInt32(0), UInt32(0)), creates: .ioas(at: 8))
     }
-    if let ioas = spaces.first, devices.isEmpty && random.chance(40) {
+    if let ioas = spaces.first, devices.isEmpty && random.chance(40) && !(deviceMode && release >= .linux7_2) {
       return Call(name: "TEST MOCK_DOMAIN pt \(ioas)", request: 0x3BA0, argument: le(UInt32(72), UInt32(2), ioas, UInt32(0)) + [UInt8](repeating: 0, count: 56), creates: .mockDevice)
     }
     if let ioas = spaces.last, mappings.count < 2 && random.chance(40) {
@@ -346,6 +368,7 @@ struct CallMaker {
         request: 0x3B85, argument: le(UInt32(40), UInt32(fixed ? 7 : 6), ioas, UInt32(0), user, length, fixed ? iova : 0),
         creates: .mapping(ioas: ioas, length: length, at: 32))
     }
+    if deviceMode && (random.chance(35) || (devices.isEmpty && random.chance(50))) { return deviceCall(bind: devices.isEmpty) }
     if accessCount > 0 && random.chance(12) { return accessCall() }
     if dmabufCount > 0 && random.chance(8) { return dmabufCall() }
     switch random.below(100) {
@@ -579,7 +602,11 @@ struct CallMaker {
   /// An `IOMMU_TEST_CMD`.
   mutating func testCall() -> Call {
     if random.chance(25) { return accessCall() }
-    let op = random.below(10)
+    var op = random.below(10)
+    // Linux 7.2 in the lab's VT-d boot hangs when a VT-d device attached to an IOAS that
+    // also has a mock domain is attached there again (Docs/Simulator.md): no mock devices
+    // next to the real one.
+    if deviceMode && release >= .linux7_2 && (1...4).contains(op) { op = 0 }
     let target: UInt32
     switch op {
     case 0: target = ioasID()
@@ -758,6 +785,29 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
     if slot < files.accesses.count { files.accesses[slot] = -1 }
     return outcome
   }
+  if let region = call.region {
+    var outcome = Outcome(errno: nil, result: 0, argument: [], buffers: [])
+    let device = FileDescriptor(rawValue: files.device ?? -1)
+    do throws(Errno) {
+      if let bytes = region.write {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
+        defer { buffer.deallocate() }
+        buffer.copyBytes(from: bytes)
+        outcome.result = Int32(try calls.pwrite(device, from: UnsafeRawBufferPointer(buffer), offset: region.offset))
+      }
+      if region.count > 0 {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: region.count, alignment: 8)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0xEE)
+        outcome.result = Int32(try calls.pread(device, into: buffer, offset: region.offset))
+        outcome.argument = Array(buffer)
+      }
+    } catch {
+      outcome.errno = error.rawValue
+    }
+    for (offset, mask) in call.maskedBits where offset < outcome.argument.count { outcome.argument[offset] &= ~mask }
+    return outcome
+  }
   if let slot = call.closesDMABuf {
     var outcome = Outcome(errno: nil, result: 0, argument: [], buffers: [])
     let descriptor = slot < files.dmabufs.count ? files.dmabufs[slot] : -1
@@ -782,6 +832,10 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
   if let (slot, field) = call.dmabufSlot, slot < files.dmabufs.count, argument.count >= field + 4 {
     argument.replaceSubrange(field..<(field + 4), with: le(files.dmabufs[slot]))
   }
+  if let field = call.iommufdField, argument.count >= field + 4 {
+    argument.replaceSubrange(field..<(field + 4), with: le(fd.rawValue))
+  }
+  let target = call.onDevice ? FileDescriptor(rawValue: files.device ?? -1) : fd
   for (index, buffer) in call.buffers.enumerated() where buffer.field + 8 <= argument.count {
     argument.replaceSubrange(buffer.field..<(buffer.field + 8), with: le(UInt64(UInt(bitPattern: buffers[index].baseAddress))))
   }
@@ -792,7 +846,7 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
     call.value.map { UnsafeMutableRawPointer(bitPattern: $0) } ?? (call.argument == nil ? nil : call.badArgument ? UnsafeMutableRawPointer(bitPattern: 0x2000) : memory.baseAddress)
   var outcome = Outcome(errno: nil, result: 0, argument: [], buffers: [])
   do {
-    outcome.result = try calls.ioctl(fd, call.request, pointer)
+    outcome.result = try calls.ioctl(target, call.request, pointer)
   } catch {
     outcome.errno = error.rawValue
   }
@@ -806,6 +860,8 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
   // So does an access's descriptor in the command's id.
   if call.accessSlot != nil, after.count >= 12 { after.replaceSubrange(8..<12, with: [0, 0, 0, 0]) }
   if let (_, field) = call.dmabufSlot, after.count >= field + 4 { after.replaceSubrange(field..<(field + 4), with: [0, 0, 0, 0]) }
+  if let field = call.iommufdField, after.count >= field + 4 { after.replaceSubrange(field..<(field + 4), with: [0, 0, 0, 0]) }
+  for (offset, mask) in call.maskedBits where offset < after.count { after[offset] &= ~mask }
   if call.resultIsDescriptor, outcome.errno == nil {
     files.dmabufs.append(outcome.result)
     outcome.result = 0
@@ -825,8 +881,18 @@ struct SideFiles {
   var others: [Int32] = []
   var accesses: [Int32] = []
   var dmabufs: [Int32] = []
+  /// The side's VFIO device descriptor (the device variant).
+  var device: Int32?
+
+  /// Opens the side's device, if the run has one.
+  mutating func openDevice(_ calls: any SystemCalls, _ path: String?) {
+    guard let path else { return }
+    guard let fd = try? calls.open(FilePath(path), flags: O_RDWR | O_CLOEXEC) else { fail("cannot open \(path)") }
+    device = fd.rawValue
+  }
 
   func closeAll(_ calls: any SystemCalls) {
+    if let device { try? calls.close(FileDescriptor(rawValue: device)) }
     for fd in accesses where fd >= 0 { try? calls.close(FileDescriptor(rawValue: fd)) }
     for fd in dmabufs where fd >= 0 { try? calls.close(FileDescriptor(rawValue: fd)) }
     for fd in others { try? calls.close(FileDescriptor(rawValue: fd)) }
@@ -838,6 +904,8 @@ struct Sides {
   let first: any SystemCalls
   let second: any SystemCalls
   let names: (String, String)
+  /// Each side's device cdev (the device variant), or nil.
+  var devices: (String?, String?) = (nil, nil)
 }
 
 /// A `SystemCalls` that answers one request differently: the planted divergence.
@@ -883,6 +951,8 @@ func compare(_ calls: [Call], _ makeSides: () -> Sides) -> (index: Int, first: O
   }
   var firstFiles = SideFiles()
   var secondFiles = SideFiles()
+  firstFiles.openDevice(sides.first, sides.devices.0)
+  secondFiles.openDevice(sides.second, sides.devices.1)
   defer {
     firstFiles.closeAll(sides.first)
     secondFiles.closeAll(sides.second)
@@ -921,13 +991,19 @@ let release: SimulatedKernel.Release =
 var configuration = SimulatedKernel.Configuration()
 configuration.selfTest = true
 configuration.release = release
+// The device variant compares the lab's VT-d boot: a test kernel whose devices sit behind
+// VT-d, where 6.12's mock IOMMU makes no devices (7.2's does).
+if options.device != nil { configuration.mockDevices = release >= .linux7_2 }
 let simulatorConfiguration = configuration
 let makeSides: () -> Sides = {
-  let second: any SystemCalls = SimulatedKernel(configuration: simulatorConfiguration)
-  let first: any SystemCalls = useKernel ? KernelSystemCalls() : SimulatedKernel(configuration: simulatorConfiguration)
+  let devices: [SimulatedPCIDevice] = options.device == nil ? [] : [SimulatedEduDevice()]
+  let second: any SystemCalls = SimulatedKernel(configuration: simulatorConfiguration, devices: devices)
+  let first: any SystemCalls = useKernel ? KernelSystemCalls() : SimulatedKernel(configuration: simulatorConfiguration, devices: devices)
+  let simulatedDevice = options.device == nil ? nil : SimulatedKernel.devicePath(0).string
   return Sides(
     first: first, second: options.plantDivergence ? Planted(base: second) : second,
-    names: (useKernel ? "kernel \(version)" : "simulator", "simulator"))
+    names: (useKernel ? "kernel \(version)" : "simulator", "simulator"),
+    devices: (useKernel ? options.device : simulatedDevice, simulatedDevice))
 }
 let arena = Arena()
 /// The memfds MAP_FILE maps from: 64 KiB, and 8 KiB (so a mapping can run past its end).
@@ -954,13 +1030,23 @@ func explore(_ number: Int) -> (calls: [Call], divergence: (index: Int, first: O
     try? sides.first.close(firstFD)
     try? sides.second.close(secondFD)
   }
+  firstFiles.openDevice(sides.first, sides.devices.0)
+  secondFiles.openDevice(sides.second, sides.devices.1)
+  maker.deviceMode = options.device != nil
   var calls: [Call] = []
   for index in 0..<options.calls {
     let call = maker.make()
     calls.append(call)
+    if options.verbose {
+      print("  \(index): \(call.name) ...")
+      fflush(nil)
+    }
     let first = run(call, on: sides.first, fd: firstFD, files: &firstFiles)
     let second = run(call, on: sides.second, fd: secondFD, files: &secondFiles)
-    if options.verbose { print("  \(index): \(call.name): \(first.summary)") }
+    if options.verbose {
+      print("  \(index): \(call.name): \(first.summary)")
+      fflush(nil)  // so a run that hangs shows its last call
+    }
     if options.stats {
       var entry = reach[kind(call)] ?? (0, 0)
       if first.errno == nil { entry.ok += 1 } else { entry.failed += 1 }
@@ -1004,6 +1090,8 @@ while start < end {
         let sides = makeSides()
         if let first = try? sides.first.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC), let second = try? sides.second.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC) {
           var (firstFiles, secondFiles) = (SideFiles(), SideFiles())
+          firstFiles.openDevice(sides.first, sides.devices.0)
+          secondFiles.openDevice(sides.second, sides.devices.1)
           for (index, call) in reproducer.enumerated() {
             let a = run(call, on: sides.first, fd: first, files: &firstFiles)
             let b = run(call, on: sides.second, fd: second, files: &secondFiles)

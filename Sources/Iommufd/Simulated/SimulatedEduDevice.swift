@@ -32,6 +32,10 @@ public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
     super.init(
       vendorID: 0x1234, deviceID: 0x11e8, classCode: 0x00ff00, revision: 0x10,
       bars: [BAR(size: 1 << 20)], msiCount: 1, supportsReset: false)
+    // As QEMU's edu has them: the subsystem ids of every QEMU PCI device (1af4:1100), and
+    // an MSI capability that takes 64-bit addresses.
+    config.replaceSubrange(0x2C..<0x30, with: [0xF4, 0x1A, 0x00, 0x11])
+    config[0x42] |= 0x80
   }
 
   /// Reads an edu register (4 bytes, or 8 from 0x80); other sizes and offsets read all ones.

@@ -73,10 +73,14 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     /// hardware can; QEMU's emulation cannot, hence off by default): GET_HW_INFO reports
     /// the capability and HWPT_ALLOC accepts DIRTY_TRACKING.
     public var vtdDirtyTracking = false
-    /// `CONFIG_IOMMUFD_TEST`: `IOMMU_TEST_CMD` and its mock IOMMU are available. The mock
-    /// works only while no real IOMMU driver is active: with it, the simulated devices are
-    /// behind the mock IOMMU too (the lab's second boot, `intel_iommu=off`).
+    /// `CONFIG_IOMMUFD_TEST`: `IOMMU_TEST_CMD` and its mock IOMMU are available (the
+    /// simulated VFIO devices stay behind the simulated VT-d).
     public var selfTest = false
+    /// With ``selfTest``: the mock IOMMU can make mock devices (`IOMMU_TEST_OP_MOCK_DOMAIN`):
+    /// always on 7.2, and on 6.12 while no real IOMMU driver is active (the lab's mock boot,
+    /// where vfio-pci cannot bind a device). Off, MOCK_DOMAIN is EINVAL and the other
+    /// self-test ops work: 6.12 with VT-d active (the lab's 6.12 VT-d boot).
+    public var mockDevices = true
 
     /// The defaults of the lab's machine: x86-64, VT-d, and the process's own limits and
     /// privileges (root has CAP_IPC_LOCK and CAP_SYS_RESOURCE).

@@ -29,6 +29,8 @@ extension SimulatedKernel.State {
       // The target is looked up only after both ids are taken: the self-test object, not
       // yet finalized, is not found (ENOENT); the new device is the wrong type (EINVAL).
       try fail(.objectAllocation)
+      // With a real IOMMU driver active the mock device cannot join the mock IOMMU.
+      if !configuration.mockDevices { throw .invalidArgument }
       let selfTestID = context.lowestFreeID()
       context.objects[selfTestID] = .selfTest(deviceID: 0)
       let deviceID = context.lowestFreeID()

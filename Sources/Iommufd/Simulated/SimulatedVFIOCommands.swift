@@ -44,15 +44,17 @@ extension SimulatedKernel.State {
         throw .argListTooLong
       }
       if request.flags & ~1 != 0 || request.iommufd < 0 { throw .invalidArgument }
-      if request.flags & 1 != 0 {
-        let pointer = request.argsz >= 24 ? UserMemory.decode(UInt64.self, from: try UserMemory.read(try UserMemory.offset(address, by: 16), count: 8)) : 0
-        _ = try UserMemory.read(pointer, count: 16)  // EFAULT for a bad token pointer
-        throw .invalidArgument
-      }
     } else if request.argsz < 16 || request.flags != 0 || request.iommufd < 0 {
       throw .invalidArgument  // BIND-2
     }
     if file.binding != nil { throw .invalidArgument }  // BIND-5
+    if request.flags & 1 != 0 {
+      // 7.2's token, checked once the descriptor is known unbound: copied (EFAULT for a bad
+      // pointer), then refused, as no simulated device is an SR-IOV PF or VF.
+      let pointer = request.argsz >= 24 ? UserMemory.decode(UInt64.self, from: try UserMemory.read(try UserMemory.offset(address, by: 16), count: 8)) : 0
+      _ = try UserMemory.read(pointer, count: 16)
+      throw .invalidArgument
+    }
     guard let target = files[request.iommufd] else {  // BIND-6
       throw fcntl(request.iommufd, F_GETFD) == -1 ? .badFileDescriptor : Errno(rawValue: 77)  // EBADFD
     }
@@ -208,9 +210,10 @@ extension SimulatedKernel.State {
     let (context, deviceID) = file.binding!
     let object = context.device(deviceID)!
     if object.pasids[pasid] == nil, pasid >= 1 << 31 { throw .noSpace }  // vfio's PASID IDA
-    // PASID 0 is IOMMU_NO_PASID: iommufd takes it as the RID, already attached: EBUSY.
-    if pasid == 0, object.attachedHWPT != nil { throw .resourceBusy }
     guard let target = context.objects[request.pt_id] else { throw .noSuchFileOrDirectory }
+    // PASID 0 is IOMMU_NO_PASID: iommufd takes it as the RID, already attached: EBUSY once
+    // the target is found.
+    if pasid == 0, object.attachedHWPT != nil { throw .resourceBusy }
     guard case .hwpt(let hwpt) = target else { throw .invalidArgument }  // an IOAS's automatic domain never takes PASIDs
     if hwpt.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 { throw .invalidArgument }
     if let rid = object.attachedHWPT, let current = context.hwpt(rid), current.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 {
@@ -513,7 +516,10 @@ extension SimulatedKernel.State {
       guard let bar = file.device.bars[index] else { throw .invalidArgument }
       size = bar.size
     case Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX):
-      size = UInt64(file.device.config.count)
+      // vfio_config_do_rw: an access that starts or ends past config space is EFAULT, whole.
+      let size = UInt64(file.device.config.count)
+      if position >= size || UInt64(count) > size - position { throw .badAddress }
+      return (index, position, count)
     default:
       throw .invalidArgument
     }
