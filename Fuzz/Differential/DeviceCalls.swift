@@ -27,10 +27,9 @@ extension CallMaker {
     case 3, 4, 5:
       let pt = random.chance(60) ? ioasID() : pageTableID()
       let argsz = UInt32(random.pick([12, 12, 12, 8, 16]))
-      let flags = UInt32(random.chance(95) ? 0 : 1)
-      // With the PASID flag, PASID 0 (the RID through vfio's PASID path) is a known gap of
-      // the simulator (Docs/Simulator.md): left out.
-      let pasid = flags == 1 ? random.pick([UInt32(1), 5, 1 << 20]) : 0
+      let flags = UInt32(random.chance(90) ? 0 : 1)
+      // With the PASID flag, mostly PASID 0: the RID through vfio's PASID path.
+      let pasid = flags == 1 ? random.pick([UInt32(0), 0, 1, 1 << 20]) : 0
       var call = Call(
         name: "VFIO_DEVICE_ATTACH_IOMMUFD_PT argsz \(argsz) flags \(flags) pt \(pt) pasid \(pasid)", request: 0x3B77,
         argument: le(argsz, flags, pt) + (argsz > 12 ? le(pasid) : []))
@@ -38,7 +37,10 @@ extension CallMaker {
       return call
     case 6:
       let argsz = UInt32(random.pick([8, 8, 4, 12]))
-      var call = Call(name: "VFIO_DEVICE_DETACH_IOMMUFD_PT argsz \(argsz)", request: 0x3B78, argument: le(argsz, UInt32(0)) + (argsz > 8 ? le(UInt32(0)) : []))
+      let flags = UInt32(argsz == 12 && random.chance(60) ? 1 : 0)
+      var call = Call(
+        name: "VFIO_DEVICE_DETACH_IOMMUFD_PT argsz \(argsz) flags \(flags)", request: 0x3B78,
+        argument: le(argsz, flags) + (argsz > 8 ? le(UInt32(0)) : []))
       call.onDevice = true
       return call
     case 7:

@@ -206,6 +206,9 @@ final class SimulatedDeviceObject {
   var cache: [UInt32] = Array(repeating: 0xBAD_DAD, count: 4)
   /// PASIDs attached through the VFIO cdev, with their HWPT ids (7.2 model).
   var pasids: [UInt32: UInt32] = [:]
+  /// The RID was attached through vfio's PASID path (PASID 0, 7.2 model), which vfio's own
+  /// attach and detach of the RID do not see.
+  var ridThroughPASIDPath = false
   /// The vIOMMU and virtual id recorded when a mock device attached to a nested HWPT of
   /// a vIOMMU (7.2 model), for TRIGGER_VEVENT.
   var virtualTarget: (viommuID: UInt32, virtualID: UInt64)?

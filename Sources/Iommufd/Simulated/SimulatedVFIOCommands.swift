@@ -83,16 +83,28 @@ extension SimulatedKernel.State {
     let (context, deviceID) = file.binding!
     let object = context.device(deviceID)!
     guard let target = context.objects[request.pt_id] else { throw .noSuchFileOrDirectory }  // ATT-2
+    // The RID attached through vfio's PASID path (PASID 0): vfio's own attach does not
+    // know it and asks iommufd for a new attach, which finds the RID busy.
+    if object.ridThroughPASIDPath { throw .resourceBusy }
+    return try attachRID(context, object, deviceID, target, request.pt_id, address)
+  }
+
+  /// The RID's attach or replace to `target` (ATT-2..ATT-7), replying the HWPT id at
+  /// `address + 8`; a failed reply leaves the device fully detached.
+  func attachRID(
+    _ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32, _ target: SimulatedContext.Object,
+    _ targetID: UInt32, _ address: UInt64
+  ) throws(Errno) -> Int32 {
     // 7.2: while PASIDs are attached, the RID only goes to a PASID-capable HWPT.
-    if !object.pasids.isEmpty, context.hwpt(request.pt_id).map({ $0.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 }) ?? true {
+    if !object.pasids.isEmpty, context.hwpt(targetID).map({ $0.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 }) ?? true {
       throw .invalidArgument
     }
     let ptID: UInt32
     switch target {
     case .ioas(let ioas):
-      ptID = try attachToIOAS(context, object, deviceID, ioasID: request.pt_id, ioas)
+      ptID = try attachToIOAS(context, object, deviceID, ioasID: targetID, ioas)
     case .hwpt(let hwpt):
-      ptID = try attachToHWPT(context, object, deviceID, hwptID: request.pt_id, hwpt)
+      ptID = try attachToHWPT(context, object, deviceID, hwptID: targetID, hwpt)
     case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone, .hwQueue, .access:
       throw .invalidArgument  // ATT-4
     }
@@ -100,6 +112,7 @@ extension SimulatedKernel.State {
       try UserMemory.write(UserMemory.encode(ptID), to: try UserMemory.offset(address, by: 8))  // ATT-6
     } catch {
       detachDevice(context, object, deviceID)  // ATT-7: fully detached
+      object.ridThroughPASIDPath = false
       throw error
     }
     return 0
@@ -211,9 +224,19 @@ extension SimulatedKernel.State {
     let object = context.device(deviceID)!
     if object.pasids[pasid] == nil, pasid >= 1 << 31 { throw .noSpace }  // vfio's PASID IDA
     guard let target = context.objects[request.pt_id] else { throw .noSuchFileOrDirectory }
-    // PASID 0 is IOMMU_NO_PASID: iommufd takes it as the RID, already attached: EBUSY once
-    // the target is found.
-    if pasid == 0, object.attachedHWPT != nil { throw .resourceBusy }
+    // PASID 0 is IOMMU_NO_PASID: vfio's PASID path attaches (or, once it holds PASID 0,
+    // replaces) the RID, with the RID's rules: busy if the RID is attached otherwise.
+    if pasid == 0 {
+      if !object.ridThroughPASIDPath && object.attachedHWPT != nil { throw .resourceBusy }
+      let replacing = object.ridThroughPASIDPath
+      object.ridThroughPASIDPath = true
+      do {
+        return try attachRID(context, object, deviceID, target, request.pt_id, address)
+      } catch {
+        if !replacing { object.ridThroughPASIDPath = object.attachedHWPT != nil }
+        throw error
+      }
+    }
     guard case .hwpt(let hwpt) = target else { throw .invalidArgument }  // an IOAS's automatic domain never takes PASIDs
     if hwpt.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 { throw .invalidArgument }
     if let rid = object.attachedHWPT, let current = context.hwpt(rid), current.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 {
@@ -242,10 +265,21 @@ extension SimulatedKernel.State {
     if request.flags & pasidFlag != 0 {
       if request.argsz < 12 { throw .invalidArgument }
       let pasid = UserMemory.decode(UInt32.self, from: try UserMemory.read(try UserMemory.offset(address, by: 8), count: 4))
-      context.device(deviceID)!.pasids[pasid] = nil
+      let object = context.device(deviceID)!
+      if pasid == 0 {
+        // PASID 0 is the RID, if vfio's PASID path attached it.
+        if object.ridThroughPASIDPath {
+          detachDevice(context, object, deviceID)
+          object.ridThroughPASIDPath = false
+        }
+        return 0
+      }
+      object.pasids[pasid] = nil
       return 0
     }
-    detachDevice(context, context.device(deviceID)!, deviceID)  // DET-2, DET-3
+    let object = context.device(deviceID)!
+    if object.ridThroughPASIDPath { return 0 }  // vfio's own detach does not know that attach
+    detachDevice(context, object, deviceID)  // DET-2, DET-3
     return 0
   }
 

@@ -253,6 +253,22 @@ struct NewerRequestConformance {
     try capable.destroy()
   }
 
+  @Test("PASID 0 through vfio's PASID path (7.2) is the RID: it attaches to an IOAS too and replies the HWPT; vfio's own attach then finds it busy and its own detach does nothing; a PASID detach of 0 detaches it", arguments: withDevice7_2)
+  func pasidZero7_2(platform: Platform) throws {
+    let (_, iommufd, device, _) = try Self.boundDevice(platform)
+    let ioas = try iommufd.allocateIOAS()
+    let hwpt = try device.attach(to: ioas, pasid: 0)
+    #expect(hwpt != ioas.id)
+    #expect(errno { try device.attach(to: ioas) } == .resourceBusy)
+    try device.detach()  // vfio's own detach: nothing to do
+    #expect(errno { try device.attach(to: ioas) } == .resourceBusy)
+    #expect(try device.attach(to: ioas, pasid: 0) == hwpt)  // a replace, to the same
+    try device.detach(pasid: 0)
+    #expect(try device.attach(to: ioas) == hwpt)  // detached: vfio's own attach works again
+    #expect(errno { try device.attach(to: ioas, pasid: 0) } == .resourceBusy)
+    try device.detach()
+  }
+
   @Test("fault-capable HWPT on an IOAS (7.2): allocated with a fault queue; edu has no page requests (PRI), so attaching it is ENODEV", arguments: withDevice7_2)
   func faultCapableHWPT(platform: Platform) throws {
     let (_, iommufd, device, id) = try Self.boundDevice(platform)
