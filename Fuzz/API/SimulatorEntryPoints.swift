@@ -425,12 +425,13 @@ extension Fuzzer {
     configuration.vtdExtendedCapability = rng.hostileU64()
     configuration.vtdDirtyTracking = rng.bool()
     configuration.selfTest = rng.chance(20)
+    configuration.mockDevices = rng.chance(80)
     let memoryLock = configuration.memoryLockLimit.map { "0x" + hex($0) } ?? "nil"
     let text = "release \(configuration.release) page 0x\(hex(configuration.pageSize)) huge 0x\(hex(configuration.hugePageSize)) "
       + "io page 0x\(hex(configuration.ioPageSize)) aperture last 0x\(hex(configuration.apertureLast)) memlock \(memoryLock) "
       + "lock \(configuration.canLockMemory) accounting \(configuration.canChangeAccounting) "
       + "vtd 0x\(hex(UInt64(configuration.vtdFlags))) 0x\(hex(configuration.vtdCapability)) 0x\(hex(configuration.vtdExtendedCapability)) "
-      + "dirty \(configuration.vtdDirtyTracking) self-test \(configuration.selfTest)"
+      + "dirty \(configuration.vtdDirtyTracking) self-test \(configuration.selfTest) mock devices \(configuration.mockDevices)"
     return (configuration, text)
   }
 }
