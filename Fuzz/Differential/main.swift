@@ -142,13 +142,12 @@ struct Call {
   /// A self-test access op: the command's `id` (offset 8) becomes each side's own
   /// descriptor of access number `accessSlot` (where there is one; else the id stays).
   var accessSlot: Int?
-  /// Instead of an ioctl, `close(2)` of each side's descriptor of access number `closesAccess`.
-  var closesAccess: Int?
+  /// Instead of an ioctl, `close(2)` of each side's descriptor of an access or a dma-buf
+  /// (by its number among them).
+  var closes: (kind: SideFiles.Kind, slot: Int)?
   /// A dma-buf's descriptor: the s32 at `field` becomes each side's own descriptor of
   /// dma-buf number `slot` (7.2's self-test exporter).
   var dmabufSlot: (slot: Int, field: Int)?
-  /// Instead of an ioctl, `close(2)` of each side's descriptor of dma-buf number `closesDMABuf`.
-  var closesDMABuf: Int?
   /// The call returns a descriptor as its result (DMABUF_GET): not compared.
   var resultIsDescriptor = false
   /// The call goes to each side's device descriptor, not to its iommufd.
@@ -559,7 +558,7 @@ struct CallMaker {
         creates: .mapping(ioas: ioas, length: length, at: 32), dmabufSlot: slot.map { ($0, 12) })
     default:
       guard let slot else { return Call(name: "TEST DMABUF_REVOKE fd 9999 revoked 1", request: 0x3BA0, argument: le(UInt32(72), UInt32(23), UInt32(0), UInt32(0), Int32(9999), UInt32(1)) + [UInt8](repeating: 0, count: 48)) }
-      return Call(name: "close dmabuf #\(slot)", request: 0, argument: nil, closesDMABuf: slot)
+      return Call(name: "close dmabuf #\(slot)", request: 0, argument: nil, closes: (.dmabuf, slot))
     }
   }
 
@@ -750,7 +749,7 @@ struct CallMaker {
         name: "TEST ACCESS_REPLACE_IOAS \(name) ioas \(ioas)", request: 0x3BA0, argument: command(11, id, le(ioas)), accessSlot: access)
     default:
       guard let access else { return Call(name: "TEST DESTROY_ACCESS_PAGES fd \(id) item 0", request: 0x3BA0, argument: command(6, id, le(UInt32(0)))) }
-      return Call(name: "close access #\(access)", request: 0, argument: nil, closesAccess: access)
+      return Call(name: "close access #\(access)", request: 0, argument: nil, closes: (.access, access))
     }
   }
 
@@ -774,15 +773,13 @@ struct CallMaker {
 
 /// Runs `call` on `calls` with iommufd descriptor `fd`.
 func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: inout SideFiles) -> Outcome {
-  if let slot = call.closesAccess {
+  if let (kind, slot) = call.closes {
     var outcome = Outcome(errno: nil, result: 0, argument: [], buffers: [])
-    let descriptor = slot < files.accesses.count ? files.accesses[slot] : -1
     do {
-      try calls.close(FileDescriptor(rawValue: descriptor))
+      try calls.close(FileDescriptor(rawValue: files.take(kind, slot)))
     } catch {
       outcome.errno = error.rawValue
     }
-    if slot < files.accesses.count { files.accesses[slot] = -1 }
     return outcome
   }
   if let region = call.region {
@@ -806,17 +803,6 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
       outcome.errno = error.rawValue
     }
     for (offset, mask) in call.maskedBits where offset < outcome.argument.count { outcome.argument[offset] &= ~mask }
-    return outcome
-  }
-  if let slot = call.closesDMABuf {
-    var outcome = Outcome(errno: nil, result: 0, argument: [], buffers: [])
-    let descriptor = slot < files.dmabufs.count ? files.dmabufs[slot] : -1
-    do {
-      try calls.close(FileDescriptor(rawValue: descriptor))
-    } catch {
-      outcome.errno = error.rawValue
-    }
-    if slot < files.dmabufs.count { files.dmabufs[slot] = -1 }
     return outcome
   }
   var buffers: [UnsafeMutableRawBufferPointer] = call.buffers.map { buffer in
@@ -883,6 +869,23 @@ struct SideFiles {
   var dmabufs: [Int32] = []
   /// The side's VFIO device descriptor (the device variant).
   var device: Int32?
+
+  /// Descriptors a call can close by number.
+  enum Kind { case access, dmabuf }
+
+  /// Descriptor number `slot` of `kind` (-1 if there is none), forgotten (-1) from now on.
+  mutating func take(_ kind: Kind, _ slot: Int) -> Int32 {
+    switch kind {
+    case .access:
+      guard slot < accesses.count else { return -1 }
+      defer { accesses[slot] = -1 }
+      return accesses[slot]
+    case .dmabuf:
+      guard slot < dmabufs.count else { return -1 }
+      defer { dmabufs[slot] = -1 }
+      return dmabufs[slot]
+    }
+  }
 
   /// Opens the side's device, if the run has one.
   mutating func openDevice(_ calls: any SystemCalls, _ path: String?) {

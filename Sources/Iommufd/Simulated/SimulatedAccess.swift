@@ -49,19 +49,6 @@ extension SimulatedKernel.State {
     return access
   }
 
-  /// IOAS-1 when the alignment of `ioas` would rise to `alignment`
-  /// (`iopt_check_iova_alignment`): every area's IOVA, length and page offset must be
-  /// aligned to it, or EADDRINUSE.
-  func checkAlignmentRaise(_ ioas: SimulatedIOAS, to alignment: UInt64) throws(Errno) {
-    guard alignment > ioas.alignment(pageSize: pageSize) else { return }
-    for area in ioas.areas.all
-    where area.start % alignment != 0 || (area.last &- area.start &+ 1) % alignment != 0
-      || (area.value.userVA % pageSize) % alignment != 0
-    {
-      throw .addressInUse
-    }
-  }
-
   // MARK: The self-test's access ops (semantics §7.2)
 
   /// `IOMMU_TEST_OP_CREATE_ACCESS` on IOAS `ioasID`: flags other than NEEDS_PIN_PAGES are

@@ -10,7 +10,8 @@ import Glibc
 extension SimulatedKernel.State {
   /// Maps pages of a file. The file itself is checked only when its pages are pinned (now,
   /// if the IOAS has a domain; else at the first attach): a shmem or hugetlbfs file whose
-  /// pages end within it, else EINVAL.
+  /// pages end within it, else EINVAL. A dma-buf of the self-test's exporter is checked at
+  /// once.
   func mapFile(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
     var request = try command(ciommufd_iommu_ioas_map_file.self, address, size)
     let known = CIOMMUFD_IOAS_MAP_FIXED_IOVA | CIOMMUFD_IOAS_MAP_WRITEABLE | CIOMMUFD_IOAS_MAP_READABLE
@@ -22,10 +23,16 @@ extension SimulatedKernel.State {
     guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }
     if request.length == 0 { throw .invalidArgument }
     if request.start.addingReportingOverflow(request.length - 1).overflow { throw .overflow }
+    // A dma-buf: the range must end within it (EINVAL), and it must not be revoked
+    // (ENODEV). Its pages are mapped by address: pin() neither pins nor charges them.
+    var dmabuf: SimulatedDMABuf?
     if case .dmabuf(let buffer)? = files[request.fd] {
-      return try mapDMABuf(context, ioas, buffer, &request, readable: readable, writable: writable, address, size)
+      if buffer.length <= request.start + (request.length - 1) { throw .invalidArgument }
+      if buffer.revoked { throw .operationNotSupportedByDevice }  // ENODEV
+      dmabuf = buffer
+    } else if request.fd < 0 || fcntl(request.fd, F_GETFD) == -1 {
+      throw .badFileDescriptor
     }
-    if request.fd < 0 || fcntl(request.fd, F_GETFD) == -1 { throw .badFileDescriptor }
     if request.length > UInt64.max - pageSize { throw .invalidArgument }
     let alignment = ioas.alignment(pageSize: pageSize)
     if request.length % alignment != 0 { throw .invalidArgument }
@@ -43,11 +50,16 @@ extension SimulatedKernel.State {
     let first = request.start & ~(pageSize - 1)
     let bytes = request.length + request.start % pageSize
     let pageCount = bytes / pageSize + (bytes % pageSize == 0 ? 0 : 1)
-    let duplicate = fcntl(request.fd, F_DUPFD_CLOEXEC, 0)
-    guard duplicate >= 0 else { throw Errno(rawValue: Glibc.errno) }
-    let file = SimulatedFileBacking(fd: duplicate, offset: first, pageCount: pageCount, pageSize: pageSize, writable: writable)
-    let base = file.mapping.map { UInt64(UInt(bitPattern: $0)) } ?? 0
-    let pages = SimulatedPages(base: base, pageCount: pageCount, writable: writable, file: file)
+    let pages: SimulatedPages
+    if let dmabuf {
+      let base = UInt64(UInt(bitPattern: dmabuf.mapping)) + first
+      pages = SimulatedPages(base: base, pageCount: pageCount, writable: writable, dmabuf: (dmabuf, first))
+    } else {
+      let duplicate = fcntl(request.fd, F_DUPFD_CLOEXEC, 0)
+      guard duplicate >= 0 else { throw Errno(rawValue: Glibc.errno) }
+      let file = SimulatedFileBacking(fd: duplicate, offset: first, pageCount: pageCount, pageSize: pageSize, writable: writable)
+      pages = SimulatedPages(base: file.mapping.map { UInt64(UInt(bitPattern: $0)) } ?? 0, pageCount: pageCount, writable: writable, file: file)
+    }
     if !ioas.domains.isEmpty {
       let whole = PageSpan(pages: pages, first: 0, last: pageCount - 1)
       try pin([whole])
@@ -58,42 +70,7 @@ extension SimulatedKernel.State {
     areaAdded(pagesID)
     ioas.areas.insert(
       start: iova, last: iova + (request.length - 1),
-      value: SimulatedArea(userVA: base + request.start % pageSize, readable: readable, writable: writable, pages: pagesID))
-    try respond(request, address, size)
-    return 0
-  }
-
-  /// MAP_FILE of a dma-buf: the range must end within it (EINVAL) and it must not be
-  /// revoked (ENODEV); then the common checks of a map. Its pages are neither pinned nor
-  /// charged.
-  private func mapDMABuf(
-    _ context: SimulatedContext, _ ioas: SimulatedIOAS, _ buffer: SimulatedDMABuf, _ request: inout ciommufd_iommu_ioas_map_file,
-    readable: Bool, writable: Bool, _ address: UInt64, _ size: Int
-  ) throws(Errno) -> Int32 {
-    if buffer.length <= request.start + (request.length - 1) { throw .invalidArgument }
-    if buffer.revoked { throw .operationNotSupportedByDevice }  // ENODEV
-    let alignment = ioas.alignment(pageSize: pageSize)
-    if request.length % alignment != 0 { throw .invalidArgument }
-    let iova: UInt64
-    if request.flags & CIOMMUFD_IOAS_MAP_FIXED_IOVA != 0 {
-      iova = request.iova
-      try checkFixedIOVA(ioas, iova, request.length, alignment)
-    } else {
-      iova = try ioas.allocateIOVA(length: request.length, userAddress: request.start, pageSize: pageSize, hugePageSize: configuration.hugePageSize)
-    }
-    if (request.start % pageSize) % alignment != 0 { throw .invalidArgument }
-    let first = request.start & ~(pageSize - 1)
-    let bytes = request.length + request.start % pageSize
-    let pageCount = bytes / pageSize + (bytes % pageSize == 0 ? 0 : 1)
-    let base = UInt64(UInt(bitPattern: buffer.mapping)) + first
-    let pages = SimulatedPages(base: base, pageCount: pageCount, writable: writable, dmabuf: (buffer, first))
-    if !ioas.domains.isEmpty { addDomainUsers([PageSpan(pages: pages, first: 0, last: pageCount - 1)]) }
-    request.iova = iova
-    let pagesID = register(pages)
-    areaAdded(pagesID)
-    ioas.areas.insert(
-      start: iova, last: iova + (request.length - 1),
-      value: SimulatedArea(userVA: base + request.start % pageSize, readable: readable, writable: writable, pages: pagesID))
+      value: SimulatedArea(userVA: pages.base + request.start % pageSize, readable: readable, writable: writable, pages: pagesID))
     try respond(request, address, size)
     return 0
   }

@@ -183,20 +183,25 @@ extension SimulatedKernel {
       return ranges
     }
 
+    /// IOAS-1 when the alignment of `ioas` would rise to `alignment`
+    /// (`iopt_check_iova_alignment`): every area's IOVA, length and page offset must be
+    /// aligned to it, or EADDRINUSE.
+    func checkAlignmentRaise(_ ioas: SimulatedIOAS, to alignment: UInt64) throws(Errno) {
+      guard alignment > ioas.alignment(pageSize: pageSize) else { return }
+      for area in ioas.areas.all
+      where area.start % alignment != 0 || (area.last &- area.start &+ 1) % alignment != 0
+        || (area.value.userVA % pageSize) % alignment != 0
+      {
+        throw .addressInUse
+      }
+    }
+
     /// Checks that a new domain with `profile` can be added to `ioas` (IOAS-2), and pins its
     /// pages; throws the kernel's errno and changes nothing on failure.
     func checkDomainAdd(_ ioas: SimulatedIOAS, profile: DomainProfile) throws(Errno) {
-      let current = ioas.alignment(pageSize: pageSize)
-      let new = max(current, profile.pageSize)
+      let new = max(ioas.alignment(pageSize: pageSize), profile.pageSize)
       if new > pageSize { throw .invalidArgument }
-      if new > current {
-        for area in ioas.areas.all {
-          let offset = area.value.userVA % pageSize
-          if area.start % new != 0 || (area.last - area.start + 1) % new != 0 || offset % new != 0 {
-            throw .addressInUse
-          }
-        }
-      }
+      try checkAlignmentRaise(ioas, to: new)
       for (start, last) in apertureReservations(profile)
       where ioas.areas.intersects(start, last) || ioas.overlapsAllowed(start, last) {
         throw .addressInUse
