@@ -24,16 +24,17 @@ static inline int ciommufd_eventfd(unsigned int initval, int flags) {
 
 /* Copies between this process's memory and a buffer like the kernel's copy_from_user and
    copy_to_user: an unmapped or protected address gives -1 with errno EFAULT, never a
-   crash. Used by the simulated kernel to read and write ioctl arguments. */
-static inline long ciommufd_copy_from_process(void *to, uint64_t from, size_t count) {
+   crash. `pid` is this process's id (the caller caches it: getpid(2) is a system call).
+   Used by the simulated kernel to read and write ioctl arguments. */
+static inline long ciommufd_copy_from_process(long pid, void *to, uint64_t from, size_t count) {
   struct iovec local = { to, count };
   struct iovec remote = { (void *)(uintptr_t)from, count };
-  return syscall(SYS_process_vm_readv, (long)getpid(), &local, 1UL, &remote, 1UL, 0UL);
+  return syscall(SYS_process_vm_readv, pid, &local, 1UL, &remote, 1UL, 0UL);
 }
-static inline long ciommufd_copy_to_process(uint64_t to, const void *from, size_t count) {
+static inline long ciommufd_copy_to_process(long pid, uint64_t to, const void *from, size_t count) {
   struct iovec local = { (void *)from, count };
   struct iovec remote = { (void *)(uintptr_t)to, count };
-  return syscall(SYS_process_vm_writev, (long)getpid(), &local, 1UL, &remote, 1UL, 0UL);
+  return syscall(SYS_process_vm_writev, pid, &local, 1UL, &remote, 1UL, 0UL);
 }
 
 /* Volatile loads and stores for memory-mapped device registers (a BAR mmap): the

@@ -1,3 +1,4 @@
+import CIommufd
 import Foundation
 import Iommufd
 import IommufdEdu
@@ -142,6 +143,31 @@ struct SimulatorTests {
     let mapping = try machine.ioas.map(buffer, at: .fixed(0x10_0000))
     #expect(machine.simulator.pinnedPages == 1)
     try mapping.unmap()
+  }
+
+  @Test("a child made by fork(2) reads its own memory: the simulated kernel reads an argument the child changed after the fork, not its parent's copy")
+  func forkedChildReadsItsOwnMemory() throws {
+    let kernel = SimulatedKernel()
+    let fd = try kernel.open("/dev/iommu", flags: O_RDWR)
+    var option = ciommufd_iommu_option()
+    option.size = UInt32(MemoryLayout<ciommufd_iommu_option>.size)
+    option.option_id = 0  // IOMMU_OPTION_RLIMIT_MODE
+    option.op = 1  // IOMMU_OPTION_OP_GET
+    _ = try withUnsafeMutableBytes(of: &option) { try kernel.ioctl(fd, UInt(CIOMMUFD_IOMMU_OPTION), $0.baseAddress) }
+    let child = fork()
+    if child == 0 {
+      // The parent's copy still says GET, which succeeds; the child's says op 7: EOPNOTSUPP.
+      option.op = 7
+      let result = Result { () throws(Errno) in
+        try withUnsafeMutableBytes(of: &option) { (bytes) throws(Errno) in try kernel.ioctl(fd, UInt(CIOMMUFD_IOMMU_OPTION), bytes.baseAddress) }
+      }
+      _exit(result == .failure(.notSupported) ? 0 : 1)
+    }
+    #expect(child > 0)
+    var status: Int32 = 0
+    for _ in 0..<1000 where waitpid(child, &status, WNOHANG) == 0 { usleep(10_000) }
+    if kill(child, 0) == 0 { kill(child, SIGKILL); waitpid(child, &status, 0) }
+    #expect(status == 0, "the child saw the wrong memory (status \(status))")
   }
 
   @Test("fail-nth: the n-th fault point from now (open of /dev/iommu, ioctl, id, pin) fails with ENOMEM and reads back 0; unreached, what is left; 0 disables")

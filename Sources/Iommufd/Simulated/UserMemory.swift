@@ -1,4 +1,5 @@
 import CIommufd
+import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -8,6 +9,18 @@ import Glibc
 /// The simulated kernel's copy_from_user/copy_to_user: reads and writes this process's
 /// memory at a user-supplied address, turning a bad address into EFAULT instead of a crash.
 enum UserMemory {
+  /// This process's id, which process_vm_readv and process_vm_writev name. Cached, since
+  /// getpid(2) is a system call of its own; a child made by fork(2) clears the cache in an
+  /// atfork handler, so it never copies from its parent.
+  static var processID: Int {
+    let cached = cachedProcessID.load(ordering: .relaxed)
+    if cached != 0 { return Int(cached) }
+    _ = forkHook
+    let pid = getpid()
+    cachedProcessID.store(pid, ordering: .relaxed)
+    return Int(pid)
+  }
+
   /// `address + offset` of a user pointer; EFAULT where it wraps, as `copy_from_user`
   /// refuses such a range.
   static func offset(_ address: UInt64, by offset: UInt64) throws(Errno) -> UInt64 {
@@ -20,7 +33,7 @@ enum UserMemory {
     if count == 0 { return [] }
     guard address != 0 else { throw .badAddress }
     var bytes = [UInt8](repeating: 0, count: count)
-    let copied = bytes.withUnsafeMutableBytes { ciommufd_copy_from_process($0.baseAddress, address, count) }
+    let copied = bytes.withUnsafeMutableBytes { ciommufd_copy_from_process(processID, $0.baseAddress, address, count) }
     if copied < 0 && Glibc.errno == ENOSYS {
       // A kernel without CONFIG_CROSS_MEMORY_ATTACH: copy directly (a bad address crashes).
       bytes.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(address)), count: count)) }
@@ -80,7 +93,7 @@ enum UserMemory {
   static func write(_ bytes: [UInt8], to address: UInt64) throws(Errno) {
     if bytes.isEmpty { return }
     guard address != 0 else { throw .badAddress }
-    let copied = bytes.withUnsafeBytes { ciommufd_copy_to_process(address, $0.baseAddress, bytes.count) }
+    let copied = bytes.withUnsafeBytes { ciommufd_copy_to_process(processID, address, $0.baseAddress, bytes.count) }
     if copied < 0 && Glibc.errno == ENOSYS {
       bytes.withUnsafeBytes { UnsafeMutableRawPointer(bitPattern: UInt(address))!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
       return
@@ -127,3 +140,6 @@ enum UserMemory {
     return msync(pointer, span, MS_ASYNC) == 0
   }
 }
+
+private let cachedProcessID = Atomic<Int32>(0)
+private let forkHook: Void = { _ = pthread_atfork(nil, nil, { cachedProcessID.store(0, ordering: .relaxed) }) }()
