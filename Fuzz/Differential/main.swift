@@ -7,14 +7,15 @@
 //
 //   iommufd-diff-fuzz [--seed S] [--sequences N] [--calls N] [--first-sequence N]
 //                     [--against-simulator] [--release 6.12|7.2] [--plant-divergence] [--verbose] [--stats]
-//                     [--device CDEV]
+//                     [--device CDEV] [--progress N]
 //
 // Without /dev/iommu (or with --against-simulator) both sides are simulators, which must
 // agree; --plant-divergence perturbs one answer of the second side, the negative control
 // that must be reported. --device adds a VFIO device: each sequence opens the kernel's cdev
 // CDEV (an edu, as in the lab's VT-d boot) and the simulator's edu, and the calls bind,
 // attach, query, reset and access it; the simulator is then a test kernel with VT-d active
-// (no mock devices). The last line is `fuzz: N sequences, M calls, D divergent, T traps`.
+// (no mock devices). --progress N prints a `progress:` line every N sequences (for long
+// campaigns). The last line is `fuzz: N sequences, M calls, D divergent, T traps`.
 
 import CIommufd
 import Iommufd
@@ -39,6 +40,8 @@ struct Options {
   var release = "6.12"
   /// The kernel's cdev of an edu device, for the device variant.
   var device: String?
+  /// Print a progress line every this many sequences (0: never).
+  var progress = 0
 
   init(_ arguments: [String]) {
     var index = 1
@@ -59,6 +62,7 @@ struct Options {
       case "--stats": stats = true
       case "--release": release = value()
       case "--device": device = value()
+      case "--progress": progress = Int(value()).flatMap { $0 >= 0 ? $0 : nil } ?? { fail("--progress takes a count") }()
       default: fail("unknown argument \(arguments[index])")
       }
       index += 1
@@ -1148,6 +1152,11 @@ while start < end {
     print("trap: seed \(options.seed) sequence \(number) (signal \(status & 0x7f)); rerun it with --first-sequence \(number) --sequences 1 --verbose")
     callsRun += (number - start + 1) * options.calls
     start = number + 1
+  }
+  let done = start - options.firstSequence
+  if options.progress > 0 && (done / options.progress) != ((done - batchSize) / options.progress) {
+    print("progress: \(done) sequences, \(callsRun) calls, \(divergent) divergent, \(traps) traps")
+    fflush(nil)
   }
 }
 if options.stats {
