@@ -37,6 +37,36 @@ struct MockConformance {
     _ = mock
   }
 
+  @Test("VFIO_IOMMU_GET_INFO's page sizes follow the compat IOAS's domains: every size without one; 4 KiB for 6.12's mock, 4 KiB and MOCK_HUGE_PAGE_SIZE for its HUGE_IOVA mock; 4 KiB to 64 GiB for 7.2's", arguments: Platform.mock)
+  func compatPageSizes(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    let fd = iommufd.fileDescriptor
+    func pageSizes() -> UInt64? {
+      let (error, bytes) = rawIoctl(backend, fd, 0x3B70, le(UInt32(16), UInt32(0), UInt64(0)))  // VFIO_IOMMU_GET_INFO
+      guard error == nil else { return nil }
+      return bytes[8..<16].reversed().reduce(0) { $0 << 8 | UInt64($1) }
+    }
+    #expect(rawIoctl(backend, fd, 0x3B88, le(UInt32(12), ioas.id.rawValue, UInt16(1), UInt16(0))).0 == nil)  // VFIO_IOAS SET
+    #expect(pageSizes() == ~UInt64(0xFFF))
+    if platform.release == .linux7_2 {
+      let mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+      #expect(pageSizes() == (1 << 37) - 0x1000)
+      _ = mock
+    } else {
+      let huge = try iommufd.selfTest.attachMockDevice(to: ioas, flags: .hugeIOVA)
+      #expect(pageSizes() == 0x10_1000)
+      try huge.destroy()
+      #expect(pageSizes() == ~UInt64(0xFFF))
+      // A HUGE_IOVA device shares the plain domain already there (ATT-2's reuse).
+      let plain = try iommufd.selfTest.attachMockDevice(to: ioas)
+      let second = try iommufd.selfTest.attachMockDevice(to: ioas, flags: .hugeIOVA)
+      #expect(second.pageTableID == plain.pageTableID)
+      #expect(pageSizes() == 0x1000)
+    }
+  }
+
   @Test("RANGES-2/4 with the mock: the aperture [0x1000000, 0x7fffffff] and alignment 2048", arguments: Platform.mock)
   func ranges(platform: Platform) throws {
     let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
