@@ -15,6 +15,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    // Only the benchmark uses it, to count heap allocations.
+    .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
   ],
   targets: [
     // The kernel uAPI as the package defines it, checked against the system headers.
@@ -66,7 +68,11 @@ let package = Package(
       path: "Fuzz/API"
     ),
     // Benchmarks of the simulated kernel against plain baselines, printed as ratios.
-    .executableTarget(name: "iommufd-bench", dependencies: ["Iommufd", "CIommufd"], path: "Benchmarks/Simulator"),
+    .executableTarget(
+      name: "iommufd-bench",
+      dependencies: ["Iommufd", "CIommufd", .product(name: "MallocInterposerSwift", package: "malloc-interposer")],
+      path: "Benchmarks/Native"
+    ),
     .testTarget(
       name: "IommufdTests",
       dependencies: [

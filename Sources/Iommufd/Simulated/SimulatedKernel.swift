@@ -1,4 +1,5 @@
 
+import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -136,6 +137,11 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
 
   /// Pages pinned for DMA right now (shared pages counted once).
   public var pinnedPages: UInt64 { locked { $0.pinnedPages } }
+
+  /// The copies between user memory and simulated kernels (each a `process_vm_readv` or
+  /// `process_vm_writev`, as the kernel's `copy_from_user` or `copy_to_user`) made in this
+  /// process so far, by every simulated kernel: the main cost of a simulated ioctl.
+  public static var userMemoryCopies: Int { copyCount.load(ordering: .relaxed) }
 
   /// Pinned pages charged against `RLIMIT_MEMLOCK` right now.
   public var chargedPages: UInt64 { locked { $0.chargedPages } }

@@ -33,6 +33,7 @@ enum UserMemory {
     if count == 0 { return [] }
     guard address != 0 else { throw .badAddress }
     var bytes = [UInt8](repeating: 0, count: count)
+    copyCount.add(1, ordering: .relaxed)
     let copied = bytes.withUnsafeMutableBytes { ciommufd_copy_from_process(processID, $0.baseAddress, address, count) }
     if copied < 0 && Glibc.errno == ENOSYS {
       // A kernel without CONFIG_CROSS_MEMORY_ATTACH: copy directly (a bad address crashes).
@@ -93,6 +94,7 @@ enum UserMemory {
   static func write(_ bytes: [UInt8], to address: UInt64) throws(Errno) {
     if bytes.isEmpty { return }
     guard address != 0 else { throw .badAddress }
+    copyCount.add(1, ordering: .relaxed)
     let copied = bytes.withUnsafeBytes { ciommufd_copy_to_process(processID, address, $0.baseAddress, bytes.count) }
     if copied < 0 && Glibc.errno == ENOSYS {
       bytes.withUnsafeBytes { UnsafeMutableRawPointer(bitPattern: UInt(address))!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
@@ -142,4 +144,6 @@ enum UserMemory {
 }
 
 private let cachedProcessID = Atomic<Int32>(0)
+/// Copies made by ``UserMemory/read(_:count:)`` and ``UserMemory/write(_:to:)``.
+let copyCount = Atomic<Int>(0)
 private let forkHook: Void = { _ = pthread_atfork(nil, nil, { cachedProcessID.store(0, ordering: .relaxed) }) }()

@@ -1,0 +1,272 @@
+import CIommufd
+import Iommufd
+import MallocInterposerSwift
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The API's own cost above the seam: each call made through the API and the same ioctl
+// made on the seam directly, both on a `SystemCalls` that returns at once. Counted in
+// heap allocations per call (malloc-interposer) and in instructions per call (callgrind,
+// which counts repeatably on a busy machine).
+
+/// System calls that succeed at once, writing back only the ids the API reads.
+struct ReturningSystemCalls: SystemCalls {
+  func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor { FileDescriptor(rawValue: 1000) }
+  func close(_ fd: FileDescriptor) throws(Errno) {}
+  func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+    switch Int32(truncatingIfNeeded: request) {
+    case CIOMMUFD_IOMMU_IOAS_ALLOC: argument?.storeBytes(of: 1, toByteOffset: 8, as: UInt32.self)
+    case CIOMMUFD_VFIO_DEVICE_BIND_IOMMUFD: argument?.storeBytes(of: 2, toByteOffset: 12, as: UInt32.self)
+    default: break
+    }
+    return 0
+  }
+  func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer { throw .notSupported }
+  func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {}
+  func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int { 0 }
+  func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int { buffer.count }
+  func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { 0 }
+  func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { buffer.count }
+  func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor { FileDescriptor(rawValue: 1001) }
+}
+
+/// The handles and raw requests the measured loops use.
+final class APIFixture: @unchecked Sendable {
+  let calls: any SystemCalls = ReturningSystemCalls()
+  let iommufd: IOMMUFD
+  let ioas: IOAS
+  let source: IOAS
+  let device: VFIODevice
+  let address = UnsafeRawPointer(bitPattern: 0x7000_0000)!
+  var fd: FileDescriptor { iommufd.fileDescriptor }
+  var deviceFD: FileDescriptor { device.fileDescriptor }
+
+  init() {
+    do {
+      let backend = Backend(calls)
+      iommufd = try IOMMUFD.open(backend: backend)
+      ioas = try iommufd.allocateIOAS()
+      source = try iommufd.allocateIOAS()
+      device = VFIODevice(adopting: FileDescriptor(rawValue: 1002), backend: backend)
+      try device.bind(to: iommufd)
+    } catch { abort("the API fixture", error) }
+  }
+}
+
+let fixture = APIFixture()
+
+/// One API call and the raw ioctl it makes, measured as loops of `count` calls.
+struct MeasuredCall: Sendable {
+  let name: String
+  /// Ioctls per call.
+  let ioctls: Int
+  let api: @Sendable (Int) -> Void
+  let seam: @Sendable (Int) -> Void
+}
+
+// Each loop is its own symbol, so that callgrind reports its inclusive cost by name.
+
+@inline(never) @_silgen_name("iommufd_bench_api_map_unmap")
+func apiMapUnmap(_ count: Int) {
+  do {
+    for _ in 0..<count {
+      let iova = try fixture.ioas.unsafeMap(address: fixture.address, length: 4096, at: .fixed(0x10_0000))
+      try fixture.ioas.unmap(iova: iova, length: 4096)
+    }
+  } catch { abort("map+unmap", error) }
+}
+
+@inline(never) @_silgen_name("iommufd_bench_seam_map_unmap")
+func seamMapUnmap(_ count: Int) {
+  do {
+    for _ in 0..<count {
+      var map = ciommufd_iommu_ioas_map()
+      map.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_map>.size)
+      map.flags = CIOMMUFD_IOAS_MAP_FIXED_IOVA | CIOMMUFD_IOAS_MAP_READABLE | CIOMMUFD_IOAS_MAP_WRITEABLE
+      map.ioas_id = fixture.ioas.id.rawValue
+      map.user_va = UInt64(UInt(bitPattern: fixture.address))
+      map.length = 4096
+      map.iova = 0x10_0000
+      _ = try fixture.calls.ioctl(fixture.fd, UInt(CIOMMUFD_IOMMU_IOAS_MAP), &map)
+      var unmap = ciommufd_iommu_ioas_unmap(
+        size: UInt32(MemoryLayout<ciommufd_iommu_ioas_unmap>.size), ioas_id: fixture.ioas.id.rawValue, iova: map.iova, length: 4096)
+      _ = try fixture.calls.ioctl(fixture.fd, UInt(CIOMMUFD_IOMMU_IOAS_UNMAP), &unmap)
+    }
+  } catch { abort("seam map+unmap", error) }
+}
+
+@inline(never) @_silgen_name("iommufd_bench_api_copy")
+func apiCopy(_ count: Int) {
+  do {
+    for _ in 0..<count {
+      _ = try fixture.ioas.copy(from: fixture.source, sourceIOVA: 0x10_0000, length: 4096, to: .fixed(0x20_0000))
+    }
+  } catch { abort("copy", error) }
+}
+
+@inline(never) @_silgen_name("iommufd_bench_seam_copy")
+func seamCopy(_ count: Int) {
+  do {
+    for _ in 0..<count {
+      var copy = ciommufd_iommu_ioas_copy()
+      copy.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_copy>.size)
+      copy.flags = CIOMMUFD_IOAS_MAP_FIXED_IOVA | CIOMMUFD_IOAS_MAP_READABLE | CIOMMUFD_IOAS_MAP_WRITEABLE
+      copy.dst_ioas_id = fixture.ioas.id.rawValue
+      copy.src_ioas_id = fixture.source.id.rawValue
+      copy.length = 4096
+      copy.src_iova = 0x10_0000
+      copy.dst_iova = 0x20_0000
+      _ = try fixture.calls.ioctl(fixture.fd, UInt(CIOMMUFD_IOMMU_IOAS_COPY), &copy)
+    }
+  } catch { abort("seam copy", error) }
+}
+
+@inline(never) @_silgen_name("iommufd_bench_api_option_get")
+func apiOptionGet(_ count: Int) {
+  do {
+    for _ in 0..<count { sink &+= try fixture.ioas.hugePagesEnabled() ? 1 : 0 }
+  } catch { abort("option get", error) }
+}
+
+@inline(never) @_silgen_name("iommufd_bench_seam_option_get")
+func seamOptionGet(_ count: Int) {
+  do {
+    for _ in 0..<count {
+      var option = ciommufd_iommu_option()
+      option.size = UInt32(MemoryLayout<ciommufd_iommu_option>.size)
+      option.option_id = CIOMMUFD_OPTION_HUGE_PAGES
+      option.op = UInt16(CIOMMUFD_OPTION_OP_GET)
+      option.object_id = fixture.ioas.id.rawValue
+      _ = try fixture.calls.ioctl(fixture.fd, UInt(CIOMMUFD_IOMMU_OPTION), &option)
+      sink &+= option.val64
+    }
+  } catch { abort("seam option get", error) }
+}
+
+@inline(never) @_silgen_name("iommufd_bench_api_option_set")
+func apiOptionSet(_ count: Int) {
+  do {
+    for _ in 0..<count { try fixture.ioas.setHugePages(enabled: true) }
+  } catch { abort("option set", error) }
+}
+
+@inline(never) @_silgen_name("iommufd_bench_seam_option_set")
+func seamOptionSet(_ count: Int) {
+  do {
+    for _ in 0..<count {
+      var option = ciommufd_iommu_option()
+      option.size = UInt32(MemoryLayout<ciommufd_iommu_option>.size)
+      option.option_id = CIOMMUFD_OPTION_HUGE_PAGES
+      option.op = UInt16(CIOMMUFD_OPTION_OP_SET)
+      option.object_id = fixture.ioas.id.rawValue
+      option.val64 = 1
+      _ = try fixture.calls.ioctl(fixture.fd, UInt(CIOMMUFD_IOMMU_OPTION), &option)
+    }
+  } catch { abort("seam option set", error) }
+}
+
+@inline(never) @_silgen_name("iommufd_bench_api_attach_detach")
+func apiAttachDetach(_ count: Int) {
+  do {
+    for _ in 0..<count {
+      try fixture.device.attach(to: fixture.ioas)
+      try fixture.device.detach()
+    }
+  } catch { abort("attach+detach", error) }
+}
+
+@inline(never) @_silgen_name("iommufd_bench_seam_attach_detach")
+func seamAttachDetach(_ count: Int) {
+  do {
+    for _ in 0..<count {
+      var attach = ciommufd_vfio_device_attach_iommufd_pt()
+      attach.argsz = UInt32(MemoryLayout<ciommufd_vfio_device_attach_iommufd_pt>.size)
+      attach.pt_id = fixture.ioas.id.rawValue
+      _ = try fixture.calls.ioctl(fixture.deviceFD, UInt(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT), &attach)
+      var detach = ciommufd_vfio_device_detach_iommufd_pt()
+      detach.argsz = UInt32(MemoryLayout<ciommufd_vfio_device_detach_iommufd_pt>.size)
+      _ = try fixture.calls.ioctl(fixture.deviceFD, UInt(CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT), &detach)
+    }
+  } catch { abort("seam attach+detach", error) }
+}
+
+let measuredCalls = [
+  MeasuredCall(name: "map+unmap", ioctls: 2, api: apiMapUnmap, seam: seamMapUnmap),
+  MeasuredCall(name: "copy", ioctls: 1, api: apiCopy, seam: seamCopy),
+  MeasuredCall(name: "option get", ioctls: 1, api: apiOptionGet, seam: seamOptionGet),
+  MeasuredCall(name: "option set", ioctls: 1, api: apiOptionSet, seam: seamOptionSet),
+  MeasuredCall(name: "attach+detach", ioctls: 2, api: apiAttachDetach, seam: seamAttachDetach),
+]
+
+/// The loop `name` run `count` times, after one warm-up call: the entry point of the
+/// callgrind child (`--run-loops COUNT`).
+func runLoops(count: Int) {
+  for call in measuredCalls {
+    call.api(1)
+    call.seam(1)
+    call.api(count)
+    call.seam(count)
+  }
+}
+
+/// Heap allocations per API call and per seam call, with malloc-interposer preloaded.
+func mallocsPerCall() {
+  MallocInterposerSwift.initialize()
+  let count = 10_000
+  func mallocs(_ body: (Int) -> Void) -> Double {
+    body(10)  // warm-up: lazily made metadata and caches
+    MallocInterposerSwift.reset()
+    MallocInterposerSwift.hook()
+    body(count)
+    MallocInterposerSwift.unhook()
+    return Double(MallocInterposerSwift.getStatistics().mallocCount) / Double(count)
+  }
+  for call in measuredCalls {
+    let api = mallocs(call.api) / Double(call.ioctls)
+    let seam = mallocs(call.seam) / Double(call.ioctls)
+    report(
+      "API allocations, \(call.name)", "\(format(api)) mallocs per ioctl through the API, \(format(seam)) on the seam",
+      goal: "0 above the seam", met: api <= seam)
+  }
+}
+
+/// Instructions per call above the seam: runs this program under callgrind with
+/// `--run-loops`, once, and reads each loop's inclusive count.
+func instructionsPerCall(executable: String) {
+  let count = 2000
+  let output = "/tmp/iommufd-bench-callgrind.\(getpid())"
+  defer { unlink(output) }
+  let command = "env -u LD_PRELOAD valgrind --tool=callgrind --callgrind-out-file=\(output) '\(executable)' --run-loops \(count) >/dev/null 2>&1"
+  guard system(command) == 0 else {
+    print("iommufd-bench: callgrind failed (is valgrind installed?): \(command)")
+    exit(1)
+  }
+  guard let pipe = popen("callgrind_annotate --inclusive=yes --threshold=100 '\(output)' 2>/dev/null", "r") else { abort("callgrind_annotate", Errno(rawValue: errno)) }
+  var costs: [String: Double] = [:]
+  var line = [CChar](repeating: 0, count: 4096)
+  while fgets(&line, Int32(line.count), pipe) != nil {
+    let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    guard let range = text.range(of: "iommufd_bench_") else { continue }
+    let name = text[range.lowerBound...].prefix { $0 != " " && $0 != "\n" && $0 != "'" && $0 != "[" }
+    let digits = text.prefix { $0 == " " || $0 == "," || $0.isNumber }.filter(\.isNumber)
+    guard let value = Double(String(digits)) else { continue }
+    costs[String(name)] = max(costs[String(name)] ?? 0, value)
+  }
+  pclose(pipe)
+  for call in measuredCalls {
+    let key = String(call.name.map { $0 == "+" || $0 == " " ? "_" : $0 })
+    guard let api = costs["iommufd_bench_api_\(key)"], let seam = costs["iommufd_bench_seam_\(key)"] else {
+      print("iommufd-bench: callgrind reported no cost for \(call.name) (\(costs.keys.sorted()))")
+      exit(1)
+    }
+    // Each loop ran once with 1 and once with `count`: per call is the total over count + 1.
+    let above = (api - seam) / Double(count + 1) / Double(call.ioctls)
+    report(
+      "API instructions, \(call.name)",
+      "\(format(api / Double(count + 1) / Double(call.ioctls))) per ioctl through the API, \(format(seam / Double(count + 1) / Double(call.ioctls))) on the seam, \(format(above)) above it",
+      goal: "<= 150 above the seam", met: above <= 150)
+  }
+}
