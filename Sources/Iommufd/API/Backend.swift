@@ -11,18 +11,35 @@ import Glibc
 /// a recorder in a test) can be wrapped with ``init(_:logger:)``; the API above it is the
 /// same. Each call leaves one line at trace level on ``logger``: name, ids, result.
 public struct Backend: Sendable {
+  /// What a backend holds, in one object: a copy of the backend (each handle keeps one) is
+  /// then one reference count, not one for each field.
+  private final class Storage: Sendable {
+    let calls: any SystemCalls
+    let logger: Logger
+    let reason: String
+    let isTracing: Bool
+
+    init(calls: any SystemCalls, logger: Logger, reason: String) {
+      self.calls = calls
+      self.logger = logger
+      self.reason = reason
+      self.isTracing = logger.logLevel <= .trace
+    }
+  }
+
+  private let storage: Storage
+
   /// The system calls this backend makes.
-  public let calls: any SystemCalls
+  public var calls: any SystemCalls { storage.calls }
   /// Where each system call is traced (at `.trace`) and release failures are reported.
-  public let logger: Logger
+  /// Calls are traced if the logger's level was `.trace` when the backend was made.
+  public var logger: Logger { storage.logger }
   /// Why this backend was chosen, for users and logs.
-  public let reason: String
+  public var reason: String { storage.reason }
 
   /// Wraps `calls`, tracing to `logger`.
   public init(_ calls: any SystemCalls, logger: Logger = Logger(label: "iommufd"), reason: String = "chosen explicitly") {
-    self.calls = calls
-    self.logger = logger
-    self.reason = reason
+    storage = Storage(calls: calls, logger: logger, reason: reason)
   }
 
   /// The Linux kernel.
@@ -75,16 +92,23 @@ public struct Backend: Sendable {
   }
 
   /// Issues `request` with a pointer to `argument`, naming `operation` and `objects` in the
-  /// trace line and in the error.
+  /// trace line and in the error. `objects` is evaluated only for those: a call that
+  /// succeeds with tracing off allocates nothing.
   @discardableResult
   func ioctl<Argument>(
     _ fd: FileDescriptor, _ request: Int32, _ argument: inout Argument,
     _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
   ) throws(IommufdError) -> Int32 {
-    let result: Result<Int32, Errno> = withUnsafeMutableBytes(of: &argument) { bytes in
-      Result { () throws(Errno) -> Int32 in try calls.ioctl(fd, UInt(request), bytes.baseAddress) }
+    let value: Int32
+    do {
+      value = try withUnsafeMutableBytes(of: &argument) { (bytes) throws(Errno) -> Int32 in
+        try storage.calls.ioctl(fd, UInt(request), bytes.baseAddress)
+      }
+    } catch {
+      throw failed(fd, operation, objects(), error)
     }
-    return try finish(fd, operation, objects(), result)
+    if isTracing { traceSuccess(fd, operation, objects(), value) }
+    return value
   }
 
   /// Issues `request` with a raw buffer as its argument (structs with trailing data).
@@ -93,8 +117,7 @@ public struct Backend: Sendable {
     _ fd: FileDescriptor, _ request: Int32, buffer: UnsafeMutableRawBufferPointer,
     _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
   ) throws(IommufdError) -> Int32 {
-    let result = Result { () throws(Errno) -> Int32 in try calls.ioctl(fd, UInt(request), buffer.baseAddress) }
-    return try finish(fd, operation, objects(), result)
+    try ioctl(fd, request, pointer: buffer.baseAddress, operation, objects())
   }
 
   /// Issues `request` with an integer argument (the legacy VFIO requests that take one).
@@ -103,8 +126,7 @@ public struct Backend: Sendable {
     _ fd: FileDescriptor, _ request: Int32, argumentValue: Int,
     _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
   ) throws(IommufdError) -> Int32 {
-    let result = Result { () throws(Errno) -> Int32 in try calls.ioctl(fd, UInt(request), UnsafeMutableRawPointer(bitPattern: argumentValue)) }
-    return try finish(fd, operation, objects(), result)
+    try ioctl(fd, request, pointer: UnsafeMutableRawPointer(bitPattern: argumentValue), operation, objects())
   }
 
   /// Issues `request` with no argument.
@@ -113,26 +135,42 @@ public struct Backend: Sendable {
     _ fd: FileDescriptor, _ request: Int32,
     _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
   ) throws(IommufdError) -> Int32 {
-    let result = Result { () throws(Errno) -> Int32 in try calls.ioctl(fd, UInt(request), nil) }
-    return try finish(fd, operation, objects(), result)
+    try ioctl(fd, request, pointer: nil, operation, objects())
   }
 
-  private func finish(
-    _ fd: FileDescriptor, _ operation: IommufdError.Operation,
-    _ objects: [IommufdError.InvolvedObject], _ result: Result<Int32, Errno>
+  private func ioctl(
+    _ fd: FileDescriptor, _ request: Int32, pointer: UnsafeMutableRawPointer?,
+    _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
   ) throws(IommufdError) -> Int32 {
-    let names = objects.map(\.description).joined(separator: " ")
-    switch result {
-    case .success(let value):
-      trace("\(operation.rawValue) fd \(fd.rawValue) \(names) -> \(value)")
-      return value
-    case .failure(let errno):
-      trace("\(operation.rawValue) fd \(fd.rawValue) \(names) -> \(errno)")
-      throw IommufdError(operation, errno, objects: [.fd(fd)] + objects)
+    let value: Int32
+    do {
+      value = try storage.calls.ioctl(fd, UInt(request), pointer)
+    } catch {
+      throw failed(fd, operation, objects(), error)
     }
+    if isTracing { traceSuccess(fd, operation, objects(), value) }
+    return value
+  }
+
+  /// Whether calls are traced: the logger logged at `.trace` when the backend was made.
+  var isTracing: Bool { storage.isTracing }
+
+  private func traceSuccess(
+    _ fd: FileDescriptor, _ operation: IommufdError.Operation, _ objects: [IommufdError.InvolvedObject], _ value: Int32
+  ) {
+    trace("\(operation.rawValue) fd \(fd.rawValue) \(objects.map(\.description).joined(separator: " ")) -> \(value)")
+  }
+
+  /// Traces a failed call and returns its error.
+  private func failed(
+    _ fd: FileDescriptor, _ operation: IommufdError.Operation, _ objects: [IommufdError.InvolvedObject], _ errno: Errno
+  ) -> IommufdError {
+    trace("\(operation.rawValue) fd \(fd.rawValue) \(objects.map(\.description).joined(separator: " ")) -> \(errno)")
+    return IommufdError(operation, errno, objects: [.fd(fd)] + objects)
   }
 
   func trace(_ message: @autoclosure () -> String) {
-    logger.trace("\(message())")
+    guard storage.isTracing else { return }
+    storage.logger.trace("\(message())")
   }
 }

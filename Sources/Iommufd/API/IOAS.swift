@@ -102,7 +102,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     request.length = length
     request.src_iova = sourceIOVA
     let sourceID = source.id
-    try iommufd.withDescriptor(.ioasCopy, using: [object, source.object]) { fd throws(IommufdError) in
+    try iommufd.withDescriptor(.ioasCopy, using: object, source.object) { fd throws(IommufdError) in
       try iommufd.backend.ioctl(
         fd, CIOMMUFD_IOMMU_IOAS_COPY, &request, .ioasCopy, [.ioas(id), .init("source", "\(sourceID)")])
     }

@@ -132,9 +132,8 @@ public final class IOMMUFD: Sendable {
     request.op = UInt16(op)
     request.object_id = object?.rawValue ?? 0
     request.val64 = value
-    let objects: [IommufdError.InvolvedObject] = object.map { [.object($0)] } ?? []
     try withDescriptor(.option) { fd throws(IommufdError) in
-      try backend.ioctl(fd, CIOMMUFD_IOMMU_OPTION, &request, .option, objects)
+      try backend.ioctl(fd, CIOMMUFD_IOMMU_OPTION, &request, .option, object.map { [.object($0)] } ?? [])
     }
     return request.val64
   }

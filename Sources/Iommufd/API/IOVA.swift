@@ -69,10 +69,10 @@ public struct DMAAccess: OptionSet, Hashable, Sendable {
 
   /// Refuses bits other than ``readable`` and ``writable`` (EOPNOTSUPP, as the kernel
   /// answers an unknown map flag): bit 0 would turn the request into a fixed-IOVA one.
-  func check(_ operation: IommufdError.Operation, _ objects: [IommufdError.InvolvedObject]) throws(IommufdError) {
+  func check(_ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]) throws(IommufdError) {
     guard rawValue & ~DMAAccess.readWrite.rawValue == 0 else {
       throw IommufdError(
-        operation, .notSupported, objects: objects,
+        operation, .notSupported, objects: objects(),
         detail: "access 0x\(String(rawValue, radix: 16)) has bits other than readable (0x4) and writable (0x2)")
     }
   }

@@ -9,7 +9,7 @@ import Glibc
 /// understands the pthread calls, so the stress tests can run under `-sanitize=thread`.
 final class Lock<State>: @unchecked Sendable {
   private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-  private var state: State
+  @exclusivity(unchecked) private var state: State  // guarded by the mutex
 
   init(_ state: State) {
     self.state = state

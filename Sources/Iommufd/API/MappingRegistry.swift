@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The live ``DMAMapping``s of an address space, sorted by IOVA, so that a mapping whose
 /// range was unmapped through the space (or mapped anew) can no longer unmap what is there
 /// now.
@@ -6,6 +8,9 @@
 /// are gone) and unmap (``unmapped(_:)``: mappings inside the range are gone). Thread-safe.
 final class MappingRegistry: Sendable {
   private let entries = Lock<[Entry]>([])
+  /// How many entries there are, written under the lock: a space whose mappings are all
+  /// unsafe (nothing recorded) reports maps and unmaps without taking the lock.
+  private let count = Atomic<Int>(0)
 
   private struct Entry {
     let range: IOVARange
@@ -17,6 +22,7 @@ final class MappingRegistry: Sendable {
     entries.withLock { entries in
       let index = Self.firstIndex(in: entries, startingAbove: mapping.range.start)
       entries.insert(Entry(range: mapping.range, mapping: mapping), at: index)
+      count.store(entries.count, ordering: .releasing)
     }
   }
 
@@ -27,12 +33,14 @@ final class MappingRegistry: Sendable {
       let index = Self.firstIndex(in: entries, startingAbove: mapping.range.start) - 1
       if index >= 0, entries[index].range.start == mapping.range.start, entries[index].mapping === mapping || entries[index].mapping == nil {
         entries.remove(at: index)
+        count.store(entries.count, ordering: .releasing)
       }
     }
   }
 
   /// The space mapped `range`: whatever was recorded there is gone.
   func mapped(_ range: IOVARange) {
+    if count.load(ordering: .acquiring) == 0 { return }
     let gone = entries.withLock { entries -> [DMAMapping] in
       var end = Self.firstIndex(in: entries, startingAbove: range.last)
       var gone: [DMAMapping] = []
@@ -41,6 +49,7 @@ final class MappingRegistry: Sendable {
         entries.remove(at: end - 1)
         end -= 1
       }
+      count.store(entries.count, ordering: .releasing)
       return gone
     }
     for mapping in gone { mapping.markUnmapped() }
@@ -49,13 +58,16 @@ final class MappingRegistry: Sendable {
   /// The space unmapped every mapping inside `range`. The entries inside it are adjacent
   /// (sorted, not overlapping): found by binary search, not a scan.
   func unmapped(_ range: IOVARange) {
+    if count.load(ordering: .acquiring) == 0 { return }
     let gone = entries.withLock { entries -> [DMAMapping] in
       let first = range.start == 0 ? 0 : Self.firstIndex(in: entries, startingAbove: range.start - 1)
       let end = Self.firstIndex(in: entries, startingAbove: range.last)
       var stop = first  // the ends ascend too: those inside the range come first
       while stop < end, entries[stop].range.last <= range.last { stop += 1 }
+      if first == stop { return [] }
       let gone = entries[first..<stop].compactMap(\.mapping)
       entries.removeSubrange(first..<stop)
+      count.store(entries.count, ordering: .releasing)
       return gone
     }
     for mapping in gone { mapping.markUnmapped() }

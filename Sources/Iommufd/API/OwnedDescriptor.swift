@@ -1,4 +1,5 @@
 
+import Synchronization
 import SystemPackage
 
 /// A file descriptor that is closed exactly once, never while a call on it is in flight.
@@ -9,13 +10,11 @@ import SystemPackage
 final class OwnedDescriptor: Sendable {
   let fd: FileDescriptor
   let backend: Backend
-  private let state = Lock(State())
-
-  private struct State {
-    var closeRequested = false
-    var inFlight = 0
-    var released = false
-  }
+  /// Bit 0: close was asked for. The bits above: calls in flight, times 2. The descriptor
+  /// is closed by whoever takes the state to exactly 1 (closing, none in flight): close()
+  /// itself, or the last call in flight after it. One atomic word, so a call costs two
+  /// atomic operations and no lock.
+  private let state = Atomic<Int>(0)
 
   init(_ fd: FileDescriptor, backend: Backend) {
     self.fd = fd
@@ -23,7 +22,7 @@ final class OwnedDescriptor: Sendable {
   }
 
   /// Whether ``close()`` has been asked for.
-  var isClosed: Bool { state.withLock { $0.closeRequested } }
+  var isClosed: Bool { state.load(ordering: .acquiring) & 1 != 0 }
 
   /// Runs `body` with the descriptor, unless it has been closed.
   @discardableResult
@@ -31,24 +30,17 @@ final class OwnedDescriptor: Sendable {
     _ operation: IommufdError.Operation,
     _ body: (FileDescriptor) throws(IommufdError) -> R
   ) throws(IommufdError) -> R {
-    let open = state.withLock { state -> Bool in
-      if state.closeRequested { return false }
-      state.inFlight += 1
-      return true
-    }
-    guard open else {
-      throw IommufdError(operation, .badFileDescriptor, objects: [.fd(fd)], detail: "the handle was closed")
+    var current = state.load(ordering: .relaxed)
+    while true {
+      guard current & 1 == 0 else {
+        throw IommufdError(operation, .badFileDescriptor, objects: [.fd(fd)], detail: "the handle was closed")
+      }
+      let (exchanged, original) = state.compareExchange(expected: current, desired: current + 2, ordering: .acquiring)
+      if exchanged { break }
+      current = original
     }
     defer {
-      let releaseNow = state.withLock { state -> Bool in
-        state.inFlight -= 1
-        if state.closeRequested && state.inFlight == 0 && !state.released {
-          state.released = true
-          return true
-        }
-        return false
-      }
-      if releaseNow { releaseLogging() }
+      if state.wrappingSubtract(2, ordering: .acquiringAndReleasing).newValue == 1 { releaseLogging() }
     }
     return try body(fd)
   }
@@ -56,16 +48,14 @@ final class OwnedDescriptor: Sendable {
   /// Closes the descriptor now, or when the last call in flight returns. A second call
   /// does nothing.
   func close() throws(IommufdError) {
-    let releaseNow = state.withLock { state -> Bool in
-      if state.closeRequested { return false }
-      state.closeRequested = true
-      if state.inFlight == 0 {
-        state.released = true
-        return true
-      }
-      return false
+    var current = state.load(ordering: .relaxed)
+    while true {
+      if current & 1 != 0 { return }
+      let (exchanged, original) = state.compareExchange(expected: current, desired: current | 1, ordering: .acquiringAndReleasing)
+      if exchanged { break }
+      current = original
     }
-    if releaseNow { try backend.close(fd) }
+    if current == 0 { try backend.close(fd) }  // no call in flight
   }
 
   private func releaseLogging() {
@@ -75,12 +65,9 @@ final class OwnedDescriptor: Sendable {
   }
 
   deinit {
-    let releaseNow = state.withLock { state -> Bool in
-      if state.released { return false }
-      state.released = true
-      return true
-    }
-    if releaseNow { releaseLogging() }
+    // No call can be in flight (each holds a reference): unless close() was asked for
+    // (and so done), close now.
+    if state.load(ordering: .acquiring) & 1 == 0 { releaseLogging() }
   }
 }
 

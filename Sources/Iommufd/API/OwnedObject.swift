@@ -1,11 +1,16 @@
+import Synchronization
 import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An iommufd object id that its handle destroys exactly once, and that no call reaches
 /// after that.
 ///
-/// Each call that names the id runs inside ``use(_:_:)``, holding a read lock; ``destroy()``
-/// and ``release()`` hold the write lock. So a call never runs while the id is destroyed
-/// under it, and once it is destroyed every call fails with `ENOENT` ("the IOAS 2 was
+/// Each call that names the id runs inside ``use(_:_:)`` as a reader; ``destroy()`` and
+/// ``release()`` are the writer, who waits until no reader is left and keeps new ones
+/// waiting. So a call never runs while the id is destroyed under it, and once it is destroyed every call fails with `ENOENT` ("the IOAS 2 was
 /// destroyed") without reaching the kernel, where the id may already name a new object.
 /// A destroy the kernel refuses (EBUSY) leaves the id owned, so a later one, or the
 /// release, tries again. The release (from the owning handle's `deinit`) logs a failure,
@@ -20,9 +25,13 @@ final class OwnedObject: @unchecked Sendable {
   /// What the kernel may remove the object with (its device, for a vDEVICE): a release
   /// that finds the id gone (ENOENT) is then expected, not a failure.
   let removedWith: String?
-  private let lock = ReadWriteLock()
-  /// Read under the read lock, written under the write lock.
-  private var destroyed = false
+  /// Bit 0: destroyed. Bit 1: a writer (destroy or release) is at work or waiting for the
+  /// readers to leave. The bits above: calls in ``use(_:_:)``, times 4. A call costs two
+  /// atomic operations and no lock.
+  private let state = Atomic<Int>(0)
+  private static var destroyedBit: Int { 1 }
+  private static var writerBit: Int { 2 }
+  private static var reader: Int { 4 }
 
   init(iommufd: IOMMUFD, id: ObjectID, kind: String, involved: IommufdError.InvolvedObject, removedWith: String? = nil) {
     self.iommufd = iommufd
@@ -34,43 +43,81 @@ final class OwnedObject: @unchecked Sendable {
   }
 
   /// Whether the object was destroyed through its handle (or through its context by id).
-  var isDestroyed: Bool { lock.withReadLock { destroyed } }
+  var isDestroyed: Bool { state.load(ordering: .acquiring) & Self.destroyedBit != 0 }
 
   /// Runs `body` while the object is known to exist; fails with `ENOENT` without running
   /// it once the object was destroyed.
   func use<R>(_ operation: IommufdError.Operation, _ body: () throws(IommufdError) -> R) throws(IommufdError) -> R {
-    try lock.withReadLock { () throws(IommufdError) -> R in
-      guard !destroyed else {
+    var current = state.load(ordering: .relaxed)
+    var waited = 0
+    while true {
+      guard current & Self.destroyedBit == 0 else {
         throw IommufdError(
           operation, .noSuchFileOrDirectory, objects: [involved], detail: "the \(kind) \(id) was destroyed")
       }
-      return try body()
+      if current & Self.writerBit != 0 {
+        Self.pause(&waited)
+        current = state.load(ordering: .relaxed)
+        continue
+      }
+      let (exchanged, original) = state.compareExchange(expected: current, desired: current + Self.reader, ordering: .acquiring)
+      if exchanged { break }
+      current = original
     }
+    defer { state.wrappingSubtract(Self.reader, ordering: .releasing) }
+    return try body()
   }
 
   /// Destroys the object now; a second call fails with `ENOENT`, saying it was destroyed.
   func destroy() throws(IommufdError) {
-    try lock.withWriteLock { () throws(IommufdError) in
-      guard !destroyed else {
-        throw IommufdError(
-          .destroy, .noSuchFileOrDirectory, objects: [involved], detail: "the \(kind) \(id) was already destroyed")
-      }
-      try iommufd.destroyUnowned(id)
-      destroyed = true
+    guard enterAsWriter() else {
+      throw IommufdError(
+        .destroy, .noSuchFileOrDirectory, objects: [involved], detail: "the \(kind) \(id) was already destroyed")
     }
+    do {
+      try iommufd.destroyUnowned(id)
+    } catch {
+      state.wrappingSubtract(Self.writerBit, ordering: .releasing)  // refused: still owned
+      throw error
+    }
+    state.store(Self.destroyedBit, ordering: .releasing)
     iommufd.unregister(self)
   }
 
   /// Destroys the object unless that was done already, logging a failure.
   func release() {
-    let wasOwned = lock.withWriteLock { () -> Bool in
-      if destroyed { return false }
-      destroyed = true
-      return true
-    }
-    guard wasOwned else { return }
+    guard enterAsWriter() else { return }
+    state.store(Self.destroyedBit, ordering: .releasing)
     iommufd.destroyLogging(id, kind: kind, removedWith: removedWith)
     iommufd.unregister(self)
+  }
+
+  /// Takes the writer bit and waits until no reader is left; false if the object was
+  /// destroyed already.
+  private func enterAsWriter() -> Bool {
+    var current = state.load(ordering: .relaxed)
+    var waited = 0
+    while true {
+      if current & Self.destroyedBit != 0 { return false }
+      if current & Self.writerBit != 0 {
+        Self.pause(&waited)
+        current = state.load(ordering: .relaxed)
+        continue
+      }
+      let (exchanged, original) = state.compareExchange(expected: current, desired: current | Self.writerBit, ordering: .acquiringAndReleasing)
+      if exchanged { break }
+      current = original
+    }
+    waited = 0
+    while state.load(ordering: .acquiring) != Self.writerBit { Self.pause(&waited) }
+    return true
+  }
+
+  /// Waits a little: yields the processor at first, then sleeps 100 µs at a time (a
+  /// reader may be in a long call, such as a map that pins a gigabyte).
+  private static func pause(_ waited: inout Int) {
+    waited += 1
+    if waited < 64 { sched_yield() } else { usleep(100) }
   }
 }
 
@@ -92,6 +139,19 @@ extension IOMMUFD {
     for object in objects { try checkContext(of: object, operation) }
     return try using(objects[...], operation) { () throws(IommufdError) -> R in
       try withDescriptor(operation, body)
+    }
+  }
+
+  /// ``withDescriptor(_:using:_:)`` for two objects, without an array on the call path.
+  @discardableResult
+  func withDescriptor<R>(
+    _ operation: IommufdError.Operation, using first: OwnedObject, _ second: OwnedObject,
+    _ body: (FileDescriptor) throws(IommufdError) -> R
+  ) throws(IommufdError) -> R {
+    try checkContext(of: first, operation)
+    try checkContext(of: second, operation)
+    return try first.use(operation) { () throws(IommufdError) -> R in
+      try second.use(operation) { () throws(IommufdError) -> R in try withDescriptor(operation, body) }
     }
   }
 
@@ -126,5 +186,9 @@ extension IOMMUFD {
 
 /// The owned object behind `target`, if a handle of this library owns it.
 func ownedObject(_ target: some AttachTarget) -> OwnedObject? {
-  (target as? any ObjectHandle)?.object
+  // The library's own targets by class first: a cast to a final class is a compare, a
+  // cast to a protocol a search of the conformance tables.
+  if let ioas = target as? IOAS { return ioas.object }
+  if let hwpt = target as? HWPageTable { return hwpt.object }
+  return (target as? any ObjectHandle)?.object
 }

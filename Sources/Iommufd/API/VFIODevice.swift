@@ -180,10 +180,10 @@ public final class VFIODevice: Sendable {
 
   func ioctl<Argument>(
     _ request: Int32, _ argument: inout Argument, _ operation: IommufdError.Operation,
-    _ objects: [IommufdError.InvolvedObject]
+    _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
   ) throws(IommufdError) {
     try descriptor.withDescriptor(operation) { fd throws(IommufdError) in
-      try backend.ioctl(fd, request, &argument, operation, objects)
+      try backend.ioctl(fd, request, &argument, operation, objects())
     }
   }
 
