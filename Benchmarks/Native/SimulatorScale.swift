@@ -156,3 +156,14 @@ func copiesPerIoctl() {
     note("simulated ioctl copies", "\(format(pair)) user-memory copies per ioctl for map and unmap, \(format(option)) for an option get")
   } catch { abort("copies per ioctl", error) }
 }
+
+/// 100,000 translations with `live` mappings and nothing else timed, to run under a
+/// profiler (`--profile-translation LIVE`).
+func profileTranslation(live: Int) {
+  let space = LiveMappings(live: live)
+  let fd = space.iommufd.fileDescriptor
+  let id = space.ioas.id
+  for index in 0..<100_000 {
+    sink &+= space.simulator.hostAddress(iommufd: fd, ioas: id, iova: LiveMappings.slot(index % live) + 0x10) ?? 0
+  }
+}

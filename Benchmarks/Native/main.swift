@@ -40,6 +40,10 @@ if arguments.count == 3, arguments[1] == "--run-loops", let count = Int(argument
   runLoops(count: count)  // the callgrind child
   exit(0)
 }
+if arguments.count == 3, arguments[1] == "--profile-translation", let live = Int(arguments[2]) {
+  profileTranslation(live: live)  // for callgrind: lookups only
+  exit(0)
+}
 var only: String?
 if arguments.count == 3, arguments[1] == "--only" { only = arguments[2] } else if arguments.count != 1 {
   print("usage: iommufd-bench [--only api|simulator|device]")

@@ -9,22 +9,40 @@ import Glibc
 /// from it. Pinned (and charged) while at least one area using it sits in an IOAS that has
 /// a domain.
 final class SimulatedPages {
+  /// What is behind pages that are not plain user memory.
+  enum Backing {
+    /// The file of `IOMMU_IOAS_MAP_FILE` (7.2 model).
+    case file(SimulatedFileBacking)
+    /// A dma-buf mapped with `IOMMU_IOAS_MAP_FILE` (7.2 model): by address, never pinned
+    /// or charged.
+    case dmabuf(SimulatedDMABufSlice)
+  }
+
   /// The page-aligned user address the pages start at.
   let base: UInt64
   /// The number of pages.
   let pageCount: UInt64
-  /// Whether the mapping that created them asked for WRITEABLE.
-  let writable: Bool
   /// How many areas in an IOAS with a domain use each page (by index): a page is pinned
   /// while its count is above 0. Runs of equal counts, so a huge lazy mapping costs nothing.
   var pins = PinCounts()
+  /// The file or dma-buf behind the pages; `nil` for user memory.
+  let backing: Backing?
   /// Areas using the pages at all; the pages are forgotten when it drops to 0.
-  var areaUsers = 0
-  /// The file behind pages of `IOMMU_IOAS_MAP_FILE` (7.2 model); `nil` for user memory.
-  let file: SimulatedFileBacking?
-  /// The dma-buf behind pages of `IOMMU_IOAS_MAP_FILE` (7.2 model), and the offset of the
-  /// first page in it: mapped by address, never pinned or charged.
-  let dmabuf: (buffer: SimulatedDMABuf, offset: UInt64)?
+  var areaUsers: Int32 = 0
+  /// Whether the mapping that created them asked for WRITEABLE.
+  let writable: Bool
+
+  /// The file behind pages of `IOMMU_IOAS_MAP_FILE`; `nil` for user memory or a dma-buf.
+  var file: SimulatedFileBacking? {
+    if case .file(let file)? = backing { return file }
+    return nil
+  }
+
+  /// The dma-buf behind the pages and the offset of the first page in it.
+  var dmabuf: (buffer: SimulatedDMABuf, offset: UInt64)? {
+    if case .dmabuf(let slice)? = backing { return (slice.buffer, slice.offset) }
+    return nil
+  }
 
   init(
     base: UInt64, pageCount: UInt64, writable: Bool, file: SimulatedFileBacking? = nil,
@@ -33,9 +51,55 @@ final class SimulatedPages {
     self.base = base
     self.pageCount = pageCount
     self.writable = writable
-    self.file = file
-    self.dmabuf = dmabuf
+    if let file {
+      backing = .file(file)
+    } else if let dmabuf {
+      backing = .dmabuf(SimulatedDMABufSlice(buffer: dmabuf.buffer, offset: dmabuf.offset))
+    } else {
+      backing = nil
+    }
   }
+}
+
+/// A dma-buf and the offset in it where mapped pages start.
+final class SimulatedDMABufSlice {
+  let buffer: SimulatedDMABuf
+  let offset: UInt64
+
+  init(buffer: SimulatedDMABuf, offset: UInt64) {
+    self.buffer = buffer
+    self.offset = offset
+  }
+}
+
+/// The pages of every mapping by id: a slot per live id, ids of forgotten pages reused,
+/// so the table costs a word per mapping.
+struct SimulatedPagesTable {
+  private var slots: [SimulatedPages?] = [nil]  // id 0 is never used
+  private var free: [UInt32] = []
+
+  /// Stores `pages` and returns their id.
+  mutating func add(_ pages: SimulatedPages) -> UInt32 {
+    if let id = free.popLast() {
+      slots[Int(id)] = pages
+      return id
+    }
+    slots.append(pages)
+    return UInt32(slots.count - 1)
+  }
+
+  /// The pages of `id`; setting `nil` forgets them and frees the id.
+  subscript(id: UInt32) -> SimulatedPages? {
+    get { Int(id) < slots.count ? slots[Int(id)] : nil }
+    set {
+      guard Int(id) < slots.count, id != 0 else { return }
+      if newValue == nil, slots[Int(id)] != nil { free.append(id) }
+      slots[Int(id)] = newValue
+    }
+  }
+
+  /// Every live pages object.
+  var values: [SimulatedPages] { slots.compactMap { $0 } }
 }
 
 /// The file of an `IOMMU_IOAS_MAP_FILE` mapping: the simulator's own reference to it (as
@@ -99,9 +163,16 @@ final class SimulatedFileBacking {
 /// (the pages by id), so looking areas up costs no reference counting.
 struct SimulatedArea {
   var userVA: UInt64
+  var pages: UInt32
   var readable: Bool
   var writable: Bool
-  var pages: UInt64
+
+  init(userVA: UInt64, readable: Bool, writable: Bool, pages: UInt32) {
+    self.userVA = userVA
+    self.pages = pages
+    self.readable = readable
+    self.writable = writable
+  }
 }
 
 /// Who reserved a range of an IOAS.
@@ -117,7 +188,8 @@ enum ReservationOwner: Equatable {
 /// One IOAS of the simulated kernel: areas, reservations, allowed ranges, domains.
 /// Pure bookkeeping; the kernel object around it holds the lock.
 final class SimulatedIOAS {
-  var areas = AreaMap<SimulatedArea>()
+  /// Guarded by the kernel's lock; unchecked: a translation reads it.
+  @exclusivity(unchecked) var areas = AreaMap<SimulatedArea>()
   var reserved: [(start: UInt64, last: UInt64, owner: ReservationOwner)] = []
   var allowed: [IOVARange] = []
   var disableLargePages = false

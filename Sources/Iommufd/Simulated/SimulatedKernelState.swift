@@ -21,14 +21,14 @@ extension SimulatedKernel {
 
     let configuration: Configuration
     let devices: [SimulatedPCIDevice]
-    var files: [Int32: File] = [:]
+    /// Guarded by the kernel's lock, like all of the state; unchecked: a translation reads it.
+    @exclusivity(unchecked) var files = SimulatedTable<Int32, File>()
     /// The file each device is bound through (BIND-7: one at a time), by device number.
     var boundFiles: [SimulatedDeviceFile?]
     /// The next page-request group index of each device, by device number.
     var nextPageRequestGroup: [Int: UInt32] = [:]
     /// The pages objects of all areas, by id.
-    var pagesTable: [UInt64: SimulatedPages] = [:]
-    var nextPagesID: UInt64 = 1
+    var pagesTable = SimulatedPagesTable()
     var irqs: [Int: SimulatedIRQState] = [:]
     var pinnedPages: UInt64 = 0
     var chargedPages: UInt64 = 0
@@ -44,18 +44,15 @@ extension SimulatedKernel {
     }
 
     /// Registers new pages; returns their id.
-    func register(_ pages: SimulatedPages) -> UInt64 {
-      let id = nextPagesID
-      nextPagesID += 1
-      pagesTable[id] = pages
-      return id
+    func register(_ pages: SimulatedPages) -> UInt32 {
+      pagesTable.add(pages)
     }
 
     /// Notes one more area using pages `id`.
-    func areaAdded(_ id: UInt64) { pagesTable[id]!.areaUsers += 1 }
+    func areaAdded(_ id: UInt32) { pagesTable[id]!.areaUsers += 1 }
 
     /// Notes one area fewer using pages `id`; forgets the pages when none is left.
-    func areaRemoved(_ id: UInt64) {
+    func areaRemoved(_ id: UInt32) {
       let pages = pagesTable[id]!
       pages.areaUsers -= 1
       if pages.areaUsers == 0 { pagesTable[id] = nil }

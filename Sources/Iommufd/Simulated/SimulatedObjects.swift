@@ -27,7 +27,8 @@ final class SimulatedContext {
     case access
   }
 
-  var objects: [UInt32: Object] = [:]
+  /// Guarded by the kernel's lock; unchecked: a translation reads it.
+  @exclusivity(unchecked) var objects = SimulatedTable<UInt32, Object>()
   /// The user's descriptor is still open.
   var userFileOpen = true
   /// Device descriptors bound to this context: each keeps it alive (OBJ-8).
