@@ -19,8 +19,18 @@ extension SimulatedKernel.State {
       if let answer = try vfioCompatIoctl(context, request, address) { return answer }
       throw .inappropriateIOCTLForDevice
     }
-    // GEN-2: the size is read first.
-    let size = Int(UserMemory.decode(UInt32.self, from: try UserMemory.read(address, count: 4)))
+    // GEN-2: the size is read first. One copy reads ahead as much of the argument as is
+    // readable (up to 256 bytes, more than any command struct): the size and the struct
+    // come from it, the bytes exact reads would give.
+    let ahead = UserMemory.readAvailable(address, count: 256)
+    let size: Int
+    if let ahead, ahead.count >= 4 {
+      size = Int(UserMemory.decode(UInt32.self, from: ahead))
+      argumentAhead = (address, ahead)
+    } else {
+      size = Int(UserMemory.decode(UInt32.self, from: try UserMemory.read(address, count: 4)))
+    }
+    defer { argumentAhead = nil }
     // GEN-3: the whole number must match.
     guard command == UInt32(0x3B00 | nr) else { throw .inappropriateIOCTLForDevice }
     switch Int32(command) {
@@ -56,10 +66,21 @@ extension SimulatedKernel.State {
   func command<T>(_ type: T.Type, _ address: UInt64, _ size: Int, minimum: Int? = nil) throws(Errno) -> T {
     let kernelSize = MemoryLayout<T>.size
     if size < (minimum ?? kernelSize) { throw .invalidArgument }
-    if size > kernelSize, try !UserMemory.isZero(try UserMemory.offset(address, by: UInt64(kernelSize)), count: UInt64(size - kernelSize)) {
-      throw .argListTooLong
+    // The bytes read ahead serve what lies inside them (once: later reads are exact).
+    let ahead = argumentAhead?.address == address ? argumentAhead?.bytes ?? [] : []
+    argumentAhead = nil
+    if size > kernelSize {
+      let zero: Bool
+      if size <= ahead.count {
+        zero = !ahead[kernelSize..<size].contains { $0 != 0 }
+      } else {
+        zero = try UserMemory.isZero(try UserMemory.offset(address, by: UInt64(kernelSize)), count: UInt64(size - kernelSize))
+      }
+      if !zero { throw .argListTooLong }
     }
-    return UserMemory.decode(T.self, from: try UserMemory.read(address, count: min(size, kernelSize)))
+    let count = min(size, kernelSize)
+    if count <= ahead.count { return UserMemory.decode(T.self, from: Array(ahead[..<count])) }
+    return UserMemory.decode(T.self, from: try UserMemory.read(address, count: count))
   }
 
   /// GEN-7: writes back `min(size, sizeof)` bytes of the struct.

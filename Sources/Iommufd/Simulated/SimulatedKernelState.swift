@@ -27,6 +27,9 @@ extension SimulatedKernel {
     var boundFiles: [SimulatedDeviceFile?]
     /// The next page-request group index of each device, by device number.
     var nextPageRequestGroup: [Int: UInt32] = [:]
+    /// The readable start of the iommufd ioctl argument being handled, read ahead in one
+    /// copy: the size and the command struct come from it when they lie inside it.
+    var argumentAhead: (address: UInt64, bytes: [UInt8])?
     /// The pages objects of all areas, by id.
     var pagesTable = SimulatedPagesTable()
     var irqs: [Int: SimulatedIRQState] = [:]

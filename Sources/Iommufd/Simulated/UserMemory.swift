@@ -44,6 +44,21 @@ enum UserMemory {
     return bytes
   }
 
+  /// As many of the `count` bytes at `address` as are readable, from the first on, in one
+  /// copy (it stops at the first unreadable page); `nil` where cross-memory copies are
+  /// unavailable. Used to read an ioctl's argument ahead: the bytes a later exact read
+  /// would return, without reaching past what is readable.
+  static func readAvailable(_ address: UInt64, count: Int) -> [UInt8]? {
+    guard address != 0, count > 0 else { return [] }
+    let available = min(UInt64(count), UInt64.max - address + 1)
+    var bytes = [UInt8](repeating: 0, count: Int(available))
+    copyCount.add(1, ordering: .relaxed)
+    let copied = bytes.withUnsafeMutableBytes { ciommufd_copy_from_process(processID, $0.baseAddress, address, $0.count) }
+    if copied < 0 && Glibc.errno == ENOSYS { return nil }
+    bytes.removeLast(bytes.count - max(copied, 0))
+    return bytes
+  }
+
   /// check_zeroed_user: whether the `count` bytes at `address` are all zero, read a page at
   /// a time (so a huge user-given count costs no huge allocation); EFAULT where unreadable
   /// before a non-zero byte is found.
