@@ -54,6 +54,54 @@ struct StressTests {
     try iommufd.close()
   }
 
+  @Test("copies within one IOAS and between two, while destroys of both are refused (EBUSY): every call returns, none waits forever")
+  func copiesDuringRefusedDestroys() throws {
+    let backend = Backend.simulated(SimulatedKernel(devices: [SimulatedEduDevice()]))
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let first = try iommufd.allocateIOAS()
+    let second = try iommufd.allocateIOAS()
+    let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
+    let deviceID = try device.bind(to: iommufd)
+    try device.attach(to: first)
+    let table = try HWPageTable(on: second, forDevice: deviceID)  // holds the second IOAS
+    let buffer = try DMABuffer(length: 4096, backend: backend)
+    let mappings = [try first.map(buffer, at: .fixed(0x10_0000)), try second.map(buffer, at: .fixed(0x10_0000))]
+    let group = DispatchGroup()
+    let unexpected = Atomic<Int>(0)
+    let copiers = Atomic<Int>(4)
+    for thread in 0..<6 {
+      DispatchQueue.global().async(group: group) {
+        defer { if thread < 4 { copiers.subtract(1, ordering: .relaxed) } }
+        var round = 0
+        // The copiers make 30000 copies each; the destroyers try until they are done.
+        while thread < 4 ? round < 30000 : copiers.load(ordering: .relaxed) > 0 {
+          round += 1
+          do {
+            switch thread {
+            case 0, 1:  // within one IOAS: the same object used twice by one call
+              let space = thread == 0 ? first : second
+              let iova = try space.copy(from: space, sourceIOVA: 0x10_0000, length: 4096)
+              try space.unmap(iova: iova, length: 4096)
+            case 2, 3:  // between the two, both ways
+              let (to, from) = thread == 2 ? (first, second) : (second, first)
+              let iova = try to.copy(from: from, sourceIOVA: 0x10_0000, length: 4096)
+              try to.unmap(iova: iova, length: 4096)
+            default:
+              try (thread == 4 ? first : second).destroy()
+              unexpected.add(1, ordering: .relaxed)  // both are held: a destroy must be refused
+            }
+          } catch let error as IommufdError where error.errno == .resourceBusy {
+          } catch {
+            unexpected.add(1, ordering: .relaxed)
+          }
+        }
+      }
+    }
+    #expect(group.wait(timeout: .now() + 300) == .success, "a call waited forever")
+    #expect(unexpected.load(ordering: .relaxed) == 0)
+    _ = (table, mappings)
+  }
+
   @Test("a descriptor closed while other threads call through it: calls before the close succeed, calls after fail with EBADF")
   func closeUnderCalls() throws {
     for _ in 0..<20 {

@@ -25,13 +25,17 @@ final class OwnedObject: @unchecked Sendable {
   /// What the kernel may remove the object with (its device, for a vDEVICE): a release
   /// that finds the id gone (ENOENT) is then expected, not a failure.
   let removedWith: String?
-  /// Bit 0: destroyed. Bit 1: a writer (destroy or release) is at work or waiting for the
-  /// readers to leave. The bits above: calls in ``use(_:_:)``, times 4. A call costs two
-  /// atomic operations and no lock.
+  /// Bit 0: destroyed. Bit 1: a writer (destroy or release) waits for the readers to
+  /// leave. Bit 2: the writer is at work (no reader may be in). The bits above: calls in
+  /// ``use(_:_:)``, times 8. Readers come first, as with a default pthread rwlock: a reader
+  /// may enter while a writer waits (so a call that uses the same object twice, such as a
+  /// copy within one IOAS, never waits for a destroy that waits for it), and the writer
+  /// starts only at an instant with no reader in. A call costs two atomic operations.
   private let state = Atomic<Int>(0)
   private static var destroyedBit: Int { 1 }
-  private static var writerBit: Int { 2 }
-  private static var reader: Int { 4 }
+  private static var waitingBit: Int { 2 }
+  private static var workingBit: Int { 4 }
+  private static var reader: Int { 8 }
 
   init(iommufd: IOMMUFD, id: ObjectID, kind: String, involved: IommufdError.InvolvedObject, removedWith: String? = nil) {
     self.iommufd = iommufd
@@ -55,7 +59,7 @@ final class OwnedObject: @unchecked Sendable {
         throw IommufdError(
           operation, .noSuchFileOrDirectory, objects: [involved], detail: "the \(kind) \(id) was destroyed")
       }
-      if current & Self.writerBit != 0 {
+      if current & Self.workingBit != 0 {
         Self.pause(&waited)
         current = state.load(ordering: .relaxed)
         continue
@@ -77,7 +81,7 @@ final class OwnedObject: @unchecked Sendable {
     do {
       try iommufd.destroyUnowned(id)
     } catch {
-      state.wrappingSubtract(Self.writerBit, ordering: .releasing)  // refused: still owned
+      state.store(0, ordering: .releasing)  // refused: still owned, and readers may enter
       throw error
     }
     state.store(Self.destroyedBit, ordering: .releasing)
@@ -92,24 +96,28 @@ final class OwnedObject: @unchecked Sendable {
     iommufd.unregister(self)
   }
 
-  /// Takes the writer bit and waits until no reader is left; false if the object was
-  /// destroyed already.
+  /// Becomes the one writer and waits for an instant with no reader in, which it takes by
+  /// setting the working bit; false if the object was destroyed already.
   private func enterAsWriter() -> Bool {
     var current = state.load(ordering: .relaxed)
     var waited = 0
+    // One writer at a time: take the waiting bit.
     while true {
       if current & Self.destroyedBit != 0 { return false }
-      if current & Self.writerBit != 0 {
+      if current & (Self.waitingBit | Self.workingBit) != 0 {
         Self.pause(&waited)
         current = state.load(ordering: .relaxed)
         continue
       }
-      let (exchanged, original) = state.compareExchange(expected: current, desired: current | Self.writerBit, ordering: .acquiringAndReleasing)
+      let (exchanged, original) = state.compareExchange(expected: current, desired: current | Self.waitingBit, ordering: .acquiringAndReleasing)
       if exchanged { break }
       current = original
     }
+    // No reader in: waiting becomes working, in one step.
     waited = 0
-    while state.load(ordering: .acquiring) != Self.writerBit { Self.pause(&waited) }
+    while !state.compareExchange(expected: Self.waitingBit, desired: Self.workingBit, ordering: .acquiringAndReleasing).exchanged {
+      Self.pause(&waited)
+    }
     return true
   }
 
