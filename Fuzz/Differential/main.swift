@@ -131,6 +131,8 @@ struct Call {
   /// The argument struct; `nil` passes a NULL argument, `.bad` an unmapped address.
   var argument: [UInt8]?
   var badArgument = false
+  /// The argument sits in a read-only page: readable, but a write-back faults.
+  var readOnlyArgument = false
   /// An integer passed as the argument instead of a pointer (VFIO_CHECK_EXTENSION, SET_IOMMU).
   var value: UInt?
   /// Buffers the argument points at: the byte offset of the pointer field, and the
@@ -354,6 +356,17 @@ struct CallMaker {
   }
 
   mutating func make() -> Call {
+    var call = makeCall()
+    // Now and then the argument is read-only: what a call does before its write-back
+    // faults, and whether it writes back at all, show.
+    if call.argument != nil, !call.badArgument, call.value == nil, call.region == nil, call.closes == nil, random.chance(4) {
+      call.readOnlyArgument = true
+      call.name += " (argument read-only)"
+    }
+    return call
+  }
+
+  mutating func makeCall() -> Call {
     // Build some state first: an IOAS, a mock device on it, a mapping.
     if spaces.isEmpty && random.chance(70) {
       return Call(name: "IOAS_ALLOC", request: 0x3B81, argument: le(UInt32(12), UInt32(0), UInt32(0)), creates: .ioas(at: 8))
@@ -829,9 +842,14 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
   for (index, buffer) in call.buffers.enumerated() where buffer.field + 8 <= argument.count {
     argument.replaceSubrange(buffer.field..<(buffer.field + 8), with: le(UInt64(UInt(bitPattern: buffers[index].baseAddress))))
   }
-  let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(argument.count, 8), alignment: 8)
-  defer { memory.deallocate() }
+  // The argument in a page of its own, made read-only for a read-only argument.
+  guard let page = mmap(nil, max(argument.count, 8), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), page != MAP_FAILED else {
+    fail("cannot map a page for an argument")
+  }
+  let memory = UnsafeMutableRawBufferPointer(start: page, count: max(argument.count, 8))
+  defer { munmap(memory.baseAddress, memory.count) }
   memory.copyBytes(from: argument)
+  if call.readOnlyArgument { mprotect(memory.baseAddress, memory.count, PROT_READ) }
   let pointer: UnsafeMutableRawPointer? =
     call.value.map { UnsafeMutableRawPointer(bitPattern: $0) } ?? (call.argument == nil ? nil : call.badArgument ? UnsafeMutableRawPointer(bitPattern: 0x2000) : memory.baseAddress)
   var outcome = Outcome(errno: nil, result: 0, argument: [], buffers: [])

@@ -220,8 +220,34 @@ extension SimulatedKernel.State {
     default:
       throw .notSupported
     }
+    // Only these ops write the struct back (iommufd_ucmd_respond); the others return 0
+    // without touching it, so a struct the kernel cannot write does not fail them.
+    let responding: Set<UInt32> = [
+      CIOMMUFD_TEST_OP_MOCK_DOMAIN, CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS, CIOMMUFD_TEST_OP_MOCK_DOMAIN_REPLACE,
+      CIOMMUFD_TEST_OP_PASID_ATTACH, CIOMMUFD_TEST_OP_PASID_REPLACE, CIOMMUFD_TEST_OP_DIRTY,
+    ]
+    guard responding.contains(command.op) else { return 0 }
     payload.withUnsafeBytes { bytes in withUnsafeMutableBytes(of: &command.payload) { $0.copyMemory(from: bytes) } }
-    try respond(command, address, size)
+    do {
+      try respond(command, address, size)
+    } catch {
+      // A failed write-back undoes a new mock device (detached, unbound, its ids and an
+      // automatic HWPT freed) and a new PASID attachment; a replace or a dirty read stays.
+      switch command.op {
+      case CIOMMUFD_TEST_OP_MOCK_DOMAIN, CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS:
+        let request = UserMemory.decode(ciommufd_iommu_test_mock_domain.self, from: payload)
+        if let object = context.device(request.out_idev_id) { detachDevice(context, object, request.out_idev_id) }
+        context.objects[request.out_idev_id] = nil
+        context.objects[request.out_stdev_id] = nil
+      case CIOMMUFD_TEST_OP_PASID_ATTACH:
+        if case .selfTest(let deviceID)? = context.objects[command.id], let object = context.device(deviceID) {
+          let pasid = UserMemory.decode(UInt32.self, from: payload)
+          if object.pasids.removeValue(forKey: pasid) != nil, pasid == 1024 { object.pasid1024FakeError = false }
+        }
+      default: break
+      }
+      throw error
+    }
     return 0
   }
 }

@@ -67,6 +67,25 @@ struct MockConformance {
     }
   }
 
+  @Test("IOMMU_TEST_CMD in a read-only page: MOCK_DOMAIN fails with EFAULT and leaves no device, self-test object or HWPT (the IOAS destroys, its id is the lowest free again); SET_TEMP_MEMORY_LIMIT and MD_CHECK_REFS write nothing back and succeed", arguments: Platform.mock)
+  func readOnlyTestCommand(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let fd = iommufd.fileDescriptor
+    let testCommand: UInt = 0x3BA0
+    func command(op: UInt32, id: UInt32, _ payload: [UInt8] = []) -> ReadOnlyRequest {
+      ReadOnlyRequest(le(UInt32(72), op, id, UInt32(0)) + payload + [UInt8](repeating: 0, count: 56 - payload.count))
+    }
+    #expect(rawIoctl(backend, fd, 0x3B81, le(UInt32(12), UInt32(0), UInt32(0))).1 == le(UInt32(12), UInt32(0), UInt32(1)))  // IOAS 1
+    #expect(command(op: 2, id: 1).issue(backend, fd, testCommand) == .badAddress)  // MOCK_DOMAIN
+    #expect(rawIoctl(backend, fd, 0x3B80, le(UInt32(8), UInt32(1))).0 == nil)  // DESTROY 1: nothing holds it
+    #expect(rawIoctl(backend, fd, 0x3B81, le(UInt32(12), UInt32(0), UInt32(0))).1 == le(UInt32(12), UInt32(0), UInt32(1)))
+    #expect(command(op: 9, id: 0, le(UInt32(65536))).issue(backend, fd, testCommand) == nil)  // SET_TEMP_MEMORY_LIMIT
+    let buffer = try DMABuffer(length: 4096, backend: backend)
+    let user = UInt64(UInt(bitPattern: buffer.bytes.baseAddress))
+    #expect(command(op: 4, id: 0, le(UInt64(4096), user, UInt32(0))).issue(backend, fd, testCommand) == nil)  // MD_CHECK_REFS, 0 refs
+  }
+
   @Test("RANGES-2/4 with the mock: the aperture [0x1000000, 0x7fffffff] and alignment 2048", arguments: Platform.mock)
   func ranges(platform: Platform) throws {
     let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
