@@ -63,7 +63,7 @@ struct BadInputTrapTests {
     }
   }
 
-  static let rows: [Row] = regionRows + dirtyRows + bufferAndQueueRows + invalidationRows + eduRows + parsingRows + simulatorRows
+  static let rows: [Row] = regionRows + dirtyRows + bufferAndQueueRows + invalidationRows + eduRows + parsingRows + simulatorRows + sizeRows
 
   // MARK: Setups
 
@@ -381,6 +381,42 @@ struct BadInputTrapTests {
       negativeRead = bus.dmaRead(iova: 0, count: -1)
     }
   }
+
+  /// Sizes from the caller or from a kernel that no real one gives: refused or answered,
+  /// never a deep recursion or a huge allocation.
+  static let sizeRows: [Row] = [
+    Row("setInterrupts with 5000 vectors of one eventfd (the edu has 1 MSI vector): EINVAL, no deep stack", .answered(.invalidArgument)) {
+      let machine = try Machine()
+      let eventFD = try EventFD(nonBlocking: true, backend: machine.backend)
+      try machine.device.setInterrupts(2, eventFDs: Array(repeating: eventFD, count: 5000))
+      return true
+    },
+    Row("setInterrupts with 20000 nil vectors: EINVAL, no deep stack", .answered(.invalidArgument)) {
+      let machine = try Machine()
+      try machine.device.setInterrupts(2, eventFDs: Array(repeating: nil, count: 20000))
+      return true
+    },
+    Row("iovaRanges() when a backend reports UInt32.max ranges: refused, nothing allocated for them", .rejected(.messageTooLong)) {
+      let calls = RecordingSystemCalls { request, argument throws(Errno) in
+        if request == 0x3B81 { argument?.storeBytes(of: 1, toByteOffset: 8, as: UInt32.self) }
+        if request == 0x3B84 {
+          argument?.storeBytes(of: UInt32.max, toByteOffset: 8, as: UInt32.self)
+          throw .messageTooLong
+        }
+        return 0
+      }
+      _ = try IOMMUFD.open(backend: Backend(calls)).allocateIOAS().iovaRanges()
+      return true
+    },
+    Row("info() when a backend asks for an argsz of UInt32.max: refused, nothing allocated for it", .rejected(.invalidArgument)) {
+      let calls = RecordingSystemCalls { request, argument throws(Errno) in
+        if request == 0x3B6B { argument?.storeBytes(of: UInt32.max, toByteOffset: 0, as: UInt32.self) }
+        return 0
+      }
+      _ = try VFIODevice(adopting: FileDescriptor(rawValue: 100), backend: Backend(calls)).info()
+      return true
+    },
+  ]
 
   static let simulatorRows: [Row] = [
     Row("deviceRead(device: 99) is false and a recorded fault", .holds) {

@@ -99,6 +99,38 @@ struct HandleSafetyTests {
     #expect(refused?.detail == "the handle was closed")
   }
 
+  @Test("mappings, racing: an old mapping's unmap or release while another thread unmaps all and maps anew at the same IOVA never removes the new mapping")
+  func staleMappingRace() throws {
+    let simulator = SimulatedKernel()
+    let backend = Backend.simulated(simulator)
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    let buffer = try DMABuffer(length: 4096, backend: backend)
+    var lost = 0
+    for round in 0..<20000 {
+      let old = Mutex<DMAMapping?>(try ioas.map(buffer, at: .fixed(0x10_0000)))
+      let renewed = Mutex<DMAMapping?>(nil)
+      DispatchQueue.concurrentPerform(iterations: 2) { thread in
+        if thread == 0 {
+          // Unmap, or release (the last reference goes outside the lock).
+          if round % 2 == 0 { try? old.withLock { $0 }?.unmap() } else { _ = old.withLock { mapping in defer { mapping = nil }; return mapping } }
+        } else {
+          _ = try? ioas.unmapAll()
+          let fresh = try? ioas.map(buffer, at: .fixed(0x10_0000))
+          renewed.withLock { $0 = fresh }
+        }
+      }
+      old.withLock { $0 = nil }
+      if let fresh = renewed.withLock({ $0 }), fresh.isMapped,
+        simulator.hostAddress(iommufd: iommufd.fileDescriptor, ioas: ioas.id, iova: 0x10_0000) == nil
+      {
+        lost += 1
+      }
+      _ = try? ioas.unmapAll()
+    }
+    #expect(lost == 0, "the new mapping was removed by the old one \(lost) times in 20000")
+  }
+
   @Test("mappings: after unmapAll and a new mapping at the same IOVA, the old mapping's unmap and release leave the new one alone", arguments: Platform.all)
   func remappedRange(platform: Platform) throws {
     let iommufd = try IOMMUFD.open(backend: platform.makeBackend())

@@ -66,11 +66,20 @@ extension DMAAddressSpace {
   public func map(
     _ buffer: DMABuffer, at placement: IOVAPlacement = .anywhere, access: DMAAccess = .readWrite
   ) throws(IommufdError) -> DMAMapping {
-    let iova = try unsafeMap(
-      address: UnsafeRawPointer(buffer.bytes.baseAddress!), length: UInt64(buffer.bytes.count), at: placement, access: access)
-    let mapping = DMAMapping(space: self, buffer: buffer, iova: iova, length: UInt64(buffer.bytes.count), access: access)
-    (self as? any MappingTracking)?.mappings.add(mapping)
-    return mapping
+    let address = UnsafeRawPointer(buffer.bytes.baseAddress!)
+    let length = UInt64(buffer.bytes.count)
+    guard let tracked = self as? any MappingTracking else {
+      let iova = try unsafeMap(address: address, length: length, at: placement, access: access)
+      return DMAMapping(space: self, buffer: buffer, iova: iova, length: length, access: access)
+    }
+    // The map and its record in one change of the space, so no unmap through the space
+    // falls between them.
+    return try tracked.mappings.changes.read { () throws(IommufdError) -> DMAMapping in
+      let iova = try unsafeMap(address: address, length: length, at: placement, access: access)
+      let mapping = DMAMapping(space: self, buffer: buffer, iova: iova, length: length, access: access)
+      tracked.mappings.add(mapping)
+      return mapping
+    }
   }
 }
 
@@ -117,21 +126,32 @@ public final class DMAMapping: Sendable {
   /// the mapping in place, to be tried again.
   public func unmap() throws(IommufdError) {
     try unmapAttempts.withLock { (attempts: inout Int) throws(IommufdError) in
-      guard isMapped else { return }
-      attempts += 1
-      do throws(IommufdError) {
-        if let tracked = space as? any MappingTracking {
-          _ = try tracked.unmapMapping(iova: iova, length: length)
-        } else {
-          try space.unmap(iova: iova, length: length)
-        }
-      } catch where error.errno == .noSuchFileOrDirectory {
-        // Nothing is mapped there any more: nothing is left to own.
-        markUnmapped()
-        throw error
+      guard let tracked = space as? any MappingTracking else {
+        guard isMapped else { return }
+        attempts += 1
+        try unmapOwnRange { () throws(IommufdError) in try space.unmap(iova: iova, length: length) }
+        return
       }
-      markUnmapped()
+      // No change of the space in flight: whether the range is still this mapping's is
+      // then what the kernel has.
+      try tracked.mappings.changes.write { () throws(IommufdError) in
+        guard isMapped else { return }
+        attempts += 1
+        try unmapOwnRange { () throws(IommufdError) in _ = try tracked.unmapMapping(iova: iova, length: length) }
+      }
     }
+  }
+
+  /// Runs `unmap` and marks the range no longer this mapping's (also when the kernel says
+  /// nothing was there: nothing is left to own).
+  private func unmapOwnRange(_ unmap: () throws(IommufdError) -> Void) throws(IommufdError) {
+    do throws(IommufdError) {
+      try unmap()
+    } catch where error.errno == .noSuchFileOrDirectory {
+      markUnmapped()
+      throw error
+    }
+    markUnmapped()
   }
 
   /// The range is no longer this mapping's.
@@ -147,8 +167,11 @@ public final class DMAMapping: Sendable {
     guard isMapped, !space.isClosed else { return }
     do throws(IommufdError) {
       if let tracked = space as? any MappingTracking {
-        _ = try tracked.unmapMapping(iova: iova, length: length)
-        tracked.mappings.remove(self)
+        try tracked.mappings.changes.write { () throws(IommufdError) in
+          guard isMapped else { return }  // unmapped through the space meanwhile
+          _ = try tracked.unmapMapping(iova: iova, length: length)
+          tracked.mappings.remove(self)
+        }
       } else {
         try space.unmap(iova: iova, length: length)
       }

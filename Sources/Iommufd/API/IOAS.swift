@@ -56,8 +56,10 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     request.ioas_id = id.rawValue
     request.user_va = UInt64(UInt(bitPattern: address))
     request.length = length
-    try ioctl(CIOMMUFD_IOMMU_IOAS_MAP, &request, .ioasMap)
-    mappings.mapped(IOVARange(start: request.iova, last: request.iova &+ (length &- 1)))
+    try mappings.changes.read { () throws(IommufdError) in
+      try ioctl(CIOMMUFD_IOMMU_IOAS_MAP, &request, .ioasMap)
+      mappings.mapped(IOVARange(start: request.iova, last: request.iova &+ (length &- 1)))
+    }
     return request.iova
   }
 
@@ -65,12 +67,14 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
   /// unmapped. Fails with `ENOENT` if that would split a mapping or covers none.
   @discardableResult
   public func unmap(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64 {
-    let unmapped = try unmapMapping(iova: iova, length: length)
-    if length > 0 {
-      let all = iova == 0 && length == UInt64.max
-      mappings.unmapped(IOVARange(start: iova, last: all ? UInt64.max : iova &+ (length &- 1)))
+    try mappings.changes.read { () throws(IommufdError) -> UInt64 in
+      let unmapped = try unmapMapping(iova: iova, length: length)
+      if length > 0 {
+        let all = iova == 0 && length == UInt64.max
+        mappings.unmapped(IOVARange(start: iova, last: all ? UInt64.max : iova &+ (length &- 1)))
+      }
+      return unmapped
     }
-    return unmapped
   }
 
   /// Unmaps without reporting to ``mappings``.
@@ -102,11 +106,13 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     request.length = length
     request.src_iova = sourceIOVA
     let sourceID = source.id
-    try iommufd.withDescriptor(.ioasCopy, using: object, source.object) { fd throws(IommufdError) in
-      try iommufd.backend.ioctl(
-        fd, CIOMMUFD_IOMMU_IOAS_COPY, &request, .ioasCopy, [.ioas(id), .init("source", "\(sourceID)")])
+    try mappings.changes.read { () throws(IommufdError) in
+      try iommufd.withDescriptor(.ioasCopy, using: object, source.object) { fd throws(IommufdError) in
+        try iommufd.backend.ioctl(
+          fd, CIOMMUFD_IOMMU_IOAS_COPY, &request, .ioasCopy, [.ioas(id), .init("source", "\(sourceID)")])
+      }
+      mappings.mapped(IOVARange(start: request.dst_iova, last: request.dst_iova &+ (length &- 1)))
     }
-    mappings.mapped(IOVARange(start: request.dst_iova, last: request.dst_iova &+ (length &- 1)))
     return request.dst_iova
   }
 
@@ -117,7 +123,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
   /// Attached devices' reserved regions and their IOMMU's aperture are excluded.
   public func iovaRanges() throws(IommufdError) -> IOVARanges {
     var capacity: UInt32 = 4
-    while true {
+    for _ in 0..<4 {
       let entrySize = MemoryLayout<ciommufd_iommu_iova_range>.stride
       var request = ciommufd_iommu_ioas_iova_ranges()
       request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_iova_ranges>.size)
@@ -136,12 +142,24 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
         }
       }
       guard let ranges else {
+        // The kernel's ranges are the holes between reserved regions: a few. A count no
+        // kernel gives is refused rather than allocated.
+        guard request.num_iovas <= Self.largestRangeCount else {
+          throw IommufdError(
+            .ioasIOVARanges, .messageTooLong, objects: [.ioas(id)],
+            detail: "the kernel reported \(request.num_iovas) ranges, more than the \(Self.largestRangeCount) this call reads")
+        }
         capacity = request.num_iovas
         continue
       }
       return IOVARanges(ranges: ranges, alignment: request.out_iova_alignment)
     }
+    throw IommufdError(
+      .ioasIOVARanges, .messageTooLong, objects: [.ioas(id)], detail: "the number of ranges kept growing while they were read")
   }
+
+  /// The most ranges ``iovaRanges()`` reads (65,536).
+  static var largestRangeCount: UInt32 { 1 << 16 }
 
   /// Restricts the IOVAs the kernel may choose for ``IOVAPlacement/anywhere`` to `ranges`
   /// (an empty list lifts the restriction). Fixed mappings are not restricted.

@@ -19,8 +19,10 @@ extension IOAS {
     request.fd = fd.rawValue
     request.start = offset
     request.length = length
-    try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_IOAS_MAP_FILE, &request, .ioasMapFile, [.ioas(id)], using: [object], since: "6.13")
-    mappings.mapped(IOVARange(start: request.iova, last: request.iova &+ (length &- 1)))
+    try mappings.changes.read { () throws(IommufdError) in
+      try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_IOAS_MAP_FILE, &request, .ioasMapFile, [.ioas(id)], using: [object], since: "6.13")
+      mappings.mapped(IOVARange(start: request.iova, last: request.iova &+ (length &- 1)))
+    }
     return request.iova
   }
 }

@@ -30,19 +30,28 @@ final class OwnedDescriptor: Sendable {
     _ operation: IommufdError.Operation,
     _ body: (FileDescriptor) throws(IommufdError) -> R
   ) throws(IommufdError) -> R {
+    try enter(operation)
+    defer { leave() }
+    return try body(fd)
+  }
+
+  /// Counts a call in flight, unless the descriptor has been closed (EBADF). Each
+  /// successful `enter` is paired with one ``leave()``.
+  func enter(_ operation: IommufdError.Operation) throws(IommufdError) {
     var current = state.load(ordering: .relaxed)
     while true {
       guard current & 1 == 0 else {
         throw IommufdError(operation, .badFileDescriptor, objects: [.fd(fd)], detail: "the handle was closed")
       }
       let (exchanged, original) = state.compareExchange(expected: current, desired: current + 2, ordering: .acquiring)
-      if exchanged { break }
+      if exchanged { return }
       current = original
     }
-    defer {
-      if state.wrappingSubtract(2, ordering: .acquiringAndReleasing).newValue == 1 { releaseLogging() }
-    }
-    return try body(fd)
+  }
+
+  /// Ends a call counted by ``enter(_:)``; the last one after a close closes.
+  func leave() {
+    if state.wrappingSubtract(2, ordering: .acquiringAndReleasing).newValue == 1 { releaseLogging() }
   }
 
   /// Closes the descriptor now, or when the last call in flight returns. A second call
@@ -72,6 +81,9 @@ final class OwnedDescriptor: Sendable {
 }
 
 extension OwnedDescriptor {
+  /// The largest argsz a VFIO query may ask for (1 MiB).
+  static var largestReply: Int { 1 << 20 }
+
   /// Issues an `argsz` query whose reply may carry a capability chain: asks with the base
   /// size, and again with the size the kernel asks for. Returns the whole reply.
   func queryWithCapabilities(
@@ -90,6 +102,13 @@ extension OwnedDescriptor {
       }
       let wanted = Int(bytes.withUnsafeBytes { $0.load(as: UInt32.self) })
       if wanted <= size { return bytes }
+      // VFIO's replies with their capability chains fit in a page or two: a larger argsz
+      // is no kernel's answer, and is refused rather than allocated.
+      guard wanted <= Self.largestReply else {
+        throw IommufdError(
+          operation, .invalidArgument, objects: objects,
+          detail: "the reply asked for an argsz of \(wanted) bytes, more than the \(Self.largestReply) a VFIO reply takes")
+      }
       size = wanted
     }
     throw IommufdError(operation, .invalidArgument, objects: objects, detail: "the kernel kept asking for a larger argsz")

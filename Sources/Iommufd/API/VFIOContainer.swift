@@ -83,10 +83,12 @@ public final class VFIOContainer: MappingTracking {
     request.vaddr = UInt64(UInt(bitPattern: address))
     request.iova = iova
     request.size = length
-    try descriptor.withDescriptor(.containerMap) { fd throws(IommufdError) in
-      try backend.ioctl(fd, CIOMMUFD_VFIO_IOMMU_MAP_DMA, &request, .containerMap, [])
+    try mappings.changes.read { () throws(IommufdError) in
+      try descriptor.withDescriptor(.containerMap) { fd throws(IommufdError) in
+        try backend.ioctl(fd, CIOMMUFD_VFIO_IOMMU_MAP_DMA, &request, .containerMap, [])
+      }
+      mappings.mapped(IOVARange(start: iova, last: iova &+ (length &- 1)))
     }
-    mappings.mapped(IOVARange(start: iova, last: iova &+ (length &- 1)))
     return iova
   }
 
@@ -94,9 +96,11 @@ public final class VFIOContainer: MappingTracking {
   /// unmaps of a mapping; an empty range unmaps 0 bytes).
   @discardableResult
   public func unmap(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64 {
-    let unmapped = try unmap(iova: iova, length: length, flags: 0)
-    if length > 0 { mappings.unmapped(IOVARange(start: iova, last: iova &+ (length &- 1))) }
-    return unmapped
+    try mappings.changes.read { () throws(IommufdError) -> UInt64 in
+      let unmapped = try unmap(iova: iova, length: length, flags: 0)
+      if length > 0 { mappings.unmapped(IOVARange(start: iova, last: iova &+ (length &- 1))) }
+      return unmapped
+    }
   }
 
   /// Unmaps without reporting to ``mappings``.
@@ -107,9 +111,11 @@ public final class VFIOContainer: MappingTracking {
   /// Unmaps everything (`VFIO_DMA_UNMAP_FLAG_ALL`); returns the bytes unmapped.
   @discardableResult
   public func unmapAll() throws(IommufdError) -> UInt64 {
-    let unmapped = try unmap(iova: 0, length: 0, flags: CIOMMUFD_VFIO_DMA_UNMAP_FLAG_ALL)
-    mappings.unmapped(IOVARange(start: 0, last: UInt64.max))
-    return unmapped
+    try mappings.changes.read { () throws(IommufdError) -> UInt64 in
+      let unmapped = try unmap(iova: 0, length: 0, flags: CIOMMUFD_VFIO_DMA_UNMAP_FLAG_ALL)
+      mappings.unmapped(IOVARange(start: 0, last: UInt64.max))
+      return unmapped
+    }
   }
 
   private func unmap(iova: UInt64, length: UInt64, flags: UInt32) throws(IommufdError) -> UInt64 {

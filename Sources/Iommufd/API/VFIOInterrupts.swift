@@ -96,14 +96,18 @@ extension VFIODevice {
   }
 
   /// Runs `body` with every eventfd of `eventFDs` held open; a closed one fails with `EBADF`.
+  /// (A loop, not a recursion: a list of thousands of vectors needs no deep stack.)
   private static func holdingOpen(
     _ eventFDs: ArraySlice<EventFD?>, _ body: () throws(IommufdError) -> Void
   ) throws(IommufdError) {
-    guard let first = eventFDs.first else { return try body() }
-    guard let eventFD = first else { return try holdingOpen(eventFDs.dropFirst(), body) }
-    try eventFD.descriptor.withDescriptor(.deviceSetIRQs) { _ throws(IommufdError) in
-      try holdingOpen(eventFDs.dropFirst(), body)
+    var held: [OwnedDescriptor] = []
+    held.reserveCapacity(eventFDs.count)
+    defer { for descriptor in held { descriptor.leave() } }
+    for case let eventFD? in eventFDs {
+      try eventFD.descriptor.enter(.deviceSetIRQs)
+      held.append(eventFD.descriptor)
     }
+    try body()
   }
 
   /// Disables every vector of IRQ `index` and releases their eventfds.

@@ -1,0 +1,65 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Many readers or one writer, on one atomic word: a reader costs two atomic operations.
+///
+/// Readers come first, as with a default pthread rwlock: a reader may enter while a writer
+/// waits (so a reader inside a reader never waits for a writer that waits for it), and the
+/// writer starts only at an instant with no reader in, keeping new readers out until it is
+/// done. Waiting yields the processor, then sleeps 100 µs at a time (a reader may be in a
+/// long call). A writer must not enter as a reader.
+final class ReaderWriterGate: Sendable {
+  /// Bit 0: a writer waits. Bit 1: a writer is in. The bits above: readers in, times 4.
+  private let state = Atomic<Int>(0)
+  private static var waitingBit: Int { 1 }
+  private static var workingBit: Int { 2 }
+  private static var reader: Int { 4 }
+
+  /// Runs `body` as a reader.
+  func read<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+    var current = state.load(ordering: .relaxed)
+    var waited = 0
+    while true {
+      if current & Self.workingBit != 0 {
+        Self.pause(&waited)
+        current = state.load(ordering: .relaxed)
+        continue
+      }
+      let (exchanged, original) = state.compareExchange(expected: current, desired: current + Self.reader, ordering: .acquiring)
+      if exchanged { break }
+      current = original
+    }
+    defer { state.wrappingSubtract(Self.reader, ordering: .releasing) }
+    return try body()
+  }
+
+  /// Runs `body` as the one writer, with no reader in.
+  func write<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+    var current = state.load(ordering: .relaxed)
+    var waited = 0
+    while true {
+      if current & (Self.waitingBit | Self.workingBit) != 0 {
+        Self.pause(&waited)
+        current = state.load(ordering: .relaxed)
+        continue
+      }
+      let (exchanged, original) = state.compareExchange(expected: current, desired: current | Self.waitingBit, ordering: .acquiringAndReleasing)
+      if exchanged { break }
+      current = original
+    }
+    waited = 0
+    while !state.compareExchange(expected: Self.waitingBit, desired: Self.workingBit, ordering: .acquiringAndReleasing).exchanged {
+      Self.pause(&waited)
+    }
+    defer { state.store(0, ordering: .releasing) }
+    return try body()
+  }
+
+  private static func pause(_ waited: inout Int) {
+    waited += 1
+    if waited < 64 { sched_yield() } else { usleep(100) }
+  }
+}
