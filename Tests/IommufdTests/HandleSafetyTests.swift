@@ -99,6 +99,61 @@ struct HandleSafetyTests {
     #expect(refused?.detail == "the handle was closed")
   }
 
+  @Test("IOMMUFD.destroy of raw ids racing allocations never leaves a handle whose id is gone: each id a handle got is destroyed through that handle or stays alive")
+  func rawDestroyRacingAllocation() throws {
+    let backend = Backend.simulated(SimulatedKernel())
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let made = Mutex<[IOAS]>([])
+    let stop = Atomic<Bool>(false)
+    DispatchQueue.concurrentPerform(iterations: 2) { thread in
+      if thread == 0 {
+        for _ in 0..<3000 {
+          if let ioas = try? iommufd.allocateIOAS() { made.withLock { $0.append(ioas) } }
+        }
+        stop.store(true, ordering: .relaxed)
+      } else {
+        var id: UInt32 = 1
+        while !stop.load(ordering: .relaxed) {
+          _ = try? iommufd.destroy(ObjectID(id))
+          id = id % 8 + 1
+        }
+      }
+    }
+    var orphans = 0
+    for ioas in made.withLock({ $0 }) {
+      // A handle's IOAS is either gone through the handle (ENOENT naming it destroyed, no
+      // kernel call) or still there; never gone under a handle that thinks it lives.
+      do { _ = try ioas.iovaRanges() } catch where error.errno == .noSuchFileOrDirectory && error.detail == nil { orphans += 1 } catch {}
+    }
+    #expect(orphans == 0, "\(orphans) handles outlived their ids")
+  }
+
+  @Test("a device closed while another thread attaches it or sets its interrupts keeps no attachment and no eventfd")
+  func closeRacingAttach() throws {
+    let backend = Backend.simulated(SimulatedKernel(devices: [SimulatedEduDevice()]))
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    var stale = 0
+    for round in 0..<300 {
+      let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
+      try device.bind(to: iommufd)
+      weak var weakEventFD: EventFD?
+      do {
+        let eventFD = try EventFD(nonBlocking: true, backend: backend)
+        weakEventFD = eventFD
+        DispatchQueue.concurrentPerform(iterations: 2) { thread in
+          if thread == 0 {
+            if round % 2 == 0 { _ = try? device.attach(to: ioas) } else { try? device.setInterrupts(2, eventFDs: [eventFD]) }
+          } else {
+            try? device.close()
+          }
+        }
+      }
+      if device.attachedPageTableID != nil || weakEventFD != nil { stale += 1 }
+    }
+    #expect(stale == 0, "\(stale) of 300 closed devices kept an attachment or an eventfd")
+  }
+
   @Test("mappings, racing: an old mapping's unmap or release while another thread unmaps all and maps anew at the same IOVA never removes the new mapping")
   func staleMappingRace() throws {
     let simulator = SimulatedKernel()

@@ -122,6 +122,8 @@ public final class FaultQueue: Sendable, ObjectHandle {
 extension IOMMUFD {
   /// Allocates a fault queue.
   public func allocateFaultQueue() throws(IommufdError) -> FaultQueue {
+    self.allocations.enterReading()
+    defer { self.allocations.leaveReading() }
     var request = ciommufd_iommu_fault_alloc()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_fault_alloc>.size)
     try withDescriptor(.faultQueueAlloc) { fd throws(IommufdError) in

@@ -37,6 +37,8 @@ public final class HWPageTable: AttachTarget, ObjectHandle {
   /// on nested page tables only, EOPNOTSUPP here), and only devices that can issue page
   /// requests attach to it.
   public init(on ioas: IOAS, forDevice deviceID: ObjectID, flags: Flags = [], faultQueue: FaultQueue? = nil) throws(IommufdError) {
+    ioas.iommufd.allocations.enterReading()
+    defer { ioas.iommufd.allocations.leaveReading() }
     var request = ciommufd_iommu_hwpt_alloc()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_alloc>.size)
     request.flags = flags.rawValue

@@ -37,6 +37,8 @@ public final class HardwareQueue: Sendable, ObjectHandle {
   /// Allocates queue `index` of `kind` on `viommu`, in the `length` bytes of guest memory at
   /// `guestAddress`. A kernel before 6.17 answers ENOTTY, reported as unsupported.
   public init(on viommu: VirtualIOMMU, kind: Kind, index: UInt32, guestAddress: UInt64, length: UInt64) throws(IommufdError) {
+    viommu.iommufd.allocations.enterReading()
+    defer { viommu.iommufd.allocations.leaveReading() }
     var request = ciommufd_iommu_hw_queue_alloc()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_hw_queue_alloc>.size)
     request.viommu_id = viommu.id.rawValue

@@ -19,6 +19,9 @@ public final class IOMMUFD: Sendable {
   let descriptor: OwnedDescriptor
   /// The ids that handles own, so that ``destroy(_:)`` of such an id goes through its handle.
   private let owned = Lock<[UInt32: WeakObject]>([:])
+  /// Allocations are readers, from their ioctl until their handle owns the new id; a
+  /// destroy of an id no handle owns is the writer.
+  let allocations = ReaderWriterGate()
 
   /// The default device node.
   public static let defaultPath: FilePath = "/dev/iommu"
@@ -48,6 +51,8 @@ public final class IOMMUFD: Sendable {
 
   /// Allocates an empty I/O address space.
   public func allocateIOAS() throws(IommufdError) -> IOAS {
+    allocations.enterReading()
+    defer { allocations.leaveReading() }
     var request = ciommufd_iommu_ioas_alloc()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_alloc>.size)
     try withDescriptor(.ioasAlloc) { fd throws(IommufdError) in
@@ -61,11 +66,14 @@ public final class IOMMUFD: Sendable {
   /// Handles destroy their own objects; this is for ids obtained elsewhere. An id that a
   /// live handle owns is destroyed through that handle, so the handle then knows it is gone.
   public func destroy(_ id: ObjectID) throws(IommufdError) {
-    if let object = owned.withLock({ $0[id.rawValue]?.object }) {
-      try object.destroy()
-    } else {
+    // An id no handle owns is destroyed with no allocation in flight: the kernel may have
+    // just handed it to a handle that is about to be made.
+    let object = try allocations.write { () throws(IommufdError) -> OwnedObject? in
+      if let object = owned.withLock({ $0[id.rawValue]?.object }) { return object }
       try destroyUnowned(id)
+      return nil
     }
+    try object?.destroy()
   }
 
   /// Issues `IOMMU_DESTROY` for `id`.

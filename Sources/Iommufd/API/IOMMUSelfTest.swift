@@ -47,6 +47,8 @@ public struct IOMMUSelfTest: Sendable {
   /// Creates a mock device bound to this context and attached to `target`
   /// (`IOMMU_TEST_OP_MOCK_DOMAIN`, or `..._FLAGS` with `flags`).
   public func attachMockDevice(to target: some AttachTarget, flags: DeviceFlags? = nil) throws(IommufdError) -> MockDevice {
+    iommufd.allocations.enterReading()
+    defer { iommufd.allocations.leaveReading() }
     try Self.checkContext(target, of: iommufd)
     var command = Self.command(flags == nil ? CIOMMUFD_TEST_OP_MOCK_DOMAIN : CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS, id: target.id)
     if let flags {

@@ -38,6 +38,8 @@ public final class NestedHWPageTable: AttachTarget, ObjectHandle {
     on targetObject: OwnedObject, parent: HWPageTable, viommu: VirtualIOMMU?, _ deviceID: ObjectID, _ dataType: UInt32, _ data: [UInt8],
     _ faultQueue: FaultQueue?
   ) throws(IommufdError) {
+    parent.iommufd.allocations.enterReading()
+    defer { parent.iommufd.allocations.leaveReading() }
     var request = ciommufd_iommu_hwpt_alloc()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_hwpt_alloc>.size)
     if let faultQueue {

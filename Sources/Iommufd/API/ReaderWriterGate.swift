@@ -20,6 +20,14 @@ final class ReaderWriterGate: Sendable {
 
   /// Runs `body` as a reader.
   func read<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+    enterReading()
+    defer { leaveReading() }
+    return try body()
+  }
+
+  /// Enters as a reader (for a span that is no closure, such as an initializer); each
+  /// call is paired with one ``leaveReading()``.
+  func enterReading() {
     var current = state.load(ordering: .relaxed)
     var waited = 0
     while true {
@@ -29,11 +37,14 @@ final class ReaderWriterGate: Sendable {
         continue
       }
       let (exchanged, original) = state.compareExchange(expected: current, desired: current + Self.reader, ordering: .acquiring)
-      if exchanged { break }
+      if exchanged { return }
       current = original
     }
-    defer { state.wrappingSubtract(Self.reader, ordering: .releasing) }
-    return try body()
+  }
+
+  /// Leaves as a reader.
+  func leaveReading() {
+    state.wrappingSubtract(Self.reader, ordering: .releasing)
   }
 
   /// Runs `body` as the one writer, with no reader in.

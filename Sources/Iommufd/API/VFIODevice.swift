@@ -28,6 +28,14 @@ public final class VFIODevice: Sendable {
     var eventFDs: [Int: [Int: EventFD]] = [:]
   }
 
+  /// Records what a call did, unless the device was closed meanwhile: ``close()`` asks for
+  /// the close before it clears the state, so a call that returns after that keeps
+  /// nothing (no attachment, no eventfds) on a closed device. Returns what `body` returns,
+  /// or nil.
+  private func record<R>(_ body: (inout State) -> R) -> R? {
+    state.withLock { state -> R? in descriptor.isClosed ? nil : body(&state) }
+  }
+
   /// Opens the device cdev at `path`.
   public static func open(_ path: FilePath, backend: Backend = .kernel) throws(IommufdError) -> VFIODevice {
     let fd = try backend.open(path, flags: O_RDWR | O_CLOEXEC)
@@ -89,7 +97,7 @@ public final class VFIODevice: Sendable {
       try ioctl(CIOMMUFD_VFIO_DEVICE_BIND_IOMMUFD, &request, .deviceBind, [.init("iommufd", "\(iommuFD.rawValue)")])
     }
     let id = ObjectID(request.out_devid)
-    state.withLock {
+    record {
       $0.iommufd = iommufd
       $0.deviceID = id
     }
@@ -110,7 +118,7 @@ public final class VFIODevice: Sendable {
       try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(target.id)])
     }
     let pageTable = ObjectID(request.pt_id)
-    let previous = state.withLock { state -> (any AttachTarget)? in
+    let previous = record { state -> (any AttachTarget)? in
       defer {
         state.attached = target
         state.attachedPageTable = pageTable
@@ -127,7 +135,7 @@ public final class VFIODevice: Sendable {
     var request = ciommufd_vfio_device_detach_iommufd_pt()
     request.argsz = UInt32(MemoryLayout<ciommufd_vfio_device_detach_iommufd_pt>.size)
     try ioctl(CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT, &request, .deviceDetach, [])
-    let previous = state.withLock { state -> (any AttachTarget)? in
+    let previous = record { state -> (any AttachTarget)? in
       defer {
         state.attached = nil
         state.attachedPageTable = nil
@@ -188,7 +196,7 @@ public final class VFIODevice: Sendable {
   }
 
   func keepEventFDs(_ eventFDs: [EventFD?], index: Int, start: Int) {
-    let dropped = state.withLock { state -> [EventFD] in
+    let dropped = record { state -> [EventFD] in
       var table = state.eventFDs[index] ?? [:]
       var old: [EventFD] = []
       for (offset, eventFD) in eventFDs.enumerated() {
@@ -202,7 +210,7 @@ public final class VFIODevice: Sendable {
   }
 
   func dropEventFDs(index: Int) {
-    let dropped = state.withLock { $0.eventFDs.removeValue(forKey: index) }
+    let dropped = record { $0.eventFDs.removeValue(forKey: index) }
     _ = dropped
   }
 }

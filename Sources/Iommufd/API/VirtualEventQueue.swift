@@ -64,6 +64,8 @@ public final class VirtualEventQueue: Sendable, ObjectHandle {
   /// vIOMMU has at most one queue per kind. A kernel before 6.15 answers ENOTTY, reported
   /// as unsupported.
   public init(on viommu: VirtualIOMMU, kind: Kind, depth: UInt32) throws(IommufdError) {
+    viommu.iommufd.allocations.enterReading()
+    defer { viommu.iommufd.allocations.leaveReading() }
     var request = ciommufd_iommu_veventq_alloc()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_veventq_alloc>.size)
     request.viommu_id = viommu.id.rawValue

@@ -48,6 +48,8 @@ public final class VirtualIOMMU: Sendable, ObjectHandle {
   /// on the `NEST_PARENT` page table `parent`, with driver-specific `data` (empty for
   /// none). A kernel before 6.13 answers ENOTTY, reported as unsupported.
   public init(kind: Kind, device deviceID: ObjectID, parent: HWPageTable, data: [UInt8] = []) throws(IommufdError) {
+    parent.iommufd.allocations.enterReading()
+    defer { parent.iommufd.allocations.leaveReading() }
     var request = ciommufd_iommu_viommu_alloc()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_viommu_alloc>.size)
     request.type = kind.rawValue
@@ -109,6 +111,8 @@ public final class VirtualDevice: Sendable, ObjectHandle {
 
   /// Gives the bound device `deviceID` the guest-visible id `virtualID` behind `viommu`.
   public init(on viommu: VirtualIOMMU, device deviceID: ObjectID, virtualID: UInt64) throws(IommufdError) {
+    viommu.iommufd.allocations.enterReading()
+    defer { viommu.iommufd.allocations.leaveReading() }
     var request = ciommufd_iommu_vdevice_alloc()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_vdevice_alloc>.size)
     request.viommu_id = viommu.id.rawValue
