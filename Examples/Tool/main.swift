@@ -60,11 +60,21 @@ struct Common: ParsableArguments {
 
   static let simulatedAddress = PCIAddress(domain: 0, bus: 0, device: 2, function: 0)!
 
-  /// Fails with a usage error for an address the simulated machine does not have.
+  /// Fails with a usage error for an address the simulated machine does not have, and
+  /// for host options that a simulated machine would silently ignore.
   func validate(_ address: PCIAddress) throws {
+    try validate()
     guard !simulated || address == Self.simulatedAddress else {
       throw ValidationError("the simulated machine has one device, \(Self.simulatedAddress)")
     }
+  }
+
+  /// Fails with a usage error for --sysfs or --dev with --simulated: they name a host's
+  /// files, which the simulated machine does not read.
+  func validate() throws {
+    guard simulated else { return }
+    if sysfs != "/sys" { throw ValidationError("--sysfs names a host's sysfs; the simulated machine has its own") }
+    if dev != "/dev" { throw ValidationError("--dev names a host's device nodes; the simulated machine has its own") }
   }
 }
 
@@ -224,7 +234,9 @@ struct Ranges: ParsableCommand {
   @Argument(help: "PCI address, e.g. 0000:00:02.0", transform: pciAddress) var address: PCIAddress
 
   func validate() throws {
-    _ = try route.preference()
+    if try route.preference() == .legacy && common.simulated {
+      throw ValidationError("the simulated machine is reached through iommufd only: --route legacy needs a host")
+    }
     try common.validate(address)
   }
 

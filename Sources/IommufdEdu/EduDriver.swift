@@ -77,7 +77,7 @@ public final class EduDriver: Sendable {
   }
 
   /// Waits (polling the command register, at most `attempts` times 10 ms) for a DMA to end;
-  /// a negative `attempts` is EINVAL.
+  /// `attempts` below 1 is EINVAL.
   public func waitForDMA(attempts: Int = 500) throws(IommufdError) {
     try check(attempts: attempts)
     for _ in 0..<attempts {
@@ -88,8 +88,8 @@ public final class EduDriver: Sendable {
   }
 
   /// Computes `n`! on the device (register 0x08; status bit 0 is set while it computes,
-  /// which may take a while on QEMU, so this polls for it at most `attempts` times; a
-  /// negative `attempts` is EINVAL).
+  /// which may take a while on QEMU, so this polls for it at most `attempts` times;
+  /// `attempts` below 1 is EINVAL, before the device is touched).
   public func factorial(_ n: UInt32, attempts: Int = 500) throws(IommufdError) -> UInt32 {
     try check(attempts: attempts)
     try write32(n, 0x08)
@@ -124,8 +124,8 @@ public final class EduDriver: Sendable {
   }
 
   private func check(attempts: Int) throws(IommufdError) {
-    guard attempts >= 0 else {
-      throw IommufdError(.regionRead, .invalidArgument, objects: [.region(0)], detail: "attempts is negative (\(attempts))")
+    guard attempts >= 1 else {
+      throw IommufdError(.regionRead, .invalidArgument, objects: [.region(0)], detail: "attempts must be at least 1, not \(attempts)")
     }
   }
 

@@ -1644,15 +1644,19 @@ extension BadInputTableTests {
       let driver = try env.edu()
       env.bad { try driver.copyFromDevice(to: 0x10_0000, count: 1, bufferOffset: 4095) }
     },
-    Row("edu waitForDMA(attempts: -1): EINVAL", On.withDevice, .rejected(.invalidArgument, "negative")) { env in
+    Row("edu waitForDMA(attempts: -1): EINVAL", On.withDevice, .rejected(.invalidArgument, "at least 1")) { env in
       let driver = try env.edu()
       env.bad { try driver.waitForDMA(attempts: -1) }
     },
-    Row("edu waitForDMA(attempts: 0): ETIMEDOUT without a read", On.withDevice, .rejected(.timedOut, "did not finish")) { env in
+    Row("edu waitForDMA(attempts: 0): EINVAL without a read", On.withDevice, .rejected(.invalidArgument, "at least 1")) { env in
       let driver = try env.edu()
       env.bad { try driver.waitForDMA(attempts: 0) }
     },
-    Row("edu factorial(attempts: Int.min): EINVAL", On.withDevice, .rejected(.invalidArgument, "negative")) { env in
+    Row("edu factorial(5, attempts: 0): EINVAL before the register is written", On.withDevice, .rejected(.invalidArgument, "at least 1")) { env in
+      let driver = try env.edu()
+      env.bad { try driver.factorial(5, attempts: 0) }
+    },
+    Row("edu factorial(attempts: Int.min): EINVAL", On.withDevice, .rejected(.invalidArgument, "at least 1")) { env in
       let driver = try env.edu()
       env.bad { try driver.factorial(5, attempts: .min) }
     },

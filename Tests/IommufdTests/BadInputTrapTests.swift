@@ -419,6 +419,10 @@ struct BadInputTrapTests {
   ]
 
   static let simulatorRows: [Row] = [
+    Row("open /dev/vfio/devices/vfio00 (no such node: the kernel names it vfio0): ENOENT", .answered(.noSuchFileOrDirectory)) {
+      _ = try VFIODevice.open("/dev/vfio/devices/vfio00", backend: .simulated(SimulatedKernel(devices: [SimulatedEduDevice()])))
+      return true
+    },
     Row("deviceRead(device: 99) is false and a recorded fault", .holds) {
       let kernel = SimulatedKernel(devices: [SimulatedEduDevice()])
       var byte: UInt8 = 0

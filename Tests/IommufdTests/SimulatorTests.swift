@@ -170,6 +170,17 @@ struct SimulatorTests {
     #expect(status == 0, "the child saw the wrong memory (status \(status))")
   }
 
+  @Test("ALLOW_IOVAS with 100,000 ranges: all allowed, automatic IOVAs come from them; an overlap at the last entry is EINVAL and keeps the old list", .timeLimit(.minutes(1)))
+  func manyAllowedRanges() throws {
+    let machine = try Machine(attach: false)
+    let ranges = (0..<100_000).map { IOVARange(start: UInt64($0) * 0x10_0000 + 0x1_0000_0000, last: UInt64($0) * 0x10_0000 + 0x1_0000_ffff) }
+    try machine.ioas.allowIOVAs(ranges)
+    let buffer = try DMABuffer(length: 4096, backend: machine.backend)
+    let iova = try machine.ioas.map(buffer).iova
+    #expect(ranges.contains { $0.start <= iova && iova <= $0.last })
+    #expect(errno { try machine.ioas.allowIOVAs(ranges + [ranges[50_000]]) } == .invalidArgument)
+  }
+
   @Test("fail-nth: the n-th fault point from now (open of /dev/iommu, ioctl, id, pin) fails with ENOMEM and reads back 0; unreached, what is left; 0 disables")
   func failNth() throws {
     let kernel = SimulatedKernel()

@@ -353,6 +353,21 @@ struct ToolSafetyTests {
     #expect(try tree.snapshot() == before)
   }
 
+  @Test("--simulated with a host option it would ignore (--route legacy, --dev, --sysfs) is a usage error, not a silent answer")
+  func simulatedWithHostOptions() throws {
+    let cases: [([String], String)] = [
+      (["ranges", "--simulated", "--route", "legacy", "0000:00:02.0"], "iommufd only"),
+      (["ranges", "--simulated", "--dev", "/nonexistent", "0000:00:02.0"], "--dev"),
+      (["devices", "--simulated", "--sysfs", "/nonexistent"], "--sysfs"),
+    ]
+    for (arguments, message) in cases {
+      let run = try runTool(arguments)
+      #expect(run.status == 64, "\(arguments): \(run.error)")
+      #expect(run.error.contains(message), "\(arguments): \(run.error)")
+    }
+    #expect(try runTool(["ranges", "--simulated", "--route", "iommufd", "0000:00:02.0"]).status == 0)
+  }
+
   @Test("an unknown subcommand is a usage error")
   func toolUnknownCommand() throws {
     let run = try runTool(["frobnicate"])

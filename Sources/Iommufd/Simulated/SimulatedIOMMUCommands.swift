@@ -196,13 +196,25 @@ extension SimulatedKernel.State {
     let request = try command(ciommufd_iommu_ioas_allow_iovas.self, address, size)
     if request.__reserved != 0 { throw .notSupported }
     guard let ioas = context.ioas(request.ioas_id) else { throw .noSuchFileOrDirectory }
+    // Entry by entry, as the kernel reads and checks them (an error at one entry comes
+    // before a fault at a later one), read 256 at a time and kept in a sorted map, so a
+    // long list costs n log n, not n².
     var ranges: [IOVARange] = []
-    for index in 0..<Int(request.num_iovas) {
-      let bytes = try UserMemory.read(try UserMemory.offset(request.allowed_iovas, by: UInt64(index) * 16), count: 16)
-      let entry = UserMemory.decode(ciommufd_iommu_iova_range.self, from: bytes)
-      if entry.start >= entry.last { throw .invalidArgument }  // ALLOW-2
-      if ranges.contains(where: { $0.start <= entry.last && entry.start <= $0.last }) { throw .invalidArgument }
-      ranges.append(IOVARange(start: entry.start, last: entry.last))
+    var seen = AreaMap<Void>()
+    var index = 0
+    let count = Int(request.num_iovas)
+    while index < count {
+      let address = try UserMemory.offset(request.allowed_iovas, by: UInt64(index) * 16)
+      var batch = UserMemory.readAvailable(address, count: min(count - index, 256) * 16) ?? []
+      if batch.count < 16 { batch = try UserMemory.read(address, count: 16) }  // the exact read decides
+      for offset in stride(from: 0, to: batch.count - 15, by: 16) {
+        let entry = UserMemory.decode(ciommufd_iommu_iova_range.self, from: batch, offset: offset)
+        if entry.start >= entry.last { throw .invalidArgument }  // ALLOW-2
+        if seen.intersects(entry.start, entry.last) { throw .invalidArgument }
+        seen.insert(start: entry.start, last: entry.last, value: ())
+        ranges.append(IOVARange(start: entry.start, last: entry.last))
+        index += 1
+      }
     }
     if ranges.contains(where: { ioas.overlapsReserved($0.start, $0.last) }) { throw .addressInUse }  // ALLOW-3
     ioas.allowed = ranges

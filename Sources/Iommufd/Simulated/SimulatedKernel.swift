@@ -362,7 +362,9 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   static func deviceIndex(_ path: FilePath) -> Int? {
     let text = path.string
     let prefix = "/dev/vfio/devices/vfio"
-    guard text.hasPrefix(prefix), let index = Int(digitsOnly: text.dropFirst(prefix.count)) else { return nil }
+    let digits = text.dropFirst(prefix.count)
+    // The kernel names them vfio0, vfio1, ...: no leading zero ("vfio00" is no node).
+    guard text.hasPrefix(prefix), let index = Int(digitsOnly: digits), digits == "0" || !digits.hasPrefix("0") else { return nil }
     return index
   }
 }
