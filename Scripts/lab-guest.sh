@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs inside the lab VM (Lab/lab.sh run), as root in a chroot of the host root:
-#   lab-guest.sh vtd|mock BIN_DIR
+#   lab-guest.sh vtd|mock BIN_DIR [RELEASE_BIN_DIR]
 # vtd: the conformance suite, the real-kernel and differential tests, the handle-safety suite
 #      and the bad-input table on the cdev, the differential fuzzer with the device, then the
 #      legacy container/group tests, then
@@ -9,7 +9,7 @@
 #       vEVENTQ on a 7.2 kernel), and the handle-safety suite and bad-input table on the kernel.
 # The kernel's release (6.12 or 7.2) picks the expectations where the two differ.
 # Every step runs; the exit status is 1 if any failed.
-mode=$1 bin=$2
+mode=$1 bin=$2 release=${3:-}
 bundle=$bin/swift-iommufdPackageTests.xctest tool=$bin/iommufd-tool edu=$IOMMUFD_LAB_EDU
 status=0
 step() { echo "lab-step: $*"; "$@" || { echo "lab-step FAILED: $*"; status=1; }; }
@@ -33,6 +33,11 @@ step tests "Conformance|RealKernelTests|DifferentialTests|HandleSafetyTests|BadI
 # edu and on the simulator with its edu.
 cdev=/dev/vfio/devices/$(ls "/sys/bus/pci/devices/$edu/vfio-dev/" | head -n 1)
 step "$bin/iommufd-diff-fuzz" --device "$cdev" --seed 1 --sequences 1000
+# The API against C on this kernel, interleaved in this boot (the C floor was built against
+# this kernel's headers by Scripts/test.sh).
+if [ -n "$release" ]; then
+  step "$release/iommufd-bench" --lab "$cdev" "/tmp/iommufd-floor-$IOMMUFD_LAB_KERNEL"
+fi
 step tests "LegacyTests"
 step expect "\"backend\" : \"iommufd\"" "$tool" devices --json
 step expect "IOMMU_GET_HW_INFO: yes" "$tool" probe

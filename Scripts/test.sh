@@ -23,6 +23,7 @@ packages=()
 command -v cc >/dev/null || packages+=(gcc)
 command -v make >/dev/null || packages+=(make)
 command -v xz >/dev/null || packages+=(xz-utils)
+command -v valgrind >/dev/null || packages+=(valgrind)  # the benchmark counts instructions with callgrind
 if ((${#packages[@]})); then
   if [[ $(id -u) -eq 0 ]]; then
     log "installing ${packages[*]}"
@@ -114,6 +115,19 @@ if planted=$("$bin/iommufd-diff-fuzz" --against-simulator --plant-divergence --s
 fi
 echo "negative control: $planted (as it must)"
 
+# The benchmark (release build): allocations and instructions per API call above the seam,
+# the simulator at 1k and 1M live mappings, simulated DMA. It prints figures and goals; a
+# failed operation fails the run, a missed goal does not (performance is not a test).
+log "benchmark: iommufd-bench (release build)"
+swift build -c release --product iommufd-bench 2>&1 | tail -n 1
+release_bin=$(swift build -c release --show-bin-path)
+"$release_bin/iommufd-bench"
+# Its lab half: the C floor it is compared with, built against each kernel's own headers.
+for version in 6.12 7.2; do
+  headers=$(bash Lab/lab.sh headers --kernel "$version" | tail -n 1)
+  cc -O2 -Wall -I "$headers" Benchmarks/C/iommufd-floor.c -o "/tmp/iommufd-floor-$version"
+done
+
 if [[ $lab != yes ]]; then
   log "lab skipped: $lab"
   exit 0
@@ -128,9 +142,9 @@ bash Lab/lab.sh kernel --kernel 7.2 >/dev/null || newer=no
 # passed on each backend.
 lab_boot() {
   local version=$1 mode=$2 log=/tmp/iommufd-lab-$1-$2.log status=0
-  bash Lab/lab.sh run --kernel "$version" --mode "$mode" --timeout 1200 -- sh Scripts/lab-guest.sh "$mode" "$bin" >"$log" 2>&1 || status=$?
+  bash Lab/lab.sh run --kernel "$version" --mode "$mode" --timeout 1200 -- sh Scripts/lab-guest.sh "$mode" "$bin" "$release_bin" >"$log" 2>&1 || status=$?
   sed 's/\x1b\[[0-9;]*m//g' "$log" \
-    | grep -E '^lab: |^lab-step|^✘|^fuzz:|^divergent|^trap:|differential:|bad-input table:|Test run with|recorded an issue|^↳ [^T]|round trip|^missing' || true
+    | grep -E '^lab: |^lab-step|^✘|^fuzz:|^divergent|^trap:|differential:|bad-input table:|Test run with|recorded an issue|^↳ [^T]|round trip|^missing|^API against C|^lab [a-z0-9-]*:|^goals:' || true
   local backend
   for backend in "kernel" "simulated" "simulated 7.2" "simulated test kernel" "simulated 7.2 test kernel"; do
     printf '== lab (%s %s boot): %s scenario cases passed on the %s backend\n' "$version" "$mode" \

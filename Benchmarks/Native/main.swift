@@ -12,6 +12,7 @@ import Glibc
 // the run with status 1; missed goals are reported, not failed.
 //
 //   swift run -c release iommufd-bench [--only api|simulator|device]
+//   iommufd-bench --lab CDEV FLOOR     (in the lab's VT-d boot: the API against C)
 //
 // It counts allocations with malloc-interposer (it re-executes itself with the library
 // preloaded) and instructions with valgrind's callgrind (`valgrind` must be installed).
@@ -45,8 +46,13 @@ if arguments.count == 3, arguments[1] == "--profile-translation", let live = Int
   exit(0)
 }
 var only: String?
-if arguments.count == 3, arguments[1] == "--only" { only = arguments[2] } else if arguments.count != 1 {
-  print("usage: iommufd-bench [--only api|simulator|device]")
+var lab: (device: String, floor: String)?
+if arguments.count == 3, arguments[1] == "--only" {
+  only = arguments[2]
+} else if arguments.count == 4, arguments[1] == "--lab" {
+  lab = (arguments[2], arguments[3])
+} else if arguments.count != 1 {
+  print("usage: iommufd-bench [--only api|simulator|device] | --lab CDEV FLOOR")
   exit(64)
 }
 let executable = executablePath()
@@ -68,6 +74,10 @@ var machine = utsname()
 uname(&machine)
 let host = withUnsafeBytes(of: machine.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
 print("iommufd-bench on Linux \(host), \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs; times are the minimum (and median) of the rounds")
+if let lab {
+  labTable(device: lab.device, floor: lab.floor)
+  only = "lab"  // nothing else: the native lines belong to the host
+}
 if only == nil || only == "api" {
   mallocsPerCall()
   instructionsPerCall(executable: executable)

@@ -30,36 +30,3 @@ final class Lock<State>: @unchecked Sendable {
     return try body(&state)
   }
 }
-
-/// A `pthread_rwlock_t`: many readers at once, or one writer.
-///
-/// Object handles read-lock their id for each call that names it and write-lock it to
-/// destroy it, so a call never reaches an id that was destroyed (and maybe reused) under it.
-final class ReadWriteLock: @unchecked Sendable {
-  private let lock: UnsafeMutablePointer<pthread_rwlock_t>
-
-  init() {
-    lock = .allocate(capacity: 1)
-    lock.initialize(to: pthread_rwlock_t())
-    pthread_rwlock_init(lock, nil)
-  }
-
-  deinit {
-    pthread_rwlock_destroy(lock)
-    lock.deallocate()
-  }
-
-  /// Runs `body` holding the lock shared.
-  func withReadLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
-    pthread_rwlock_rdlock(lock)
-    defer { pthread_rwlock_unlock(lock) }
-    return try body()
-  }
-
-  /// Runs `body` holding the lock exclusively.
-  func withWriteLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
-    pthread_rwlock_wrlock(lock)
-    defer { pthread_rwlock_unlock(lock) }
-    return try body()
-  }
-}

@@ -233,9 +233,11 @@ public final class MappedRegion: @unchecked Sendable {
   /// The mapped length in bytes.
   public let length: Int
   private let address: UnsafeMutableRawPointer
-  private let lock = ReadWriteLock()
-  /// Read under the read lock, written under the write lock.
-  private var unmapped = false
+  /// Accesses are readers, the unmap the writer (one atomic word: an access costs two
+  /// atomic operations and no lock).
+  private let gate = ReaderWriterGate()
+  /// Read by readers of the gate, written by its writer.
+  @exclusivity(unchecked) private var unmapped = false
 
   init(device: VFIODevice, index: Int, address: UnsafeMutableRawPointer, length: Int) {
     self.device = device
@@ -268,7 +270,7 @@ public final class MappedRegion: @unchecked Sendable {
   /// A second call does nothing. If the unmap fails, the region stays mapped and usable,
   /// a later call tries again, and the release does too.
   public func unmap() throws(IommufdError) {
-    try lock.withWriteLock { () throws(IommufdError) in
+    try gate.write { () throws(IommufdError) in
       if unmapped { return }
       do throws(Errno) { try device.backend.calls.munmap(address, length: length) } catch {
         throw IommufdError(.memoryUnmap, error, objects: [.region(index)])
@@ -283,7 +285,7 @@ public final class MappedRegion: @unchecked Sendable {
         .regionMap, .invalidArgument, objects: [.region(index)],
         detail: "\(width)-byte access at \(offset) is unaligned or outside the \(length)-byte mapping")
     }
-    return try lock.withReadLock { () throws(IommufdError) -> R in
+    return try gate.read { () throws(IommufdError) -> R in
       guard !unmapped else {
         throw IommufdError(.regionMap, .badAddress, objects: [.region(index)], detail: "the region was unmapped")
       }
