@@ -168,7 +168,9 @@ public final class DMAMapping: Sendable {
     do throws(IommufdError) {
       if let tracked = space as? any MappingTracking {
         try tracked.mappings.changes.write { () throws(IommufdError) in
-          guard isMapped else { return }  // unmapped through the space meanwhile
+          // Unmapped through the space meanwhile? The space cannot mark a mapping that is
+          // being released (weak references to it read nil), but it removes its record.
+          guard isMapped, tracked.mappings.records(self) else { return }
           _ = try tracked.unmapMapping(iova: iova, length: length)
           tracked.mappings.remove(self)
         }

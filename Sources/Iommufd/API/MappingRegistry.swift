@@ -42,6 +42,18 @@ final class MappingRegistry: Sendable {
     }
   }
 
+  /// Whether `mapping` (or, during its deinit, when weak references to it already read
+  /// nil, an entry of exactly its range) is still recorded: a space's unmap removes the
+  /// entries in its range even where it cannot mark a dying mapping unmapped.
+  func records(_ mapping: DMAMapping) -> Bool {
+    entries.withLock { entries in
+      let index = Self.firstIndex(in: entries, startingAbove: mapping.range.start) - 1
+      guard index >= 0, entries[index].range == mapping.range else { return false }
+      let recorded = entries[index].mapping
+      return recorded == nil || recorded === mapping
+    }
+  }
+
   /// The space mapped `range`: whatever was recorded there is gone.
   func mapped(_ range: IOVARange) {
     if count.load(ordering: .acquiring) == 0 { return }
