@@ -37,6 +37,7 @@ final class OwnedDescriptor: Sendable {
 
   /// Counts a call in flight, unless the descriptor has been closed (EBADF). Each
   /// successful `enter` is paired with one ``leave()``.
+  @inline(__always)
   func enter(_ operation: IommufdError.Operation) throws(IommufdError) {
     var current = state.load(ordering: .relaxed)
     while true {
@@ -50,6 +51,7 @@ final class OwnedDescriptor: Sendable {
   }
 
   /// Ends a call counted by ``enter(_:)``; the last one after a close closes.
+  @inline(__always)
   func leave() {
     if state.wrappingSubtract(2, ordering: .acquiringAndReleasing).newValue == 1 { releaseLogging() }
   }
