@@ -842,12 +842,17 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
   for (index, buffer) in call.buffers.enumerated() where buffer.field + 8 <= argument.count {
     argument.replaceSubrange(buffer.field..<(buffer.field + 8), with: le(UInt64(UInt(bitPattern: buffers[index].baseAddress))))
   }
-  // The argument in a page of its own, made read-only for a read-only argument.
-  guard let page = mmap(nil, max(argument.count, 8), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), page != MAP_FAILED else {
-    fail("cannot map a page for an argument")
+  // The argument on the heap, or, read-only, in pages of its own.
+  let memory: UnsafeMutableRawBufferPointer
+  if call.readOnlyArgument {
+    guard let page = mmap(nil, max(argument.count, 8), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), page != MAP_FAILED else {
+      fail("cannot map a page for an argument")
+    }
+    memory = UnsafeMutableRawBufferPointer(start: page, count: max(argument.count, 8))
+  } else {
+    memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(argument.count, 8), alignment: 8)
   }
-  let memory = UnsafeMutableRawBufferPointer(start: page, count: max(argument.count, 8))
-  defer { munmap(memory.baseAddress, memory.count) }
+  defer { if call.readOnlyArgument { munmap(memory.baseAddress, memory.count) } else { memory.deallocate() } }
   memory.copyBytes(from: argument)
   if call.readOnlyArgument { mprotect(memory.baseAddress, memory.count, PROT_READ) }
   let pointer: UnsafeMutableRawPointer? =
