@@ -154,6 +154,56 @@ struct HandleSafetyTests {
     #expect(stale == 0, "\(stale) of 300 closed devices kept an attachment or an eventfd")
   }
 
+  @Test("mappings released while their IOAS unmaps everything and another thread maps and drops a mapping at one of their IOVAs: nothing is left mapped")
+  func releaseDuringUnmapAll() throws {
+    let simulator = SimulatedKernel()
+    let backend = Backend.simulated(simulator)
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    let buffers = try (0..<128).map { _ in try DMABuffer(length: 4096, backend: backend) }
+    let other = try DMABuffer(length: 8192, backend: backend)
+    var leftovers = 0
+    for _ in 0..<60 {
+      let done = Atomic<Bool>(false)
+      DispatchQueue.concurrentPerform(iterations: 2) { thread in
+        if thread == 0 {
+          var maps = buffers.enumerated().compactMap { try? ioas.map($0.element, at: .fixed(0x100_0000 + UInt64($0.offset) * 4096)) }
+          _ = try? ioas.unmapAll()
+          maps = []
+          _ = maps
+          done.store(true, ordering: .releasing)
+        } else {
+          while !done.load(ordering: .acquiring) { _ = try? ioas.map(other, at: .fixed(0x100_0000 + 127 * 4096)) }
+        }
+      }
+      // Every mapping handle is gone: nothing may be left mapped.
+      if (try? ioas.unmapAll()) ?? 0 != 0 { leftovers += 1 }
+    }
+    #expect(leftovers == 0, "\(leftovers) of 60 rounds left a range mapped with no mapping to own it")
+  }
+
+  @Test("a device closed while one of its calls is in flight keeps its attach target until the call returns, so the target's release succeeds")
+  func closeWithCallInFlight() throws {
+    let calls = SlowInfoCalls(SimulatedKernel(devices: [SimulatedEduDevice()]))
+    let backend = Backend(calls)
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
+    try device.bind(to: iommufd)
+    var id = ObjectID(0)
+    do {
+      let ioas = try iommufd.allocateIOAS()
+      id = ioas.id
+      try device.attach(to: ioas)
+    }
+    let group = DispatchGroup()
+    DispatchQueue.global().async(group: group) { _ = try? device.info() }
+    usleep(5_000)  // the info call is in flight (it takes 50 ms)
+    try device.close()
+    group.wait()
+    // The IOAS went with the device's close, destroyed through its handle: its id is gone.
+    #expect(errno { try iommufd.destroy(id) } == .noSuchFileOrDirectory)
+  }
+
   @Test("mappings, racing: an old mapping's unmap or release while another thread unmaps all and maps anew at the same IOVA never removes the new mapping")
   func staleMappingRace() throws {
     let simulator = SimulatedKernel()
@@ -314,4 +364,26 @@ final class RemappingSystemCalls: SystemCalls, @unchecked Sendable {
   func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { 0 }
   func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { 0 }
   func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor { throw .noSuchFileOrDirectory }
+}
+
+/// The simulated kernel with VFIO_DEVICE_GET_INFO taking 50 ms: a call in flight for as
+/// long as a test needs one.
+final class SlowInfoCalls: SystemCalls, @unchecked Sendable {
+  let base: SimulatedKernel
+  init(_ base: SimulatedKernel) { self.base = base }
+  func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor { try base.open(path, flags: flags) }
+  func close(_ fd: FileDescriptor) throws(Errno) { try base.close(fd) }
+  func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+    if request == 0x3B6B { usleep(50_000) }
+    return try base.ioctl(fd, request, argument)
+  }
+  func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+    try base.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
+  }
+  func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) { try base.munmap(address, length: length) }
+  func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int { try base.pread(fd, into: buffer, offset: offset) }
+  func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int { try base.pwrite(fd, from: buffer, offset: offset) }
+  func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { try base.read(fd, into: buffer) }
+  func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { try base.write(fd, from: buffer) }
+  func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor { try base.eventfd(initialValue: initialValue, flags: flags) }
 }

@@ -164,15 +164,17 @@ public final class DMAMapping: Sendable {
   }
 
   deinit {
+    let tracked = space as? any MappingTracking
+    // The record never outlives the mapping (it names the mapping by identity).
+    defer { tracked?.mappings.remove(self) }
     guard isMapped, !space.isClosed else { return }
     do throws(IommufdError) {
-      if let tracked = space as? any MappingTracking {
+      if let tracked {
         try tracked.mappings.changes.write { () throws(IommufdError) in
           // Unmapped through the space meanwhile? The space cannot mark a mapping that is
           // being released (weak references to it read nil), but it removes its record.
           guard isMapped, tracked.mappings.records(self) else { return }
           _ = try tracked.unmapMapping(iova: iova, length: length)
-          tracked.mappings.remove(self)
         }
       } else {
         try space.unmap(iova: iova, length: length)

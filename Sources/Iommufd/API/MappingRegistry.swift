@@ -18,6 +18,11 @@ final class MappingRegistry: Sendable {
 
   private struct Entry {
     let range: IOVARange
+    /// The mapping, compared by identity without loading the weak reference: a load makes
+    /// a strong reference, and if it were the last, the mapping's deinit would run under
+    /// the lock. The mapping removes its entry before it is gone, so no other object can
+    /// have this identity while the entry exists.
+    let identity: ObjectIdentifier
     weak var mapping: DMAMapping?
   }
 
@@ -25,33 +30,32 @@ final class MappingRegistry: Sendable {
   func add(_ mapping: DMAMapping) {
     entries.withLock { entries in
       let index = Self.firstIndex(in: entries, startingAbove: mapping.range.start)
-      entries.insert(Entry(range: mapping.range, mapping: mapping), at: index)
+      entries.insert(Entry(range: mapping.range, identity: ObjectIdentifier(mapping), mapping: mapping), at: index)
       count.store(entries.count, ordering: .releasing)
     }
   }
 
-  /// Forgets `mapping` (it unmapped itself); a mapping released meanwhile (its entry's
-  /// reference gone) at the same start goes too.
+  /// Forgets `mapping` (it unmapped itself, or is being released), if it is recorded.
   func remove(_ mapping: DMAMapping) {
+    if count.load(ordering: .acquiring) == 0 { return }
     entries.withLock { entries in
-      let index = Self.firstIndex(in: entries, startingAbove: mapping.range.start) - 1
-      if index >= 0, entries[index].range.start == mapping.range.start, entries[index].mapping === mapping || entries[index].mapping == nil {
-        entries.remove(at: index)
-        count.store(entries.count, ordering: .releasing)
-      }
+      guard let index = Self.index(of: mapping, in: entries) else { return }
+      entries.remove(at: index)
+      count.store(entries.count, ordering: .releasing)
     }
   }
 
-  /// Whether `mapping` (or, during its deinit, when weak references to it already read
-  /// nil, an entry of exactly its range) is still recorded: a space's unmap removes the
-  /// entries in its range even where it cannot mark a dying mapping unmapped.
+  /// Whether `mapping` is still recorded: a space's unmap removes the entries in its range
+  /// even where it cannot mark a mapping that is being released as unmapped.
   func records(_ mapping: DMAMapping) -> Bool {
-    entries.withLock { entries in
-      let index = Self.firstIndex(in: entries, startingAbove: mapping.range.start) - 1
-      guard index >= 0, entries[index].range == mapping.range else { return false }
-      let recorded = entries[index].mapping
-      return recorded == nil || recorded === mapping
-    }
+    entries.withLock { Self.index(of: mapping, in: $0) != nil }
+  }
+
+  /// The index of `mapping`'s entry, by its range and identity.
+  private static func index(of mapping: DMAMapping, in entries: [Entry]) -> Int? {
+    let index = firstIndex(in: entries, startingAbove: mapping.range.start) - 1
+    guard index >= 0, entries[index].range == mapping.range, entries[index].identity == ObjectIdentifier(mapping) else { return nil }
+    return index
   }
 
   /// The space mapped `range`: whatever was recorded there is gone.

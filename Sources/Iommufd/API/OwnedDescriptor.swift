@@ -15,6 +15,9 @@ final class OwnedDescriptor: Sendable {
   /// itself, or the last call in flight after it. One atomic word, so a call costs two
   /// atomic operations and no lock.
   private let state = Atomic<Int>(0)
+  /// What runs once the descriptor is really closed by ``close()`` or by the last call in
+  /// flight after it (not at deinit): the owner's release of what the descriptor held.
+  private let afterClose = Lock<(@Sendable () -> Void)?>(nil)
 
   init(_ fd: FileDescriptor, backend: Backend) {
     self.fd = fd
@@ -53,7 +56,23 @@ final class OwnedDescriptor: Sendable {
   /// Ends a call counted by ``enter(_:)``; the last one after a close closes.
   @inline(__always)
   func leave() {
-    if state.wrappingSubtract(2, ordering: .acquiringAndReleasing).newValue == 1 { releaseLogging() }
+    if state.wrappingSubtract(2, ordering: .acquiringAndReleasing).newValue == 1 {
+      releaseLogging()
+      runAfterClose()
+    }
+  }
+
+  /// Sets what runs once the descriptor is really closed.
+  func setAfterClose(_ body: @escaping @Sendable () -> Void) {
+    afterClose.withLock { $0 = body }
+  }
+
+  private func runAfterClose() {
+    let body = afterClose.withLock { body -> (@Sendable () -> Void)? in
+      defer { body = nil }
+      return body
+    }
+    body?()
   }
 
   /// Closes the descriptor now, or when the last call in flight returns. A second call
@@ -66,7 +85,9 @@ final class OwnedDescriptor: Sendable {
       if exchanged { break }
       current = original
     }
-    if current == 0 { try backend.close(fd) }  // no call in flight
+    guard current == 0 else { return }  // the last call in flight closes
+    defer { runAfterClose() }
+    try backend.close(fd)
   }
 
   private func releaseLogging() {

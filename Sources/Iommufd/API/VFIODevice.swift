@@ -32,6 +32,12 @@ public final class VFIODevice: Sendable {
   /// the close before it clears the state, so a call that returns after that keeps
   /// nothing (no attachment, no eventfds) on a closed device. Returns what `body` returns,
   /// or nil.
+  /// Held by each call that changes what the device records (bind, attach, detach,
+  /// interrupts) from its ioctl to its record, so the record follows the kernel's order.
+  /// Its value counts those calls: a lock around a zero-size value would give
+  /// ThreadSanitizer the address of the next object.
+  let changes = Lock(0)
+
   private func record<R>(_ body: (inout State) -> R) -> R? {
     state.withLock { state -> R? in descriptor.isClosed ? nil : body(&state) }
   }
@@ -54,6 +60,9 @@ public final class VFIODevice: Sendable {
     self.backend = backend
     self.path = path
     self.descriptor = OwnedDescriptor(fd, backend: backend)
+    // What the device holds (its context, attach target, eventfds) goes when its
+    // descriptor is really closed: after the last call in flight, not before.
+    descriptor.setAfterClose { [weak self] in self?.releaseState() }
   }
 
   /// The descriptor.
@@ -67,20 +76,23 @@ public final class VFIODevice: Sendable {
 
   /// Closes the device: the kernel detaches and unbinds it. Later calls fail with `EBADF`.
   public func close() throws(IommufdError) {
-    defer {
-      let released = state.withLock { state -> (IOMMUFD?, (any AttachTarget)?, [Int: [Int: EventFD]]) in
-        defer {
-          state.iommufd = nil
-          state.attached = nil
-          state.attachedPageTable = nil
-          state.deviceID = nil
-          state.eventFDs = [:]
-        }
-        return (state.iommufd, state.attached, state.eventFDs)
-      }
-      _ = released  // dropped here, after the descriptor
-    }
     try descriptor.close()
+  }
+
+  /// Drops the context, attach target and eventfds the device held, once its descriptor
+  /// is closed.
+  private func releaseState() {
+    let released = state.withLock { state -> (IOMMUFD?, (any AttachTarget)?, [Int: [Int: EventFD]]) in
+      defer {
+        state.iommufd = nil
+        state.attached = nil
+        state.attachedPageTable = nil
+        state.deviceID = nil
+        state.eventFDs = [:]
+      }
+      return (state.iommufd, state.attached, state.eventFDs)
+    }
+    _ = released  // dropped here, after the descriptor
   }
 
   // MARK: iommufd binding
@@ -92,16 +104,19 @@ public final class VFIODevice: Sendable {
   public func bind(to iommufd: IOMMUFD) throws(IommufdError) -> ObjectID {
     var request = ciommufd_vfio_device_bind_iommufd()
     request.argsz = UInt32(MemoryLayout<ciommufd_vfio_device_bind_iommufd>.size)
-    try iommufd.withDescriptor(.deviceBind) { iommuFD throws(IommufdError) in
-      request.iommufd = iommuFD.rawValue
-      try ioctl(CIOMMUFD_VFIO_DEVICE_BIND_IOMMUFD, &request, .deviceBind, [.init("iommufd", "\(iommuFD.rawValue)")])
+    return try changes.withLock { (count: inout Int) throws(IommufdError) -> ObjectID in
+      count &+= 1
+      try iommufd.withDescriptor(.deviceBind) { iommuFD throws(IommufdError) in
+        request.iommufd = iommuFD.rawValue
+        try ioctl(CIOMMUFD_VFIO_DEVICE_BIND_IOMMUFD, &request, .deviceBind, [.init("iommufd", "\(iommuFD.rawValue)")])
+      }
+      let id = ObjectID(request.out_devid)
+      record {
+        $0.iommufd = iommufd
+        $0.deviceID = id
+      }
+      return id
     }
-    let id = ObjectID(request.out_devid)
-    record {
-      $0.iommufd = iommufd
-      $0.deviceID = id
-    }
-    return id
   }
 
   /// Attaches the device to `target` and returns the id of the HW page table in use: an
@@ -114,18 +129,22 @@ public final class VFIODevice: Sendable {
     var request = ciommufd_vfio_device_attach_iommufd_pt()
     request.argsz = UInt32(MemoryLayout<ciommufd_vfio_device_attach_iommufd_pt>.size)
     request.pt_id = target.id.rawValue
-    try withLive(target, .deviceAttach) { () throws(IommufdError) in
-      try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(target.id)])
-    }
-    let pageTable = ObjectID(request.pt_id)
-    let previous = record { state -> (any AttachTarget)? in
-      defer {
-        state.attached = target
-        state.attachedPageTable = pageTable
+    let (pageTable, previous) = try changes.withLock { (count: inout Int) throws(IommufdError) -> (ObjectID, (any AttachTarget)?) in
+      count &+= 1
+      try withLive(target, .deviceAttach) { () throws(IommufdError) in
+        try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(target.id)])
       }
-      return state.attached
+      let pageTable = ObjectID(request.pt_id)
+      let previous = record { state -> (any AttachTarget)? in
+        defer {
+          state.attached = target
+          state.attachedPageTable = pageTable
+        }
+        return state.attached
+      }
+      return (pageTable, previous ?? nil)
     }
-    _ = previous  // released after the lock
+    _ = previous  // released after the locks
     return pageTable
   }
 
@@ -134,13 +153,17 @@ public final class VFIODevice: Sendable {
   public func detach() throws(IommufdError) {
     var request = ciommufd_vfio_device_detach_iommufd_pt()
     request.argsz = UInt32(MemoryLayout<ciommufd_vfio_device_detach_iommufd_pt>.size)
-    try ioctl(CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT, &request, .deviceDetach, [])
-    let previous = record { state -> (any AttachTarget)? in
-      defer {
-        state.attached = nil
-        state.attachedPageTable = nil
+    let previous = try changes.withLock { (count: inout Int) throws(IommufdError) -> (any AttachTarget)? in
+      count &+= 1
+      try ioctl(CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT, &request, .deviceDetach, [])
+      let previous = record { state -> (any AttachTarget)? in
+        defer {
+          state.attached = nil
+          state.attachedPageTable = nil
+        }
+        return state.attached
       }
-      return state.attached
+      return previous ?? nil
     }
     _ = previous
   }

@@ -81,6 +81,13 @@ extension VFIODevice {
   /// A closed eventfd fails with `EBADF` before the kernel is asked: its number may name
   /// another file by now. Each eventfd is held open for the length of the call.
   public func setInterrupts(_ index: Int, start: Int = 0, eventFDs: [EventFD?]) throws(IommufdError) {
+    try changes.withLock { (count: inout Int) throws(IommufdError) in
+      count &+= 1
+      try setInterruptsRecording(index, start: start, eventFDs: eventFDs)
+    }
+  }
+
+  private func setInterruptsRecording(_ index: Int, start: Int, eventFDs: [EventFD?]) throws(IommufdError) {
     try Self.holdingOpen(eventFDs[...]) { () throws(IommufdError) in
       let descriptors = eventFDs.map { $0?.fileDescriptor.rawValue ?? -1 }
       try setIRQs(
@@ -112,10 +119,13 @@ extension VFIODevice {
 
   /// Disables every vector of IRQ `index` and releases their eventfds.
   public func disableInterrupts(_ index: Int) throws(IommufdError) {
-    try setIRQs(
-      index, start: 0, count: 0, flags: CIOMMUFD_VFIO_IRQ_SET_DATA_NONE | CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER, payload: 0
-    ) { _ in }
-    dropEventFDs(index: index)
+    try changes.withLock { (count: inout Int) throws(IommufdError) in
+      count &+= 1
+      try setIRQs(
+        index, start: 0, count: 0, flags: CIOMMUFD_VFIO_IRQ_SET_DATA_NONE | CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER, payload: 0
+      ) { _ in }
+      dropEventFDs(index: index)
+    }
   }
 
   /// Applies `action` to vectors `start..<start + count` of IRQ `index` with no data:
