@@ -67,7 +67,9 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
   /// unmapped. Fails with `ENOENT` if that would split a mapping or covers none.
   @discardableResult
   public func unmap(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64 {
-    try mappings.changes.read { () throws(IommufdError) -> UInt64 in
+    // A writer: a map that ran between this unmap's ioctl and its record would be
+    // recorded as unmapped while the kernel has it.
+    try mappings.changes.write { () throws(IommufdError) -> UInt64 in
       let unmapped = try unmapMapping(iova: iova, length: length)
       if length > 0 {
         let all = iova == 0 && length == UInt64.max

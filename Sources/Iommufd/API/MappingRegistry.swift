@@ -7,9 +7,10 @@ import Synchronization
 /// The space reports each successful map (``mapped(_:)``: mappings overlapping the new one
 /// are gone) and unmap (``unmapped(_:)``: mappings inside the range are gone). Thread-safe.
 final class MappingRegistry: Sendable {
-  /// The space's own map and unmap calls are readers, each from its ioctl to its report
-  /// here; a mapping's unmap is the writer, from its check that it still owns its range to
-  /// its ioctl. So that check never sees a range the kernel already gave to someone else.
+  /// The space's own maps and copies are readers, each from its ioctl to its report here;
+  /// its unmaps and a mapping's unmap (from its check that it still owns its range to its
+  /// ioctl) are writers. So that check never sees a range the kernel already gave to
+  /// someone else, and no map falls between an unmap's ioctl and its report.
   let changes = ReaderWriterGate()
   private let entries = Lock<[Entry]>([])
   /// How many entries there are, written under the lock: a space whose mappings are all

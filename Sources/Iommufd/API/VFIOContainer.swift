@@ -96,7 +96,7 @@ public final class VFIOContainer: MappingTracking {
   /// unmaps of a mapping; an empty range unmaps 0 bytes).
   @discardableResult
   public func unmap(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64 {
-    try mappings.changes.read { () throws(IommufdError) -> UInt64 in
+    try mappings.changes.write { () throws(IommufdError) -> UInt64 in
       let unmapped = try unmap(iova: iova, length: length, flags: 0)
       if length > 0 { mappings.unmapped(IOVARange(start: iova, last: iova &+ (length &- 1))) }
       return unmapped
@@ -111,7 +111,7 @@ public final class VFIOContainer: MappingTracking {
   /// Unmaps everything (`VFIO_DMA_UNMAP_FLAG_ALL`); returns the bytes unmapped.
   @discardableResult
   public func unmapAll() throws(IommufdError) -> UInt64 {
-    try mappings.changes.read { () throws(IommufdError) -> UInt64 in
+    try mappings.changes.write { () throws(IommufdError) -> UInt64 in
       let unmapped = try unmap(iova: 0, length: 0, flags: CIOMMUFD_VFIO_DMA_UNMAP_FLAG_ALL)
       mappings.unmapped(IOVARange(start: 0, last: UInt64.max))
       return unmapped
