@@ -452,10 +452,17 @@ struct CallMaker {
       let flags = nested ? UInt32(random.chance(90) ? 0 : random.below(4)) : UInt32(random.below(4)) | (random.chance(5) ? 1 << 5 : 0)
       let device = deviceID()
       let pt = nested ? id(pageTables) : ioasID()
-      let data = nested ? le(UInt32(random.below(3))) : []
+      // On an IOAS, sometimes the mock's own driver data (7.2: the IOTLB value and a page
+      // table type, 0 default, 1 huge, 2 unknown), in lengths around its 8 bytes.
+      var data = nested ? le(UInt32(random.below(3))) : []
+      if !nested && random.chance(30) {
+        data = le(UInt32(0xbadbeef), UInt32(random.pick([0, 1, 1, 2])), UInt32(random.chance(80) ? 0 : 1))
+        data = Array(data.prefix(random.pick([2, 4, 8, 8, 8, 12])))
+      }
+      let label = data.isEmpty || nested ? "" : " data \(data.count) type \(data.count >= 8 ? data[4] : 0)"
       return Call(
-        name: "HWPT_ALLOC flags \(flags) dev \(device) pt \(pt)" + (nested ? " nested" : ""), request: 0x3B89,
-        argument: sized(le(UInt32(48), flags, device, pt, UInt32(0), UInt32(0), nested ? UInt32(0xdead) : 0, UInt32(data.count), UInt64(0), UInt32(0), UInt32(0)), minimum: 24),
+        name: "HWPT_ALLOC flags \(flags) dev \(device) pt \(pt)" + (nested ? " nested" : "") + label, request: 0x3B89,
+        argument: sized(le(UInt32(48), flags, device, pt, UInt32(0), UInt32(0), data.isEmpty ? 0 : UInt32(0xdead), UInt32(data.count), UInt64(0), UInt32(0), UInt32(0)), minimum: 24),
         buffers: data.isEmpty ? [] : [(32, data)], creates: .hwpt(at: 16, nested: nested))
     case 71..<74:
       let device = deviceID()

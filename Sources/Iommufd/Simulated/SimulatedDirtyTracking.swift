@@ -173,18 +173,19 @@ extension SimulatedKernel.State {
     let count = request.length / pageSize
     if count > 16 * 1024 * 1024 * 8 { throw .overflow }
     guard let hwpt = context.pagingHWPT(command.id) else { throw .noSuchFileOrDirectory }
-    guard hwpt.profile.pageSize < 4096, let ioas = context.ioas(hwpt.ioasID) else { throw .invalidArgument }  // not a mock domain
+    guard hwpt.profile.driver == .mock, let ioas = context.ioas(hwpt.ioasID) else { throw .invalidArgument }  // not a mock domain
     guard hwpt.dirtyEnabled else { throw .invalidArgument }
     let bitmap = try UserMemory.read(request.uptr, count: Int((count + 7) / 8))
     var marked: UInt64 = 0
     for bit in 0..<count where bitmap[Int(bit / 8)] & (1 << (bit % 8)) != 0 {
       // As 6.12 does: the mock page numbered (iova + bit * page_size) / page_size. 7.2 marks
-      // the IOVA itself, in a page table that maps each 4 KiB of host memory as a
-      // contiguous pair of 2 KiB entries whose first entry carries the dirty bit.
+      // the leaf holding the IOVA itself, in a page table that maps each CPU page as one
+      // leaf: a contiguous pair of 2 KiB entries whose first entry carries the dirty bit
+      // (the default table), or one entry (the huge table).
       // The kernel's unsigned long arithmetic wraps; so does this.
       let ioPageAddress: UInt64
       if isLinux7_2 {
-        ioPageAddress = (request.iova &+ bit &* pageSize) & ~(2 * hwpt.profile.pageSize - 1)
+        ioPageAddress = (request.iova &+ bit &* pageSize) & ~(pageSize - 1)
       } else {
         ioPageAddress = (request.iova &+ bit &* pageSize) / pageSize &* hwpt.profile.pageSize
       }

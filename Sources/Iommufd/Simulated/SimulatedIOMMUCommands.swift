@@ -614,6 +614,7 @@ extension SimulatedKernel.State {
       }
       if request.flags & ~allowed != 0 { throw .notSupported }
       var hugeLeaves = device.hugeIOVA
+      var profile = device.profile
       if request.data_len != 0 {
         // 7.2 hands driver data to the driver: VT-d takes none; the mock takes its own type
         // (4 to 8 bytes: the IOTLB value and a page-table type, 0 or 1 for huge pages).
@@ -624,9 +625,10 @@ extension SimulatedKernel.State {
         let pageTableType = UserMemory.decode(UInt32.self, from: data, offset: 4)
         if pageTableType > 1 { throw .notSupported }
         hugeLeaves = pageTableType == 1
+        if pageTableType == 1 { profile = .mockHuge(pageSize: pageSize) }
       }
       let id = try allocateID(context)
-      try checkDomainAdd(ioas, profile: device.profile)
+      try checkDomainAdd(ioas, profile: profile)
       var faultID: UInt32?
       if request.flags & CIOMMUFD_HWPT_FAULT_ID_VALID != 0 {
         guard case .fault? = context.objects[request.fault_id] else { throw .noSuchFileOrDirectory }
@@ -634,8 +636,8 @@ extension SimulatedKernel.State {
       }
       request.out_hwpt_id = id
       try respond(request, address, size)  // HWPT-9: nothing was created yet
-      commitDomainAdd(ioas, hwptID: id, profile: device.profile)
-      let hwpt = SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, profile: device.profile, flags: request.flags)
+      commitDomainAdd(ioas, hwptID: id, profile: profile)
+      let hwpt = SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, profile: profile, flags: request.flags)
       hwpt.faultID = faultID
       hwpt.hugeLeaves = hugeLeaves
       context.objects[id] = .hwpt(hwpt)
@@ -643,7 +645,7 @@ extension SimulatedKernel.State {
     case .hwpt(let parent) where parent.parentID == nil:  // HWPT-6
       let nestedFlags = CIOMMUFD_HWPT_FAULT_ID_VALID | (isLinux7_2 ? CIOMMUFD_HWPT_ALLOC_PASID : 0)
       if request.flags & ~nestedFlags != 0 || request.data_len == 0 { throw .notSupported }
-      if parent.isAutomatic || parent.flags & CIOMMUFD_HWPT_ALLOC_NEST_PARENT == 0 || parent.profile != device.profile {
+      if parent.isAutomatic || parent.flags & CIOMMUFD_HWPT_ALLOC_NEST_PARENT == 0 || parent.profile.driver != device.profile.driver {
         throw .invalidArgument
       }
       return try allocateMockNested(context, &request, parentID: request.pt_id, parent, viommuID: nil, address, size)

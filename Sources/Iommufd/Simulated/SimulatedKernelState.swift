@@ -165,7 +165,7 @@ extension SimulatedKernel {
 
     /// The domains of the simulated IOMMU (VT-d like).
     var iommuProfile: DomainProfile {
-      DomainProfile(pageSize: configuration.ioPageSize, apertureStart: 0, apertureLast: configuration.apertureLast)
+      DomainProfile(driver: .platform, pageSize: configuration.ioPageSize, apertureStart: 0, apertureLast: configuration.apertureLast)
     }
 
     /// What GET_HW_INFO says of the simulated VT-d.

@@ -92,15 +92,33 @@ final class SimulatedContext {
   }
 }
 
-/// What an IOMMU driver's domains are like: the smallest IO page and the aperture.
+/// What a domain is like: the IOMMU driver that made it (a driver refuses another's
+/// domains), its smallest IO page and its aperture.
 struct DomainProfile: Equatable {
+  /// The IOMMU driver a domain belongs to.
+  enum Driver: Equatable {
+    /// The iommufd self-test's mock IOMMU.
+    case mock
+    /// The simulated platform IOMMU (VT-d like).
+    case platform
+  }
+
+  var driver: Driver
   var pageSize: UInt64
   var apertureStart: UInt64
   var apertureLast: UInt64
 
-  /// The iommufd self-test's mock IOMMU (`selftest.c`).
+  /// The iommufd self-test's mock IOMMU (`selftest.c`): 2 KiB IO pages (half a CPU page)
+  /// and the mock aperture, 16 MiB to 2 GiB.
   static func mock(pageSize: UInt64) -> DomainProfile {
-    DomainProfile(pageSize: pageSize / 2, apertureStart: 1 << 24, apertureLast: (1 << 31) - 1)
+    DomainProfile(driver: .mock, pageSize: pageSize / 2, apertureStart: 1 << 24, apertureLast: (1 << 31) - 1)
+  }
+
+  /// 7.2's huge mock page table (`MOCK_IOMMUPT_HUGE`): IO pages of a CPU page and of
+  /// 1 MiB, and the generic AMD v1 table's own aperture, which starts at 0 and, with no
+  /// dynamic top and three levels of 2 KiB granules, ends at 2^38 - 1.
+  static func mockHuge(pageSize: UInt64) -> DomainProfile {
+    DomainProfile(driver: .mock, pageSize: pageSize, apertureStart: 0, apertureLast: (1 << 38) - 1)
   }
 }
 
@@ -191,7 +209,7 @@ final class SimulatedDeviceObject {
   /// The `IOMMU_HWPT_ALLOC` flags the device's IOMMU driver accepts on an IOAS.
   var allowedHWPTFlags: UInt32 {
     let dirty: UInt32 = hardwareInfo.capabilities & 1 != 0 ? 0x2 : 0
-    return profile.pageSize < 4096 ? 0x1 | dirty : dirty  // the mock also offers NEST_PARENT
+    return profile.driver == .mock ? 0x1 | dirty : dirty  // the mock also offers NEST_PARENT
   }
   /// Whether the device's IOMMU can track dirty pages.
   var dirtyCapable: Bool { hardwareInfo.capabilities & 1 != 0 }

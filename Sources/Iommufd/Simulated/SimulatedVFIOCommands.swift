@@ -157,7 +157,7 @@ extension SimulatedKernel.State {
     if object.attachedHWPT == hwptID { return hwptID }
     // The driver refuses another driver's domain, and a dirty-tracking domain for a device
     // that cannot track dirty pages.
-    if hwpt.profile != object.profile || (hwpt.hasDirtyOps && !object.dirtyCapable) { throw .invalidArgument }
+    if hwpt.profile.driver != object.profile.driver || (hwpt.hasDirtyOps && !object.dirtyCapable) { throw .invalidArgument }
     // A fault-capable HWPT needs page requests from the device (VT-d: ENODEV without PRI).
     if hwpt.faultID != nil, let file = object.file, !file.device.supportsPageRequests { throw .operationNotSupportedByDevice }
     let currentIOAS = object.attachedHWPT.flatMap { context.hwpt($0)?.ioasID }
@@ -242,7 +242,7 @@ extension SimulatedKernel.State {
     if let rid = object.attachedHWPT, let current = context.hwpt(rid), current.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 {
       throw .invalidArgument
     }
-    if hwpt.profile != object.profile { throw .invalidArgument }
+    if hwpt.profile.driver != object.profile.driver { throw .invalidArgument }
     let previous = object.pasids[pasid]
     object.pasids[pasid] = request.pt_id
     do {

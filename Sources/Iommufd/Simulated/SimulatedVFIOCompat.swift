@@ -46,13 +46,15 @@ extension SimulatedKernel.State {
     ioas.disableLargePages = true
   }
 
-  /// The IO page sizes of a domain with smallest IO page `ioPage`: the mock's (one size on
-  /// 6.12, and `MOCK_HUGE_PAGE_SIZE` too for a device with `MOCK_FLAGS_DEVICE_HUGE_IOVA`;
-  /// 2 KiB to 64 GiB in 7.2's generic page table) or VT-d's (4 KiB, 2 MiB, 1 GiB).
-  private func pageSizeBitmap(_ ioPage: UInt64, hugeLeaves: Bool) -> UInt64 {
-    guard ioPage < pageSize else { return 0x1000 | 0x20_0000 | 0x4000_0000 }
-    if isLinux7_2 { return ((1 << 37) - 1) & ~(ioPage - 1) }
-    return hugeLeaves ? ioPage | Self.hugeLeafSize : ioPage
+  /// The IO page sizes of a domain: the mock's (one size on 6.12, and
+  /// `MOCK_HUGE_PAGE_SIZE` too for a device with `MOCK_FLAGS_DEVICE_HUGE_IOVA`; 2 KiB to
+  /// 64 GiB in 7.2's default generic page table, a CPU page and 1 MiB in its huge one) or
+  /// VT-d's (4 KiB, 2 MiB, 1 GiB).
+  private func pageSizeBitmap(_ hwpt: SimulatedHWPT?) -> UInt64 {
+    guard let hwpt, hwpt.profile.driver == .mock else { return 0x1000 | 0x20_0000 | 0x4000_0000 }
+    let ioPage = hwpt.profile.pageSize
+    if isLinux7_2 { return ioPage == pageSize ? ioPage | Self.hugeLeafSize : ((1 << 37) - 1) & ~(ioPage - 1) }
+    return hwpt.hugeLeaves ? ioPage | Self.hugeLeafSize : ioPage
   }
 
   /// `VFIO_IOMMU_MAP_DMA`: `{argsz, flags, vaddr, iova, size}`, a fixed map into the compat IOAS.
@@ -144,7 +146,7 @@ extension SimulatedKernel.State {
     let ioas = try compatIOAS(context)
     // The IO page sizes every domain has (vfio_update_pgsize_bitmap's rule after it).
     var sizes = UInt64.max
-    for domain in ioas.domains { sizes &= pageSizeBitmap(domain.pageSize, hugeLeaves: context.hwpt(domain.id)?.hugeLeaves ?? false) }
+    for domain in ioas.domains { sizes &= pageSizeBitmap(context.hwpt(domain.id)) }
     if sizes & (pageSize - 1) != 0 { sizes = (sizes & ~(pageSize - 1)) | pageSize }
     sizes = max(sizes, ioas.alignment(pageSize: pageSize))
     // The holes of the reserved ranges over the whole space.

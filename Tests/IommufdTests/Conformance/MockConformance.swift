@@ -67,6 +67,61 @@ struct MockConformance {
     }
   }
 
+  @Test("7.2's huge mock page table (HWPT_ALLOC on an IOAS with the mock's data, page table type 1) has 4 KiB and 1 MiB IO pages and the generic table's aperture, 0 to 2^38 - 1: an area below the mock aperture stays, the IOAS aligns to 4 KiB, MD_CHECK_MAP checks 4 KiB pages, compat page sizes are 4 KiB and 1 MiB, and a mock device attaches to it; type 0 keeps the mock aperture (EADDRINUSE), type 2 is EOPNOTSUPP; 6.12 takes no driver data on an IOAS (EOPNOTSUPP)", arguments: Platform.mock)
+  func hugeMockPageTable(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let fd = iommufd.fileDescriptor
+    let mock = try iommufd.selfTest.attachMockDevice(to: try iommufd.allocateIOAS())
+    let ioas = try iommufd.allocateIOAS()
+    let buffer = try DMABuffer(length: 4 * 4096, backend: backend)
+    defer { withExtendedLifetime(buffer) {} }
+    let base = UInt64(UInt(bitPattern: buffer.bytes.baseAddress))
+    let scratch = base + 0x3000  // driver data and the IOVA_RANGES reply
+    func u64(_ bytes: ArraySlice<UInt8>) -> UInt64 { bytes.reversed().reduce(0) { $0 << 8 | UInt64($1) } }
+    func allocate(type: UInt32) -> (Errno?, UInt32) {
+      let data = le(UInt32(0xbadbeef), type)
+      UnsafeMutableRawPointer(bitPattern: UInt(scratch))!.copyMemory(from: data, byteCount: data.count)
+      let (error, reply) = rawIoctl(
+        backend, fd, 0x3B89,
+        le(UInt32(48), UInt32(0), mock.deviceID.rawValue, ioas.id.rawValue, UInt32(0), UInt32(0), UInt32(0xdead), UInt32(8), scratch, UInt32(0), UInt32(0)))
+      return (error, UInt32(truncatingIfNeeded: u64(reply[16..<20])))
+    }
+    func map(_ iova: UInt64, user: UInt64) -> Errno? {
+      rawIoctl(backend, fd, 0x3B85, le(UInt32(40), UInt32(7), ioas.id.rawValue, UInt32(0), user, UInt64(0x1000), iova)).0
+    }
+    #expect(map(0x1000, user: base) == nil)  // below the mock aperture
+    guard platform.release == .linux7_2 else {
+      #expect(allocate(type: 1).0 == .notSupported)
+      return
+    }
+    #expect(allocate(type: 0).0 == .addressInUse)
+    #expect(allocate(type: 2).0 == .notSupported)
+    let (error, huge) = allocate(type: 1)
+    #expect(error == nil)
+    let (rangesError, reply) = rawIoctl(backend, fd, 0x3B84, le(UInt32(32), ioas.id.rawValue, UInt32(1), UInt32(0), scratch, UInt64(0)))
+    #expect(rangesError == nil)
+    #expect(u64(reply[24..<32]) == 0x1000)  // out_iova_alignment
+    let range = UnsafeRawPointer(bitPattern: UInt(scratch))!.loadUnaligned(as: (UInt64, UInt64).self)
+    #expect(range.0 == 0 && range.1 == (1 << 38) - 1)
+    #expect(map(0x2_0800, user: base + 0x1000) == .invalidArgument)  // 2 KiB aligned only
+    #expect(map(0x2_0000, user: base + 0x1000) == nil)
+    func checkMap(_ iova: UInt64, length: UInt64, user: UInt64) -> Errno? {
+      rawIoctl(backend, fd, 0x3BA0, le(UInt32(72), UInt32(3), huge, UInt32(0), iova, length, user) + [UInt8](repeating: 0, count: 32)).0
+    }
+    #expect(checkMap(0x2_0000, length: 0x1000, user: base + 0x1000) == nil)
+    #expect(checkMap(0x1000, length: 0x800, user: base) == .invalidArgument)
+    #expect(checkMap(0x1000, length: 0x1000, user: base + 0x2000) == .invalidArgument)  // another page
+    #expect(rawIoctl(backend, fd, 0x3B88, le(UInt32(12), ioas.id.rawValue, UInt16(1), UInt16(0))).0 == nil)  // VFIO_IOAS SET
+    let (infoError, info) = rawIoctl(backend, fd, 0x3B70, le(UInt32(16), UInt32(0), UInt64(0)))  // VFIO_IOMMU_GET_INFO
+    #expect(infoError == nil)
+    #expect(u64(info[8..<16]) == 0x10_1000)
+    // A mock device attaches to it (MOCK_DOMAIN on the HWPT): the same driver's domain.
+    let (attachError, attach) = rawIoctl(backend, fd, 0x3BA0, le(UInt32(72), UInt32(2), huge, UInt32(0)) + [UInt8](repeating: 0, count: 56))
+    #expect(attachError == nil)
+    #expect(UInt32(truncatingIfNeeded: u64(attach[20..<24])) == huge)  // out_hwpt_id
+  }
+
   @Test("IOMMU_TEST_CMD in a read-only page: MOCK_DOMAIN fails with EFAULT and leaves no device, self-test object or HWPT (the IOAS destroys, its id is the lowest free again); SET_TEMP_MEMORY_LIMIT and MD_CHECK_REFS write nothing back and succeed", arguments: Platform.mock)
   func readOnlyTestCommand(platform: Platform) throws {
     let backend = platform.makeBackend()
