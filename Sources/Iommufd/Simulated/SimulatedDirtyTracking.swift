@@ -185,7 +185,7 @@ extension SimulatedKernel.State {
       // The kernel's unsigned long arithmetic wraps; so does this.
       let ioPageAddress: UInt64
       if isLinux7_2 {
-        ioPageAddress = (request.iova &+ bit &* pageSize) & ~(pageSize - 1)
+        ioPageAddress = (request.iova &+ bit &* pageSize) & ~(self.pageSize - 1)
       } else {
         ioPageAddress = (request.iova &+ bit &* pageSize) / pageSize &* hwpt.profile.pageSize
       }
