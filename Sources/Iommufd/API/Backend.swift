@@ -12,8 +12,9 @@ import Glibc
 /// same. Each call leaves one line at trace level on ``logger``: name, ids, result.
 public struct Backend: Sendable {
   /// What a backend holds, in one object: a copy of the backend (each handle keeps one) is
-  /// then one reference count, not one for each field.
-  private final class Storage: Sendable {
+  /// then one reference count, not one for each field. Its ``TypedStorage`` subclass makes
+  /// ioctls on the concrete ``SystemCalls`` type, so the call path copies no existential.
+  private class Storage: @unchecked Sendable {
     let calls: any SystemCalls
     let logger: Logger
     let reason: String
@@ -25,6 +26,28 @@ public struct Backend: Sendable {
       self.reason = reason
       self.isTracing = logger.logLevel <= .trace
     }
+
+    func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+      try calls.ioctl(fd, request, argument)
+    }
+  }
+
+  /// ``Storage`` for one concrete ``SystemCalls`` type (immutable, like its base).
+  private final class TypedStorage<Calls: SystemCalls>: Storage, @unchecked Sendable {
+    let typed: Calls
+
+    init(typed: Calls, logger: Logger, reason: String) {
+      self.typed = typed
+      super.init(calls: typed, logger: logger, reason: reason)
+    }
+
+    override func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+      try typed.ioctl(fd, request, argument)
+    }
+  }
+
+  private static func makeStorage<Calls: SystemCalls>(_ calls: Calls, logger: Logger, reason: String) -> Storage {
+    TypedStorage(typed: calls, logger: logger, reason: reason)
   }
 
   private let storage: Storage
@@ -39,7 +62,7 @@ public struct Backend: Sendable {
 
   /// Wraps `calls`, tracing to `logger`.
   public init(_ calls: any SystemCalls, logger: Logger = Logger(label: "iommufd"), reason: String = "chosen explicitly") {
-    storage = Storage(calls: calls, logger: logger, reason: reason)
+    storage = Self.makeStorage(calls, logger: logger, reason: reason)
   }
 
   /// The Linux kernel.
@@ -94,7 +117,7 @@ public struct Backend: Sendable {
   /// Issues `request` with a pointer to `argument`, naming `operation` and `objects` in the
   /// trace line and in the error. `objects` is evaluated only for those: a call that
   /// succeeds with tracing off allocates nothing.
-  @discardableResult
+  @discardableResult @inline(__always)
   func ioctl<Argument>(
     _ fd: FileDescriptor, _ request: Int32, _ argument: inout Argument,
     _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
@@ -102,7 +125,7 @@ public struct Backend: Sendable {
     let value: Int32
     do {
       value = try withUnsafeMutableBytes(of: &argument) { (bytes) throws(Errno) -> Int32 in
-        try storage.calls.ioctl(fd, UInt(request), bytes.baseAddress)
+        try storageIoctl(fd, UInt(request), bytes.baseAddress)
       }
     } catch {
       throw failed(fd, operation, objects(), error)
@@ -144,11 +167,28 @@ public struct Backend: Sendable {
   ) throws(IommufdError) -> Int32 {
     let value: Int32
     do {
-      value = try storage.calls.ioctl(fd, UInt(request), pointer)
+      value = try storageIoctl(fd, UInt(request), pointer)
     } catch {
       throw failed(fd, operation, objects(), error)
     }
     if isTracing { traceSuccess(fd, operation, objects(), value) }
+    return value
+  }
+
+  /// The storage's ioctl, without a reference count around the call: this backend holds
+  /// the storage for the whole call.
+  @inline(__always)
+  private func storageIoctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+    var failure: Errno?
+    let value = Unmanaged.passUnretained(storage)._withUnsafeGuaranteedRef { storage -> Int32 in
+      do throws(Errno) {
+        return try storage.ioctl(fd, request, argument)
+      } catch {
+        failure = error
+        return -1
+      }
+    }
+    if let failure { throw failure }
     return value
   }
 

@@ -204,6 +204,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
 
   // MARK: Internal
 
+  @inline(__always)
   private func ioctl<Argument>(
     _ request: Int32, _ argument: inout Argument, _ operation: IommufdError.Operation
   ) throws(IommufdError) {

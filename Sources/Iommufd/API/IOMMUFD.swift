@@ -126,7 +126,7 @@ public final class IOMMUFD: Sendable {
 
   // MARK: Internal
 
-  @discardableResult
+  @discardableResult @inline(__always)
   func withDescriptor<R>(
     _ operation: IommufdError.Operation, _ body: (FileDescriptor) throws(IommufdError) -> R
   ) throws(IommufdError) -> R {

@@ -61,16 +61,16 @@ public struct DMAAccess: OptionSet, Hashable, Sendable {
   public init(rawValue: UInt32) { self.rawValue = rawValue }
 
   /// The device may read (DMA to the device).
-  public static let readable = DMAAccess(rawValue: 1 << 2)
+  public static var readable: DMAAccess { DMAAccess(rawValue: 0x4) }
   /// The device may write (DMA from the device).
-  public static let writable = DMAAccess(rawValue: 1 << 1)
+  public static var writable: DMAAccess { DMAAccess(rawValue: 0x2) }
   /// Both directions.
-  public static let readWrite: DMAAccess = [.readable, .writable]
+  public static var readWrite: DMAAccess { DMAAccess(rawValue: 0x6) }
 
   /// Refuses bits other than ``readable`` and ``writable`` (EOPNOTSUPP, as the kernel
   /// answers an unknown map flag): bit 0 would turn the request into a fixed-IOVA one.
   func check(_ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]) throws(IommufdError) {
-    guard rawValue & ~DMAAccess.readWrite.rawValue == 0 else {
+    guard rawValue & ~0x6 == 0 else {
       throw IommufdError(
         operation, .notSupported, objects: objects(),
         detail: "access 0x\(String(rawValue, radix: 16)) has bits other than readable (0x4) and writable (0x2)")

@@ -60,8 +60,13 @@ final class MappingRegistry: Sendable {
   }
 
   /// The space mapped `range`: whatever was recorded there is gone.
+  @inline(__always)
   func mapped(_ range: IOVARange) {
-    if count.load(ordering: .acquiring) == 0 { return }
+    if count.load(ordering: .acquiring) != 0 { recordMapped(range) }
+  }
+
+  @inline(never)
+  private func recordMapped(_ range: IOVARange) {
     let gone = entries.withLock { entries -> [DMAMapping] in
       var end = Self.firstIndex(in: entries, startingAbove: range.last)
       var gone: [DMAMapping] = []
@@ -78,8 +83,13 @@ final class MappingRegistry: Sendable {
 
   /// The space unmapped every mapping inside `range`. The entries inside it are adjacent
   /// (sorted, not overlapping): found by binary search, not a scan.
+  @inline(__always)
   func unmapped(_ range: IOVARange) {
-    if count.load(ordering: .acquiring) == 0 { return }
+    if count.load(ordering: .acquiring) != 0 { recordUnmapped(range) }
+  }
+
+  @inline(never)
+  private func recordUnmapped(_ range: IOVARange) {
     let gone = entries.withLock { entries -> [DMAMapping] in
       let first = range.start == 0 ? 0 : Self.firstIndex(in: entries, startingAbove: range.start - 1)
       let end = Self.firstIndex(in: entries, startingAbove: range.last)

@@ -28,7 +28,7 @@ final class OwnedDescriptor: Sendable {
   var isClosed: Bool { state.load(ordering: .acquiring) & 1 != 0 }
 
   /// Runs `body` with the descriptor, unless it has been closed.
-  @discardableResult
+  @discardableResult @inline(__always)
   func withDescriptor<R>(
     _ operation: IommufdError.Operation,
     _ body: (FileDescriptor) throws(IommufdError) -> R

@@ -51,14 +51,12 @@ final class OwnedObject: @unchecked Sendable {
 
   /// Runs `body` while the object is known to exist; fails with `ENOENT` without running
   /// it once the object was destroyed.
+  @inline(__always)
   func use<R>(_ operation: IommufdError.Operation, _ body: () throws(IommufdError) -> R) throws(IommufdError) -> R {
     var current = state.load(ordering: .relaxed)
     var waited = 0
     while true {
-      guard current & Self.destroyedBit == 0 else {
-        throw IommufdError(
-          operation, .noSuchFileOrDirectory, objects: [involved], detail: "the \(kind) \(id) was destroyed")
-      }
+      guard current & Self.destroyedBit == 0 else { throw destroyedError(operation) }
       if current & Self.workingBit != 0 {
         Self.pause(&waited)
         current = state.load(ordering: .relaxed)
@@ -70,6 +68,12 @@ final class OwnedObject: @unchecked Sendable {
     }
     defer { state.wrappingSubtract(Self.reader, ordering: .releasing) }
     return try body()
+  }
+
+  /// ENOENT for a call on the destroyed object (out of line: the call path stays small).
+  @inline(never)
+  private func destroyedError(_ operation: IommufdError.Operation) -> IommufdError {
+    IommufdError(operation, .noSuchFileOrDirectory, objects: [involved], detail: "the \(kind) \(id) was destroyed")
   }
 
   /// Destroys the object now; a second call fails with `ENOENT`, saying it was destroyed.
@@ -151,7 +155,7 @@ extension IOMMUFD {
   }
 
   /// ``withDescriptor(_:using:_:)`` for two objects, without an array on the call path.
-  @discardableResult
+  @discardableResult @inline(__always)
   func withDescriptor<R>(
     _ operation: IommufdError.Operation, using first: OwnedObject, _ second: OwnedObject,
     _ body: (FileDescriptor) throws(IommufdError) -> R
@@ -164,7 +168,7 @@ extension IOMMUFD {
   }
 
   /// ``withDescriptor(_:using:_:)`` for one object, without an array on the call path.
-  @discardableResult
+  @discardableResult @inline(__always)
   func withDescriptor<R>(
     _ operation: IommufdError.Operation, using object: OwnedObject,
     _ body: (FileDescriptor) throws(IommufdError) -> R
@@ -174,9 +178,15 @@ extension IOMMUFD {
   }
 
   /// EINVAL for an object of another context.
+  @inline(__always)
   private func checkContext(of object: OwnedObject, _ operation: IommufdError.Operation) throws(IommufdError) {
     guard object.iommufd !== self else { return }
-    throw IommufdError(
+    throw foreignObjectError(object, operation)
+  }
+
+  @inline(never)
+  private func foreignObjectError(_ object: OwnedObject, _ operation: IommufdError.Operation) -> IommufdError {
+    IommufdError(
       operation, .invalidArgument, objects: [object.involved],
       detail: "the \(object.kind) \(object.id) belongs to another iommufd context")
   }

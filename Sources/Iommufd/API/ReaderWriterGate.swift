@@ -10,8 +10,9 @@ import Glibc
 /// waits (so a reader inside a reader never waits for a writer that waits for it), and the
 /// writer starts only at an instant with no reader in, keeping new readers out until it is
 /// done. Waiting yields the processor, then sleeps 100 µs at a time (a reader may be in a
-/// long call). A writer must not enter as a reader.
-final class ReaderWriterGate: Sendable {
+/// long call). A writer must not enter as a reader. Stored in place in the object it
+/// guards (it cannot be copied), so entering it costs no reference count.
+struct ReaderWriterGate: ~Copyable, Sendable {
   /// Bit 0: a writer waits. Bit 1: a writer is in. The bits above: readers in, times 4.
   private let state = Atomic<Int>(0)
   private static var waitingBit: Int { 1 }
@@ -19,6 +20,7 @@ final class ReaderWriterGate: Sendable {
   private static var reader: Int { 4 }
 
   /// Runs `body` as a reader.
+  @inline(__always)
   func read<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
     enterReading()
     defer { leaveReading() }
@@ -27,6 +29,7 @@ final class ReaderWriterGate: Sendable {
 
   /// Enters as a reader (for a span that is no closure, such as an initializer); each
   /// call is paired with one ``leaveReading()``.
+  @inline(__always)
   func enterReading() {
     var current = state.load(ordering: .relaxed)
     var waited = 0
@@ -43,11 +46,13 @@ final class ReaderWriterGate: Sendable {
   }
 
   /// Leaves as a reader.
+  @inline(__always)
   func leaveReading() {
     state.wrappingSubtract(Self.reader, ordering: .releasing)
   }
 
   /// Runs `body` as the one writer, with no reader in.
+  @inline(__always)
   func write<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
     var current = state.load(ordering: .relaxed)
     var waited = 0

@@ -61,8 +61,10 @@ public final class VFIODevice: Sendable {
     self.path = path
     self.descriptor = OwnedDescriptor(fd, backend: backend)
     // What the device holds (its context, attach target, eventfds) goes when its
-    // descriptor is really closed: after the last call in flight, not before.
-    descriptor.setAfterClose { [weak self] in self?.releaseState() }
+    // descriptor is really closed: after the last call in flight, not before. The hook
+    // holds the state, not the device: a weak reference to the device would give it a
+    // side table, and every reference count on it would take the slow path.
+    descriptor.setAfterClose { [state] in Self.releaseState(state) }
   }
 
   /// The descriptor.
@@ -81,7 +83,7 @@ public final class VFIODevice: Sendable {
 
   /// Drops the context, attach target and eventfds the device held, once its descriptor
   /// is closed.
-  private func releaseState() {
+  private static func releaseState(_ state: Lock<State>) {
     let released = state.withLock { state -> (IOMMUFD?, (any AttachTarget)?, [Int: [Int: EventFD]]) in
       defer {
         state.iommufd = nil
@@ -126,13 +128,40 @@ public final class VFIODevice: Sendable {
   /// stays.
   @discardableResult
   public func attach(to target: some AttachTarget) throws(IommufdError) -> ObjectID {
+    if let ioas = target as? IOAS { return try attach(to: ioas) }
+    if let pageTable = target as? HWPageTable { return try attach(to: pageTable) }
+    return try attach(target, id: target.id, context: target.iommufd, object: (target as? any ObjectHandle)?.object)
+  }
+
+  /// Attaches the device to `ioas`, through an automatic HW page table; returns its id.
+  ///
+  /// On an attached device this replaces the attachment atomically: on failure the old one
+  /// stays.
+  @discardableResult
+  public func attach(to ioas: IOAS) throws(IommufdError) -> ObjectID {
+    try attach(ioas, id: ioas.id, context: ioas.iommufd, object: ioas.object)
+  }
+
+  /// Attaches the device to `pageTable` and returns its id.
+  ///
+  /// On an attached device this replaces the attachment atomically: on failure the old one
+  /// stays.
+  @discardableResult
+  public func attach(to pageTable: HWPageTable) throws(IommufdError) -> ObjectID {
+    try attach(pageTable, id: pageTable.id, context: pageTable.iommufd, object: pageTable.object)
+  }
+
+  /// The attach of `target` (object `id` of `context`, owned by `object` if a handle owns it).
+  private func attach(
+    _ target: any AttachTarget, id: ObjectID, context: IOMMUFD, object: OwnedObject?
+  ) throws(IommufdError) -> ObjectID {
     var request = ciommufd_vfio_device_attach_iommufd_pt()
     request.argsz = UInt32(MemoryLayout<ciommufd_vfio_device_attach_iommufd_pt>.size)
-    request.pt_id = target.id.rawValue
+    request.pt_id = id.rawValue
     let (pageTable, previous) = try changes.withLock { (count: inout Int) throws(IommufdError) -> (ObjectID, (any AttachTarget)?) in
       count &+= 1
-      try withLive(target, .deviceAttach) { () throws(IommufdError) in
-        try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(target.id)])
+      try withLive(context, object, id, .deviceAttach) { () throws(IommufdError) in
+        try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(id)])
       }
       let pageTable = ObjectID(request.pt_id)
       let previous = record { state -> (any AttachTarget)? in
@@ -200,13 +229,27 @@ public final class VFIODevice: Sendable {
   func withLive<R>(
     _ target: some AttachTarget, _ operation: IommufdError.Operation, _ body: () throws(IommufdError) -> R
   ) throws(IommufdError) -> R {
-    if let bound = state.withLock({ $0.iommufd }), target.iommufd !== bound {
-      throw IommufdError(
-        operation, .invalidArgument, objects: [.pageTable(target.id)],
-        detail: "the attach target \(target.id) belongs to another iommufd context than the one the device is bound to")
-    }
-    guard let object = ownedObject(target) else { return try body() }
+    // The library's own targets by class (a compare, and no reference count taken).
+    if let ioas = target as? IOAS { return try withLive(ioas.iommufd, ioas.object, target.id, operation, body) }
+    if let hwpt = target as? HWPageTable { return try withLive(hwpt.iommufd, hwpt.object, target.id, operation, body) }
+    return try withLive(target.iommufd, (target as? any ObjectHandle)?.object, target.id, operation, body)
+  }
+
+  @inline(__always)
+  private func withLive<R>(
+    _ context: IOMMUFD, _ object: OwnedObject?, _ id: ObjectID, _ operation: IommufdError.Operation,
+    _ body: () throws(IommufdError) -> R
+  ) throws(IommufdError) -> R {
+    if state.withLock({ $0.iommufd.map { $0 !== context } ?? false }) { throw foreignTargetError(id, operation) }
+    guard let object else { return try body() }
     return try object.use(operation, body)
+  }
+
+  @inline(never)
+  private func foreignTargetError(_ id: ObjectID, _ operation: IommufdError.Operation) -> IommufdError {
+    IommufdError(
+      operation, .invalidArgument, objects: [.pageTable(id)],
+      detail: "the attach target \(id) belongs to another iommufd context than the one the device is bound to")
   }
 
   func ioctl<Argument>(
