@@ -237,6 +237,14 @@ struct CallMaker {
   var selfTestObjects: [UInt32] = []
   var faults: [UInt32] = []
   var viommus: [UInt32] = []
+  /// Paging HWPTs allocated as nesting parents (`NEST_PARENT`), with dirty tracking
+  /// (`DIRTY_TRACKING`), and those whose tracking was turned on: the calls that need such
+  /// a table pick one of these most of the time, so they get past their checks.
+  var nestParents: [UInt32] = []
+  var dirtyTables: [UInt32] = []
+  var trackingTables: [UInt32] = []
+  /// The IOAS of each paging HWPT allocated on one.
+  var tableSpaces: [UInt32: UInt32] = [:]
   /// PASIDs attached through the self-test (for REPLACE).
   var attachedPASIDs: [(stdev: UInt32, pasid: UInt32)] = []
   /// A memfd of 64 KiB both sides map from (MAP_FILE), and one of 8 KiB (pages past its end).
@@ -266,12 +274,24 @@ struct CallMaker {
     switch call.creates {
     case .nothing: break
     case .ioas(let at): if let id = u32(at) { spaces.append(id) }
-    case .hwpt(let at, let nested): if let id = u32(at) { if nested { nestedTables.append(id) } else { pageTables.append(id) } }
+    case .hwpt(let at, let nested):
+      guard let id = u32(at) else { break }
+      if nested {
+        nestedTables.append(id)
+      } else {
+        pageTables.append(id)
+        let flags = field(call, 4), space = field(call, 12)
+        if flags & 1 != 0 { nestParents.append(id) }
+        if flags & 2 != 0 { dirtyTables.append(id) }
+        if spaces.contains(space) { tableSpaces[id] = space }
+      }
     case .mockDevice:
       if let stdev = u32(16), let hwpt = u32(20), let device = u32(24) {
         selfTestObjects.append(stdev)
         pageTables.append(hwpt)
         devices.append(device)
+        let space = field(call, 8)
+        if spaces.contains(space) { tableSpaces[hwpt] = space }
       }
     case .mapping(let ioas, let length, let at): if let iova = u64(at) { mappings.append((ioas, iova, length)) }
     case .fault(let at): if let id = u32(at) { faults.append(id) }
@@ -281,11 +301,34 @@ struct CallMaker {
     case .dmabuf: dmabufCount += 1
     case .device(let at): if let id = u32(at) { devices.append(id) }
     }
+    if call.request == 0x3B8B && field(call, 4) & 1 != 0 { trackingTables.append(field(call, 8)) }  // SET_DIRTY_TRACKING on
     if case .mapping(let ioas, _, let at) = call.creates, call.request == 0x3B85, let iova = u64(at), let argument = call.argument,
       argument.count >= 24
     {
       mappingUsers["\(ioas):\(iova)"] = argument[16..<24].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
     }
+  }
+
+  /// The u32 at `offset` of `call`'s argument (0 past its end).
+  func field(_ call: Call, _ offset: Int) -> UInt32 {
+    guard let argument = call.argument, offset + 4 <= argument.count else { return 0 }
+    return argument[offset..<(offset + 4)].enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
+  }
+
+  /// One of `preferred` most of the time when there are any, else ``id(_:)`` of `known`.
+  mutating func id(preferring preferred: [UInt32], else known: [UInt32]) -> UInt32 {
+    if !preferred.isEmpty && random.chance(70) { return random.pick(preferred) }
+    return id(known)
+  }
+
+  /// A mapped range of the IOAS behind paging HWPT `hwpt` when there is one, else
+  /// ``mappedRange()``.
+  mutating func mappedRange(under hwpt: UInt32) -> (ioas: UInt32, iova: UInt64, length: UInt64)? {
+    if let space = tableSpaces[hwpt], random.chance(80) {
+      let candidates = mappings.filter { $0.ioas == space }
+      if !candidates.isEmpty { return random.pick(candidates) }
+    }
+    return mappedRange()
   }
 
   /// An id: mostly one of `known` (objects that exist, or existed), else a hostile one.
@@ -384,6 +427,32 @@ struct CallMaker {
         request: 0x3B85, argument: le(UInt32(40), UInt32(fixed ? 7 : 6), ioas, UInt32(0), user, length, fixed ? iova : 0),
         creates: .mapping(ioas: ioas, length: length, at: 32))
     }
+    // Deeper state now and then, so the calls that need it get past their checks: a
+    // nesting parent and a dirty-tracking HWPT, tracking turned on, a nested HWPT and (7.2)
+    // a vIOMMU.
+    if let device = devices.first, let ioas = spaces.first, nestParents.isEmpty || dirtyTables.isEmpty, random.chance(30) {
+      let flags = UInt32(random.pick([1, 2, 3]))
+      return Call(
+        name: "HWPT_ALLOC flags \(flags) dev \(device) pt \(ioas)", request: 0x3B89,
+        argument: le(UInt32(48), flags, device, ioas, UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt64(0), UInt32(0), UInt32(0)),
+        creates: .hwpt(at: 16, nested: false))
+    }
+    if let hwpt = dirtyTables.first, trackingTables.isEmpty, random.chance(30) {
+      return Call(name: "SET_DIRTY_TRACKING hwpt \(hwpt) flags 1", request: 0x3B8B, argument: le(UInt32(16), UInt32(1), hwpt, UInt32(0)))
+    }
+    if let parent = nestParents.first, let device = devices.first, nestedTables.isEmpty, random.chance(25) {
+      let iotlb = UInt32(random.below(3))
+      return Call(
+        name: "HWPT_ALLOC flags 0 dev \(device) pt \(parent) nested", request: 0x3B89,
+        argument: le(UInt32(48), UInt32(0), device, parent, UInt32(0), UInt32(0), UInt32(0xdead), UInt32(4), UInt64(0), UInt32(0), UInt32(0)),
+        buffers: [(32, le(iotlb))], creates: .hwpt(at: 16, nested: true))
+    }
+    if release >= .linux7_2, let parent = nestParents.first, let device = devices.first, viommus.isEmpty, random.chance(25) {
+      return Call(
+        name: "VIOMMU_ALLOC type 0xdeadbeef dev \(device) hwpt \(parent)", request: 0x3B90,
+        argument: le(UInt32(40), UInt32(0), UInt32(0xdead_beef), device, parent, UInt32(0), UInt32(0), UInt32(0), UInt64(0)),
+        creates: .viommu(at: 20))
+    }
     if deviceMode && (random.chance(35) || (devices.isEmpty && random.chance(50))) { return deviceCall(bind: devices.isEmpty) }
     if accessCount > 0 && random.chance(12) { return accessCall() }
     if dmabufCount > 0 && random.chance(8) { return dmabufCall() }
@@ -451,7 +520,7 @@ struct CallMaker {
       let nested = random.chance(30)
       let flags = nested ? UInt32(random.chance(90) ? 0 : random.below(4)) : UInt32(random.below(4)) | (random.chance(5) ? 1 << 5 : 0)
       let device = deviceID()
-      let pt = nested ? id(pageTables) : ioasID()
+      let pt = nested ? id(preferring: nestParents, else: pageTables) : ioasID()
       // On an IOAS, sometimes the mock's own driver data (7.2: the IOTLB value and a page
       // table type, 0 default, 1 huge, 2 unknown), in lengths around its 8 bytes.
       var data = nested ? le(UInt32(random.below(3))) : []
@@ -472,18 +541,21 @@ struct CallMaker {
         argument: sized(le(UInt32(40), UInt32(0), device, UInt32(capacity), UInt64(0), UInt32(0), UInt32(0), UInt64(0)), minimum: 32),
         buffers: capacity == 0 ? [] : [(16, [UInt8](repeating: 0xEE, count: capacity))])
     case 74..<77:
-      let hwpt = id(pageTables)
+      let hwpt = id(preferring: dirtyTables, else: pageTables)
       let flags = UInt32(random.chance(80) ? 1 : random.below(3))
       return Call(name: "SET_DIRTY_TRACKING hwpt \(hwpt) flags \(flags)", request: 0x3B8B, argument: sized(le(UInt32(16), flags, hwpt, UInt32(0)), minimum: 16))
     case 77..<80:
-      var (hwpt, iova, length) = (id(pageTables), iova(), 0x1000 * UInt64(random.below(16)))
-      if let mapped = mappedRange() { (iova, length) = (mapped.iova, min(mapped.length, 0x10000)) }
-      let pageSize = random.pick([UInt64(0x800), 0x1000, 0x1001, 0])
-      let words = length / max(pageSize, 1) / 64 + 1
+      var (hwpt, iova, length) = (id(preferring: trackingTables, else: pageTables), iova(), 0x1000 * UInt64(random.below(16)))
+      if let mapped = mappedRange(under: hwpt) { (iova, length) = (mapped.iova, min(mapped.length, 0x10000)) }
+      let pageSize = random.pick([UInt64(0x800), 0x1000, 0x1001, 0x3000, 0])
+      // The kernel sets one bit per the page size's lowest set bit (0x1001: per byte): the
+      // buffer holds every bit it may set, or the kernel writes past it.
+      let granule = pageSize == 0 ? 1 : UInt64(1) << UInt64(pageSize.trailingZeroBitCount)
+      let words = length / granule / 64 + 1
       return Call(
         name: "GET_DIRTY_BITMAP hwpt \(hwpt) iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16)) page 0x\(String(pageSize, radix: 16))",
         request: 0x3B8C, argument: sized(le(UInt32(48), hwpt, UInt32(random.chance(80) ? 0 : 1), UInt32(0), iova, length, pageSize, UInt64(0)), minimum: 48),
-        buffers: [(40, [UInt8](repeating: 0, count: Int(min(words, 64)) * 8))])
+        buffers: [(40, [UInt8](repeating: 0, count: Int(words) * 8))])
     case 80..<83:
       let hwpt = id(nestedTables)
       let count = random.below(3)
@@ -599,7 +671,7 @@ struct CallMaker {
         request: 0x3B8F, argument: sized(le(UInt32(40), flags, ioas, file, start, length, iova), minimum: 40),
         creates: .mapping(ioas: ioas, length: length, at: 32))
     case 1:
-      let (device, hwpt) = (deviceID(), id(pageTables))
+      let (device, hwpt) = (deviceID(), id(preferring: nestParents, else: pageTables))
       let type = random.chance(85) ? UInt32(0xdead_beef) : UInt32(random.below(3))
       return Call(
         name: "VIOMMU_ALLOC type 0x\(String(type, radix: 16)) dev \(device) hwpt \(hwpt)", request: 0x3B90,
@@ -635,7 +707,8 @@ struct CallMaker {
     case 0: target = ioasID()
     case 1, 2, 3: target = id(random.chance(60) ? spaces : pageTables + nestedTables)
     case 4: target = id(selfTestObjects)
-    case 5, 7: target = id(pageTables)
+    case 5: target = id(pageTables)
+    case 7: target = id(preferring: trackingTables, else: pageTables)
     case 8: target = id(nestedTables)
     case 9: target = id(selfTestObjects)
     default: target = id()
@@ -668,7 +741,7 @@ struct CallMaker {
       return Call(name: "TEST MD_CHECK_REFS uva 0x\(String(user, radix: 16)) len 0x\(String(length, radix: 16)) refs \(refs)", request: 0x3BA0, argument: command(4, le(length, user, refs)))
     case 7:
       var (iova, length) = (iova(), 0x1000 * UInt64(random.below(8)))
-      if let mapped = mappedRange() { (iova, length) = (mapped.iova, min(mapped.length, 0x8000)) }
+      if let mapped = mappedRange(under: target) { (iova, length) = (mapped.iova, min(mapped.length, 0x8000)) }
       let bits = le(random.next())
       return Call(
         name: "TEST DIRTY hwpt \(target) iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16))", request: 0x3BA0,

@@ -2091,6 +2091,14 @@ extension BadInputTableTests {
       let setup = try Dirty(env)
       env.bad { try setup.hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x1000, pageSize: 0) }
     },
+    Row("dirtyBitmap page size 0x3000, no power of two: EINVAL (the kernel would set 3x the bits)", On.mock, .rejected(.invalidArgument, "power of two")) { env in
+      let setup = try Dirty(env)
+      env.bad { try setup.hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x6000, pageSize: 0x3000) }
+    },
+    Row("dirtyBitmap page size 0x1001: EINVAL", On.mock, .rejected(.invalidArgument, "power of two")) { env in
+      let setup = try Dirty(env)
+      env.bad { try setup.hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x2002, pageSize: 0x1001) }
+    },
     Row("dirtyBitmap length 0: 6.12 DGET-3 EINVAL, 7.2 EOVERFLOW (no length check there)", On.mock,
       expect: { $0.release == .linux7_2 ? .kernel(.overflow) : .kernel(.invalidArgument) }) { env in
       let setup = try Dirty(env)
@@ -2104,7 +2112,7 @@ extension BadInputTableTests {
       let setup = try Dirty(env)
       env.bad { try setup.hwpt.dirtyBitmap(iova: 0x100_0400, length: 0x800, pageSize: 0x400) }
     },
-    Row("dirtyBitmap page size UInt64.max: DGET-3 EINVAL (the range is no multiple of it)", On.mock, .kernel(.invalidArgument)) { env in
+    Row("dirtyBitmap page size UInt64.max: EINVAL, no power of two", On.mock, .rejected(.invalidArgument, "power of two")) { env in
       let setup = try Dirty(env)
       env.bad { try setup.hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x1000, pageSize: .max) }
     },

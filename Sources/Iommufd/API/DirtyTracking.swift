@@ -89,12 +89,20 @@ extension HWPageTable {
 
   /// The pages written since the last harvest in `length` bytes at `iova`, at `pageSize`
   /// granularity (`IOMMU_HWPT_GET_DIRTY_BITMAP`); clears what it reports unless `clear`
-  /// is false. A bitmap larger than ``maximumDirtyBitmapBytes`` is refused before the
+  /// is false. `pageSize` must be a power of two (EINVAL otherwise). A bitmap larger than ``maximumDirtyBitmapBytes`` is refused before the
   /// kernel is asked: EOVERFLOW or EINVAL where the kernel would refuse the range, else
   /// ENOMEM.
   public func dirtyBitmap(iova: UInt64, length: UInt64, pageSize: UInt64, clear: Bool = true) throws(IommufdError) -> DirtyBitmap {
     guard pageSize > 0 else {
       throw IommufdError(.getDirtyBitmap, .invalidArgument, objects: [.hwpt(id)], detail: "page size must be above 0")
+    }
+    // The kernel takes any page size but sets one bit per its lowest set bit's worth of
+    // IOVA (iova_bitmap's __ffs shift): for 0x3000 three times the bits asked for, written
+    // past a bitmap sized by the page size. Only powers of two mean what they say.
+    guard pageSize & (pageSize - 1) == 0 else {
+      throw IommufdError(
+        .getDirtyBitmap, .invalidArgument, objects: [.hwpt(id)],
+        detail: "page size 0x\(String(pageSize, radix: 16)) is not a power of two (the kernel would report at 0x\(String(UInt64(1) << UInt64(pageSize.trailingZeroBitCount), radix: 16)) granularity)")
     }
     let pageCount = length / pageSize + (length % pageSize == 0 ? 0 : 1)
     let wordCount = pageCount / 64 + (pageCount % 64 == 0 ? 0 : 1)

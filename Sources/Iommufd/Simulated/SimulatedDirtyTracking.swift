@@ -49,7 +49,9 @@ extension SimulatedKernel.State {
       dirtyLeaves.append(leaf)
     }
     defer { if clear { for leaf in dirtyLeaves { hwpt.clearDirty(leaf, leaf + Self.hugeLeafSize - 1) } } }
-    let bitmapPage = request.page_size
+    // The kernel's iova_bitmap shifts by __ffs(page_size): a page size that is no power of
+    // two is checked as given, but each bit covers its lowest set bit's worth of IOVA.
+    let bitmapPage = UInt64(1) << UInt64(request.page_size.trailingZeroBitCount)
     let bitCount = request.length / bitmapPage + (request.length % bitmapPage == 0 ? 0 : 1)
     // The words to set, by index: as the kernel maps the user bitmap a chunk at a time,
     // nothing of the size the user asked for is allocated.

@@ -84,6 +84,26 @@ struct DirtyConformance {
     #expect(errno { try hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x1000, pageSize: 0x1000) } == nil)
   }
 
+  @Test("GET_DIRTY_BITMAP with a page size that is no power of two: the kernel checks the range against page_size - 1 but sets one bit per the page size's lowest set bit (0x3000: per 4 KiB, so page 3 of the range is bit 3, not bit 1); the API refuses such a page size (EINVAL) instead of passing a bitmap the kernel would write past", arguments: Platform.mock)
+  func pageSizeNotPowerOfTwo(platform: Platform) throws {
+    let setup = try Setup(platform)
+    try setup.hwpt.setDirtyTracking(enabled: true)
+    // The mock page of 2 KiB at IOVA 0x1003000: page 3 of the range at 4 KiB.
+    #expect(try setup.iommufd.selfTest.markDirty(setup.hwpt, iova: 0x100_0000, length: 0x10000, pageSize: 2048, pages: [1 << 6]) == 1)
+    let bitmap = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 8)
+    defer { bitmap.deallocate() }
+    bitmap.initializeMemory(as: UInt8.self, repeating: 0)
+    let fd = setup.iommufd.fileDescriptor
+    let backend = setup.iommufd.backend
+    let data = UInt64(UInt(bitPattern: bitmap.baseAddress))
+    // 0x1000000 to 0x1008000: both ends clear of page_size - 1 = 0x2fff, as the kernel
+    // checks; to 0x1006000 the end is not (EINVAL).
+    #expect(rawIoctl(backend, fd, 0x3B8C, le(UInt32(48), setup.hwpt.id.rawValue, UInt32(0), UInt32(0), UInt64(0x100_0000), UInt64(0x6000), UInt64(0x3000), data)).0 == .invalidArgument)
+    #expect(rawIoctl(backend, fd, 0x3B8C, le(UInt32(48), setup.hwpt.id.rawValue, UInt32(0), UInt32(0), UInt64(0x100_0000), UInt64(0x8000), UInt64(0x3000), data)).0 == nil)
+    #expect(bitmap.load(as: UInt64.self) == 1 << 3)
+    #expect(errno { try setup.hwpt.dirtyBitmap(iova: 0x100_0000, length: 0x8000, pageSize: 0x3000) } == .invalidArgument)
+  }
+
   @Test("DGET-5/6, 7.2 DIRTY: marked pages come back relative to the base, cleared unless NO_CLEAR; nothing while tracking is off; the walk stops at a gap", arguments: Platform.mock)
   func harvest(platform: Platform) throws {
     let setup = try Setup(platform)
