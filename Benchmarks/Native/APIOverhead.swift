@@ -24,7 +24,12 @@ struct ReturningSystemCalls: SystemCalls {
     }
     return 0
   }
-  func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer { throw .notSupported }
+  /// One page for the fixture's ``DMABuffer`` (never unmapped).
+  nonisolated(unsafe) static let page = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+  func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+    guard length <= 4096, fd == nil else { throw .notSupported }
+    return Self.page
+  }
   func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {}
   func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int { 0 }
   func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int { buffer.count }
@@ -40,6 +45,7 @@ final class APIFixture: @unchecked Sendable {
   let ioas: IOAS
   let source: IOAS
   let device: VFIODevice
+  let buffer: DMABuffer
   let address = UnsafeRawPointer(bitPattern: 0x7000_0000)!
   var fd: FileDescriptor { iommufd.fileDescriptor }
   var deviceFD: FileDescriptor { device.fileDescriptor }
@@ -51,6 +57,7 @@ final class APIFixture: @unchecked Sendable {
       ioas = try iommufd.allocateIOAS()
       source = try iommufd.allocateIOAS()
       device = VFIODevice(adopting: FileDescriptor(rawValue: 1002), backend: backend)
+      buffer = try DMABuffer(length: 4096, backend: backend)
       try device.bind(to: iommufd)
     } catch { abort("the API fixture", error) }
   }
@@ -109,6 +116,21 @@ func seamMapUnmapLoop(_ count: Int) {
     }
   } catch { abort("seam map+unmap", error) }
 }
+
+@inline(never) @_silgen_name("iommufd_bench_api_DMAMapping_map_unmap")
+func apiMapping(_ count: Int) { apiMappingLoop(count) }
+
+/// The safe path, as the lab measures it: a ``DMAMapping`` of a ``DMABuffer``, unmapped
+/// and released.
+@inline(never)
+func apiMappingLoop(_ count: Int) {
+  do {
+    for _ in 0..<count { try fixture.ioas.map(fixture.buffer, at: .fixed(0x10_0000)).unmap() }
+  } catch { abort("mapping map+unmap", error) }
+}
+
+@inline(never) @_silgen_name("iommufd_bench_seam_DMAMapping_map_unmap")
+func seamMapping(_ count: Int) { seamMapUnmapLoop(count) }
 
 @inline(never) @_silgen_name("iommufd_bench_api_copy")
 func apiCopy(_ count: Int) { apiCopyLoop(count) }
@@ -231,6 +253,7 @@ func seamAttachDetachLoop(_ count: Int) {
 
 let measuredCalls = [
   MeasuredCall(name: "map+unmap", ioctls: 2, api: apiMapUnmap, seam: seamMapUnmap, apiLoop: apiMapUnmapLoop, seamLoop: seamMapUnmapLoop),
+  MeasuredCall(name: "DMAMapping map+unmap", ioctls: 2, api: apiMapping, seam: seamMapping, apiLoop: apiMappingLoop, seamLoop: seamMapUnmapLoop),
   MeasuredCall(name: "copy", ioctls: 1, api: apiCopy, seam: seamCopy, apiLoop: apiCopyLoop, seamLoop: seamCopyLoop),
   MeasuredCall(name: "option get", ioctls: 1, api: apiOptionGet, seam: seamOptionGet, apiLoop: apiOptionGetLoop, seamLoop: seamOptionGetLoop),
   MeasuredCall(name: "option set", ioctls: 1, api: apiOptionSet, seam: seamOptionSet, apiLoop: apiOptionSetLoop, seamLoop: seamOptionSetLoop),

@@ -68,19 +68,28 @@ extension DMAAddressSpace {
   ) throws(IommufdError) -> DMAMapping {
     let address = UnsafeRawPointer(buffer.bytes.baseAddress!)
     let length = UInt64(buffer.bytes.count)
-    guard let tracked = self as? any MappingTracking else {
+    guard let tracked = mappingTracking(self) else {
       let iova = try unsafeMap(address: address, length: length, at: placement, access: access)
-      return DMAMapping(space: self, buffer: buffer, iova: iova, length: length, access: access)
+      return DMAMapping(space: self, registry: nil, buffer: buffer, iova: iova, length: length, access: access)
     }
     // The map and its record in one change of the space, so no unmap through the space
     // falls between them.
-    return try tracked.mappings.changes.read { () throws(IommufdError) -> DMAMapping in
+    let registry = tracked.mappings
+    return try registry.changes.read { () throws(IommufdError) -> DMAMapping in
       let iova = try unsafeMap(address: address, length: length, at: placement, access: access)
-      let mapping = DMAMapping(space: self, buffer: buffer, iova: iova, length: length, access: access)
-      tracked.mappings.add(mapping)
+      let mapping = DMAMapping(space: self, registry: registry, buffer: buffer, iova: iova, length: length, access: access)
+      registry.add(mapping.range, mapping.ownership)
       return mapping
     }
   }
+}
+
+/// The space as one that records its mappings: the library's own spaces, found by class
+/// (a compare, where a cast to the protocol searches the conformance tables).
+func mappingTracking(_ space: some DMAAddressSpace) -> (any MappingTracking)? {
+  if let ioas = space as? IOAS { return ioas }
+  if let container = space as? VFIOContainer { return container }
+  return nil
 }
 
 /// A mapping of a ``DMABuffer`` into a ``DMAAddressSpace``; unmapped on ``unmap()`` or
@@ -102,13 +111,15 @@ public final class DMAMapping: Sendable {
   public let length: UInt64
   /// What the device may do through it.
   public let access: DMAAccess
-  /// Whether the range is still this mapping's.
-  private let mapped = Lock(true)
-  /// Serialises unmap attempts, and counts them.
-  private let unmapAttempts = Lock(0)
+  /// The space's record of its mappings, where it keeps one (an ``IOAS`` or a
+  /// ``VFIOContainer``).
+  private let registry: MappingRegistry?
+  /// Whether the range is still this mapping's; shared with the space's record.
+  let ownership = MappingOwnership()
 
-  init(space: any DMAAddressSpace, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess) {
+  init(space: any DMAAddressSpace, registry: MappingRegistry?, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess) {
     self.space = space
+    self.registry = registry
     self.buffer = buffer
     self.iova = iova
     self.length = length
@@ -120,25 +131,23 @@ public final class DMAMapping: Sendable {
 
   /// Whether the mapping still owns its range (it was not unmapped, by itself or through
   /// its space).
-  public var isMapped: Bool { mapped.withLock { $0 } }
+  public var isMapped: Bool { ownership.isOwned }
 
   /// Unmaps now. A call on a mapping already unmapped does nothing; one that fails leaves
   /// the mapping in place, to be tried again.
   public func unmap() throws(IommufdError) {
-    try unmapAttempts.withLock { (attempts: inout Int) throws(IommufdError) in
-      guard let tracked = space as? any MappingTracking else {
+    guard let registry, let tracked = mappingTracking(space) else {
+      try ownership.serializingUnmaps { () throws(IommufdError) in
         guard isMapped else { return }
-        attempts += 1
         try unmapOwnRange { () throws(IommufdError) in try space.unmap(iova: iova, length: length) }
-        return
       }
-      // No change of the space in flight: whether the range is still this mapping's is
-      // then what the kernel has.
-      try tracked.mappings.changes.write { () throws(IommufdError) in
-        guard isMapped else { return }
-        attempts += 1
-        try unmapOwnRange { () throws(IommufdError) in _ = try tracked.unmapMapping(iova: iova, length: length) }
-      }
+      return
+    }
+    // As a writer of the space's changes: no other unmap or map in flight, so whether the
+    // range is still this mapping's is then what the kernel has.
+    try registry.changes.write { () throws(IommufdError) in
+      guard isMapped else { return }
+      try unmapOwnRange { () throws(IommufdError) in _ = try tracked.unmapMapping(iova: iova, length: length) }
     }
   }
 
@@ -155,25 +164,19 @@ public final class DMAMapping: Sendable {
   }
 
   /// The range is no longer this mapping's.
-  func markUnmapped() {
-    let wasMapped = mapped.withLock { value -> Bool in
-      defer { value = false }
-      return value
-    }
-    if wasMapped { (space as? any MappingTracking)?.mappings.remove(self) }
+  private func markUnmapped() {
+    if ownership.clear() { registry?.remove(range, ownership) }
   }
 
   deinit {
-    let tracked = space as? any MappingTracking
-    // The record never outlives the mapping (it names the mapping by identity).
-    defer { tracked?.mappings.remove(self) }
+    // The record never outlives the mapping.
+    defer { registry?.remove(range, ownership) }
     guard isMapped, !space.isClosed else { return }
     do throws(IommufdError) {
-      if let tracked {
-        try tracked.mappings.changes.write { () throws(IommufdError) in
-          // Unmapped through the space meanwhile? The space cannot mark a mapping that is
-          // being released (weak references to it read nil), but it removes its record.
-          guard isMapped, tracked.mappings.records(self) else { return }
+      if let registry, let tracked = mappingTracking(space) {
+        try registry.changes.write { () throws(IommufdError) in
+          // Unmapped through the space meanwhile? The space clears the shared flag.
+          guard isMapped else { return }
           _ = try tracked.unmapMapping(iova: iova, length: length)
         }
       } else {

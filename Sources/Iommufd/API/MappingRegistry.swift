@@ -1,5 +1,9 @@
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The live ``DMAMapping``s of an address space, sorted by IOVA, so that a mapping whose
 /// range was unmapped through the space (or mapped anew) can no longer unmap what is there
 /// now.
@@ -19,44 +23,30 @@ final class MappingRegistry: Sendable {
 
   private struct Entry {
     let range: IOVARange
-    /// The mapping, compared by identity without loading the weak reference: a load makes
-    /// a strong reference, and if it were the last, the mapping's deinit would run under
-    /// the lock. The mapping removes its entry before it is gone, so no other object can
-    /// have this identity while the entry exists.
-    let identity: ObjectIdentifier
-    weak var mapping: DMAMapping?
+    /// The mapping's ownership flag, shared with the mapping: the space marks it unmapped
+    /// without touching the mapping itself (which may be being released).
+    let ownership: MappingOwnership
   }
 
-  /// Records `mapping`, made just now.
-  func add(_ mapping: DMAMapping) {
+  /// Records a mapping of `range` made just now, with its ownership flag.
+  func add(_ range: IOVARange, _ ownership: MappingOwnership) {
     entries.withLock { entries in
-      let index = Self.firstIndex(in: entries, startingAbove: mapping.range.start)
-      entries.insert(Entry(range: mapping.range, identity: ObjectIdentifier(mapping), mapping: mapping), at: index)
+      let index = Self.firstIndex(in: entries, startingAbove: range.start)
+      entries.insert(Entry(range: range, ownership: ownership), at: index)
       count.store(entries.count, ordering: .releasing)
     }
   }
 
-  /// Forgets `mapping` (it unmapped itself, or is being released), if it is recorded.
-  func remove(_ mapping: DMAMapping) {
+  /// Forgets the mapping of `range` with `ownership` (it unmapped itself, or is being
+  /// released), if it is recorded.
+  func remove(_ range: IOVARange, _ ownership: MappingOwnership) {
     if count.load(ordering: .acquiring) == 0 { return }
     entries.withLock { entries in
-      guard let index = Self.index(of: mapping, in: entries) else { return }
+      let index = Self.firstIndex(in: entries, startingAbove: range.start) - 1
+      guard index >= 0, entries[index].range == range, entries[index].ownership === ownership else { return }
       entries.remove(at: index)
       count.store(entries.count, ordering: .releasing)
     }
-  }
-
-  /// Whether `mapping` is still recorded: a space's unmap removes the entries in its range
-  /// even where it cannot mark a mapping that is being released as unmapped.
-  func records(_ mapping: DMAMapping) -> Bool {
-    entries.withLock { Self.index(of: mapping, in: $0) != nil }
-  }
-
-  /// The index of `mapping`'s entry, by its range and identity.
-  private static func index(of mapping: DMAMapping, in entries: [Entry]) -> Int? {
-    let index = firstIndex(in: entries, startingAbove: mapping.range.start) - 1
-    guard index >= 0, entries[index].range == mapping.range, entries[index].identity == ObjectIdentifier(mapping) else { return nil }
-    return index
   }
 
   /// The space mapped `range`: whatever was recorded there is gone.
@@ -67,18 +57,15 @@ final class MappingRegistry: Sendable {
 
   @inline(never)
   private func recordMapped(_ range: IOVARange) {
-    let gone = entries.withLock { entries -> [DMAMapping] in
+    entries.withLock { entries in
       var end = Self.firstIndex(in: entries, startingAbove: range.last)
-      var gone: [DMAMapping] = []
       while end > 0, entries[end - 1].range.last >= range.start {
-        if let mapping = entries[end - 1].mapping { gone.append(mapping) }
+        entries[end - 1].ownership.clear()
         entries.remove(at: end - 1)
         end -= 1
       }
       count.store(entries.count, ordering: .releasing)
-      return gone
     }
-    for mapping in gone { mapping.markUnmapped() }
   }
 
   /// The space unmapped every mapping inside `range`. The entries inside it are adjacent
@@ -90,18 +77,16 @@ final class MappingRegistry: Sendable {
 
   @inline(never)
   private func recordUnmapped(_ range: IOVARange) {
-    let gone = entries.withLock { entries -> [DMAMapping] in
+    entries.withLock { entries in
       let first = range.start == 0 ? 0 : Self.firstIndex(in: entries, startingAbove: range.start - 1)
       let end = Self.firstIndex(in: entries, startingAbove: range.last)
       var stop = first  // the ends ascend too: those inside the range come first
       while stop < end, entries[stop].range.last <= range.last { stop += 1 }
-      if first == stop { return [] }
-      let gone = entries[first..<stop].compactMap(\.mapping)
+      if first == stop { return }
+      for entry in entries[first..<stop] { entry.ownership.clear() }
       entries.removeSubrange(first..<stop)
       count.store(entries.count, ordering: .releasing)
-      return gone
     }
-    for mapping in gone { mapping.markUnmapped() }
   }
 
   /// The index of the first entry that starts above `address`.
@@ -113,6 +98,36 @@ final class MappingRegistry: Sendable {
       if entries[middle].range.start <= address { low = middle + 1 } else { high = middle }
     }
     return low
+  }
+}
+
+/// Whether a ``DMAMapping`` still owns its range: one flag, shared by the mapping and its
+/// space's record, so the space can take the range back without a reference to the
+/// mapping. Bit 1 serialises unmaps through a space that keeps no records.
+final class MappingOwnership: Sendable {
+  private let state = Atomic<Int>(1)
+  private static var ownedBit: Int { 1 }
+  private static var unmappingBit: Int { 2 }
+
+  /// Whether the range is still the mapping's.
+  var isOwned: Bool { state.load(ordering: .acquiring) & Self.ownedBit != 0 }
+
+  /// The range is no longer the mapping's; returns whether it was.
+  @discardableResult
+  func clear() -> Bool {
+    state.bitwiseAnd(~Self.ownedBit, ordering: .acquiringAndReleasing).oldValue & Self.ownedBit != 0
+  }
+
+  /// Runs `body` as the one unmap in progress (for spaces that keep no records, whose
+  /// unmaps no gate of theirs serialises).
+  func serializingUnmaps<R>(_ body: () throws(IommufdError) -> R) throws(IommufdError) -> R {
+    var waited = 0
+    while state.bitwiseOr(Self.unmappingBit, ordering: .acquiring).oldValue & Self.unmappingBit != 0 {
+      waited += 1
+      if waited < 64 { sched_yield() } else { usleep(100) }
+    }
+    defer { state.bitwiseAnd(~Self.unmappingBit, ordering: .releasing) }
+    return try body()
   }
 }
 
