@@ -36,10 +36,17 @@ extension SimulatedKernel.State {
     guard hwpt.hasDirtyOps else { throw .notSupported }  // DGET-4
     // 7.2 with IOVA 0 and length 0 (not verified on a kernel): taken as an empty harvest.
     if request.length == 0 { return 0 }
-    // DGET-5: with tracking off the driver's walk fails, and the failure is swallowed.
-    guard hwpt.dirtyEnabled else { return 0 }
+    // DGET-5: with tracking off 6.12's mock walk fails, and the failure is swallowed; 7.2's
+    // generic page table reads and clears the dirty bits whether tracking is on or not.
+    guard hwpt.dirtyEnabled || (isLinux7_2 && hwpt.profile.driver == .mock) else { return 0 }
     let clear = request.flags & CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == 0
-    let ioPage = hwpt.profile.pageSize
+    let ioPage = hwpt.profile.entrySize
+    // 7.2's mock maps a CPU page whose IOVA and host address are both aligned to it as a
+    // contiguous pair of entries: the pair is dirty if either entry is, and is reported by
+    // its first entry only (record_dirty's length stops short of the run's last entry),
+    // and not at all by a walk that starts at its second entry; reading clears both.
+    let pairs = isLinux7_2 && hwpt.profile.driver == .mock
+    var reportedPairs: Set<UInt64> = []
     // A 1 MiB leaf is dirty as a whole: one dirty IO page in it dirties all of it, and a
     // harvest that clears clears all of it, also outside the range asked for.
     let leaves = hwpt.hugeLeaves && !ioas.disableLargePages ? hugeLeaves(ioas, request.iova, last) : []
@@ -49,6 +56,7 @@ extension SimulatedKernel.State {
       dirtyLeaves.append(leaf)
     }
     defer { if clear { for leaf in dirtyLeaves { hwpt.clearDirty(leaf, leaf + Self.hugeLeafSize - 1) } } }
+    let hugeLeafStarts = Set(leaves)  // 1 MiB leaves are one entry each: all of it is reported
     // The kernel's iova_bitmap shifts by __ffs(page_size): a page size that is no power of
     // two is checked as given, but each bit covers its lowest set bit's worth of IOVA.
     let bitmapPage = UInt64(1) << UInt64(request.page_size.trailingZeroBitCount)
@@ -82,6 +90,23 @@ extension SimulatedKernel.State {
         while bits != 0 {
           let page = index * 64 + UInt64(bits.trailingZeroBitCount)
           bits &= bits - 1
+          if pairs {
+            let pair = page * ioPage & ~(2 * ioPage - 1)
+            let host = area.value.userVA &+ (pair &- area.start)
+            if pair >= area.start, pair &+ (2 * ioPage - 1) <= area.last, host % (2 * ioPage) == 0,
+              !hugeLeafStarts.contains(pair & ~(Self.hugeLeafSize - 1))
+            {
+              if clear { hwpt.clearDirty(pair, pair + 2 * ioPage - 1) }
+              guard pair >= request.iova, reportedPairs.insert(pair).inserted else { continue }
+              var bit = (pair - request.iova) / bitmapPage
+              let lastBit = min((pair + ioPage - 1 - request.iova) / bitmapPage, bitCount - 1)
+              while bit <= lastBit {
+                if dense.isEmpty { local[bit / 64, default: 0] |= 1 << (bit % 64) } else { dense[Int(bit / 64)] |= 1 << (bit % 64) }
+                bit += 1
+              }
+              continue
+            }
+          }
           // DGET-6: every bitmap bit the dirty IO page overlaps, relative to the base.
           let first = max(page * ioPage, request.iova)
           var bit = (first - request.iova) / bitmapPage
@@ -181,13 +206,12 @@ extension SimulatedKernel.State {
     var marked: UInt64 = 0
     for bit in 0..<count where bitmap[Int(bit / 8)] & (1 << (bit % 8)) != 0 {
       // As 6.12 does: the mock page numbered (iova + bit * page_size) / page_size. 7.2 marks
-      // the leaf holding the IOVA itself, in a page table that maps each CPU page as one
-      // leaf: a contiguous pair of 2 KiB entries whose first entry carries the dirty bit
-      // (the default table), or one entry (the huge table).
+      // the entry holding the IOVA itself (the second of a contiguous pair too: reading
+      // reports the pair by its first).
       // The kernel's unsigned long arithmetic wraps; so does this.
       let ioPageAddress: UInt64
       if isLinux7_2 {
-        ioPageAddress = (request.iova &+ bit &* pageSize) & ~(self.pageSize - 1)
+        ioPageAddress = (request.iova &+ bit &* pageSize) & ~(hwpt.profile.entrySize - 1)
       } else {
         ioPageAddress = (request.iova &+ bit &* pageSize) / pageSize &* hwpt.profile.pageSize
       }

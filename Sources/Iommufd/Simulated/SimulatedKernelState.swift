@@ -165,7 +165,9 @@ extension SimulatedKernel {
 
     /// The domains of the simulated IOMMU (VT-d like).
     var iommuProfile: DomainProfile {
-      DomainProfile(driver: .platform, pageSize: configuration.ioPageSize, apertureStart: 0, apertureLast: configuration.apertureLast)
+      DomainProfile(
+        driver: .platform, pageSize: configuration.ioPageSize, apertureStart: 0, apertureLast: configuration.apertureLast,
+        entrySize: configuration.ioPageSize)
     }
 
     /// What GET_HW_INFO says of the simulated VT-d.

@@ -107,18 +107,21 @@ struct DomainProfile: Equatable {
   var pageSize: UInt64
   var apertureStart: UInt64
   var apertureLast: UInt64
+  /// The size of one page-table entry, the unit of dirty bits: the mock's 2 KiB granule
+  /// in both its tables (a CPU page is a contiguous pair of entries), else the IO page.
+  var entrySize: UInt64
 
   /// The iommufd self-test's mock IOMMU (`selftest.c`): 2 KiB IO pages (half a CPU page)
   /// and the mock aperture, 16 MiB to 2 GiB.
   static func mock(pageSize: UInt64) -> DomainProfile {
-    DomainProfile(driver: .mock, pageSize: pageSize / 2, apertureStart: 1 << 24, apertureLast: (1 << 31) - 1)
+    DomainProfile(driver: .mock, pageSize: pageSize / 2, apertureStart: 1 << 24, apertureLast: (1 << 31) - 1, entrySize: pageSize / 2)
   }
 
   /// 7.2's huge mock page table (`MOCK_IOMMUPT_HUGE`): IO pages of a CPU page and of
   /// 1 MiB, and the generic AMD v1 table's own aperture, which starts at 0 and, with no
   /// dynamic top and three levels of 2 KiB granules, ends at 2^38 - 1.
   static func mockHuge(pageSize: UInt64) -> DomainProfile {
-    DomainProfile(driver: .mock, pageSize: pageSize, apertureStart: 0, apertureLast: (1 << 38) - 1)
+    DomainProfile(driver: .mock, pageSize: pageSize, apertureStart: 0, apertureLast: (1 << 38) - 1, entrySize: pageSize / 2)
   }
 }
 
@@ -146,7 +149,7 @@ final class SimulatedHWPT {
   /// for a device with `MOCK_FLAGS_DEVICE_HUGE_IOVA`, 7.2's huge mock page table. Dirty bits
   /// are then kept per leaf.
   var hugeLeaves = false
-  /// Dirty IO pages: bit `p % 64` of word `p / 64` for IO page `p` (IOVA / IO page size).
+  /// Dirty entries: bit `p % 64` of word `p / 64` for entry `p` (IOVA / entry size).
   var dirtyWords: [UInt64: UInt64] = [:]
 
   init(ioasID: UInt32, isAutomatic: Bool, profile: DomainProfile, flags: UInt32 = 0) {
@@ -161,8 +164,8 @@ final class SimulatedHWPT {
 
   /// Whether an IO page of `[first, last]` is dirty.
   func hasDirty(_ first: UInt64, _ last: UInt64) -> Bool {
-    var page = first / profile.pageSize
-    let end = last / profile.pageSize
+    var page = first / profile.entrySize
+    let end = last / profile.entrySize
     while page <= end {
       if let word = dirtyWords[page / 64], word & (1 << (page % 64)) != 0 { return true }
       page += 1
@@ -172,8 +175,8 @@ final class SimulatedHWPT {
 
   /// Clears the IO pages of `[first, last]`.
   func clearDirty(_ first: UInt64, _ last: UInt64) {
-    var page = first / profile.pageSize
-    let end = last / profile.pageSize
+    var page = first / profile.entrySize
+    let end = last / profile.entrySize
     while page <= end {
       if let word = dirtyWords[page / 64] {
         let rest = word & ~(1 << (page % 64))
@@ -185,8 +188,8 @@ final class SimulatedHWPT {
 
   /// Marks the IO pages covering `[first, last]` dirty.
   func markDirty(_ first: UInt64, _ last: UInt64) {
-    var page = first / profile.pageSize
-    let end = last / profile.pageSize
+    var page = first / profile.entrySize
+    let end = last / profile.entrySize
     while page <= end {
       dirtyWords[page / 64, default: 0] |= 1 << (page % 64)
       page += 1
