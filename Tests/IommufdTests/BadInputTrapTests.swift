@@ -388,12 +388,12 @@ struct BadInputTrapTests {
     Row("setInterrupts with 5000 vectors of one eventfd (the edu has 1 MSI vector): EINVAL, no deep stack", .answered(.invalidArgument)) {
       let machine = try Machine()
       let eventFD = try EventFD(nonBlocking: true, backend: machine.backend)
-      try machine.device.setInterrupts(2, eventFDs: Array(repeating: eventFD, count: 5000))
+      try machine.device.setInterrupts(VFIOPCIInterrupt.msi, eventFDs: Array(repeating: eventFD, count: 5000))
       return true
     },
     Row("setInterrupts with 20000 nil vectors: EINVAL, no deep stack", .answered(.invalidArgument)) {
       let machine = try Machine()
-      try machine.device.setInterrupts(2, eventFDs: Array(repeating: nil, count: 20000))
+      try machine.device.setInterrupts(VFIOPCIInterrupt.msi, eventFDs: Array(repeating: nil, count: 20000))
       return true
     },
     Row("iovaRanges() when a backend reports UInt32.max ranges: refused, nothing allocated for them", .rejected(.messageTooLong)) {

@@ -143,7 +143,7 @@ struct HandleSafetyTests {
         weakEventFD = eventFD
         DispatchQueue.concurrentPerform(iterations: 2) { thread in
           if thread == 0 {
-            if round % 2 == 0 { _ = try? device.attach(to: ioas) } else { try? device.setInterrupts(2, eventFDs: [eventFD]) }
+            if round % 2 == 0 { _ = try? device.attach(to: ioas) } else { try? device.setInterrupts(VFIOPCIInterrupt.msi, eventFDs: [eventFD]) }
           } else {
             try? device.close()
           }

@@ -175,17 +175,20 @@ public struct Backend: Sendable {
     return value
   }
 
-  /// The storage's ioctl, without a reference count around the call: this backend holds
-  /// the storage for the whole call.
+  /// The storage's ioctl, without a reference count around the call: the storage is kept
+  /// alive for the whole call (`withExtendedLifetime`), even where this backend is a
+  /// temporary the optimizer could release early.
   @inline(__always)
   private func storageIoctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
     var failure: Errno?
-    let value = Unmanaged.passUnretained(storage)._withUnsafeGuaranteedRef { storage -> Int32 in
-      do throws(Errno) {
-        return try storage.ioctl(fd, request, argument)
-      } catch {
-        failure = error
-        return -1
+    let value = withExtendedLifetime(storage) {
+      Unmanaged.passUnretained(storage)._withUnsafeGuaranteedRef { storage -> Int32 in
+        do throws(Errno) {
+          return try storage.ioctl(fd, request, argument)
+        } catch {
+          failure = error
+          return -1
+        }
       }
     }
     if let failure { throw failure }
