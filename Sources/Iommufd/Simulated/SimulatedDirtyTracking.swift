@@ -12,7 +12,7 @@ extension SimulatedKernel.State {
     guard let hwpt = context.pagingHWPT(request.hwpt_id) else { throw .noSuchFileOrDirectory }  // DSET-2
     guard hwpt.hasDirtyOps else { throw .notSupported }  // DSET-3
     let enable = request.flags & CIOMMUFD_HWPT_DIRTY_TRACKING_ENABLE != 0
-    if enable { hwpt.dirtyWords = [:] }  // DSET-4: enabling starts from clean
+    if enable { hwpt.dirtyBits.removeAll() }  // DSET-4: enabling starts from clean
     hwpt.dirtyEnabled = enable
     return 0
   }
@@ -75,17 +75,31 @@ extension SimulatedKernel.State {
       let stop = min(area.last, last)
       let firstPage = cursor / ioPage
       let lastPage = stop / ioPage
-      var index = firstPage / 64
-      while index <= lastPage / 64 {
-        defer { index += 1 }
-        guard let word = hwpt.dirtyWords[index] else { continue }
+      var next = hwpt.dirtyBits.nextWord(from: firstPage / 64, through: lastPage / 64)
+      while let index = next {
+        next = index < lastPage / 64 ? hwpt.dirtyBits.nextWord(from: index + 1, through: lastPage / 64) : nil
+        let word = hwpt.dirtyBits.word(index)
         var mask = UInt64.max
         if index == firstPage / 64 { mask &= UInt64.max << (firstPage % 64) }
         if index == lastPage / 64, lastPage % 64 != 63 { mask &= (1 << (lastPage % 64 + 1)) - 1 }
         var bits = word & mask
-        if clear {
-          let rest = word & ~bits
-          hwpt.dirtyWords[index] = rest == 0 ? nil : rest
+        if bits == 0 { continue }
+        if clear { hwpt.dirtyBits.clear(bits, inWord: index) }
+        if samePages && !pairs {
+          // A bitmap bit per entry: the word's bits shifted to where the base puts them.
+          let offset = Int64(bitPattern: index &* 64 &- request.iova / ioPage)
+          func merge(_ word: Int, _ value: UInt64) {
+            guard value != 0 else { return }
+            if dense.isEmpty { local[UInt64(word), default: 0] |= value } else { dense[word] |= value }
+          }
+          if offset < 0 {
+            merge(0, bits >> UInt64(-offset))
+          } else {
+            let shift = UInt64(offset % 64)
+            merge(Int(offset / 64), bits << shift)
+            if shift != 0 { merge(Int(offset / 64) + 1, bits >> (64 - shift)) }
+          }
+          continue
         }
         while bits != 0 {
           let page = index * 64 + UInt64(bits.trailingZeroBitCount)

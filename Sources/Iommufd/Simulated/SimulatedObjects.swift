@@ -149,8 +149,8 @@ final class SimulatedHWPT {
   /// for a device with `MOCK_FLAGS_DEVICE_HUGE_IOVA`, 7.2's huge mock page table. Dirty bits
   /// are then kept per leaf.
   var hugeLeaves = false
-  /// Dirty entries: bit `p % 64` of word `p / 64` for entry `p` (IOVA / entry size).
-  var dirtyWords: [UInt64: UInt64] = [:]
+  /// Dirty entries, by entry number (IOVA / entry size).
+  var dirtyBits = SimulatedDirtyBits()
 
   init(ioasID: UInt32, isAutomatic: Bool, profile: DomainProfile, flags: UInt32 = 0) {
     self.ioasID = ioasID
@@ -167,7 +167,7 @@ final class SimulatedHWPT {
     var page = first / profile.entrySize
     let end = last / profile.entrySize
     while page <= end {
-      if let word = dirtyWords[page / 64], word & (1 << (page % 64)) != 0 { return true }
+      if dirtyBits.contains(page) { return true }
       page += 1
     }
     return false
@@ -178,10 +178,7 @@ final class SimulatedHWPT {
     var page = first / profile.entrySize
     let end = last / profile.entrySize
     while page <= end {
-      if let word = dirtyWords[page / 64] {
-        let rest = word & ~(1 << (page % 64))
-        dirtyWords[page / 64] = rest == 0 ? nil : rest
-      }
+      dirtyBits.remove(page)
       page += 1
     }
   }
@@ -191,7 +188,7 @@ final class SimulatedHWPT {
     var page = first / profile.entrySize
     let end = last / profile.entrySize
     while page <= end {
-      dirtyWords[page / 64, default: 0] |= 1 << (page % 64)
+      dirtyBits.insert(page)
       page += 1
     }
   }
