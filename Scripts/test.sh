@@ -115,6 +115,20 @@ if planted=$("$bin/iommufd-diff-fuzz" --against-simulator --plant-divergence --s
 fi
 echo "negative control: $planted (as it must)"
 
+# The library links no Foundation (nor its ICU): a binary whose own code imports none (the
+# differential fuzzer: Iommufd, CIommufd, swift-system) needs neither; the tool, whose code
+# imports Foundation, does, the negative control that shows the check can see it.
+log "no Foundation in the library (ldd)"
+if foundation=$(ldd "$bin/iommufd-diff-fuzz" | grep -E 'libFoundation|_FoundationICU'); then
+  echo "iommufd-diff-fuzz links Foundation through the library: $foundation" >&2
+  exit 1
+fi
+if ! ldd "$bin/iommufd-tool" | grep -q libFoundation; then
+  echo "negative control failed: ldd shows no Foundation even in iommufd-tool" >&2
+  exit 1
+fi
+echo "iommufd-diff-fuzz: no libFoundation, no ICU; iommufd-tool: libFoundation (the negative control, as it must)"
+
 # The benchmark (release build): allocations and instructions per API call above the seam,
 # the simulator at 1k and 1M live mappings, simulated DMA. It prints figures and goals; a
 # failed operation fails the run, a missed goal does not (performance is not a test).

@@ -308,7 +308,7 @@ func instructionsPerCall(executable: String) {
   var line = [CChar](repeating: 0, count: 4096)
   while fgets(&line, Int32(line.count), pipe) != nil {
     let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    guard let range = text.range(of: "iommufd_bench_") else { continue }
+    guard let range = text.firstRange(of: "iommufd_bench_") else { continue }
     let name = text[range.lowerBound...].prefix { $0 != " " && $0 != "\n" && $0 != "'" && $0 != "[" }
     let digits = text.prefix { $0 == " " || $0 == "," || $0.isNumber }.filter(\.isNumber)
     guard let value = Double(String(digits)) else { continue }

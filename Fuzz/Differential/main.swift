@@ -70,6 +70,14 @@ struct Options {
   }
 }
 
+/// Bytes as two lowercase hex digits each.
+func hex(_ bytes: some Sequence<UInt8>) -> String {
+  let digits = Array("0123456789abcdef".utf8)
+  var text: [UInt8] = []
+  for byte in bytes { text += [digits[Int(byte >> 4)], digits[Int(byte & 0xf)]] }
+  return String(decoding: text, as: UTF8.self)
+}
+
 func fail(_ message: String) -> Never {
   let line = "iommufd-diff-fuzz: \(message)\n"
   _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
@@ -208,8 +216,8 @@ struct Outcome: Equatable {
 
   var summary: String {
     let head = errno.map { "errno \($0)" } ?? "-> \(result)"
-    return head + " arg \(argument.map { String(format: "%02x", $0) }.joined())"
-      + (buffers.isEmpty ? "" : " buffers " + buffers.map { $0.prefix(32).map { String(format: "%02x", $0) }.joined() }.joined(separator: "/"))
+    let buffersText = buffers.isEmpty ? "" : " buffers " + buffers.map { hex($0.prefix(32)) }.joined(separator: "/")
+    return head + " arg " + hex(argument) + buffersText
   }
 }
 

@@ -1,4 +1,8 @@
-import Foundation
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import SystemPackage
 
 #if canImport(Glibc)
@@ -130,7 +134,7 @@ public struct PCIDriverBinding: Sendable {
       throw IommufdError(.driverBinding, Errno(rawValue: Glibc.errno), objects: [.path(path.string)],
         detail: "cannot read the driver_override of \(address): nothing was changed")
     }
-    let text = String(decoding: bytes[..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    let text = String(String(decoding: bytes[..<count], as: UTF8.self).trimmingWhitespace)
     return text.isEmpty || text == "(null)" ? nil : text
   }
 

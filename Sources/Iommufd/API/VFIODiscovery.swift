@@ -1,4 +1,3 @@
-import Foundation
 import SystemPackage
 
 #if canImport(Glibc)
@@ -115,10 +114,7 @@ public struct VFIODiscovery: Sendable {
   /// Every PCI device, by address.
   public func devices() throws(IommufdError) -> [PCIDeviceEntry] {
     let directory = sysfsRoot.appending("bus/pci/devices")
-    let names: [String]
-    do {
-      names = try FileManager.default.contentsOfDirectory(atPath: directory.string)
-    } catch {
+    guard let names = SysfsFiles.entries(of: directory) else {
       throw IommufdError(.discovery, .noSuchFileOrDirectory, objects: [.path(directory.string)], detail: "cannot list PCI devices")
     }
     return names.compactMap(PCIAddress.init).sorted().map(entry(for:))
@@ -127,7 +123,7 @@ public struct VFIODiscovery: Sendable {
   /// The sysfs description of the device at `address`.
   public func device(at address: PCIAddress) throws(IommufdError) -> PCIDeviceEntry {
     let directory = deviceDirectory(address)
-    guard FileManager.default.fileExists(atPath: directory.string) else {
+    guard SysfsFiles.exists(directory) else {
       throw IommufdError(.discovery, .noSuchFileOrDirectory, objects: [.path(directory.string)], detail: "no PCI device \(address)")
     }
     return entry(for: address)
@@ -152,10 +148,10 @@ public struct VFIODiscovery: Sendable {
   /// (`/sys/kernel/iommu_groups/N`).
   public func group(_ number: Int) throws(IommufdError) -> IOMMUGroupInfo {
     let directory = sysfsRoot.appending("kernel/iommu_groups/\(number)")
-    guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.appending("devices").string) else {
+    guard let names = SysfsFiles.entries(of: directory.appending("devices")) else {
       throw IommufdError(.discovery, .noSuchFileOrDirectory, objects: [.path(directory.string)], detail: "no IOMMU group \(number)")
     }
-    let text = (try? String(contentsOfFile: directory.appending("reserved_regions").string, encoding: .utf8)) ?? ""
+    let text = SysfsFiles.text(of: directory.appending("reserved_regions")) ?? ""
     let regions = text.split(separator: "\n").compactMap { line -> IOMMUGroupInfo.ReservedRegion? in
       let fields = line.split(separator: " ")
       guard fields.count >= 3, let start = Self.hexNumber(fields[0]), let last = Self.hexNumber(fields[1]), start <= last
@@ -179,7 +175,7 @@ public struct VFIODiscovery: Sendable {
       return VFIOAccess(address: address, route: .none, reasons: [error.detail ?? "\(error)"])
     }
     func usable(_ path: FilePath) -> Bool {
-      if !FileManager.default.fileExists(atPath: path.string) {
+      if !SysfsFiles.exists(path) {
         reasons.append("\(path) does not exist")
         return false
       }
@@ -193,14 +189,14 @@ public struct VFIODiscovery: Sendable {
     }
     guard let group = entry.iommuGroup else {
       reasons.append("\(address) is in no IOMMU group: no IOMMU translates for it (enable VT-d/AMD-Vi, e.g. intel_iommu=on)")
-      if FileManager.default.fileExists(atPath: deviceRoot.appending("vfio/noiommu-0").string) {
+      if SysfsFiles.exists(deviceRoot.appending("vfio/noiommu-0")) {
         reasons.append("VFIO runs in no-IOMMU mode: DMA is not isolated, and this library refuses it")
       }
       return VFIOAccess(address: address, route: .none, reasons: reasons)
     }
     reasons.append("IOMMU group \(group)")
     guard let driver = entry.driver, driver.hasPrefix("vfio") else {
-      if !FileManager.default.fileExists(atPath: sysfsRoot.appending("module/vfio_pci").string) {
+      if !SysfsFiles.exists(sysfsRoot.appending("module/vfio_pci")) {
         reasons.append("the vfio_pci module is not loaded (modprobe vfio-pci)")
       }
       reasons.append(entry.driver.map { "bound to \($0), not to a VFIO driver: bind it with `iommufd-tool bind \(address)`" } ?? "bound to no driver: bind it with `iommufd-tool bind \(address)`")
@@ -229,7 +225,7 @@ public struct VFIODiscovery: Sendable {
 
   private func entry(for address: PCIAddress) -> PCIDeviceEntry {
     let directory = deviceDirectory(address)
-    let cdev = (try? FileManager.default.contentsOfDirectory(atPath: directory.appending("vfio-dev").string))?
+    let cdev = SysfsFiles.entries(of: directory.appending("vfio-dev"))?
       .filter { $0.hasPrefix("vfio") }.sorted().first
     return PCIDeviceEntry(
       address: address,
@@ -242,8 +238,8 @@ public struct VFIODiscovery: Sendable {
   }
 
   private func hexAttribute(_ path: FilePath) -> UInt64? {
-    guard let text = try? String(contentsOfFile: path.string, encoding: .utf8) else { return nil }
-    let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard let text = SysfsFiles.text(of: path) else { return nil }
+    let value = text.trimmingWhitespace
     return UInt64(digitsOnly: value.hasPrefix("0x") ? value.dropFirst(2) : value[...], radix: 16)
   }
 
@@ -254,7 +250,7 @@ public struct VFIODiscovery: Sendable {
   }
 
   private func linkName(_ path: FilePath) -> String? {
-    guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path.string) else { return nil }
+    guard let target = SysfsFiles.linkTarget(path) else { return nil }
     return FilePath(target).lastComponent?.string
   }
 }
