@@ -203,7 +203,7 @@ final class SimulatedIOAS {
     locks.contains { $0.start <= last && start <= $0.last }
   }
   /// Paging HWPTs on this IOAS (their ids and IO page sizes), in creation order.
-  var domains: [(id: UInt32, pageSize: UInt64)] = []
+  var domains: [(id: UInt32, pageSize: UInt64, table: SimulatedHWPT)] = []
 
   /// IOAS-1.
   func alignment(pageSize: UInt64) -> UInt64 {

@@ -34,6 +34,29 @@ struct SimulatedDirtyBits {
   /// Clears `entry`.
   mutating func remove(_ entry: UInt64) { clear(1 << (entry % 64), inWord: entry / 64) }
 
+  /// Clears entries `first...last`, touching only the chunks that exist.
+  mutating func removeRange(_ first: UInt64, _ last: UInt64) {
+    guard !chunks.isEmpty, first <= last else { return }
+    let entriesPerChunk = Self.wordsPerChunk * 64
+    let (firstChunk, lastChunk) = (first / entriesPerChunk, last / entriesPerChunk)
+    let touched = lastChunk - firstChunk >= UInt64(chunks.count)
+      ? chunks.keys.filter { $0 >= firstChunk && $0 <= lastChunk }
+      : (firstChunk...lastChunk).filter { chunks[$0] != nil }
+    for chunk in touched {
+      guard var words = chunks[chunk] else { continue }
+      let base = chunk * entriesPerChunk
+      for index in 0..<Int(Self.wordsPerChunk) {
+        let wordFirst = base + UInt64(index) * 64
+        let low = max(first, wordFirst), high = min(last, wordFirst + 63)
+        guard low <= high else { continue }
+        let width = high - low + 1
+        let mask = (width == 64 ? UInt64.max : (UInt64(1) << width) - 1) << (low - wordFirst)
+        words[index] &= ~mask
+      }
+      chunks[chunk] = words.allSatisfy { $0 == 0 } ? nil : words
+    }
+  }
+
   /// Clears every entry.
   mutating func removeAll() { chunks = [:] }
 

@@ -410,6 +410,8 @@ extension SimulatedKernel.State {
     if hasAccessItems(ioas, area.start, area.last) { notifyUnmap(ioas, area.start, area.last) }
     ioas.areas.remove(start: area.start)
     if !ioas.domains.isEmpty { removeDomainUsers([span(area.value, length: area.last - area.start + 1)]) }
+    // Its entries leave every page table, and their dirty bits with them.
+    for domain in ioas.domains { domain.table.clearDirty(area.start, area.last) }
     areaRemoved(area.value.pages)
   }
 
@@ -636,8 +638,8 @@ extension SimulatedKernel.State {
       }
       request.out_hwpt_id = id
       try respond(request, address, size)  // HWPT-9: nothing was created yet
-      commitDomainAdd(ioas, hwptID: id, profile: profile)
       let hwpt = SimulatedHWPT(ioasID: request.pt_id, isAutomatic: false, profile: profile, flags: request.flags)
+      commitDomainAdd(ioas, hwptID: id, hwpt)
       hwpt.faultID = faultID
       hwpt.hugeLeaves = hugeLeaves
       context.objects[id] = .hwpt(hwpt)

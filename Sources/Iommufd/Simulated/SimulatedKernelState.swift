@@ -227,9 +227,10 @@ extension SimulatedKernel {
     }
 
     /// Adds the domain `hwptID` to `ioas` after ``checkDomainAdd(_:profile:)``.
-    func commitDomainAdd(_ ioas: SimulatedIOAS, hwptID: UInt32, profile: DomainProfile) {
+    func commitDomainAdd(_ ioas: SimulatedIOAS, hwptID: UInt32, _ hwpt: SimulatedHWPT) {
+      let profile = hwpt.profile
       if ioas.domains.isEmpty { addDomainUsers(spans(of: ioas)) }
-      ioas.domains.append((hwptID, profile.pageSize))
+      ioas.domains.append((hwptID, profile.pageSize, hwpt))
       for (start, last) in apertureReservations(profile) { ioas.reserved.append((start, last, .aperture(hwptID))) }
     }
 
@@ -248,6 +249,7 @@ extension SimulatedKernel {
       for area in all { bytes &+= area.last - area.start + 1 }
       if !all.isEmpty { notifyUnmap(ioas, 0, .max) }
       if !ioas.domains.isEmpty { removeDomainUsers(all.map { span($0.value, length: $0.last - $0.start + 1) }) }
+      for domain in ioas.domains { domain.table.dirtyBits.removeAll() }  // the page tables' entries go, dirty bits with them
       for area in all { areaRemoved(area.value.pages) }
       ioas.areas.removeAll()
       return bytes

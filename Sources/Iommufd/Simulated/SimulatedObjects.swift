@@ -175,12 +175,7 @@ final class SimulatedHWPT {
 
   /// Clears the IO pages of `[first, last]`.
   func clearDirty(_ first: UInt64, _ last: UInt64) {
-    var page = first / profile.entrySize
-    let end = last / profile.entrySize
-    while page <= end {
-      dirtyBits.remove(page)
-      page += 1
-    }
+    dirtyBits.removeRange(first / profile.entrySize, last / profile.entrySize)
   }
 
   /// Marks the IO pages covering `[first, last]` dirty.

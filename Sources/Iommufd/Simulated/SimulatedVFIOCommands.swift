@@ -142,8 +142,8 @@ extension SimulatedKernel.State {
       }
     }
     try checkDomainAdd(ioas, profile: object.profile)
-    commitDomainAdd(ioas, hwptID: id, profile: object.profile)
     let hwpt = SimulatedHWPT(ioasID: ioasID, isAutomatic: true, profile: object.profile)
+    commitDomainAdd(ioas, hwptID: id, hwpt)
     hwpt.hugeLeaves = object.hugeIOVA
     context.objects[id] = .hwpt(hwpt)
     move(context, object, deviceID, to: id, hwpt)

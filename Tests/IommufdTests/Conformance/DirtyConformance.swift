@@ -118,6 +118,23 @@ struct DirtyConformance {
     #expect(Array(try hwpt.dirtyBitmap(iova: aligned, length: 0x1000, pageSize: 2048)) == (is72 ? [0x100_0000] : [0x100_0800]))
   }
 
+  @Test("Unmapping drops the dirty bits of what it unmapped: a page marked dirty, unmapped and mapped again at the same IOVA is clean (the page table's entries went with the unmap)", arguments: Platform.mock)
+  func unmapDropsDirtyBits(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let base = UnsafeRawPointer(setup.buffer.bytes.baseAddress!)
+    try setup.hwpt.setDirtyTracking(enabled: true)
+    let iova = try setup.ioas.unsafeMap(address: base, length: 0x2000, at: .fixed(0x200_0000))
+    #expect(try setup.iommufd.selfTest.markDirty(setup.hwpt, iova: iova, length: 0x2000, pageSize: 4096, pages: [0b11]) == 2)
+    try setup.ioas.unmap(iova: iova, length: 0x2000)
+    _ = try setup.ioas.unsafeMap(address: base, length: 0x2000, at: .fixed(0x200_0000))
+    #expect(try setup.hwpt.dirtyBitmap(iova: iova, length: 0x2000, pageSize: 4096, clear: false).dirtyCount == 0)
+    // The same with everything unmapped at once.
+    _ = try setup.iommufd.selfTest.markDirty(setup.hwpt, iova: iova, length: 0x2000, pageSize: 4096, pages: [0b11])
+    try setup.ioas.unmapAll()
+    _ = try setup.ioas.unsafeMap(address: base, length: 0x2000, at: .fixed(0x200_0000))
+    #expect(try setup.hwpt.dirtyBitmap(iova: iova, length: 0x2000, pageSize: 4096).dirtyCount == 0)
+  }
+
   @Test("GET_DIRTY_BITMAP with a page size that is no power of two: the kernel checks the range against page_size - 1 but sets one bit per the page size's lowest set bit (0x3000: per 4 KiB, so page 3 of the range is bit 3, not bit 1); the API refuses such a page size (EINVAL) instead of passing a bitmap the kernel would write past", arguments: Platform.mock)
   func pageSizeNotPowerOfTwo(platform: Platform) throws {
     let setup = try Setup(platform)
