@@ -2,6 +2,10 @@ import Iommufd
 import SystemPackage
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Conformance scenarios with the iommufd self-test's mock IOMMU (semantics §7), on a
 /// simulated test kernel and on the lab's mock boot.
 @Suite("conformance: self-test mock domain")
@@ -35,6 +39,29 @@ struct MockConformance {
     #expect(rawIoctl(backend, fd, 0x3B71, le(UInt32(32), UInt32(0), user, UInt64(0x100_0000), UInt64(0x1000))).0 == refused)
     #expect(rawIoctl(backend, fd, 0x3B71, le(UInt32(32), UInt32(1), user, UInt64(0x200_0000), UInt64(0x1000))).0 == nil)
     _ = mock
+  }
+
+  @Test("VFIO_IOMMU_MAP_DMA without READ or WRITE over a readable page and then a PROT_NONE one: EFAULT on both releases (the pin of the whole batch fails before 7.2's mock could refuse the permission); a PROT_NONE first page is EFAULT too", arguments: Platform.mock)
+  func compatMapWithoutAccessOrder(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    let mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+    defer { withExtendedLifetime(mock) {} }
+    let fd = iommufd.fileDescriptor
+    #expect(rawIoctl(backend, fd, 0x3B88, le(UInt32(12), ioas.id.rawValue, UInt16(1), UInt16(0))).0 == nil)  // VFIO_IOAS SET
+    guard let memory = mmap(nil, 0x3000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), memory != MAP_FAILED else {
+      Issue.record("mmap failed")
+      return
+    }
+    defer { munmap(memory, 0x3000) }
+    memory.storeBytes(of: 1, as: UInt8.self)
+    #expect(mprotect(memory + 0x1000, 0x1000, PROT_NONE) == 0)
+    let user = UInt64(UInt(bitPattern: memory))
+    let readableFirst = rawIoctl(backend, fd, 0x3B71, le(UInt32(32), UInt32(0), user, UInt64(0x100_0000), UInt64(0x2000))).0
+    #expect(readableFirst == .badAddress)
+    let noneFirst = rawIoctl(backend, fd, 0x3B71, le(UInt32(32), UInt32(0), user + 0x1000, UInt64(0x100_0000), UInt64(0x2000))).0
+    #expect(noneFirst == .badAddress)
   }
 
   @Test("VFIO_IOMMU_GET_INFO's page sizes follow the compat IOAS's domains: every size without one; 4 KiB for 6.12's mock, 4 KiB and MOCK_HUGE_PAGE_SIZE for its HUGE_IOVA mock; 4 KiB to 64 GiB for 7.2's", arguments: Platform.mock)
