@@ -203,14 +203,14 @@ final class SimulatedIOAS {
     locks.contains { $0.start <= last && start <= $0.last }
   }
   /// Paging HWPTs on this IOAS (their ids and IO page sizes), in creation order.
-  var domains: [(id: UInt32, pageSize: UInt64, table: SimulatedHWPT)] = []
+  var domains: [(id: UInt32, table: SimulatedHWPT)] = []
 
   /// IOAS-1.
   func alignment(pageSize: UInt64) -> UInt64 {
     var alignment: UInt64 = 1
     // A pinning access (a HW queue's, or a self-test one) aligns to PAGE_SIZE.
     if disableLargePages || !locks.isEmpty || accesses.contains(where: \.needsPinPages) { alignment = max(alignment, pageSize) }
-    for domain in domains { alignment = max(alignment, domain.pageSize) }
+    for domain in domains { alignment = max(alignment, domain.table.profile.pageSize) }
     return alignment
   }
 

@@ -259,7 +259,7 @@ extension SimulatedKernel.State {
     let pages = SimulatedPages(base: base, pageCount: bytes / pageSize + (bytes % pageSize == 0 ? 0 : 1), writable: writable)
     let whole = PageSpan(pages: pages, first: 0, last: pages.pageCount - 1)
     if !ioas.domains.isEmpty { try pin([whole]) }  // MAP-10
-    if !readable && !writable, ioas.domains.contains(where: { !mapsWithoutAccess(context.hwpt($0.id)?.profile ?? iommuProfile) }) {
+    if !readable && !writable, ioas.domains.contains(where: { !mapsWithoutAccess($0.table.profile) }) {
       throw .invalidArgument  // the domain's driver refuses a map with no permission
     }
     request.iova = iova

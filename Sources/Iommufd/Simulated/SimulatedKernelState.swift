@@ -230,7 +230,7 @@ extension SimulatedKernel {
     func commitDomainAdd(_ ioas: SimulatedIOAS, hwptID: UInt32, _ hwpt: SimulatedHWPT) {
       let profile = hwpt.profile
       if ioas.domains.isEmpty { addDomainUsers(spans(of: ioas)) }
-      ioas.domains.append((hwptID, profile.pageSize, hwpt))
+      ioas.domains.append((hwptID, hwpt))
       for (start, last) in apertureReservations(profile) { ioas.reserved.append((start, last, .aperture(hwptID))) }
     }
 

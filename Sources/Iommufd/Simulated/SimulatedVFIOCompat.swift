@@ -14,7 +14,7 @@ extension SimulatedKernel.State {
       case 1, 3, 9: return 1  // TYPE1, TYPE1v2, UNMAP_ALL
       case 4:  // DMA_CC_IOMMU: 0 once a domain does not enforce coherency (the mock's)
         let ioas = try compatIOAS(context)
-        return ioas.domains.contains { $0.pageSize < pageSize } ? 0 : 1
+        return ioas.domains.contains { $0.table.profile.pageSize < pageSize } ? 0 : 1
       default: return 0  // NOIOMMU (not configured), TYPE1_NESTING, UPDATE_VADDR, the rest
       }
     case CIOMMUFD_VFIO_SET_IOMMU:
@@ -50,8 +50,8 @@ extension SimulatedKernel.State {
   /// `MOCK_HUGE_PAGE_SIZE` too for a device with `MOCK_FLAGS_DEVICE_HUGE_IOVA`; 2 KiB to
   /// 64 GiB in 7.2's default generic page table, a CPU page and 1 MiB in its huge one) or
   /// VT-d's (4 KiB, 2 MiB, 1 GiB).
-  private func pageSizeBitmap(_ hwpt: SimulatedHWPT?) -> UInt64 {
-    guard let hwpt, hwpt.profile.driver == .mock else { return 0x1000 | 0x20_0000 | 0x4000_0000 }
+  private func pageSizeBitmap(_ hwpt: SimulatedHWPT) -> UInt64 {
+    guard hwpt.profile.driver == .mock else { return 0x1000 | 0x20_0000 | 0x4000_0000 }
     let ioPage = hwpt.profile.pageSize
     if isLinux7_2 { return ioPage == pageSize ? ioPage | Self.hugeLeafSize : ((1 << 37) - 1) & ~(ioPage - 1) }
     return hwpt.hugeLeaves ? ioPage | Self.hugeLeafSize : ioPage
@@ -146,7 +146,7 @@ extension SimulatedKernel.State {
     let ioas = try compatIOAS(context)
     // The IO page sizes every domain has (vfio_update_pgsize_bitmap's rule after it).
     var sizes = UInt64.max
-    for domain in ioas.domains { sizes &= pageSizeBitmap(context.hwpt(domain.id)) }
+    for domain in ioas.domains { sizes &= pageSizeBitmap(domain.table) }
     if sizes & (pageSize - 1) != 0 { sizes = (sizes & ~(pageSize - 1)) | pageSize }
     sizes = max(sizes, ioas.alignment(pageSize: pageSize))
     // The holes of the reserved ranges over the whole space.
