@@ -267,6 +267,10 @@ struct CallMaker {
   var dmabufCount = 0
   /// Each side has a VFIO device (the device variant).
   var deviceMode = false
+  /// Whether the sequence has set its first IOAS as the compat IOAS (VFIO_IOAS SET) yet.
+  var compatChosen = false
+  /// Whether the sequence has set a small temporary memory limit yet.
+  var limitChosen = false
 
   /// Records what `call` made, given its outcome on the first side.
   mutating func observe(_ call: Call, _ outcome: Outcome) {
@@ -461,6 +465,19 @@ struct CallMaker {
         argument: le(UInt32(40), UInt32(0), UInt32(0xdead_beef), device, parent, UInt32(0), UInt32(0), UInt32(0), UInt64(0)),
         creates: .viommu(at: 20))
     }
+    // The compat IOAS, once it has a domain: the type1 calls then reach its driver.
+    if let ioas = spaces.first, !devices.isEmpty, !compatChosen, random.chance(15) {
+      compatChosen = true
+      return Call(name: "VFIO_IOAS ioas \(ioas) op 1", request: 0x3B88, argument: le(UInt32(12), ioas, UInt16(1), UInt16(0)))
+    }
+    // Small page batches, so that a driver's refusal can come before the pin's EFAULT.
+    if compatChosen, !limitChosen, random.chance(15) {
+      limitChosen = true
+      let limit = UInt32(random.pick([12, 24, 36, 60]))
+      var command = le(UInt32(72), UInt32(9), UInt32(0), UInt32(0), limit)
+      command += [UInt8](repeating: 0, count: 72 - command.count)
+      return Call(name: "TEST SET_TEMP_MEMORY_LIMIT \(limit)", request: 0x3BA0, argument: command)
+    }
     if deviceMode && (random.chance(35) || (devices.isEmpty && random.chance(50))) { return deviceCall(bind: devices.isEmpty) }
     if accessCount > 0 && random.chance(12) { return accessCall() }
     if dmabufCount > 0 && random.chance(8) { return dmabufCall() }
@@ -598,7 +615,13 @@ struct CallMaker {
     case 3:
       var (user, iova, length) = (userAddress(), iova(), length())
       if random.chance(50) { (user, length) = (arena.page(random.below(20)), 0x1000 * UInt64(1 + random.below(4))) }
-      let flags = UInt32(random.chance(90) ? 3 : random.below(8))
+      var flags = UInt32(random.chance(90) ? 3 : random.below(8))
+      if random.chance(30) {
+        // No permission, up to or past the page the pin cannot pass: a driver that refuses
+        // such a map refuses it at its first batch, whose size SET_TEMP_MEMORY_LIMIT sets.
+        let first = random.below(Arena.none + 1)
+        (user, length, flags) = (arena.page(first), 0x1000 * UInt64(Arena.none + 1 - first + random.below(3)), 0)
+      }
       return Call(
         name: "VFIO_IOMMU_MAP_DMA flags \(flags) vaddr 0x\(String(user, radix: 16)) iova 0x\(String(iova, radix: 16)) size 0x\(String(length, radix: 16))",
         request: 0x3B71, argument: le(UInt32(random.chance(95) ? 32 : 16), flags, user, iova, length))
@@ -705,7 +728,7 @@ struct CallMaker {
   /// An `IOMMU_TEST_CMD`.
   mutating func testCall() -> Call {
     if random.chance(25) { return accessCall() }
-    var op = random.below(10)
+    var op = random.below(11)
     // Linux 7.2 in the lab's VT-d boot hangs when a VT-d device attached to an IOAS that
     // also has a mock domain is attached there again (Docs/Simulator.md): no mock devices
     // next to the real one.
@@ -770,6 +793,10 @@ struct CallMaker {
         name: "TEST PASID op \(op) stdev \(stdev) pasid \(pasid) pt \(pt)", request: 0x3BA0,
         argument: le(UInt32(72), op, stdev, UInt32(0), pasid, pt) + [UInt8](repeating: 0, count: 48),
         creates: op == 18 && pasid != 0 ? .pasid(stdev: stdev, pasid: pasid) : .nothing)
+    case 10:
+      // Kernel-wide; every sequence starts from the default (openIOMMU(_:)).
+      let limit = UInt32(random.pick([0, 11, 12, 23, 24, 36, 60, 120, 4096, 65536, 0x7fff_ffff]))
+      return Call(name: "TEST SET_TEMP_MEMORY_LIMIT \(limit)", request: 0x3BA0, argument: command(9, le(limit)))
     default:
       let (slot, value) = (UInt32(random.below(5)), UInt32(random.below(3)))
       return Call(name: "TEST MD_CHECK_IOTLB hwpt \(target) slot \(slot) value \(value)", request: 0x3BA0, argument: command(14, le(slot, value)))
@@ -1060,10 +1087,10 @@ func kind(_ call: Call) -> String {
 
 func compare(_ calls: [Call], _ makeSides: () -> Sides) -> (index: Int, first: Outcome, second: Outcome)? {
   let sides = makeSides()
-  guard let firstFD = try? sides.first.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC),
-    let secondFD = try? sides.second.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC)
+  guard let firstFD = openIOMMU(sides.first), let secondFD = openIOMMU(sides.second)
   else { fail("cannot open /dev/iommu on both sides") }
   defer {
+    resetTemporaryMemoryLimit(sides.first, firstFD)
     try? sides.first.close(firstFD)
     try? sides.second.close(secondFD)
   }
@@ -1131,6 +1158,21 @@ let files: [Int32] = [0x10000, 0x2000].map { size in
   return fd
 }
 
+/// Opens /dev/iommu on `calls` and sets the self-test's temporary memory limit, which is
+/// kernel-wide, back to its default (65536), so that no sequence sees an earlier one's.
+func openIOMMU(_ calls: any SystemCalls) -> FileDescriptor? {
+  guard let fd = try? calls.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC) else { return nil }
+  resetTemporaryMemoryLimit(calls, fd)
+  return fd
+}
+
+/// IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT 65536 (ENOTTY on a kernel without the self-test).
+func resetTemporaryMemoryLimit(_ calls: any SystemCalls, _ fd: FileDescriptor) {
+  var command = le(UInt32(72), UInt32(9), UInt32(0), UInt32(0), UInt32(65536))
+  command += [UInt8](repeating: 0, count: 72 - command.count)
+  _ = command.withUnsafeMutableBytes { try? calls.ioctl(fd, 0x3BA0, $0.baseAddress!) }
+}
+
 /// Runs sequence `number` on fresh contexts of both sides, making each call from what the
 /// first side reported so far (the ids it returned, the IOVAs it chose); returns the calls
 /// made and the first divergence, if any.
@@ -1139,12 +1181,12 @@ func explore(_ number: Int) -> (calls: [Call], divergence: (index: Int, first: O
   let sides = makeSides()
   var firstFiles = SideFiles()
   var secondFiles = SideFiles()
-  guard let firstFD = try? sides.first.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC),
-    let secondFD = try? sides.second.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC)
+  guard let firstFD = openIOMMU(sides.first), let secondFD = openIOMMU(sides.second)
   else { fail("cannot open /dev/iommu on both sides") }
   defer {
     firstFiles.closeAll(sides.first)
     secondFiles.closeAll(sides.second)
+    resetTemporaryMemoryLimit(sides.first, firstFD)
     try? sides.first.close(firstFD)
     try? sides.second.close(secondFD)
   }
@@ -1206,7 +1248,7 @@ while start < end {
         let reproducer = minimise(calls, makeSides)
         var report = "divergent: seed \(options.seed) sequence \(number), minimal reproducer of \(reproducer.count) calls:\n"
         let sides = makeSides()
-        if let first = try? sides.first.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC), let second = try? sides.second.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC) {
+        if let first = openIOMMU(sides.first), let second = openIOMMU(sides.second) {
           var (firstFiles, secondFiles) = (SideFiles(), SideFiles())
           firstFiles.openDevice(sides.first, sides.devices.0)
           secondFiles.openDevice(sides.second, sides.devices.1)
@@ -1217,6 +1259,7 @@ while start < end {
           }
           firstFiles.closeAll(sides.first)
           secondFiles.closeAll(sides.second)
+          resetTemporaryMemoryLimit(sides.first, first)
           try? sides.first.close(first)
           try? sides.second.close(second)
         }

@@ -455,6 +455,19 @@ extension BadInputTableTests {
       let ioas = try env.closedIOAS()
       env.bad { try ioas.iommufd.selfTest.addReserved(IOVARange(start: 0x1000, last: 0x1FFF), in: ioas) }
     },
+    Row("selfTest.setTemporaryMemoryLimit(0) is EINVAL before the kernel", On.all, .rejected(.invalidArgument, "under one batch entry")) { env in
+      let iommufd = try env.context()
+      env.bad { try iommufd.selfTest.setTemporaryMemoryLimit(0) }
+    },
+    Row("selfTest.setTemporaryMemoryLimit(11), one byte short of a batch entry, is EINVAL", On.all, .rejected(.invalidArgument, "12 bytes")) { env in
+      let iommufd = try env.context()
+      env.bad { try iommufd.selfTest.setTemporaryMemoryLimit(11) }
+    },
+    Row("closed context: selfTest.setTemporaryMemoryLimit is EBADF", On.all, .rejected(.badFileDescriptor, closed)) { env in
+      let iommufd = try env.context()
+      try iommufd.close()
+      env.bad { try iommufd.selfTest.setTemporaryMemoryLimit(IOMMUSelfTest.defaultTemporaryMemoryLimit) }
+    },
     Row("destroy(0): DESTROY-1 ENOENT", On.all, .kernel(.noSuchFileOrDirectory)) { env in
       let iommufd = try env.context()
       env.bad { try iommufd.destroy(ObjectID(0)) }

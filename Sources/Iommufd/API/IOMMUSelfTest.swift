@@ -44,6 +44,24 @@ public struct IOMMUSelfTest: Sendable {
     try issue(&command, [.ioas(ioas.id)], using: [ioas.object])
   }
 
+  /// The kernel's temporary memory limit until one is set: 65536 bytes.
+  public static let defaultTemporaryMemoryLimit: UInt32 = 65536
+
+  /// Sets the kernel-wide limit on the memory the kernel takes for one batch of pages when
+  /// it pins and maps (`IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT`). It decides how many pages
+  /// are pinned before a domain's driver first sees a map, so which error a refused map
+  /// reports. It holds for every process until set again: set it back to
+  /// ``defaultTemporaryMemoryLimit`` when done. Under 12 bytes (one batch entry) is EINVAL,
+  /// before the kernel is asked.
+  public func setTemporaryMemoryLimit(_ bytes: UInt32) throws(IommufdError) {
+    guard bytes >= 12 else {
+      throw IommufdError(.testCommand, .invalidArgument, detail: "a temporary memory limit of \(bytes) bytes is under one batch entry (12 bytes)")
+    }
+    var command = Self.command(CIOMMUFD_TEST_OP_SET_TEMP_MEMORY_LIMIT, id: ObjectID(0))
+    withUnsafeMutableBytes(of: &command.payload) { $0.storeBytes(of: bytes, as: UInt32.self) }
+    try issue(&command, [])
+  }
+
   /// Creates a mock device bound to this context and attached to `target`
   /// (`IOMMU_TEST_OP_MOCK_DOMAIN`, or `..._FLAGS` with `flags`).
   public func attachMockDevice(to target: some AttachTarget, flags: DeviceFlags? = nil) throws(IommufdError) -> MockDevice {

@@ -258,10 +258,12 @@ extension SimulatedKernel.State {
     let bytes = request.length + request.user_va % pageSize
     let pages = SimulatedPages(base: base, pageCount: bytes / pageSize + (bytes % pageSize == 0 ? 0 : 1), writable: writable)
     let whole = PageSpan(pages: pages, first: 0, last: pages.pageCount - 1)
-    if !ioas.domains.isEmpty { try pin([whole]) }  // MAP-10
     if !readable && !writable, ioas.domains.contains(where: { !mapsWithoutAccess($0.table.profile) }) {
-      throw .invalidArgument  // the domain's driver refuses a map with no permission
+      // A domain's driver refuses a map with no permission, at the first batch it is given.
+      try pin([firstBatch(of: whole)])
+      throw .invalidArgument
     }
+    if !ioas.domains.isEmpty { try pin([whole]) }  // MAP-10
     request.iova = iova
     if !ioas.domains.isEmpty { addDomainUsers([whole]) }
     let pagesID = register(pages)

@@ -35,6 +35,9 @@ extension SimulatedKernel {
     var irqs: [Int: SimulatedIRQState] = [:]
     var pinnedPages: UInt64 = 0
     var chargedPages: UInt64 = 0
+    /// The self-test's `iommufd_test_memory_limit` (SET_TEMP_MEMORY_LIMIT): the most bytes
+    /// the kernel takes for one batch of pages.
+    var temporaryMemoryLimit: UInt64 = 65536
     var dmaFaults: [SimulatedDMAFault] = []
     var pendingFailures: [FaultPoint: (remaining: Int, errno: Errno)] = [:]
     /// Linux's fail-nth: the fault points left until one fails (0: none will).
@@ -128,6 +131,44 @@ extension SimulatedKernel {
       }
     }
 
+    /// The part of `span` the kernel has pinned when a driver that refuses a map with
+    /// neither READ nor WRITE first refuses it (pages.c): pages are pinned and mapped in
+    /// batches of at most `temporaryMemoryLimit / 12` runs of physically contiguous pages
+    /// (one page of entries where that allocation would exceed kmalloc's largest), and a
+    /// full batch is mapped once the page after it is pinned. The part runs to that page,
+    /// or to the first page that cannot be pinned before it. Runs are read from
+    /// /proc/self/pagemap after the pages are faulted in; where frame numbers are hidden,
+    /// every page is a run of its own.
+    func firstBatch(of span: PageSpan) -> PageSpan {
+      let count = span.last - span.first + 1
+      let (bytes, overflow) = count.multipliedReportingOverflow(by: 12)  // an unsigned long and a u32 per run
+      var size = overflow ? temporaryMemoryLimit : min(bytes, temporaryMemoryLimit)
+      if size > 4 << 20 { size = 4096 }  // KMALLOC_MAX_SIZE
+      let runs = size / 12
+      guard runs < count, span.pages.file == nil, span.pages.dmabuf == nil, pageSize == UInt64(getpagesize()) else { return span }
+      let writable = span.pages.writable
+      func address(_ index: UInt64) -> UInt64 { span.pages.base &+ (span.first &+ index) &* pageSize }
+      // The first runs + 1 pages are pinned before any map, whatever their frames.
+      guard UserMemory.canPin(address(0), length: (runs + 1) * pageSize, pageSize: pageSize, writable: writable) else {
+        return PageSpan(pages: span.pages, first: span.first, last: span.first + runs)
+      }
+      let end: UInt64? = try? UserMemory.withPhysicalFrames { (frame: (UInt64) -> UInt64?) throws(Errno) -> UInt64 in
+        var used: UInt64 = 0
+        var previous: UInt64?
+        for index in 0..<count {
+          if index > runs && !UserMemory.canPin(address(index), length: pageSize, pageSize: pageSize, writable: writable) { return index }
+          let current = frame(address(index))
+          if current == nil || previous == nil || current != previous! &+ 1 {
+            if used == runs { return index }  // the batch is full and this page pinned: it is mapped
+            used += 1
+          }
+          previous = current
+        }
+        return count - 1
+      }
+      return PageSpan(pages: span.pages, first: span.first, last: span.first + (end ?? runs))
+    }
+
     /// Records one more domain user of each page of `spans` (after ``pin(_:)`` succeeded).
     func addDomainUsers(_ spans: [PageSpan]) {
       for span in spans {
@@ -212,8 +253,10 @@ extension SimulatedKernel {
       // WRITE (VFIO_IOMMU_MAP_DMA's) fails at its map where the driver refuses it.
       if !mapsWithoutAccess(profile) && ioas.areas.all.contains(where: { !$0.value.readable && !$0.value.writable }) {
         for area in ioas.areas.all {
-          if ioas.domains.isEmpty { try pin([span(area.value, length: area.last - area.start + 1)]) }
-          if !area.value.readable && !area.value.writable { throw .invalidArgument }
+          let refused = !area.value.readable && !area.value.writable
+          let whole = span(area.value, length: area.last - area.start + 1)
+          if ioas.domains.isEmpty { try pin([refused ? firstBatch(of: whole) : whole]) }
+          if refused { throw .invalidArgument }
         }
       }
       if ioas.domains.isEmpty { try pin(spans(of: ioas)) }

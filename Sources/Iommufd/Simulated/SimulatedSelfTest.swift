@@ -204,8 +204,11 @@ extension SimulatedKernel.State {
       try dmabufRevoke(fd: UserMemory.decode(Int32.self, from: payload), revoked: UserMemory.decode(UInt32.self, from: payload, offset: 4) != 0)
       return 0
     case CIOMMUFD_TEST_OP_SET_TEMP_MEMORY_LIMIT:
-      // Sizes the kernel's internal page batches; nothing a caller can observe but this check.
-      if UserMemory.decode(UInt32.self, from: payload) < 12 { throw .invalidArgument }
+      // Sizes the kernel's page batches (kernel-wide): what a driver that refuses a map
+      // sees pinned first (``firstBatch(of:)``).
+      let limit = UserMemory.decode(UInt32.self, from: payload)
+      if limit < 12 { throw .invalidArgument }
+      temporaryMemoryLimit = UInt64(limit)
     case CIOMMUFD_TEST_OP_MD_CHECK_MAP:
       try checkMap(
         context, hwptID: command.id, iova: UserMemory.decode(UInt64.self, from: payload),

@@ -64,6 +64,56 @@ struct MockConformance {
     #expect(noneFirst == .badAddress)
   }
 
+  @Test("SET_TEMP_MEMORY_LIMIT sizes the kernel's page batches: 7.2's mock refuses a map with no permission at its first batch (EINVAL once the page after it is pinned, EFAULT where the pin stops first); 6.12's mock maps it and the pin's EFAULT comes out", arguments: Platform.mock)
+  func noPermissionMapBatches(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let test = iommufd.selfTest
+    // The limit is kernel-wide: set it back whatever happens.
+    defer { try? test.setTemporaryMemoryLimit(IOMMUSelfTest.defaultTemporaryMemoryLimit) }
+    #expect(errno { try test.setTemporaryMemoryLimit(11) } == .invalidArgument)
+    let fd = iommufd.fileDescriptor
+    let (pages, bad) = (8, 5)
+    guard let memory = mmap(nil, pages * 0x1000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), memory != MAP_FAILED else {
+      Issue.record("mmap failed")
+      return
+    }
+    defer { munmap(memory, pages * 0x1000) }
+    _ = madvise(memory, pages * 0x1000, 15)  // MADV_NOHUGEPAGE
+    // Even pages first, then odd ones: page 1's frame is then not the one after page 0's,
+    // whichever way the allocator hands out frames, and the first batch is page 0 alone.
+    for page in Array(stride(from: 0, to: pages, by: 2)) + Array(stride(from: 1, to: pages, by: 2)) {
+      (memory + page * 0x1000).storeBytes(of: UInt8(page + 1), as: UInt8.self)
+    }
+    #expect(mprotect(memory + bad * 0x1000, 0x1000, PROT_NONE) == 0)
+    // The pages from page 0 in one physically contiguous run (1 where frames are hidden):
+    // a batch entry of the kernel's.
+    let run = physicallyContiguousPages(memory, count: bad)
+    let user = UInt64(UInt(bitPattern: memory))
+    func useForCompat(_ ioas: IOAS) -> Errno? { rawIoctl(backend, fd, 0x3B88, le(UInt32(12), ioas.id.rawValue, UInt16(1), UInt16(0))).0 }
+    func mapDMA(from page: Int, at iova: UInt64) -> Errno? {
+      rawIoctl(backend, fd, 0x3B71, le(UInt32(32), UInt32(0), user + UInt64(page) * 0x1000, iova, UInt64(pages - page) * 0x1000)).0
+    }
+    let refusedFirst: Errno = platform.release == .linux7_2 && run < bad ? .invalidArgument : .badAddress
+    let ioas = try iommufd.allocateIOAS()
+    let mock = try test.attachMockDevice(to: ioas)
+    defer { withExtendedLifetime(mock) {} }
+    #expect(useForCompat(ioas) == nil)
+    // 65536 bytes hold all 8 pages in one batch: the pin reaches the PROT_NONE page first.
+    #expect(mapDMA(from: 0, at: 0x100_0000) == .badAddress)
+    try test.setTemporaryMemoryLimit(12)  // one run of pages per batch
+    #expect(mapDMA(from: bad - 1, at: 0x100_0000) == .badAddress)  // the page after the batch cannot be pinned
+    #expect(mapDMA(from: 0, at: 0x100_0000) == refusedFirst)
+    try test.setTemporaryMemoryLimit(IOMMUSelfTest.defaultTemporaryMemoryLimit)
+    #expect(mapDMA(from: 0, at: 0x100_0000) == .badAddress)
+    // Attaching an IOAS's first domain pins and maps its areas the same way.
+    let second = try iommufd.allocateIOAS()
+    #expect(useForCompat(second) == nil)
+    #expect(mapDMA(from: 0, at: 0x100_0000) == nil)  // no domain: nothing is pinned
+    try test.setTemporaryMemoryLimit(12)
+    #expect(errno { try test.attachMockDevice(to: second) } == refusedFirst)
+  }
+
   @Test("VFIO_IOMMU_GET_INFO's page sizes follow the compat IOAS's domains: every size without one; 4 KiB for 6.12's mock, 4 KiB and MOCK_HUGE_PAGE_SIZE for its HUGE_IOVA mock; 4 KiB to 64 GiB for 7.2's", arguments: Platform.mock)
   func compatPageSizes(platform: Platform) throws {
     let backend = platform.makeBackend()
@@ -255,4 +305,20 @@ struct MockConformance {
     #expect(rawIoctl(iommufd.backend, iommufd.fileDescriptor, 0x3BA0, le(UInt32(72), UInt32(2), UInt32(9), UInt32(0)) + padding).0 == .noSuchFileOrDirectory)
     #expect(rawIoctl(iommufd.backend, iommufd.fileDescriptor, 0x3BA0, le(UInt32(64), UInt32(2), ioas.id.rawValue, UInt32(0)) + padding.prefix(48)).0 == .invalidArgument)
   }
+}
+
+/// How many of the `count` pages at `memory` form one physically contiguous run from the
+/// first (from /proc/self/pagemap; 1 where frame numbers are hidden).
+func physicallyContiguousPages(_ memory: UnsafeMutableRawPointer, count: Int) -> Int {
+  let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+  guard fd >= 0 else { return 1 }
+  defer { close(fd) }
+  var entries = [UInt64](repeating: 0, count: count)
+  let index = off_t(UInt(bitPattern: memory) / 0x1000)
+  guard entries.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, $0.count, index * 8) }) == count * 8 else { return 1 }
+  let frames = entries.map { $0 & (1 << 63) != 0 ? $0 & ((1 << 55) - 1) : 0 }
+  guard frames[0] != 0 else { return 1 }
+  var run = 1
+  while run < count && frames[run] == frames[0] + UInt64(run) { run += 1 }
+  return run
 }
