@@ -47,6 +47,7 @@ extension SimulatedKernel.State {
     // and not at all by a walk that starts at its second entry; reading clears both.
     let pairs = isLinux7_2 && hwpt.profile.driver == .mock
     var reportedPairs: Set<UInt64> = []
+    let frames = PhysicalFrames()
     // A 1 MiB leaf is dirty as a whole: one dirty IO page in it dirties all of it, and a
     // harvest that clears clears all of it, also outside the range asked for.
     let leaves = hwpt.hugeLeaves && !ioas.disableLargePages ? hugeLeaves(ioas, request.iova, last) : []
@@ -104,7 +105,28 @@ extension SimulatedKernel.State {
         while bits != 0 {
           let page = index * 64 + UInt64(bits.trailingZeroBitCount)
           bits &= bits - 1
-          if pairs {
+          if pairs && !hwpt.hugeLeaves, let run = mockRun(containing: page * ioPage, in: area, ioas: ioas, frames: frames), run.size > ioPage {
+            // A run of contiguous entries is dirty if any entry is; the walk reports it
+            // from the entry it starts at to one entry short of the run's end (when the
+            // run has more than one item), and reading clears all of it.
+            if clear { hwpt.clearDirty(run.start, run.start + run.size - 1) }
+            guard reportedPairs.insert(run.start).inserted else { continue }
+            let items = run.size / run.item
+            let firstItem = run.start >= request.iova ? 0 : (request.iova - run.start) / run.item
+            let walkEnd = last >= run.start + run.size - 1 ? items : (last - run.start) / run.item + 1
+            let endItem = items == 1 ? 1 : min(items - 1, walkEnd)
+            guard endItem > firstItem else { continue }
+            let from = max(run.start + firstItem * run.item, request.iova)
+            let through = min(from + (endItem - firstItem) * run.item - 1, last)
+            var bit = (from - request.iova) / bitmapPage
+            let lastBit = min((through - request.iova) / bitmapPage, bitCount - 1)
+            while bit <= lastBit {
+              if dense.isEmpty { local[bit / 64, default: 0] |= 1 << (bit % 64) } else { dense[Int(bit / 64)] |= 1 << (bit % 64) }
+              bit += 1
+            }
+            continue
+          }
+          if pairs && hwpt.hugeLeaves {
             let pair = page * ioPage & ~(2 * ioPage - 1)
             let host = area.value.userVA &+ (pair &- area.start)
             if pair >= area.start, pair &+ (2 * ioPage - 1) <= area.last, host % (2 * ioPage) == 0,
@@ -174,6 +196,65 @@ extension SimulatedKernel.State {
       try? UserMemory.write(bytes, to: request.data &+ run.first * 8)
     }
     return 0  // DGET-7: nothing written back
+  }
+
+  /// The run of contiguous entries 7.2's mock page table (not the huge one) holds `iova`
+  /// in, as it was mapped: each physically contiguous stretch of an area's pages is mapped
+  /// in one `iommu_map`, which splits it greedily into the largest power-of-two runs
+  /// (2 KiB up to 64 GiB) that IOVA and physical address are both aligned to. A run's
+  /// item is the largest table level (2 KiB, 1 MiB, 512 MiB) that fits in it. Frames come
+  /// from /proc/self/pagemap; where they are hidden, a CPU page is a stretch of its own.
+  /// With large pages off (IOMMU_OPTION_HUGE_PAGES 0) every CPU page is mapped alone.
+  func mockRun(
+    containing iova: UInt64, in area: AreaMap<SimulatedArea>.Entry, ioas: SimulatedIOAS,
+    frames: PhysicalFrames
+  ) -> (start: UInt64, size: UInt64, item: UInt64)? {
+    guard let pages = pagesTable[area.value.pages], pages.dmabuf == nil else { return nil }
+    let cpuPage = pageSize
+    let entry: UInt64 = 2048
+    func host(_ address: UInt64) -> UInt64 { area.value.userVA &+ (address &- area.start) }
+    let firstHostPage = host(area.start) & ~(cpuPage - 1)
+    let lastHostPage = host(area.last) & ~(cpuPage - 1)
+    let hostPage = host(iova) & ~(cpuPage - 1)
+    // The stretch [low, high] of host pages, physically contiguous, and the frame of low.
+    var (low, high) = (hostPage, hostPage)
+    var lowFrame: UInt64? = nil
+    if !ioas.disableLargePages, cpuPage == UInt64(getpagesize()), let frame = frames[hostPage] {
+      lowFrame = frame
+      var steps = 0
+      while low > firstHostPage, steps < 1 << 18, let previous = frames[low - cpuPage], previous == lowFrame! &- 1 {
+        low -= cpuPage
+        lowFrame = previous
+        steps += 1
+      }
+      var highFrame = frame
+      while high < lastHostPage, steps < 1 << 19, let next = frames[high + cpuPage], next == highFrame &+ 1 {
+        high += cpuPage
+        highFrame = next
+        steps += 1
+      }
+    }
+    // The stretch in IOVA, clipped to the area.
+    let start = max(area.start, area.start &+ (low &- host(area.start)))
+    let end = min(area.last, area.start &+ (high &+ cpuPage &- 1 &- host(area.start)))
+    func physical(_ address: UInt64) -> UInt64 {
+      guard let lowFrame else { return host(address) }
+      return lowFrame &* cpuPage &+ (host(address) &- low)
+    }
+    var cursor = start
+    while cursor <= end {
+      let alignment = cursor | physical(cursor)
+      var size = alignment == 0 ? UInt64(1) << 36 : min(UInt64(1) << 36, UInt64(1) << UInt64(alignment.trailingZeroBitCount))
+      let remaining = end - cursor + 1
+      while size > remaining { size >>= 1 }
+      guard size >= entry else { return nil }
+      if iova < cursor + size {
+        let item: UInt64 = size >= 1 << 29 ? 1 << 29 : size >= 1 << 20 ? 1 << 20 : entry
+        return (cursor, size, item)
+      }
+      cursor += size
+    }
+    return nil
   }
 
   /// `MOCK_HUGE_PAGE_SIZE`: 512 mock IO pages of 2 KiB.

@@ -162,3 +162,21 @@ private let cachedProcessID = Atomic<Int32>(0)
 /// Copies made by ``UserMemory/read(_:count:)`` and ``UserMemory/write(_:to:)``.
 let copyCount = Atomic<Int>(0)
 private let forkHook: Void = { _ = pthread_atfork(nil, nil, { cachedProcessID.store(0, ordering: .relaxed) }) }()
+
+/// Lookups of physical frames in /proc/self/pagemap through one descriptor: `nil` where a
+/// page is not present or frame numbers are hidden (without CAP_SYS_ADMIN).
+final class PhysicalFrames {
+  private let fd: Int32
+  private let pageSize = UInt64(getpagesize())
+
+  init() { fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) }
+  deinit { if fd >= 0 { close(fd) } }
+
+  /// The frame of the page at `address`.
+  subscript(address: UInt64) -> UInt64? {
+    var entry: UInt64 = 0
+    guard fd >= 0, pread(fd, &entry, 8, off_t(address / pageSize) * 8) == 8, entry & (1 << 63) != 0 else { return nil }
+    let frame = entry & ((1 << 55) - 1)
+    return frame == 0 ? nil : frame
+  }
+}

@@ -310,13 +310,7 @@ struct MockConformance {
 /// How many of the `count` pages at `memory` form one physically contiguous run from the
 /// first (from /proc/self/pagemap; 1 where frame numbers are hidden).
 func physicallyContiguousPages(_ memory: UnsafeMutableRawPointer, count: Int) -> Int {
-  let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
-  guard fd >= 0 else { return 1 }
-  defer { close(fd) }
-  var entries = [UInt64](repeating: 0, count: count)
-  let index = off_t(UInt(bitPattern: memory) / 0x1000)
-  guard entries.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, $0.count, index * 8) }) == count * 8 else { return 1 }
-  let frames = entries.map { $0 & (1 << 63) != 0 ? $0 & ((1 << 55) - 1) : 0 }
+  let frames = physicalFrames(memory, count: count)
   guard frames[0] != 0 else { return 1 }
   var run = 1
   while run < count && frames[run] == frames[0] + UInt64(run) { run += 1 }
