@@ -329,8 +329,15 @@ extension SimulatedKernel.State {
           }
         }
       }
+      let compound = PhysicalFrames()
       while left > 0 {
         try getUserPage(current)
+        // The kernel checks nothing of a page that is part of a compound page.
+        if compound.isCompound(current) {
+          current &+= pageSize
+          left -= pageSize
+          continue
+        }
         var count = userPages.count { pages in
           current >= pages.base && (current - pages.base) / pageSize < pages.pageCount && pages.pins.count(at: (current - pages.base) / pageSize) > 0
         }

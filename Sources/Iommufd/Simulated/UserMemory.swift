@@ -169,8 +169,23 @@ final class PhysicalFrames {
   private let fd: Int32
   private let pageSize = UInt64(getpagesize())
 
+  private lazy var flagsFD: Int32 = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC)
+
   init() { fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) }
-  deinit { if fd >= 0 { close(fd) } }
+  deinit {
+    if fd >= 0 { close(fd) }
+    if flagsFD >= 0 { close(flagsFD) }
+  }
+
+  /// Whether the page at `address` is part of a compound page (a transparent huge page or
+  /// another large folio), from /proc/kpageflags (KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL);
+  /// false where that cannot be read.
+  func isCompound(_ address: UInt64) -> Bool {
+    guard let frame = self[address], flagsFD >= 0 else { return false }
+    var flags: UInt64 = 0
+    guard pread(flagsFD, &flags, 8, off_t(frame) * 8) == 8 else { return false }
+    return flags & (1 << 15 | 1 << 16) != 0
+  }
 
   /// The frame of the page at `address`.
   subscript(address: UInt64) -> UInt64? {
