@@ -213,3 +213,26 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     }
   }
 }
+
+extension IOAS {
+  /// Maps `length` bytes of the file `fd` from byte `offset` (`IOMMU_IOAS_MAP_FILE`, 6.13):
+  /// guest RAM in a memfd, mapped without a user address. Returns the IOVA.
+  public func mapFile(
+    _ fd: FileDescriptor, offset: UInt64, length: UInt64, at placement: IOVAPlacement = .anywhere,
+    access: DMAAccess = .readWrite
+  ) throws(IommufdError) -> UInt64 {
+    try access.check(.ioasMapFile, [.ioas(id)])
+    var request = ciommufd_iommu_ioas_map_file()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_map_file>.size)
+    placement.encode(access, flags: &request.flags, iova: &request.iova)
+    request.ioas_id = id.rawValue
+    request.fd = fd.rawValue
+    request.start = offset
+    request.length = length
+    try mappings.changes.read { () throws(IommufdError) in
+      try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_IOAS_MAP_FILE, &request, .ioasMapFile, [.ioas(id)], using: [object], since: "6.13")
+      mappings.mapped(IOVARange(start: request.iova, last: request.iova &+ (length &- 1)))
+    }
+    return request.iova
+  }
+}

@@ -187,3 +187,12 @@ extension IommufdError {
     case discovery = "sysfs discovery"
   }
 }
+
+extension IommufdError {
+  /// The same error, saying what the kernel lacks.
+  func unsupported(_ detail: String) -> IommufdError {
+    var error = self
+    error.detail = detail
+    return error
+  }
+}

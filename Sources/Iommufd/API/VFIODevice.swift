@@ -316,3 +316,33 @@ public struct VFIODeviceInfo: Hashable, Sendable {
     self.capabilities = capabilities
   }
 }
+
+extension VFIODevice {
+  /// Attaches PASID `pasid` of the device to `target` (6.15); returns the HWPT id used.
+  public func attach(to target: some AttachTarget, pasid: UInt32) throws(IommufdError) -> ObjectID {
+    var request = ciommufd_vfio_device_attach_iommufd_pt_pasid(
+      argsz: UInt32(MemoryLayout<ciommufd_vfio_device_attach_iommufd_pt_pasid>.size), flags: CIOMMUFD_VFIO_DEVICE_ATTACH_PASID,
+      pt_id: target.id.rawValue, pasid: pasid)
+    do throws(IommufdError) {
+      try withLive(target, .deviceAttach) { () throws(IommufdError) in
+        try ioctl(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &request, .deviceAttach, [.pageTable(target.id), .init("pasid", "\(pasid)")])
+      }
+    } catch where error.errno == .invalidArgument && error.detail == nil {
+      // The kernel's answer; the library's own refusals (a target of another context) keep their detail.
+      throw error.unsupported("the kernel refused the PASID flag: PASID attach needs Linux 6.15 or later (or the device has no PASID)")
+    }
+    return ObjectID(request.pt_id)
+  }
+
+  /// Detaches PASID `pasid` of the device (6.15).
+  public func detach(pasid: UInt32) throws(IommufdError) {
+    var request = ciommufd_vfio_device_detach_iommufd_pt_pasid(
+      argsz: UInt32(MemoryLayout<ciommufd_vfio_device_detach_iommufd_pt_pasid>.size), flags: CIOMMUFD_VFIO_DEVICE_DETACH_PASID,
+      pasid: pasid)
+    do throws(IommufdError) {
+      try ioctl(CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT, &request, .deviceDetach, [.init("pasid", "\(pasid)")])
+    } catch where error.errno == .invalidArgument {
+      throw error.unsupported("the kernel refused the PASID flag: PASID detach needs Linux 6.15 or later")
+    }
+  }
+}
