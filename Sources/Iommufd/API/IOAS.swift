@@ -216,7 +216,9 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
 
 extension IOAS {
   /// Maps `length` bytes of the file `fd` from byte `offset` (`IOMMU_IOAS_MAP_FILE`, 6.13):
-  /// guest RAM in a memfd, mapped without a user address. Returns the IOVA.
+  /// guest RAM in a memfd, mapped without a user address. Returns the IOVA. The area holds
+  /// the file: never map an iommufd descriptor (or one that holds a context), which Linux
+  /// 7.2 accepts and then can never release (a reference cycle; Docs/Simulator.md).
   public func mapFile(
     _ fd: FileDescriptor, offset: UInt64, length: UInt64, at placement: IOVAPlacement = .anywhere,
     access: DMAAccess = .readWrite
