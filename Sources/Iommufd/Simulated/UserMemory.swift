@@ -78,15 +78,8 @@ enum UserMemory {
   /// /proc/self/pagemap: `nil` where a page is not present or frame numbers are hidden
   /// (without CAP_SYS_ADMIN).
   static func withPhysicalFrames<R>(_ body: ((UInt64) -> UInt64?) throws(Errno) -> R) throws(Errno) -> R {
-    let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
-    defer { if fd >= 0 { close(fd) } }
-    let pageSize = UInt64(getpagesize())
-    return try body { address in
-      var entry: UInt64 = 0
-      guard fd >= 0, pread(fd, &entry, 8, off_t(address / pageSize) * 8) == 8, entry & (1 << 63) != 0 else { return nil }
-      let frame = entry & ((1 << 55) - 1)
-      return frame == 0 ? nil : frame
-    }
+    let frames = PhysicalFrames()
+    return try body { frames[$0] }
   }
 
   /// Whether the pages of `[address, address + length)` are present and physically

@@ -93,10 +93,7 @@ struct DirtyConformance {
     let backend = platform.makeBackend()
     let iommufd = try IOMMUFD.open(backend: backend)
     let ioas = try iommufd.allocateIOAS()
-    let probe = try iommufd.selfTest.attachMockDevice(to: ioas)
-    let hwpt = try HWPageTable(on: ioas, forDevice: probe.deviceID, flags: [.dirtyTracking])
-    try probe.destroy()
-    let mock = try iommufd.selfTest.attachMockDevice(to: hwpt)
+    let (hwpt, mock) = try dirtyTrackingMockDevice(on: ioas)
     defer { withExtendedLifetime(mock) {} }
     let test = iommufd.selfTest
     let is72 = platform.release == .linux7_2
@@ -127,21 +124,12 @@ struct DirtyConformance {
     let backend = platform.makeBackend()
     let iommufd = try IOMMUFD.open(backend: backend)
     let ioas = try iommufd.allocateIOAS()
-    let probe = try iommufd.selfTest.attachMockDevice(to: ioas)
-    let hwpt = try HWPageTable(on: ioas, forDevice: probe.deviceID, flags: [.dirtyTracking])
-    try probe.destroy()
-    let mock = try iommufd.selfTest.attachMockDevice(to: hwpt)
+    let (hwpt, mock) = try dirtyTrackingMockDevice(on: ioas)
     defer { withExtendedLifetime(mock) {} }
     // 16 KiB at the start of a 2 MiB-aligned stretch with transparent huge pages asked for.
-    let huge = 2 << 20
-    guard let region = mmap(nil, 2 * huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), region != MAP_FAILED else {
-      Issue.record("mmap failed")
-      return
-    }
-    defer { munmap(region, 2 * huge) }
-    let memory = region + (huge - Int(UInt(bitPattern: region) % UInt(huge))) % huge
-    _ = madvise(memory, huge, 14)  // MADV_HUGEPAGE
-    for page in 0..<(huge / 0x1000) { (memory + page * 0x1000).storeBytes(of: UInt8(1), as: UInt8.self) }
+    let region = try #require(HugePageRegion())
+    defer { withExtendedLifetime(region) {} }
+    let memory = region.memory
     let frames = physicalFrames(memory, count: 4)
     let run = frames.allSatisfy { $0 != 0 } && frames[0] % 4 == 0 && frames.enumerated().allSatisfy { $0.element == frames[0] + UInt64($0.offset) }
     let pairs = frames.allSatisfy { $0 != 0 } && zip(frames, frames.dropFirst()).allSatisfy { $1 != $0 + 1 }
@@ -238,4 +226,33 @@ func physicalFrames(_ memory: UnsafeMutableRawPointer, count: Int) -> [UInt64] {
   let index = off_t(UInt(bitPattern: memory) / 0x1000)
   guard entries.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, $0.count, index * 8) }) == count * 8 else { return [UInt64](repeating: 0, count: count) }
   return entries.map { $0 & (1 << 63) != 0 ? $0 & ((1 << 55) - 1) : 0 }
+}
+
+/// A mock device attached to a new dirty-tracking HWPT on `ioas` (allocated for a probe
+/// device that is then destroyed).
+func dirtyTrackingMockDevice(on ioas: IOAS) throws -> (HWPageTable, MockDevice) {
+  let probe = try ioas.iommufd.selfTest.attachMockDevice(to: ioas)
+  let hwpt = try HWPageTable(on: ioas, forDevice: probe.deviceID, flags: [.dirtyTracking])
+  try probe.destroy()
+  return (hwpt, try ioas.iommufd.selfTest.attachMockDevice(to: hwpt))
+}
+
+/// 2 MiB of private anonymous memory aligned to 2 MiB, transparent huge pages asked for and
+/// every page written; unmapped on release.
+final class HugePageRegion {
+  static let size = 2 << 20
+  /// The aligned start.
+  let memory: UnsafeMutableRawPointer
+  private let mapping: UnsafeMutableRawPointer
+
+  init?() {
+    guard let mapping = mmap(nil, 2 * Self.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), mapping != MAP_FAILED
+    else { return nil }
+    self.mapping = mapping
+    memory = mapping + (Self.size - Int(UInt(bitPattern: mapping) % UInt(Self.size))) % Self.size
+    _ = madvise(memory, Self.size, 14)  // MADV_HUGEPAGE
+    for page in 0..<(Self.size / 0x1000) { (memory + page * 0x1000).storeBytes(of: UInt8(1), as: UInt8.self) }
+  }
+
+  deinit { munmap(mapping, 2 * Self.size) }
 }

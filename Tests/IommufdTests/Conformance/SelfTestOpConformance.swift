@@ -135,18 +135,12 @@ struct SelfTestOpConformance {
   @Test("MD_CHECK_REFS checks nothing of a page that is part of a compound page: any count passes on a transparent huge page", arguments: Platform.mock)
   func checkRefsSkipsCompoundPages(platform: Platform) throws {
     let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
-    let huge = 2 << 20
-    guard let region = mmap(nil, 2 * huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), region != MAP_FAILED else {
-      Issue.record("mmap failed")
-      return
-    }
-    defer { munmap(region, 2 * huge) }
-    let memory = region + (huge - Int(UInt(bitPattern: region) % UInt(huge))) % huge
-    _ = madvise(memory, huge, 14)  // MADV_HUGEPAGE
-    for page in 0..<(huge / 0x1000) { (memory + page * 0x1000).storeBytes(of: UInt8(1), as: UInt8.self) }
+    let region = try #require(HugePageRegion())
+    defer { withExtendedLifetime(region) {} }
+    let memory = region.memory
     // A transparent huge page: 512 physically contiguous frames from a 2 MiB-aligned one
     // (frames hidden, or no huge page given: nothing to check here).
-    let frames = physicalFrames(memory, count: huge / 0x1000)
+    let frames = physicalFrames(memory, count: HugePageRegion.size / 0x1000)
     guard frames[0] != 0, frames[0] % 512 == 0, frames.enumerated().allSatisfy({ $0.element == frames[0] + UInt64($0.offset) }) else { return }
     let user = UInt64(UInt(bitPattern: memory))
     let op = CIOMMUFD_TEST_OP_MD_CHECK_REFS
