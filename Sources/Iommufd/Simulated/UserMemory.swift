@@ -162,7 +162,8 @@ final class PhysicalFrames {
   private let fd: Int32
   private let pageSize = UInt64(getpagesize())
 
-  private lazy var flagsFD: Int32 = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC)
+  /// /proc/kpageflags, opened at the first ``isCompound(_:)`` (-2 until then).
+  private var flagsFD: Int32 = -2
 
   init() { fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) }
   deinit {
@@ -174,6 +175,7 @@ final class PhysicalFrames {
   /// another large folio), from /proc/kpageflags (KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL);
   /// false where that cannot be read.
   func isCompound(_ address: UInt64) -> Bool {
+    if flagsFD == -2 { flagsFD = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC) }
     guard let frame = self[address], flagsFD >= 0 else { return false }
     var flags: UInt64 = 0
     guard pread(flagsFD, &flags, 8, off_t(frame) * 8) == 8 else { return false }
