@@ -5,6 +5,7 @@ let package = Package(
   name: "swift-iommufd",
   products: [
     .library(name: "Iommufd", targets: ["Iommufd"]),
+    .library(name: "IommufdSimulator", targets: ["IommufdSimulator"]),
     .library(name: "IommufdEdu", targets: ["IommufdEdu"]),
     // The simulated kernel behind a C ABI, for C programs built with iommufd_simulator.h.
     .library(name: "IommufdSimulatorC", type: .dynamic, targets: ["IommufdSimulatorC"]),
@@ -31,10 +32,20 @@ let package = Package(
       ],
       path: "Sources/Iommufd"
     ),
+    // The simulated kernel behind the same seam, with device models that DMA: for tests.
+    .target(
+      name: "IommufdSimulator",
+      dependencies: [
+        "Iommufd", "CIommufd",
+        .product(name: "SystemPackage", package: "swift-system"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Sources/IommufdSimulator"
+    ),
     // The simulated kernel's system calls exported through a C ABI (with a forced-include header).
     .target(
       name: "IommufdSimulatorC",
-      dependencies: ["Iommufd", .product(name: "SystemPackage", package: "swift-system")],
+      dependencies: ["Iommufd", "IommufdSimulator", .product(name: "SystemPackage", package: "swift-system")],
       path: "Sources/IommufdSimulatorC",
       exclude: ["iommufd_simulator.h"]
     ),
@@ -44,7 +55,7 @@ let package = Package(
     .executableTarget(
       name: "edu-dma",
       dependencies: [
-        "Iommufd", "IommufdEdu",
+        "Iommufd", "IommufdSimulator", "IommufdEdu",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Examples/EduDMA"
@@ -52,31 +63,34 @@ let package = Package(
     // The command-line tool: devices, probe, ranges, hw-info, bind, unbind.
     .executableTarget(
       name: "iommufd-tool",
-      dependencies: ["Iommufd", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: [
+        "Iommufd", "IommufdSimulator",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
       path: "Examples/Tool"
     ),
     // The differential fuzzer: raw ioctl sequences on the kernel and the simulated kernel, compared.
     .executableTarget(
       name: "iommufd-diff-fuzz",
-      dependencies: ["Iommufd", "CIommufd", .product(name: "SystemPackage", package: "swift-system")],
+      dependencies: ["Iommufd", "IommufdSimulator", "CIommufd", .product(name: "SystemPackage", package: "swift-system")],
       path: "Fuzz/Differential"
     ),
     // A seeded fuzzer of the public API: every call returns or throws IommufdError, none traps.
     .executableTarget(
       name: "iommufd-api-fuzz",
-      dependencies: ["Iommufd", "IommufdEdu", .product(name: "SystemPackage", package: "swift-system")],
+      dependencies: ["Iommufd", "IommufdSimulator", "IommufdEdu", .product(name: "SystemPackage", package: "swift-system")],
       path: "Fuzz/API"
     ),
     // Benchmarks of the simulated kernel against plain baselines, printed as ratios.
     .executableTarget(
       name: "iommufd-bench",
-      dependencies: ["Iommufd", "CIommufd", .product(name: "MallocInterposerSwift", package: "malloc-interposer")],
+      dependencies: ["Iommufd", "IommufdSimulator", "CIommufd", .product(name: "MallocInterposerSwift", package: "malloc-interposer")],
       path: "Benchmarks/Native"
     ),
     .testTarget(
       name: "IommufdTests",
       dependencies: [
-        "Iommufd", "CIommufd", "IommufdEdu",
+        "Iommufd", "IommufdSimulator", "CIommufd", "IommufdEdu",
         .product(name: "SystemPackage", package: "swift-system"),
       ],
       path: "Tests/IommufdTests"

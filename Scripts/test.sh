@@ -133,6 +133,27 @@ if ! ldd "$bin/iommufd-tool" | grep -q libFoundation; then
 fi
 echo "iommufd-diff-fuzz: no libFoundation, no ICU; iommufd-tool: libFoundation (the negative control, as it must)"
 
+# A downstream package (Examples/Downstream) as users write one: a device path and its
+# executable that link only Iommufd, and tests that add IommufdSimulator. The executable
+# must link no Foundation and carry no simulated kernel; its test bundle, which links the
+# simulator, is the negative control of the second check.
+log "downstream package: builds against the products, tests on the simulator, production binary without simulator"
+(cd Examples/Downstream && swift build 2>&1 | tail -n 1 && swift test 2>&1 | grep -E '^(✔|✘) Test run')
+downstream=$(cd Examples/Downstream && swift build --show-bin-path)
+if foundation=$(ldd "$downstream/passthrough" | grep -E 'libFoundation|_FoundationICU'); then
+  echo "the downstream executable links Foundation: $foundation" >&2
+  exit 1
+fi
+if nm "$downstream/passthrough" | grep -q SimulatedKernel; then
+  echo "the downstream executable, which links only Iommufd, contains the simulated kernel" >&2
+  exit 1
+fi
+if ! nm "$downstream/iommufd-downstreamPackageTests.xctest" | grep -q SimulatedKernel; then
+  echo "negative control failed: nm finds no SimulatedKernel even in the downstream tests" >&2
+  exit 1
+fi
+echo "downstream: passthrough has no libFoundation, no ICU and no SimulatedKernel symbol; its tests have the simulator (the negative control, as they must)"
+
 # The benchmark (release build): allocations and instructions per API call above the seam,
 # the simulator at 1k and 1M live mappings, simulated DMA. It prints figures and goals; a
 # failed operation fails the run, a missed goal does not (performance is not a test).

@@ -1,4 +1,5 @@
 import Iommufd
+import IommufdSimulator
 import MallocInterposerSwift
 import SystemPackage
 

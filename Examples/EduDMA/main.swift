@@ -1,5 +1,6 @@
 import ArgumentParser
 import Iommufd
+import IommufdSimulator
 import IommufdEdu
 import SystemPackage
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Iommufd
+import IommufdSimulator
 import SystemPackage
 
 /// `iommufd-tool`: what this host offers for iommufd and VFIO, and why not.

@@ -1,4 +1,5 @@
 import Iommufd
+import IommufdSimulator
 
 /// A device model whose register writes become calls of the ``SimulatedBus`` API with the
 /// written values, so the bus is fuzzed through the simulator like a real model would use

@@ -1,4 +1,5 @@
 import Iommufd
+import IommufdSimulator
 import IommufdEdu
 import SystemPackage
 

@@ -1,4 +1,5 @@
 import Iommufd
+import IommufdSimulator
 import SystemPackage
 
 /// The entry points of the legacy VFIO route (containers and groups), sessions, sysfs

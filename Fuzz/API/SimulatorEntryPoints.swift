@@ -1,4 +1,5 @@
 import Iommufd
+import IommufdSimulator
 import SystemPackage
 
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import Iommufd
+import IommufdSimulator
 import SystemPackage
 
 /// The entry points of pure functions and value types, called with values built by hand.

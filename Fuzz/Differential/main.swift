@@ -19,6 +19,7 @@
 
 import CIommufd
 import Iommufd
+import IommufdSimulator
 import SystemPackage
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import Dispatch
 import Iommufd
+import IommufdSimulator
 import Synchronization
 import SystemPackage
 import Testing

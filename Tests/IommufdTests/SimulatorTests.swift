@@ -1,6 +1,7 @@
 import CIommufd
 import Foundation
 import Iommufd
+import IommufdSimulator
 import IommufdEdu
 import Synchronization
 import SystemPackage

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Iommufd
+import IommufdSimulator
 import Synchronization
 import SystemPackage
 import Testing

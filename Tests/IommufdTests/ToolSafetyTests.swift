@@ -1,6 +1,7 @@
 import CIommufd
 import Foundation
 import Iommufd
+import IommufdSimulator
 import SystemPackage
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import Iommufd
+import IommufdSimulator
 import IommufdEdu
 import Synchronization
 import SystemPackage

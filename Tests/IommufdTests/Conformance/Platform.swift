@@ -1,5 +1,6 @@
 import Foundation
 import Iommufd
+import IommufdSimulator
 import SystemPackage
 
 /// A backend the conformance suite runs on: the simulated kernel always; the real kernel

@@ -1,5 +1,6 @@
 import CIommufd
 import Iommufd
+import IommufdSimulator
 import SystemPackage
 import Testing
 

@@ -1,0 +1,196 @@
+import Iommufd
+/// Non-overlapping inclusive intervals keyed by their start, kept sorted in chunks so that
+/// insert, remove and lookup cost about the same with a thousand or a million entries.
+///
+/// Each chunk keeps its starts, ends and values in separate arrays, so a lookup's binary
+/// search reads only starts (eight to a cache line), and reads them through buffer
+/// pointers, with no reference counting. A chunk holds at most `2 * chunkCapacity`
+/// entries; a fuller one is split in two halves, each with only the room it uses.
+struct AreaMap<Value> {
+  struct Entry {
+    var start: UInt64
+    var last: UInt64
+    var value: Value
+  }
+
+  private struct Chunk {
+    var starts: [UInt64]
+    var lasts: [UInt64]
+    var values: [Value]
+
+    var count: Int { starts.count }
+
+    /// The position of the last entry with start ≤ key, or -1.
+    func lastAtOrBefore(_ key: UInt64) -> Int {
+      starts.withUnsafeBufferPointer { starts in
+        var low = 0
+        var high = starts.count
+        while low < high {
+          let middle = (low + high) / 2
+          if starts[middle] <= key { low = middle + 1 } else { high = middle }
+        }
+        return low - 1
+      }
+    }
+
+    func entry(_ index: Int) -> Entry { Entry(start: starts[index], last: lasts[index], value: values[index]) }
+
+    mutating func insert(_ entry: Entry, at index: Int) {
+      starts.insert(entry.start, at: index)
+      lasts.insert(entry.last, at: index)
+      values.insert(entry.value, at: index)
+    }
+
+    mutating func remove(at index: Int) -> Entry {
+      Entry(start: starts.remove(at: index), last: lasts.remove(at: index), value: values.remove(at: index))
+    }
+
+    /// Moves the entries from `index` on into a new chunk; both keep only the room they use.
+    mutating func split(at index: Int) -> Chunk {
+      let tail = Chunk(starts: Array(starts[index...]), lasts: Array(lasts[index...]), values: Array(values[index...]))
+      starts = Array(starts[..<index])
+      lasts = Array(lasts[..<index])
+      values = Array(values[..<index])
+      return tail
+    }
+  }
+
+  private static var chunkCapacity: Int { 256 }
+  private var chunks: [Chunk] = []
+  private var firstStarts: [UInt64] = []
+  private(set) var count = 0
+
+  var isEmpty: Bool { count == 0 }
+
+  /// The index of the chunk that would hold `key`: the last chunk whose first start ≤ key.
+  private func chunkIndex(for key: UInt64) -> Int {
+    firstStarts.withUnsafeBufferPointer { starts in
+      var low = 0
+      var high = starts.count
+      while low < high {
+        let middle = (low + high) / 2
+        if starts[middle] <= key { low = middle + 1 } else { high = middle }
+      }
+      return max(0, low - 1)
+    }
+  }
+
+  /// The entry containing `address`, if any.
+  func entry(containing address: UInt64) -> Entry? {
+    guard !chunks.isEmpty else { return nil }
+    let c = chunkIndex(for: address)
+    return chunks.withUnsafeBufferPointer { chunks -> Entry? in
+      let i = chunks[c].lastAtOrBefore(address)
+      guard i >= 0, chunks[c].lasts[i] >= address else { return nil }
+      return chunks[c].entry(i)
+    }
+  }
+
+  /// Whether any entry intersects `start...last`.
+  func intersects(_ start: UInt64, _ last: UInt64) -> Bool {
+    guard !chunks.isEmpty else { return false }
+    let c = chunkIndex(for: last)
+    let i = chunks[c].lastAtOrBefore(last)
+    if i >= 0 { return chunks[c].lasts[i] >= start }
+    // Every entry of chunk c starts after `last`; so does every later one.
+    if c > 0, let previous = chunks[c - 1].lasts.last { return previous >= start }
+    return false
+  }
+
+  /// The entries intersecting `start...last`, in ascending order.
+  func entries(intersecting start: UInt64, _ last: UInt64) -> [Entry] {
+    var result: [Entry] = []
+    guard !chunks.isEmpty else { return result }
+    var c = chunkIndex(for: start)
+    var i = max(0, chunks[c].lastAtOrBefore(start))
+    while c < chunks.count {
+      let chunk = chunks[c]
+      while i < chunk.count {
+        if chunk.starts[i] > last { return result }
+        if chunk.lasts[i] >= start { result.append(chunk.entry(i)) }
+        i += 1
+      }
+      c += 1
+      i = 0
+    }
+    return result
+  }
+
+  /// The first entry starting at or after `address`.
+  func first(startingAtOrAfter address: UInt64) -> Entry? {
+    guard !chunks.isEmpty else { return nil }
+    var c = chunkIndex(for: address)
+    var i = chunks[c].lastAtOrBefore(address)
+    if i >= 0 && chunks[c].starts[i] == address { return chunks[c].entry(i) }
+    i += 1
+    while c < chunks.count {
+      if i < chunks[c].count { return chunks[c].entry(i) }
+      c += 1
+      i = 0
+    }
+    return nil
+  }
+
+  /// Inserts an entry; the caller has checked it overlaps nothing.
+  mutating func insert(start: UInt64, last: UInt64, value: Value) {
+    let entry = Entry(start: start, last: last, value: value)
+    count += 1
+    guard !chunks.isEmpty else {
+      chunks = [Chunk(starts: [start], lasts: [last], values: [value])]
+      firstStarts = [start]
+      return
+    }
+    let c = chunkIndex(for: start)
+    let i = chunks[c].lastAtOrBefore(start) + 1
+    chunks[c].insert(entry, at: i)
+    firstStarts[c] = chunks[c].starts[0]
+    if chunks[c].count > 2 * Self.chunkCapacity {
+      let tail = chunks[c].split(at: Self.chunkCapacity)
+      chunks.insert(tail, at: c + 1)
+      firstStarts.insert(tail.starts[0], at: c + 1)
+    }
+  }
+
+  /// Removes the entry that starts at `start`; returns it.
+  @discardableResult
+  mutating func remove(start: UInt64) -> Entry? {
+    guard !chunks.isEmpty else { return nil }
+    let c = chunkIndex(for: start)
+    let i = chunks[c].lastAtOrBefore(start)
+    guard i >= 0, chunks[c].starts[i] == start else { return nil }
+    let entry = chunks[c].remove(at: i)
+    count -= 1
+    if chunks[c].count == 0 {
+      chunks.remove(at: c)
+      firstStarts.remove(at: c)
+    } else {
+      firstStarts[c] = chunks[c].starts[0]
+    }
+    return entry
+  }
+
+  /// Replaces the value of the entry that starts at `start`.
+  mutating func update(start: UInt64, _ body: (inout Value) -> Void) {
+    guard !chunks.isEmpty else { return }
+    let c = chunkIndex(for: start)
+    let i = chunks[c].lastAtOrBefore(start)
+    guard i >= 0, chunks[c].starts[i] == start else { return }
+    body(&chunks[c].values[i])
+  }
+
+  /// Every entry in ascending order.
+  var all: [Entry] {
+    var result: [Entry] = []
+    result.reserveCapacity(count)
+    for chunk in chunks {
+      for index in 0..<chunk.count { result.append(chunk.entry(index)) }
+    }
+    return result
+  }
+
+  mutating func removeAll() {
+    chunks = []
+    firstStarts = []
+    count = 0
+  }
+}

@@ -1,0 +1,564 @@
+import Iommufd
+import CIommufd
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The VFIO device cdev ioctls and region accesses of the simulated kernel (vfio-pci).
+extension SimulatedKernel.State {
+  func deviceIoctl(_ file: SimulatedDeviceFile, _ request: UInt, _ address: UInt64) throws(Errno) -> Int32 {
+    let command = Int32(truncatingIfNeeded: UInt32(truncatingIfNeeded: request))
+    if command == CIOMMUFD_VFIO_DEVICE_BIND_IOMMUFD { return try bind(file, address) }
+    guard file.binding != nil else { throw .invalidArgument }  // CDEV-2
+    switch command {
+    case CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT: return try attach(file, address)
+    case CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT: return try detach(file, address)
+    case CIOMMUFD_VFIO_DEVICE_GET_INFO: return try deviceInfo(file, address)
+    case CIOMMUFD_VFIO_DEVICE_GET_REGION_INFO: return try regionInfo(file, address)
+    case CIOMMUFD_VFIO_DEVICE_GET_IRQ_INFO: return try irqInfo(file, address)
+    case CIOMMUFD_VFIO_DEVICE_SET_IRQS: return try setIRQs(file, address)
+    case CIOMMUFD_VFIO_DEVICE_RESET:
+      guard file.device.supportsReset else { throw .invalidArgument }  // DEV-5
+      file.device.reset()
+      return 0
+    default:
+      throw .inappropriateIOCTLForDevice  // CDEV-3: vfio-pci does not know it
+    }
+  }
+
+  /// Reads the first `minimum` bytes of a VFIO argument (its `argsz` comes first).
+  func vfioArgument(_ address: UInt64, _ minimum: Int) throws(Errno) -> [UInt8] {
+    try UserMemory.read(address, count: minimum)
+  }
+
+  // MARK: 6.2 BIND
+
+  func bind(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
+    var request = UserMemory.decode(ciommufd_vfio_device_bind_iommufd.self, from: try vfioArgument(address, 16))  // BIND-1
+    if isLinux7_2 {
+      // 7.2: the struct is 24 bytes (a token pointer follows) and bytes past it must be
+      // zero; flag bit 0 passes an SR-IOV VF token, which no simulated device (not SR-IOV) takes.
+      if request.argsz < 16 { throw .invalidArgument }
+      if request.argsz > 24, try !UserMemory.isZero(try UserMemory.offset(address, by: 24), count: UInt64(request.argsz) - 24) {
+        throw .argListTooLong
+      }
+      if request.flags & ~1 != 0 || request.iommufd < 0 { throw .invalidArgument }
+    } else if request.argsz < 16 || request.flags != 0 || request.iommufd < 0 {
+      throw .invalidArgument  // BIND-2
+    }
+    if file.binding != nil { throw .invalidArgument }  // BIND-5
+    if request.flags & 1 != 0 {
+      // 7.2's token, checked once the descriptor is known unbound: copied (EFAULT for a bad
+      // pointer), then refused, as no simulated device is an SR-IOV PF or VF.
+      let pointer = request.argsz >= 24 ? UserMemory.decode(UInt64.self, from: try UserMemory.read(try UserMemory.offset(address, by: 16), count: 8)) : 0
+      _ = try UserMemory.read(pointer, count: 16)
+      throw .invalidArgument
+    }
+    guard let target = files[request.iommufd] else {  // BIND-6
+      throw fcntl(request.iommufd, F_GETFD) == -1 ? .badFileDescriptor : Errno(rawValue: 77)  // EBADFD
+    }
+    guard case .iommufd(let context) = target else { throw Errno(rawValue: 77) }
+    if boundFiles[file.number] != nil { throw .invalidArgument }  // BIND-7
+    let id = try allocateID(context)
+    request.out_devid = id
+    try UserMemory.write(UserMemory.encode(id), to: try UserMemory.offset(address, by: 12))  // BIND-9
+    context.objects[id] = .device(SimulatedDeviceObject(
+      file: file, profile: iommuProfile, reservedRegions: file.device.reservedRegions, hardwareInfo: vtdHardwareInfo))
+    context.boundDevices += 1
+    file.binding = (context, id)
+    file.object = context.device(id)
+    boundFiles[file.number] = file
+    return 0
+  }
+
+  // MARK: 6.3 ATTACH
+
+  func attach(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
+    let request = UserMemory.decode(ciommufd_vfio_device_attach_iommufd_pt.self, from: try vfioArgument(address, 12))
+    // ATT-1 (7.2: flag bit 0 attaches a PASID).
+    let pasidFlag: UInt32 = isLinux7_2 ? CIOMMUFD_VFIO_DEVICE_ATTACH_PASID : 0
+    if request.argsz < 12 || request.flags & ~pasidFlag != 0 { throw .invalidArgument }
+    if request.flags & pasidFlag != 0 { return try attachPASID(file, address, request) }
+    let (context, deviceID) = file.binding!
+    let object = context.device(deviceID)!
+    guard let target = context.objects[request.pt_id] else { throw .noSuchFileOrDirectory }  // ATT-2
+    // The RID attached through vfio's PASID path (PASID 0): vfio's own attach does not
+    // know it and asks iommufd for a new attach, which finds the RID busy.
+    if object.ridThroughPASIDPath { throw .resourceBusy }
+    return try attachRID(context, object, deviceID, target, request.pt_id, address)
+  }
+
+  /// The RID's attach or replace to `target` (ATT-2..ATT-7), replying the HWPT id at
+  /// `address + 8`; a failed reply leaves the device fully detached.
+  func attachRID(
+    _ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32, _ target: SimulatedContext.Object,
+    _ targetID: UInt32, _ address: UInt64
+  ) throws(Errno) -> Int32 {
+    // 7.2: while PASIDs are attached, the RID only goes to a PASID-capable HWPT.
+    if !object.pasids.isEmpty, context.hwpt(targetID).map({ $0.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 }) ?? true {
+      throw .invalidArgument
+    }
+    let ptID: UInt32
+    switch target {
+    case .ioas(let ioas):
+      ptID = try attachToIOAS(context, object, deviceID, ioasID: targetID, ioas)
+    case .hwpt(let hwpt):
+      ptID = try attachToHWPT(context, object, deviceID, hwptID: targetID, hwpt)
+    case .device, .selfTest, .fault, .viommu, .vdevice, .veventq, .tombstone, .hwQueue, .access:
+      throw .invalidArgument  // ATT-4
+    }
+    do {
+      try UserMemory.write(UserMemory.encode(ptID), to: try UserMemory.offset(address, by: 8))  // ATT-6
+    } catch {
+      detachDevice(context, object, deviceID)  // ATT-7: fully detached
+      object.ridThroughPASIDPath = false
+      throw error
+    }
+    return 0
+  }
+
+  /// ATT-2/ATT-3 with an IOAS: reuse the IOAS's first automatic HWPT, else make one.
+  func attachToIOAS(
+    _ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32, ioasID: UInt32, _ ioas: SimulatedIOAS
+  ) throws(Errno) -> UInt32 {
+    let automatic = ioas.domains.map(\.id).first {
+      guard let hwpt = context.hwpt($0) else { return false }
+      return hwpt.isAutomatic && hwpt.profile == object.profile  // another driver's domain: EINVAL, try the next
+    }
+    if let automatic, let hwpt = context.hwpt(automatic) {
+      if object.attachedHWPT == automatic { return automatic }  // ATT-3: no change
+      return try attachToHWPT(context, object, deviceID, hwptID: automatic, hwpt)
+    }
+    // A new automatic HWPT: its id; the kernel attaches the device (adding its reserved
+    // regions, IOAS-3) before it adds the domain to the IOAS (IOAS-2).
+    let id = try allocateID(context)
+    let regions = object.reservedRegions
+    let movesIOAS = object.attachedHWPT.flatMap { context.hwpt($0)?.ioasID } != ioasID
+    if movesIOAS {
+      for region in regions where ioas.areas.intersects(region.start, region.last) || ioas.overlapsAllowed(region.start, region.last) {
+        _ = region
+        throw .addressInUse
+      }
+    }
+    try checkDomainAdd(ioas, profile: object.profile)
+    let hwpt = SimulatedHWPT(ioasID: ioasID, isAutomatic: true, profile: object.profile)
+    commitDomainAdd(ioas, hwptID: id, hwpt)
+    hwpt.hugeLeaves = object.hugeIOVA
+    context.objects[id] = .hwpt(hwpt)
+    move(context, object, deviceID, to: id, hwpt)
+    return id
+  }
+
+  /// ATT-2/ATT-3 with an HWPT: attach or atomically replace.
+  func attachToHWPT(
+    _ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32, hwptID: UInt32, _ hwpt: SimulatedHWPT
+  ) throws(Errno) -> UInt32 {
+    if object.attachedHWPT == hwptID { return hwptID }
+    // The driver refuses another driver's domain, and a dirty-tracking domain for a device
+    // that cannot track dirty pages.
+    if hwpt.profile.driver != object.profile.driver || (hwpt.hasDirtyOps && !object.dirtyCapable) { throw .invalidArgument }
+    // A fault-capable HWPT needs page requests from the device (VT-d: ENODEV without PRI).
+    if hwpt.faultID != nil, let file = object.file, !file.device.supportsPageRequests { throw .operationNotSupportedByDevice }
+    let currentIOAS = object.attachedHWPT.flatMap { context.hwpt($0)?.ioasID }
+    if currentIOAS != hwpt.ioasID, let ioas = context.ioas(hwpt.ioasID) {
+      for region in object.reservedRegions
+      where ioas.areas.intersects(region.start, region.last) || ioas.overlapsAllowed(region.start, region.last) {
+        _ = region
+        throw .addressInUse  // IOAS-3
+      }
+    }
+    move(context, object, deviceID, to: hwptID, hwpt)
+    return hwptID
+  }
+
+  /// Moves the device's attachment to `hwpt`, carrying its reserved regions to the new
+  /// IOAS and freeing an automatic HWPT left unused.
+  func move(_ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32, to hwptID: UInt32, _ hwpt: SimulatedHWPT) {
+    let previousIOAS = object.attachedHWPT.flatMap { context.hwpt($0)?.ioasID }
+    if previousIOAS != hwpt.ioasID {
+      if let previousIOAS, let old = context.ioas(previousIOAS) { old.reserved.removeAll { $0.owner == .device(deviceID) } }
+      if let ioas = context.ioas(hwpt.ioasID) {
+        for region in object.reservedRegions { ioas.reserved.append((region.start, region.last, .device(deviceID))) }
+      }
+    }
+    leaveHWPT(context, object, deviceID)
+    hwpt.devices.append(deviceID)
+    object.attachedHWPT = hwptID
+    object.attachedIOAS = context.ioas(hwpt.ioasID)
+    object.attachedHWPTObject = hwpt
+  }
+
+  /// Takes the device off its HWPT; destroys an automatic HWPT left with no device (OBJ-7).
+  /// Its faults still waiting in the HWPT's fault queue are answered INVALID (FAULT-5).
+  func leaveHWPT(_ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32) {
+    guard let current = object.attachedHWPT, let hwpt = context.hwpt(current) else { return }
+    if let faultID = hwpt.faultID, case .fault(let queue)? = context.objects[faultID] {
+      queue.pending.removeAll { $0.first?.deviceID == deviceID }
+      queue.awaiting = queue.awaiting.filter { $0.value.first?.deviceID != deviceID }
+    }
+    hwpt.devices.removeAll { $0 == deviceID }
+    object.attachedHWPT = nil
+    object.attachedIOAS = nil
+    object.attachedHWPTObject = nil
+    if hwpt.isAutomatic && hwpt.devices.isEmpty {
+      if let ioas = context.ioas(hwpt.ioasID) { removeDomain(ioas, hwptID: current) }
+      context.objects[current] = nil
+    }
+  }
+
+  /// DET-2: detach, drop the device's reserved regions, free an unused automatic HWPT.
+  func detachDevice(_ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32) {
+    guard let current = object.attachedHWPT, let hwpt = context.hwpt(current) else { return }
+    context.ioas(hwpt.ioasID)?.reserved.removeAll { $0.owner == .device(deviceID) }
+    leaveHWPT(context, object, deviceID)
+  }
+
+  /// 7.2: attaches (or replaces) PASID `pasid` of the device. The simulated devices have no
+  /// PASID capability, so, as the kernel does for such a device, nothing reaches the IOMMU:
+  /// the attach is only recorded, after iommufd's own checks.
+  func attachPASID(_ file: SimulatedDeviceFile, _ address: UInt64, _ request: ciommufd_vfio_device_attach_iommufd_pt) throws(Errno) -> Int32 {
+    if request.argsz < 16 { throw .invalidArgument }
+    let pasid = UserMemory.decode(UInt32.self, from: try UserMemory.read(try UserMemory.offset(address, by: 12), count: 4))
+    let (context, deviceID) = file.binding!
+    let object = context.device(deviceID)!
+    if object.pasids[pasid] == nil, pasid >= 1 << 31 { throw .noSpace }  // vfio's PASID IDA
+    guard let target = context.objects[request.pt_id] else { throw .noSuchFileOrDirectory }
+    // PASID 0 is IOMMU_NO_PASID: vfio's PASID path attaches (or, once it holds PASID 0,
+    // replaces) the RID, with the RID's rules: busy if the RID is attached otherwise.
+    if pasid == 0 {
+      if !object.ridThroughPASIDPath && object.attachedHWPT != nil { throw .resourceBusy }
+      let replacing = object.ridThroughPASIDPath
+      object.ridThroughPASIDPath = true
+      do {
+        return try attachRID(context, object, deviceID, target, request.pt_id, address)
+      } catch {
+        if !replacing { object.ridThroughPASIDPath = object.attachedHWPT != nil }
+        throw error
+      }
+    }
+    guard case .hwpt(let hwpt) = target else { throw .invalidArgument }  // an IOAS's automatic domain never takes PASIDs
+    if hwpt.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 { throw .invalidArgument }
+    if let rid = object.attachedHWPT, let current = context.hwpt(rid), current.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 {
+      throw .invalidArgument
+    }
+    if hwpt.profile.driver != object.profile.driver { throw .invalidArgument }
+    let previous = object.pasids[pasid]
+    object.pasids[pasid] = request.pt_id
+    do {
+      try UserMemory.write(UserMemory.encode(request.pt_id), to: try UserMemory.offset(address, by: 8))
+    } catch {
+      object.pasids[pasid] = previous  // as vfio does: a failed write-back detaches again
+      throw error
+    }
+    return 0
+  }
+
+  // MARK: 6.4 DETACH
+
+  func detach(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
+    let request = UserMemory.decode(ciommufd_vfio_device_detach_iommufd_pt.self, from: try vfioArgument(address, 8))
+    // DET-1 (7.2: flag bit 0 detaches a PASID; one never attached is no error).
+    let pasidFlag: UInt32 = isLinux7_2 ? CIOMMUFD_VFIO_DEVICE_DETACH_PASID : 0
+    if request.argsz < 8 || request.flags & ~pasidFlag != 0 { throw .invalidArgument }
+    let (context, deviceID) = file.binding!
+    if request.flags & pasidFlag != 0 {
+      if request.argsz < 12 { throw .invalidArgument }
+      let pasid = UserMemory.decode(UInt32.self, from: try UserMemory.read(try UserMemory.offset(address, by: 8), count: 4))
+      let object = context.device(deviceID)!
+      if pasid == 0 {
+        // PASID 0 is the RID, if vfio's PASID path attached it.
+        if object.ridThroughPASIDPath {
+          detachDevice(context, object, deviceID)
+          object.ridThroughPASIDPath = false
+        }
+        return 0
+      }
+      object.pasids[pasid] = nil
+      return 0
+    }
+    let object = context.device(deviceID)!
+    if object.ridThroughPASIDPath { return 0 }  // vfio's own detach does not know that attach
+    detachDevice(context, object, deviceID)  // DET-2, DET-3
+    return 0
+  }
+
+  // MARK: 6.5 close
+
+  /// CLOSE-1: interrupts off, DMA stopped, detach, destroy the device object, drop the
+  /// context reference.
+  func closeDevice(_ file: SimulatedDeviceFile) {
+    guard let (context, deviceID) = file.binding else { return }  // CLOSE-2
+    disableInterrupts(file.number)
+    file.device.config[4] &= ~0x4  // vfio-pci clears bus mastering
+    if let object = context.device(deviceID) { detachDevice(context, object, deviceID) }
+    context.objects[deviceID] = nil
+    removeVDevice(context, ofDevice: deviceID)
+    context.boundDevices -= 1
+    file.binding = nil
+    file.object = nil
+    boundFiles[file.number] = nil
+    releaseIfUnused(context)
+  }
+
+  // MARK: 6.6 device ioctls
+
+  func deviceInfo(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
+    var info = UserMemory.decode(ciommufd_vfio_device_info.self, from: try vfioArgument(address, 16))
+    if info.argsz < 16 { throw .invalidArgument }  // DEV-1
+    info.flags = CIOMMUFD_VFIO_DEVICE_FLAGS_PCI | (file.device.supportsReset ? CIOMMUFD_VFIO_DEVICE_FLAGS_RESET : 0)
+    info.num_regions = UInt32(CIOMMUFD_VFIO_PCI_NUM_REGIONS)
+    info.num_irqs = UInt32(CIOMMUFD_VFIO_PCI_NUM_IRQS)
+    info.cap_offset = 0
+    let bytes = UserMemory.encode(info)
+    try UserMemory.write(Array(bytes.prefix(min(Int(info.argsz), bytes.count))), to: address)
+    return 0
+  }
+
+  func regionInfo(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
+    var info = UserMemory.decode(ciommufd_vfio_region_info.self, from: try vfioArgument(address, 32))
+    if info.argsz < 32 { throw .invalidArgument }  // DEV-2
+    let index = Int(info.index)
+    info.offset = UInt64(info.index) << 40
+    info.cap_offset = 0
+    switch index {
+    case 0..<6:
+      if let bar = file.device.bars[index] {
+        info.size = bar.size
+        info.flags = CIOMMUFD_VFIO_REGION_INFO_FLAG_READ | CIOMMUFD_VFIO_REGION_INFO_FLAG_WRITE
+      } else {
+        info.size = 0
+        info.flags = 0
+      }
+    case Int(CIOMMUFD_VFIO_PCI_ROM_REGION_INDEX):
+      info.size = 0
+      info.flags = 0
+    case Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX):
+      info.size = UInt64(file.device.config.count)
+      info.flags = CIOMMUFD_VFIO_REGION_INFO_FLAG_READ | CIOMMUFD_VFIO_REGION_INFO_FLAG_WRITE
+    default:
+      throw .invalidArgument  // VGA on a non-VGA device, and beyond the last region
+    }
+    try UserMemory.write(UserMemory.encode(info), to: address)
+    return 0
+  }
+
+  func irqCount(_ device: SimulatedPCIDevice, _ index: Int) -> Int {
+    switch index {
+    case Int(CIOMMUFD_VFIO_PCI_INTX_IRQ_INDEX): device.config[0x3d] != 0 ? 1 : 0
+    case Int(CIOMMUFD_VFIO_PCI_MSI_IRQ_INDEX): device.msiCount
+    case Int(CIOMMUFD_VFIO_PCI_REQ_IRQ_INDEX): 1
+    default: 0  // no MSI-X table; ERR needs PCIe
+    }
+  }
+
+  func irqInfo(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
+    var info = UserMemory.decode(ciommufd_vfio_irq_info.self, from: try vfioArgument(address, 16))
+    if info.argsz < 16 || info.index >= UInt32(CIOMMUFD_VFIO_PCI_NUM_IRQS) { throw .invalidArgument }  // DEV-3
+    if info.index == UInt32(CIOMMUFD_VFIO_PCI_ERR_IRQ_INDEX) { throw .invalidArgument }  // not PCIe
+    info.flags = CIOMMUFD_VFIO_IRQ_INFO_EVENTFD
+    if info.index == UInt32(CIOMMUFD_VFIO_PCI_INTX_IRQ_INDEX) {
+      info.flags |= CIOMMUFD_VFIO_IRQ_INFO_MASKABLE | CIOMMUFD_VFIO_IRQ_INFO_AUTOMASKED
+    } else {
+      info.flags |= CIOMMUFD_VFIO_IRQ_INFO_NORESIZE
+    }
+    info.count = UInt32(clamping: irqCount(file.device, Int(info.index)))
+    try UserMemory.write(UserMemory.encode(info), to: address)
+    return 0
+  }
+
+  func setIRQs(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
+    let header = UserMemory.decode(ciommufd_vfio_irq_set.self, from: try vfioArgument(address, 20))
+    let dataTypes = CIOMMUFD_VFIO_IRQ_SET_DATA_NONE | CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL | CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD
+    let actions = CIOMMUFD_VFIO_IRQ_SET_ACTION_MASK | CIOMMUFD_VFIO_IRQ_SET_ACTION_UNMASK | CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER
+    // DEV-4.1
+    if header.argsz < 20 || header.index >= UInt32(CIOMMUFD_VFIO_PCI_NUM_IRQS) || header.count >= UInt32.max - header.start
+      || header.flags & ~(dataTypes | actions) != 0
+    {
+      throw .invalidArgument
+    }
+    let index = Int(header.index)
+    let maximum = irqCount(file.device, index)
+    if Int(header.start) >= maximum || Int(header.start) + Int(header.count) > maximum { throw .invalidArgument }
+    // DEV-4.2
+    let dataType = header.flags & dataTypes
+    guard dataType.nonzeroBitCount == 1 else { throw .invalidArgument }
+    let payload = Int(header.argsz) - 20
+    if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL && payload < Int(header.count) { throw .invalidArgument }
+    if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD && payload < 4 * Int(header.count) { throw .invalidArgument }
+    // DEV-4.3
+    let action = header.flags & actions
+    guard action.nonzeroBitCount == 1 else { throw .invalidArgument }
+    let isTrigger = action == CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER
+    switch index {
+    case Int(CIOMMUFD_VFIO_PCI_INTX_IRQ_INDEX): break
+    case Int(CIOMMUFD_VFIO_PCI_MSI_IRQ_INDEX), Int(CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX), Int(CIOMMUFD_VFIO_PCI_ERR_IRQ_INDEX),
+      Int(CIOMMUFD_VFIO_PCI_REQ_IRQ_INDEX):
+      if !isTrigger { throw .inappropriateIOCTLForDevice }
+    default: throw .invalidArgument
+    }
+    var data: [UInt8] = []
+    if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD {
+      data = try UserMemory.read(try UserMemory.offset(address, by: 20), count: 4 * Int(header.count))
+    } else if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL {
+      data = try UserMemory.read(try UserMemory.offset(address, by: 20), count: Int(header.count))
+    }
+    try applyIRQs(file, index: index, start: Int(header.start), count: Int(header.count), dataType: dataType, action: action, data: data)
+    return 0
+  }
+
+  /// DEV-4.4: the effect of a validated SET_IRQS on INTx and MSI, with vfio-pci's rules
+  /// (`vfio_pci_set_intx_*`, `vfio_pci_set_msi_trigger`): one kind of interrupt at a
+  /// time; INTx takes exactly vector 0; triggering, masking or disabling a kind that is not
+  /// enabled is EINVAL; enabling MSI with no vector is ERANGE; an eventfd must be one.
+  func applyIRQs(
+    _ file: SimulatedDeviceFile, index: Int, start: Int, count: Int, dataType: UInt32, action: UInt32, data: [UInt8]
+  ) throws(Errno) {
+    let number = file.number
+    var irq = irqs[number] ?? SimulatedIRQState()
+    let mode: SimulatedIRQState.Mode = index == 0 ? .intx : .msi
+    let eventFDs: [Int32] =
+      dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD
+      ? (0..<count).map { UserMemory.decode(Int32.self, from: data, offset: $0 * 4) } : []
+
+    if index == Int(CIOMMUFD_VFIO_PCI_ERR_IRQ_INDEX) || index == Int(CIOMMUFD_VFIO_PCI_REQ_IRQ_INDEX)
+      || index == Int(CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX)
+    {
+      return  // accepted; the simulated devices never signal these
+    }
+    let enabled = irq.mode == mode
+    if action != CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER {
+      // MASK / UNMASK: INTx only (other indexes were refused before), vector 0, enabled.
+      guard enabled, start == 0, count == 1 else { throw .invalidArgument }
+      let set = dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE || (dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL && data.first != 0)
+      guard set else { return }
+      irq.intxMasked = action == CIOMMUFD_VFIO_IRQ_SET_ACTION_MASK
+      irqs[number] = irq
+      return
+    }
+    if enabled && count == 0 && dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE {  // disable the index
+      disableInterrupts(number)
+      return
+    }
+    guard enabled || irq.mode == .none else { throw .invalidArgument }  // one kind at a time
+    if mode == .intx && (start != 0 || count != 1) { throw .invalidArgument }
+    if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD {
+      if mode == .msi {
+        if enabled {
+          if start + count > irq.msiVectors { throw .invalidArgument }
+        } else {
+          if start + count == 0 { throw .outOfRange }  // pci_alloc_irq_vectors(1, 0)
+          irq.msiVectors = start + count
+        }
+      }
+      var duplicates: [Int: Int32] = [:]
+      for (offset, fd) in eventFDs.enumerated() where fd >= 0 {
+        guard Self.isEventFD(fd) else {
+          for open in duplicates.values { _ = Glibc.close(open) }
+          throw Glibc.fcntl(fd, F_GETFD) < 0 ? .badFileDescriptor : .invalidArgument
+        }
+        let copy = Glibc.fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else {
+          for open in duplicates.values { _ = Glibc.close(open) }
+          throw .badFileDescriptor
+        }
+        duplicates[start + offset] = copy
+      }
+      for (vector, fd) in duplicates {
+        if let old = irq.eventFDs[vector] { _ = Glibc.close(old) }
+        irq.eventFDs[vector] = fd
+      }
+      for (offset, fd) in eventFDs.enumerated() where fd < 0 {
+        if let old = irq.eventFDs.removeValue(forKey: start + offset) { _ = Glibc.close(old) }
+      }
+      irq.mode = mode
+      if mode == .msi { file.device.config[0x42] |= 0x1 }
+      irqs[number] = irq
+      return
+    }
+    // DATA_NONE or DATA_BOOL trigger: fire the vectors from software.
+    guard enabled else { throw .invalidArgument }
+    for vector in start..<(start + count) where dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE || data[vector - start] != 0 {
+      if let fd = irq.eventFDs[vector] { signal(fd) }
+    }
+  }
+
+  /// Whether `fd` is an eventfd (`eventfd_ctx_fdget` takes nothing else).
+  static func isEventFD(_ fd: Int32) -> Bool {
+    var target = [CChar](repeating: 0, count: 64)
+    let count = Glibc.readlink("/proc/self/fd/\(fd)", &target, target.count - 1)
+    guard count > 0 else { return false }
+    return String(decoding: target.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self) == "anon_inode:[eventfd]"
+  }
+
+  // MARK: Region access
+
+  func regionRead(_ file: SimulatedDeviceFile, offset: UInt64, count: Int) throws(Errno) -> [UInt8] {
+    guard file.binding != nil else { throw .invalidArgument }  // CDEV-2
+    let (index, position, length) = try regionRange(file, offset, count)
+    if index == Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX) {
+      return Array(file.device.config[Int(position)..<(Int(position) + length)])
+    }
+    // Exactly `length` bytes, whatever the device model returned, in the accesses
+    // vfio-pci makes.
+    var result: [UInt8] = []
+    result.reserveCapacity(length)
+    for (start, width) in Self.barAccesses(position, length) {
+      let bytes = file.device.readBAR(index, offset: start, count: width, bus: SimulatedBus(kernel: self, device: file.number))
+      result += bytes.count == width ? bytes : Array(bytes.prefix(width)) + [UInt8](repeating: 0, count: max(0, width - bytes.count))
+    }
+    return result
+  }
+
+  /// The accesses `vfio_pci_core_do_io_rw` splits a BAR read or write of `count` bytes at
+  /// `offset` into: the widest of 8, 4, 2 and 1 bytes that is aligned and fits, in order.
+  static func barAccesses(_ offset: UInt64, _ count: Int) -> [(offset: UInt64, width: Int)] {
+    var accesses: [(offset: UInt64, width: Int)] = []
+    var (position, left) = (offset, count)
+    while left > 0 {
+      let width = [8, 4, 2, 1].first { $0 <= left && position % UInt64($0) == 0 }!
+      accesses.append((position, width))
+      position &+= UInt64(width)
+      left -= width
+    }
+    return accesses
+  }
+
+  func regionWrite(_ file: SimulatedDeviceFile, offset: UInt64, bytes: [UInt8]) throws(Errno) -> Int {
+    guard file.binding != nil else { throw .invalidArgument }
+    let (index, position, length) = try regionRange(file, offset, bytes.count)
+    let data = Array(bytes.prefix(length))
+    if index == Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX) {
+      file.device.writeConfig(offset: Int(position), bytes: data)
+    } else {
+      var done = 0
+      for (start, width) in Self.barAccesses(position, data.count) {
+        file.device.writeBAR(index, offset: start, bytes: Array(data[done..<(done + width)]), bus: SimulatedBus(kernel: self, device: file.number))
+        done += width
+      }
+    }
+    return length
+  }
+
+  /// The region index, offset within it, and the count clipped to its end (EINVAL past it).
+  func regionRange(_ file: SimulatedDeviceFile, _ offset: UInt64, _ count: Int) throws(Errno) -> (Int, UInt64, Int) {
+    let index = Int(offset >> 40)
+    let position = offset & ((1 << 40) - 1)
+    let size: UInt64
+    switch index {
+    case 0..<6:
+      guard let bar = file.device.bars[index] else { throw .invalidArgument }
+      size = bar.size
+    case Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX):
+      // vfio_config_do_rw: an access that starts or ends past config space is EFAULT, whole.
+      let size = UInt64(file.device.config.count)
+      if position >= size || UInt64(count) > size - position { throw .badAddress }
+      return (index, position, count)
+    default:
+      throw .invalidArgument
+    }
+    guard position < size else { throw .invalidArgument }
+    return (index, position, Int(min(UInt64(count), size - position)))
+  }
+}
