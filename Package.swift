@@ -18,6 +18,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     // Only the benchmark uses it, to count heap allocations.
     .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
+    // `swift package generate-documentation`: the DocC catalogs of Iommufd and IommufdSimulator.
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
   ],
   targets: [
     // The kernel uAPI as the package defines it, checked against the system headers.

@@ -133,6 +133,24 @@ if ! ldd "$bin/iommufd-tool" | grep -q libFoundation; then
 fi
 echo "iommufd-diff-fuzz: no libFoundation, no ICU; iommufd-tool: libFoundation (the negative control, as it must)"
 
+# The DocC catalogs of both library products build without a warning (a broken symbol
+# link is an error); a planted broken link must fail the build, or the check could not.
+log "documentation: DocC for Iommufd and IommufdSimulator, warnings as errors"
+for target in Iommufd IommufdSimulator; do
+  swift package generate-documentation --target "$target" --warnings-as-errors >/tmp/iommufd-docc.log 2>&1 ||
+    { grep -E '^(warning|error)' -A 6 /tmp/iommufd-docc.log | head -n 60; echo "the $target documentation has warnings" >&2; exit 1; }
+done
+planted=Sources/IommufdSimulator/IommufdSimulator.docc/PlantedBrokenLink.md
+trap 'rm -f "$planted"' EXIT
+printf '# Planted\n\nA link to ``NoSuchSymbol``.\n' >"$planted"
+if swift package generate-documentation --target IommufdSimulator --warnings-as-errors >/tmp/iommufd-docc-control.log 2>&1; then
+  echo "negative control failed: a broken symbol link did not fail the documentation build" >&2
+  exit 1
+fi
+rm -f "$planted"
+trap - EXIT
+echo "docs: Iommufd and IommufdSimulator build with 0 warnings; a planted broken link fails the build (the negative control, as it must)"
+
 # A downstream package (Examples/Downstream) as users write one: a device path and its
 # executable that link only Iommufd, and tests that add IommufdSimulator. The executable
 # must link no Foundation and carry no simulated kernel; its test bundle, which links the

@@ -188,7 +188,7 @@ struct WeakObject {
 
 extension IOMMUFD {
   /// Moves the pinned-page charge of every mapping to the calling process
-  /// (`IOMMU_IOAS_CHANGE_PROCESS`, 6.14); every mapping must come from ``IOAS/mapFile``.
+  /// (`IOMMU_IOAS_CHANGE_PROCESS`, 6.14); every mapping must come from ``IOAS/mapFile(_:offset:length:at:access:)``.
   public func changeProcess() throws(IommufdError) {
     var request = ciommufd_iommu_ioas_change_process(size: UInt32(MemoryLayout<ciommufd_iommu_ioas_change_process>.size), __reserved: 0)
     try issueNewerRequest(CIOMMUFD_IOMMU_IOAS_CHANGE_PROCESS, &request, .changeProcess, [], since: "6.14")

@@ -4,7 +4,7 @@ import SystemPackage
 /// The system-call seam a handle uses, with a trace log of every call.
 ///
 /// ``kernel`` makes real system calls. Any other ``SystemCalls`` value (a simulated kernel,
-/// a recorder in a test) can be wrapped with ``init(_:logger:)``; the API above it is the
+/// a recorder in a test) can be wrapped with ``init(_:logger:reason:)``; the API above it is the
 /// same. Each call leaves one line at trace level on ``logger``: name, ids, result.
 public struct Backend: Sendable {
   /// What a backend holds, in one object: a copy of the backend (each handle keeps one) is

@@ -7,7 +7,7 @@ import Glibc
 
 /// A VFIO device opened through its cdev (`/dev/vfio/devices/vfioN`).
 ///
-/// Life cycle: open → ``bind(to:)`` an iommufd → ``attach(to:)`` an IOAS or HW page table
+/// Life cycle: open → ``bind(to:)`` an iommufd → ``attach(to:)-(AttachTarget)`` an IOAS or HW page table
 /// → use regions and IRQs → ``detach()`` → ``close()``. Until bound, the kernel answers
 /// every other request with `EINVAL`. Closing the descriptor (explicitly or on release)
 /// detaches and unbinds the device; the handle keeps its iommufd, its attach target and its

@@ -15,10 +15,10 @@ extension Backend {
   }
 
   /// The kernel when this host has `/dev/iommu`, else a simulated kernel with `devices`;
-  /// ``Iommufd/Backend/reason`` says which and why.
+  /// `Backend.reason` says which and why.
   ///
   /// For examples and tests that should run anywhere. A production program uses
-  /// ``Iommufd/Backend/kernel`` and reports a missing `/dev/iommu` as the error it is.
+  /// `Backend.kernel` and reports a missing `/dev/iommu` as the error it is.
   public static func automatic(
     simulating devices: @autoclosure () -> [SimulatedPCIDevice], logger: Logger = Logger(label: "iommufd")
   ) -> Backend {

@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// A pure-Swift model of the iommufd and VFIO device cdevs of Linux 6.12 (or, configured
-/// so, 7.2) behind the ``SystemCalls`` seam: the whole API runs on it unchanged and gets the
+/// so, 7.2) behind the `SystemCalls` seam: the whole API runs on it unchanged and gets the
 /// kernel's results and errnos for the same sequence of calls.
 ///
 /// It decodes the real ioctl numbers and C structs the way the kernel does (struct size
