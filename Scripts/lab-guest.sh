@@ -39,13 +39,15 @@ if [ -n "$release" ]; then
   step "$release/iommufd-bench" --lab "$cdev" "/tmp/iommufd-floor-$IOMMUFD_LAB_KERNEL"
 fi
 step tests "LegacyTests"
-step expect "\"backend\" : \"iommufd\"" "$tool" devices --json
+step expect "\"route\": \"iommufd\"" "$tool" devices --json
 step expect "IOMMU_GET_HW_INFO: yes" "$tool" probe
-step expect "type1v2 supported" "$tool" probe
+step expect "legacy container: usable, type1v2" "$tool" probe
+step expect "size 0x100000, mmap" "$tool" show --open "$edu"
+step expect "\"mappable\": true" "$tool" show --json --open "$edu"
 step expect "0xfef00000-0x7fffffffff" "$tool" ranges "$edu"
 step expect "VT-d cap 0xd2008c22260286" "$tool" hw-info "$edu"
 step expect "now no driver" "$tool" unbind "$edu"
-step expect "backend: none" "$tool" devices
+step expect "route: none" "$tool" devices
 step expect "bound to vfio-pci (was unbound)" "$tool" bind "$edu"
 step expect "round trip matches" "$bin/edu-dma"
 exit $status

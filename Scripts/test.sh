@@ -119,19 +119,22 @@ if planted=$("$bin/iommufd-diff-fuzz" --against-simulator --plant-divergence --s
 fi
 echo "negative control: $planted (as it must)"
 
-# The library links no Foundation (nor its ICU): a binary whose own code imports none (the
-# differential fuzzer: Iommufd, CIommufd, swift-system) needs neither; the tool, whose code
-# imports Foundation, does, the negative control that shows the check can see it.
+# The library links no Foundation (nor its ICU): binaries whose own code imports none (the
+# differential fuzzer: Iommufd, IommufdSimulator, CIommufd, swift-system; the tool, whose
+# argument parser brings only FoundationEssentials) need neither; the test bundle, whose
+# code imports Foundation, does: the negative control that shows the check can see it.
 log "no Foundation in the library (ldd)"
-if foundation=$(ldd "$bin/iommufd-diff-fuzz" | grep -E 'libFoundation|_FoundationICU'); then
-  echo "iommufd-diff-fuzz links Foundation through the library: $foundation" >&2
+for binary in iommufd-diff-fuzz iommufd-tool; do
+  if foundation=$(ldd "$bin/$binary" | grep -E 'libFoundation\.so|_FoundationICU'); then
+    echo "$binary links Foundation through the library: $foundation" >&2
+    exit 1
+  fi
+done
+if ! ldd "$bin/swift-iommufdPackageTests.xctest" | grep -q 'libFoundation\.so'; then
+  echo "negative control failed: ldd shows no Foundation even in the test bundle" >&2
   exit 1
 fi
-if ! ldd "$bin/iommufd-tool" | grep -q libFoundation; then
-  echo "negative control failed: ldd shows no Foundation even in iommufd-tool" >&2
-  exit 1
-fi
-echo "iommufd-diff-fuzz: no libFoundation, no ICU; iommufd-tool: libFoundation (the negative control, as it must)"
+echo "iommufd-diff-fuzz, iommufd-tool: no libFoundation, no ICU; the test bundle: libFoundation (the negative control, as it must)"
 
 # The DocC catalogs of both library products build without a warning (a broken symbol
 # link is an error); a planted broken link must fail the build, or the check could not.

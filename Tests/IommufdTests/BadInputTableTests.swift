@@ -1052,10 +1052,10 @@ extension BadInputTableTests {
     Row("VFIOSession.openCdev with a missing iommufd path: open's ENOENT", On.all, .kernel(.noSuchFileOrDirectory)) { env in
       env.bad { try VFIOSession.openCdev("/dev/vfio/devices/vfio0", iommufdPath: "/dev/iommu-missing-iommufd-table", backend: env.backend) }
     },
-    Row("VFIOSession.open of a device sysfs does not have: ENODEV, not usable", On.all, .rejected(.operationNotSupportedByDevice, "not usable")) { env in
+    Row("VFIOSession.open of a device sysfs does not have: ENODEV, no route", On.all, .rejected(.operationNotSupportedByDevice, "no route")) { env in
       env.bad { try VFIOSession.open(address, discovery: missing, backend: env.backend) }
     },
-    Row("VFIOSession.open preferring iommufd, of a device sysfs does not have: ENODEV", On.all, .rejected(.operationNotSupportedByDevice, "not usable")) { env in
+    Row("VFIOSession.open preferring iommufd, of a device sysfs does not have: ENODEV", On.all, .rejected(.operationNotSupportedByDevice, "no route")) { env in
       env.bad { try VFIOSession.open(address, discovery: missing, prefer: .iommufd, backend: env.backend) }
     },
     Row("VFIODevice.open(pciAddress:) of a device sysfs does not have: ENOENT", On.all, .rejected(.noSuchFileOrDirectory, "no PCI device")) { env in

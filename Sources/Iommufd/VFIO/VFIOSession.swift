@@ -35,7 +35,7 @@ public final class VFIOSession: Sendable {
   }
 
   /// Opens the device at `address`: the cdev route when usable, else the legacy route, or
-  /// the one `preference` forces. The choice and its reasons are logged at info level.
+  /// the one `preference` forces. The choice and its reasons are logged at debug level.
   ///
   /// Errors keep the kernel's errno; their detail says when it means the device is in use
   /// by another process (`EBUSY`, or `EINVAL` from a second bind) or that this process may
@@ -60,7 +60,7 @@ public final class VFIOSession: Sendable {
         access.reasons.append("the legacy route was asked for")
       }
     }
-    backend.logger.info("\(access)")
+    backend.logger.debug("\(access)")
     switch access.route {
     case .cdev(let path):
       return try openCdev(path, access: access, iommufdPath: discovery.deviceRoot.appending("iommu"), backend: backend)
@@ -79,7 +79,7 @@ public final class VFIOSession: Sendable {
     case .none:
       if let denied = permissionError(address, access, entry, discovery) { throw denied }
       throw IommufdError(.discovery, .operationNotSupportedByDevice, objects: [.init("device", address.description)],
-        detail: "\(address) is not usable: " + access.reasons.joined(separator: "; "))
+        detail: "no route: " + access.reasons.joined(separator: "; "))
     }
   }
 

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Iommufd
+import IommufdSimulator
+import SystemPackage
+
+/// `devices`: one line (or object) per PCI device.
+struct Devices: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "List PCI devices with IOMMU group, driver, VFIO node and the usable route.")
+  @OptionGroup var output: OutputOptions
+  @OptionGroup var common: Common
+
+  struct Row {
+    var address: String
+    var vendorID: UInt16?
+    var deviceID: UInt16?
+    var classCode: UInt32?
+    var driver: String?
+    var iommuGroup: Int?
+    var cdev: String?
+    var route: String
+    var reasons: [String]
+
+    var json: JSON {
+      .object([
+        ("address", .string(address)), ("vendorID", .optional(vendorID, JSON.hex)), ("deviceID", .optional(deviceID, JSON.hex)),
+        ("classCode", .optional(classCode, JSON.hex)), ("driver", .optional(driver, JSON.string)),
+        ("iommuGroup", .optional(iommuGroup, JSON.number)), ("cdev", .optional(cdev, JSON.string)), ("route", .string(route)),
+        ("reasons", .array(reasons.map(JSON.string))),
+      ])
+    }
+  }
+
+  func run() throws {
+    var rows: [Row] = []
+    if common.simulated {
+      rows = [Row(
+        address: Common.simulatedAddress.description, vendorID: 0x1234, deviceID: 0x11e8, classCode: 0x00ff00, driver: "vfio-pci",
+        iommuGroup: 0, cdev: SimulatedKernel.devicePath(0).string, route: "iommufd", reasons: ["simulated edu device"])]
+    } else {
+      for entry in try reportingErrors({ try common.discovery.devices() }) {
+        let access = common.discovery.access(for: entry.address)
+        rows.append(Row(
+          address: entry.address.description, vendorID: entry.vendorID, deviceID: entry.deviceID, classCode: entry.classCode,
+          driver: entry.driver, iommuGroup: entry.iommuGroup, cdev: entry.cdevPath?.string, route: routeName(access),
+          reasons: access.reasons))
+      }
+    }
+    output.emit([("devices", .array(rows.map(\.json)))]) {
+      rows.map { row in
+        let ids = "\(row.vendorID.map { hex4($0) } ?? "????"):\(row.deviceID.map { hex4($0) } ?? "????")"
+        let group = row.iommuGroup.map { "group \($0)" } ?? "no group"
+        return "\(row.address) [\(ids)] \(row.driver ?? "no driver"), \(group), route: \(row.route)\n    "
+          + row.reasons.joined(separator: "; ")
+      }.joined(separator: "\n")
+    }
+  }
+}
+
+/// Four hex digits, as lspci prints vendor and device ids (text output only).
+func hex4(_ value: UInt16) -> String {
+  let digits = String(value, radix: 16)
+  return String(repeating: "0", count: 4 - digits.count) + digits
+}
