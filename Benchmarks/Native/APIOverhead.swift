@@ -24,7 +24,7 @@ struct ReturningSystemCalls: SystemCalls {
     }
     return 0
   }
-  /// One page for the fixture's ``DMABuffer`` (never unmapped).
+  /// One page for the fixture's `DMABuffer` (never unmapped).
   nonisolated(unsafe) static let page = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
   func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
     guard length <= 4096, fd == nil else { throw .notSupported }
@@ -120,7 +120,7 @@ func seamMapUnmapLoop(_ count: Int) {
 @inline(never) @_silgen_name("iommufd_bench_api_DMAMapping_map_unmap")
 func apiMapping(_ count: Int) { apiMappingLoop(count) }
 
-/// The safe path, as the lab measures it: a ``DMAMapping`` of a ``DMABuffer``, unmapped
+/// The safe path, as the lab measures it: a `DMAMapping` of a `DMABuffer`, unmapped
 /// and released.
 @inline(never)
 func apiMappingLoop(_ count: Int) {

@@ -1,7 +1,7 @@
 import Iommufd
 import IommufdSimulator
 
-/// A device model whose register writes become calls of the ``SimulatedBus`` API with the
+/// A device model whose register writes become calls of the `SimulatedBus` API with the
 /// written values, so the bus is fuzzed through the simulator like a real model would use
 /// it: DMA at any IOVA and of any count, faults of any length, interrupts of any index.
 ///

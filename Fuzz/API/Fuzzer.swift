@@ -237,7 +237,7 @@ final class Fuzzer {
 
   /// Makes one call: records where it is and what it is in shared memory first (so a trap
   /// can be reported), then runs `body`, counting how it ended. `expected` is the error type
-  /// the call may throw: ``IommufdError`` for the library, `Errno` for the system-call seam.
+  /// the call may throw: `IommufdError` for the library, `Errno` for the system-call seam.
   func call(_ description: String, expecting expected: ExpectedError = .iommufd, _ body: () throws -> Void) {
     shared.record(sequence: sequence, call: callIndex, entryPoint: entry, description: description)
     shared.count(.calls, entry: entry)
@@ -273,7 +273,7 @@ final class Fuzzer {
 
   /// The error type a call may throw.
   enum ExpectedError {
-    /// ``IommufdError`` only: the library's API.
+    /// `IommufdError` only: the library's API.
     case iommufd
     /// `Errno` too: the `SystemCalls` seam.
     case errno

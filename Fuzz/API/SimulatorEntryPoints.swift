@@ -394,7 +394,7 @@ extension Fuzzer {
     }
   }
 
-  /// A kernel version string for ``SimulatedKernel/Release/init(kernelVersion:)``.
+  /// A kernel version string for `SimulatedKernel.Release(kernelVersion:)`.
   func versionText() -> String {
     let pieces = [
       "6", "12", "7", "2", ".", "-", "+", "rc1", "9223372036854775807", "99999999999999999999", "\u{663}", "0", "deb13",

@@ -107,7 +107,7 @@ public func simulatorMmap(
   }
 }
 
-/// `munmap(2)`: for real; a simulated region mapped through ``simulatorMmap`` is released.
+/// `munmap(2)`: for real; a simulated region mapped through ``simulatorMmap(_:_:_:_:_:_:)`` is released.
 @_cdecl("iommufd_simulator_munmap")
 public func simulatorMunmap(_ address: UnsafeMutableRawPointer?, _ length: Int) -> Int32 {
   guard let address else { return Glibc.munmap(nil, length) }
