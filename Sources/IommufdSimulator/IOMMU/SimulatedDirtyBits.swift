@@ -26,10 +26,10 @@ struct SimulatedDirtyBits {
 
   /// Clears `bits` of word `index` (a chunk left empty goes).
   mutating func clear(_ bits: UInt64, inWord index: UInt64) {
-    let chunk = index / Self.wordsPerChunk
-    guard var words = chunks[chunk] else { return }
-    words[Int(index % Self.wordsPerChunk)] &= ~bits
-    chunks[chunk] = words.allSatisfy { $0 == 0 } ? nil : words
+    guard let position = chunks.index(forKey: index / Self.wordsPerChunk) else { return }
+    let offset = Int(index % Self.wordsPerChunk)
+    chunks.values[position][offset] &= ~bits  // in place: no copy of the chunk
+    if chunks.values[position][offset] == 0 && chunks.values[position].allSatisfy({ $0 == 0 }) { chunks.remove(at: position) }
   }
 
   /// Clears `entry`.
@@ -60,6 +60,60 @@ struct SimulatedDirtyBits {
 
   /// Clears every entry.
   mutating func removeAll() { chunks = [:] }
+
+  /// ORs the dirty bits of entries `first...last` into `bitmap`, where entry `base` is bit
+  /// 0 (`first >= base`; `bitmap` holds bit `last - base` and one word more), and clears
+  /// them when `clear`: the harvest of a bitmap whose page is the entry size, a word at a
+  /// time.
+  mutating func harvest(_ first: UInt64, through last: UInt64, into bitmap: UnsafeMutableBufferPointer<UInt64>, base: UInt64, clear: Bool) {
+    harvestWords(from: first / 64, through: last / 64) { index, word in
+      var mask = UInt64.max
+      if index == first / 64 { mask &= UInt64.max << (first % 64) }
+      if index == last / 64, last % 64 != 63 { mask &= (1 << (last % 64 + 1)) - 1 }
+      let bits = word & mask
+      guard bits != 0 else { return 0 }
+      let position = Int64(bitPattern: index &* 64 &- base)
+      if position < 0 {
+        bitmap[0] |= bits >> UInt64(-position)
+      } else {
+        let (slot, shift) = (Int(position / 64), UInt64(position % 64))
+        bitmap[slot] |= bits << shift
+        if shift != 0 { bitmap[slot + 1] |= bits >> (64 - shift) }
+      }
+      return clear ? bits : 0
+    }
+  }
+
+  /// Calls `body` with each word of `first...last` (word indexes) that has a dirty entry, in
+  /// order, and clears the bits `body` returns. One lookup per chunk of 64 words, and the
+  /// words are changed in place: the harvest's hot path. `body` must not touch this value.
+  @inline(__always)
+  mutating func harvestWords(from first: UInt64, through last: UInt64, _ body: (_ index: UInt64, _ word: UInt64) -> UInt64) {
+    guard first <= last, !chunks.isEmpty else { return }
+    let (firstChunk, lastChunk) = (first / Self.wordsPerChunk, last / Self.wordsPerChunk)
+    let present = lastChunk - firstChunk >= UInt64(chunks.count)
+      ? chunks.keys.filter { $0 >= firstChunk && $0 <= lastChunk }.sorted()
+      : (firstChunk...lastChunk).filter { chunks[$0] != nil }
+    for chunk in present {
+      guard let position = chunks.index(forKey: chunk) else { continue }
+      let base = chunk * Self.wordsPerChunk
+      let low = Int(max(first, base) - base), high = Int(min(last, base + Self.wordsPerChunk - 1) - base)
+      let cleared = chunks.values[position].withUnsafeMutableBufferPointer { words -> Bool in
+        var cleared = false
+        for offset in low...high {
+          let word = words[offset]
+          guard word != 0 else { continue }
+          let bits = body(base + UInt64(offset), word) & word
+          if bits != 0 {
+            words[offset] = word & ~bits
+            cleared = true
+          }
+        }
+        return cleared
+      }
+      if cleared && chunks.values[position].allSatisfy({ $0 == 0 }) { chunks.remove(at: position) }
+    }
+  }
 
   /// The first word at or after `index` and at or before `last` with a dirty entry.
   func nextWord(from index: UInt64, through last: UInt64) -> UInt64? {

@@ -77,19 +77,25 @@ extension SimulatedKernel.State {
       let stop = min(area.last, last)
       let firstPage = cursor / ioPage
       let lastPage = stop / ioPage
-      var next = hwpt.dirtyBits.nextWord(from: firstPage / 64, through: lastPage / 64)
-      while let index = next {
-        next = index < lastPage / 64 ? hwpt.dirtyBits.nextWord(from: index + 1, through: lastPage / 64) : nil
-        let word = hwpt.dirtyBits.word(index)
-        var mask = UInt64.max
-        if index == firstPage / 64 { mask &= UInt64.max << (firstPage % 64) }
-        if index == lastPage / 64, lastPage % 64 != 63 { mask &= (1 << (lastPage % 64 + 1)) - 1 }
-        var bits = word & mask
-        if bits == 0 { continue }
-        if clear { hwpt.dirtyBits.clear(bits, inWord: index) }
-        if samePages && !pairs {
-          // A bitmap bit per entry: the word's bits shifted to where the base puts them.
-          let offset = Int64(bitPattern: index &* 64 &- request.iova / ioPage)
+      if samePages && !pairs {
+        // A bitmap bit per entry, and nothing else changes the dirty bits meanwhile: each
+        // word's bits, shifted to where the base puts them, a chunk of words at a time.
+        let base = request.iova / ioPage
+        if !dense.isEmpty {
+          dense.withUnsafeMutableBufferPointer { bitmap in
+            hwpt.dirtyBits.harvest(firstPage, through: lastPage, into: bitmap, base: base, clear: clear)
+          }
+          if stop == last || area.last == .max { break }
+          cursor = area.last + 1
+          continue
+        }
+        hwpt.dirtyBits.harvestWords(from: firstPage / 64, through: lastPage / 64) { index, word in
+          var mask = UInt64.max
+          if index == firstPage / 64 { mask &= UInt64.max << (firstPage % 64) }
+          if index == lastPage / 64, lastPage % 64 != 63 { mask &= (1 << (lastPage % 64 + 1)) - 1 }
+          let bits = word & mask
+          guard bits != 0 else { return 0 }
+          let offset = Int64(bitPattern: index &* 64 &- base)
           func merge(_ word: Int, _ value: UInt64) {
             guard value != 0 else { return }
             if dense.isEmpty { local[UInt64(word), default: 0] |= value } else { dense[word] |= value }
@@ -101,8 +107,22 @@ extension SimulatedKernel.State {
             merge(Int(offset / 64), bits << shift)
             if shift != 0 { merge(Int(offset / 64) + 1, bits >> (64 - shift)) }
           }
-          continue
+          return clear ? bits : 0
         }
+        if stop == last || area.last == .max { break }
+        cursor = area.last + 1
+        continue
+      }
+      var next = hwpt.dirtyBits.nextWord(from: firstPage / 64, through: lastPage / 64)
+      while let index = next {
+        next = index < lastPage / 64 ? hwpt.dirtyBits.nextWord(from: index + 1, through: lastPage / 64) : nil
+        let word = hwpt.dirtyBits.word(index)
+        var mask = UInt64.max
+        if index == firstPage / 64 { mask &= UInt64.max << (firstPage % 64) }
+        if index == lastPage / 64, lastPage % 64 != 63 { mask &= (1 << (lastPage % 64 + 1)) - 1 }
+        var bits = word & mask
+        if bits == 0 { continue }
+        if clear { hwpt.dirtyBits.clear(bits, inWord: index) }
         while bits != 0 {
           let page = index * 64 + UInt64(bits.trailingZeroBitCount)
           bits &= bits - 1
@@ -161,22 +181,35 @@ extension SimulatedKernel.State {
     // nothing is set).
     // Read, merge and write back a run of words at a time (a run spans at most 8192 words,
     // 64 KiB), so a dense bitmap costs a few copies, not two per word.
-    var runs: [(first: UInt64, words: [UInt64])] = []
     if !dense.isEmpty {
-      // Dense: chunks of 8192 words from the first to the last non-zero word.
+      // Dense: chunks of 8192 words from the first to the last non-zero word, read into
+      // one buffer, merged in place, then written back.
       guard let firstSet = dense.firstIndex(where: { $0 != 0 }), let lastSet = dense.lastIndex(where: { $0 != 0 }) else { return 0 }
-      var chunk = firstSet
-      while chunk <= lastSet {
-        let end = min(chunk + 8192, lastSet + 1)
-        guard let address = try? UserMemory.offset(request.data, by: UInt64(chunk) * 8),
-          let bytes = try? UserMemory.read(address, count: (end - chunk) * 8)
-        else { return 0 }
-        var words = bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
-        for index in chunk..<end { words[index - chunk] |= dense[index] }
-        runs.append((UInt64(chunk), words))
-        chunk = end
+      var merged = [UInt64](repeating: 0, count: lastSet - firstSet + 1)
+      let readAll = merged.withUnsafeMutableBytes { words -> Bool in
+        var chunk = 0
+        while chunk < words.count {
+          let end = min(chunk + 8192 * 8, words.count)
+          guard let address = try? UserMemory.offset(request.data, by: UInt64(firstSet * 8 + chunk)),
+            (try? UserMemory.read(address, into: UnsafeMutableRawBufferPointer(rebasing: words[chunk..<end]))) != nil
+          else { return false }
+          chunk = end
+        }
+        return true
       }
+      guard readAll else { return 0 }
+      for index in merged.indices { merged[index] |= dense[firstSet + index] }
+      merged.withUnsafeBytes { words in
+        var chunk = 0
+        while chunk < words.count {
+          let end = min(chunk + 8192 * 8, words.count)
+          try? UserMemory.write(UnsafeRawBufferPointer(rebasing: words[chunk..<end]), to: request.data &+ UInt64(firstSet * 8 + chunk))
+          chunk = end
+        }
+      }
+      return 0  // DGET-7: nothing written back
     }
+    var runs: [(first: UInt64, words: [UInt64])] = []
     let indexes = local.keys.sorted()
     var position = 0
     while position < indexes.count {

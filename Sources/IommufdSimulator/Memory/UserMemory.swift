@@ -32,17 +32,27 @@ enum UserMemory {
 
   static func read(_ address: UInt64, count: Int) throws(Errno) -> [UInt8] {
     if count == 0 { return [] }
-    guard address != 0 else { throw .badAddress }
     var bytes = [UInt8](repeating: 0, count: count)
+    var failure: Errno?
+    bytes.withUnsafeMutableBytes { buffer in
+      do throws(Errno) { try read(address, into: buffer) } catch { failure = error }
+    }
+    if let failure { throw failure }
+    return bytes
+  }
+
+  /// Fills `buffer` with the bytes at `address`, in one copy.
+  static func read(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
+    if buffer.isEmpty { return }
+    guard address != 0 else { throw .badAddress }
     copyCount.add(1, ordering: .relaxed)
-    let copied = bytes.withUnsafeMutableBytes { ciommufd_copy_from_process(processID, $0.baseAddress, address, count) }
+    let copied = ciommufd_copy_from_process(processID, buffer.baseAddress, address, buffer.count)
     if copied < 0 && Glibc.errno == ENOSYS {
       // A kernel without CONFIG_CROSS_MEMORY_ATTACH: copy directly (a bad address crashes).
-      bytes.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(address)), count: count)) }
-      return bytes
+      buffer.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(address)), count: buffer.count))
+      return
     }
-    guard copied == count else { throw .badAddress }
-    return bytes
+    guard copied == buffer.count else { throw .badAddress }
   }
 
   /// As many of the `count` bytes at `address` as are readable, from the first on, in one
@@ -101,15 +111,24 @@ enum UserMemory {
   }
 
   static func write(_ bytes: [UInt8], to address: UInt64) throws(Errno) {
-    if bytes.isEmpty { return }
+    var failure: Errno?
+    bytes.withUnsafeBytes { buffer in
+      do throws(Errno) { try write(buffer, to: address) } catch { failure = error }
+    }
+    if let failure { throw failure }
+  }
+
+  /// Writes `buffer` at `address`, in one copy.
+  static func write(_ buffer: UnsafeRawBufferPointer, to address: UInt64) throws(Errno) {
+    if buffer.isEmpty { return }
     guard address != 0 else { throw .badAddress }
     copyCount.add(1, ordering: .relaxed)
-    let copied = bytes.withUnsafeBytes { ciommufd_copy_to_process(processID, address, $0.baseAddress, bytes.count) }
+    let copied = ciommufd_copy_to_process(processID, address, buffer.baseAddress, buffer.count)
     if copied < 0 && Glibc.errno == ENOSYS {
-      bytes.withUnsafeBytes { UnsafeMutableRawPointer(bitPattern: UInt(address))!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+      UnsafeMutableRawPointer(bitPattern: UInt(address))!.copyMemory(from: buffer.baseAddress!, byteCount: buffer.count)
       return
     }
-    guard copied == bytes.count else { throw .badAddress }
+    guard copied == buffer.count else { throw .badAddress }
   }
 
   /// Reads a `T` (a C struct) from `bytes` at `offset`, zero-extended when short.
