@@ -186,7 +186,8 @@ func iommufdEntryPoints() -> [EntryPoint] {
     },
     EntryPoint("IOAS.mapFile(_:offset:length:at:access:)", weight: 8) { f in
       guard let ioas = f.pick(f.pool.ioases) else { return false }
-      let fd = f.memoryFile.flatMap { f.hostile(30) ? nil : $0 } ?? f.anyDescriptor()
+      // Now and then the context's own descriptor, which the library must refuse (a cycle).
+      let fd = f.hostile(5) ? ioas.value.iommufd.fileDescriptor : f.memoryFile.flatMap { f.hostile(30) ? nil : $0 } ?? f.anyDescriptor()
       let offset = f.hostile(30) ? f.rng.hostileU64() : UInt64(f.rng.below(16)) &* SplitMix64.page
       let length = f.rng.length(hostile: f.sensibleOnly ? 0 : 25)
       let placement = f.placement()

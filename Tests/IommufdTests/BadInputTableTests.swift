@@ -2514,6 +2514,10 @@ extension BadInputTableTests {
       let (_, ioas) = try env.ioas()
       env.bad { try ioas.mapFile(FileDescriptor(rawValue: 0), offset: 0, length: 4096, access: DMAAccess(rawValue: 0xA)) }
     },
+    Row("mapFile of the context's own descriptor: EINVAL before the kernel (a reference cycle it never releases)", On.all, .rejected(.invalidArgument, "a reference cycle")) { env in
+      let (iommufd, ioas) = try env.ioas()
+      env.bad { try ioas.mapFile(iommufd.fileDescriptor, offset: 0, length: 4096) }
+    },
     Row("mapFile of a descriptor that is not open: EBADF", On.linux7_2, .kernel(.badFileDescriptor)) { env in
       let (_, ioas) = try env.ioas()
       env.bad { try ioas.mapFile(FileDescriptor(rawValue: Int32.max - 1), offset: 0, length: 4096) }

@@ -218,12 +218,18 @@ extension IOAS {
   /// Maps `length` bytes of the file `fd` from byte `offset` (`IOMMU_IOAS_MAP_FILE`, 6.13):
   /// guest RAM in a memfd, mapped without a user address. Returns the IOVA. The area holds
   /// the file: never map an iommufd descriptor (or one that holds a context), which Linux
-  /// 7.2 accepts and then can never release (a reference cycle; Docs/Simulator.md).
+  /// 7.2 accepts and then can never release (a reference cycle; Docs/Simulator.md). The
+  /// context's own descriptor is refused with `EINVAL` before the kernel sees it.
   public func mapFile(
     _ fd: FileDescriptor, offset: UInt64, length: UInt64, at placement: IOVAPlacement = .anywhere,
     access: DMAAccess = .readWrite
   ) throws(IommufdError) -> UInt64 {
     try access.check(.ioasMapFile, [.ioas(id)])
+    guard fd != iommufd.fileDescriptor else {
+      throw IommufdError(
+        .ioasMapFile, .invalidArgument, objects: [.ioas(id), .fd(fd)],
+        detail: "fd \(fd.rawValue) is this iommufd context itself: the area would hold the context that holds the area, a reference cycle the kernel never releases (the context and its pinned pages would leak)")
+    }
     var request = ciommufd_iommu_ioas_map_file()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_map_file>.size)
     placement.encode(access, flags: &request.flags, iova: &request.iova)
