@@ -32,6 +32,9 @@ final class SimulatedPages {
   var areaUsers: Int32 = 0
   /// Whether the mapping that created them asked for WRITEABLE.
   let writable: Bool
+  /// The simulated file (a context, device, queue or access) whose descriptor
+  /// `IOMMU_IOAS_MAP_FILE` mapped: the pages hold it open until they go.
+  var heldFile: ObjectIdentifier?
 
   /// The file behind pages of `IOMMU_IOAS_MAP_FILE`; `nil` for user memory or a dma-buf.
   var file: SimulatedFileBacking? {

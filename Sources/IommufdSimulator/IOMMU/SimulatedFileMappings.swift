@@ -67,6 +67,12 @@ extension SimulatedKernel.State {
       addDomainUsers([whole])
     }
     request.iova = iova
+    if dmabuf == nil, let held = files[request.fd] {
+      // The area holds the file it maps (pages.c: get_file): closing its descriptor then
+      // releases nothing until the area goes.
+      pages.heldFile = held.identity
+      fileHolds[held.identity, default: 0] += 1
+    }
     let pagesID = register(pages)
     areaAdded(pagesID)
     ioas.areas.insert(

@@ -223,24 +223,11 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   public func close(_ fd: FileDescriptor) throws(Errno) {
     let simulated: Bool = locked { state in
       guard let file = state.files.removeValue(forKey: fd.rawValue) else { return false }
-      switch file {
-      case .iommufd(let context):
-        context.userFileOpen = false
-        state.releaseIfUnused(context)
-      case .device(let file):
-        state.closeDevice(file)
-      case .fault(let context, let queue):
-        queue.fileOpen = false
-        context.openFaultFiles -= 1
-        state.releaseIfUnused(context)
-      case .veventq(let context, let queue):
-        queue.fileOpen = false
-        context.openFaultFiles -= 1
-        state.releaseIfUnused(context)
-      case .access(let access):
-        state.closeAccess(access)
-      case .dmabuf:
-        break  // the areas that map it keep it
+      // An area of IOAS_MAP_FILE holds the file: released with the area, not now.
+      if state.fileHolds[file.identity] != nil {
+        state.closedWhileHeld[file.identity] = file
+      } else {
+        state.release(file)
       }
       return true
     }

@@ -18,7 +18,27 @@ extension SimulatedKernel {
       case access(SimulatedAccess)
       /// A dma-buf of the self-test's exporter (7.2 model).
       case dmabuf(SimulatedDMABuf)
+
+      /// The open file behind the descriptor, for the references areas hold to it.
+      var identity: ObjectIdentifier {
+        switch self {
+        case .iommufd(let context): ObjectIdentifier(context)
+        case .device(let file): ObjectIdentifier(file)
+        case .fault(_, let queue): ObjectIdentifier(queue)
+        case .veventq(_, let queue): ObjectIdentifier(queue)
+        case .access(let access): ObjectIdentifier(access)
+        case .dmabuf(let buffer): ObjectIdentifier(buffer)
+        }
+      }
     }
+
+    /// How many pages of `IOMMU_IOAS_MAP_FILE` hold each simulated file (`pages->file =
+    /// get_file(file)` in pages.c), by the file's identity. A file whose descriptor is closed
+    /// while held waits in ``closedWhileHeld`` and is released with the last such pages:
+    /// never, for a context that maps its own descriptor, as on Linux 7.2.
+    var fileHolds: [ObjectIdentifier: Int] = [:]
+    /// Simulated files closed while pages held them, released when the pages go.
+    var closedWhileHeld: [ObjectIdentifier: File] = [:]
 
     let configuration: Configuration
     let devices: [SimulatedPCIDevice]
@@ -62,7 +82,46 @@ extension SimulatedKernel {
     func areaRemoved(_ id: UInt32) {
       let pages = pagesTable[id]!
       pages.areaUsers -= 1
-      if pages.areaUsers == 0 { pagesTable[id] = nil }
+      if pages.areaUsers == 0 {
+        pagesTable[id] = nil
+        if let held = pages.heldFile { dropHold(held) }
+      }
+    }
+
+    /// Pages that held the simulated file `identity` went; a file closed meanwhile is
+    /// released with its last hold.
+    func dropHold(_ identity: ObjectIdentifier) {
+      guard let count = fileHolds[identity] else { return }
+      if count > 1 {
+        fileHolds[identity] = count - 1
+        return
+      }
+      fileHolds[identity] = nil
+      if let file = closedWhileHeld.removeValue(forKey: identity) { release(file) }
+    }
+
+    /// The release of a simulated file whose last reference went: its descriptor was closed
+    /// and no area holds it.
+    func release(_ file: File) {
+      switch file {
+      case .iommufd(let context):
+        context.userFileOpen = false
+        releaseIfUnused(context)
+      case .device(let file):
+        closeDevice(file)
+      case .fault(let context, let queue):
+        queue.fileOpen = false
+        context.openFaultFiles -= 1
+        releaseIfUnused(context)
+      case .veventq(let context, let queue):
+        queue.fileOpen = false
+        context.openFaultFiles -= 1
+        releaseIfUnused(context)
+      case .access(let access):
+        closeAccess(access)
+      case .dmabuf:
+        break  // the areas that map it keep it
+      }
     }
 
     var pageSize: UInt64 { configuration.pageSize }

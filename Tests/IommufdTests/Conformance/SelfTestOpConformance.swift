@@ -133,6 +133,31 @@ struct SelfTestOpConformance {
     _ = (first, mock)
   }
 
+  @Test("MAP_FILE holds the file it maps: a context whose descriptor another context's area maps stays alive after close, its pins too, until that area goes", arguments: Platform.mock7_2)
+  func mapFileHoldsTheFile(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let holder = try IOMMUFD.open(backend: backend)
+    let held = try IOMMUFD.open(backend: backend)
+    let heldIOAS = try held.allocateIOAS()
+    let mock = try held.selfTest.attachMockDevice(to: heldIOAS)
+    let buffer = try DMABuffer(length: 8192, backend: backend)
+    let user = UInt64(UInt(bitPattern: buffer.bytes.baseAddress))
+    let op = CIOMMUFD_TEST_OP_MD_CHECK_REFS
+    // The held context pins the buffer through its mock domain; the descriptor is given up
+    // without unmapping, as a process that exits would.
+    _ = try heldIOAS.unsafeMap(address: buffer.bytes.baseAddress!, length: 8192, at: .fixed(0x100_0000), access: .readWrite)
+    let holderIOAS = try holder.allocateIOAS()
+    let area = try holderIOAS.mapFile(held.fileDescriptor, offset: 0, length: 4096, at: .fixed(0x200_0000))
+    #expect(Self.command(holder, op, id: 0, le(UInt64(8192), user, UInt32(1))).0 == nil)
+    // Closing the held descriptor releases nothing: the area holds the file.
+    try held.close()
+    #expect(Self.command(holder, op, id: 0, le(UInt64(8192), user, UInt32(1))).0 == nil)
+    // The area goes, and with it the last reference: the context, its domain and its pins.
+    #expect(try holderIOAS.unmap(iova: area, length: 4096) == 4096)
+    #expect(Self.command(holder, op, id: 0, le(UInt64(8192), user, UInt32(0))).0 == nil)
+    _ = (mock, heldIOAS)
+  }
+
   @Test("MD_CHECK_REFS checks nothing of a page that is part of a compound page: any count passes on a transparent huge page", arguments: Platform.mock)
   func checkRefsSkipsCompoundPages(platform: Platform) throws {
     let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
