@@ -605,7 +605,7 @@ extension SimulatedKernel.State {
     if request.__reserved != 0 { throw .notSupported }  // HWPT-1
     if (request.data_type == CIOMMUFD_HWPT_DATA_NONE) != (request.data_len == 0) { throw .invalidArgument }  // HWPT-2
     guard let device = context.device(request.dev_id) else { throw .noSuchFileOrDirectory }  // HWPT-3
-    guard let target = context.objects[request.pt_id] else { throw .invalidArgument }  // HWPT-4
+    guard let target = context.object(request.pt_id) else { throw .invalidArgument }  // HWPT-4
     switch target {
     case .ioas(let ioas):  // HWPT-5
       // HWPT-5.2/5.3/5.4: flags the device's IOMMU driver does not offer (the emulated

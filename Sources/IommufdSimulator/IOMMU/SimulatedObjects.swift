@@ -52,6 +52,13 @@ final class SimulatedContext {
     return id
   }
 
+  /// The object a lookup by `id` finds: none for a tombstone, whose id stays taken while
+  /// lookups give ENOENT (`iommufd_object_tombstone_user`; xa_load of the zero entry).
+  func object(_ id: UInt32) -> Object? {
+    if case .tombstone? = objects[id] { return nil }
+    return objects[id]
+  }
+
   func ioas(_ id: UInt32) -> SimulatedIOAS? {
     if case .ioas(let ioas)? = objects[id] { return ioas }
     return nil

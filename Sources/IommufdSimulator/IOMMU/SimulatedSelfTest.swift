@@ -46,7 +46,7 @@ extension SimulatedKernel.State {
       }
       context.objects[deviceID] = .device(object)
       do throws(Errno) {
-        guard command.id != selfTestID, let target = context.objects[command.id] else { throw .noSuchFileOrDirectory }
+        guard command.id != selfTestID, let target = context.object(command.id) else { throw .noSuchFileOrDirectory }
         let hwptID: UInt32
         switch target {
         case .ioas(let ioas): hwptID = try attachToIOAS(context, object, deviceID, ioasID: command.id, ioas)
@@ -71,7 +71,7 @@ extension SimulatedKernel.State {
         throw .noSuchFileOrDirectory
       }
       let ptID = UserMemory.decode(UInt32.self, from: payload)
-      guard let target = context.objects[ptID] else { throw .noSuchFileOrDirectory }
+      guard let target = context.object(ptID) else { throw .noSuchFileOrDirectory }
       // With PASIDs attached, the RID may only move to a PASID-compatible HWPT.
       if !object.pasids.isEmpty, context.hwpt(ptID).map({ $0.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 }) ?? true {
         throw .invalidArgument
@@ -153,7 +153,7 @@ extension SimulatedKernel.State {
       if hwptID == 0 {
         if attached != nil { throw .invalidArgument }
       } else {
-        guard context.objects[hwptID] != nil else { throw .noSuchFileOrDirectory }
+        guard context.object(hwptID) != nil else { throw .noSuchFileOrDirectory }
         if attached != hwptID { throw .invalidArgument }
       }
     case CIOMMUFD_TEST_OP_CREATE_ACCESS:
@@ -363,7 +363,7 @@ extension SimulatedKernel.State {
       throw .noSuchFileOrDirectory
     }
     // The target is looked up first.
-    guard let target = context.objects[ptID] else { throw .noSuchFileOrDirectory }
+    guard let target = context.object(ptID) else { throw .noSuchFileOrDirectory }
     // PASID 0 is the RID, which a mock device has attached from its creation: EBUSY, once
     // the target is known to be something a device attaches to.
     if pasid == 0 && !replace {

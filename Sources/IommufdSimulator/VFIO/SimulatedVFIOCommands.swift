@@ -83,7 +83,7 @@ extension SimulatedKernel.State {
     if request.flags & pasidFlag != 0 { return try attachPASID(file, address, request) }
     let (context, deviceID) = file.binding!
     let object = context.device(deviceID)!
-    guard let target = context.objects[request.pt_id] else { throw .noSuchFileOrDirectory }  // ATT-2
+    guard let target = context.object(request.pt_id) else { throw .noSuchFileOrDirectory }  // ATT-2
     // The RID attached through vfio's PASID path (PASID 0): vfio's own attach does not
     // know it and asks iommufd for a new attach, which finds the RID busy.
     if object.ridThroughPASIDPath { throw .resourceBusy }
@@ -224,7 +224,7 @@ extension SimulatedKernel.State {
     let (context, deviceID) = file.binding!
     let object = context.device(deviceID)!
     if object.pasids[pasid] == nil, pasid >= 1 << 31 { throw .noSpace }  // vfio's PASID IDA
-    guard let target = context.objects[request.pt_id] else { throw .noSuchFileOrDirectory }
+    guard let target = context.object(request.pt_id) else { throw .noSuchFileOrDirectory }
     // PASID 0 is IOMMU_NO_PASID: vfio's PASID path attaches (or, once it holds PASID 0,
     // replaces) the RID, with the RID's rules: busy if the RID is attached otherwise.
     if pasid == 0 {

@@ -1,3 +1,4 @@
+import CIommufd
 import Iommufd
 import SystemPackage
 import Testing
@@ -105,6 +106,12 @@ struct VirtualIOMMUConformance {
     let tombstone = second.id
     try other.destroy()
     #expect(errno { try setup.iommufd.destroy(tombstone) } == .noSuchFileOrDirectory)
+    // Every lookup finds nothing there: a mock device attached to it is ENOENT (not the
+    // EINVAL of an object that is no page table), HWPT_ALLOC's EINVAL stands for any miss.
+    let mockDomain = SelfTestOpConformance.command(setup.iommufd, CIOMMUFD_TEST_OP_MOCK_DOMAIN, id: tombstone.rawValue)
+    #expect(mockDomain.0 == .noSuchFileOrDirectory)
+    let pasidFlags = le(UInt32(0), UInt32(0), UInt32(0), UInt32(CIOMMUFD_MOCK_FLAGS_DEVICE_PASID))
+    #expect(SelfTestOpConformance.command(setup.iommufd, CIOMMUFD_TEST_OP_MOCK_DOMAIN_FLAGS, id: tombstone.rawValue, pasidFlags).0 == .noSuchFileOrDirectory)
     // Ids: IOAS 1, mock 2-4, parent 5, vIOMMU 6, other mock 7-8, vDEVICEs 9 and 10. The
     // other mock's ids come free; the tombstone 10 does not.
     #expect(tombstone == ObjectID(10))
