@@ -130,7 +130,7 @@ for binary in iommufd-diff-fuzz iommufd-tool; do
     exit 1
   fi
 done
-if ! ldd "$bin/swift-iommufdPackageTests.xctest" | grep -q 'libFoundation\.so'; then
+if ! ldd "$bin/swift-iommufdPackageTests.xctest" | grep -c 'libFoundation\.so' >/dev/null; then
   echo "negative control failed: ldd shows no Foundation even in the test bundle" >&2
   exit 1
 fi
@@ -165,11 +165,13 @@ if foundation=$(ldd "$downstream/passthrough" | grep -E 'libFoundation|_Foundati
   echo "the downstream executable links Foundation: $foundation" >&2
   exit 1
 fi
-if nm "$downstream/passthrough" | grep -q SimulatedKernel; then
+# grep -c reads all of its input: with pipefail, grep -q could stop nm early (SIGPIPE)
+# and fail the pipeline even on a match.
+if nm "$downstream/passthrough" | grep -c SimulatedKernel >/dev/null; then
   echo "the downstream executable, which links only Iommufd, contains the simulated kernel" >&2
   exit 1
 fi
-if ! nm "$downstream/iommufd-downstreamPackageTests.xctest" | grep -q SimulatedKernel; then
+if ! nm "$downstream/iommufd-downstreamPackageTests.xctest" | grep -c SimulatedKernel >/dev/null; then
   echo "negative control failed: nm finds no SimulatedKernel even in the downstream tests" >&2
   exit 1
 fi
