@@ -61,11 +61,12 @@ struct SimulatedDirtyBits {
   /// Clears every entry.
   mutating func removeAll() { chunks = [:] }
 
-  /// ORs the dirty bits of entries `first...last` into `bitmap`, where entry `base` is bit
-  /// 0 (`first >= base`; `bitmap` holds bit `last - base` and one word more), and clears
-  /// them when `clear`: the harvest of a bitmap whose page is the entry size, a word at a
-  /// time.
-  mutating func harvest(_ first: UInt64, through last: UInt64, into bitmap: UnsafeMutableBufferPointer<UInt64>, base: UInt64, clear: Bool) {
+  /// Hands `merge` the dirty bits of entries `first...last` as bitmap words, where entry
+  /// `base` is bit 0 (`first >= base`): `merge(slot, bits)` ORs `bits` into word `slot`
+  /// (at most one word past bit `last - base`; never with 0). Clears them when `clear`: the
+  /// harvest of a bitmap whose page is the entry size, a word at a time.
+  @inline(__always)
+  mutating func harvest(_ first: UInt64, through last: UInt64, base: UInt64, clear: Bool, merge: (_ slot: Int, _ bits: UInt64) -> Void) {
     harvestWords(from: first / 64, through: last / 64) { index, word in
       var mask = UInt64.max
       if index == first / 64 { mask &= UInt64.max << (first % 64) }
@@ -74,11 +75,11 @@ struct SimulatedDirtyBits {
       guard bits != 0 else { return 0 }
       let position = Int64(bitPattern: index &* 64 &- base)
       if position < 0 {
-        bitmap[0] |= bits >> UInt64(-position)
+        if bits >> UInt64(-position) != 0 { merge(0, bits >> UInt64(-position)) }
       } else {
         let (slot, shift) = (Int(position / 64), UInt64(position % 64))
-        bitmap[slot] |= bits << shift
-        if shift != 0 { bitmap[slot + 1] |= bits >> (64 - shift) }
+        merge(slot, bits << shift)
+        if shift != 0, bits >> (64 - shift) != 0 { merge(slot + 1, bits >> (64 - shift)) }
       }
       return clear ? bits : 0
     }

@@ -81,33 +81,12 @@ extension SimulatedKernel.State {
         // A bitmap bit per entry, and nothing else changes the dirty bits meanwhile: each
         // word's bits, shifted to where the base puts them, a chunk of words at a time.
         let base = request.iova / ioPage
-        if !dense.isEmpty {
+        if dense.isEmpty {
+          hwpt.dirtyBits.harvest(firstPage, through: lastPage, base: base, clear: clear) { local[UInt64($0), default: 0] |= $1 }
+        } else {
           dense.withUnsafeMutableBufferPointer { bitmap in
-            hwpt.dirtyBits.harvest(firstPage, through: lastPage, into: bitmap, base: base, clear: clear)
+            hwpt.dirtyBits.harvest(firstPage, through: lastPage, base: base, clear: clear) { bitmap[$0] |= $1 }
           }
-          if stop == last || area.last == .max { break }
-          cursor = area.last + 1
-          continue
-        }
-        hwpt.dirtyBits.harvestWords(from: firstPage / 64, through: lastPage / 64) { index, word in
-          var mask = UInt64.max
-          if index == firstPage / 64 { mask &= UInt64.max << (firstPage % 64) }
-          if index == lastPage / 64, lastPage % 64 != 63 { mask &= (1 << (lastPage % 64 + 1)) - 1 }
-          let bits = word & mask
-          guard bits != 0 else { return 0 }
-          let offset = Int64(bitPattern: index &* 64 &- base)
-          func merge(_ word: Int, _ value: UInt64) {
-            guard value != 0 else { return }
-            if dense.isEmpty { local[UInt64(word), default: 0] |= value } else { dense[word] |= value }
-          }
-          if offset < 0 {
-            merge(0, bits >> UInt64(-offset))
-          } else {
-            let shift = UInt64(offset % 64)
-            merge(Int(offset / 64), bits << shift)
-            if shift != 0 { merge(Int(offset / 64) + 1, bits >> (64 - shift)) }
-          }
-          return clear ? bits : 0
         }
         if stop == last || area.last == .max { break }
         cursor = area.last + 1
