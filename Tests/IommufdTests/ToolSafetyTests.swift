@@ -335,6 +335,7 @@ struct ToolSafetyTests {
     (["ranges", "--simulated", "0000:00:03.0"], 64), (["hw-info", "--simulated", "1:2:3.4.5"], 64), (["bind"], 64),
     (["devices", "--sysfs", ""], 64), (["unbind", "--sysfs", "", "00:03.0"], 64),
     (["unbind", "0000:00:09.0"], 1), (["bind", "ffff:ff:1f.7"], 1), (["ranges", "0000:00:04.0"], 1), (["hw-info", "0000:00:06.0"], 1),
+    (["show", "zz"], 64), (["show", "--simulated", "0000:00:03.0"], 64), (["show"], 64), (["show", "0000:00:09.0"], 1),
   ]
 
   @Test("no argument traps: bad addresses, routes and roots are usage errors (64), missing devices errors (1)", arguments: badArguments)
@@ -345,7 +346,7 @@ struct ToolSafetyTests {
     // Every run gets the generated tree and node directory, so none reads or writes the host's.
     var rooted = arguments
     if !arguments.contains("--sysfs") {
-      let dev: [String] = ["ranges", "hw-info"].contains(arguments[0]) ? ["--dev", tree.dev] : []
+      let dev: [String] = ["ranges", "hw-info", "show"].contains(arguments[0]) ? ["--dev", tree.dev] : []
       rooted = [arguments[0], "--sysfs", tree.root] + dev + Array(arguments.dropFirst())
     }
     let run = try runTool(rooted)
