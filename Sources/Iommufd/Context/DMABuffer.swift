@@ -70,25 +70,27 @@ extension DMAAddressSpace {
     let length = UInt64(buffer.bytes.count)
     guard let tracked = mappingTracking(self) else {
       let iova = try unsafeMap(address: address, length: length, at: placement, access: access)
-      return DMAMapping(space: self, registry: nil, buffer: buffer, iova: iova, length: length, access: access)
+      return DMAMapping(space: self, tracked: nil, buffer: buffer, iova: iova, length: length, access: access)
     }
     // The map and its record in one change of the space, so no unmap through the space
     // falls between them.
     let registry = tracked.mappings
     return try registry.changes.read { () throws(IommufdError) -> DMAMapping in
-      let iova = try unsafeMap(address: address, length: length, at: placement, access: access)
-      let mapping = DMAMapping(space: self, registry: registry, buffer: buffer, iova: iova, length: length, access: access)
-      registry.add(mapping.range, mapping.ownership)
+      let iova = try tracked.unsafeMap(address: address, length: length, at: placement, access: access)
+      let mapping = DMAMapping(space: self, tracked: tracked, buffer: buffer, iova: iova, length: length, access: access)
+      registry.add(mapping.range, mapping)
       return mapping
     }
   }
 }
 
-/// The space as one that records its mappings: the library's own spaces, found by class
-/// (a compare, where a cast to the protocol searches the conformance tables).
+/// The space as one that records its mappings: the library's own spaces, found by their
+/// exact class (both are final; a compare, where a cast searches the conformance tables).
+@inline(__always)
 func mappingTracking(_ space: some DMAAddressSpace) -> (any MappingTracking)? {
-  if let ioas = space as? IOAS { return ioas }
-  if let container = space as? VFIOContainer { return container }
+  let type = ObjectIdentifier(Swift.type(of: space))
+  if type == ObjectIdentifier(IOAS.self) { return unsafeDowncast(space, to: IOAS.self) }
+  if type == ObjectIdentifier(VFIOContainer.self) { return unsafeDowncast(space, to: VFIOContainer.self) }
   return nil
 }
 
@@ -111,15 +113,18 @@ public final class DMAMapping: Sendable {
   public let length: UInt64
   /// What the device may do through it.
   public let access: DMAAccess
-  /// The space's record of its mappings, where it keeps one (an ``IOAS`` or a
-  /// ``VFIOContainer``).
+  /// The space, where it records its mappings (an ``IOAS`` or a ``VFIOContainer``):
+  /// `space` itself, found once. Not counted: `space` holds it.
+  private unowned(unsafe) let tracked: (any MappingTracking)?
+  /// The space's record of its mappings, where it keeps one.
   private let registry: MappingRegistry?
-  /// Whether the range is still this mapping's; shared with the space's record.
+  /// Whether the range is still this mapping's; the space's record clears it.
   let ownership = MappingOwnership()
 
-  init(space: any DMAAddressSpace, registry: MappingRegistry?, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess) {
+  init(space: any DMAAddressSpace, tracked: (any MappingTracking)?, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess) {
     self.space = space
-    self.registry = registry
+    self.tracked = tracked
+    self.registry = tracked?.mappings
     self.buffer = buffer
     self.iova = iova
     self.length = length
@@ -136,7 +141,7 @@ public final class DMAMapping: Sendable {
   /// Unmaps now. A call on a mapping already unmapped does nothing; one that fails leaves
   /// the mapping in place, to be tried again.
   public func unmap() throws(IommufdError) {
-    guard let registry, let tracked = mappingTracking(space) else {
+    guard let registry, let tracked else {
       try ownership.serializingUnmaps { () throws(IommufdError) in
         guard isMapped else { return }
         try unmapOwnRange { () throws(IommufdError) in try space.unmap(iova: iova, length: length) }
@@ -165,15 +170,15 @@ public final class DMAMapping: Sendable {
 
   /// The range is no longer this mapping's.
   private func markUnmapped() {
-    if ownership.clear() { registry?.remove(range, ownership) }
+    if ownership.clear() { registry?.remove(range, self) }
   }
 
   deinit {
     // The record never outlives the mapping.
-    defer { registry?.remove(range, ownership) }
+    defer { registry?.remove(range, self) }
     guard isMapped, !space.isClosed else { return }
     do throws(IommufdError) {
-      if let registry, let tracked = mappingTracking(space) {
+      if let registry, let tracked {
         try registry.changes.write { () throws(IommufdError) in
           // Unmapped through the space meanwhile? The space clears the shared flag.
           guard isMapped else { return }

@@ -23,27 +23,29 @@ final class MappingRegistry: Sendable {
 
   private struct Entry {
     let range: IOVARange
-    /// The mapping's ownership flag, shared with the mapping: the space marks it unmapped
-    /// without touching the mapping itself (which may be being released).
-    let ownership: MappingOwnership
+    /// The mapping, without a reference count: the space only clears its ownership flag,
+    /// under the lock, and the mapping removes its entry (under the lock) before its
+    /// memory goes, also when it is being released. So the reference never dangles while
+    /// it is in the list, and the record costs no allocation and no count.
+    unowned(unsafe) let mapping: DMAMapping
   }
 
-  /// Records a mapping of `range` made just now, with its ownership flag.
-  func add(_ range: IOVARange, _ ownership: MappingOwnership) {
+  /// Records `mapping`, of `range`, made just now.
+  func add(_ range: IOVARange, _ mapping: DMAMapping) {
     entries.withLock { entries in
       let index = Self.firstIndex(in: entries, startingAbove: range.start)
-      entries.insert(Entry(range: range, ownership: ownership), at: index)
+      entries.insert(Entry(range: range, mapping: mapping), at: index)
       count.store(entries.count, ordering: .releasing)
     }
   }
 
-  /// Forgets the mapping of `range` with `ownership` (it unmapped itself, or is being
-  /// released), if it is recorded.
-  func remove(_ range: IOVARange, _ ownership: MappingOwnership) {
+  /// Forgets `mapping`, of `range` (it unmapped itself, or is being released), if it is
+  /// recorded.
+  func remove(_ range: IOVARange, _ mapping: DMAMapping) {
     if count.load(ordering: .acquiring) == 0 { return }
     entries.withLock { entries in
       let index = Self.firstIndex(in: entries, startingAbove: range.start) - 1
-      guard index >= 0, entries[index].range == range, entries[index].ownership === ownership else { return }
+      guard index >= 0, entries[index].range == range, entries[index].mapping === mapping else { return }
       entries.remove(at: index)
       count.store(entries.count, ordering: .releasing)
     }
@@ -60,7 +62,7 @@ final class MappingRegistry: Sendable {
     entries.withLock { entries in
       var end = Self.firstIndex(in: entries, startingAbove: range.last)
       while end > 0, entries[end - 1].range.last >= range.start {
-        entries[end - 1].ownership.clear()
+        entries[end - 1].mapping.ownership.clear()
         entries.remove(at: end - 1)
         end -= 1
       }
@@ -83,7 +85,7 @@ final class MappingRegistry: Sendable {
       var stop = first  // the ends ascend too: those inside the range come first
       while stop < end, entries[stop].range.last <= range.last { stop += 1 }
       if first == stop { return }
-      for entry in entries[first..<stop] { entry.ownership.clear() }
+      for entry in entries[first..<stop] { entry.mapping.ownership.clear() }
       entries.removeSubrange(first..<stop)
       count.store(entries.count, ordering: .releasing)
     }
@@ -101,10 +103,10 @@ final class MappingRegistry: Sendable {
   }
 }
 
-/// Whether a ``DMAMapping`` still owns its range: one flag, shared by the mapping and its
-/// space's record, so the space can take the range back without a reference to the
-/// mapping. Bit 1 serialises unmaps through a space that keeps no records.
-final class MappingOwnership: Sendable {
+/// Whether a ``DMAMapping`` still owns its range: one atomic word stored in the mapping,
+/// which its space's record clears when the space takes the range back. Bit 1 serialises
+/// unmaps through a space that keeps no records.
+struct MappingOwnership: ~Copyable, Sendable {
   private let state = Atomic<Int>(1)
   private static var ownedBit: Int { 1 }
   private static var unmappingBit: Int { 2 }
