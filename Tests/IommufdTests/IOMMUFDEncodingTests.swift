@@ -121,6 +121,46 @@ struct IOMMUFDEncodingTests {
     #expect(queries.map { field($0.bytes, 8, as: UInt32.self) } == [4, 6])
   }
 
+  @Test(
+    "IOVA_RANGES: 0 to 4 ranges in one call and held in the value, more on the slow path, the same collection either way",
+    arguments: 0...6)
+  func iovaRangesInlineAndSpilled(total: Int) throws {
+    let calls = RecordingSystemCalls { request, argument throws(Errno) in
+      if request == 0x3B81 { store(UInt32(1), argument, 8) }
+      guard request == 0x3B84 else { return 0 }
+      let capacity: UInt32 = load(argument, 8)
+      store(UInt32(total), argument, 8)
+      store(UInt64(0x1000), argument, 24)
+      let entries = UnsafeMutableRawPointer(bitPattern: UInt(load(argument, 16, as: UInt64.self)))!
+      for index in 0..<min(Int(capacity), total) {
+        entries.storeBytes(of: UInt64(index * 0x10000), toByteOffset: index * 16, as: UInt64.self)
+        entries.storeBytes(of: UInt64(index * 0x10000 + 0xfff), toByteOffset: index * 16 + 8, as: UInt64.self)
+      }
+      if capacity < total { throw .messageTooLong }
+      return 0
+    }
+    let ioas = try IOMMUFD.open(backend: Backend(calls)).allocateIOAS()
+    let ranges = try ioas.iovaRanges()
+    let expected: [IOVARange] = (0..<total).map { (index: Int) -> IOVARange in
+      let start = UInt64(index) * 0x10000
+      return IOVARange(start: start, last: start + 0xfff)
+    }
+    #expect(ranges.count == total)
+    #expect(Array(ranges) == expected)
+    #expect(ranges.ranges == expected)
+    #expect(ranges == IOVARanges(ranges: expected, alignment: 0x1000))
+    #expect(ranges != IOVARanges(ranges: expected, alignment: 0x2000))
+    #expect(ranges != IOVARanges(ranges: expected + [IOVARange(start: 0x100_0000, last: 0x100_0fff)], alignment: 0x1000))
+    #expect(Set([ranges, IOVARanges(ranges: expected, alignment: 0x1000)]).count == 1)
+    var changed = ranges
+    changed.ranges = Array(expected.reversed()) + [IOVARange(start: 0x100_0000, last: 0x100_0fff)]
+    #expect(changed.count == total + 1 && changed.last == IOVARange(start: 0x100_0000, last: 0x100_0fff))
+    #expect(ranges.count == total, "a copy changed, not the original")
+    let queries = calls.ioctls.filter { $0.request == 0x3B84 }
+    let capacities: [UInt32] = total <= 4 ? [4] : [4, UInt32(total)]
+    #expect(queries.map { field($0.bytes, 8, as: UInt32.self) } == capacities)
+  }
+
   @Test("ALLOW_IOVAS passes the ranges as start/last pairs, and an empty list as a null pointer")
   func allowIOVAs() throws {
     let seen = Mutex<[[UInt64]]>([])

@@ -124,37 +124,67 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
   ///
   /// Attached devices' reserved regions and their IOMMU's aperture are excluded.
   public func iovaRanges() throws(IommufdError) -> IOVARanges {
-    var capacity: UInt32 = 4
+    // IOMMUs report a few ranges: the first call reads up to four, on the stack, into a
+    // value that holds them without an allocation. More are read on the slow path.
+    let entry = ciommufd_iommu_iova_range()
+    var entries = (entry, entry, entry, entry)
+    let capacity = UInt32(IOVARanges.inlineCapacity)
+    var request = ciommufd_iommu_ioas_iova_ranges()
+    request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_iova_ranges>.size)
+    request.ioas_id = id.rawValue
+    request.num_iovas = capacity
+    let fits = try withUnsafeMutableBytes(of: &entries) { buffer throws(IommufdError) -> Bool in
+      request.allowed_iovas = UInt64(UInt(bitPattern: buffer.baseAddress))
+      do throws(IommufdError) {
+        try ioctl(CIOMMUFD_IOMMU_IOAS_IOVA_RANGES, &request, .ioasIOVARanges)
+      } catch where error.errno == .messageTooLong && request.num_iovas > capacity {
+        return false  // the kernel wrote the total back with EMSGSIZE
+      }
+      return true
+    }
+    guard fits else { return try iovaRanges(capacity: request.num_iovas) }
+    var ranges = IOVARanges(alignment: request.out_iova_alignment)
+    for index in 0..<Int(min(request.num_iovas, capacity)) {
+      let entry = withUnsafeBytes(of: &entries) {
+        $0.load(fromByteOffset: index * MemoryLayout<ciommufd_iommu_iova_range>.stride, as: ciommufd_iommu_iova_range.self)
+      }
+      ranges.appendInline(IOVARange(start: entry.start, last: entry.last))
+    }
+    return ranges
+  }
+
+  /// The ranges when there are more than fit in the value, read with room for `capacity`
+  /// at first (the count the kernel reported).
+  @inline(never)
+  private func iovaRanges(capacity first: UInt32) throws(IommufdError) -> IOVARanges {
+    var capacity = first
     for _ in 0..<4 {
+      // The kernel's ranges are the holes between reserved regions: a few. A count no
+      // kernel gives is refused rather than allocated.
+      guard capacity <= Self.largestRangeCount else {
+        throw IommufdError(
+          .ioasIOVARanges, .messageTooLong, objects: [.ioas(id)],
+          detail: "the kernel reported \(capacity) ranges, more than the \(Self.largestRangeCount) this call reads")
+      }
       let entrySize = MemoryLayout<ciommufd_iommu_iova_range>.stride
       var request = ciommufd_iommu_ioas_iova_ranges()
       request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_iova_ranges>.size)
       request.ioas_id = id.rawValue
       request.num_iovas = capacity
-      let ranges = try withScratchBuffer(count: Int(capacity) * entrySize) { buffer throws(IommufdError) -> [IOVARange]? in
+      let ranges = try withScratchBuffer(count: Int(capacity) * entrySize) { buffer throws(IommufdError) -> IOVARanges? in
         request.allowed_iovas = UInt64(UInt(bitPattern: buffer.baseAddress))
         do throws(IommufdError) {
           try ioctl(CIOMMUFD_IOMMU_IOAS_IOVA_RANGES, &request, .ioasIOVARanges)
         } catch where error.errno == .messageTooLong && request.num_iovas > capacity {
-          return nil  // the kernel wrote the total back with EMSGSIZE
+          return nil  // more again
         }
-        return (0..<Int(min(request.num_iovas, capacity))).map { index in
+        return IOVARanges(count: Int(min(request.num_iovas, capacity)), alignment: request.out_iova_alignment) { index in
           let entry = buffer.load(fromByteOffset: index * entrySize, as: ciommufd_iommu_iova_range.self)
           return IOVARange(start: entry.start, last: entry.last)
         }
       }
-      guard let ranges else {
-        // The kernel's ranges are the holes between reserved regions: a few. A count no
-        // kernel gives is refused rather than allocated.
-        guard request.num_iovas <= Self.largestRangeCount else {
-          throw IommufdError(
-            .ioasIOVARanges, .messageTooLong, objects: [.ioas(id)],
-            detail: "the kernel reported \(request.num_iovas) ranges, more than the \(Self.largestRangeCount) this call reads")
-        }
-        capacity = request.num_iovas
-        continue
-      }
-      return IOVARanges(ranges: ranges, alignment: request.out_iova_alignment)
+      if let ranges { return ranges }
+      capacity = request.num_iovas
     }
     throw IommufdError(
       .ioasIOVARanges, .messageTooLong, objects: [.ioas(id)], detail: "the number of ranges kept growing while they were read")

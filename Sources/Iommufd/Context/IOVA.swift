@@ -78,16 +78,77 @@ public struct DMAAccess: OptionSet, Hashable, Sendable {
   }
 }
 
-/// The usable IOVA ranges of an IOAS and the alignment every mapping must respect.
-public struct IOVARanges: Hashable, Sendable {
-  /// The usable ranges in ascending order: the holes between reserved regions.
-  public var ranges: [IOVARange]
+/// The usable IOVA ranges of an IOAS and the alignment every mapping must respect: a
+/// collection of the ranges in ascending order (the holes between reserved regions).
+///
+/// Up to four ranges (what IOMMUs report: the holes around the MSI window and a few
+/// reserved regions) are stored in the value itself, so reading them allocates nothing.
+public struct IOVARanges: RandomAccessCollection, Hashable, Sendable {
+  /// The ranges, when there are at most ``inlineCapacity``.
+  @usableFromInline var inline = InlineArray<4, IOVARange>(repeating: IOVARange(start: 0, last: 0))
+  @usableFromInline var inlineCount = 0
+  /// The ranges, when there are more.
+  @usableFromInline var spilled: [IOVARange] = []
   /// The alignment of IOVAs, lengths and user addresses (1 on a fresh IOAS).
   public var alignment: UInt64
 
+  /// How many ranges the value holds without a heap allocation.
+  static var inlineCapacity: Int { 4 }
+
   /// Creates the value.
   public init(ranges: [IOVARange], alignment: UInt64) {
-    self.ranges = ranges
+    self.init(count: ranges.count, alignment: alignment) { ranges[$0] }
+  }
+
+  /// Creates the value from `count` ranges, the one at each index given by `range`.
+  @inline(__always)
+  init(count: Int, alignment: UInt64, _ range: (Int) -> IOVARange) {
     self.alignment = alignment
+    if count <= Self.inlineCapacity {
+      for index in 0..<count { inline[index] = range(index) }
+      inlineCount = count
+    } else {
+      spilled = (0..<count).map(range)
+    }
+  }
+
+  /// No ranges yet.
+  init(alignment: UInt64) { self.alignment = alignment }
+
+  /// Adds `range` after the others; there are fewer than ``inlineCapacity``.
+  mutating func appendInline(_ range: IOVARange) {
+    inline[inlineCount] = range
+    inlineCount += 1
+  }
+
+  /// The ranges as an array (a copy: it allocates).
+  public var ranges: [IOVARange] {
+    get { Array(self) }
+    set { self = IOVARanges(ranges: newValue, alignment: alignment) }
+  }
+
+  /// The index of the first range: 0.
+  @inlinable public var startIndex: Int { 0 }
+  /// The number of ranges.
+  @inlinable public var endIndex: Int { spilled.isEmpty ? inlineCount : spilled.count }
+  /// The number of ranges.
+  @inlinable public var count: Int { endIndex }
+
+  /// The range at `position`, which must be below ``endIndex``.
+  @inlinable public subscript(position: Int) -> IOVARange {
+    precondition(position >= 0 && position < endIndex, "IOVARanges index \(position) out of 0..<\(endIndex)")
+    return spilled.isEmpty ? inline[position] : spilled[position]
+  }
+
+  /// Equal ranges and alignment.
+  public static func == (lhs: IOVARanges, rhs: IOVARanges) -> Bool {
+    lhs.alignment == rhs.alignment && lhs.elementsEqual(rhs)
+  }
+
+  /// Hashes the ranges and the alignment.
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(alignment)
+    hasher.combine(count)
+    for range in self { hasher.combine(range) }
   }
 }
