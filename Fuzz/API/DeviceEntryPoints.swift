@@ -24,6 +24,15 @@ func deviceEntryPoints() -> [EntryPoint] {
       }
       return true
     },
+    EntryPoint("VFIODevice.init(borrowing:path:backend:)", weight: 2) { f in
+      let fd = f.anyDescriptor()
+      f.call("fd \(fd.rawValue)") {
+        let device = VFIODevice(borrowing: fd, backend: f.backend)
+        _ = device.closesDescriptor
+        f.pool.devices.append(Held(value: device, label: f.pool.label("bdev"), context: nil))
+      }
+      return true
+    },
     EntryPoint("VFIODevice.close()", weight: 3) { f in
       guard let device = f.pick(f.pool.devices) else { return false }
       f.call(device.label) { try device.value.close() }
@@ -101,6 +110,16 @@ func deviceEntryPoints() -> [EntryPoint] {
       }
       f.call("\(device.label) index \(index) start \(start) eventfds \(eventFDs.map { $0?.label ?? "nil" })") {
         try device.value.setInterrupts(index, start: start, eventFDs: eventFDs.map { $0?.value })
+      }
+      return true
+    },
+    EntryPoint("VFIODevice.setInterrupts(_:start:borrowing:)", weight: 3) { f in
+      guard let device = f.pick(f.pool.devices) else { return false }
+      let index = f.hostile(25) ? f.rng.hostileInt() : f.rng.below(3)
+      let start = f.hostile(25) ? f.rng.hostileInt() : 0
+      let fds: [FileDescriptor?] = (0..<f.rng.below(4)).map { _ in f.rng.chance(80) ? f.anyDescriptor() : nil }
+      f.call("\(device.label) index \(index) start \(start) borrowing \(fds.map { $0.map { "\($0.rawValue)" } ?? "nil" })") {
+        try device.value.setInterrupts(index, start: start, borrowing: fds)
       }
       return true
     },
@@ -251,6 +270,17 @@ func deviceEntryPoints() -> [EntryPoint] {
       f.call("nonBlocking \(nonBlocking)") {
         let eventFD = try EventFD(nonBlocking: nonBlocking, backend: backend)
         f.pool.eventFDs.append(Held(value: eventFD, label: f.pool.label(nonBlocking ? "nbefd" : "efd"), context: nil))
+      }
+      return true
+    },
+    EntryPoint("EventFD.init(borrowing:backend:)", weight: 2) { f in
+      // Signalled and closed, never waited on: the descriptor may be a blocking eventfd.
+      let fd = f.anyDescriptor()
+      f.call("fd \(fd.rawValue)") {
+        let eventFD = EventFD(borrowing: fd, backend: f.backend)
+        _ = eventFD.closesDescriptor
+        try eventFD.signal()
+        try eventFD.close()
       }
       return true
     },

@@ -21,6 +21,15 @@ func iommufdEntryPoints() -> [EntryPoint] {
       }
       return true
     },
+    EntryPoint("IOMMUFD.init(borrowing:backend:)", weight: 2) { f in
+      let fd = f.anyDescriptor()
+      f.call("fd \(fd.rawValue)") {
+        let context = IOMMUFD(borrowing: fd, backend: f.backend)
+        _ = context.closesDescriptor
+        f.pool.contexts.append(Held(value: context, label: f.pool.label("bctx"), context: f.pool.contexts.count))
+      }
+      return true
+    },
     EntryPoint("IOMMUFD.close()", weight: 2) { f in
       guard let context = f.pick(f.pool.contexts) else { return false }
       f.call(context.label) { try context.value.close() }

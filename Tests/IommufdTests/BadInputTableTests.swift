@@ -393,6 +393,18 @@ extension BadInputTableTests {
       env.bad { try iommufd.allocateIOAS() }
       try? iommufd.close()
     },
+    Row("IOMMUFD(borrowing: -1): the kernel's EBADF on the first request", On.all, .kernel(.badFileDescriptor)) { env in
+      let iommufd = IOMMUFD(borrowing: FileDescriptor(rawValue: -1), backend: env.backend)
+      env.bad { try iommufd.allocateIOAS() }
+      try? iommufd.close()
+    },
+    Row("borrowed context after close: allocateIOAS is the handle's EBADF", On.all, .rejected(.badFileDescriptor, closed)) { env in
+      let fd = try env.rawDescriptor()
+      defer { try? env.calls.close(fd) }
+      let iommufd = IOMMUFD(borrowing: fd, backend: env.backend)
+      try iommufd.close()
+      env.bad { try iommufd.allocateIOAS() }
+    },
     Row("close twice: the second does nothing", On.all, .succeeds) { env in
       let iommufd = try env.context()
       try iommufd.close()
@@ -934,6 +946,16 @@ extension BadInputTableTests {
       let event = try env.eventFD(nonBlocking: true)
       env.bad { try event.wait() == 0 }
     },
+    Row("EventFD(borrowing: -1): wait is read's EBADF", On.all, .kernel(.badFileDescriptor)) { env in
+      let event = EventFD(borrowing: FileDescriptor(rawValue: -1), backend: env.backend)
+      env.bad { try event.wait() }
+    },
+    Row("borrowed eventfd after close: signal is the handle's EBADF", On.all, .rejected(.badFileDescriptor, closed)) { env in
+      let owner = try env.eventFD()
+      let event = EventFD(borrowing: owner.fileDescriptor, backend: env.backend)
+      try event.close()
+      env.bad { try event.signal() }
+    },
     Row("eventfd close twice: the second does nothing", On.all, .succeeds) { env in
       let event = try env.eventFD()
       try event.close()
@@ -1066,6 +1088,11 @@ extension BadInputTableTests {
     },
     Row("VFIODevice(adopting: -1): the kernel's EBADF on the first request", On.all, .kernel(.badFileDescriptor)) { env in
       let device = VFIODevice(adopting: FileDescriptor(rawValue: -1), backend: env.backend)
+      env.bad { try device.info() }
+      try? device.close()
+    },
+    Row("VFIODevice(borrowing: -1): the kernel's EBADF on the first request", On.all, .kernel(.badFileDescriptor)) { env in
+      let device = VFIODevice(borrowing: FileDescriptor(rawValue: -1), backend: env.backend)
       env.bad { try device.info() }
       try? device.close()
     },
@@ -1479,6 +1506,14 @@ extension BadInputTableTests {
       let device = try env.closedDevice()
       let event = try env.eventFD()
       env.bad { try device.setInterrupts(msi, eventFDs: [event]) }
+    },
+    Row("setInterrupts(borrowing: [-1]): EBADF, not the kernel's de-assign of -1", On.withDevice, .rejected(.badFileDescriptor, "pass nil")) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.setInterrupts(msi, borrowing: [FileDescriptor(rawValue: -1)]) }
+    },
+    Row("setInterrupts with a borrowing EventFD of -1: EBADF, not the kernel's de-assign", On.withDevice, .rejected(.badFileDescriptor, "pass nil")) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.setInterrupts(msi, eventFDs: [EventFD(borrowing: FileDescriptor(rawValue: -1), backend: env.backend)]) }
     },
     Row("closed device: disableInterrupts is EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
       let device = try env.closedDevice()

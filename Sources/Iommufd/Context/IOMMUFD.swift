@@ -40,6 +40,22 @@ public final class IOMMUFD: Sendable {
     self.descriptor = OwnedDescriptor(fd, backend: backend)
   }
 
+  /// Uses an iommufd descriptor that the caller keeps owning (QEMU's `iommufd,fd=`
+  /// hand-over): the handle never closes it.
+  ///
+  /// ``close()`` and the release end the handle's use of `fd` (later calls through it fail
+  /// with `EBADF`) and leave it open, so the kernel keeps the context and every object still
+  /// in it: objects whose handles are released before that are destroyed as usual, the
+  /// rest go when the owner closes `fd`. The caller keeps `fd` open while the handle uses it.
+  public init(borrowing fd: FileDescriptor, backend: Backend = .kernel) {
+    self.backend = backend
+    self.descriptor = OwnedDescriptor(fd, backend: backend, borrowed: true)
+  }
+
+  /// Whether the handle closes its descriptor (false when it was made with
+  /// ``init(borrowing:backend:)``).
+  public var closesDescriptor: Bool { descriptor.closesDescriptor }
+
   /// The descriptor, for passing to another process or to `VFIO_DEVICE_BIND_IOMMUFD`.
   public var fileDescriptor: FileDescriptor { descriptor.fd }
 

@@ -6,10 +6,13 @@ import SystemPackage
 ///
 /// `withDescriptor` refuses new calls once ``close()`` was asked for (EBADF) and the close
 /// itself waits for the last call in flight, so the descriptor number can never be reused
-/// under a running call. Thread-safe.
+/// under a running call. A borrowed descriptor goes through the same steps but is left
+/// open: its owner closes it. Thread-safe.
 final class OwnedDescriptor: Sendable {
   let fd: FileDescriptor
   let backend: Backend
+  /// Whether the handle closes the descriptor (false: borrowed, its owner does).
+  let closesDescriptor: Bool
   /// Bit 0: close was asked for. The bits above: calls in flight, times 2. The descriptor
   /// is closed by whoever takes the state to exactly 1 (closing, none in flight): close()
   /// itself, or the last call in flight after it. One atomic word, so a call costs two
@@ -19,9 +22,10 @@ final class OwnedDescriptor: Sendable {
   /// flight after it (not at deinit): the owner's release of what the descriptor held.
   private let afterClose = Lock<(@Sendable () -> Void)?>(nil)
 
-  init(_ fd: FileDescriptor, backend: Backend) {
+  init(_ fd: FileDescriptor, backend: Backend, borrowed: Bool = false) {
     self.fd = fd
     self.backend = backend
+    self.closesDescriptor = !borrowed
   }
 
   /// Whether ``close()`` has been asked for.
@@ -87,10 +91,18 @@ final class OwnedDescriptor: Sendable {
     }
     guard current == 0 else { return }  // the last call in flight closes
     defer { runAfterClose() }
+    guard closesDescriptor else {
+      backend.trace("fd \(fd.rawValue) released (borrowed: left open for its owner)")
+      return
+    }
     try backend.close(fd)
   }
 
   private func releaseLogging() {
+    guard closesDescriptor else {
+      backend.trace("fd \(fd.rawValue) released (borrowed: left open for its owner)")
+      return
+    }
     do { try backend.close(fd) } catch {
       backend.logger.error("deferred close failed: \(error)")
     }

@@ -7,8 +7,8 @@ import Glibc
 
 /// An eventfd: the kernel signals a device interrupt by adding to its counter.
 ///
-/// Owns the descriptor and closes it once. A device keeps the eventfds assigned to its
-/// IRQs alive while they are assigned. Thread-safe.
+/// Owns the descriptor and closes it once, unless it was borrowed. A device keeps the
+/// eventfds assigned to its IRQs alive while they are assigned. Thread-safe.
 public final class EventFD: Sendable {
   let descriptor: OwnedDescriptor
   /// The system-call seam the eventfd was made with.
@@ -25,6 +25,17 @@ public final class EventFD: Sendable {
       throw IommufdError(.eventfd, error)
     }
   }
+
+  /// Uses an eventfd that the caller keeps owning (a VMM's irqfd, registered with KVM):
+  /// the handle never closes it. ``close()`` and the release end the handle's use of it;
+  /// the caller keeps `fd` open while the handle, or a device it is assigned to, uses it.
+  public init(borrowing fd: FileDescriptor, backend: Backend = .kernel) {
+    descriptor = OwnedDescriptor(fd, backend: backend, borrowed: true)
+  }
+
+  /// Whether the handle closes its descriptor (false when it was made with
+  /// ``init(borrowing:backend:)``).
+  public var closesDescriptor: Bool { descriptor.closesDescriptor }
 
   /// The descriptor.
   public var fileDescriptor: FileDescriptor { descriptor.fd }

@@ -56,10 +56,30 @@ public final class VFIODevice: Sendable {
   }
 
   /// Takes ownership of an open device cdev descriptor.
-  public init(adopting fd: FileDescriptor, path: FilePath? = nil, backend: Backend = .kernel) {
+  public convenience init(adopting fd: FileDescriptor, path: FilePath? = nil, backend: Backend = .kernel) {
+    self.init(fd, path: path, backend: backend, borrowed: false)
+  }
+
+  /// Uses an open device cdev descriptor that the caller keeps owning (QEMU's
+  /// `vfio-pci,fd=` hand-over): the handle never closes it.
+  ///
+  /// ``close()`` and the release end the handle's use of `fd` (later calls through it fail
+  /// with `EBADF`) and drop what the handle held (its context, attach target and
+  /// eventfds), but the kernel detaches and unbinds the device only when the owner closes
+  /// `fd`: until then it stays bound and attached as the handle left it, and an IOAS it is
+  /// attached to cannot be destroyed (`EBUSY`). Detach first to leave nothing in use.
+  public convenience init(borrowing fd: FileDescriptor, path: FilePath? = nil, backend: Backend = .kernel) {
+    self.init(fd, path: path, backend: backend, borrowed: true)
+  }
+
+  /// Whether the handle closes its descriptor (false when it was made with
+  /// ``init(borrowing:path:backend:)``).
+  public var closesDescriptor: Bool { descriptor.closesDescriptor }
+
+  private init(_ fd: FileDescriptor, path: FilePath?, backend: Backend, borrowed: Bool) {
     self.backend = backend
     self.path = path
-    self.descriptor = OwnedDescriptor(fd, backend: backend)
+    self.descriptor = OwnedDescriptor(fd, backend: backend, borrowed: borrowed)
     // What the device holds (its context, attach target, eventfds) goes when its
     // descriptor is really closed: after the last call in flight, not before. The hook
     // holds the state, not the device: a weak reference to the device would give it a

@@ -1,4 +1,5 @@
 import CIommufd
+import SystemPackage
 
 /// Well-known PCI IRQ indexes.
 public enum VFIOPCIInterrupt {
@@ -87,6 +88,14 @@ extension VFIODevice {
     }
   }
 
+  /// Routes vectors `start..<start + eventFDs.count` of IRQ `index` to eventfds the
+  /// caller owns (a VMM's irqfds; `nil` de-assigns a vector): each is used through a
+  /// borrowing ``EventFD`` (``EventFD/init(borrowing:backend:)``), so the device never
+  /// closes them. The caller keeps them open while they are assigned.
+  public func setInterrupts(_ index: Int, start: Int = 0, borrowing eventFDs: [FileDescriptor?]) throws(IommufdError) {
+    try setInterrupts(index, start: start, eventFDs: eventFDs.map { $0.map { EventFD(borrowing: $0, backend: backend) } })
+  }
+
   private func setInterruptsRecording(_ index: Int, start: Int, eventFDs: [EventFD?]) throws(IommufdError) {
     try Self.holdingOpen(eventFDs[...]) { () throws(IommufdError) in
       let descriptors = eventFDs.map { $0?.fileDescriptor.rawValue ?? -1 }
@@ -111,6 +120,12 @@ extension VFIODevice {
     held.reserveCapacity(eventFDs.count)
     defer { for descriptor in held { descriptor.leave() } }
     for case let eventFD? in eventFDs {
+      // -1 would de-assign the vector: a borrowed descriptor must name a file.
+      guard eventFD.fileDescriptor.rawValue >= 0 else {
+        throw IommufdError(
+          .deviceSetIRQs, .badFileDescriptor, objects: [.fd(eventFD.fileDescriptor)],
+          detail: "fd \(eventFD.fileDescriptor.rawValue) is no descriptor (the kernel would take it as a de-assign): pass nil to de-assign a vector")
+      }
       try eventFD.descriptor.enter(.deviceSetIRQs)
       held.append(eventFD.descriptor)
     }
