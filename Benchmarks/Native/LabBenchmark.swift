@@ -16,10 +16,14 @@ struct LabOperation {
   let iterations: Int
   /// The goal for API/C.
   let goal: Double
+  /// The C floor's operation it is compared with.
+  var floor: String? = nil
+  var floorName: String { floor ?? name }
 }
 
 let labOperations = [
   LabOperation(name: "map-unmap-4k", iterations: 300, goal: 1.05),
+  LabOperation(name: "unsafe-map-unmap-4k", iterations: 300, goal: 1.05, floor: "map-unmap-4k"),
   LabOperation(name: "map-unmap-64m", iterations: 2, goal: 1.02),
   LabOperation(name: "option-get", iterations: 2000, goal: 1.10),
   LabOperation(name: "iova-ranges", iterations: 2000, goal: 1.10),
@@ -41,6 +45,12 @@ func apiTiming(_ operation: LabOperation, device path: String) throws(IommufdErr
   switch operation.name {
   case "map-unmap-4k", "map-unmap-64m":
     for _ in 0..<operation.iterations { try ioas.map(buffer, at: .fixed(0x4000_0000)).unmap() }
+  case "unsafe-map-unmap-4k":
+    let address = UnsafeRawPointer(buffer.bytes.baseAddress!)
+    for _ in 0..<operation.iterations {
+      let iova = try ioas.unsafeMap(address: address, length: 4096, at: .fixed(0x4000_0000))
+      try ioas.unmap(iova: iova, length: 4096)
+    }
   case "option-get":
     for _ in 0..<operation.iterations { sink &+= try ioas.hugePagesEnabled() ? 1 : 0 }
   case "iova-ranges":
@@ -64,7 +74,7 @@ func floorTiming(_ operation: LabOperation, device: String, floor: String) -> Do
   posix_spawn_file_actions_init(&actions)
   posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
   posix_spawn_file_actions_addclose(&actions, pipe[0])
-  let arguments = [floor, operation.name, "\(operation.iterations)", device]
+  let arguments = [floor, operation.floorName, "\(operation.iterations)", device]
   var argv = arguments.map { strdup($0) } + [nil]
   defer { for pointer in argv { free(pointer) } }
   var child: pid_t = 0
