@@ -6,55 +6,6 @@ import Synchronization
 import SystemPackage
 import Testing
 
-/// Records every call a backend makes and its outcome, for comparing two backends call by
-/// call. Pointer-valued results (descriptors, addresses) are left out: they differ by
-/// nature.
-final class TranscriptSystemCalls: SystemCalls {
-  let base: any SystemCalls
-  private let lines = Mutex<[String]>([])
-
-  init(_ base: any SystemCalls) { self.base = base }
-
-  var transcript: [String] { lines.withLock { $0 } }
-  func note(_ line: String) { lines.withLock { $0.append(line) } }
-
-  private func record<T>(_ name: String, _ body: () throws(Errno) -> T, _ describe: (T) -> String = { _ in "ok" }) throws(Errno) -> T {
-    do {
-      let value = try body()
-      note("\(name) -> \(describe(value))")
-      return value
-    } catch {
-      note("\(name) -> errno \(error.rawValue)")
-      throw error
-    }
-  }
-
-  func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor { try record("open \(path)") { () throws(Errno) in try base.open(path, flags: flags) } }
-  func close(_ fd: FileDescriptor) throws(Errno) { try record("close") { () throws(Errno) in try base.close(fd) } }
-  func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-    try record("ioctl 0x\(String(request, radix: 16))", { () throws(Errno) in try base.ioctl(fd, request, argument) }, { "\($0)" })
-  }
-  func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
-    try base.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
-  }
-  func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) { try base.munmap(address, length: length) }
-  func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int {
-    try record("pread 0x\(String(offset, radix: 16))", { () throws(Errno) in try base.pread(fd, into: buffer, offset: offset) }, { "\($0) bytes \(Array(buffer.prefix($0)))" })
-  }
-  func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int {
-    try record("pwrite 0x\(String(offset, radix: 16))", { () throws(Errno) in try base.pwrite(fd, from: buffer, offset: offset) }, { "\($0)" })
-  }
-  func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-    try record("read", { () throws(Errno) in try base.read(fd, into: buffer) }, { "\($0)" })
-  }
-  func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
-    try record("write", { () throws(Errno) in try base.write(fd, from: buffer) }, { "\($0)" })
-  }
-  func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor {
-    try record("eventfd") { () throws(Errno) in try base.eventfd(initialValue: initialValue, flags: flags) }
-  }
-}
-
 /// A sequence of calls run on both backends; failures are part of the transcript, not the end.
 struct DifferentialScenario: Sendable {
   let name: String
