@@ -23,7 +23,7 @@ expect() {  # expect PATTERN COMMAND...: the command succeeds and prints PATTERN
 }
 
 if [ "$mode" = mock ]; then
-  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|SelfTestOpConformance|HandleSafetyTests|BadInputTableTests"
+  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|SelfTestOpConformance|BorrowedDescriptorConformance|HandleSafetyTests|BadInputTableTests"
   # The differential fuzzer: raw ioctl sequences on this kernel and on the simulator.
   step "$bin/iommufd-diff-fuzz" --seed 1 --sequences 3000
   exit $status
