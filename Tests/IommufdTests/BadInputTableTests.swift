@@ -1484,6 +1484,32 @@ extension BadInputTableTests {
       try region.unmap()
       env.bad { try region.store64(0, at: 0x80) }
     },
+    Row("MappedRegion load8 at -1: EINVAL", On.withDevice, .rejected(.invalidArgument, "unaligned or outside")) { env in
+      let region = try env.mappedBAR0()
+      env.bad { try region.load8(at: -1) }
+    },
+    Row("MappedRegion store8 at its length: EINVAL", On.withDevice, .rejected(.invalidArgument, "unaligned or outside")) { env in
+      let region = try env.mappedBAR0()
+      env.bad { try region.store8(1, at: region.length) }
+    },
+    Row("MappedRegion load16 at 1 (unaligned): EINVAL", On.withDevice, .rejected(.invalidArgument, "unaligned or outside")) { env in
+      let region = try env.mappedBAR0()
+      env.bad { try region.load16(at: 1) }
+    },
+    Row("MappedRegion store16 at Int.max: EINVAL", On.withDevice, .rejected(.invalidArgument, "unaligned or outside")) { env in
+      let region = try env.mappedBAR0()
+      env.bad { try region.store16(1, at: Int.max) }
+    },
+    Row("MappedRegion load8 after unmap: EFAULT", On.withDevice, .rejected(.badAddress, "was unmapped")) { env in
+      let region = try env.mappedBAR0()
+      try region.unmap()
+      env.bad { try region.load8(at: 0) }
+    },
+    Row("MappedRegion store16 after unmap: EFAULT", On.withDevice, .rejected(.badAddress, "was unmapped")) { env in
+      let region = try env.mappedBAR0()
+      try region.unmap()
+      env.bad { try region.store16(0, at: 0) }
+    },
     Row("MappedRegion unmap twice: the second does nothing", On.withDevice, .succeeds) { env in
       let region = try env.mappedBAR0()
       try region.unmap()

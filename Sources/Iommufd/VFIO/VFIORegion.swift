@@ -246,6 +246,34 @@ public final class MappedRegion: @unchecked Sendable {
     self.length = length
   }
 
+  /// The host virtual address of the mapping, for what needs the raw memory: a VMM's
+  /// `KVM_SET_USER_MEMORY_REGION`, so the guest reaches the BAR directly.
+  ///
+  /// Unsafe: accesses through it bypass the region's checks (width, bounds) and its
+  /// exclusion with ``unmap()``; the address is valid only until the region is unmapped
+  /// or released, and KVM must drop its memory slot before that.
+  public var unsafeHostAddress: UnsafeMutableRawPointer { address }
+
+  /// Reads the 8-bit register at `offset`.
+  public func load8(at offset: Int) throws(IommufdError) -> UInt8 {
+    try access(offset, 1) { ciommufd_mmio_read8($0) }
+  }
+
+  /// Writes the 8-bit register at `offset`.
+  public func store8(_ value: UInt8, at offset: Int) throws(IommufdError) {
+    try access(offset, 1) { ciommufd_mmio_write8($0, value) }
+  }
+
+  /// Reads the 16-bit register at `offset` (aligned to 2).
+  public func load16(at offset: Int) throws(IommufdError) -> UInt16 {
+    try access(offset, 2) { ciommufd_mmio_read16($0) }
+  }
+
+  /// Writes the 16-bit register at `offset` (aligned to 2).
+  public func store16(_ value: UInt16, at offset: Int) throws(IommufdError) {
+    try access(offset, 2) { ciommufd_mmio_write16($0, value) }
+  }
+
   /// Reads the 32-bit register at `offset`.
   public func load32(at offset: Int) throws(IommufdError) -> UInt32 {
     try access(offset, 4) { ciommufd_mmio_read32($0) }
