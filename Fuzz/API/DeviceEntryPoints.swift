@@ -123,6 +123,22 @@ func deviceEntryPoints() -> [EntryPoint] {
       }
       return true
     },
+    EntryPoint("PCIConfigSpace: init, ids, command, capabilities", weight: 4) { f in
+      guard let device = f.pick(f.pool.devices) else { return false }
+      let offset = f.hostile(30) ? f.rng.hostileU64() : UInt64(f.rng.below(260))
+      let command = PCICommand(rawValue: UInt16(truncatingIfNeeded: f.rng.hostileU64()))
+      f.call("\(device.label) offset 0x\(hex(offset)) command 0x\(String(command.rawValue, radix: 16))") {
+        let config = try PCIConfigSpace(device.value)
+        _ = (try config.vendorID(), try config.deviceID(), try config.classCode(), config.size)
+        _ = try config.capabilities()
+        _ = try config.extendedCapabilities()
+        _ = try config.capability(PCICapability.msi)
+        _ = try config.read(UInt32.self, at: offset)
+        if f.rng.bool() { try config.write(UInt16(truncatingIfNeeded: offset), at: offset) }
+        if f.rng.bool() { try config.setCommand(command) } else { try config.updateCommand { $0.formSymmetricDifference(.busMaster) } }
+      }
+      return true
+    },
     EntryPoint("VFIODevice.disableInterrupts(_:)", weight: 3) { f in
       guard let device = f.pick(f.pool.devices) else { return false }
       let index = f.hostile(25) ? f.rng.hostileInt() : f.rng.below(3)

@@ -12,6 +12,8 @@ public final class EduDriver: Sendable {
   public let registers: VFIORegionInfo
   /// PCI configuration space.
   public let config: VFIORegionInfo
+  /// PCI configuration space, with its command register and capability lists.
+  public let configSpace: PCIConfigSpace
 
   /// The value register 0x00 holds on every edu device.
   public static let identification: UInt32 = 0x0100_00ed
@@ -27,7 +29,8 @@ public final class EduDriver: Sendable {
   public init(device: VFIODevice) throws(IommufdError) {
     self.device = device
     self.registers = try device.regionInfo(VFIOPCIRegion.bar(0))
-    self.config = try device.regionInfo(VFIOPCIRegion.config)
+    self.configSpace = try PCIConfigSpace(device)
+    self.config = configSpace.region
     let id = try device.read(UInt32.self, region: registers, at: 0)
     guard id == Self.identification else {
       throw IommufdError(.regionRead, .noSuchAddressOrDevice, objects: [.region(0)],
@@ -58,8 +61,7 @@ public final class EduDriver: Sendable {
 
   /// Turns on bus mastering (PCI command bit 2): without it the device cannot DMA.
   public func enableBusMaster() throws(IommufdError) {
-    let command = try device.read(UInt16.self, region: config, at: 4)
-    try device.write(command | 0x4, region: config, at: 4)
+    try configSpace.updateCommand { $0.insert(.busMaster) }
   }
 
   /// Copies `count` bytes from `iova` into the device buffer at `bufferOffset`; a range

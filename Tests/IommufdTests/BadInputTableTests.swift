@@ -1323,6 +1323,30 @@ extension BadInputTableTests {
   static let config = VFIORegionInfo(index: 7, flags: [.readable, .writable], size: 256, offset: 7 << 40)
 
   static let regionRows: [Row] = [
+    Row("closed device: PCIConfigSpace is EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let device = try env.closedDevice()
+      env.bad { try PCIConfigSpace(device) }
+    },
+    Row("before bind: PCIConfigSpace is CDEV-2's EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
+      let device = try env.device()
+      env.bad { try PCIConfigSpace(device) }
+    },
+    Row("PCIConfigSpace read<UInt32> at 254 runs past the space: EINVAL", On.withDevice, .rejected(.invalidArgument, "run past")) { env in
+      let (_, device, _) = try env.bound()
+      let config = try PCIConfigSpace(device)
+      env.bad { try config.read(UInt32.self, at: 254) }
+    },
+    Row("PCIConfigSpace write<UInt64> at UInt64.max: the sum overflows, EINVAL", On.withDevice, .rejected(.invalidArgument, "run past")) { env in
+      let (_, device, _) = try env.bound()
+      let config = try PCIConfigSpace(device)
+      env.bad { try config.write(UInt64.max, at: .max) }
+    },
+    Row("PCIConfigSpace capabilities after the device closed: EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let (_, device, _) = try env.bound()
+      let config = try PCIConfigSpace(device)
+      try device.close()
+      env.bad { try config.capabilities() }
+    },
     Row("closed device: regionInfo is EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
       let device = try env.closedDevice()
       env.bad { try device.regionInfo(VFIOPCIRegion.config) }

@@ -25,6 +25,17 @@ struct CapabilityChainTests {
     #expect(chain == [.other(id: 9, version: 3, payload: [0xBB, 0xAA, 0, 0, 0, 0, 0, 0])])
   }
 
+  @Test("MSI-X mappable (id 3) is decoded, in a region chain only")
+  func msixMappable() throws {
+    let bytes = Self.reply(56, [(32, 3, 2), (34, 1, 2), (36, 40, 4), (40, 9, 2), (42, 1, 2), (44, 0, 4)])
+    #expect(try VFIOCapabilityChain.parse(bytes, firstOffset: 32, operation: .deviceGetRegionInfo, isRegion: true) == [
+      .msixMappable, .other(id: 9, version: 1, payload: Array(repeating: 0, count: 8)),
+    ])
+    #expect(try VFIOCapabilityChain.parse(bytes, firstOffset: 32, operation: .deviceGetInfo) == [
+      .other(id: 3, version: 1, payload: []), .other(id: 9, version: 1, payload: Array(repeating: 0, count: 8)),
+    ])
+  }
+
   @Test("device-info capabilities are not decoded as region ones")
   func deviceChain() throws {
     let bytes = Self.reply(40, [(24, 1, 2), (26, 1, 2), (28, 0, 4), (32, 7, 4)])

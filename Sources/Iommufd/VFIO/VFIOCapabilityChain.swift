@@ -4,6 +4,9 @@ public enum VFIOCapability: Hashable, Sendable {
   case sparseMMap([VFIOSparseMMapArea])
   /// `VFIO_REGION_INFO_CAP_TYPE`: a device-specific region's type and subtype.
   case regionType(type: UInt32, subtype: UInt32)
+  /// `VFIO_REGION_INFO_CAP_MSIX_MAPPABLE`: the MSI-X table in this BAR may be mmapped with
+  /// the rest of it (vfio-pci still handles its vectors through `VFIO_DEVICE_SET_IRQS`).
+  case msixMappable
   /// Any other capability: its id, version and bytes after the 8-byte header.
   case other(id: UInt16, version: UInt16, payload: [UInt8])
 }
@@ -33,6 +36,7 @@ public enum VFIOCapabilityChain {
   /// decodes the region ones.
   static let sparseMMapID: UInt16 = 1
   static let regionTypeID: UInt16 = 2
+  static let msixMappableID: UInt16 = 3
 
   /// Decodes the chain in `reply` that starts at `firstOffset` (0: no chain).
   public static func parse(
@@ -81,6 +85,8 @@ public enum VFIOCapabilityChain {
     case regionTypeID:
       guard payload.count >= 8 else { throw malformed(operation, "region type capability is truncated") }
       return .regionType(type: load(UInt32.self, payload, 0), subtype: load(UInt32.self, payload, 4))
+    case msixMappableID:
+      return .msixMappable  // a bare header
     default:
       return .other(id: id, version: version, payload: payload)
     }
