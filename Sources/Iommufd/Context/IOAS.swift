@@ -110,7 +110,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     let sourceID = source.id
     try mappings.changes.read { () throws(IommufdError) in
       try iommufd.withDescriptor(.ioasCopy, using: object, source.object) { fd throws(IommufdError) in
-        try iommufd.backend.ioctl(
+        try iommufd.unretainedBackend.ioctl(
           fd, CIOMMUFD_IOMMU_IOAS_COPY, &request, .ioasCopy, [.ioas(id), .init("source", "\(sourceID)")])
       }
       mappings.mapped(IOVARange(start: request.dst_iova, last: request.dst_iova &+ (length &- 1)))
@@ -239,7 +239,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     _ request: Int32, _ argument: inout Argument, _ operation: IommufdError.Operation
   ) throws(IommufdError) {
     try iommufd.withDescriptor(operation, using: object) { fd throws(IommufdError) in
-      try iommufd.backend.ioctl(fd, request, &argument, operation, [.ioas(id)])
+      try iommufd.unretainedBackend.ioctl(fd, request, &argument, operation, [.ioas(id)])
     }
   }
 }

@@ -16,6 +16,8 @@ import Glibc
 public final class IOMMUFD: Sendable {
   /// The system-call seam this context uses.
   public let backend: Backend
+  /// ``backend`` without its reference count on the call path (``backend`` keeps it).
+  let unretainedBackend: Backend.Unretained
   let descriptor: OwnedDescriptor
   /// The ids that handles own, so that ``destroy(_:)`` of such an id goes through its handle.
   private let owned = Lock<[UInt32: WeakObject]>([:])
@@ -37,6 +39,7 @@ public final class IOMMUFD: Sendable {
   /// The handle closes `fd` when it is released.
   public init(adopting fd: FileDescriptor, backend: Backend = .kernel) {
     self.backend = backend
+    self.unretainedBackend = backend.unretained
     self.descriptor = OwnedDescriptor(fd, backend: backend)
   }
 
@@ -49,6 +52,7 @@ public final class IOMMUFD: Sendable {
   /// rest go when the owner closes `fd`. The caller keeps `fd` open while the handle uses it.
   public init(borrowing fd: FileDescriptor, backend: Backend = .kernel) {
     self.backend = backend
+    self.unretainedBackend = backend.unretained
     self.descriptor = OwnedDescriptor(fd, backend: backend, borrowed: true)
   }
 
@@ -157,7 +161,7 @@ public final class IOMMUFD: Sendable {
     request.object_id = object?.rawValue ?? 0
     request.val64 = value
     try withDescriptor(.option) { fd throws(IommufdError) in
-      try backend.ioctl(fd, CIOMMUFD_IOMMU_OPTION, &request, .option, object.map { [.object($0)] } ?? [])
+      try unretainedBackend.ioctl(fd, CIOMMUFD_IOMMU_OPTION, &request, .option, object.map { [.object($0)] } ?? [])
     }
     return request.val64
   }

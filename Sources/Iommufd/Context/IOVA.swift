@@ -88,7 +88,7 @@ public struct IOVARanges: RandomAccessCollection, Hashable, Sendable {
   @usableFromInline var inline = InlineArray<4, IOVARange>(repeating: IOVARange(start: 0, last: 0))
   @usableFromInline var inlineCount = 0
   /// The ranges, when there are more.
-  @usableFromInline var spilled: [IOVARange] = []
+  @usableFromInline var spilled: [IOVARange]? = nil
   /// The alignment of IOVAs, lengths and user addresses (1 on a fresh IOAS).
   public var alignment: UInt64
 
@@ -120,7 +120,6 @@ public struct IOVARanges: RandomAccessCollection, Hashable, Sendable {
     inline[inlineCount] = range
     inlineCount += 1
   }
-
   /// The ranges as an array (a copy: it allocates).
   public var ranges: [IOVARange] {
     get { Array(self) }
@@ -130,14 +129,15 @@ public struct IOVARanges: RandomAccessCollection, Hashable, Sendable {
   /// The index of the first range: 0.
   @inlinable public var startIndex: Int { 0 }
   /// The number of ranges.
-  @inlinable public var endIndex: Int { spilled.isEmpty ? inlineCount : spilled.count }
+  @inlinable public var endIndex: Int { spilled?.count ?? inlineCount }
   /// The number of ranges.
   @inlinable public var count: Int { endIndex }
 
   /// The range at `position`, which must be below ``endIndex``.
   @inlinable public subscript(position: Int) -> IOVARange {
     precondition(position >= 0 && position < endIndex, "IOVARanges index \(position) out of 0..<\(endIndex)")
-    return spilled.isEmpty ? inline[position] : spilled[position]
+    if let spilled { return spilled[position] }
+    return inline[position]
   }
 
   /// Equal ranges and alignment.

@@ -10,7 +10,7 @@ public struct Backend: Sendable {
   /// What a backend holds, in one object: a copy of the backend (each handle keeps one) is
   /// then one reference count, not one for each field. Its ``TypedStorage`` subclass makes
   /// ioctls on the concrete ``SystemCalls`` type, so the call path copies no existential.
-  private class Storage: @unchecked Sendable {
+  fileprivate class Storage: @unchecked Sendable {
     let calls: any SystemCalls
     let logger: Logger
     let reason: String
@@ -41,6 +41,8 @@ public struct Backend: Sendable {
       try typed.ioctl(fd, request, argument)
     }
   }
+
+  private init(storage: Storage) { self.storage = storage }
 
   private static func makeStorage<Calls: SystemCalls>(_ calls: Calls, logger: Logger, reason: String) -> Storage {
     TypedStorage(typed: calls, logger: logger, reason: reason)
@@ -150,20 +152,18 @@ public struct Backend: Sendable {
     return value
   }
 
-  /// The storage's ioctl, without a reference count around the call: the storage is kept
-  /// alive for the whole call (`withExtendedLifetime`), even where this backend is a
-  /// temporary the optimizer could release early.
+  /// The storage's ioctl, without a reference count around the call: `self` is borrowed
+  /// for the whole method (its caller keeps it alive, also a temporary), and so is the
+  /// storage it holds.
   @inline(__always)
   private func storageIoctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
     var failure: Errno?
-    let value = withExtendedLifetime(storage) {
-      Unmanaged.passUnretained(storage)._withUnsafeGuaranteedRef { storage -> Int32 in
-        do throws(Errno) {
-          return try storage.ioctl(fd, request, argument)
-        } catch {
-          failure = error
-          return -1
-        }
+    let value = Unmanaged.passUnretained(storage)._withUnsafeGuaranteedRef { storage -> Int32 in
+      do throws(Errno) {
+        return try storage.ioctl(fd, request, argument)
+      } catch {
+        failure = error
+        return -1
       }
     }
     if let failure { throw failure }
@@ -173,18 +173,54 @@ public struct Backend: Sendable {
   /// Whether calls are traced: the logger logged at `.trace` when the backend was made.
   var isTracing: Bool { storage.isTracing }
 
-  private func traceSuccess(
+  fileprivate func traceSuccess(
     _ fd: FileDescriptor, _ operation: IommufdError.Operation, _ objects: [IommufdError.InvolvedObject], _ value: Int32
   ) {
     trace("\(operation.rawValue) fd \(fd.rawValue) \(objects.map(\.description).joined(separator: " ")) -> \(value)")
   }
 
   /// Traces a failed call and returns its error.
-  private func failed(
+  fileprivate func failed(
     _ fd: FileDescriptor, _ operation: IommufdError.Operation, _ objects: [IommufdError.InvolvedObject], _ errno: Errno
   ) -> IommufdError {
     trace("\(operation.rawValue) fd \(fd.rawValue) \(objects.map(\.description).joined(separator: " ")) -> \(errno)")
     return IommufdError(operation, errno, objects: [.fd(fd)] + objects)
+  }
+
+  /// The backend without a reference count, for a handle that also stores the backend
+  /// (which keeps it alive as long as the handle lives): a call through it costs no
+  /// retain and release of the storage, which a call through a stored ``Backend`` does
+  /// (the optimizer cannot tell that the handle keeps it).
+  var unretained: Unretained { Unretained(storage: .passUnretained(storage)) }
+
+  /// See ``unretained``. Valid while a ``Backend`` holding the same storage lives.
+  struct Unretained: @unchecked Sendable {
+    fileprivate let storage: Unmanaged<Storage>
+
+    /// ``Backend/ioctl(_:_:_:_:_:)``, for a handle that keeps the backend alive.
+    @discardableResult @inline(__always)
+    func ioctl<Argument>(
+      _ fd: FileDescriptor, _ request: Int32, _ argument: inout Argument,
+      _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
+    ) throws(IommufdError) -> Int32 {
+      var failure: Errno?
+      let value = withUnsafeMutableBytes(of: &argument) { bytes -> Int32 in
+        storage._withUnsafeGuaranteedRef { storage -> Int32 in
+          do throws(Errno) {
+            return try storage.ioctl(fd, UInt(request), bytes.baseAddress)
+          } catch {
+            failure = error
+            return -1
+          }
+        }
+      }
+      if let failure { throw backend.failed(fd, operation, objects(), failure) }
+      if storage._withUnsafeGuaranteedRef(\.isTracing) { backend.traceSuccess(fd, operation, objects(), value) }
+      return value
+    }
+
+    /// The backend, counted (for the error and trace paths).
+    private var backend: Backend { Backend(storage: storage.takeUnretainedValue()) }
   }
 
   func trace(_ message: @autoclosure () -> String) {

@@ -53,6 +53,16 @@ final class OwnedObject: @unchecked Sendable {
   /// it once the object was destroyed.
   @inline(__always)
   func use<R>(_ operation: IommufdError.Operation, _ body: () throws(IommufdError) -> R) throws(IommufdError) -> R {
+    try enter(operation)
+    defer { leave() }
+    return try body()
+  }
+
+  /// Enters as a call on the object (for a call path that is no closure); each `enter`
+  /// that returns is paired with one ``leave()``. Fails with `ENOENT` once the object was
+  /// destroyed.
+  @inline(__always)
+  func enter(_ operation: IommufdError.Operation) throws(IommufdError) {
     var current = state.load(ordering: .relaxed)
     var waited = 0
     while true {
@@ -63,11 +73,15 @@ final class OwnedObject: @unchecked Sendable {
         continue
       }
       let (exchanged, original) = state.compareExchange(expected: current, desired: current + Self.reader, ordering: .acquiring)
-      if exchanged { break }
+      if exchanged { return }
       current = original
     }
-    defer { state.wrappingSubtract(Self.reader, ordering: .releasing) }
-    return try body()
+  }
+
+  /// Leaves a call entered with ``enter(_:)``.
+  @inline(__always)
+  func leave() {
+    state.wrappingSubtract(Self.reader, ordering: .releasing)
   }
 
   /// ENOENT for a call on the destroyed object (out of line: the call path stays small).
@@ -162,9 +176,13 @@ extension IOMMUFD {
   ) throws(IommufdError) -> R {
     try checkContext(of: first, operation)
     try checkContext(of: second, operation)
-    return try first.use(operation) { () throws(IommufdError) -> R in
-      try second.use(operation) { () throws(IommufdError) -> R in try withDescriptor(operation, body) }
-    }
+    try first.enter(operation)
+    defer { first.leave() }
+    try second.enter(operation)
+    defer { second.leave() }
+    try descriptor.enter(operation)
+    defer { descriptor.leave() }
+    return try body(descriptor.fd)
   }
 
   /// ``withDescriptor(_:using:_:)`` for one object, without an array on the call path.

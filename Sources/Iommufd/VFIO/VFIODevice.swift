@@ -15,6 +15,8 @@ import Glibc
 public final class VFIODevice: Sendable {
   /// The system-call seam the device uses.
   public let backend: Backend
+  /// ``backend`` without its reference count on the call path (``backend`` keeps it).
+  private let unretainedBackend: Backend.Unretained
   /// The cdev path it was opened from, if known.
   public let path: FilePath?
   let descriptor: OwnedDescriptor
@@ -78,6 +80,7 @@ public final class VFIODevice: Sendable {
 
   private init(_ fd: FileDescriptor, path: FilePath?, backend: Backend, borrowed: Bool) {
     self.backend = backend
+    self.unretainedBackend = backend.unretained
     self.path = path
     self.descriptor = OwnedDescriptor(fd, backend: backend, borrowed: borrowed)
     // What the device holds (its context, attach target, eventfds) goes when its
@@ -277,7 +280,7 @@ public final class VFIODevice: Sendable {
     _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
   ) throws(IommufdError) {
     try descriptor.withDescriptor(operation) { fd throws(IommufdError) in
-      try backend.ioctl(fd, request, &argument, operation, objects())
+      try unretainedBackend.ioctl(fd, request, &argument, operation, objects())
     }
   }
 
