@@ -68,30 +68,33 @@ extension DMAAddressSpace {
   ) throws(IommufdError) -> DMAMapping {
     let address = UnsafeRawPointer(buffer.bytes.baseAddress!)
     let length = UInt64(buffer.bytes.count)
-    guard let tracked = mappingTracking(self) else {
-      let iova = try unsafeMap(address: address, length: length, at: placement, access: access)
-      return DMAMapping(space: self, tracked: nil, buffer: buffer, iova: iova, length: length, access: access)
+    let type = ObjectIdentifier(Swift.type(of: self))
+    if type == ObjectIdentifier(IOAS.self) {
+      return try unsafeDowncast(self, to: IOAS.self).mapRecorded(buffer, address, length, placement, access)
     }
-    // The map and its record in one change of the space, so no unmap through the space
-    // falls between them.
-    let registry = tracked.mappings
-    return try registry.changes.read { () throws(IommufdError) -> DMAMapping in
-      let iova = try tracked.unsafeMap(address: address, length: length, at: placement, access: access)
-      let mapping = DMAMapping(space: self, tracked: tracked, buffer: buffer, iova: iova, length: length, access: access)
-      registry.add(mapping.range, mapping)
-      return mapping
+    if type == ObjectIdentifier(VFIOContainer.self) {
+      return try unsafeDowncast(self, to: VFIOContainer.self).mapRecorded(buffer, address, length, placement, access)
     }
+    let iova = try unsafeMap(address: address, length: length, at: placement, access: access)
+    return DMAMapping(space: self, buffer: buffer, iova: iova, length: length, access: access)
   }
 }
 
-/// The space as one that records its mappings: the library's own spaces, found by their
-/// exact class (both are final; a compare, where a cast searches the conformance tables).
-@inline(__always)
-func mappingTracking(_ space: some DMAAddressSpace) -> (any MappingTracking)? {
-  let type = ObjectIdentifier(Swift.type(of: space))
-  if type == ObjectIdentifier(IOAS.self) { return unsafeDowncast(space, to: IOAS.self) }
-  if type == ObjectIdentifier(VFIOContainer.self) { return unsafeDowncast(space, to: VFIOContainer.self) }
-  return nil
+extension MappingTracking {
+  /// The map of a space that records its mappings (the library's own, found by their exact
+  /// class: both are final, and a compare costs less than a cast): the map and its record
+  /// in one change of the space, so no unmap through the space falls between them.
+  @inline(__always)
+  func mapRecorded(
+    _ buffer: DMABuffer, _ address: UnsafeRawPointer, _ length: UInt64, _ placement: IOVAPlacement, _ access: DMAAccess
+  ) throws(IommufdError) -> DMAMapping {
+    try mappings.changes.read { () throws(IommufdError) -> DMAMapping in
+      let iova = try unsafeMap(address: address, length: length, at: placement, access: access)
+      let mapping = DMAMapping(space: self, buffer: buffer, iova: iova, length: length, access: access)
+      mappings.add(mapping.range, mapping)
+      return mapping
+    }
+  }
 }
 
 /// A mapping of a ``DMABuffer`` into a ``DMAAddressSpace``; unmapped on ``unmap()`` or
@@ -113,18 +116,11 @@ public final class DMAMapping: Sendable {
   public let length: UInt64
   /// What the device may do through it.
   public let access: DMAAccess
-  /// The space, where it records its mappings (an ``IOAS`` or a ``VFIOContainer``):
-  /// `space` itself, found once. Not counted: `space` holds it.
-  private unowned(unsafe) let tracked: (any MappingTracking)?
-  /// The space's record of its mappings, where it keeps one.
-  private let registry: MappingRegistry?
   /// Whether the range is still this mapping's; the space's record clears it.
   let ownership = MappingOwnership()
 
-  init(space: any DMAAddressSpace, tracked: (any MappingTracking)?, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess) {
+  init(space: any DMAAddressSpace, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess) {
     self.space = space
-    self.tracked = tracked
-    self.registry = tracked?.mappings
     self.buffer = buffer
     self.iova = iova
     self.length = length
@@ -141,56 +137,74 @@ public final class DMAMapping: Sendable {
   /// Unmaps now. A call on a mapping already unmapped does nothing; one that fails leaves
   /// the mapping in place, to be tried again.
   public func unmap() throws(IommufdError) {
-    guard let registry, let tracked else {
-      try ownership.serializingUnmaps { () throws(IommufdError) in
-        guard isMapped else { return }
-        try unmapOwnRange { () throws(IommufdError) in try space.unmap(iova: iova, length: length) }
-      }
-      return
+    // The library's own spaces record their mappings: found by their exact class, as
+    // the map found them.
+    let type = ObjectIdentifier(Swift.type(of: space))
+    if type == ObjectIdentifier(IOAS.self) { return try unmap(recordedIn: unsafeDowncast(space, to: IOAS.self)) }
+    if type == ObjectIdentifier(VFIOContainer.self) {
+      return try unmap(recordedIn: unsafeDowncast(space, to: VFIOContainer.self))
     }
-    // As a writer of the space's changes: no other unmap or map in flight, so whether the
-    // range is still this mapping's is then what the kernel has.
-    try registry.changes.write { () throws(IommufdError) in
+    try ownership.serializingUnmaps { () throws(IommufdError) in
       guard isMapped else { return }
-      try unmapOwnRange { () throws(IommufdError) in _ = try tracked.unmapMapping(iova: iova, length: length) }
+      try unmapOwnRange(nil) { () throws(IommufdError) in try space.unmap(iova: iova, length: length) }
+    }
+  }
+
+  /// The unmap in a space that records its mappings: as a writer of the space's changes,
+  /// with no other unmap or map in flight, so whether the range is still this mapping's
+  /// is then what the kernel has.
+  @inline(__always)
+  private func unmap(recordedIn space: some MappingTracking) throws(IommufdError) {
+    try space.mappings.changes.write { () throws(IommufdError) in
+      guard isMapped else { return }
+      try unmapOwnRange(space.mappings) { () throws(IommufdError) in _ = try space.unmapMapping(iova: iova, length: length) }
     }
   }
 
   /// Runs `unmap` and marks the range no longer this mapping's (also when the kernel says
-  /// nothing was there: nothing is left to own).
-  private func unmapOwnRange(_ unmap: () throws(IommufdError) -> Void) throws(IommufdError) {
+  /// nothing was there: nothing is left to own). With a record, runs as the writer of the
+  /// space's changes.
+  @inline(__always)
+  private func unmapOwnRange(_ registry: MappingRegistry?, _ unmap: () throws(IommufdError) -> Void) throws(IommufdError) {
     do throws(IommufdError) {
       try unmap()
     } catch where error.errno == .noSuchFileOrDirectory {
-      markUnmapped()
+      if ownership.clear() { registry?.removeAsWriter(range, self) }
       throw error
     }
-    markUnmapped()
-  }
-
-  /// The range is no longer this mapping's.
-  private func markUnmapped() {
-    if ownership.clear() { registry?.remove(range, self) }
+    if ownership.clear() { registry?.removeAsWriter(range, self) }
   }
 
   deinit {
-    // The record never outlives the mapping.
-    defer { registry?.remove(range, self) }
-    guard isMapped, !space.isClosed else { return }
+    // A mapping that still owns its range has its entry in the record; one that does not
+    // has none (the entry goes when the flag is cleared, under the record's lock or as
+    // the writer). So the record never outlives the mapping.
+    guard isMapped else { return }
     do throws(IommufdError) {
-      if let registry, let tracked {
-        try registry.changes.write { () throws(IommufdError) in
-          // Unmapped through the space meanwhile? The space clears the shared flag.
-          guard isMapped else { return }
-          _ = try tracked.unmapMapping(iova: iova, length: length)
-        }
-      } else {
+      let type = ObjectIdentifier(Swift.type(of: space))
+      if type == ObjectIdentifier(IOAS.self) {
+        try release(recordedIn: unsafeDowncast(space, to: IOAS.self))
+      } else if type == ObjectIdentifier(VFIOContainer.self) {
+        try release(recordedIn: unsafeDowncast(space, to: VFIOContainer.self))
+      } else if !space.isClosed {
         try space.unmap(iova: iova, length: length)
       }
     } catch where error.errno == .noSuchFileOrDirectory {
       space.backend.trace("mapping at 0x\(String(iova, radix: 16)) was already unmapped")
     } catch {
       space.backend.logger.error("releasing mapping at 0x\(String(iova, radix: 16)) failed: \(error)")
+    }
+  }
+
+  /// The release of a mapping that still owned its range when it was last checked, in a
+  /// space that records its mappings.
+  private func release(recordedIn space: some MappingTracking) throws(IommufdError) {
+    try space.mappings.changes.write { () throws(IommufdError) in
+      // Unmapped through the space meanwhile? The space cleared the flag and the entry.
+      guard ownership.clear() else { return }
+      space.mappings.removeAsWriter(range, self)
+      if space.isClosed { return }  // nothing left to unmap
+      _ = try space.unmapMapping(iova: iova, length: length)
     }
   }
 }

@@ -20,7 +20,10 @@ public final class IOMMUFD: Sendable {
   let unretainedBackend: Backend.Unretained
   let descriptor: OwnedDescriptor
   /// The ids that handles own, so that ``destroy(_:)`` of such an id goes through its handle.
-  private let owned = Lock<[UInt32: WeakObject]>([:])
+  /// Counted references: each handle removes its entry when it destroys or releases its
+  /// object (a weak reference would give every object a side table, and each reference
+  /// count on it would take the runtime's slow path).
+  private let owned = Lock<[UInt32: OwnedObject]>([:])
   /// Allocations are readers, from their ioctl until their handle owns the new id; a
   /// destroy of an id no handle owns is the writer.
   let allocations = ReaderWriterGate()
@@ -89,7 +92,7 @@ public final class IOMMUFD: Sendable {
     // An id no handle owns is destroyed with no allocation in flight: the kernel may have
     // just handed it to a handle that is about to be made.
     let object = try allocations.write { () throws(IommufdError) -> OwnedObject? in
-      if let object = owned.withLock({ $0[id.rawValue]?.object }) { return object }
+      if let object = owned.withLock({ $0[id.rawValue] }) { return object }
       try destroyUnowned(id)
       return nil
     }
@@ -168,13 +171,13 @@ public final class IOMMUFD: Sendable {
 
   /// Records that a handle owns `object`'s id.
   func register(_ object: OwnedObject) {
-    owned.withLock { $0[object.id.rawValue] = WeakObject(object: object) }
+    owned.withLock { $0[object.id.rawValue] = object }
   }
 
   /// Forgets `object`'s id, unless a newer handle owns it by now.
   func unregister(_ object: OwnedObject) {
     owned.withLock { table in
-      if let entry = table[object.id.rawValue], entry.object == nil || entry.object === object {
+      if table[object.id.rawValue] === object {
         table[object.id.rawValue] = nil
       }
     }
@@ -199,11 +202,6 @@ public enum MemoryLimitAccounting: Sendable, Equatable {
   case perUser
   /// Charged to the process (`mm->locked_vm`), as legacy VFIO type1 does.
   case perProcess
-}
-
-/// A registry entry that does not keep its handle's object alive.
-struct WeakObject {
-  weak var object: OwnedObject?
 }
 
 extension IOMMUFD {

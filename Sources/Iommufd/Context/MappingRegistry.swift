@@ -13,7 +13,7 @@ import Glibc
 final class MappingRegistry: Sendable {
   /// The space's own maps and copies are readers, each from its ioctl to its report here;
   /// its unmaps and a mapping's unmap (from its check that it still owns its range to its
-  /// ioctl) are writers. So that check never sees a range the kernel already gave to
+  /// ioctl, and the removal of its entry) are writers. So that check never sees a range the kernel already gave to
   /// someone else, and no map falls between an unmap's ioctl and its report.
   let changes = ReaderWriterGate()
   private let entries = Lock<[Entry]>([])
@@ -33,20 +33,25 @@ final class MappingRegistry: Sendable {
   /// Records `mapping`, of `range`, made just now.
   func add(_ range: IOVARange, _ mapping: DMAMapping) {
     entries.withLock { entries in
-      let index = Self.firstIndex(in: entries, startingAbove: range.start)
-      entries.insert(Entry(range: range, mapping: mapping), at: index)
+      let entry = Entry(range: range, mapping: mapping)
+      if entries.last.map({ $0.range.start < range.start }) ?? true {
+        entries.append(entry)  // the common case: mapped above the others
+      } else {
+        entries.insert(entry, at: Self.firstIndex(in: entries, startingAbove: range.start))
+      }
       count.store(entries.count, ordering: .releasing)
     }
   }
 
   /// Forgets `mapping`, of `range` (it unmapped itself, or is being released), if it is
-  /// recorded.
-  func remove(_ range: IOVARange, _ mapping: DMAMapping) {
+  /// recorded. Called only by the writer of ``changes``: every other change of the entries
+  /// is made by a reader or the writer, so none runs now, and the lock is not needed.
+  func removeAsWriter(_ range: IOVARange, _ mapping: DMAMapping) {
     if count.load(ordering: .acquiring) == 0 { return }
-    entries.withLock { entries in
+    entries.withoutLocking { entries in
       let index = Self.firstIndex(in: entries, startingAbove: range.start) - 1
       guard index >= 0, entries[index].range == range, entries[index].mapping === mapping else { return }
-      entries.remove(at: index)
+      if index == entries.count - 1 { entries.removeLast() } else { entries.remove(at: index) }
       count.store(entries.count, ordering: .releasing)
     }
   }
