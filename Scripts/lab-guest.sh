@@ -36,7 +36,7 @@ step "$bin/iommufd-diff-fuzz" --device "$cdev" --seed 1 --sequences 1000
 # The API against C on this kernel, interleaved in this boot (the C floor was built against
 # this kernel's headers by Scripts/test.sh).
 if [ -n "$release" ]; then
-  step "$release/iommufd-bench" --lab "$cdev" "/tmp/iommufd-floor-$IOMMUFD_LAB_KERNEL"
+  step "$release/iommufd-bench" --lab "$cdev" "/tmp/iommufd-floor-$IOMMUFD_LAB_KERNEL.so"
 fi
 step tests "LegacyTests"
 step expect "\"route\": \"iommufd\"" "$tool" devices --json

@@ -187,7 +187,7 @@ release_bin=$(swift build -c release --show-bin-path)
 # Its lab half: the C floor it is compared with, built against each kernel's own headers.
 for version in 6.12 7.2; do
   headers=$(bash Lab/lab.sh headers --kernel "$version" | tail -n 1)
-  cc -O2 -Wall -I "$headers" Benchmarks/C/iommufd-floor.c -o "/tmp/iommufd-floor-$version"
+  cc -O2 -Wall -shared -fPIC -I "$headers" Benchmarks/C/iommufd-floor.c -o "/tmp/iommufd-floor-$version.so"
 done
 
 if [[ $lab != yes ]]; then
