@@ -259,6 +259,49 @@ func deviceEntryPoints() -> [EntryPoint] {
       }
       return true
     },
+    EntryPoint("GuestMemory.init(size:pageSize:name:backend:)", weight: 6) { f in
+      var size = (1 &+ f.rng.below(16)) &* 4096
+      // Hostile sizes that fail before they are made (or at mmap): never gigabytes of real
+      // shared memory for a device to pin.
+      if f.hostile(30) { size = f.rng.element([0, -1, .min, .max, 4097, 4095, 1 << 62, 3 << 20]) ?? 0 }
+      let pageSize = f.hostile(15) ? (f.rng.bool() ? GuestMemory.PageSize.huge2M : .huge1G) : .base
+      let name = f.hostile(10) ? String(repeating: "n", count: 300) : "guest"
+      let backend = f.rng.chance(20) ? Backend.kernel : f.backend
+      f.call("size \(size) pages \(pageSize) name length \(name.count)") {
+        let memory = try GuestMemory(size: size, pageSize: pageSize, name: name, backend: backend)
+        f.pool.guestMemories.append(Held(value: memory, label: f.pool.label("ram"), context: nil))
+      }
+      return true
+    },
+    EntryPoint("GuestMemory.map(into:at:offset:length:access:)", weight: 14) { f in
+      guard let memory = f.pick(f.pool.guestMemories), let ioas = f.pick(f.pool.ioases) else { return false }
+      let size = memory.value.size
+      var offset = f.rng.chance(70) ? 0 : f.rng.below(size / 4096 &+ 1) &* 4096
+      var length: Int? = f.rng.chance(50) ? nil : (1 &+ f.rng.below(max(1, (size &- offset) / 4096))) &* 4096
+      if f.hostile(25) { offset = f.rng.hostileInt() }
+      if f.hostile(25) { length = f.rng.hostileInt() }
+      let guestAddress = f.iova()
+      let access = f.access()
+      f.call("\(memory.label) into \(ioas.label) at 0x\(hex(guestAddress)) offset \(offset) length \(length.map(String.init) ?? "rest") access \(access.rawValue)") {
+        let mapping = try memory.value.map(into: ioas.value, at: guestAddress, offset: offset, length: length, access: access)
+        f.saw(iova: mapping.iova)
+        f.pool.mappings.append(Held(value: mapping, label: f.pool.label("bank"), context: ioas.context))
+      }
+      return true
+    },
+    EntryPoint("GuestMemory.close()", weight: 1) { f in
+      guard let memory = f.pick(f.pool.guestMemories) else { return false }
+      f.call(memory.label) { try memory.value.close() }
+      return true
+    },
+    EntryPoint("GuestMemory properties", weight: 1) { f in
+      guard let memory = f.pick(f.pool.guestMemories) else { return false }
+      f.call("\(memory.label).size, pageSize, bytes, fileDescriptor") {
+        let value = memory.value
+        _ = (value.size, value.pageSize.description, value.bytes.count, value.fileDescriptor.rawValue, value.backend.reason)
+      }
+      return true
+    },
     EntryPoint("DMABuffer.bytes", weight: 2) { f in
       guard let buffer = f.pick(f.pool.buffers) else { return false }
       let byte = UInt8(truncatingIfNeeded: f.rng.next())

@@ -59,6 +59,7 @@ final class Pool {
   /// Device object ids from binds and mock devices.
   var deviceIDs: [Held<ObjectID>] = []
   var buffers: [Held<DMABuffer>] = []
+  var guestMemories: [Held<GuestMemory>] = []
   var mappings: [Held<DMAMapping>] = []
   var regions: [Held<VFIORegionInfo>] = []
   var eventFDs: [Held<EventFD>] = []
@@ -116,13 +117,14 @@ final class Pool {
       case 17: edus.removeAll()
       case 18: backends.removeAll()
       case 19: regions.removeAll()
+      case 20: guestMemories.removeAll()
       default: deviceIDs.removeAll()
       }
     }
   }
 
   /// How many kinds ``release(order:)`` knows.
-  static let kindCount = 21
+  static let kindCount = 22
 }
 
 /// User memory at a fixed address far from every other mapping of the process: what the

@@ -72,7 +72,8 @@ extension Fuzzer {
   /// The prologue of edu machines.
   static let eduPrologue = [
     "VFIODevice.open(_:backend:)", "VFIODevice.bind(to:)", "IOMMUFD.allocateIOAS()", "VFIODevice.attach(to:)",
-    "DMABuffer.init(length:backend:)", "DMAAddressSpace.map(_:at:access:) on IOAS", "EduDriver.init(device:)",
+    "DMABuffer.init(length:backend:)", "DMAAddressSpace.map(_:at:access:) on IOAS",
+    "GuestMemory.init(size:pageSize:name:backend:)", "GuestMemory.map(into:at:offset:length:access:)", "EduDriver.init(device:)",
     "EduDriver.enableBusMaster()", "EventFD.init(nonBlocking:backend:)", "VFIODevice.setInterrupts(_:start:eventFDs:)",
   ]
 

@@ -979,6 +979,64 @@ extension BadInputTableTests {
     Row("DMABuffer(length: 2^62): mmap's ENOMEM, with the size", On.all, .explained(.noMemory, "anonymous memory")) { env in
       env.bad { try DMABuffer(length: 1 << 62, backend: env.backend) }
     },
+    Row("GuestMemory(size: 0) is EINVAL", On.all, .rejected(.invalidArgument, "positive multiple")) { env in
+      env.bad { try GuestMemory(size: 0, backend: env.backend) }
+    },
+    Row("GuestMemory(size: Int.min) is EINVAL", On.all, .rejected(.invalidArgument, "positive multiple")) { env in
+      env.bad { try GuestMemory(size: .min, backend: env.backend) }
+    },
+    Row("GuestMemory(size: Int.max), not a multiple of the page: EINVAL", On.all, .rejected(.invalidArgument, "positive multiple")) { env in
+      env.bad { try GuestMemory(size: .max, backend: env.backend) }
+    },
+    Row("GuestMemory(size: 4097), misaligned: EINVAL", On.all, .rejected(.invalidArgument, "positive multiple")) { env in
+      env.bad { try GuestMemory(size: 4097, backend: env.backend) }
+    },
+    Row("GuestMemory(size: 1 MiB, pageSize: .huge2M), below one huge page: EINVAL", On.all, .rejected(.invalidArgument, "2 MiB pages")) { env in
+      env.bad { try GuestMemory(size: 1 << 20, pageSize: .huge2M, backend: env.backend) }
+    },
+    Row("GuestMemory.map at a negative offset is EINVAL", On.all, .rejected(.invalidArgument, "within")) { env in
+      let (_, ioas) = try env.ioas()
+      let memory = try GuestMemory(size: 8192, backend: env.backend)
+      env.bad { try memory.map(into: ioas, at: 0x10_0000, offset: -4096) }
+    },
+    Row("GuestMemory.map past the end (offset Int.max, length Int.max) is EINVAL", On.all, .rejected(.invalidArgument, "within")) { env in
+      let (_, ioas) = try env.ioas()
+      let memory = try GuestMemory(size: 8192, backend: env.backend)
+      env.bad { try memory.map(into: ioas, at: 0x10_0000, offset: .max, length: .max) }
+    },
+    Row("GuestMemory.map of length 0 is EINVAL", On.all, .rejected(.invalidArgument, "within")) { env in
+      let (_, ioas) = try env.ioas()
+      let memory = try GuestMemory(size: 8192, backend: env.backend)
+      env.bad { try memory.map(into: ioas, at: 0x10_0000, length: 0) }
+    },
+    Row("GuestMemory.map of a misaligned offset is EINVAL", On.all, .rejected(.invalidArgument, "multiples")) { env in
+      let (_, ioas) = try env.ioas()
+      let memory = try GuestMemory(size: 8192, backend: env.backend)
+      env.bad { try memory.map(into: ioas, at: 0x10_0000, offset: 1, length: 4096) }
+    },
+    Row("GuestMemory.map after close is EBADF", On.all, .rejected(.badFileDescriptor, "closed")) { env in
+      let (_, ioas) = try env.ioas()
+      let memory = try GuestMemory(size: 8192, backend: env.backend)
+      try memory.close()
+      env.bad { try memory.map(into: ioas, at: 0x10_0000) }
+    },
+    Row("GuestMemory.map into a closed IOAS is EBADF", On.all, .rejected(.badFileDescriptor)) { env in
+      let ioas = try env.closedIOAS()
+      let memory = try GuestMemory(size: 8192, backend: env.backend)
+      env.bad { try memory.map(into: ioas, at: 0x10_0000) }
+    },
+    Row("GuestMemory.map into a destroyed IOAS is ENOENT", On.all, .rejected(.noSuchFileOrDirectory, "destroyed")) { env in
+      let (_, ioas) = try env.destroyedIOAS()
+      let memory = try GuestMemory(size: 8192, backend: env.backend)
+      env.bad { try memory.map(into: ioas, at: 0x10_0000) }
+    },
+    Row("GuestMemory.map over a live bank is EEXIST", On.all, .kernel(.fileExists)) { env in
+      let (_, ioas) = try env.ioas()
+      let memory = try GuestMemory(size: 8192, backend: env.backend)
+      let bank = try memory.map(into: ioas, at: 0x10_0000)
+      env.bad { try memory.map(into: ioas, at: 0x10_0000) }
+      _ = bank
+    },
   ]
 }
 

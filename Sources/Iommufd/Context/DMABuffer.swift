@@ -36,6 +36,13 @@ public final class DMABuffer: @unchecked Sendable {
     self.backend = backend
   }
 
+  /// Takes ownership of `bytes`, a mapping made with `backend` (``GuestMemory``'s shared
+  /// mapping of its memory file): unmapped on release.
+  init(adopting bytes: UnsafeMutableRawBufferPointer, backend: Backend) {
+    self.bytes = bytes
+    self.backend = backend
+  }
+
   deinit {
     do { try backend.calls.munmap(bytes.baseAddress!, length: bytes.count) } catch {
       backend.logger.error("munmap of a DMA buffer failed: \(error)")
@@ -88,9 +95,21 @@ extension MappingTracking {
   func mapRecorded(
     _ buffer: DMABuffer, _ address: UnsafeRawPointer, _ length: UInt64, _ placement: IOVAPlacement, _ access: DMAAccess
   ) throws(IommufdError) -> DMAMapping {
+    try mapRecorded(buffer, length: length, access: access, source: .userAddress) { () throws(IommufdError) -> UInt64 in
+      try unsafeMap(address: address, length: length, at: placement, access: access)
+    }
+  }
+
+  /// A mapping of (part of) `buffer` that `map` makes and returns the IOVA of, recorded
+  /// in the same change of the space.
+  @inline(__always)
+  func mapRecorded(
+    _ buffer: DMABuffer, length: UInt64, access: DMAAccess, source: DMAMapping.Source,
+    _ map: () throws(IommufdError) -> UInt64
+  ) throws(IommufdError) -> DMAMapping {
     try mappings.changes.read { () throws(IommufdError) -> DMAMapping in
-      let iova = try unsafeMap(address: address, length: length, at: placement, access: access)
-      let mapping = DMAMapping(space: self, buffer: buffer, iova: iova, length: length, access: access)
+      let iova = try map()
+      let mapping = DMAMapping(space: self, buffer: buffer, iova: iova, length: length, access: access, source: source)
       mappings.add(mapping.range, mapping)
       return mapping
     }
@@ -116,15 +135,30 @@ public final class DMAMapping: Sendable {
   public let length: UInt64
   /// What the device may do through it.
   public let access: DMAAccess
+  /// How the kernel was given the memory.
+  public let source: Source
   /// Whether the range is still this mapping's; the space's record clears it.
   let ownership = MappingOwnership()
 
-  init(space: any DMAAddressSpace, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess) {
+  /// How the kernel was given a mapping's memory.
+  public enum Source: Hashable, Sendable {
+    /// By its address in this process (`IOMMU_IOAS_MAP`, `VFIO_IOMMU_MAP_DMA`).
+    case userAddress
+    /// By file and offset (`IOMMU_IOAS_MAP_FILE`, Linux 6.13 and later): the kernel holds
+    /// the file, not this process's mapping of it.
+    case file(offset: UInt64)
+  }
+
+  init(
+    space: any DMAAddressSpace, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess,
+    source: Source = .userAddress
+  ) {
     self.space = space
     self.buffer = buffer
     self.iova = iova
     self.length = length
     self.access = access
+    self.source = source
   }
 
   /// The IOVA range of the mapping.

@@ -255,11 +255,6 @@ extension IOAS {
     access: DMAAccess = .readWrite
   ) throws(IommufdError) -> UInt64 {
     try access.check(.ioasMapFile, [.ioas(id)])
-    guard fd != iommufd.fileDescriptor else {
-      throw IommufdError(
-        .ioasMapFile, .invalidArgument, objects: [.ioas(id), .fd(fd)],
-        detail: "fd \(fd.rawValue) is this iommufd context itself: the area would hold the context that holds the area, a reference cycle the kernel never releases (the context and its pinned pages would leak)")
-    }
     var request = ciommufd_iommu_ioas_map_file()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_map_file>.size)
     placement.encode(access, flags: &request.flags, iova: &request.iova)
@@ -268,7 +263,20 @@ extension IOAS {
     request.start = offset
     request.length = length
     try mappings.changes.read { () throws(IommufdError) in
-      try iommufd.issueNewerRequest(CIOMMUFD_IOMMU_IOAS_MAP_FILE, &request, .ioasMapFile, [.ioas(id)], using: [object], since: "6.13")
+      try iommufd.withDescriptor(.ioasMapFile, using: object) { contextFD throws(IommufdError) in
+        // Compared while the context's descriptor is open: once it is closed, its number
+        // may be any other file's.
+        guard fd != contextFD else {
+          throw IommufdError(
+            .ioasMapFile, .invalidArgument, objects: [.ioas(id), .fd(fd)],
+            detail: "fd \(fd.rawValue) is this iommufd context itself: the area would hold the context that holds the area, a reference cycle the kernel never releases (the context and its pinned pages would leak)")
+        }
+        do throws(IommufdError) {
+          try iommufd.unretainedBackend.ioctl(contextFD, CIOMMUFD_IOMMU_IOAS_MAP_FILE, &request, .ioasMapFile, [.ioas(id)])
+        } catch where error.errno == .inappropriateIOCTLForDevice {
+          throw error.unsupported("IOMMU_IOAS_MAP_FILE is not supported by this kernel (it came in Linux 6.13)")
+        }
+      }
       mappings.mapped(IOVARange(start: request.iova, last: request.iova &+ (length &- 1)))
     }
     return request.iova

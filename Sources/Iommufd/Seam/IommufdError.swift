@@ -175,6 +175,10 @@ extension IommufdError {
     case regionMap = "region mmap"
     /// Mmap.
     case memoryMap = "mmap"
+    /// `memfd_create(2)`.
+    case memoryFile = "memfd_create"
+    /// `ftruncate(2)`.
+    case truncate = "ftruncate"
     /// Munmap.
     case memoryUnmap = "munmap"
     /// Eventfd.

@@ -39,6 +39,21 @@ public struct KernelSystemCalls: SystemCalls {
     }
   }
 
+  /// `memfd_create(2)`.
+  public func memfdCreate(name: String, flags: UInt32) throws(Errno) -> FileDescriptor {
+    let fd = name.withCString { ciommufd_memfd_create($0, flags) }
+    guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }
+    return FileDescriptor(rawValue: fd)
+  }
+
+  /// `ftruncate(2)`, retried on EINTR.
+  public func truncate(_ fd: FileDescriptor, length: Int64) throws(Errno) {
+    while Glibc.ftruncate(fd.rawValue, off_t(length)) != 0 {
+      let code = Glibc.errno
+      if code != EINTR { throw Errno(rawValue: code) }
+    }
+  }
+
   /// `mmap(2)`; anonymous memory when `fd` is nil.
   public func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64)
     throws(Errno) -> UnsafeMutableRawPointer

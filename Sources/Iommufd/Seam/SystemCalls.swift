@@ -43,4 +43,23 @@ public protocol SystemCalls: Sendable {
 
   /// Creates an eventfd with `initialValue` and `flags` (`EFD_CLOEXEC`, `EFD_NONBLOCK`).
   func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor
+
+  /// Creates an anonymous memory file named `name` (`memfd_create(2)`, with `MFD_*` flags).
+  func memfdCreate(name: String, flags: UInt32) throws(Errno) -> FileDescriptor
+
+  /// Sets the size of `fd` to `length` bytes (`ftruncate(2)`).
+  func truncate(_ fd: FileDescriptor, length: Int64) throws(Errno)
+}
+
+extension SystemCalls {
+  /// Memory files are this process's real memory on every seam (a simulated kernel maps
+  /// them as the kernel does): by default they are made by ``KernelSystemCalls``.
+  public func memfdCreate(name: String, flags: UInt32) throws(Errno) -> FileDescriptor {
+    try KernelSystemCalls().memfdCreate(name: name, flags: flags)
+  }
+
+  /// By default made by ``KernelSystemCalls``, as ``memfdCreate(name:flags:)`` is.
+  public func truncate(_ fd: FileDescriptor, length: Int64) throws(Errno) {
+    try KernelSystemCalls().truncate(fd, length: length)
+  }
 }

@@ -41,6 +41,10 @@ public final class TranscriptSystemCalls: SystemCalls {
     case write
     /// `eventfd(2)`.
     case eventfd
+    /// `memfd_create(2)` of a name.
+    case memfdCreate(name: String)
+    /// `ftruncate(2)` to a length.
+    case truncate(length: Int64)
 
     /// The call as the transcript prints it, such as `ioctl 0x3b81`.
     public var description: String {
@@ -55,6 +59,8 @@ public final class TranscriptSystemCalls: SystemCalls {
       case .read: "read"
       case .write: "write"
       case .eventfd: "eventfd"
+      case .memfdCreate(let name): "memfd_create \(name)"
+      case .truncate(let length): "ftruncate \(length)"
       }
     }
   }
@@ -191,5 +197,15 @@ public final class TranscriptSystemCalls: SystemCalls {
   /// Records `eventfd(2)` (not the descriptor it returns).
   public func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor {
     try record(.eventfd) { () throws(Errno) in try base.eventfd(initialValue: initialValue, flags: flags) }
+  }
+
+  /// Records and forwards `memfd_create(2)`.
+  public func memfdCreate(name: String, flags: UInt32) throws(Errno) -> FileDescriptor {
+    try record(.memfdCreate(name: name)) { () throws(Errno) in try base.memfdCreate(name: name, flags: flags) }
+  }
+
+  /// Records and forwards `ftruncate(2)`.
+  public func truncate(_ fd: FileDescriptor, length: Int64) throws(Errno) {
+    try record(.truncate(length: length), fd: fd) { () throws(Errno) in try base.truncate(fd, length: length) }
   }
 }
