@@ -12,7 +12,8 @@ import Glibc
 // the run with status 1; missed goals are reported, not failed.
 //
 //   swift run -c release iommufd-bench [--only api|simulator|device]
-//   iommufd-bench --lab CDEV FLOOR     (in the lab's VT-d boot: the API against C)
+//   iommufd-bench --lab CDEV FLOOR.so  (in the lab's VT-d boot: the API against C, FLOOR.so
+//                                       being Benchmarks/C/iommufd-floor.c built as a shared library)
 //
 // It counts allocations with malloc-interposer (it re-executes itself with the library
 // preloaded) and instructions with valgrind's callgrind (`valgrind` must be installed).
@@ -52,7 +53,7 @@ if arguments.count == 3, arguments[1] == "--only" {
 } else if arguments.count == 4, arguments[1] == "--lab" {
   lab = (arguments[2], arguments[3])
 } else if arguments.count != 1 {
-  print("usage: iommufd-bench [--only api|simulator|device] | --lab CDEV FLOOR")
+  print("usage: iommufd-bench [--only api|simulator|device] | --lab CDEV FLOOR.so")
   exit(64)
 }
 let executable = executablePath()
