@@ -259,6 +259,20 @@ func deviceEntryPoints() -> [EntryPoint] {
       }
       return true
     },
+    EntryPoint("DMABuffer.init(unsafeBorrowing:backend:)", weight: 3) { f in
+      // Borrowed memory the fuzzer keeps for the whole run: pages of the arena (the
+      // contract is the caller's: other entry points write through the buffer), or none.
+      let pages = Arena.dmaSize / 4096
+      let first = f.rng.below(pages)
+      let count = (1 &+ f.rng.below(min(16, pages &- first))) &* 4096
+      let empty = f.hostile(20)
+      let bytes = UnsafeMutableRawBufferPointer(start: empty ? nil : f.arena.base + first &* 4096, count: empty ? 0 : count)
+      f.call(empty ? "empty" : "arena+0x\(hex(UInt64(first &* 4096))) len 0x\(hex(UInt64(count)))") {
+        let buffer = try DMABuffer(unsafeBorrowing: bytes, backend: f.backend)
+        f.pool.buffers.append(Held(value: buffer, label: f.pool.label("borrowed"), context: nil))
+      }
+      return true
+    },
     EntryPoint("GuestMemory.init(size:pageSize:name:backend:)", weight: 6) { f in
       var size = (1 &+ f.rng.below(16)) &* 4096
       // Hostile sizes that fail before they are made (or at mmap): never gigabytes of real

@@ -979,6 +979,13 @@ extension BadInputTableTests {
     Row("DMABuffer(length: 2^62): mmap's ENOMEM, with the size", On.all, .explained(.noMemory, "anonymous memory")) { env in
       env.bad { try DMABuffer(length: 1 << 62, backend: env.backend) }
     },
+    Row("DMABuffer(unsafeBorrowing:) of an empty buffer is EINVAL", On.all, .rejected(.invalidArgument, "length above 0")) { env in
+      env.bad { try DMABuffer(unsafeBorrowing: UnsafeMutableRawBufferPointer(start: nil, count: 0), backend: env.backend) }
+    },
+    Row("DMABuffer(unsafeBorrowing:) of 0 bytes at an address is EINVAL", On.all, .rejected(.invalidArgument, "length above 0")) { env in
+      let buffer = try env.buffer()
+      env.bad { try DMABuffer(unsafeBorrowing: UnsafeMutableRawBufferPointer(start: buffer.bytes.baseAddress, count: 0), backend: env.backend) }
+    },
     Row("GuestMemory(size: 0) is EINVAL", On.all, .rejected(.invalidArgument, "positive multiple")) { env in
       env.bad { try GuestMemory(size: 0, backend: env.backend) }
     },

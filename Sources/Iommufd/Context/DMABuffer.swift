@@ -4,7 +4,8 @@ import SystemPackage
 import Glibc
 #endif
 
-/// Page-aligned anonymous memory for DMA, owned by the handle and unmapped on release.
+/// Memory for DMA: page-aligned anonymous memory owned by the handle and unmapped on
+/// release, or (``init(unsafeBorrowing:backend:)``) memory the caller owns.
 ///
 /// Mappings made with ``IOAS/map(_:at:access:)`` keep the buffer alive. The contents are
 /// plain memory shared with the device: synchronize access to them yourself.
@@ -12,6 +13,8 @@ public final class DMABuffer: @unchecked Sendable {
   /// The memory. Valid while the buffer lives.
   public let bytes: UnsafeMutableRawBufferPointer
   private let backend: Backend
+  /// Whether the buffer unmaps its memory on release (false: borrowed, its owner does).
+  public let ownsMemory: Bool
 
   /// Allocates `length` bytes (rounded up to the page size), zero-filled. A length that
   /// cannot be rounded up fails with ENOMEM, as `mmap` answers for one too large.
@@ -34,6 +37,21 @@ public final class DMABuffer: @unchecked Sendable {
       throw IommufdError(.memoryMap, error, detail: "anonymous memory of \(rounded) bytes")
     }
     self.backend = backend
+    self.ownsMemory = true
+  }
+
+  /// Uses memory the caller owns, such as a VMM's existing guest RAM, so that it can be
+  /// mapped with an owned ``DMAMapping``. The caller keeps `bytes` mapped, readable and
+  /// writable as the mappings' access asks, until the buffer and every mapping of it are
+  /// released; the buffer never unmaps it. An empty buffer or one without an address is
+  /// `EINVAL`.
+  public init(unsafeBorrowing bytes: UnsafeMutableRawBufferPointer, backend: Backend = .kernel) throws(IommufdError) {
+    guard bytes.baseAddress != nil, bytes.count > 0 else {
+      throw IommufdError(.memoryMap, .invalidArgument, detail: "a borrowed DMA buffer needs an address and a length above 0")
+    }
+    self.bytes = bytes
+    self.backend = backend
+    self.ownsMemory = false
   }
 
   /// Takes ownership of `bytes`, a mapping made with `backend` (``GuestMemory``'s shared
@@ -41,9 +59,11 @@ public final class DMABuffer: @unchecked Sendable {
   init(adopting bytes: UnsafeMutableRawBufferPointer, backend: Backend) {
     self.bytes = bytes
     self.backend = backend
+    self.ownsMemory = true
   }
 
   deinit {
+    guard ownsMemory else { return }
     do { try backend.calls.munmap(bytes.baseAddress!, length: bytes.count) } catch {
       backend.logger.error("munmap of a DMA buffer failed: \(error)")
     }

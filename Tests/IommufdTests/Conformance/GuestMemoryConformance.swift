@@ -72,6 +72,37 @@ struct GuestMemoryConformance {
     #expect(!bank.isMapped)
   }
 
+  @Test("a VMM's own memory, borrowed: an owned mapping unmaps on release, the memory stays the caller's", arguments: Platform.withDevice)
+  func borrowedMemory(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
+    try device.bind(to: iommufd)
+    let ioas = try iommufd.allocateIOAS()
+    try device.attach(to: ioas)
+    let length = 16 << 10
+    let memory = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+    #expect(memory != MAP_FAILED)
+    defer { munmap(memory, length) }
+    let bytes = UnsafeMutableRawBufferPointer(start: memory, count: length)
+    do {
+      let buffer = try DMABuffer(unsafeBorrowing: bytes, backend: backend)
+      #expect(!buffer.ownsMemory)
+      let mapping = try ioas.map(buffer, at: .fixed(0x10_0000))
+      for index in 0..<256 { bytes[index] = UInt8(index) }
+      let edu = try EduDriver(device: device)
+      try edu.enableBusMaster()
+      try edu.copyToDevice(from: 0x10_0000, count: 256)
+      try edu.copyFromDevice(to: 0x10_2000, count: 256)
+      #expect(Array(bytes[0x2000..<0x2100]) == (0..<256).map { UInt8($0) })
+      #expect(mapping.isMapped)
+    }  // the mapping and the buffer released: unmapped, the memory left alone
+    #expect(errno { try ioas.unmap(iova: 0x10_0000, length: UInt64(length)) } == .noSuchFileOrDirectory)
+    bytes[0] = 0x5A  // still mapped in this process
+    #expect(bytes[0] == 0x5A)
+    if let simulator = backend.simulator { #expect(simulator.pinnedPages == 0) }
+  }
+
   @Test("bad sizes, ranges and alignment are EINVAL before any call; a closed memory maps nothing (EBADF)", arguments: Platform.all)
   func badInput(platform: Platform) throws {
     let backend = platform.makeBackend()
