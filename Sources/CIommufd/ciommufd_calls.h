@@ -23,6 +23,7 @@ static inline int ciommufd_eventfd(unsigned int initval, int flags) {
 /* memfd_create flags (include/uapi/linux/memfd.h). */
 #define CIOMMUFD_MFD_CLOEXEC 0x0001U
 #define CIOMMUFD_MFD_HUGETLB 0x0004U
+#define CIOMMUFD_MFD_NOEXEC_SEAL 0x0008U
 #define CIOMMUFD_MFD_HUGE_2MB (21U << 26)
 #define CIOMMUFD_MFD_HUGE_1GB (30U << 26)
 

@@ -231,8 +231,9 @@ public final class DMAMapping: Sendable {
 
   deinit {
     // A mapping that still owns its range has its entry in the record; one that does not
-    // has none (the entry goes when the flag is cleared, under the record's lock or as
-    // the writer). So the record never outlives the mapping.
+    // has none, or one that the space is removing under the record's lock, which no
+    // longer touches this mapping once it cleared the flag. So the record never uses a
+    // freed mapping.
     guard isMapped else { return }
     do throws(IommufdError) {
       let type = ObjectIdentifier(Swift.type(of: space))

@@ -81,7 +81,14 @@ public final class GuestMemory: @unchecked Sendable {
     }
     let fd: FileDescriptor
     do throws(Errno) {
-      fd = try backend.calls.memfdCreate(name: name, flags: CIOMMUFD_MFD_CLOEXEC | pageSize.memfdFlags)
+      // Not executable, sealed so (what vm.memfd_noexec=2 demands); a kernel before 6.3
+      // does not know the flag (EINVAL) and is asked without it.
+      let flags = CIOMMUFD_MFD_CLOEXEC | pageSize.memfdFlags
+      do throws(Errno) {
+        fd = try backend.calls.memfdCreate(name: name, flags: flags | CIOMMUFD_MFD_NOEXEC_SEAL)
+      } catch .invalidArgument {
+        fd = try backend.calls.memfdCreate(name: name, flags: flags)
+      }
       backend.trace("memfd_create \(name) \(pageSize) -> fd \(fd.rawValue)")
     } catch {
       throw IommufdError(.memoryFile, error, detail: "memory file \"\(name)\" with \(pageSize) pages")
@@ -117,16 +124,21 @@ public final class GuestMemory: @unchecked Sendable {
   public func map(
     into ioas: IOAS, at guestAddress: UInt64, offset: Int = 0, length: Int? = nil, access: DMAAccess = .readWrite
   ) throws(IommufdError) -> DMAMapping {
-    let length = length ?? (size - max(offset, 0))
     let page = PageSize.base.bytes
-    guard offset >= 0, length > 0, offset <= size, length <= size - offset else {
+    guard offset >= 0, offset < size else {
       throw IommufdError(
-        .ioasMapFile, .invalidArgument, objects: [.ioas(ioas.id)],
+        .ioasMap, .invalidArgument, objects: [.ioas(ioas.id)],
+        detail: "offset \(offset) does not lie within the \(size) bytes of guest memory")
+    }
+    let length = length ?? (size - offset)
+    guard length > 0, length <= size - offset else {
+      throw IommufdError(
+        .ioasMap, .invalidArgument, objects: [.ioas(ioas.id)],
         detail: "\(length) bytes at offset \(offset) do not lie within the \(size) bytes of guest memory")
     }
     guard offset % page == 0, length % page == 0 else {
       throw IommufdError(
-        .ioasMapFile, .invalidArgument, objects: [.ioas(ioas.id)],
+        .ioasMap, .invalidArgument, objects: [.ioas(ioas.id)],
         detail: "offset \(offset) and length \(length) must be multiples of the \(page)-byte page")
     }
     let byteCount = UInt64(length)

@@ -23,11 +23,25 @@ final class MappingRegistry: Sendable {
 
   private struct Entry {
     let range: IOVARange
-    /// The mapping, without a reference count: the space only clears its ownership flag,
-    /// under the lock, and the mapping removes its entry (under the lock) before its
-    /// memory goes, also when it is being released. So the reference never dangles while
-    /// it is in the list, and the record costs no allocation and no count.
-    unowned(unsafe) let mapping: DMAMapping
+    /// The mapping, without a reference count: the record only clears its ownership flag
+    /// (``clearOwnership()``), and a mapping removes its entry as the writer of
+    /// ``changes`` before it is freed unless the flag was cleared, which removes the entry
+    /// in the same span under the lock. The clear touches the mapping without retaining
+    /// it: a mapping being released that sees its flag cleared is freed at once, and a
+    /// retain taken on it then would outlive it.
+    let mapping: Unmanaged<DMAMapping>
+
+    init(range: IOVARange, mapping: DMAMapping) {
+      self.range = range
+      self.mapping = .passUnretained(mapping)
+    }
+
+    /// Clears the mapping's ownership flag (its last use of the mapping).
+    func clearOwnership() {
+      mapping._withUnsafeGuaranteedRef { _ = $0.ownership.clear() }
+    }
+
+    func names(_ other: DMAMapping) -> Bool { mapping.toOpaque() == Unmanaged.passUnretained(other).toOpaque() }
   }
 
   /// Records `mapping`, of `range`, made just now.
@@ -50,7 +64,7 @@ final class MappingRegistry: Sendable {
     if count.load(ordering: .acquiring) == 0 { return }
     entries.withoutLocking { entries in
       let index = Self.firstIndex(in: entries, startingAbove: range.start) - 1
-      guard index >= 0, entries[index].range == range, entries[index].mapping === mapping else { return }
+      guard index >= 0, entries[index].range == range, entries[index].names(mapping) else { return }
       if index == entries.count - 1 { entries.removeLast() } else { entries.remove(at: index) }
       count.store(entries.count, ordering: .releasing)
     }
@@ -67,7 +81,7 @@ final class MappingRegistry: Sendable {
     entries.withLock { entries in
       var end = Self.firstIndex(in: entries, startingAbove: range.last)
       while end > 0, entries[end - 1].range.last >= range.start {
-        entries[end - 1].mapping.ownership.clear()
+        entries[end - 1].clearOwnership()
         entries.remove(at: end - 1)
         end -= 1
       }
@@ -90,7 +104,7 @@ final class MappingRegistry: Sendable {
       var stop = first  // the ends ascend too: those inside the range come first
       while stop < end, entries[stop].range.last <= range.last { stop += 1 }
       if first == stop { return }
-      for entry in entries[first..<stop] { entry.mapping.ownership.clear() }
+      for entry in entries[first..<stop] { entry.clearOwnership() }
       entries.removeSubrange(first..<stop)
       count.store(entries.count, ordering: .releasing)
     }
