@@ -99,16 +99,8 @@ public struct Backend: Sendable {
     _ fd: FileDescriptor, _ request: Int32, _ argument: inout Argument,
     _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
   ) throws(IommufdError) -> Int32 {
-    let value: Int32
-    do {
-      value = try withUnsafeMutableBytes(of: &argument) { (bytes) throws(Errno) -> Int32 in
-        try storageIoctl(fd, UInt(request), bytes.baseAddress)
-      }
-    } catch {
-      throw failed(fd, operation, objects(), error)
-    }
-    if isTracing { traceSuccess(fd, operation, objects(), value) }
-    return value
+    // `self` is borrowed for the call, and keeps the storage alive.
+    try unretained.ioctl(fd, request, &argument, operation, objects())
   }
 
   /// Issues `request` with a raw buffer as its argument (structs with trailing data).
@@ -142,32 +134,7 @@ public struct Backend: Sendable {
     _ fd: FileDescriptor, _ request: Int32, pointer: UnsafeMutableRawPointer?,
     _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
   ) throws(IommufdError) -> Int32 {
-    let value: Int32
-    do {
-      value = try storageIoctl(fd, UInt(request), pointer)
-    } catch {
-      throw failed(fd, operation, objects(), error)
-    }
-    if isTracing { traceSuccess(fd, operation, objects(), value) }
-    return value
-  }
-
-  /// The storage's ioctl, without a reference count around the call: `self` is borrowed
-  /// for the whole method (its caller keeps it alive, also a temporary), and so is the
-  /// storage it holds.
-  @inline(__always)
-  private func storageIoctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-    var failure: Errno?
-    let value = Unmanaged.passUnretained(storage)._withUnsafeGuaranteedRef { storage -> Int32 in
-      do throws(Errno) {
-        return try storage.ioctl(fd, request, argument)
-      } catch {
-        failure = error
-        return -1
-      }
-    }
-    if let failure { throw failure }
-    return value
+    try unretained.ioctl(fd, request, pointer: pointer, operation, objects())
   }
 
   /// Whether calls are traced: the logger logged at `.trace` when the backend was made.
@@ -203,15 +170,25 @@ public struct Backend: Sendable {
       _ fd: FileDescriptor, _ request: Int32, _ argument: inout Argument,
       _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
     ) throws(IommufdError) -> Int32 {
+      try withUnsafeMutableBytes(of: &argument) { bytes throws(IommufdError) -> Int32 in
+        try ioctl(fd, request, pointer: bytes.baseAddress, operation, objects())
+      }
+    }
+
+    /// The ioctl with `pointer` as its argument: the storage's, without a reference
+    /// count around the call; traced, and its failure made an ``IommufdError``.
+    @inline(__always)
+    func ioctl(
+      _ fd: FileDescriptor, _ request: Int32, pointer: UnsafeMutableRawPointer?,
+      _ operation: IommufdError.Operation, _ objects: @autoclosure () -> [IommufdError.InvolvedObject]
+    ) throws(IommufdError) -> Int32 {
       var failure: Errno?
-      let value = withUnsafeMutableBytes(of: &argument) { bytes -> Int32 in
-        storage._withUnsafeGuaranteedRef { storage -> Int32 in
-          do throws(Errno) {
-            return try storage.ioctl(fd, UInt(request), bytes.baseAddress)
-          } catch {
-            failure = error
-            return -1
-          }
+      let value = storage._withUnsafeGuaranteedRef { storage -> Int32 in
+        do throws(Errno) {
+          return try storage.ioctl(fd, UInt(request), pointer)
+        } catch {
+          failure = error
+          return -1
         }
       }
       if let failure { throw backend.failed(fd, operation, objects(), failure) }

@@ -21,12 +21,8 @@ struct GuestMemoryConformance {
 
   @Test("two banks of one guest memory: the device reads one and writes the other through their guest-physical addresses; by file on 7.2, by address on 6.12", arguments: Platform.withDevice)
   func banks(platform: Platform) throws {
-    let backend = platform.makeBackend()
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
-    try device.bind(to: iommufd)
-    let ioas = try iommufd.allocateIOAS()
-    try device.attach(to: ioas)
+    let setup = try DeviceConformance.Setup(platform)
+    let (backend, device, ioas) = (setup.backend, setup.device, try setup.attached())
     let memory = try GuestMemory(size: 128 << 10, name: "banks", backend: backend)
     #expect(memory.bytes.count == 128 << 10)
     #expect(memory.bytes.allSatisfy { $0 == 0 })
@@ -74,12 +70,8 @@ struct GuestMemoryConformance {
 
   @Test("a VMM's own memory, borrowed: an owned mapping unmaps on release, the memory stays the caller's", arguments: Platform.withDevice)
   func borrowedMemory(platform: Platform) throws {
-    let backend = platform.makeBackend()
-    let iommufd = try IOMMUFD.open(backend: backend)
-    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
-    try device.bind(to: iommufd)
-    let ioas = try iommufd.allocateIOAS()
-    try device.attach(to: ioas)
+    let setup = try DeviceConformance.Setup(platform)
+    let (backend, device, ioas) = (setup.backend, setup.device, try setup.attached())
     let length = 16 << 10
     let memory = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
     #expect(memory != MAP_FAILED)
