@@ -27,6 +27,7 @@ public final class VFIODevice: Sendable {
     var deviceID: ObjectID?
     var attached: (any AttachTarget)?
     var attachedPageTable: ObjectID?
+    /// Eventfds the kernel holds, by slot (``VFIODevice/eventFDSlot(_:_:)``) and vector.
     var eventFDs: [Int: [Int: EventFD]] = [:]
   }
 
@@ -284,22 +285,22 @@ public final class VFIODevice: Sendable {
     }
   }
 
-  func keepEventFDs(_ eventFDs: [EventFD?], index: Int, start: Int) {
+  func keepEventFDs(_ eventFDs: [EventFD?], slot: Int, start: Int) {
     let dropped = record { state -> [EventFD] in
-      var table = state.eventFDs[index] ?? [:]
+      var table = state.eventFDs[slot] ?? [:]
       var old: [EventFD] = []
       for (offset, eventFD) in eventFDs.enumerated() {
         if let previous = table[start + offset] { old.append(previous) }
         table[start + offset] = eventFD
       }
-      state.eventFDs[index] = table
+      state.eventFDs[slot] = table
       return old
     }
     _ = dropped
   }
 
-  func dropEventFDs(index: Int) {
-    let dropped = record { $0.eventFDs.removeValue(forKey: index) }
+  func dropEventFDs(slot: Int) {
+    let dropped = record { $0.eventFDs.removeValue(forKey: slot) }
     _ = dropped
   }
 }

@@ -79,12 +79,23 @@ extension VFIODevice {
   /// Routes vectors `start..<start + eventFDs.count` of IRQ `index` to `eventFDs`
   /// (`nil` de-assigns a vector). The device keeps the eventfds alive while assigned.
   ///
+  /// The first call on MSI or MSI-X enables it with `start + eventFDs.count` vectors;
+  /// later calls change a block of vectors (one vector: `start: n` and one eventfd). Where
+  /// MSI-X's ``VFIOIRQInfo/Flags/noResize`` is clear, a vector past those enabled is added.
+  /// ``disableInterrupts(_:)`` turns the index off.
+  ///
+  /// With `action` ``VFIOIRQAction/unmask`` (INTx only), the eventfd is watched instead:
+  /// each signal on it unmasks INTx, the resampling irqfd of KVM (see
+  /// ``setUnmaskEventFD(_:)``).
+  ///
   /// A closed eventfd fails with `EBADF` before the kernel is asked: its number may name
   /// another file by now. Each eventfd is held open for the length of the call.
-  public func setInterrupts(_ index: Int, start: Int = 0, eventFDs: [EventFD?]) throws(IommufdError) {
+  public func setInterrupts(
+    _ index: Int, start: Int = 0, eventFDs: [EventFD?], action: VFIOIRQAction = .trigger
+  ) throws(IommufdError) {
     try changes.withLock { (count: inout Int) throws(IommufdError) in
       count &+= 1
-      try setInterruptsRecording(index, start: start, eventFDs: eventFDs)
+      try setInterruptsRecording(index, start: start, eventFDs: eventFDs, action: action)
     }
   }
 
@@ -92,23 +103,51 @@ extension VFIODevice {
   /// caller owns (a VMM's irqfds; `nil` de-assigns a vector): each is used through a
   /// borrowing ``EventFD`` (``EventFD/init(borrowing:backend:)``), so the device never
   /// closes them. The caller keeps them open while they are assigned.
-  public func setInterrupts(_ index: Int, start: Int = 0, borrowing eventFDs: [FileDescriptor?]) throws(IommufdError) {
-    try setInterrupts(index, start: start, eventFDs: eventFDs.map { $0.map { EventFD(borrowing: $0, backend: backend) } })
+  public func setInterrupts(
+    _ index: Int, start: Int = 0, borrowing eventFDs: [FileDescriptor?], action: VFIOIRQAction = .trigger
+  ) throws(IommufdError) {
+    try setInterrupts(
+      index, start: start, eventFDs: eventFDs.map { $0.map { EventFD(borrowing: $0, backend: backend) } }, action: action)
   }
 
-  private func setInterruptsRecording(_ index: Int, start: Int, eventFDs: [EventFD?]) throws(IommufdError) {
+  /// Makes each signal on `eventFD` unmask INTx (`nil` stops watching): the resample
+  /// eventfd a VMM hands to KVM's irqfd, so the guest's end of interrupt unmasks the
+  /// device's line without a system call. If the line is still asserted then, vfio-pci
+  /// signals the trigger again and INTx stays masked. INTx must be enabled (EINVAL); a
+  /// second eventfd while one is set is EBUSY. Disabling INTx drops it.
+  public func setUnmaskEventFD(_ eventFD: EventFD?) throws(IommufdError) {
+    try setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [eventFD], action: .unmask)
+  }
+
+  /// ``setUnmaskEventFD(_:)`` with an eventfd the caller owns and keeps open while set.
+  public func setUnmaskEventFD(borrowing eventFD: FileDescriptor?) throws(IommufdError) {
+    try setInterrupts(VFIOPCIInterrupt.intx, borrowing: [eventFD], action: .unmask)
+  }
+
+  private func setInterruptsRecording(
+    _ index: Int, start: Int, eventFDs: [EventFD?], action: VFIOIRQAction
+  ) throws(IommufdError) {
     try Self.holdingOpen(eventFDs[...]) { () throws(IommufdError) in
       let descriptors = eventFDs.map { $0?.fileDescriptor.rawValue ?? -1 }
       try setIRQs(
         index, start: start, count: eventFDs.count,
-        flags: CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD | CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER, payload: descriptors.count * 4
+        flags: CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD | action.flag, payload: descriptors.count * 4
       ) { buffer in
         for (offset, fd) in descriptors.enumerated() {
           buffer.storeBytes(of: fd, toByteOffset: 20 + offset * 4, as: Int32.self)
         }
       }
     }
-    keepEventFDs(eventFDs, index: index, start: start)
+    keepEventFDs(eventFDs, slot: Self.eventFDSlot(index, action), start: start)
+  }
+
+  /// Where the device keeps the eventfds of `index` for `action`.
+  static func eventFDSlot(_ index: Int, _ action: VFIOIRQAction) -> Int {
+    switch action {
+    case .trigger: index
+    case .mask: -2 * index - 1
+    case .unmask: -2 * index - 2
+    }
   }
 
   /// Runs `body` with every eventfd of `eventFDs` held open; a closed one fails with `EBADF`.
@@ -139,7 +178,8 @@ extension VFIODevice {
       try setIRQs(
         index, start: 0, count: 0, flags: CIOMMUFD_VFIO_IRQ_SET_DATA_NONE | CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER, payload: 0
       ) { _ in }
-      dropEventFDs(index: index)
+      dropEventFDs(slot: index)
+      if index == VFIOPCIInterrupt.intx { dropEventFDs(slot: Self.eventFDSlot(index, .unmask)) }
     }
   }
 
@@ -147,6 +187,19 @@ extension VFIODevice {
   /// mask, unmask, or trigger them from software (a loopback test of the eventfd path).
   public func perform(_ action: VFIOIRQAction, interrupt index: Int, start: Int = 0, count: Int = 1) throws(IommufdError) {
     try setIRQs(index, start: start, count: count, flags: CIOMMUFD_VFIO_IRQ_SET_DATA_NONE | action.flag, payload: 0) { _ in }
+  }
+
+  /// Applies `action` to those of vectors `start..<start + vectors.count` of IRQ `index`
+  /// whose entry is `true` (`VFIO_IRQ_SET_DATA_BOOL`): fire some vectors of a block from
+  /// software, or mask or unmask INTx conditionally.
+  public func perform(_ action: VFIOIRQAction, interrupt index: Int, start: Int = 0, selecting vectors: [Bool]) throws(IommufdError) {
+    try setIRQs(
+      index, start: start, count: vectors.count, flags: CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL | action.flag, payload: vectors.count
+    ) { buffer in
+      for (offset, selected) in vectors.enumerated() {
+        buffer.storeBytes(of: selected ? 1 : 0, toByteOffset: 20 + offset, as: UInt8.self)
+      }
+    }
   }
 
   private func setIRQs(

@@ -13,13 +13,74 @@ open class SimulatedPCIDevice: @unchecked Sendable {
     /// Size in bytes (a power of two).
     public var size: UInt64
     /// Whether vfio-pci would report it mmap-able. The simulator cannot trap loads and
-    /// stores to mapped memory, so mmap of a simulated BAR is refused (EINVAL) either way.
+    /// stores to mapped memory, so a register BAR (``isMemory`` false) is not mmap-able in
+    /// the simulator either way (its region info lacks `VFIO_REGION_INFO_FLAG_MMAP`).
     public var mappable: Bool
-    /// Creates a BAR description.
+    /// Plain memory: reads return what was written and no access has a side effect (a
+    /// frame buffer, a device's RAM window, a page holding an MSI-X table). The simulator
+    /// backs it with shared memory: region reads and writes reach that memory (the device
+    /// model's ``SimulatedPCIDevice/readBAR(_:offset:count:bus:)`` is not called), the
+    /// model sees it through ``SimulatedPCIDevice/memory(ofBAR:)``, and with ``mappable`` it
+    /// can be mmapped, the mapping sharing the same memory. At most 1 GiB; a larger or
+    /// empty memory BAR gets no memory and acts as a register BAR.
+    public var isMemory: Bool
+
+    /// Creates a BAR description: registers handled by the device model.
     public init(size: UInt64, mappable: Bool = true) {
       self.size = size
       self.mappable = mappable
+      self.isMemory = false
     }
+
+    /// A BAR of plain memory (see ``isMemory``), mmap-able unless `mappable` is false.
+    public static func memory(size: UInt64, mappable: Bool = true) -> BAR {
+      var bar = BAR(size: size, mappable: mappable)
+      bar.isMemory = true
+      return bar
+    }
+  }
+
+  /// Where a device's MSI-X table and pending-bit array (PBA) live.
+  public struct MSIX: Sendable, Hashable {
+    /// The table size: 1 to 2048 vectors.
+    public var vectors: Int
+    /// The BAR holding the table (BIR).
+    public var tableBAR: Int
+    /// The table's offset in its BAR (8-byte aligned); 16 bytes per vector.
+    public var tableOffset: UInt64
+    /// The BAR holding the PBA.
+    public var pbaBAR: Int
+    /// The PBA's offset in its BAR (8-byte aligned); one bit per vector.
+    public var pbaOffset: UInt64
+    /// Whether vectors can be added while MSI-X is enabled (`pci_msix_can_alloc_dyn`: the
+    /// IRQ domain supports it, as x86's does): then `VFIO_IRQ_INFO_NORESIZE` is clear.
+    public var dynamicAllocation: Bool
+
+    /// Describes an MSI-X table of `vectors` entries at `tableOffset` in BAR `tableBAR`,
+    /// with its PBA at `pbaOffset` in BAR `pbaBAR` (the table's by default; by default just
+    /// after the table, 8-byte aligned). `nil` for a count outside 1...2048, a BAR outside
+    /// 0...5, or an offset that is not 8-byte aligned or does not fit the 32-bit register.
+    public init?(
+      vectors: Int, tableBAR: Int, tableOffset: UInt64 = 0, pbaBAR: Int? = nil, pbaOffset: UInt64? = nil,
+      dynamicAllocation: Bool = true
+    ) {
+      let pbaBAR = pbaBAR ?? tableBAR
+      let pbaOffset = pbaOffset ?? ((tableOffset &+ UInt64(max(vectors, 0)) * 16 + 7) & ~7)
+      guard (1...2048).contains(vectors), (0..<6).contains(tableBAR), (0..<6).contains(pbaBAR),
+        tableOffset % 8 == 0, pbaOffset % 8 == 0, tableOffset <= 0xFFFF_FFF8, pbaOffset <= 0xFFFF_FFF8
+      else { return nil }
+      self.vectors = vectors
+      self.tableBAR = tableBAR
+      self.tableOffset = tableOffset
+      self.pbaBAR = pbaBAR
+      self.pbaOffset = pbaOffset
+      self.dynamicAllocation = dynamicAllocation
+    }
+
+    /// The table's bytes in its BAR.
+    var tableRange: Range<UInt64> { tableOffset..<(tableOffset + UInt64(vectors) * 16) }
+    /// The PBA's bytes in its BAR (whole 8-byte words).
+    var pbaRange: Range<UInt64> { pbaOffset..<(pbaOffset + UInt64((vectors + 63) / 64) * 8) }
   }
 
   /// PCI configuration space (256 bytes: conventional PCI); a shorter value set here is
@@ -31,18 +92,32 @@ open class SimulatedPCIDevice: @unchecked Sendable {
   public let bars: [BAR?]
   /// The MSI vector count (0: no MSI capability; a negative count given is taken as 0).
   public let msiCount: Int
+  /// The MSI-X table, if the device has one (its capability follows MSI's in config space).
+  public let msix: MSIX?
+  /// The shared memory behind each memory BAR, by index.
+  let barMemory: [SimulatedBARMemory?]
   /// Whether the device has a function reset vfio-pci can use.
   public let supportsReset: Bool
   /// The IOMMU reserved regions a device on this platform brings to an IOAS when it
   /// attaches (on x86 the MSI window 0xfee00000–0xfeefffff).
   public let reservedRegions: [IOVARange]
 
-  /// Creates a device with `vendorID`/`deviceID`, class code and BARs.
+  /// Creates a device with `vendorID`/`deviceID`, class code and BARs; with `msix`, an
+  /// MSI-X capability whose table and PBA lie in the BARs it names (an `msix` whose table or
+  /// PBA does not fit in its BAR is left out: ``msix`` is `nil` then).
   public init(
     vendorID: UInt16, deviceID: UInt16, classCode: UInt32, revision: UInt8 = 0, bars: [BAR?],
-    msiCount: Int = 1, supportsReset: Bool = false,
+    msiCount: Int = 1, msix: MSIX? = nil, supportsReset: Bool = false,
     reservedRegions: [IOVARange] = [IOVARange(start: 0xFEE0_0000, last: 0xFEEF_FFFF)]
   ) {
+    var padded = Array(bars.prefix(6))
+    while padded.count < 6 { padded.append(nil) }
+    let msix = msix.flatMap { msix -> MSIX? in
+      guard let table = padded[msix.tableBAR], let pba = padded[msix.pbaBAR],
+        msix.tableRange.upperBound <= table.size, msix.pbaRange.upperBound <= pba.size
+      else { return nil }
+      return msix
+    }
     let msiCount = max(0, msiCount)
     var config = [UInt8](repeating: 0, count: 256)
     func put16(_ value: UInt16, _ offset: Int) {
@@ -61,14 +136,27 @@ open class SimulatedPCIDevice: @unchecked Sendable {
     if msiCount > 0 {
       config[6] |= 0x10  // status: capability list
       config[0x34] = 0x40
-      config[0x40] = 0x05  // MSI capability, last in the list
+      config[0x40] = 0x05  // MSI capability
       config[0x42] = UInt8((msiCount.trailingZeroBitCount & 0x7) << 1)  // multiple message capable
     }
+    if let msix {
+      let position = msiCount > 0 ? 0x50 : 0x40
+      config[6] |= 0x10
+      if msiCount > 0 { config[0x41] = UInt8(position) } else { config[0x34] = UInt8(position) }
+      config[position] = 0x11  // MSI-X capability, last in the list
+      put16(UInt16(msix.vectors - 1), position + 2)  // table size - 1; enable and function mask clear
+      let table = UInt32(msix.tableOffset) | UInt32(msix.tableBAR)
+      let pba = UInt32(msix.pbaOffset) | UInt32(msix.pbaBAR)
+      for byte in 0..<4 {
+        config[position + 4 + byte] = UInt8(truncatingIfNeeded: table >> (8 * UInt32(byte)))
+        config[position + 8 + byte] = UInt8(truncatingIfNeeded: pba >> (8 * UInt32(byte)))
+      }
+    }
     self.config = config
-    var padded = bars
-    while padded.count < 6 { padded.append(nil) }
     self.bars = padded
+    self.barMemory = padded.map { bar in bar.flatMap { $0.isMemory ? SimulatedBARMemory(size: $0.size) : nil } }
     self.msiCount = msiCount
+    self.msix = msix
     self.supportsReset = supportsReset
     self.reservedRegions = reservedRegions
   }
@@ -85,6 +173,34 @@ open class SimulatedPCIDevice: @unchecked Sendable {
 
   /// Whether MSI is enabled in the MSI capability (message control bit 0).
   public var msiEnabled: Bool { msiCount > 0 && config[0x42] & 0x1 != 0 }
+
+  /// The config-space offset of the MSI-X capability, if the device has one.
+  var msixCapability: Int? { msix == nil ? nil : (msiCount > 0 ? 0x50 : 0x40) }
+
+  /// Whether MSI-X is enabled (message control bit 15: vfio-pci enables it on the device
+  /// when vectors are first set up through `VFIO_DEVICE_SET_IRQS`).
+  public var msixEnabled: Bool { msixCapability.map { config[$0 + 3] & 0x80 != 0 } ?? false }
+
+  /// Whether BAR `bar` can be mmapped in the simulator: a mappable memory BAR with memory.
+  func isMappable(bar: Int) -> Bool {
+    guard (0..<6).contains(bar), let description = bars[bar] else { return false }
+    return description.mappable && barMemory[bar] != nil
+  }
+
+  /// The MSI-X table's bytes if it lies in BAR `bar`.
+  func msixTable(inBAR bar: Int) -> Range<UInt64>? {
+    guard let msix, msix.tableBAR == bar else { return nil }
+    return msix.tableRange
+  }
+
+  /// The shared memory behind memory BAR `bar` (see ``BAR/isMemory``), for the device
+  /// model's own reads and writes; `nil` for a register BAR or an absent one. Valid while
+  /// the device lives; access it from the model's handlers (under the simulated kernel's
+  /// lock) or with the device otherwise idle.
+  public func memory(ofBAR bar: Int) -> UnsafeMutableRawBufferPointer? {
+    guard (0..<6).contains(bar), let memory = barMemory[bar] else { return nil }
+    return UnsafeMutableRawBufferPointer(start: memory.base, count: memory.size)
+  }
 
   /// Reads `count` bytes of BAR `bar` at `offset`. Default: zeros.
   open func readBAR(_ bar: Int, offset: UInt64, count: Int, bus: SimulatedBus) -> [UInt8] {
@@ -135,9 +251,34 @@ public struct SimulatedBus {
     kernel.recordFault(device: device, iova: iova, length: length, isWrite: isWrite, reason: reason)
   }
 
-  /// Signals vector `vector` of IRQ index `index`, if an eventfd is assigned to it.
+  /// Signals vector `vector` of MSI (index 1) or MSI-X (index 2), if an eventfd is
+  /// assigned to it. For INTx (index 0) it asserts the device's interrupt line, which stays
+  /// asserted until ``lowerInterrupt()``: INTx is level-triggered, so an unmask while the
+  /// line is asserted signals again, as on real hardware.
   public func raiseInterrupt(index: Int, vector: Int = 0) {
     kernel.raiseInterrupt(device: device, index: index, vector: vector)
+  }
+
+  /// Deasserts the device's INTx line (the driver acknowledged the interrupt).
+  public func lowerInterrupt() {
+    kernel.setINTxLine(device: device, asserted: false)
+  }
+
+  /// Runs `work` once `delay` has passed, on the simulated kernel's own thread and under
+  /// its lock, like a device's timer: how a model completes work after the access that
+  /// started it (edu finishes a DMA 100 ms after its command). Nothing waits in the
+  /// meantime, and the kernel's lock is free. A negative delay counts as 0.
+  public func schedule(after delay: Duration, _ work: @escaping (SimulatedBus) -> Void) {
+    let (seconds, attoseconds) = delay.components
+    var nanoseconds: UInt64 = 0
+    if seconds > 0 || (seconds == 0 && attoseconds > 0) {
+      let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+      nanoseconds = overflow ? .max : whole.addingReportingOverflow(UInt64(max(0, attoseconds) / 1_000_000_000)).partialValue
+    }
+    let number = device
+    kernel.worker.schedule(after: nanoseconds, in: kernel) { state in
+      work(SimulatedBus(kernel: state, device: number))
+    }
   }
 }
 

@@ -9,10 +9,14 @@ import Iommufd
 /// command (bit 0 start, bit 1 device→RAM, bit 2 interrupt 0x100 when done). The DMA
 /// buffer is 4 KiB at device address 0x40000; DMA addresses are masked to 28 bits.
 ///
-/// Differences from QEMU, by design: a DMA and a factorial complete at once instead of on
-/// a timer (a driver polling the command or status register sees the same end state), and
-/// a DMA range outside the buffer, which makes QEMU abort the VM, is refused and recorded
-/// as a DMA fault.
+/// Its INTx line is level-triggered, as QEMU's: raised while the interrupt status is not
+/// 0 (and MSI is off), lowered when an acknowledgement clears the status.
+///
+/// Differences from QEMU, by design: a factorial completes at once, and a DMA does too
+/// unless the device is made with a `dmaDelay` (QEMU's edu runs it on a 100 ms timer; a
+/// driver polling the command register sees the same end state either way); a DMA range
+/// outside the buffer, which makes QEMU abort the VM, is refused and recorded as a DMA
+/// fault.
 public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
   /// The device buffer (4 KiB at device address 0x40000).
   public private(set) var buffer = [UInt8](repeating: 0, count: 4096)
@@ -28,8 +32,14 @@ public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
 
   static let bufferStart: UInt64 = 0x40000
 
-  /// Creates an edu device in its power-on state.
-  public init() {
+  /// How long a DMA takes: `nil` for at once, within the write that starts it.
+  public let dmaDelay: Duration?
+
+  /// Creates an edu device in its power-on state. With `dmaDelay`, a DMA completes that
+  /// long after the write that starts it (QEMU's edu takes 100 ms), on the simulated
+  /// kernel's thread: until then the command register reads with bit 0 set.
+  public init(dmaDelay: Duration? = nil) {
+    self.dmaDelay = dmaDelay
     super.init(
       vendorID: 0x1234, deviceID: 0x11e8, classCode: 0x00ff00, revision: 0x10,
       bars: [BAR(size: 1 << 20)], msiCount: 1, supportsReset: false)
@@ -85,14 +95,20 @@ public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
     case 0x20:
       if value & 0x80 != 0 { status |= 0x80 } else { status &= ~0x80 }
     case 0x60: raise(UInt32(truncatingIfNeeded: value), bus)
-    case 0x64: interruptStatus &= ~UInt32(truncatingIfNeeded: value)
+    case 0x64:
+      interruptStatus &= ~UInt32(truncatingIfNeeded: value)
+      if interruptStatus == 0 && !msiEnabled { bus.lowerInterrupt() }
     case 0x80: if dmaCommand & 0x1 == 0 { dmaSource = value }
     case 0x88: if dmaCommand & 0x1 == 0 { dmaDestination = value }
     case 0x90: if dmaCommand & 0x1 == 0 { dmaCount = value }
     case 0x98:
       guard value & 0x1 != 0, dmaCommand & 0x1 == 0 else { return }
       dmaCommand = value
-      runDMA(bus)
+      if let dmaDelay {
+        bus.schedule(after: dmaDelay) { [self] bus in runDMA(bus) }
+      } else {
+        runDMA(bus)
+      }
     default: return
     }
   }

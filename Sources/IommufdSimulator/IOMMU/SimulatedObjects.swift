@@ -267,13 +267,15 @@ final class SimulatedDeviceFile {
 
 /// Per-device interrupt state, as vfio-pci keeps it.
 struct SimulatedIRQState {
-  enum Mode { case none, intx, msi }
+  enum Mode { case none, intx, msi, msix }
   var mode: Mode = .none
   /// Assigned eventfds (duplicated, so the user may close theirs), by vector.
   var eventFDs: [Int: Int32] = [:]
+  /// INTx is masked (by its own firing, or by the user).
   var intxMasked = false
-  /// MSI vectors enabled (`start + count` of the SET_IRQS that enabled MSI).
-  var msiVectors = 0
+  /// The MSI or MSI-X vectors allocated: `0..<start + count` of the SET_IRQS that enabled
+  /// the index, and MSI-X vectors allocated one by one since.
+  var allocatedVectors: Set<Int> = []
 }
 
 /// A fault queue: page-request groups waiting to be read, and groups read and waiting for

@@ -129,7 +129,11 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   public init(configuration: Configuration = Configuration(), devices: [SimulatedPCIDevice] = []) {
     let configuration = configuration.normalized
     self.configuration = configuration
-    self.state = State(configuration: configuration, devices: devices)
+    self.state = State(configuration: configuration, devices: devices, lock: lock)
+  }
+
+  deinit {
+    state.worker.shutDown()  // device work still scheduled is dropped with the kernel
   }
 
   /// The cdev path of device number `index`.
@@ -269,10 +273,10 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
         case nil: return nil
         case .iommufd(let context)?:
           return try state.mmapRegion(context, length: length, protection: protection, flags: flags, offset: offset)
-        case .device?, .dmabuf?:
-          // CDEV-2 before bind; and the simulator cannot trap MMIO, so BARs are not mmap-able.
-          // The self-test's dma-buf exporter has no mmap.
-          throw .invalidArgument
+        case .device(let file)?:
+          return try state.mmapRegion(file, length: length, protection: protection, flags: flags, offset: offset)
+        case .dmabuf?:
+          throw .invalidArgument  // the self-test's dma-buf exporter has no mmap
         case .fault?, .veventq?, .access?:
           throw .operationNotSupportedByDevice
         }

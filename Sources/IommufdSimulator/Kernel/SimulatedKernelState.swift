@@ -64,10 +64,20 @@ extension SimulatedKernel {
     /// Linux's fail-nth: the fault points left until one fails (0: none will).
     var failNth = 0
 
-    init(configuration: Configuration, devices: [SimulatedPCIDevice]) {
+    /// The kernel's lock (the worker thread takes it).
+    let lock: KernelLock
+    /// The kernel's own thread, for work outside system calls.
+    let worker: SimulatedWorker
+    /// The devices whose INTx line is asserted, by device number.
+    var intxAsserted: Set<Int> = []
+
+    init(configuration: Configuration, devices: [SimulatedPCIDevice], lock: KernelLock) {
+      self.lock = lock
+      self.worker = SimulatedWorker(lock: lock)
       self.configuration = configuration
       self.devices = devices
       self.boundFiles = Array(repeating: nil, count: devices.count)
+      worker.attach(self)
     }
 
     /// Registers new pages; returns their id.
@@ -490,20 +500,54 @@ extension SimulatedKernel {
       dmaFaults.append(SimulatedDMAFault(device: number, iova: iova, length: length, isWrite: isWrite, reason: reason))
     }
 
-    /// Signals the eventfd of `vector` of IRQ `index` if the device's interrupts are set
-    /// up that way (an INTx signal masks INTx until unmasked, as vfio-pci does).
+    /// Signals the eventfd of `vector` of MSI or MSI-X if one is assigned and bus mastering
+    /// is on (a message is a memory write by the device); for INTx
+    /// (index 0), asserts the device's line (see ``setINTxLine(device:asserted:)``).
     func raiseInterrupt(device number: Int, index: Int, vector: Int) {
-      guard var irq = irqs[number] else { return }
+      guard index != Int(CIOMMUFD_VFIO_PCI_INTX_IRQ_INDEX) else {
+        setINTxLine(device: number, asserted: true)
+        return
+      }
+      // An MSI is a memory write by the device: without bus mastering it goes nowhere.
+      guard let irq = irqs[number], devices[number].busMasterEnabled else { return }
       switch (irq.mode, index) {
-      case (.intx, 0):
-        guard !irq.intxMasked, let fd = irq.eventFDs[0] else { return }
-        irq.intxMasked = true
-        irqs[number] = irq
-        signal(fd)
-      case (.msi, 1):
+      case (.msi, Int(CIOMMUFD_VFIO_PCI_MSI_IRQ_INDEX)), (.msix, Int(CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX)):
         if let fd = irq.eventFDs[vector] { signal(fd) }
       default:
         return
+      }
+    }
+
+    /// Sets the level of device `number`'s INTx line. INTx is level-triggered: while the
+    /// line is asserted and INTx is enabled and unmasked, vfio-pci's handler masks it and
+    /// signals the trigger eventfd; an unmask while the line is still asserted signals
+    /// again and stays masked (`vfio_pci_intx_unmask_handler`).
+    func setINTxLine(device number: Int, asserted: Bool) {
+      if asserted {
+        intxAsserted.insert(number)
+        evaluateINTx(number)
+      } else {
+        intxAsserted.remove(number)
+      }
+    }
+
+    /// Fires INTx if the line is asserted and INTx enabled and unmasked: masks, signals.
+    func evaluateINTx(_ number: Int) {
+      guard intxAsserted.contains(number), var irq = irqs[number], irq.mode == .intx, !irq.intxMasked else { return }
+      irq.intxMasked = true
+      irqs[number] = irq
+      if let fd = irq.eventFDs[0] { signal(fd) }
+    }
+
+    /// Unmasks INTx (the unmask ioctl, or a signal on the unmask eventfd): with the line
+    /// still asserted it signals the trigger again and stays masked.
+    func unmaskINTx(_ number: Int) {
+      guard var irq = irqs[number], irq.mode == .intx, irq.intxMasked else { return }
+      if intxAsserted.contains(number) {
+        if let fd = irq.eventFDs[0] { signal(fd) }
+      } else {
+        irq.intxMasked = false
+        irqs[number] = irq
       }
     }
 
@@ -517,7 +561,10 @@ extension SimulatedKernel {
       if let irq = irqs.removeValue(forKey: number) {
         for fd in irq.eventFDs.values { _ = Glibc.close(fd) }
       }
-      devices[number].config[0x42] &= ~0x1
+      worker.unwatch(.intxUnmask(device: number), in: self)
+      let device = devices[number]
+      if device.msiCount > 0 { device.config[0x42] &= ~0x1 }
+      if let capability = device.msixCapability { device.config[capability + 3] &= ~0x80 }
     }
   }
 }

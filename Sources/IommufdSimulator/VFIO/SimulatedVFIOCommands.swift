@@ -322,11 +322,17 @@ extension SimulatedKernel.State {
     let index = Int(info.index)
     info.offset = UInt64(info.index) << 40
     info.cap_offset = 0
+    var capabilities: [UInt8] = []
     switch index {
     case 0..<6:
       if let bar = file.device.bars[index] {
         info.size = bar.size
         info.flags = CIOMMUFD_VFIO_REGION_INFO_FLAG_READ | CIOMMUFD_VFIO_REGION_INFO_FLAG_WRITE
+        if file.device.isMappable(bar: index) {
+          info.flags |= CIOMMUFD_VFIO_REGION_INFO_FLAG_MMAP
+          // msix_mmappable_cap: a bare header, id 3, version 1.
+          if file.device.msix?.tableBAR == index { capabilities = [3, 0, 1, 0, 0, 0, 0, 0] }
+        }
       } else {
         info.size = 0
         info.flags = 0
@@ -340,6 +346,16 @@ extension SimulatedKernel.State {
     default:
       throw .invalidArgument  // VGA on a non-VGA device, and beyond the last region
     }
+    if !capabilities.isEmpty {
+      // The chain follows the struct when argsz has room for it; else argsz says how much.
+      info.flags |= CIOMMUFD_VFIO_REGION_INFO_FLAG_CAPS
+      if Int(info.argsz) < 32 + capabilities.count {
+        info.argsz = UInt32(32 + capabilities.count)
+      } else {
+        try UserMemory.write(capabilities, to: try UserMemory.offset(address, by: 32))
+        info.cap_offset = 32
+      }
+    }
     try UserMemory.write(UserMemory.encode(info), to: address)
     return 0
   }
@@ -348,8 +364,9 @@ extension SimulatedKernel.State {
     switch index {
     case Int(CIOMMUFD_VFIO_PCI_INTX_IRQ_INDEX): device.config[0x3d] != 0 ? 1 : 0
     case Int(CIOMMUFD_VFIO_PCI_MSI_IRQ_INDEX): device.msiCount
+    case Int(CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX): device.msix?.vectors ?? 0
     case Int(CIOMMUFD_VFIO_PCI_REQ_IRQ_INDEX): 1
-    default: 0  // no MSI-X table; ERR needs PCIe
+    default: 0  // ERR needs PCIe
     }
   }
 
@@ -360,7 +377,7 @@ extension SimulatedKernel.State {
     info.flags = CIOMMUFD_VFIO_IRQ_INFO_EVENTFD
     if info.index == UInt32(CIOMMUFD_VFIO_PCI_INTX_IRQ_INDEX) {
       info.flags |= CIOMMUFD_VFIO_IRQ_INFO_MASKABLE | CIOMMUFD_VFIO_IRQ_INFO_AUTOMASKED
-    } else {
+    } else if info.index != UInt32(CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX) || !(file.device.msix?.dynamicAllocation ?? false) {
       info.flags |= CIOMMUFD_VFIO_IRQ_INFO_NORESIZE
     }
     info.count = UInt32(clamping: irqCount(file.device, Int(info.index)))
@@ -408,80 +425,179 @@ extension SimulatedKernel.State {
     return 0
   }
 
-  /// DEV-4.4: the effect of a validated SET_IRQS on INTx and MSI, with vfio-pci's rules
-  /// (`vfio_pci_set_intx_*`, `vfio_pci_set_msi_trigger`): one kind of interrupt at a
-  /// time; INTx takes exactly vector 0; triggering, masking or disabling a kind that is not
-  /// enabled is EINVAL; enabling MSI with no vector is ERANGE; an eventfd must be one.
+  /// DEV-4.4: the effect of a validated SET_IRQS, with vfio-pci's rules
+  /// (`vfio_pci_set_intx_*`, `vfio_pci_set_msi_trigger`, `vfio_msi_set_block`): one kind
+  /// of interrupt at a time; INTx takes exactly vector 0; triggering, masking or disabling
+  /// a kind that is not enabled is EINVAL; enabling MSI or MSI-X with no vector is ERANGE;
+  /// an eventfd must be one.
   func applyIRQs(
     _ file: SimulatedDeviceFile, index: Int, start: Int, count: Int, dataType: UInt32, action: UInt32, data: [UInt8]
   ) throws(Errno) {
-    let number = file.number
-    var irq = irqs[number] ?? SimulatedIRQState()
-    let mode: SimulatedIRQState.Mode = index == 0 ? .intx : .msi
     let eventFDs: [Int32] =
       dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD
       ? (0..<count).map { UserMemory.decode(Int32.self, from: data, offset: $0 * 4) } : []
-
-    if index == Int(CIOMMUFD_VFIO_PCI_ERR_IRQ_INDEX) || index == Int(CIOMMUFD_VFIO_PCI_REQ_IRQ_INDEX)
-      || index == Int(CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX)
-    {
-      return  // accepted; the simulated devices never signal these
+    let fires = { (offset: Int) -> Bool in dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE || data[offset] != 0 }
+    switch index {
+    case Int(CIOMMUFD_VFIO_PCI_INTX_IRQ_INDEX):
+      if action == CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER {
+        try triggerINTx(file.number, start: start, count: count, dataType: dataType, eventFDs: eventFDs, fires: fires)
+      } else {
+        try maskINTx(file.number, unmask: action == CIOMMUFD_VFIO_IRQ_SET_ACTION_UNMASK, start: start, count: count,
+          dataType: dataType, eventFDs: eventFDs, fires: fires)
+      }
+    case Int(CIOMMUFD_VFIO_PCI_MSI_IRQ_INDEX), Int(CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX):
+      try triggerMSI(file, msix: index == Int(CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX), start: start, count: count,
+        dataType: dataType, eventFDs: eventFDs, fires: fires)
+    default:
+      return  // ERR and REQ: accepted; the simulated devices never signal these
     }
-    let enabled = irq.mode == mode
-    if action != CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER {
-      // MASK / UNMASK: INTx only (other indexes were refused before), vector 0, enabled.
-      guard enabled, start == 0, count == 1 else { throw .invalidArgument }
-      let set = dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE || (dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL && data.first != 0)
-      guard set else { return }
-      irq.intxMasked = action == CIOMMUFD_VFIO_IRQ_SET_ACTION_MASK
-      irqs[number] = irq
+  }
+
+  /// `vfio_pci_set_intx_mask` and `_unmask`: vector 0 of enabled INTx only; with an eventfd,
+  /// UNMASK watches it (the resampling irqfd: each signal unmasks) and MASK is ENOTTY.
+  private func maskINTx(
+    _ number: Int, unmask: Bool, start: Int, count: Int, dataType: UInt32, eventFDs: [Int32], fires: (Int) -> Bool
+  ) throws(Errno) {
+    guard irqs[number]?.mode == .intx, start == 0, count == 1 else { throw .invalidArgument }
+    guard dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD else {
+      guard fires(0) else { return }
+      if unmask {
+        unmaskINTx(number)
+      } else {
+        irqs[number]?.intxMasked = true
+      }
       return
     }
-    if enabled && count == 0 && dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE {  // disable the index
+    guard unmask else { throw .inappropriateIOCTLForDevice }  // "XXX implement me"
+    let key = SimulatedWorker.WatchKey.intxUnmask(device: number)
+    guard eventFDs[0] >= 0 else {
+      worker.unwatch(key, in: self)
+      return
+    }
+    let copy = try duplicateEventFD(eventFDs[0])  // vfio_virqfd_enable: EBADF, then EINVAL, then EBUSY
+    guard !worker.isWatching(key) else {
+      _ = Glibc.close(copy)
+      throw .resourceBusy
+    }
+    worker.watch(key, fd: copy, in: self) { state in state.unmaskINTx(number) }
+    // A signal already pending counts at once, as vfio_virqfd_enable checks EPOLLIN.
+    var pending = pollfd(fd: copy, events: Int16(POLLIN), revents: 0)
+    if Glibc.poll(&pending, 1, 0) == 1 {
+      var counter: UInt64 = 0
+      _ = withUnsafeMutableBytes(of: &counter) { Glibc.read(copy, $0.baseAddress, 8) }
+      unmaskINTx(number)
+    }
+  }
+
+  /// `vfio_pci_set_intx_trigger`: enable (an eventfd, or -1 for none), change the eventfd,
+  /// disable (count 0), or fire from software.
+  private func triggerINTx(
+    _ number: Int, start: Int, count: Int, dataType: UInt32, eventFDs: [Int32], fires: (Int) -> Bool
+  ) throws(Errno) {
+    var irq = irqs[number] ?? SimulatedIRQState()
+    if irq.mode == .intx && count == 0 && dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE {
       disableInterrupts(number)
       return
     }
-    guard enabled || irq.mode == .none else { throw .invalidArgument }  // one kind at a time
-    if mode == .intx && (start != 0 || count != 1) { throw .invalidArgument }
+    guard irq.mode == .intx || irq.mode == .none, start == 0, count == 1 else { throw .invalidArgument }
     if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD {
-      if mode == .msi {
-        if enabled {
-          if start + count > irq.msiVectors { throw .invalidArgument }
-        } else {
-          if start + count == 0 { throw .outOfRange }  // pci_alloc_irq_vectors(1, 0)
-          irq.msiVectors = start + count
-        }
+      let copy: Int32? = eventFDs[0] >= 0 ? try duplicateEventFD(eventFDs[0]) : nil
+      if let old = irq.eventFDs.removeValue(forKey: 0) { _ = Glibc.close(old) }
+      if let copy { irq.eventFDs[0] = copy }
+      let enabling = irq.mode == .none
+      if enabling {
+        irq.mode = .intx
+        irq.intxMasked = false
       }
-      var duplicates: [Int: Int32] = [:]
-      for (offset, fd) in eventFDs.enumerated() where fd >= 0 {
-        guard Self.isEventFD(fd) else {
-          for open in duplicates.values { _ = Glibc.close(open) }
-          throw Glibc.fcntl(fd, F_GETFD) < 0 ? .badFileDescriptor : .invalidArgument
-        }
-        let copy = Glibc.fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        guard copy >= 0 else {
-          for open in duplicates.values { _ = Glibc.close(open) }
-          throw .badFileDescriptor
-        }
-        duplicates[start + offset] = copy
-      }
-      for (vector, fd) in duplicates {
-        if let old = irq.eventFDs[vector] { _ = Glibc.close(old) }
-        irq.eventFDs[vector] = fd
-      }
-      for (offset, fd) in eventFDs.enumerated() where fd < 0 {
-        if let old = irq.eventFDs.removeValue(forKey: start + offset) { _ = Glibc.close(old) }
-      }
-      irq.mode = mode
-      if mode == .msi { file.device.config[0x42] |= 0x1 }
       irqs[number] = irq
+      if enabling { evaluateINTx(number) }  // a line already asserted fires at request_irq
       return
     }
-    // DATA_NONE or DATA_BOOL trigger: fire the vectors from software.
-    guard enabled else { throw .invalidArgument }
-    for vector in start..<(start + count) where dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE || data[vector - start] != 0 {
-      if let fd = irq.eventFDs[vector] { signal(fd) }
+    guard irq.mode == .intx else { throw .invalidArgument }
+    if fires(0), let fd = irq.eventFDs[0] { signal(fd) }
+  }
+
+  /// `vfio_pci_set_msi_trigger` for MSI and MSI-X: enable with `start + count` vectors,
+  /// set or clear a block of vectors (each vector's old eventfd released first; an MSI-X
+  /// vector past those allocated is allocated where the device allows it, else EINVAL; on
+  /// an error the block's vectors set so far are cleared, and an index enabled by this
+  /// call disabled again), disable (count 0), or fire from software.
+  private func triggerMSI(
+    _ file: SimulatedDeviceFile, msix: Bool, start: Int, count: Int, dataType: UInt32, eventFDs: [Int32],
+    fires: (Int) -> Bool
+  ) throws(Errno) {
+    let number = file.number
+    let mode: SimulatedIRQState.Mode = msix ? .msix : .msi
+    var irq = irqs[number] ?? SimulatedIRQState()
+    if irq.mode == mode && count == 0 && dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE {
+      disableInterrupts(number)
+      return
     }
+    guard irq.mode == mode || irq.mode == .none else { throw .invalidArgument }  // one kind at a time
+    guard dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD else {
+      guard irq.mode == mode else { throw .invalidArgument }
+      for vector in start..<(start + count) where fires(vector - start) {
+        if let fd = irq.eventFDs[vector] { signal(fd) }
+      }
+      return
+    }
+    let enabling = irq.mode == .none
+    if enabling {
+      if start + count == 0 { throw .outOfRange }  // pci_alloc_irq_vectors(1, 0)
+      irq.mode = mode
+      irq.allocatedVectors = Set(0..<(start + count))
+      setEnableBit(file.device, msix: msix, on: true)
+    }
+    let dynamic = msix && (file.device.msix?.dynamicAllocation ?? false)
+    var failure: Errno?
+    var vector = start
+    while vector < start + count {
+      if let old = irq.eventFDs.removeValue(forKey: vector) { _ = Glibc.close(old) }
+      let fd = eventFDs[vector - start]
+      if fd >= 0 {
+        if !irq.allocatedVectors.contains(vector) {
+          guard dynamic else {
+            failure = .invalidArgument  // pci_irq_vector: not allocated
+            break
+          }
+          irq.allocatedVectors.insert(vector)  // stays allocated until MSI-X is disabled
+        }
+        do throws(Errno) {
+          irq.eventFDs[vector] = try duplicateEventFD(fd)
+        } catch {
+          failure = error
+          break
+        }
+      }
+      vector += 1
+    }
+    if let failure {
+      for done in start..<vector {
+        if let fd = irq.eventFDs.removeValue(forKey: done) { _ = Glibc.close(fd) }
+      }
+      irqs[number] = irq
+      if enabling { disableInterrupts(number) }
+      throw failure
+    }
+    irqs[number] = irq
+  }
+
+  private func setEnableBit(_ device: SimulatedPCIDevice, msix: Bool, on: Bool) {
+    if msix {
+      guard let capability = device.msixCapability else { return }
+      if on { device.config[capability + 3] |= 0x80 } else { device.config[capability + 3] &= ~0x80 }
+    } else if device.msiCount > 0 {
+      if on { device.config[0x42] |= 0x1 } else { device.config[0x42] &= ~0x1 }
+    }
+  }
+
+  /// A duplicate of eventfd `fd` the kernel keeps (`eventfd_ctx_fdget`): EBADF for a
+  /// descriptor that is not open, EINVAL for one that is not an eventfd.
+  func duplicateEventFD(_ fd: Int32) throws(Errno) -> Int32 {
+    guard Self.isEventFD(fd) else { throw Glibc.fcntl(fd, F_GETFD) < 0 ? .badFileDescriptor : .invalidArgument }
+    let copy = Glibc.fcntl(fd, F_DUPFD_CLOEXEC, 0)
+    guard copy >= 0 else { throw .badFileDescriptor }
+    return copy
   }
 
   /// Whether `fd` is an eventfd (`eventfd_ctx_fdget` takes nothing else).
@@ -501,14 +617,36 @@ extension SimulatedKernel.State {
       return Array(file.device.config[Int(position)..<(Int(position) + length)])
     }
     // Exactly `length` bytes, whatever the device model returned, in the accesses
-    // vfio-pci makes.
+    // vfio-pci makes; the MSI-X table reads as all ones (vfio_pci_bar_rw keeps it from the
+    // user), and a memory BAR is read from its memory.
     var result: [UInt8] = []
     result.reserveCapacity(length)
-    for (start, width) in Self.barAccesses(position, length) {
-      let bytes = file.device.readBAR(index, offset: start, count: width, bus: SimulatedBus(kernel: self, device: file.number))
-      result += bytes.count == width ? bytes : Array(bytes.prefix(width)) + [UInt8](repeating: 0, count: max(0, width - bytes.count))
+    for (start, count, isTable) in Self.barSegments(position, length, excluding: file.device.msixTable(inBAR: index)) {
+      if isTable {
+        result += [UInt8](repeating: 0xFF, count: count)
+      } else if let memory = file.device.barMemory[index] {
+        result += memory.read(start, count)
+      } else {
+        for (start, width) in Self.barAccesses(start, count) {
+          let bytes = file.device.readBAR(index, offset: start, count: width, bus: SimulatedBus(kernel: self, device: file.number))
+          result += bytes.count == width ? bytes : Array(bytes.prefix(width)) + [UInt8](repeating: 0, count: max(0, width - bytes.count))
+        }
+      }
     }
     return result
+  }
+
+  /// The range `offset..<offset + count` cut where it enters and leaves `excluded` (the
+  /// MSI-X table), each piece marked whether it lies in it.
+  static func barSegments(_ offset: UInt64, _ count: Int, excluding excluded: Range<UInt64>?) -> [(UInt64, Int, Bool)] {
+    let end = offset + UInt64(count)
+    guard let excluded, excluded.lowerBound < end, excluded.upperBound > offset else { return [(offset, count, false)] }
+    var segments: [(UInt64, Int, Bool)] = []
+    if offset < excluded.lowerBound { segments.append((offset, Int(excluded.lowerBound - offset), false)) }
+    let inside = max(offset, excluded.lowerBound)..<min(end, excluded.upperBound)
+    segments.append((inside.lowerBound, Int(inside.upperBound - inside.lowerBound), true))
+    if end > excluded.upperBound { segments.append((excluded.upperBound, Int(end - excluded.upperBound), false)) }
+    return segments
   }
 
   /// The accesses `vfio_pci_core_do_io_rw` splits a BAR read or write of `count` bytes at
@@ -533,12 +671,43 @@ extension SimulatedKernel.State {
       file.device.writeConfig(offset: Int(position), bytes: data)
     } else {
       var done = 0
-      for (start, width) in Self.barAccesses(position, data.count) {
-        file.device.writeBAR(index, offset: start, bytes: Array(data[done..<(done + width)]), bus: SimulatedBus(kernel: self, device: file.number))
-        done += width
+      for (start, count, isTable) in Self.barSegments(position, data.count, excluding: file.device.msixTable(inBAR: index)) {
+        defer { done += count }
+        if isTable { continue }  // dropped, as vfio_pci_bar_rw drops writes to the MSI-X table
+        if let memory = file.device.barMemory[index] {
+          memory.write(start, Array(data[done..<(done + count)]))
+          continue
+        }
+        var written = done
+        for (start, width) in Self.barAccesses(start, count) {
+          file.device.writeBAR(index, offset: start, bytes: Array(data[written..<(written + width)]), bus: SimulatedBus(kernel: self, device: file.number))
+          written += width
+        }
       }
     }
     return length
+  }
+
+  /// `vfio_pci_core_mmap` of a bound device: a shared mapping of a BAR the simulator can
+  /// map (a memory BAR), within the BAR's page-rounded size; anything else EINVAL (the
+  /// simulator cannot trap loads and stores, so register BARs are not mmap-able).
+  func mmapRegion(
+    _ file: SimulatedDeviceFile, length: Int, protection: Int32, flags: Int32, offset: Int64
+  ) throws(Errno) -> UnsafeMutableRawPointer {
+    guard file.binding != nil else { throw .invalidArgument }  // CDEV-2
+    let page = UInt64(configuration.pageSize)
+    guard length > 0, offset >= 0, UInt64(offset) % page == 0 else { throw .invalidArgument }  // mmap(2) itself
+    guard flags & MAP_SHARED != 0 else { throw .invalidArgument }
+    let index = Int(UInt64(offset) >> 40)
+    let start = UInt64(offset) & ((1 << 40) - 1)
+    guard index < 6, file.device.isMappable(bar: index), let memory = file.device.barMemory[index],
+      let bar = file.device.bars[index]
+    else { throw .invalidArgument }
+    let (requested, overflow) = UInt64(length).addingReportingOverflow(page - 1)
+    let physical = (bar.size + page - 1) & ~(page - 1)
+    guard !overflow, start + (requested & ~(page - 1)) <= physical else { throw .invalidArgument }
+    guard let address = memory.map(length: length, protection: protection, offset: Int64(start)) else { throw .noMemory }
+    return address
   }
 
   /// The region index, offset within it, and the count clipped to its end (EINVAL past it).

@@ -1,0 +1,153 @@
+import Foundation
+import Iommufd
+import IommufdEdu
+import IommufdSimulator
+import SystemPackage
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Interrupt delivery as a VMM uses it: INTx's level and its unmask eventfd on edu (the
+/// real one in the lab, the model on the simulator), and MSI-X on a simulated device with
+/// a table (the lab's devices have none).
+@Suite("conformance: interrupts")
+struct InterruptConformance {
+  /// The count `event` (non-blocking) reaches within `milliseconds`, or nil if it stays 0.
+  static func signal(_ event: EventFD, within milliseconds: Int32 = 2000) throws -> UInt64? {
+    var entry = pollfd(fd: event.fileDescriptor.rawValue, events: Int16(POLLIN), revents: 0)
+    guard poll(&entry, 1, milliseconds) == 1 else { return nil }
+    return try event.wait()
+  }
+
+  /// Whether `event`'s count goes back to 0 (someone else read it) within 2 s.
+  static func drained(_ event: EventFD) -> Bool {
+    for _ in 0..<200 {
+      var entry = pollfd(fd: event.fileDescriptor.rawValue, events: Int16(POLLIN), revents: 0)
+      if poll(&entry, 1, 0) == 0 { return true }
+      usleep(10_000)
+    }
+    return false
+  }
+
+  @Test("DEV-4.5: INTx is level-triggered: edu's raise fires and masks; an unmask while the line is asserted fires again and stays masked; after the acknowledgement an unmask clears the mask, and the next raise fires", arguments: Platform.withDevice)
+  func intxLevel(platform: Platform) throws {
+    let setup = try DeviceConformance.Setup(platform)
+    try setup.device.bind(to: setup.iommufd)
+    let device = setup.device
+    let edu = try EduDriver(device: device)
+    try edu.acknowledgeInterrupt(UInt32.max)  // what earlier tests left in the real device
+    let trigger = try EventFD(nonBlocking: true, backend: setup.backend)
+    try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+    try edu.raiseInterrupt(1)
+    #expect(try Self.signal(trigger) == 1)
+    try edu.raiseInterrupt(2)  // masked: the line stays asserted, nothing more
+    #expect(try Self.signal(trigger, within: 100) == nil)
+    try device.perform(.unmask, interrupt: VFIOPCIInterrupt.intx)
+    #expect(try Self.signal(trigger) == 1)  // still asserted: fired again, still masked
+    try edu.acknowledgeInterrupt(3)
+    #expect(try edu.interruptStatus() == 0)
+    try device.perform(.unmask, interrupt: VFIOPCIInterrupt.intx)
+    #expect(try Self.signal(trigger, within: 100) == nil)
+    try edu.raiseInterrupt(4)
+    #expect(try Self.signal(trigger) == 1)
+    try edu.acknowledgeInterrupt(4)
+    try device.perform(.unmask, interrupt: VFIOPCIInterrupt.intx)
+    try device.disableInterrupts(VFIOPCIInterrupt.intx)
+  }
+
+  @Test("DEV-4.6: the INTx unmask eventfd: each signal unmasks (firing again while the line is asserted); a second one EBUSY, -1 removes it; MASK with an eventfd ENOTTY; before INTx is enabled EINVAL; disabling INTx drops it", arguments: Platform.withDevice)
+  func intxUnmaskEventFD(platform: Platform) throws {
+    let setup = try DeviceConformance.Setup(platform)
+    try setup.device.bind(to: setup.iommufd)
+    let device = setup.device
+    let edu = try EduDriver(device: device)
+    try edu.acknowledgeInterrupt(UInt32.max)
+    let trigger = try EventFD(nonBlocking: true, backend: setup.backend)
+    let resample = try EventFD(nonBlocking: true, backend: setup.backend)
+    let other = try EventFD(nonBlocking: true, backend: setup.backend)
+    #expect(errno { try device.setUnmaskEventFD(resample) } == .invalidArgument)  // INTx not enabled
+    try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+    try device.setUnmaskEventFD(resample)
+    #expect(errno { try device.setUnmaskEventFD(other) } == .resourceBusy)
+    #expect(errno { try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [other], action: .mask) } == .inappropriateIOCTLForDevice)
+    // A descriptor that is no eventfd, and one that is not open: EINVAL and EBADF first.
+    #expect(errno { try device.setUnmaskEventFD(borrowing: setup.iommufd.fileDescriptor) } == .invalidArgument)
+    #expect(errno { try device.setUnmaskEventFD(borrowing: FileDescriptor(rawValue: Int32.max - 1)) } == .badFileDescriptor)
+
+    try edu.raiseInterrupt(1)
+    #expect(try Self.signal(trigger) == 1)
+    try resample.signal()  // the line is still asserted: fired again
+    #expect(try Self.signal(trigger) == 1)
+    try edu.acknowledgeInterrupt(1)
+    try resample.signal()  // unmasked now
+    #expect(try Self.signal(trigger, within: 200) == nil)
+    // The unmask is asynchronous (a workqueue on the kernel, a thread on the simulator):
+    // raise only once it has happened, which the resample eventfd's count shows drained.
+    #expect(Self.drained(resample))
+    try edu.raiseInterrupt(2)
+    #expect(try Self.signal(trigger) == 1)
+    try edu.acknowledgeInterrupt(2)
+
+    try device.setUnmaskEventFD(nil)
+    try device.setUnmaskEventFD(other)  // free again
+    try device.disableInterrupts(VFIOPCIInterrupt.intx)
+    try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+    try device.setUnmaskEventFD(resample)  // the disable dropped `other`
+    try device.disableInterrupts(VFIOPCIInterrupt.intx)
+  }
+
+  @Test("DEV-4.7: BOOL data: only the vectors marked true fire, mask or unmask; a false entry does nothing", arguments: Platform.withDevice)
+  func boolData(platform: Platform) throws {
+    let setup = try DeviceConformance.Setup(platform)
+    try setup.device.bind(to: setup.iommufd)
+    let device = setup.device
+    let edu = try EduDriver(device: device)
+    try edu.acknowledgeInterrupt(UInt32.max)
+    let trigger = try EventFD(nonBlocking: true, backend: setup.backend)
+    try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+    try device.perform(.trigger, interrupt: VFIOPCIInterrupt.intx, selecting: [false])
+    #expect(try Self.signal(trigger, within: 100) == nil)
+    try device.perform(.trigger, interrupt: VFIOPCIInterrupt.intx, selecting: [true])
+    #expect(try Self.signal(trigger) == 1)
+    try device.perform(.mask, interrupt: VFIOPCIInterrupt.intx, selecting: [true])
+    try edu.raiseInterrupt(1)  // masked by the user: nothing
+    #expect(try Self.signal(trigger, within: 100) == nil)
+    try device.perform(.unmask, interrupt: VFIOPCIInterrupt.intx, selecting: [false])
+    #expect(try Self.signal(trigger, within: 100) == nil)
+    try device.perform(.unmask, interrupt: VFIOPCIInterrupt.intx, selecting: [true])
+    #expect(try Self.signal(trigger) == 1)  // the line was asserted all along
+    try edu.acknowledgeInterrupt(1)
+    #expect(errno { try device.perform(.trigger, interrupt: VFIOPCIInterrupt.intx, selecting: []) } == .invalidArgument)
+    #expect(errno { try device.perform(.trigger, interrupt: VFIOPCIInterrupt.intx, selecting: [true, true]) } == .invalidArgument)
+    try device.disableInterrupts(VFIOPCIInterrupt.intx)
+
+    try device.setInterrupts(VFIOPCIInterrupt.msi, eventFDs: [trigger])
+    try device.perform(.trigger, interrupt: VFIOPCIInterrupt.msi, selecting: [true])
+    #expect(try Self.signal(trigger) == 1)
+    #expect(errno { try device.perform(.mask, interrupt: VFIOPCIInterrupt.msi, selecting: [true]) } == .inappropriateIOCTLForDevice)
+    try device.disableInterrupts(VFIOPCIInterrupt.msi)
+  }
+
+  @Test("DEV-4.8: an MSI is a memory write: with bus mastering off edu's raise delivers nothing; with it on, every raise is a message, not only a change of level", arguments: Platform.withDevice)
+  func msiEdges(platform: Platform) throws {
+    let setup = try DeviceConformance.Setup(platform)
+    try setup.device.bind(to: setup.iommufd)
+    let edu = try EduDriver(device: setup.device)
+    try edu.acknowledgeInterrupt(UInt32.max)
+    let trigger = try EventFD(nonBlocking: true, backend: setup.backend)
+    try setup.device.setInterrupts(VFIOPCIInterrupt.msi, eventFDs: [trigger])
+    _ = try PCIConfigSpace(setup.device).updateCommand { $0.remove(.busMaster) }
+    try edu.raiseInterrupt(1)
+    #expect(try Self.signal(trigger, within: 200) == nil)
+    try edu.acknowledgeInterrupt(UInt32.max)
+    try edu.enableBusMaster()
+    try edu.raiseInterrupt(1)
+    #expect(try Self.signal(trigger) == 1)
+    try edu.raiseInterrupt(1)
+    #expect(try Self.signal(trigger) == 1)
+    try edu.acknowledgeInterrupt(UInt32.max)
+    try setup.device.disableInterrupts(VFIOPCIInterrupt.msi)
+  }
+}
