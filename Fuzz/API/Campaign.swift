@@ -276,7 +276,6 @@ final class Campaign {
     print("entry points reached: \(reached) of \(entryPoints.count)")
     let missed = entryPoints.enumerated().filter { shared.value(.calls, entry: $0.offset) == 0 }.map(\.element.name)
     if !missed.isEmpty && options.sequences >= 100 { print("not reached: \(missed.joined(separator: "; "))") }
-    print("not reachable on the simulator: MappedRegion.load8/16/32/64, store8/16/32/64, unsafeHostAddress, unmap (it refuses mmap of BARs)")
     if !trapOrder.isEmpty {
       print("distinct traps: \(trapOrder.count)")
       for key in trapOrder {

@@ -123,6 +123,41 @@ func deviceEntryPoints() -> [EntryPoint] {
       }
       return true
     },
+    EntryPoint("VFIODevice.setInterrupts(_:start:eventFDs:action:) with MASK or UNMASK", weight: 3) { f in
+      guard let device = f.pick(f.pool.devices) else { return false }
+      let index = f.hostile(25) ? f.rng.hostileInt() : f.rng.below(3)
+      let action: VFIOIRQAction = f.rng.bool() ? .unmask : .mask
+      let eventFDs: [Held<EventFD>?] = (0..<(f.sensibleOnly ? 1 : f.rng.below(3))).map { _ in
+        f.rng.chance(80) ? f.pick(f.pool.eventFDs) : nil
+      }
+      f.call("\(device.label) index \(index) \(action) eventfds \(eventFDs.map { $0?.label ?? "nil" })") {
+        try device.value.setInterrupts(index, eventFDs: eventFDs.map { $0?.value }, action: action)
+      }
+      return true
+    },
+    EntryPoint("VFIODevice.setUnmaskEventFD(_:)", weight: 3) { f in
+      guard let device = f.pick(f.pool.devices) else { return false }
+      let event = f.rng.chance(80) ? f.pick(f.pool.eventFDs) : nil
+      f.call("\(device.label) \(event?.label ?? "nil")") { try device.value.setUnmaskEventFD(event?.value) }
+      return true
+    },
+    EntryPoint("VFIODevice.setUnmaskEventFD(borrowing:)", weight: 2) { f in
+      guard let device = f.pick(f.pool.devices) else { return false }
+      let fd = f.rng.chance(80) ? f.anyDescriptor() : nil
+      f.call("\(device.label) borrowing \(fd.map { "\($0.rawValue)" } ?? "nil")") { try device.value.setUnmaskEventFD(borrowing: fd) }
+      return true
+    },
+    EntryPoint("VFIODevice.perform(_:interrupt:start:selecting:)", weight: 3) { f in
+      guard let device = f.pick(f.pool.devices) else { return false }
+      let action = f.rng.element([VFIOIRQAction.trigger, .mask, .unmask]) ?? .trigger
+      let index = f.hostile(25) ? f.rng.hostileInt() : f.rng.below(3)
+      let start = f.hostile(25) ? f.rng.hostileInt() : f.rng.below(2)
+      let vectors = (0..<f.rng.below(4)).map { _ in f.rng.bool() }
+      f.call("\(device.label) \(action) index \(index) start \(start) \(vectors)") {
+        try device.value.perform(action, interrupt: index, start: start, selecting: vectors)
+      }
+      return true
+    },
     EntryPoint("PCIConfigSpace: init, ids, command, capabilities", weight: 4) { f in
       guard let device = f.pick(f.pool.devices) else { return false }
       let offset = f.hostile(30) ? f.rng.hostileU64() : UInt64(f.rng.below(260))
@@ -231,14 +266,35 @@ func deviceEntryPoints() -> [EntryPoint] {
       return true
     },
     EntryPoint("VFIODevice.map(region:offset:length:)", weight: 5) { f in
-      guard let device = f.pick(f.pool.devices), let region = f.pick(f.pool.regions) else { return false }
+      // Mostly a mappable region with its own device (the fuzz device's memory BAR).
+      let mappable = f.pool.regions.filter { $0.value.flags.contains(.mappable) }
+      guard let region = f.rng.chance(70) && !mappable.isEmpty ? f.pick(mappable) : f.pick(f.pool.regions) else { return false }
+      let owners = f.pool.devices.filter { region.label.hasPrefix($0.label + ".") }
+      guard let device = f.rng.chance(80) && !owners.isEmpty ? f.pick(owners) : f.pick(f.pool.devices) else { return false }
       let offset = f.hostile(40) ? f.rng.hostileU64() : 0
       let length: UInt64? = f.rng.chance(50) ? nil : f.rng.length(hostile: 40)
       f.call("\(device.label) \(region.label) offset 0x\(hex(offset)) length \(length.map { "0x" + hex($0) } ?? "nil")") {
         let mapped = try device.value.map(region: region.value, offset: offset, length: length)
-        // The simulator refuses mmap of its BARs; a real mapping would be exercised here.
-        _ = try mapped.load32(at: 0)
+        // The simulator maps memory BARs (the fuzz device's): accesses of every width at
+        // sensible and hostile offsets, then again after the unmap, must answer, never trap.
+        _ = mapped.unsafeHostAddress
+        for _ in 0..<4 {
+          let at = f.hostile(40) ? f.rng.hostileInt() : f.rng.below(max(1, mapped.length))
+          let value = f.rng.next()
+          switch f.rng.below(8) {
+          case 0: _ = try? mapped.load8(at: at)
+          case 1: _ = try? mapped.load16(at: at)
+          case 2: _ = try? mapped.load32(at: at)
+          case 3: _ = try? mapped.load64(at: at)
+          case 4: try? mapped.store8(UInt8(truncatingIfNeeded: value), at: at)
+          case 5: try? mapped.store16(UInt16(truncatingIfNeeded: value), at: at)
+          case 6: try? mapped.store32(UInt32(truncatingIfNeeded: value), at: at)
+          default: try? mapped.store64(value, at: at)
+          }
+        }
         try mapped.unmap()
+        _ = try? mapped.load32(at: 0)
+        try? mapped.unmap()
       }
       return true
     },

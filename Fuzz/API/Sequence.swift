@@ -30,7 +30,7 @@ extension Fuzzer {
     var devices: [SimulatedPCIDevice] = []
     if !machine.isSelfTest {
       let (make, text) = makeFuzzDevice()
-      invoke("SimulatedPCIDevice.init(vendorID:deviceID:classCode:revision:bars:msiCount:supportsReset:reservedRegions:)", text) {
+      invoke("SimulatedPCIDevice.init(vendorID:deviceID:classCode:revision:bars:msiCount:msix:supportsReset:reservedRegions:)", text) {
         let device = make()
         self.fuzzDevice = device
         devices = [SimulatedEduDevice(), device]
@@ -79,7 +79,7 @@ extension Fuzzer {
 
   /// Every entry point the setup, the prologues and the teardown call by name.
   static let namedEntryPoints = selfTestPrologue + virtualPrologue + eduPrologue + [
-    "SimulatedPCIDevice.init(vendorID:deviceID:classCode:revision:bars:msiCount:supportsReset:reservedRegions:)",
+    "SimulatedPCIDevice.init(vendorID:deviceID:classCode:revision:bars:msiCount:msix:supportsReset:reservedRegions:)",
     "SimulatedKernel.init(configuration:devices:)", "IOMMUFD.open(_:backend:)", "end of sequence: release of every handle",
   ]
 

@@ -204,19 +204,37 @@ func simulatorEntryPoints() -> [EntryPoint] {
       }
       return true
     },
-    EntryPoint("SimulatedEduDevice.init() and buffer", weight: 1) { f in
-      f.call("") { _ = SimulatedEduDevice().buffer.count }
+    EntryPoint("SimulatedEduDevice.init(dmaDelay:) and buffer", weight: 1) { f in
+      let delay: Duration? = f.rng.chance(30) ? nil : .init(secondsComponent: Int64(f.rng.hostileInt()), attosecondsComponent: Int64(f.rng.hostileInt()))
+      f.call("delay \(delay.map { "\($0)" } ?? "none")") { _ = SimulatedEduDevice(dmaDelay: delay).buffer.count }
+      return true
+    },
+    EntryPoint("SimulatedPCIDevice.MSIX.init(vectors:tableBAR:tableOffset:pbaBAR:pbaOffset:dynamicAllocation:)", weight: 1) { f in
+      let (vectors, bar, offset) = (f.rng.hostileInt(), f.rng.hostileInt(), f.rng.hostileU64())
+      let (pbaBAR, pbaOffset) = (f.rng.chance(50) ? f.rng.hostileInt() : nil, f.rng.chance(50) ? f.rng.hostileU64() : nil)
+      f.call("vectors \(vectors) bar \(bar) offset 0x\(hex(offset)) pba \(pbaBAR.map(String.init) ?? "nil") 0x\(pbaOffset.map(hex) ?? "nil")") {
+        _ = SimulatedPCIDevice.MSIX(vectors: vectors, tableBAR: bar, tableOffset: offset, pbaBAR: pbaBAR, pbaOffset: pbaOffset)
+      }
+      return true
+    },
+    EntryPoint("SimulatedPCIDevice.memory(ofBAR:) and msixEnabled", weight: 1) { f in
+      guard let device = f.fuzzDevice else { return false }
+      let bar = f.hostile(50) ? f.rng.hostileInt() : f.rng.below(6)
+      f.call("fuzz device bar \(bar)") {
+        if let memory = device.memory(ofBAR: bar), memory.count > 0 { memory[memory.count - 1] = 0x5A }
+        _ = device.msixEnabled
+      }
       return true
     },
     EntryPoint("SimulatedBus via the fuzz device's registers", weight: 8) { f in
       guard let device = f.pick(f.pool.devices.filter { $0.value.path == SimulatedKernel.devicePath(1) }) else { return false }
-      let operation = UInt64(f.rng.below(5))
+      let operation = UInt64(f.rng.below(7))
       let a = f.rng.chance(50) ? f.iova() : f.rng.hostileU64()
       let b = f.rng.chance(50) ? UInt64(f.rng.below(4097)) : UInt64(bitPattern: Int64(f.rng.hostileCount()))
       let c = f.rng.next()
       let names = [
         "dmaRead(iova:count:)", "dmaWrite(iova:bytes:)", "recordFault(iova:length:isWrite:reason:)", "raiseInterrupt(index:vector:)",
-        "a reply of the wrong size",
+        "a reply of the wrong size", "lowerInterrupt()", "schedule(after:) of raiseInterrupt(index:vector:)",
       ]
       let name = names[Int(operation)]
       f.call("\(device.label) \(name) a 0x\(hex(a)) b 0x\(hex(b)) c 0x\(hex(c))") {
@@ -286,7 +304,7 @@ func simulatorEntryPoints() -> [EntryPoint] {
     },
     // Made by every sequence's setup, with the machine's configuration: never chosen.
     EntryPoint(
-      "SimulatedPCIDevice.init(vendorID:deviceID:classCode:revision:bars:msiCount:supportsReset:reservedRegions:)", weight: 0
+      "SimulatedPCIDevice.init(vendorID:deviceID:classCode:revision:bars:msiCount:msix:supportsReset:reservedRegions:)", weight: 0
     ) { _ in false },
     EntryPoint("SimulatedKernel.init(configuration:devices:)", weight: 0) { _ in false },
     EntryPoint("end of sequence: release of every handle", weight: 0) { _ in false },

@@ -51,9 +51,11 @@ extension CallMaker {
     case 8, 9:
       let index = UInt32(random.below(10))
       let argsz = UInt32(random.pick([32, 32, 16, 64]))
+      // cap_offset (at 12) comes back as given where no chain follows.
+      let given = UInt32(random.chance(30) ? 0xAB : 0)
       var call = Call(
-        name: "VFIO_DEVICE_GET_REGION_INFO index \(index) argsz \(argsz)", request: 0x3B6C,
-        argument: le(argsz, UInt32(0), index) + [UInt8](repeating: 0, count: Int(argsz) - 12))
+        name: "VFIO_DEVICE_GET_REGION_INFO index \(index) argsz \(argsz) cap_offset \(given)", request: 0x3B6C,
+        argument: le(argsz, UInt32(0), index) + (argsz >= 16 ? le(given) + [UInt8](repeating: 0, count: Int(argsz) - 16) : []))
       call.onDevice = true
       // A deliberate difference (Docs/Simulator.md): the simulator cannot trap loads and
       // stores, so its BARs are not mmap-able (VFIO_REGION_INFO_FLAG_MMAP, bit 2).
@@ -68,14 +70,34 @@ extension CallMaker {
       call.onDevice = true
       return call
     case 11:
-      // DATA_NONE with TRIGGER, MASK or UNMASK: no eventfd is involved; a count of 0 with
-      // TRIGGER disables the index.
-      let action = UInt32(random.pick([0x20, 0x20, 0x8, 0x10]))
-      let (index, start, count) = (UInt32(random.below(4)), UInt32(random.chance(80) ? 0 : 1), UInt32(random.below(3)))
+      // SET_IRQS with data that names no eventfd: NONE, BOOL, or EVENTFD with -1 (no
+      // eventfd: enable INTx without one, clear a vector, remove the unmask listener), -2,
+      // or this side's iommufd (no eventfd: EINVAL); mostly one action, sometimes none or
+      // two (no handler: ENOTTY). A count of 0 with NONE|TRIGGER disables the index.
+      let action = UInt32(random.pick([0x20, 0x20, 0x20, 0x8, 0x10, 0, 0x18, 0x28]))
+      let dataType = UInt32(random.pick([1, 1, 2, 4, 4]))
+      let (index, start, count) = (UInt32(random.below(5)), UInt32(random.chance(80) ? 0 : 1), UInt32(random.below(3)))
+      var payload: [UInt8] = []
+      var descriptors = "none"
+      var iommufdAt: Int?
+      if dataType == 2 {
+        payload = (0..<count).map { _ in UInt8(random.pick([0, 1, 1, 2])) }
+        descriptors = "bools \(payload)"
+      } else if dataType == 4 {
+        let choices = (0..<count).map { _ in random.pick([-1, -1, -2, 0x7fff_fffe, 1000]) }
+        for (offset, choice) in choices.enumerated() {
+          // 1000 stands for this side's iommufd, filled in per side.
+          if choice == 1000 && iommufdAt == nil { iommufdAt = 20 + offset * 4 }
+          payload += le(Int32(choice == 1000 ? -1 : choice))
+        }
+        descriptors = "fds \(choices.map { $0 == 1000 ? "iommufd" : "\($0)" })"
+      }
+      let flags = dataType | action
       var call = Call(
-        name: "VFIO_DEVICE_SET_IRQS flags 0x\(String(1 | action, radix: 16)) index \(index) start \(start) count \(count)", request: 0x3B6E,
-        argument: le(UInt32(20), 1 | action, index, start, count))
+        name: "VFIO_DEVICE_SET_IRQS flags 0x\(String(flags, radix: 16)) index \(index) start \(start) count \(count) \(descriptors)",
+        request: 0x3B6E, argument: le(UInt32(20 + payload.count), flags, index, start, count) + payload)
       call.onDevice = true
+      if let iommufdAt { call.iommufdField = iommufdAt }
       return call
     case 12:
       var call = Call(name: "VFIO_DEVICE_RESET", request: 0x3B6F, argument: nil)

@@ -4,6 +4,7 @@
 
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -58,6 +59,16 @@ static inline void ciommufd_mmio_write64(void *address, uint64_t value) { *(vola
 /* memfd_create(2) through syscall(2) (glibc's declaration needs _GNU_SOURCE). */
 static inline int ciommufd_memfd_create(const char *name, unsigned int flags) {
   return (int)syscall(SYS_memfd_create, name, flags);
+}
+
+/* O_PATH (asm-generic/fcntl.h), which glibc shows only with _GNU_SOURCE. */
+#define CIOMMUFD_O_PATH 010000000
+
+/* Reads up to `length` bytes of `fd` at its position without waiting (preadv2 with
+   RWF_NOWAIT, 0x8): EAGAIN instead of blocking, whatever the file's O_NONBLOCK. */
+static inline long ciommufd_read_nowait(int fd, void *buffer, size_t length) {
+  struct iovec vector = { buffer, length };
+  return syscall(SYS_preadv2, fd, &vector, 1, -1L, 0L, 0x8);
 }
 
 /* The filesystem magic of the file open as `fd` (statfs f_type), or -1 with errno set. */

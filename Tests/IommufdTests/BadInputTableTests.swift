@@ -1742,6 +1742,92 @@ extension BadInputTableTests {
       let (_, device, _) = try env.bound()
       env.bad { try device.perform(.trigger, interrupt: Int(UInt32.max)) }
     },
+    Row("closed device: setUnmaskEventFD is EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let device = try env.closedDevice()
+      let event = try env.eventFD()
+      env.bad { try device.setUnmaskEventFD(event) }
+    },
+    Row("before bind: setUnmaskEventFD is CDEV-2's EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
+      let device = try env.device()
+      let event = try env.eventFD()
+      env.bad { try device.setUnmaskEventFD(event) }
+    },
+    Row("setUnmaskEventFD before INTx is enabled: DEV-4.6 EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
+      let (_, device, _) = try env.bound()
+      let event = try env.eventFD()
+      env.bad { try device.setUnmaskEventFD(event) }
+    },
+    Row("setUnmaskEventFD(nil) before INTx is enabled: DEV-4.6 EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.setUnmaskEventFD(nil) }
+    },
+    Row("setUnmaskEventFD with a closed eventfd: EBADF, its number is not passed on", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let (_, device, _) = try env.bound()
+      let trigger = try env.eventFD()
+      try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+      let event = try env.eventFD()
+      try event.close()
+      env.bad { try device.setUnmaskEventFD(event) }
+    },
+    Row("setUnmaskEventFD(borrowing: -1): EBADF, not the kernel's removal by -1", On.withDevice, .rejected(.badFileDescriptor, "pass nil")) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.setUnmaskEventFD(borrowing: FileDescriptor(rawValue: -1)) }
+    },
+    Row("setUnmaskEventFD(borrowing:) of a descriptor that is no eventfd: DEV-4.6 EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
+      let (iommufd, device, _) = try env.bound()
+      let trigger = try env.eventFD()
+      try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+      env.bad { try device.setUnmaskEventFD(borrowing: iommufd.fileDescriptor) }
+    },
+    Row("a second unmask eventfd: DEV-4.6 EBUSY", On.withDevice, .kernel(.resourceBusy)) { env in
+      let (_, device, _) = try env.bound()
+      let trigger = try env.eventFD()
+      try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+      try device.setUnmaskEventFD(try env.eventFD())
+      let second = try env.eventFD()
+      env.bad { try device.setUnmaskEventFD(second) }
+    },
+    Row("setInterrupts(action: .mask) with an eventfd on INTx: DEV-4.6 ENOTTY", On.withDevice, .kernel(.inappropriateIOCTLForDevice)) { env in
+      let (_, device, _) = try env.bound()
+      let trigger = try env.eventFD()
+      try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+      env.bad { try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger], action: .mask) }
+    },
+    Row("setInterrupts(action: .unmask) on MSI: DEV-4 ENOTTY", On.withDevice, .kernel(.inappropriateIOCTLForDevice)) { env in
+      let (_, device, _) = try env.bound()
+      let event = try env.eventFD()
+      env.bad { try device.setInterrupts(msi, eventFDs: [event], action: .unmask) }
+    },
+    Row("closed device: perform(selecting:) is EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let device = try env.closedDevice()
+      env.bad { try device.perform(.trigger, interrupt: msi, selecting: [true]) }
+    },
+    Row("perform(selecting:) start -1 is EINVAL", On.withDevice, .rejected(.invalidArgument, "0 or more")) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.perform(.trigger, interrupt: msi, start: -1, selecting: [true]) }
+    },
+    Row("perform(selecting:) start Int.max is EINVAL", On.withDevice, .rejected(.invalidArgument, "0 or more")) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.perform(.trigger, interrupt: msi, start: .max, selecting: [true]) }
+    },
+    Row("perform(selecting:) on index -1 is EINVAL", On.withDevice, .rejected(.invalidArgument, "IRQ index")) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.perform(.trigger, interrupt: -1, selecting: [true]) }
+    },
+    Row("perform(selecting: []) on INTx, which takes exactly vector 0: DEV-4.4 EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
+      let (_, device, _) = try env.bound()
+      let trigger = try env.eventFD()
+      try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+      env.bad { try device.perform(.trigger, interrupt: VFIOPCIInterrupt.intx, selecting: []) }
+    },
+    Row("perform(selecting:) of 2 vectors of edu's one MSI: DEV-4 EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.perform(.trigger, interrupt: msi, selecting: [true, false]) }
+    },
+    Row("perform(selecting:) on MSI not enabled: DEV-4.4 EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.perform(.trigger, interrupt: msi, selecting: [true]) }
+    },
     Row("reset of edu (no reset method): DEV-5 EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
       let (_, device, _) = try env.bound()
       env.bad { try device.reset() }

@@ -8,6 +8,7 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import Synchronization
 #endif
 
 /// Bad arguments to public calls and raw requests to the simulator: each is refused with a
@@ -420,6 +421,67 @@ struct BadInputTrapTests {
   ]
 
   static let simulatorRows: [Row] = [
+    Row("MSIX with hostile values is nil, never a trap", .holds) {
+      let hostile: [(Int, Int, UInt64, Int?, UInt64?)] = [
+        (0, 0, 0, nil, nil), (-1, 0, 0, nil, nil), (.max, 0, 0, nil, nil), (2049, 0, 0, nil, nil), (1, -1, 0, nil, nil),
+        (1, 6, 0, nil, nil), (1, .min, 0, nil, nil), (1, 0, 4, nil, nil), (1, 0, .max, nil, nil), (1, 0, 0xFFFF_FFF8, nil, nil),
+        (1, 0, 0, 7, nil), (1, 0, 0, nil, 3), (1, 0, 0, nil, .max), (2048, 0, UInt64.max - 7, nil, nil),
+      ]
+      return hostile.allSatisfy { SimulatedPCIDevice.MSIX(vectors: $0.0, tableBAR: $0.1, tableOffset: $0.2, pbaBAR: $0.3, pbaOffset: $0.4) == nil }
+    },
+    Row("an MSI-X table past its BAR, or in an absent BAR, leaves MSI-X out; memory(ofBAR:) of any index is nil or the BAR", .holds) {
+      let misfits = [
+        SimulatedPCIDevice(vendorID: 1, deviceID: 1, classCode: 0, bars: [.memory(size: 16)], msix: .init(vectors: 2, tableBAR: 0)),
+        SimulatedPCIDevice(vendorID: 1, deviceID: 1, classCode: 0, bars: [.memory(size: 4096)], msix: .init(vectors: 1, tableBAR: 3)),
+        SimulatedPCIDevice(vendorID: 1, deviceID: 1, classCode: 0, bars: [.memory(size: 64)], msix: .init(vectors: 1, tableBAR: 0, pbaOffset: 64)),
+      ]
+      let device = SimulatedPCIDevice(vendorID: 1, deviceID: 1, classCode: 0, bars: [.memory(size: 4096), .memory(size: .max), .memory(size: 0)])
+      return misfits.allSatisfy { $0.msix == nil }
+        && [Int.min, -1, 1, 2, 5, 6, .max].allSatisfy { device.memory(ofBAR: $0) == nil } && device.memory(ofBAR: 0)?.count == 4096
+    },
+    Row("a memory BAR too large to back (2^63 bytes) acts as a register BAR: not mmap-able, reads answer the model's zeros", .holds) {
+      let kernel = SimulatedKernel(devices: [SimulatedPCIDevice(vendorID: 1, deviceID: 1, classCode: 0, bars: [.memory(size: 1 << 63)])])
+      let iommufd = try IOMMUFD.open(backend: .simulated(kernel))
+      let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: .simulated(kernel))
+      try device.bind(to: iommufd)
+      let bar = try device.regionInfo(0)
+      let value = try device.read(UInt64.self, region: bar, at: 0x1000)
+      return bar.flags == [.readable, .writable] && value == 0
+    },
+    Row("schedule(after:) with negative, zero and enormous delays runs or waits, never traps; dropped with the kernel", .holds) {
+      final class Timers: SimulatedPCIDevice, @unchecked Sendable {
+        let ran = Mutex(0)
+        init() { super.init(vendorID: 1, deviceID: 1, classCode: 0, bars: [BAR(size: 4096)]) }
+        override func writeBAR(_ bar: Int, offset: UInt64, bytes: [UInt8], bus: SimulatedBus) {
+          for delay: Duration in [.seconds(-1), .zero, .nanoseconds(1), .seconds(Int64.max), .init(secondsComponent: .min, attosecondsComponent: -1)] {
+            bus.schedule(after: delay) { [self] _ in ran.withLock { $0 += 1 } }
+          }
+        }
+      }
+      let model = Timers()
+      do {
+        let kernel = SimulatedKernel(devices: [model])
+        let iommufd = try IOMMUFD.open(backend: .simulated(kernel))
+        let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: .simulated(kernel))
+        try device.bind(to: iommufd)
+        try device.write(UInt32(1), region: try device.regionInfo(0), at: 0)
+        for _ in 0..<200 where model.ran.withLock({ $0 }) < 4 { usleep(10_000) }
+      }
+      return model.ran.withLock { $0 } == 4  // the one at Int64.max seconds never runs
+    },
+    Row("edu with a negative DMA delay completes the DMA as soon as the thread runs", .holds) {
+      let kernel = SimulatedKernel(devices: [SimulatedEduDevice(dmaDelay: .seconds(-5))])
+      let iommufd = try IOMMUFD.open(backend: .simulated(kernel))
+      let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: .simulated(kernel))
+      try device.bind(to: iommufd)
+      let edu = try EduDriver(device: device)
+      try edu.write64(0x40000, 0x80)
+      try edu.write64(0x40000, 0x88)
+      try edu.write64(0, 0x90)
+      try edu.write64(1 | 2, 0x98)
+      try edu.waitForDMA()
+      return true
+    },
     Row("open /dev/vfio/devices/vfio00 (no such node: the kernel names it vfio0): ENOENT", .answered(.noSuchFileOrDirectory)) {
       _ = try VFIODevice.open("/dev/vfio/devices/vfio00", backend: .simulated(SimulatedKernel(devices: [SimulatedEduDevice()])))
       return true

@@ -155,6 +155,21 @@ struct SimulatedDeviceModelTests {
     }
   }
 
+  @Test("A BAR mapping holds the device file: closed while mapped, the device stays bound and attached (its IOAS busy) until the munmap")
+  func mappingHoldsDevice() throws {
+    let setup = try Setup(MSIXDevice())
+    let ioas = try setup.iommufd.allocateIOAS()
+    try setup.device.attach(to: ioas)
+    let mapped = try setup.device.map(region: try setup.device.regionInfo(1), offset: 0x1000, length: 0x2000)
+    try setup.device.close()
+    #expect(errno { try setup.iommufd.destroy(ioas.id) } == .resourceBusy)
+    // Unmapping half keeps the file held by the other half.
+    try setup.kernel.munmap(mapped.unsafeHostAddress, length: 0x1000)
+    #expect(errno { try setup.iommufd.destroy(ioas.id) } == .resourceBusy)
+    try mapped.unmap()  // the whole range again: the second half lets go
+    try setup.iommufd.destroy(ioas.id)
+  }
+
   @Test("Delayed completion: edu made with a DMA delay shows the DMA running after the command, completes it on the simulator's thread, and raises its interrupt then")
   func delayedDMA() throws {
     let kernel = SimulatedKernel(devices: [SimulatedEduDevice(dmaDelay: .milliseconds(50))])

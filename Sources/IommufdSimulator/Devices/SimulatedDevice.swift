@@ -43,18 +43,18 @@ open class SimulatedPCIDevice: @unchecked Sendable {
   /// Where a device's MSI-X table and pending-bit array (PBA) live.
   public struct MSIX: Sendable, Hashable {
     /// The table size: 1 to 2048 vectors.
-    public var vectors: Int
+    public private(set) var vectors: Int
     /// The BAR holding the table (BIR).
-    public var tableBAR: Int
+    public private(set) var tableBAR: Int
     /// The table's offset in its BAR (8-byte aligned); 16 bytes per vector.
-    public var tableOffset: UInt64
+    public private(set) var tableOffset: UInt64
     /// The BAR holding the PBA.
-    public var pbaBAR: Int
+    public private(set) var pbaBAR: Int
     /// The PBA's offset in its BAR (8-byte aligned); one bit per vector.
-    public var pbaOffset: UInt64
+    public private(set) var pbaOffset: UInt64
     /// Whether vectors can be added while MSI-X is enabled (`pci_msix_can_alloc_dyn`: the
     /// IRQ domain supports it, as x86's does): then `VFIO_IRQ_INFO_NORESIZE` is clear.
-    public var dynamicAllocation: Bool
+    public private(set) var dynamicAllocation: Bool
 
     /// Describes an MSI-X table of `vectors` entries at `tableOffset` in BAR `tableBAR`,
     /// with its PBA at `pbaOffset` in BAR `pbaBAR` (the table's by default; by default just
@@ -64,10 +64,10 @@ open class SimulatedPCIDevice: @unchecked Sendable {
       vectors: Int, tableBAR: Int, tableOffset: UInt64 = 0, pbaBAR: Int? = nil, pbaOffset: UInt64? = nil,
       dynamicAllocation: Bool = true
     ) {
+      guard (1...2048).contains(vectors), tableOffset % 8 == 0, tableOffset <= 0xFFFF_FFF8 else { return nil }
       let pbaBAR = pbaBAR ?? tableBAR
-      let pbaOffset = pbaOffset ?? ((tableOffset &+ UInt64(max(vectors, 0)) * 16 + 7) & ~7)
-      guard (1...2048).contains(vectors), (0..<6).contains(tableBAR), (0..<6).contains(pbaBAR),
-        tableOffset % 8 == 0, pbaOffset % 8 == 0, tableOffset <= 0xFFFF_FFF8, pbaOffset <= 0xFFFF_FFF8
+      let pbaOffset = pbaOffset ?? (tableOffset + UInt64(vectors) * 16)  // 8-byte aligned already
+      guard (0..<6).contains(tableBAR), (0..<6).contains(pbaBAR), pbaOffset % 8 == 0, pbaOffset <= 0xFFFF_FFF8
       else { return nil }
       self.vectors = vectors
       self.tableBAR = tableBAR
@@ -273,7 +273,8 @@ public struct SimulatedBus {
     var nanoseconds: UInt64 = 0
     if seconds > 0 || (seconds == 0 && attoseconds > 0) {
       let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
-      nanoseconds = overflow ? .max : whole.addingReportingOverflow(UInt64(max(0, attoseconds) / 1_000_000_000)).partialValue
+        let (sum, carry) = whole.addingReportingOverflow(UInt64(max(0, attoseconds) / 1_000_000_000))
+      nanoseconds = overflow || carry ? .max : sum
     }
     let number = device
     kernel.worker.schedule(after: nanoseconds, in: kernel) { state in

@@ -194,12 +194,20 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     locked { $0.pendingFailures[point] = (max(n, 1), errno) }  // 1 or less: the next one
   }
 
+  /// Runs `body` under the lock, after the work of eventfds signalled since the last call
+  /// (the kernel does it inside the signalling `write(2)`; see ``SimulatedWorker``).
   func locked<R>(_ body: (State) throws(Errno) -> R) throws(Errno) -> R {
-    try lock.run { () throws(Errno) -> R in try body(state) }
+    try lock.run { () throws(Errno) -> R in
+      state.worker.drain(state)
+      return try body(state)
+    }
   }
 
   func locked<R>(_ body: (State) -> R) -> R {
-    lock.run { body(state) }
+    lock.run {
+      state.worker.drain(state)
+      return body(state)
+    }
   }
 
   // MARK: SystemCalls
@@ -286,10 +294,14 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     return try KernelSystemCalls().mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
   }
 
-  /// `munmap(2)`; a vIOMMU region mapped through the simulator no longer holds its vIOMMU.
+  /// `munmap(2)`; a vIOMMU region mapped through the simulator no longer holds its vIOMMU,
+  /// nor a BAR mapping its device file.
   public func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
     try KernelSystemCalls().munmap(address, length: length)
-    locked { $0.munmapped(address) }
+    locked { state in
+      state.munmapped(address)
+      state.unmappedBARs(UInt(bitPattern: address), length: length)
+    }
   }
 
   /// Reads a region of a bound simulated device; other descriptors for real.
@@ -341,7 +353,11 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
       guard case .fault(_, let queue) = file else { throw .invalidArgument }
       return try state.writeResponses(queue, bytes)
     }
-    guard let result else { return try KernelSystemCalls().write(fd, from: buffer) }
+    guard let result else {
+      let written = try KernelSystemCalls().write(fd, from: buffer)
+      locked { _ in }  // an eventfd the simulated kernel listens on acts before write returns
+      return written
+    }
     return result
   }
 

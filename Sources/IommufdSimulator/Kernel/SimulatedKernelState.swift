@@ -70,6 +70,11 @@ extension SimulatedKernel {
     let worker: SimulatedWorker
     /// The devices whose INTx line is asserted, by device number.
     var intxAsserted: Set<Int> = []
+    /// Mapped BARs: each piece of a mapping holds its device file (as a VMA holds its
+    /// file), so the device is released only after the close and the last munmap.
+    var barMappings: [(start: UInt, end: UInt, file: ObjectIdentifier)] = []
+    /// The device-request (REQ) eventfd of each device that has one, by device number.
+    var requestEventFDs: [Int: Int32] = [:]
 
     init(configuration: Configuration, devices: [SimulatedPCIDevice], lock: KernelLock) {
       self.lock = lock
@@ -96,6 +101,34 @@ extension SimulatedKernel {
         pagesTable[id] = nil
         if let held = pages.heldFile { dropHold(held) }
       }
+    }
+
+    /// A BAR of the device file `identity` was mapped at `address`.
+    func mappedBAR(_ identity: ObjectIdentifier, at address: UInt, length: Int) {
+      let (end, overflow) = address.addingReportingOverflow(UInt(length))
+      barMappings.append((address, overflow ? .max : end, identity))
+      fileHolds[identity, default: 0] += 1
+    }
+
+    /// `length` bytes at `address` were unmapped: the BAR mappings they cover let go of
+    /// their file; a mapping cut in two holds it once per piece left.
+    func unmappedBARs(_ address: UInt, length: Int) {
+      guard !barMappings.isEmpty else { return }
+      let (end, overflow) = address.addingReportingOverflow(UInt(max(0, length)))
+      let last = overflow ? UInt.max : end
+      var kept: [(start: UInt, end: UInt, file: ObjectIdentifier)] = []
+      var dropped: [ObjectIdentifier] = []
+      for mapping in barMappings {
+        guard mapping.start < last, address < mapping.end else {
+          kept.append(mapping)
+          continue
+        }
+        if mapping.start < address { kept.append((mapping.start, address, mapping.file)); fileHolds[mapping.file, default: 0] += 1 }
+        if last < mapping.end { kept.append((last, mapping.end, mapping.file)); fileHolds[mapping.file, default: 0] += 1 }
+        dropped.append(mapping.file)
+      }
+      barMappings = kept
+      for file in dropped { dropHold(file) }
     }
 
     /// Pages that held the simulated file `identity` went; a file closed meanwhile is

@@ -22,6 +22,7 @@ extension SimulatedKernel.State {
     case CIOMMUFD_VFIO_DEVICE_RESET:
       guard file.device.supportsReset else { throw .invalidArgument }  // DEV-5
       file.device.reset()
+      intxAsserted.remove(file.number)  // a reset device asserts nothing
       return 0
     default:
       throw .inappropriateIOCTLForDevice  // CDEV-3: vfio-pci does not know it
@@ -85,8 +86,14 @@ extension SimulatedKernel.State {
     let object = context.device(deviceID)!
     guard let target = context.object(request.pt_id) else { throw .noSuchFileOrDirectory }  // ATT-2
     // The RID attached through vfio's PASID path (PASID 0): vfio's own attach does not
-    // know it and asks iommufd for a new attach, which finds the RID busy.
-    if object.ridThroughPASIDPath { throw .resourceBusy }
+    // know it and asks iommufd for a new attach, which finds the RID busy, once the
+    // target is one it can attach to (any other type is ATT-4's EINVAL first).
+    if object.ridThroughPASIDPath {
+      switch target {
+      case .ioas, .hwpt: throw .resourceBusy
+      default: throw .invalidArgument
+      }
+    }
     return try attachRID(context, object, deviceID, target, request.pt_id, address)
   }
 
@@ -291,6 +298,7 @@ extension SimulatedKernel.State {
   func closeDevice(_ file: SimulatedDeviceFile) {
     guard let (context, deviceID) = file.binding else { return }  // CLOSE-2
     disableInterrupts(file.number)
+    if let fd = requestEventFDs.removeValue(forKey: file.number) { _ = Glibc.close(fd) }  // vfio_pci_core_disable
     file.device.config[4] &= ~0x4  // vfio-pci clears bus mastering
     if let object = context.device(deviceID) { detachDevice(context, object, deviceID) }
     context.objects[deviceID] = nil
@@ -320,8 +328,7 @@ extension SimulatedKernel.State {
     var info = UserMemory.decode(ciommufd_vfio_region_info.self, from: try vfioArgument(address, 32))
     if info.argsz < 32 { throw .invalidArgument }  // DEV-2
     let index = Int(info.index)
-    info.offset = UInt64(info.index) << 40
-    info.cap_offset = 0
+    info.offset = UInt64(info.index) << 40  // cap_offset stays as given unless a chain follows
     var capabilities: [UInt8] = []
     switch index {
     case 0..<6:
@@ -404,22 +411,18 @@ extension SimulatedKernel.State {
     let payload = Int(header.argsz) - 20
     if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL && payload < Int(header.count) { throw .invalidArgument }
     if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD && payload < 4 * Int(header.count) { throw .invalidArgument }
-    // DEV-4.3
-    let action = header.flags & actions
-    guard action.nonzeroBitCount == 1 else { throw .invalidArgument }
-    let isTrigger = action == CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER
-    switch index {
-    case Int(CIOMMUFD_VFIO_PCI_INTX_IRQ_INDEX): break
-    case Int(CIOMMUFD_VFIO_PCI_MSI_IRQ_INDEX), Int(CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX), Int(CIOMMUFD_VFIO_PCI_ERR_IRQ_INDEX),
-      Int(CIOMMUFD_VFIO_PCI_REQ_IRQ_INDEX):
-      if !isTrigger { throw .inappropriateIOCTLForDevice }
-    default: throw .invalidArgument
-    }
-    var data: [UInt8] = []
+    var data: [UInt8] = []  // memdup_user before the dispatch: EFAULT first
     if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD {
       data = try UserMemory.read(try UserMemory.offset(address, by: 20), count: 4 * Int(header.count))
     } else if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL {
       data = try UserMemory.read(try UserMemory.offset(address, by: 20), count: Int(header.count))
+    }
+    // DEV-4.3: vfio_pci_set_irqs_ioctl finds a handler by index and exactly one action;
+    // none (no action, two actions, MASK or UNMASK but on INTx) is ENOTTY.
+    let action = header.flags & actions
+    let isTrigger = action == CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER
+    guard action.nonzeroBitCount == 1, isTrigger || index == Int(CIOMMUFD_VFIO_PCI_INTX_IRQ_INDEX) else {
+      throw .inappropriateIOCTLForDevice
     }
     try applyIRQs(file, index: index, start: Int(header.start), count: Int(header.count), dataType: dataType, action: action, data: data)
     return 0
@@ -448,8 +451,37 @@ extension SimulatedKernel.State {
     case Int(CIOMMUFD_VFIO_PCI_MSI_IRQ_INDEX), Int(CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX):
       try triggerMSI(file, msix: index == Int(CIOMMUFD_VFIO_PCI_MSIX_IRQ_INDEX), start: start, count: count,
         dataType: dataType, eventFDs: eventFDs, fires: fires)
+    case Int(CIOMMUFD_VFIO_PCI_REQ_IRQ_INDEX):
+      try triggerRequest(file.number, start: start, count: count, dataType: dataType, eventFDs: eventFDs, fires: fires)
     default:
-      return  // ERR and REQ: accepted; the simulated devices never signal these
+      return  // ERR: no vectors on a conventional PCI device, refused before
+    }
+  }
+
+  /// `vfio_pci_set_req_trigger` (`vfio_pci_set_ctx_trigger_single`): one eventfd, set
+  /// (-1 clears it; below -1 EINVAL), fired from software (NONE needs it set, EINVAL
+  /// else; BOOL and EVENTFD need count 1), or cleared by NONE with count 0.
+  private func triggerRequest(
+    _ number: Int, start: Int, count: Int, dataType: UInt32, eventFDs: [Int32], fires: (Int) -> Bool
+  ) throws(Errno) {
+    guard start == 0, count <= 1 else { throw .invalidArgument }
+    switch dataType {
+    case CIOMMUFD_VFIO_IRQ_SET_DATA_NONE:
+      guard let fd = requestEventFDs[number] else { throw .invalidArgument }
+      if count == 1 {
+        signal(fd)
+      } else {
+        _ = Glibc.close(fd)
+        requestEventFDs[number] = nil
+      }
+    case CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL:
+      guard count == 1 else { throw .invalidArgument }
+      if fires(0), let fd = requestEventFDs[number] { signal(fd) }
+    default:
+      guard count == 1, eventFDs[0] >= -1 else { throw .invalidArgument }
+      let copy: Int32? = eventFDs[0] >= 0 ? try duplicateEventFD(eventFDs[0]) : nil
+      if let old = requestEventFDs[number] { _ = Glibc.close(old) }
+      requestEventFDs[number] = copy
     }
   }
 
@@ -474,19 +506,15 @@ extension SimulatedKernel.State {
       worker.unwatch(key, in: self)
       return
     }
-    let copy = try duplicateEventFD(eventFDs[0])  // vfio_virqfd_enable: EBADF, then EINVAL, then EBUSY
-    guard !worker.isWatching(key) else {
-      _ = Glibc.close(copy)
-      throw .resourceBusy
-    }
-    worker.watch(key, fd: copy, in: self) { state in state.unmaskINTx(number) }
-    // A signal already pending counts at once, as vfio_virqfd_enable checks EPOLLIN.
-    var pending = pollfd(fd: copy, events: Int16(POLLIN), revents: 0)
-    if Glibc.poll(&pending, 1, 0) == 1 {
-      var counter: UInt64 = 0
-      _ = withUnsafeMutableBytes(of: &counter) { Glibc.read(copy, $0.baseAddress, 8) }
-      unmaskINTx(number)
-    }
+    // vfio_virqfd_enable: EBADF, then EINVAL, then EBUSY. The listener holds no reference
+    // to the eventfd: closing the caller's last descriptor drops it.
+    let fd = eventFDs[0]
+    try checkEventFD(fd)
+    guard !worker.isWatching(key) else { throw .resourceBusy }
+    try worker.watch(key, fd: fd, in: self) { state in state.unmaskINTx(number) }
+    // A signal already pending counts at once (EPOLLIN at registration); its count stays.
+    var pending = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    if Glibc.poll(&pending, 1, 0) == 1 { unmaskINTx(number) }
   }
 
   /// `vfio_pci_set_intx_trigger`: enable (an eventfd, or -1 for none), change the eventfd,
@@ -583,6 +611,9 @@ extension SimulatedKernel.State {
   }
 
   private func setEnableBit(_ device: SimulatedPCIDevice, msix: Bool, on: Bool) {
+    // A device that turns on MSI or MSI-X deasserts INTx (QEMU's msi_write_config, and the
+    // PCI rule that a function with messages enabled does not use INTx).
+    if on, let number = devices.firstIndex(where: { $0 === device }) { intxAsserted.remove(number) }
     if msix {
       guard let capability = device.msixCapability else { return }
       if on { device.config[capability + 3] |= 0x80 } else { device.config[capability + 3] &= ~0x80 }
@@ -594,10 +625,18 @@ extension SimulatedKernel.State {
   /// A duplicate of eventfd `fd` the kernel keeps (`eventfd_ctx_fdget`): EBADF for a
   /// descriptor that is not open, EINVAL for one that is not an eventfd.
   func duplicateEventFD(_ fd: Int32) throws(Errno) -> Int32 {
-    guard Self.isEventFD(fd) else { throw Glibc.fcntl(fd, F_GETFD) < 0 ? .badFileDescriptor : .invalidArgument }
+    try checkEventFD(fd)
     let copy = Glibc.fcntl(fd, F_DUPFD_CLOEXEC, 0)
     guard copy >= 0 else { throw .badFileDescriptor }
     return copy
+  }
+
+  /// EBADF unless `fd` is open (fdget sees no file behind an O_PATH descriptor either),
+  /// EINVAL unless it is an eventfd, as `eventfd_ctx_fdget` answers.
+  func checkEventFD(_ fd: Int32) throws(Errno) {
+    let status = Glibc.fcntl(fd, F_GETFL)
+    guard status >= 0, status & CIOMMUFD_O_PATH == 0 else { throw .badFileDescriptor }
+    guard Self.isEventFD(fd) else { throw .invalidArgument }
   }
 
   /// Whether `fd` is an eventfd (`eventfd_ctx_fdget` takes nothing else).
@@ -697,6 +736,7 @@ extension SimulatedKernel.State {
     guard file.binding != nil else { throw .invalidArgument }  // CDEV-2
     let page = UInt64(configuration.pageSize)
     guard length > 0, offset >= 0, UInt64(offset) % page == 0 else { throw .invalidArgument }  // mmap(2) itself
+    guard UInt64(length) <= (1 << 47) - page else { throw .noMemory }  // larger than the address space (TASK_SIZE)
     guard flags & MAP_SHARED != 0 else { throw .invalidArgument }
     let index = Int(UInt64(offset) >> 40)
     let start = UInt64(offset) & ((1 << 40) - 1)
@@ -707,6 +747,7 @@ extension SimulatedKernel.State {
     let physical = (bar.size + page - 1) & ~(page - 1)
     guard !overflow, start + (requested & ~(page - 1)) <= physical else { throw .invalidArgument }
     guard let address = memory.map(length: length, protection: protection, offset: Int64(start)) else { throw .noMemory }
+    mappedBAR(ObjectIdentifier(file), at: UInt(bitPattern: address), length: length)
     return address
   }
 

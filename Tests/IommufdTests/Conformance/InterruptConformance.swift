@@ -1,3 +1,4 @@
+import CIommufd
 import Foundation
 import Iommufd
 import IommufdEdu
@@ -83,12 +84,23 @@ struct InterruptConformance {
     try edu.acknowledgeInterrupt(1)
     try resample.signal()  // unmasked now
     #expect(try Self.signal(trigger, within: 200) == nil)
-    // The unmask is asynchronous (a workqueue on the kernel, a thread on the simulator):
-    // raise only once it has happened, which the resample eventfd's count shows drained.
+    // The kernel consumes the count as the write signals (its virqfd reads it at once).
     #expect(Self.drained(resample))
     try edu.raiseInterrupt(2)
     #expect(try Self.signal(trigger) == 1)
     try edu.acknowledgeInterrupt(2)
+    try resample.signal()
+
+    // The unmask happens within the write that signals: a mask right after it stays.
+    try edu.raiseInterrupt(8)
+    #expect(try Self.signal(trigger) == 1)
+    try edu.acknowledgeInterrupt(8)
+    try resample.signal()
+    try device.perform(.mask, interrupt: VFIOPCIInterrupt.intx)
+    try edu.raiseInterrupt(8)
+    #expect(try Self.signal(trigger, within: 200) == nil)
+    try edu.acknowledgeInterrupt(8)
+    try device.perform(.unmask, interrupt: VFIOPCIInterrupt.intx)
 
     try device.setUnmaskEventFD(nil)
     try device.setUnmaskEventFD(other)  // free again
@@ -96,6 +108,89 @@ struct InterruptConformance {
     try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
     try device.setUnmaskEventFD(resample)  // the disable dropped `other`
     try device.disableInterrupts(VFIOPCIInterrupt.intx)
+  }
+
+  @Test("DEV-4.6: the unmask listener holds no reference to its eventfd: once the caller closes it, another can be set", arguments: Platform.withDevice)
+  func intxUnmaskEventFDClosed(platform: Platform) throws {
+    let setup = try DeviceConformance.Setup(platform)
+    try setup.device.bind(to: setup.iommufd)
+    let device = setup.device
+    let trigger = try EventFD(nonBlocking: true, backend: setup.backend)
+    try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+    let first = eventfd(0, Int32(EFD_CLOEXEC))
+    let second = eventfd(0, Int32(EFD_CLOEXEC))
+    defer { close(second) }
+    try device.setUnmaskEventFD(borrowing: FileDescriptor(rawValue: first))
+    #expect(errno { try device.setUnmaskEventFD(borrowing: FileDescriptor(rawValue: second)) } == .resourceBusy)
+    close(first)
+    try device.setUnmaskEventFD(borrowing: FileDescriptor(rawValue: second))
+    try device.disableInterrupts(VFIOPCIInterrupt.intx)
+  }
+
+  @Test("DEV-4.9: a device that turns on MSI lowers its INTx line: INTx enabled again after MSI fires nothing", arguments: Platform.withDevice)
+  func msiLowersINTx(platform: Platform) throws {
+    let setup = try DeviceConformance.Setup(platform)
+    try setup.device.bind(to: setup.iommufd)
+    let device = setup.device
+    let edu = try EduDriver(device: device)
+    try edu.acknowledgeInterrupt(UInt32.max)
+    let trigger = try EventFD(nonBlocking: true, backend: setup.backend)
+    try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+    try edu.raiseInterrupt(1)
+    #expect(try Self.signal(trigger) == 1)
+    try device.disableInterrupts(VFIOPCIInterrupt.intx)
+    try device.setInterrupts(VFIOPCIInterrupt.msi, eventFDs: [trigger])
+    try edu.acknowledgeInterrupt(1)  // with MSI on, edu leaves its line as it is
+    try device.disableInterrupts(VFIOPCIInterrupt.msi)
+    try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+    #expect(try Self.signal(trigger, within: 200) == nil)
+    try device.disableInterrupts(VFIOPCIInterrupt.intx)
+  }
+
+  @Test("DEV-4.10: the request (REQ) index: one eventfd, -1 clears it and below -1 is EINVAL; NONE fires it (EINVAL with none set) or with count 0 clears it; BOOL and EVENTFD need count 1", arguments: Platform.withDevice)
+  func requestIndex(platform: Platform) throws {
+    let setup = try DeviceConformance.Setup(platform)
+    try setup.device.bind(to: setup.iommufd)
+    let device = setup.device
+    let request = VFIOPCIInterrupt.request
+    func raw(_ flags: UInt32, count: UInt32, _ payload: [UInt8] = []) -> Errno? {
+      rawIoctl(setup.backend, device.fileDescriptor, 0x3B6E, le(UInt32(20 + payload.count), flags, UInt32(request), UInt32(0), count) + payload).0
+    }
+    #expect(errno { try device.perform(.trigger, interrupt: request) } == .invalidArgument)
+    #expect(raw(0x24, count: 1, le(Int32(-2))) == .invalidArgument)
+    #expect(raw(0x22, count: 0) == .invalidArgument)  // BOOL with count 0
+    #expect(raw(0x24, count: 0) == .invalidArgument)  // EVENTFD with count 0
+    #expect(raw(0x21, count: 0) == .invalidArgument)  // NONE count 0 with none set
+    let event = try EventFD(nonBlocking: true, backend: setup.backend)
+    try device.setInterrupts(request, eventFDs: [event])
+    try device.perform(.trigger, interrupt: request)
+    #expect(try Self.signal(event) == 1)
+    try device.perform(.trigger, interrupt: request, selecting: [true])
+    #expect(try Self.signal(event) == 1)
+    #expect(raw(0x21, count: 0) == nil)  // cleared
+    #expect(errno { try device.perform(.trigger, interrupt: request) } == .invalidArgument)
+    try device.setInterrupts(request, eventFDs: [event])
+    try device.setInterrupts(request, eventFDs: [nil])  // -1 clears
+    #expect(errno { try device.perform(.trigger, interrupt: request) } == .invalidArgument)
+    try device.perform(.trigger, interrupt: request, selecting: [true])  // BOOL with none set: nothing, no error
+  }
+
+  @Test("DEV-4.3: no action bit, or two, is ENOTTY (no handler), after the data is read; an O_PATH descriptor is EBADF, as one not open", arguments: Platform.withDevice)
+  func actionDispatch(platform: Platform) throws {
+    let setup = try DeviceConformance.Setup(platform)
+    try setup.device.bind(to: setup.iommufd)
+    let device = setup.device
+    func raw(_ flags: UInt32, index: UInt32, _ payload: [UInt8] = []) -> Errno? {
+      rawIoctl(setup.backend, device.fileDescriptor, 0x3B6E, le(UInt32(20 + payload.count), flags, index, UInt32(0), UInt32(1)) + payload).0
+    }
+    #expect(raw(0x01, index: 0) == .inappropriateIOCTLForDevice)
+    #expect(raw(0x01 | 0x08 | 0x10, index: 0) == .inappropriateIOCTLForDevice)
+    #expect(raw(0x01 | 0x08 | 0x20, index: 1) == .inappropriateIOCTLForDevice)
+    #expect(raw(0x04 | 0x20 | 0x10, index: 4, le(Int32(-1))) == .inappropriateIOCTLForDevice)
+    let path = open("/", O_RDONLY | O_CLOEXEC | Int32(CIOMMUFD_O_PATH))
+    defer { close(path) }
+    #expect(raw(0x24, index: 1, le(path)) == .badFileDescriptor)
+    #expect(raw(0x24, index: 4, le(path)) == .badFileDescriptor)
   }
 
   @Test("DEV-4.7: BOOL data: only the vectors marked true fire, mask or unmask; a false entry does nothing", arguments: Platform.withDevice)

@@ -256,11 +256,14 @@ struct NewerRequestConformance {
 
   @Test("PASID 0 through vfio's PASID path (7.2) is the RID: it attaches to an IOAS too and replies the HWPT; vfio's own attach then finds it busy and its own detach does nothing; a PASID detach of 0 detaches it", arguments: withDevice7_2)
   func pasidZero7_2(platform: Platform) throws {
-    let (_, iommufd, device, _) = try Self.boundDevice(platform)
+    let (backend, iommufd, device, _) = try Self.boundDevice(platform)
     let ioas = try iommufd.allocateIOAS()
     let hwpt = try device.attach(to: ioas, pasid: 0)
     #expect(hwpt != ioas.id)
     #expect(errno { try device.attach(to: ioas) } == .resourceBusy)
+    // A target iommufd cannot attach to (the device's own id) is EINVAL before that.
+    let deviceID = UInt32(device.deviceID!.rawValue)
+    #expect(rawIoctl(backend, device.fileDescriptor, 0x3B77, le(UInt32(12), UInt32(0), deviceID)).0 == .invalidArgument)
     try device.detach()  // vfio's own detach: nothing to do
     #expect(errno { try device.attach(to: ioas) } == .resourceBusy)
     #expect(try device.attach(to: ioas, pasid: 0) == hwpt)  // a replace, to the same
