@@ -299,6 +299,47 @@ func deviceEntryPoints() -> [EntryPoint] {
       return true
     },
 
+    EntryPoint("MappedRegion through the fuzz device's memory BAR (BAR1)", weight: 4) { f in
+      guard let context = f.pick(f.pool.contexts) else { return false }
+      let page = UInt64(4096)
+      let offset = f.hostile(20) ? f.rng.hostileU64() : UInt64(f.rng.below(4)) * page
+      let length: UInt64? = f.hostile(20) ? f.rng.hostileU64() : (f.rng.chance(30) ? nil : UInt64(1 + f.rng.below(4)) * page)
+      let keep = f.rng.chance(30)
+      f.call("\(context.label) offset 0x\(hex(offset)) length \(length.map { "0x" + hex($0) } ?? "nil")\(keep ? ", left mapped" : "")") {
+        // The pool's vfio1 if bound, else a new one bound to the context.
+        let bound = f.pool.devices.first { $0.value.path == SimulatedKernel.devicePath(1) && $0.value.deviceID != nil }
+        let device: VFIODevice
+        if let bound {
+          device = bound.value
+        } else {
+          device = try VFIODevice.open(SimulatedKernel.devicePath(1), backend: f.backend)
+          f.pool.devices.append(Held(value: device, label: f.pool.label("dev"), context: nil))
+          try device.bind(to: context.value)
+        }
+        let mapped = try device.map(region: try device.regionInfo(1), offset: offset, length: length)
+        _ = mapped.unsafeHostAddress
+        for _ in 0..<4 {
+          let at = f.hostile(30) ? f.rng.hostileInt() : f.rng.below(max(1, mapped.length))
+          let value = f.rng.next()
+          switch f.rng.below(8) {
+          case 0: _ = try? mapped.load8(at: at)
+          case 1: _ = try? mapped.load16(at: at)
+          case 2: _ = try? mapped.load32(at: at)
+          case 3: _ = try? mapped.load64(at: at)
+          case 4: try? mapped.store8(UInt8(truncatingIfNeeded: value), at: at)
+          case 5: try? mapped.store16(UInt16(truncatingIfNeeded: value), at: at)
+          case 6: try? mapped.store32(UInt32(truncatingIfNeeded: value), at: at)
+          default: try? mapped.store64(value, at: at)
+          }
+        }
+        if !keep {
+          try mapped.unmap()
+          _ = try? mapped.load32(at: 0)
+        }
+      }
+      return true
+    },
+
     // MARK: DMA buffers, mappings, eventfds
 
     EntryPoint("DMABuffer.init(length:backend:)", weight: 10) { f in
