@@ -76,7 +76,7 @@ tsan_bundle=.build-tsan/debug/swift-iommufdPackageTests.xctest
 # The fork test runs in the plain unit tests only: a fork of a many-threaded process under
 # ThreadSanitizer can hang in the child (TSan does not support it), and the test is about
 # fork and process ids, not races.
-"$tsan_bundle" --testing-library swift-testing --filter 'StressTests|HandleSafetyTests|SimulatorTests|OwnershipTests' \
+"$tsan_bundle" --testing-library swift-testing --filter 'StressTests|HandleSafetyTests|SimulatorTests|OwnershipTests|InterruptConformance|SimulatedDeviceModelTests' \
   --skip 'forkedChildReadsItsOwnMemory' \
   >/tmp/iommufd-tsan.log 2>&1 || { tail -n 40 /tmp/iommufd-tsan.log; echo "the suites failed under ThreadSanitizer" >&2; exit 1; }
 races=$(grep -c 'WARNING: ThreadSanitizer' /tmp/iommufd-tsan.log || true)

@@ -55,6 +55,56 @@ struct StressTests {
     try iommufd.close()
   }
 
+  @Test("interrupts race the simulated kernel's thread: edu raises and acknowledges INTx, its DMA completes on a timer, the unmask eventfd is written from outside the simulator and the listener replaced, while the kernel is dropped at the end: every call answers")
+  func interruptsAndDeviceWork() throws {
+    let backend = Backend.simulated(SimulatedKernel(devices: [SimulatedEduDevice(dmaDelay: .microseconds(200))]))
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
+    try device.bind(to: iommufd)
+    let ioas = try iommufd.allocateIOAS()
+    try device.attach(to: ioas)
+    let buffer = try DMABuffer(length: 4096, backend: backend)
+    let mapping = try ioas.map(buffer, at: .fixed(0x10_0000), access: [.readable, .writable])
+    let trigger = try EventFD(nonBlocking: true, backend: backend)
+    try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
+    let resample = try EventFD(nonBlocking: true, backend: backend)
+    try device.setUnmaskEventFD(resample)
+    let region = try device.regionInfo(0)
+    let unexpected = Atomic<Int>(0)
+    DispatchQueue.concurrentPerform(iterations: 4) { thread in
+      for round in 0..<200 {
+        do {
+          switch thread {
+          case 0:
+            try device.write(UInt32(1), region: region, at: 0x60)  // raise
+            try device.write(UInt32(1), region: region, at: 0x64)  // acknowledge
+          case 1:
+            var one: UInt64 = 1  // a writer outside the simulator, as KVM would be
+            _ = withUnsafeBytes(of: &one) { write(resample.fileDescriptor.rawValue, $0.baseAddress, 8) }
+            _ = try? trigger.wait()
+          case 2:
+            try device.write(UInt64(0x10_0000), region: region, at: 0x80)
+            try device.write(UInt64(0x40000), region: region, at: 0x88)
+            try device.write(UInt64(64), region: region, at: 0x90)
+            try device.write(UInt64(1), region: region, at: 0x98)
+            _ = try device.read(UInt32.self, region: region, at: 0x98)
+          default:
+            if round % 50 == 0 {
+              try device.setUnmaskEventFD(nil)
+              try device.setUnmaskEventFD(resample)
+            } else {
+              try device.perform(.unmask, interrupt: VFIOPCIInterrupt.intx)
+            }
+          }
+        } catch {
+          unexpected.add(1, ordering: .relaxed)
+        }
+      }
+    }
+    #expect(unexpected.load(ordering: .relaxed) == 0)
+    _ = mapping
+  }
+
   @Test("copies within one IOAS and between two, while destroys of both are refused (EBUSY): every call returns, none waits forever")
   func copiesDuringRefusedDestroys() throws {
     let backend = Backend.simulated(SimulatedKernel(devices: [SimulatedEduDevice()]))
