@@ -1828,6 +1828,22 @@ extension BadInputTableTests {
       let (_, device, _) = try env.bound()
       env.bad { try device.perform(.trigger, interrupt: msi, selecting: [true]) }
     },
+    Row("PCIConfigSpace.bar(-1) is EINVAL", On.withDevice, .rejected(.invalidArgument, "0–5")) { env in
+      let (_, device, _) = try env.bound()
+      let config = try PCIConfigSpace(device)
+      env.bad { try config.bar(-1) }
+    },
+    Row("PCIConfigSpace.bar(Int.max) is EINVAL", On.withDevice, .rejected(.invalidArgument, "0–5")) { env in
+      let (_, device, _) = try env.bound()
+      let config = try PCIConfigSpace(device)
+      env.bad { try config.bar(.max) }
+    },
+    Row("closed device: PCIConfigSpace.bars() is EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let (_, device, _) = try env.bound()
+      let config = try PCIConfigSpace(device)
+      try device.close()
+      env.bad { try config.bars() }
+    },
     Row("reset of edu (no reset method): DEV-5 EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
       let (_, device, _) = try env.bound()
       env.bad { try device.reset() }

@@ -155,6 +155,27 @@ struct SimulatedDeviceModelTests {
     }
   }
 
+  @Test("BAR sizing of a device with a 64-bit prefetchable BAR, a 32-bit one, and a 64-bit flag on BAR 5 (no room: 32-bit)")
+  func barSizing() throws {
+    var wide = SimulatedPCIDevice.BAR.memory(size: 1 << 33)
+    wide.is64Bit = true
+    wide.isPrefetchable = true
+    var last = SimulatedPCIDevice.BAR(size: 0x100)
+    last.is64Bit = true
+    let model = SimulatedPCIDevice(vendorID: 1, deviceID: 2, classCode: 0, bars: [wide, nil, SimulatedPCIDevice.BAR(size: 0x4000), nil, nil, last])
+    let setup = try Setup(model)
+    let config = try PCIConfigSpace(setup.device)
+    #expect(try config.bars() == [
+      PCIBAR(index: 0, kind: .memory64, isPrefetchable: true, address: 0, size: 1 << 33),
+      PCIBAR(index: 2, kind: .memory32, isPrefetchable: false, address: 0, size: 0x4000),
+      PCIBAR(index: 5, kind: .memory32, isPrefetchable: false, address: 0, size: 0x100),
+    ])
+    try config.write(UInt32(0xFFFF_FFFF), at: 0x10)
+    try config.write(UInt32(0x0000_0123), at: 0x14)
+    #expect(try config.read(UInt32.self, at: 0x10) == 0x0000_000C)  // 8 GiB: no low address bits
+    #expect(try config.read(UInt32.self, at: 0x14) == 0x0000_0122)  // the upper half masked to 8 GiB
+  }
+
   @Test("A BAR mapping holds the device file: closed while mapped, the device stays bound and attached (its IOAS busy) until the munmap")
   func mappingHoldsDevice() throws {
     let setup = try Setup(MSIXDevice())

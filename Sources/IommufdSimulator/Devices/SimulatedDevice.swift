@@ -24,6 +24,11 @@ open class SimulatedPCIDevice: @unchecked Sendable {
     /// can be mmapped, the mapping sharing the same memory. At most 1 GiB; a larger or
     /// empty memory BAR gets no memory and acts as a register BAR.
     public var isMemory: Bool
+    /// Decodes 64-bit addresses: the BAR register after it holds the upper half, so that
+    /// index must have no BAR of its own (else, and in register 5, the BAR is 32-bit).
+    public var is64Bit = false
+    /// The memory is prefetchable (bit 3 of the register).
+    public var isPrefetchable = false
 
     /// Creates a BAR description: registers handled by the device model.
     public init(size: UInt64, mappable: Bool = true) {
@@ -180,6 +185,12 @@ open class SimulatedPCIDevice: @unchecked Sendable {
   /// Whether MSI-X is enabled (message control bit 15: vfio-pci enables it on the device
   /// when vectors are first set up through `VFIO_DEVICE_SET_IRQS`).
   public var msixEnabled: Bool { msixCapability.map { config[$0 + 3] & 0x80 != 0 } ?? false }
+
+  /// Whether BAR `bar` decodes 64-bit addresses: it says so, and the next register is free.
+  func is64Bit(bar: Int) -> Bool {
+    guard (0..<5).contains(bar), let description = bars[bar], description.is64Bit else { return false }
+    return bars[bar + 1] == nil
+  }
 
   /// Whether BAR `bar` can be mmapped in the simulator: a mappable memory BAR with memory.
   func isMappable(bar: Int) -> Bool {

@@ -73,6 +73,9 @@ extension SimulatedKernel {
     /// Mapped BARs: each piece of a mapping holds its device file (as a VMA holds its
     /// file), so the device is released only after the close and the last munmap.
     var barMappings: [(start: UInt, end: UInt, file: ObjectIdentifier)] = []
+    /// vfio-pci's virtual BAR and ROM registers of each device (28 bytes: 0x10–0x27 and
+    /// 0x30–0x33 of config space) as the user wrote them, by device number.
+    var virtualBARs: [Int: [UInt8]] = [:]
     /// The device-request (REQ) eventfd of each device that has one, by device number.
     var requestEventFDs: [Int: Int32] = [:]
 

@@ -13,9 +13,13 @@ extension SimulatedKernel.State {
     case CIOMMUFD_VFIO_CHECK_EXTENSION:
       switch address {
       case 1, 3, 9: return 1  // TYPE1, TYPE1v2, UNMAP_ALL
-      case 4:  // DMA_CC_IOMMU: 0 once a domain does not enforce coherency (the mock's)
+      case 4:
+        // DMA_CC_IOMMU: 0 once a domain does not enforce cache coherency. A HWPT enforces
+        // it when made for a device whose IOMMU can (IOMMU_CAP_ENFORCE_CACHE_COHERENCY):
+        // VT-d with snoop control (ECAP bit 7, which QEMU's lacks); the mock never.
         let ioas = try compatIOAS(context)
-        return ioas.domains.contains { $0.table.profile.pageSize < pageSize } ? 0 : 1
+        let snoopControl = configuration.vtdExtendedCapability & 0x80 != 0
+        return ioas.domains.contains { $0.table.profile.driver == .mock || !snoopControl } ? 0 : 1
       default: return 0  // NOIOMMU (not configured), TYPE1_NESTING, UPDATE_VADDR, the rest
       }
     case CIOMMUFD_VFIO_SET_IOMMU:

@@ -51,6 +51,34 @@ struct ConfigSpaceConformance {
     return try PCIConfigSpace(handle).capabilities()
   }
 
+  @Test("BAR sizing through config space: edu's BAR0 is 1 MiB of 32-bit memory, not prefetchable, and BARs 1–5 and the ROM are absent; the registers are vfio-pci's own (an address written reads back masked to the size) and are restored after sizing", arguments: Platform.withDevice)
+  func barSizing(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(platform.devicePath!, backend: backend)
+    try device.bind(to: iommufd)
+    let config = try PCIConfigSpace(device)
+    let original = try config.read(UInt32.self, at: 0x10)
+    let bars = try config.bars()
+    #expect(bars.map(\.index) == [0])
+    #expect(bars.first?.kind == .memory32)
+    #expect(bars.first?.size == 1 << 20)
+    #expect(bars.first?.isPrefetchable == false)
+    #expect(bars.first?.address == UInt64(original & ~0xF))
+    #expect(try config.read(UInt32.self, at: 0x10) == original)  // restored
+    #expect(try config.bar(1) == nil)
+    #expect(try config.read(UInt32.self, at: 0x30) == 0)  // no ROM
+    try config.write(UInt32(0x1234_5678), at: 0x10)
+    #expect(try config.read(UInt32.self, at: 0x10) == 0x1230_0000)
+    try config.write(UInt32(0xFFFF_FFFF), at: 0x14)  // BAR1 is not implemented: stays 0
+    #expect(try config.read(UInt32.self, at: 0x14) == 0)
+    try config.write(original, at: 0x10)
+    // The BAR registers never reach the device: edu still answers at BAR0.
+    #expect(try device.read(UInt32.self, region: try device.regionInfo(0), at: 0) == 0x0100_00ed)
+    #expect(errno { try config.bar(6) } == .invalidArgument)
+    #expect(errno { try config.bar(-1) } == .invalidArgument)
+  }
+
   @Test("a list that loops or points below 0x40 is EBADMSG; no status bit, no list; a chain of three is read in order")
   func malformedLists() throws {
     #expect(try Self.capabilities(of: MadeUpDevice { _ in }) == [])

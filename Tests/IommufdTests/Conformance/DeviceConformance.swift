@@ -283,6 +283,22 @@ struct DeviceConformance {
     #expect(try setup.device.read(UInt16.self, region: bar, at: 0) == 0)
   }
 
+  @Test("VFIO_CHECK_EXTENSION(DMA_CC_IOMMU) on the compat IOAS: 1 with no domain, 0 with edu attached (QEMU's VT-d has no snoop control, so its domains do not enforce cache coherency)", arguments: Platform.withDevice)
+  func dmaCCIOMMU(platform: Platform) throws {
+    let setup = try Setup(platform)
+    let ioas = try setup.iommufd.allocateIOAS()
+    try setup.iommufd.setCompatibilityIOAS(ioas)
+    let check = { () throws(Errno) -> Int32 in
+      try setup.backend.calls.ioctl(setup.iommufd.fileDescriptor, 0x3B65, UnsafeMutableRawPointer(bitPattern: 4))
+    }
+    #expect(try check() == 1)
+    try setup.device.bind(to: setup.iommufd)
+    try setup.device.attach(to: ioas)
+    #expect(try check() == 0)
+    try setup.device.detach()
+    #expect(try check() == 1)
+  }
+
   @Test("CDEV-3: a request vfio-pci does not know is ENOTTY", arguments: Platform.withDevice)
   func cdev3(platform: Platform) throws {
     let setup = try Setup(platform)

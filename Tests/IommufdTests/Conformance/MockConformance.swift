@@ -20,6 +20,20 @@ struct MockConformance {
     #expect([mock.id, mock.deviceID, mock.pageTableID].map(\.rawValue) == [2, 3, 4])
   }
 
+  @Test("VFIO_CHECK_EXTENSION(DMA_CC_IOMMU) on the compat IOAS: 1 with no domain, 0 once a mock domain is there (the mock IOMMU cannot enforce cache coherency)", arguments: Platform.mock)
+  func dmaCCIOMMUMock(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let ioas = try iommufd.allocateIOAS()
+    try iommufd.setCompatibilityIOAS(ioas)
+    let check = { () throws(Errno) -> Int32 in
+      try iommufd.backend.calls.ioctl(iommufd.fileDescriptor, 0x3B65, UnsafeMutableRawPointer(bitPattern: 4))
+    }
+    #expect(try check() == 1)
+    let mock = try iommufd.selfTest.attachMockDevice(to: ioas)
+    #expect(try check() == 0)
+    _ = mock
+  }
+
   @Test("VFIO_IOMMU_MAP_DMA without READ or WRITE into a mock domain: 6.12's mock maps it, 7.2's refuses it (EINVAL), at the map and at a later domain attach", arguments: Platform.mock)
   func compatMapWithoutAccess(platform: Platform) throws {
     let backend = platform.makeBackend()
