@@ -62,6 +62,15 @@ let package = Package(
       ],
       path: "Examples/EduDMA"
     ),
+    // A VMM prototype's device path: guest RAM, hand-over, BARs, interrupts, dirty pages, hot-plug.
+    .executableTarget(
+      name: "vmm-passthrough",
+      dependencies: [
+        "Iommufd", "IommufdSimulator", "IommufdEdu",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "Examples/VMMPassthrough"
+    ),
     // The command-line tool: devices, probe, ranges, hw-info, bind, unbind.
     .executableTarget(
       name: "iommufd-tool",

@@ -4,7 +4,7 @@
 # vtd: the conformance suite, the real-kernel and differential tests, the handle-safety suite
 #      and the bad-input table on the cdev, the differential fuzzer with the device, then the
 #      legacy container/group tests, then
-#      iommufd-tool against the real sysfs, then edu-dma.
+#      iommufd-tool against the real sysfs, then edu-dma and vmm-passthrough.
 # mock: the iommufd and self-test mock-domain conformance scenarios (with vIOMMU, vDEVICE and
 #       vEVENTQ on a 7.2 kernel), and the handle-safety suite and bad-input table on the kernel.
 # The kernel's release (6.12 or 7.2) picks the expectations where the two differ.
@@ -50,4 +50,7 @@ step expect "now no driver" "$tool" unbind "$edu"
 step expect "route: none" "$tool" devices
 step expect "bound to vfio-pci (was unbound)" "$tool" bind "$edu"
 step expect "round trip matches" "$bin/edu-dma"
+# The VMM example on this kernel: guest RAM banks, the hand-over, BARs for KVM, MSI and INTx
+# with its resample eventfd, DMA into guest RAM, unplug and replug, teardown.
+step expect "all passed" "$bin/vmm-passthrough"
 exit $status

@@ -233,26 +233,36 @@ final class SimulatedWorker: @unchecked Sendable {
   /// signalled, the next deadline passes, or the work changes. Ends when no work is left.
   private func loop() {
     while true {
-      let timeout: Int32? = lock.run {
+      let plan: (timeout: Int32, wake: Int32, epoll: Int32)? = lock.run {
         if let state, !stopped {
           drain(state)
           runDueTimers(state)
         }
         guard !stopped, state != nil, !watches.isEmpty || !timers.isEmpty else {
+          // Idle: the thread ends and its descriptors close (made again with new work).
           running = false
           thread = nil
+          if watches.isEmpty {
+            if epollFD >= 0 { _ = Glibc.close(epollFD) }
+            epollFD = -1
+          }
+          if wakeFD >= 0 { _ = Glibc.close(wakeFD) }
+          wakeFD = -1
           return nil
         }
-        guard let next = timers.map(\.deadline).min() else { return -1 }
-        let now = Self.now()
-        return next <= now ? 0 : Int32(clamping: (next - now + 999_999) / 1_000_000)
+        var timeout: Int32 = -1
+        if let next = timers.map(\.deadline).min() {
+          let now = Self.now()
+          timeout = next <= now ? 0 : Int32(clamping: (next - now + 999_999) / 1_000_000)
+        }
+        return (timeout, wakeFD, epollFD)  // only this thread closes them, when it ends
       }
-      guard let timeout else { return }
-      var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: epollFD, events: Int16(POLLIN), revents: 0)]
-      _ = Glibc.poll(&fds, nfds_t(fds.count), timeout)
+      guard let plan else { return }
+      var fds = [pollfd(fd: plan.wake, events: Int16(POLLIN), revents: 0), pollfd(fd: plan.epoll, events: Int16(POLLIN), revents: 0)]
+      _ = Glibc.poll(&fds, nfds_t(fds.count), plan.timeout)
       if fds[0].revents & Int16(POLLIN) != 0 {
         var counter: UInt64 = 0
-        _ = withUnsafeMutableBytes(of: &counter) { Glibc.read(wakeFD, $0.baseAddress, 8) }
+        _ = withUnsafeMutableBytes(of: &counter) { Glibc.read(plan.wake, $0.baseAddress, 8) }
       }
     }
   }
