@@ -32,18 +32,12 @@ struct Devices: ParsableCommand {
 
   func run() throws {
     var rows: [Row] = []
-    if common.simulated {
-      rows = [Row(
-        address: Common.simulatedAddress.description, vendorID: 0x1234, deviceID: 0x11e8, classCode: 0x00ff00, driver: "vfio-pci",
-        iommuGroup: 0, cdev: SimulatedKernel.devicePath(0).string, route: "iommufd", reasons: ["simulated edu device"])]
-    } else {
-      for entry in try reportingErrors({ try common.discovery.devices() }) {
-        let access = common.discovery.access(for: entry.address)
-        rows.append(Row(
-          address: entry.address.description, vendorID: entry.vendorID, deviceID: entry.deviceID, classCode: entry.classCode,
-          driver: entry.driver, iommuGroup: entry.iommuGroup, cdev: entry.cdevPath?.string, route: routeName(access),
-          reasons: access.reasons))
-      }
+    for entry in try reportingErrors({ try common.discovery.devices() }) {
+      let access = common.discovery.access(for: entry.address)
+      rows.append(Row(
+        address: entry.address.description, vendorID: entry.vendorID, deviceID: entry.deviceID, classCode: entry.classCode,
+        driver: entry.driver, iommuGroup: entry.iommuGroup, cdev: entry.cdevPath?.string, route: routeName(access),
+        reasons: access.reasons))
     }
     output.emit([("devices", .array(rows.map(\.json)))]) {
       rows.map { row in

@@ -33,7 +33,7 @@ struct Probe: ParsableCommand {
   }
 
   func run() throws {
-    let backend = common.simulated ? Common.simulatedMachine() : .kernel
+    let backend = common.backend
     let iommuPath = FilePath(common.dev).appending("iommu")
     var iommufd = Finding()
     var ranges: [IOVARange]?
@@ -53,22 +53,17 @@ struct Probe: ParsableCommand {
     var legacy = Finding()
     var type1v2: Bool?
     var modules: [(String, Bool)]?
-    if common.simulated {
-      cdevs = [SimulatedKernel.devicePath(0).string]
-      legacy.error = "the simulated machine has no legacy container"
-    } else {
-      let directory = FilePath(common.dev).appending("vfio/devices")
-      cdevs = HostFiles.names(in: directory).map { directory.appending($0).string }
-      do throws(IommufdError) {
-        let container = try VFIOContainer.open(FilePath(common.dev).appending("vfio/vfio"))
-        legacy.usable = true
-        type1v2 = try container.supports(extension: 3)
-      } catch {
-        legacy = Finding(error)
-      }
-      modules = ["iommufd", "vfio", "vfio_iommu_type1", "vfio_pci"].map {
-        ($0, HostFiles.exists(FilePath(common.sysfs).appending("module/\($0)")))
-      }
+    let directory = FilePath(common.dev).appending("vfio/devices")
+    cdevs = common.files.names(in: directory).map { directory.appending($0).string }
+    do throws(IommufdError) {
+      let container = try VFIOContainer.open(FilePath(common.dev).appending("vfio/vfio"), backend: backend)
+      legacy.usable = true
+      type1v2 = try container.supports(extension: 3)
+    } catch {
+      legacy = Finding(error)
+    }
+    modules = ["iommufd", "vfio", "vfio_iommu_type1", "vfio_pci"].map {
+      ($0, common.files.exists(FilePath(common.sysfs).appending("module/\($0)")))
     }
 
     let usable = iommufd.usable || legacy.usable

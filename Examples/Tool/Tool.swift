@@ -40,7 +40,7 @@ struct SysfsOption: ParsableArguments {
 /// What the inspecting subcommands look at: this host (its sysfs and device nodes) or the
 /// simulated machine.
 struct Common: ParsableArguments {
-  @Flag(help: "Use the simulated kernel (one edu device at 0000:00:02.0) instead of this host.")
+  @Flag(help: "Use the simulated machine (one edu device at 0000:00:02.0, with its own sysfs) instead of this host.")
   var simulated = false
 
   @OptionGroup var sysfsOption: SysfsOption
@@ -49,19 +49,24 @@ struct Common: ParsableArguments {
   var dev = "/dev"
 
   var sysfs: String { sysfsOption.sysfs }
-  var discovery: VFIODiscovery { VFIODiscovery(sysfsRoot: FilePath(sysfs), deviceRoot: FilePath(dev)) }
+  /// The host's kernel, or the simulated machine.
+  var backend: Backend { simulated ? Self.simulatedMachine : .kernel }
+  /// Discovery over the backend's sysfs and device nodes.
+  var discovery: VFIODiscovery { VFIODiscovery(sysfsRoot: FilePath(sysfs), deviceRoot: FilePath(dev), backend: backend) }
+  /// The backend's files.
+  var files: MachineFiles { MachineFiles(calls: backend.calls) }
 
-  static let simulatedAddress = PCIAddress(domain: 0, bus: 0, device: 2, function: 0)!
+  static let simulatedAddress = SimulatedKernel.pciAddress(ofDevice: 0)
 
-  /// A simulated machine: one edu device, at ``simulatedAddress``, as `vfio0`.
-  static func simulatedMachine() -> Backend { .simulated(SimulatedKernel(devices: [SimulatedEduDevice()])) }
+  /// The simulated machine: one edu device, at ``simulatedAddress``, as `vfio0`; one per run.
+  static let simulatedMachine = Backend.simulated(SimulatedKernel(devices: [SimulatedEduDevice()]))
 
   /// Fails with a usage error for an address the simulated machine does not have, and
   /// for host options that a simulated machine would silently ignore.
   func validate(_ address: PCIAddress) throws {
     try validate()
-    guard !simulated || address == Self.simulatedAddress else {
-      throw ValidationError("the simulated machine has one device, \(Self.simulatedAddress)")
+    guard !simulated || (try? discovery.device(at: address)) != nil else {
+      throw ValidationError("the simulated machine has no device at \(address); it has \(Self.simulatedAddress)")
     }
   }
 
@@ -76,8 +81,7 @@ struct Common: ParsableArguments {
   /// Opens the device at `address` on the route the host offers (or the simulated machine).
   func openSession(_ address: PCIAddress, prefer: VFIOSession.RoutePreference?) throws -> VFIOSession {
     try reportingErrors {
-      if simulated { return try VFIOSession.openCdev(SimulatedKernel.devicePath(0), backend: Self.simulatedMachine()) }
-      return try VFIOSession.open(address, discovery: discovery, prefer: prefer)
+      try VFIOSession.open(address, discovery: discovery, prefer: prefer, backend: backend)
     }
   }
 }

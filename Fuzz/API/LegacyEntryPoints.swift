@@ -159,6 +159,47 @@ func legacyEntryPoints() -> [EntryPoint] {
       }
       return true
     },
+    EntryPoint("VFIODiscovery of the simulated machine: devices, device(at:), group, access, cdevPath", weight: 3) { f in
+      let discovery = VFIODiscovery(backend: f.backend)
+      let address = f.rng.chance(70) ? SimulatedKernel.pciAddress(ofDevice: f.rng.below(3)) : f.pciAddress()
+      let group = f.hostile(30) ? f.rng.hostileInt() : f.rng.below(3)
+      f.call("\(address) group \(group)") {
+        _ = try discovery.devices().map(\.cdevPath)
+        _ = discovery.access(for: address).reasons
+        _ = try? discovery.group(group)
+        _ = try discovery.device(at: address)
+        _ = try discovery.cdevPath(for: address)
+      }
+      return true
+    },
+    EntryPoint("VFIOSession.open(_:discovery:prefer:backend:) on the simulated machine", weight: 2) { f in
+      let address = f.rng.chance(80) ? SimulatedKernel.pciAddress(ofDevice: f.rng.below(2)) : f.pciAddress()
+      let preference: VFIOSession.RoutePreference? = f.rng.element([nil, .iommufd, .legacy]) ?? nil
+      f.call("\(address) prefer \(preference.map { "\($0)" } ?? "nil")") {
+        let session = try VFIOSession.open(address, prefer: preference, backend: f.backend)
+        f.pool.devices.append(Held(value: session.device, label: f.pool.label("dev"), context: nil))
+        f.pool.sessions.append(Held(value: session, label: f.pool.label("session"), context: nil))
+      }
+      return true
+    },
+    EntryPoint("SystemCalls files of the simulated machine: directoryEntries, readFile, readLink, checkAccess", weight: 2) { f in
+      let known = [
+        "/sys/bus/pci/devices", "/sys/bus/pci/devices/0000:00:02.0/vendor", "/sys/bus/pci/devices/0000:00:03.0/driver",
+        "/sys/kernel/iommu_groups/1/reserved_regions", "/dev/vfio/devices", "/dev/iommu", "/sys/module/vfio_pci", "/dev/vfio/0",
+      ]
+      let path = f.hostile(40) ? f.path(known[f.rng.below(known.count)]) : known[f.rng.below(known.count)]
+      let size = f.hostile(30) ? f.rng.hostileInt() : 4096
+      let mode = f.hostile(30) ? Int32(truncatingIfNeeded: f.rng.hostileInt()) : 6
+      f.call("\(path.debugDescription) size \(size) mode \(mode)") {
+        let calls = f.backend.calls
+        let filePath = FilePath(path)
+        _ = try? calls.directoryEntries(filePath)
+        _ = try? calls.readFile(filePath, maximumBytes: size)
+        _ = try? calls.readLink(filePath)
+        _ = try? calls.checkAccess(filePath, mode: mode)  // the seam answers with an Errno, by design
+      }
+      return true
+    },
     EntryPoint("VFIODiscovery.devices()", weight: 2) { f in
       let (discovery, tree) = f.sysfs.rebuild(&f.rng, hostileRoots: f.hostile(30))
       f.call(tree.description) {

@@ -421,6 +421,26 @@ struct BadInputTrapTests {
   ]
 
   static let simulatorRows: [Row] = [
+    Row("the simulated sysfs with hostile paths and sizes: every answer an errno or a value, never a trap", .holds) {
+      let kernel = SimulatedKernel(devices: [SimulatedEduDevice()])
+      let long = "/sys/" + String(repeating: "a/", count: 3000)
+      let paths: [FilePath] = [
+        "", "relative", "/", "/sys", "/sys/", FilePath(long), "/sys/bus/pci/devices/zzzz", "/sys/kernel/iommu_groups/-1",
+        "/sys/kernel/iommu_groups/99999999999999999999", "/sys/kernel/iommu_groups/01", "/dev/vfio/devices/vfio-1",
+        "/dev/vfio/devices/vfio99999999999999999999", "/dev/vfio/devices/vfio00", "/dev/iommu/x", "/sys/bus/pci/devices/0000:00:02.0/../../../..",
+      ]
+      for path in paths {
+        _ = try? kernel.directoryEntries(path)
+        for size in [Int.min, -1, 0, 1, .max] { _ = try? kernel.readFile(path, maximumBytes: size) }
+        _ = try? kernel.readLink(path)
+        for mode in [Int32.min, -1, 0, R_OK | W_OK, X_OK, .max] { _ = try? kernel.checkAccess(path, mode: mode) }
+      }
+      let discovery = VFIODiscovery(backend: .simulated(kernel))
+      for group in [Int.min, -1, 1, .max] { #expect(throws: IommufdError.self) { try discovery.group(group) } }
+      let addresses = [Int.min, -1, 0, 29, 30, 8190, .max].map(SimulatedKernel.pciAddress(ofDevice:))
+      let type = try kernel.readFile("/sys/kernel/iommu_groups/0/type", maximumBytes: .max)
+      return addresses[0] == addresses[2] && addresses[4].description == "0000:01:00.0" && type == Array("DMA\n".utf8)
+    },
     Row("MSIX with hostile values is nil, never a trap", .holds) {
       let hostile: [(Int, Int, UInt64, Int?, UInt64?)] = [
         (0, 0, 0, nil, nil), (-1, 0, 0, nil, nil), (.max, 0, 0, nil, nil), (2049, 0, 0, nil, nil), (1, -1, 0, nil, nil),

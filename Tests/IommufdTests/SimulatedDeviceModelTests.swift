@@ -221,3 +221,41 @@ struct SimulatedDeviceModelTests {
     _ = mapping
   }
 }
+
+/// The simulated machine's sysfs beyond edu: several devices, their resources, links and
+/// nodes, and what is not there.
+@Suite("simulated sysfs")
+struct SimulatedSysfsTests {
+  @Test("two devices at 0000:00:02.0 and 0000:00:03.0, each in its own group, with resources laid out by BAR; the nodes exist, the legacy ones do not")
+  func machine() throws {
+    let kernel = SimulatedKernel(devices: [SimulatedEduDevice(), SimulatedDeviceModelTests.MSIXDevice()])
+    let backend = Backend.simulated(kernel)
+    let discovery = VFIODiscovery(backend: backend)
+    let entries = try discovery.devices()
+    #expect(entries.map(\.address.description) == ["0000:00:02.0", "0000:00:03.0"])
+    #expect(entries.map(\.iommuGroup) == [0, 1])
+    #expect(entries.map(\.cdevPath) == [SimulatedKernel.devicePath(0), SimulatedKernel.devicePath(1)])
+    #expect(entries[1].classCode == 0x020000)
+    let resource = String(decoding: try kernel.readFile("/sys/bus/pci/devices/0000:00:03.0/resource", maximumBytes: 4096), as: UTF8.self)
+    let lines = resource.split(separator: "\n")
+    #expect(lines.count == 13)
+    #expect(lines[0] == "0x0000000090000000 0x0000000090000fff 0x0000000000040200")
+    #expect(lines[1] == "0x0000000090004000 0x0000000090007fff 0x0000000000040200")
+    #expect(try kernel.readLink("/sys/bus/pci/devices/0000:00:03.0/driver").hasSuffix("/vfio-pci"))
+    #expect(try kernel.readFile("/sys/bus/pci/devices/0000:00:02.0/config", maximumBytes: 2) == [0x34, 0x12])
+    try kernel.checkAccess("/dev/iommu", mode: R_OK | W_OK)
+    try kernel.checkAccess("/sys/module/vfio_pci", mode: F_OK)
+    #expect(throws: Errno.noSuchFileOrDirectory) { try kernel.checkAccess("/dev/vfio/0", mode: F_OK) }
+    #expect(throws: Errno.noSuchFileOrDirectory) { try kernel.checkAccess("/dev/vfio/devices/vfio2", mode: F_OK) }
+    #expect(throws: Errno.notDirectory) { try kernel.directoryEntries("/sys/bus/pci/devices/0000:00:02.0/vendor") }
+    #expect(throws: Errno.isDirectory) { try kernel.readFile("/sys/bus/pci/devices", maximumBytes: 10) }
+    #expect(throws: Errno.invalidArgument) { try kernel.readLink("/sys/bus/pci/devices/0000:00:02.0/vendor") }
+    #expect(try kernel.directoryEntries("/sys/bus/pci/../pci/./devices") == ["0000:00:02.0", "0000:00:03.0"])
+    // Host paths stay the host's.
+    #expect(try kernel.directoryEntries("/proc/self/fd").isEmpty == false)
+    // What discovery read, recorded.
+    let transcript = TranscriptSystemCalls(kernel)
+    _ = try VFIODiscovery(backend: Backend(transcript)).device(at: entries[0].address)
+    #expect(transcript.entries.contains { $0.call == .readFile(path: "/sys/bus/pci/devices/0000:00:02.0/vendor") })
+  }
+}

@@ -4,52 +4,35 @@ import SystemPackage
 import Glibc
 #endif
 
-/// Reading sysfs and `/dev` with plain system calls, without Foundation: directory
-/// listings, existence, small text attributes and link targets.
-enum SysfsFiles {
-  /// The names in the directory at `path`, without `.` and `..`, in no particular order;
-  /// `nil` where it cannot be listed.
-  static func entries(of path: FilePath) -> [String]? {
-    guard let directory = opendir(path.string) else { return nil }
-    defer { closedir(directory) }
-    var names: [String] = []
-    while let entry = readdir(directory) {
-      let name = withUnsafePointer(to: &entry.pointee.d_name) { tuple in
-        tuple.withMemoryRebound(to: CChar.self, capacity: MemoryLayout.size(ofValue: tuple.pointee)) { String(cString: $0) }
-      }
-      if name != "." && name != ".." { names.append(name) }
-    }
-    return names
-  }
+/// Reading sysfs and `/dev` through a backend's seam (the host's files on the kernel, the
+/// simulated machine's on a simulated kernel): directory listings, existence, small text
+/// attributes and link targets; `nil` (or `false`) where the seam says no.
+struct SysfsFiles: Sendable {
+  let calls: any SystemCalls
+
+  /// The names in the directory at `path`, without `.` and `..`, in no particular order.
+  func entries(of path: FilePath) -> [String]? { try? calls.directoryEntries(path) }
 
   /// Whether something exists at `path` (following links).
-  static func exists(_ path: FilePath) -> Bool { access(path.string, F_OK) == 0 }
+  func exists(_ path: FilePath) -> Bool { (try? calls.checkAccess(path, mode: F_OK)) != nil }
 
-  /// The text of the file at `path` (at most 1 MiB: sysfs attributes are a page);
-  /// `nil` where it cannot be read.
-  static func text(of path: FilePath) -> String? {
-    let fd = open(path.string, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while bytes.count < 1 << 20 {
-      let count = read(fd, &chunk, chunk.count)
-      if count < 0 && errno == EINTR { continue }
-      guard count >= 0 else { return nil }
-      if count == 0 { break }
-      bytes += chunk[..<count]
+  /// The errno of `access(2)` for `mode`, or nil when allowed.
+  func accessError(_ path: FilePath, mode: Int32) -> Errno? {
+    do throws(Errno) {
+      try calls.checkAccess(path, mode: mode)
+      return nil
+    } catch {
+      return error
     }
-    return String(decoding: bytes, as: UTF8.self)
   }
 
-  /// Where the symbolic link at `path` points; `nil` where it is no link.
-  static func linkTarget(_ path: FilePath) -> String? {
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    let count = readlink(path.string, &buffer, buffer.count - 1)
-    guard count >= 0 else { return nil }
-    return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  /// The text of the file at `path` (at most 1 MiB: sysfs attributes are a page).
+  func text(of path: FilePath) -> String? {
+    (try? calls.readFile(path, maximumBytes: 1 << 20)).map { String(decoding: $0, as: UTF8.self) }
   }
+
+  /// Where the symbolic link at `path` points.
+  func linkTarget(_ path: FilePath) -> String? { try? calls.readLink(path) }
 }
 
 extension StringProtocol {

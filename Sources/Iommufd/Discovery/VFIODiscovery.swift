@@ -98,23 +98,31 @@ public struct PCIDeviceEntry: Hashable, Sendable {
 
 /// Finds PCI devices and their VFIO cdevs through sysfs.
 ///
-/// The roots are parameters so the same code runs against a generated tree in tests.
+/// It reads through the backend's seam: the host's sysfs on the kernel, the simulated
+/// machine's on a simulated kernel (its devices at their PCI addresses, bound to vfio-pci,
+/// each in its own IOMMU group). The roots are parameters so the same code also runs
+/// against a generated tree.
 public struct VFIODiscovery: Sendable {
   /// Where sysfs is mounted (normally `/sys`).
   public var sysfsRoot: FilePath
   /// Where device nodes live (normally `/dev`).
   public var deviceRoot: FilePath
+  /// The backend whose files are read.
+  public var backend: Backend
 
-  /// Creates a discovery over `sysfsRoot` and `deviceRoot`.
-  public init(sysfsRoot: FilePath = "/sys", deviceRoot: FilePath = "/dev") {
+  private var files: SysfsFiles { SysfsFiles(calls: backend.calls) }
+
+  /// Creates a discovery over `sysfsRoot` and `deviceRoot` of `backend`'s machine.
+  public init(sysfsRoot: FilePath = "/sys", deviceRoot: FilePath = "/dev", backend: Backend = .kernel) {
     self.sysfsRoot = sysfsRoot
     self.deviceRoot = deviceRoot
+    self.backend = backend
   }
 
   /// Every PCI device, by address.
   public func devices() throws(IommufdError) -> [PCIDeviceEntry] {
     let directory = sysfsRoot.appending("bus/pci/devices")
-    guard let names = SysfsFiles.entries(of: directory) else {
+    guard let names = files.entries(of: directory) else {
       throw IommufdError(.discovery, .noSuchFileOrDirectory, objects: [.path(directory.string)], detail: "cannot list PCI devices")
     }
     return names.compactMap(PCIAddress.init).sorted().map(entry(for:))
@@ -123,7 +131,7 @@ public struct VFIODiscovery: Sendable {
   /// The sysfs description of the device at `address`.
   public func device(at address: PCIAddress) throws(IommufdError) -> PCIDeviceEntry {
     let directory = deviceDirectory(address)
-    guard SysfsFiles.exists(directory) else {
+    guard files.exists(directory) else {
       throw IommufdError(.discovery, .noSuchFileOrDirectory, objects: [.path(directory.string)], detail: "no PCI device \(address)")
     }
     return entry(for: address)
@@ -148,10 +156,10 @@ public struct VFIODiscovery: Sendable {
   /// (`/sys/kernel/iommu_groups/N`).
   public func group(_ number: Int) throws(IommufdError) -> IOMMUGroupInfo {
     let directory = sysfsRoot.appending("kernel/iommu_groups/\(number)")
-    guard let names = SysfsFiles.entries(of: directory.appending("devices")) else {
+    guard let names = files.entries(of: directory.appending("devices")) else {
       throw IommufdError(.discovery, .noSuchFileOrDirectory, objects: [.path(directory.string)], detail: "no IOMMU group \(number)")
     }
-    let text = SysfsFiles.text(of: directory.appending("reserved_regions")) ?? ""
+    let text = files.text(of: directory.appending("reserved_regions")) ?? ""
     let regions = text.split(separator: "\n").compactMap { line -> IOMMUGroupInfo.ReservedRegion? in
       let fields = line.split(separator: " ")
       guard fields.count >= 3, let start = Self.hexNumber(fields[0]), let last = Self.hexNumber(fields[1]), start <= last
@@ -175,28 +183,27 @@ public struct VFIODiscovery: Sendable {
       return VFIOAccess(address: address, route: .none, reasons: [error.detail ?? "\(error)"])
     }
     func usable(_ path: FilePath) -> Bool {
-      if !SysfsFiles.exists(path) {
+      if !files.exists(path) {
         reasons.append("\(path) does not exist")
         return false
       }
-      if Glibc.access(path.string, R_OK | W_OK) != 0 {
-        let error = Glibc.errno
+      if let error = files.accessError(path, mode: R_OK | W_OK) {
         reasons.append("no read-write permission on \(path)")
-        if error == EACCES || error == EPERM { denied.append(path) }
+        if error == .permissionDenied || error == .notPermitted { denied.append(path) }
         return false
       }
       return true
     }
     guard let group = entry.iommuGroup else {
       reasons.append("\(address) is in no IOMMU group: no IOMMU translates for it (enable VT-d/AMD-Vi, e.g. intel_iommu=on)")
-      if SysfsFiles.exists(deviceRoot.appending("vfio/noiommu-0")) {
+      if files.exists(deviceRoot.appending("vfio/noiommu-0")) {
         reasons.append("VFIO runs in no-IOMMU mode: DMA is not isolated, and this library refuses it")
       }
       return VFIOAccess(address: address, route: .none, reasons: reasons)
     }
     reasons.append("IOMMU group \(group)")
     guard let driver = entry.driver, driver.hasPrefix("vfio") else {
-      if !SysfsFiles.exists(sysfsRoot.appending("module/vfio_pci")) {
+      if !files.exists(sysfsRoot.appending("module/vfio_pci")) {
         reasons.append("the vfio_pci module is not loaded (modprobe vfio-pci)")
       }
       reasons.append(entry.driver.map { "bound to \($0), not to a VFIO driver: bind it with `iommufd-tool bind \(address)`" } ?? "bound to no driver: bind it with `iommufd-tool bind \(address)`")
@@ -225,7 +232,7 @@ public struct VFIODiscovery: Sendable {
 
   private func entry(for address: PCIAddress) -> PCIDeviceEntry {
     let directory = deviceDirectory(address)
-    let cdev = SysfsFiles.entries(of: directory.appending("vfio-dev"))?
+    let cdev = files.entries(of: directory.appending("vfio-dev"))?
       .filter { $0.hasPrefix("vfio") }.sorted().first
     return PCIDeviceEntry(
       address: address,
@@ -238,7 +245,7 @@ public struct VFIODiscovery: Sendable {
   }
 
   private func hexAttribute(_ path: FilePath) -> UInt64? {
-    guard let text = SysfsFiles.text(of: path) else { return nil }
+    guard let text = files.text(of: path) else { return nil }
     let value = text.trimmingWhitespace
     return UInt64(digitsOnly: value.hasPrefix("0x") ? value.dropFirst(2) : value[...], radix: 16)
   }
@@ -250,7 +257,7 @@ public struct VFIODiscovery: Sendable {
   }
 
   private func linkName(_ path: FilePath) -> String? {
-    guard let target = SysfsFiles.linkTarget(path) else { return nil }
+    guard let target = files.linkTarget(path) else { return nil }
     return FilePath(target).lastComponent?.string
   }
 }

@@ -107,4 +107,48 @@ public struct KernelSystemCalls: SystemCalls {
       if code != EINTR { throw Errno(rawValue: code) }
     }
   }
+  /// `opendir(3)` and `readdir(3)`: the names in the directory, without `.` and `..`.
+  public func directoryEntries(_ path: FilePath) throws(Errno) -> [String] {
+    guard let directory = path.withPlatformString({ opendir($0) }) else { throw Errno(rawValue: Glibc.errno) }
+    defer { closedir(directory) }
+    var names: [String] = []
+    while let entry = readdir(directory) {
+      let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+      if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+  }
+
+  /// `open(2)` and `read(2)` until the end or `maximumBytes` (negative: 0), retried on EINTR.
+  public func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] {
+    let fd = path.withPlatformString { Glibc.open($0, O_RDONLY | O_CLOEXEC) }
+    guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }
+    defer { Glibc.close(fd) }
+    let limit = max(0, maximumBytes)
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while bytes.count < limit {
+      let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, min($0.count, limit - bytes.count)) }
+      if count < 0 {
+        if Glibc.errno == EINTR { continue }
+        throw Errno(rawValue: Glibc.errno)
+      }
+      if count == 0 { break }
+      bytes += chunk[..<count]
+    }
+    return bytes
+  }
+
+  /// `readlink(2)`.
+  public func readLink(_ path: FilePath) throws(Errno) -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let count = path.withPlatformString { Glibc.readlink($0, &buffer, buffer.count - 1) }
+    guard count >= 0 else { throw Errno(rawValue: Glibc.errno) }
+    return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  }
+
+  /// `access(2)`.
+  public func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) {
+    guard path.withPlatformString({ Glibc.access($0, mode) }) == 0 else { throw Errno(rawValue: Glibc.errno) }
+  }
 }

@@ -49,6 +49,21 @@ public protocol SystemCalls: Sendable {
 
   /// Sets the size of `fd` to `length` bytes (`ftruncate(2)`).
   func truncate(_ fd: FileDescriptor, length: Int64) throws(Errno)
+
+  /// The names in the directory at `path`, without `.` and `..`, in no particular order
+  /// (`opendir(3)`, `readdir(3)`): how discovery lists sysfs.
+  func directoryEntries(_ path: FilePath) throws(Errno) -> [String]
+
+  /// At most `maximumBytes` of the file at `path` from its start (`open(2)`, `read(2)`):
+  /// how discovery reads a sysfs attribute.
+  func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8]
+
+  /// Where the symbolic link at `path` points (`readlink(2)`).
+  func readLink(_ path: FilePath) throws(Errno) -> String
+
+  /// Whether the process may reach `path` as `mode` asks (`access(2)`: `F_OK`, or `R_OK`,
+  /// `W_OK` and `X_OK` together); the errno says why not.
+  func checkAccess(_ path: FilePath, mode: Int32) throws(Errno)
 }
 
 extension SystemCalls {
@@ -61,5 +76,26 @@ extension SystemCalls {
   /// By default made by ``KernelSystemCalls``, as ``memfdCreate(name:flags:)`` is.
   public func truncate(_ fd: FileDescriptor, length: Int64) throws(Errno) {
     try KernelSystemCalls().truncate(fd, length: length)
+  }
+
+  /// By default the host's files (``KernelSystemCalls``); a simulated kernel answers for
+  /// the sysfs and `/dev` of its own machine.
+  public func directoryEntries(_ path: FilePath) throws(Errno) -> [String] {
+    try KernelSystemCalls().directoryEntries(path)
+  }
+
+  /// By default the host's files, as ``directoryEntries(_:)``.
+  public func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] {
+    try KernelSystemCalls().readFile(path, maximumBytes: maximumBytes)
+  }
+
+  /// By default the host's files, as ``directoryEntries(_:)``.
+  public func readLink(_ path: FilePath) throws(Errno) -> String {
+    try KernelSystemCalls().readLink(path)
+  }
+
+  /// By default the host's files, as ``directoryEntries(_:)``.
+  public func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) {
+    try KernelSystemCalls().checkAccess(path, mode: mode)
   }
 }

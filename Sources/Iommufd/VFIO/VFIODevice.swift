@@ -51,11 +51,12 @@ public final class VFIODevice: Sendable {
     return VFIODevice(adopting: fd, path: path, backend: backend)
   }
 
-  /// Opens the cdev of the PCI device at `address`, found through sysfs.
+  /// Opens the cdev of the PCI device at `address`, found through sysfs (`backend`'s:
+  /// on a simulated kernel, its machine's).
   public static func open(
-    pciAddress address: PCIAddress, discovery: VFIODiscovery = VFIODiscovery(), backend: Backend = .kernel
+    pciAddress address: PCIAddress, discovery: VFIODiscovery? = nil, backend: Backend = .kernel
   ) throws(IommufdError) -> VFIODevice {
-    try open(discovery.cdevPath(for: address), backend: backend)
+    try open((discovery ?? VFIODiscovery(backend: backend)).cdevPath(for: address), backend: backend)
   }
 
   /// Takes ownership of an open device cdev descriptor.

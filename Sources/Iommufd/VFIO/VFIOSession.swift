@@ -41,9 +41,10 @@ public final class VFIOSession: Sendable {
   /// by another process (`EBUSY`, or `EINVAL` from a second bind) or that this process may
   /// not open a node (`EACCES`, `EPERM`), and what to do about it.
   public static func open(
-    _ address: PCIAddress, discovery: VFIODiscovery = VFIODiscovery(), prefer preference: RoutePreference? = nil,
+    _ address: PCIAddress, discovery: VFIODiscovery? = nil, prefer preference: RoutePreference? = nil,
     backend: Backend = .kernel
   ) throws(IommufdError) -> VFIOSession {
+    let discovery = discovery ?? VFIODiscovery(backend: backend)
     var access = discovery.access(for: address)
     let entry = try? discovery.device(at: address)
     let name = "device \(address)"

@@ -45,6 +45,14 @@ public final class TranscriptSystemCalls: SystemCalls {
     case memfdCreate(name: String)
     /// `ftruncate(2)` to a length.
     case truncate(length: Int64)
+    /// A directory listing of a path.
+    case directoryEntries(path: String)
+    /// A file read of a path.
+    case readFile(path: String)
+    /// `readlink(2)` of a path.
+    case readLink(path: String)
+    /// `access(2)` of a path.
+    case checkAccess(path: String)
 
     /// The call as the transcript prints it, such as `ioctl 0x3b81`.
     public var description: String {
@@ -61,6 +69,10 @@ public final class TranscriptSystemCalls: SystemCalls {
       case .eventfd: "eventfd"
       case .memfdCreate(let name): "memfd_create \(name)"
       case .truncate(let length): "ftruncate \(length)"
+      case .directoryEntries(let path): "readdir \(path)"
+      case .readFile(let path): "read file \(path)"
+      case .readLink(let path): "readlink \(path)"
+      case .checkAccess(let path): "access \(path)"
       }
     }
   }
@@ -207,5 +219,27 @@ public final class TranscriptSystemCalls: SystemCalls {
   /// Records and forwards `ftruncate(2)`.
   public func truncate(_ fd: FileDescriptor, length: Int64) throws(Errno) {
     try record(.truncate(length: length), fd: fd) { () throws(Errno) in try base.truncate(fd, length: length) }
+  }
+
+  /// Records and forwards a directory listing (the count of names as the result).
+  public func directoryEntries(_ path: FilePath) throws(Errno) -> [String] {
+    try record(.directoryEntries(path: path.string), { () throws(Errno) in try base.directoryEntries(path) }, result: { $0.count })
+  }
+
+  /// Records and forwards a file read (its bytes).
+  public func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] {
+    try record(
+      .readFile(path: path.string), { () throws(Errno) in try base.readFile(path, maximumBytes: maximumBytes) },
+      result: { $0.count }, bytes: { $0 })
+  }
+
+  /// Records and forwards `readlink(2)` (the target's bytes).
+  public func readLink(_ path: FilePath) throws(Errno) -> String {
+    try record(.readLink(path: path.string), { () throws(Errno) in try base.readLink(path) }, bytes: { Array($0.utf8) })
+  }
+
+  /// Records and forwards `access(2)`.
+  public func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) {
+    try record(.checkAccess(path: path.string)) { () throws(Errno) in try base.checkAccess(path, mode: mode) }
   }
 }
