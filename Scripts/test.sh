@@ -59,7 +59,7 @@ fi
 
 log "build (warnings in the package's own code fail the run)"
 swift build --build-tests 2>&1 | tee /tmp/iommufd-build.log
-if grep -E "^/.*/(Sources|Tests|Examples)/.*warning:" /tmp/iommufd-build.log; then
+if grep -E "^/.*/(Sources|Tests|Examples|Fuzz|Benchmarks)/.*warning:" /tmp/iommufd-build.log; then
   echo "the build printed warnings in the package's own code" >&2
   exit 1
 fi

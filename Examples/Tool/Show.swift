@@ -67,22 +67,20 @@ struct Show: ParsableCommand {
     var reasons: [String]
     var opened: Opened?
 
-    do {
-      let discovery = common.discovery
-      let files = common.files
-      let entry = try reportingErrors { try discovery.device(at: address) }
-      let directory = FilePath(common.sysfs).appending("bus/pci/devices/\(address)")
-      config = files.bytes(directory.appending("config"), limit: 4096)
-      bars = Self.sysfsBARs(files.text(directory.appending("resource")))
-      driver = entry.driver
-      override = files.text(directory.appending("driver_override")).flatMap { $0 == "(null)" || $0.isEmpty ? nil : $0 }
-      resetMethods = files.text(directory.appending("reset_method")).map { $0.split(separator: " ").map(String.init) }
-      if let number = entry.iommuGroup, let info = try? discovery.group(number) {
-        group = (number, info.devices.map(\.description))
-      }
-      let access = discovery.access(for: address)
-      (route, reasons) = (routeName(access), access.reasons)
+    let discovery = common.discovery
+    let files = common.files
+    let entry = try reportingErrors { try discovery.device(at: address) }
+    let directory = FilePath(common.sysfs).appending("bus/pci/devices/\(address)")
+    config = files.bytes(directory.appending("config"), limit: 4096)
+    bars = Self.sysfsBARs(files.text(directory.appending("resource")))
+    driver = entry.driver
+    override = files.text(directory.appending("driver_override")).flatMap { $0 == "(null)" || $0.isEmpty ? nil : $0 }
+    resetMethods = files.text(directory.appending("reset_method")).map { $0.split(separator: " ").map(String.init) }
+    if let number = entry.iommuGroup, let info = try? discovery.group(number) {
+      group = (number, info.devices.map(\.description))
     }
+    let access = discovery.access(for: address)
+    (route, reasons) = (routeName(access), access.reasons)
 
     if common.simulated || open {
       var found = Opened()

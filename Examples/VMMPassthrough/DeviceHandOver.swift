@@ -2,6 +2,10 @@ import Iommufd
 import IommufdSimulator
 import SystemPackage
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What a management stack hands a VMM: an iommufd and a device cdev it opened itself
 /// (QEMU's `iommufd=` object with `fd=`, and vfio-pci's `fd=`). The VMM borrows both: it
 /// never closes them, and its own handles end without touching the kernel's state.
@@ -32,7 +36,3 @@ struct DeviceHandOver {
     try backend.calls.close(iommufd)
   }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -3,6 +3,10 @@ import IommufdSimulator
 import IommufdEdu
 import SystemPackage
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The entry points of VFIO devices (cdev and legacy routes), their regions and IRQs, DMA
 /// buffers and mappings, eventfds, and the edu driver.
 func deviceEntryPoints() -> [EntryPoint] {
@@ -456,10 +460,16 @@ func deviceEntryPoints() -> [EntryPoint] {
     },
     EntryPoint("EventFD.wait()", weight: 4) { f in
       guard let eventFD = f.pick(f.pool.eventFDs) else { return false }
-      // A blocking eventfd would block with nothing signalled: signal it first.
+      // A blocking eventfd would block with nothing signalled: signal it first, and read it
+      // only if the count is still there (an eventfd the kernel listens on, such as an INTx
+      // unmask eventfd, has its count consumed by the kernel within the write, as on Linux).
       let blocking = !eventFD.label.hasPrefix("nb")
       f.call("\(eventFD.label)\(blocking ? " (signalled once first)" : "")") {
-        if blocking { try eventFD.value.signal(1) }
+        if blocking {
+          try eventFD.value.signal(1)
+          var entry = pollfd(fd: eventFD.value.fileDescriptor.rawValue, events: Int16(POLLIN), revents: 0)
+          guard poll(&entry, 1, 0) == 1 else { return }
+        }
         _ = try eventFD.value.wait()
       }
       return true

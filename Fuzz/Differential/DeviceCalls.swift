@@ -103,15 +103,16 @@ extension CallMaker {
       var call = Call(name: "VFIO_DEVICE_RESET", request: 0x3B6F, argument: nil)
       call.onDevice = true
       return call
-    case 13, 14, 15 where random.chance(25):
-      // A BAR or ROM register written, then read back: vfio-pci's virtual registers answer
-      // the value masked to the BAR's size, with its flags (all ones sizes the BAR).
-      let offset = Int64(random.pick([0x10, 0x10, 0x14, 0x18, 0x24, 0x30]))
-      let value = random.chance(50) ? UInt32.max : UInt32(truncatingIfNeeded: random.next())
-      var call = Call(name: "pwrite config 0x\(String(offset, radix: 16)) 0x\(String(value, radix: 16)), read back", request: 0, argument: nil)
-      call.region = (7 << 40 | offset, 4, le(value))
-      return call
     case 13, 14, 15:
+      if random.chance(25) {
+        // A BAR or ROM register written, then read back: vfio-pci's virtual registers
+        // answer the value masked to the BAR's size, with its flags (all ones sizes it).
+        let offset = Int64(random.pick([0x10, 0x10, 0x14, 0x18, 0x24, 0x30]))
+        let value = random.chance(50) ? UInt32.max : UInt32(truncatingIfNeeded: random.next())
+        var call = Call(name: "pwrite config 0x\(String(offset, radix: 16)) 0x\(String(value, radix: 16)), read back", request: 0, argument: nil)
+        call.region = (7 << 40 | offset, 4, le(value))
+        return call
+      }
       // Config space (region 7): the standard header and the capabilities after it.
       let offset = Int64(random.below(64)) * 4 + (random.chance(10) ? Int64(random.below(4)) : 0)
       let count = random.pick([1, 2, 4, 4, 8])

@@ -165,11 +165,15 @@ struct SimulatedDeviceModelTests {
     let model = SimulatedPCIDevice(vendorID: 1, deviceID: 2, classCode: 0, bars: [wide, nil, SimulatedPCIDevice.BAR(size: 0x4000), nil, nil, last])
     let setup = try Setup(model)
     let config = try PCIConfigSpace(setup.device)
+    // Firmware's layout: 64-bit BARs from 256 GiB, 32-bit ones from 2 GiB.
     #expect(try config.bars() == [
-      PCIBAR(index: 0, kind: .memory64, isPrefetchable: true, address: 0, size: 1 << 33),
-      PCIBAR(index: 2, kind: .memory32, isPrefetchable: false, address: 0, size: 0x4000),
-      PCIBAR(index: 5, kind: .memory32, isPrefetchable: false, address: 0, size: 0x100),
+      PCIBAR(index: 0, kind: .memory64, isPrefetchable: true, address: 0x40_0000_0000, size: 1 << 33),
+      PCIBAR(index: 2, kind: .memory32, isPrefetchable: false, address: 0x8000_0000, size: 0x4000),
+      PCIBAR(index: 5, kind: .memory32, isPrefetchable: false, address: 0x8000_4000, size: 0x100),
     ])
+    #expect(try config.bar(1) == nil)  // the upper half of BAR0
+    let resource = String(decoding: try setup.kernel.readFile("/sys/bus/pci/devices/0000:00:02.0/resource", maximumBytes: 4096), as: UTF8.self)
+    #expect(resource.split(separator: "\n").first == "0x0000004000000000 0x00000041ffffffff 0x000000000014220c")
     try config.write(UInt32(0xFFFF_FFFF), at: 0x10)
     try config.write(UInt32(0x0000_0123), at: 0x14)
     #expect(try config.read(UInt32.self, at: 0x10) == 0x0000_000C)  // 8 GiB: no low address bits

@@ -8,31 +8,45 @@ import Glibc
 /// simulated machine's on a simulated kernel): directory listings, existence, small text
 /// attributes and link targets; `nil` (or `false`) where the seam says no.
 struct SysfsFiles: Sendable {
-  let calls: any SystemCalls
+  let backend: Backend
+
+  /// Runs `body` on the seam, leaving a trace line with its outcome (like every call).
+  private func traced<T>(_ what: String, _ path: FilePath, _ body: (any SystemCalls) throws(Errno) -> T) -> T? {
+    do throws(Errno) {
+      let value = try body(backend.calls)
+      backend.trace("\(what) \(path) -> ok")
+      return value
+    } catch {
+      backend.trace("\(what) \(path) -> \(error)")
+      return nil
+    }
+  }
 
   /// The names in the directory at `path`, without `.` and `..`, in no particular order.
-  func entries(of path: FilePath) -> [String]? { try? calls.directoryEntries(path) }
+  func entries(of path: FilePath) -> [String]? { traced("readdir", path) { calls throws(Errno) in try calls.directoryEntries(path) } }
 
   /// Whether something exists at `path` (following links).
-  func exists(_ path: FilePath) -> Bool { (try? calls.checkAccess(path, mode: F_OK)) != nil }
+  func exists(_ path: FilePath) -> Bool { accessError(path, mode: F_OK) == nil }
 
   /// The errno of `access(2)` for `mode`, or nil when allowed.
   func accessError(_ path: FilePath, mode: Int32) -> Errno? {
     do throws(Errno) {
-      try calls.checkAccess(path, mode: mode)
+      try backend.calls.checkAccess(path, mode: mode)
+      backend.trace("access \(path) -> ok")
       return nil
     } catch {
+      backend.trace("access \(path) -> \(error)")
       return error
     }
   }
 
   /// The text of the file at `path` (at most 1 MiB: sysfs attributes are a page).
   func text(of path: FilePath) -> String? {
-    (try? calls.readFile(path, maximumBytes: 1 << 20)).map { String(decoding: $0, as: UTF8.self) }
+    traced("read", path) { calls throws(Errno) in try calls.readFile(path, maximumBytes: 1 << 20) }.map { String(decoding: $0, as: UTF8.self) }
   }
 
   /// Where the symbolic link at `path` points.
-  func linkTarget(_ path: FilePath) -> String? { try? calls.readLink(path) }
+  func linkTarget(_ path: FilePath) -> String? { traced("readlink", path) { calls throws(Errno) in try calls.readLink(path) } }
 }
 
 extension StringProtocol {

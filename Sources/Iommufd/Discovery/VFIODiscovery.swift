@@ -110,7 +110,7 @@ public struct VFIODiscovery: Sendable {
   /// The backend whose files are read.
   public var backend: Backend
 
-  private var files: SysfsFiles { SysfsFiles(calls: backend.calls) }
+  private var files: SysfsFiles { SysfsFiles(backend: backend) }
 
   /// Creates a discovery over `sysfsRoot` and `deviceRoot` of `backend`'s machine.
   public init(sysfsRoot: FilePath = "/sys", deviceRoot: FilePath = "/dev", backend: Backend = .kernel) {

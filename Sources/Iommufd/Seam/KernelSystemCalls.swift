@@ -119,12 +119,17 @@ public struct KernelSystemCalls: SystemCalls {
     return names
   }
 
-  /// `open(2)` and `read(2)` until the end or `maximumBytes` (negative: 0), retried on EINTR.
+  /// The most ``readFile(_:maximumBytes:)`` reads, whatever it is asked: 64 MiB.
+  public static let maximumFileRead = 64 << 20
+
+  /// `open(2)` (non-blocking: a FIFO with no writer is EAGAIN, not a wait) and `read(2)`
+  /// until the end or `maximumBytes` (negative: 0; at most ``maximumFileRead``, so an
+  /// endless file such as `/dev/zero` ends), retried on EINTR.
   public func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] {
-    let fd = path.withPlatformString { Glibc.open($0, O_RDONLY | O_CLOEXEC) }
+    let fd = path.withPlatformString { Glibc.open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
     guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }
     defer { Glibc.close(fd) }
-    let limit = max(0, maximumBytes)
+    let limit = min(max(0, maximumBytes), Self.maximumFileRead)
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)
     while bytes.count < limit {

@@ -36,6 +36,8 @@ public final class VFIOSession: Sendable {
 
   /// Opens the device at `address`: the cdev route when usable, else the legacy route, or
   /// the one `preference` forces. The choice and its reasons are logged at debug level.
+  /// `discovery` reads `backend`'s machine by default; one given must read the same machine
+  /// (its `backend` the same), or the device found is not the one opened.
   ///
   /// Errors keep the kernel's errno; their detail says when it means the device is in use
   /// by another process (`EBUSY`, or `EINVAL` from a second bind) or that this process may

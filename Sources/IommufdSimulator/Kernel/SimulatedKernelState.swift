@@ -73,6 +73,9 @@ extension SimulatedKernel {
     /// Mapped BARs: each piece of a mapping holds its device file (as a VMA holds its
     /// file), so the device is released only after the close and the last munmap.
     var barMappings: [(start: UInt, end: UInt, file: ObjectIdentifier)] = []
+    /// Each device's config space as enumerated when the machine was made (what sysfs
+    /// shows of its ids), by device number.
+    var enumeratedConfig: [[UInt8]] = []
     /// vfio-pci's virtual BAR and ROM registers of each device (28 bytes: 0x10–0x27 and
     /// 0x30–0x33 of config space) as the user wrote them, by device number.
     var virtualBARs: [Int: [UInt8]] = [:]
@@ -85,6 +88,9 @@ extension SimulatedKernel {
       self.configuration = configuration
       self.devices = devices
       self.boundFiles = Array(repeating: nil, count: devices.count)
+      // The firmware assigns the BARs; enumeration reads the ids.
+      for (number, device) in devices.enumerated() { SimulatedBARLayout(device: device, number: number).program() }
+      self.enumeratedConfig = devices.map(\.config)
       worker.attach(self)
     }
 

@@ -34,7 +34,7 @@ extension SimulatedKernel {
   }
 
   private func machineNode(_ components: [String]) -> SimulatedSysfs.Node? {
-    locked { state in SimulatedSysfs.node(components, devices: state.devices) }
+    locked { state in SimulatedSysfs.node(components, devices: state.devices, enumerated: state.enumeratedConfig) }
   }
 
   /// The simulated machine's sysfs and `/dev/vfio` (see ``pciAddress(ofDevice:)``); other

@@ -15,15 +15,15 @@ enum SimulatedSysfs {
 
   /// The node at `path` (an absolute path under `/sys`, or `/dev/iommu` and `/dev/vfio`),
   /// nil where there is none.
-  static func node(_ path: [String], devices: [SimulatedPCIDevice]) -> Node? {
+  static func node(_ path: [String], devices: [SimulatedPCIDevice], enumerated: [[UInt8]]) -> Node? {
     let addresses = devices.indices.map { SimulatedKernel.pciAddress(ofDevice: $0) }
     func device(_ text: String) -> Int? { addresses.firstIndex { $0.description == text } }
     switch path {
     case ["dev", "iommu"]: return .file([])
     case ["dev", "vfio"]: return .directory(["devices"])
     case ["dev", "vfio", "devices"]: return .directory(devices.indices.map { "vfio\($0)" })
-    case let p where p.count == 4 && p[0] == "dev" && p[1] == "vfio" && p[2] == "devices":
-      return SimulatedKernel.deviceIndex(FilePath("/dev/vfio/devices/" + p[3])).flatMap { $0 < devices.count ? .file([]) : nil }
+    case let parts where parts.count == 4 && parts[0] == "dev" && parts[1] == "vfio" && parts[2] == "devices":
+      return SimulatedKernel.deviceIndex(FilePath("/dev/vfio/devices/" + parts[3])).flatMap { $0 < devices.count ? .file([]) : nil }
     case ["sys"]: return .directory(["bus", "kernel", "module"])
     case ["sys", "bus"]: return .directory(["pci"])
     case ["sys", "bus", "pci"]: return .directory(["devices", "drivers"])
@@ -33,23 +33,24 @@ enum SimulatedSysfs {
     case ["sys", "kernel"]: return .directory(["iommu_groups"])
     case ["sys", "kernel", "iommu_groups"]: return .directory(devices.indices.map { "\($0)" })
     case ["sys", "module"]: return .directory(["iommufd", "vfio", "vfio_pci"])
-    case let p where p.count == 3 && p[0] == "sys" && p[1] == "module" && ["iommufd", "vfio", "vfio_pci"].contains(p[2]):
+    case let parts where parts.count == 3 && parts[0] == "sys" && parts[1] == "module" && ["iommufd", "vfio", "vfio_pci"].contains(parts[2]):
       return .directory([])
-    case let p where p.count >= 5 && p[0] == "sys" && p[1] == "bus" && p[2] == "pci" && p[3] == "drivers":
-      guard p[4] == "vfio-pci", p.count == 6, let number = device(p[5]) else { return nil }
+    case let parts where parts.count >= 5 && parts[0] == "sys" && parts[1] == "bus" && parts[2] == "pci" && parts[3] == "drivers":
+      guard parts[4] == "vfio-pci", parts.count == 6, let number = device(parts[5]) else { return nil }
       return .link("../../../../devices/pci0000:00/\(addresses[number])")
-    case let p where p.count >= 5 && p[0] == "sys" && p[1] == "bus" && p[2] == "pci" && p[3] == "devices":
-      guard let number = device(p[4]) else { return nil }
-      return deviceNode(Array(p.dropFirst(5)), number: number, device: devices[number])
-    case let p where p.count >= 4 && p[0] == "sys" && p[1] == "kernel" && p[2] == "iommu_groups":
-      guard p[3] == String(Int(p[3]) ?? -1), let number = Int(p[3]), devices.indices.contains(number) else { return nil }
-      return groupNode(Array(p.dropFirst(4)), number: number, address: addresses[number], device: devices[number])
+    case let parts where parts.count >= 5 && parts[0] == "sys" && parts[1] == "bus" && parts[2] == "pci" && parts[3] == "devices":
+      guard let number = device(parts[4]) else { return nil }
+      return deviceNode(Array(parts.dropFirst(5)), number: number, device: devices[number], identity: enumerated[number])
+    case let parts where parts.count >= 4 && parts[0] == "sys" && parts[1] == "kernel" && parts[2] == "iommu_groups":
+      guard parts[3] == String(Int(parts[3]) ?? -1), let number = Int(parts[3]), devices.indices.contains(number) else { return nil }
+      return groupNode(Array(parts.dropFirst(4)), number: number, address: addresses[number], device: devices[number])
     default: return nil
     }
   }
 
-  private static func deviceNode(_ rest: [String], number: Int, device: SimulatedPCIDevice) -> Node? {
-    let config = device.config
+  /// A device's directory; `identity` is its config space as enumerated (the kernel prints
+  /// the ids it read then, whatever the device says since).
+  private static func deviceNode(_ rest: [String], number: Int, device: SimulatedPCIDevice, identity config: [UInt8]) -> Node? {
     func hex(_ value: UInt64, digits: Int) -> Node {
       let text = String(value, radix: 16)
       return .file(Array(("0x" + String(repeating: "0", count: max(0, digits - text.count)) + text + "\n").utf8))
@@ -67,7 +68,7 @@ enum SimulatedSysfs {
     case ["revision"]: return hex(UInt64(config[8]), digits: 2)
     case ["subsystem_vendor"]: return hex(word(0x2C), digits: 4)
     case ["subsystem_device"]: return hex(word(0x2E), digits: 4)
-    case ["config"]: return .file(config)
+    case ["config"]: return .file(device.config)
     case ["resource"]: return .file(Array(resourceText(number: number, device: device).utf8))
     case ["driver"]: return .link("../../../bus/pci/drivers/vfio-pci")
     case ["iommu_group"]: return .link("../../../kernel/iommu_groups/\(number)")
@@ -94,24 +95,15 @@ enum SimulatedSysfs {
   }
 
   /// `resource`: start, end and flags of the 6 BARs, the ROM and the 6 SR-IOV BARs, as the
-  /// kernel prints them; each device's BARs at addresses of its own (256 MiB apart from
-  /// 0x80000000), each aligned to its size, in BAR order.
+  /// kernel prints them, from the machine's BAR layout.
   private static func resourceText(number: Int, device: SimulatedPCIDevice) -> String {
-    var next = UInt64(0x8000_0000) + UInt64(number) * 0x1000_0000
-    var lines: [String] = []
-    for index in 0..<13 {
-      guard index < 6, let bar = device.bars[index], bar.size > 0, bar.size.nonzeroBitCount == 1, bar.size <= 1 << 40 else {
-        lines.append("0x" + padded(0) + " 0x" + padded(0) + " 0x" + padded(0) + "\n")
-        continue
+    let layout = SimulatedBARLayout(device: device, number: number)
+    return (0..<13).map { index in
+      guard index < 6, let start = layout.starts[index], let bar = device.bars[index] else {
+        return "0x" + padded(0) + " 0x" + padded(0) + " 0x" + padded(0) + "\n"
       }
-      let start = (next + bar.size - 1) & ~(bar.size - 1)
-      next = start + bar.size
-      var flags: UInt64 = 0x40200  // IORESOURCE_MEM | IORESOURCE_SIZEALIGN
-      if bar.isPrefetchable { flags |= 0x2000 }
-      if device.is64Bit(bar: index) { flags |= 0x100000 }
-      lines.append("0x" + padded(start) + " 0x" + padded(start + bar.size - 1) + " 0x" + padded(flags) + "\n")
-    }
-    return lines.joined()
+      return "0x" + padded(start) + " 0x" + padded(start + bar.size - 1) + " 0x" + padded(layout.resourceFlags(index)) + "\n"
+    }.joined()
   }
 
   private static func padded(_ value: UInt64) -> String {

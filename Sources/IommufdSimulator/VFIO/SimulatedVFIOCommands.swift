@@ -654,12 +654,7 @@ extension SimulatedKernel.State {
     guard file.binding != nil else { throw .invalidArgument }  // CDEV-2
     let (index, position, length) = try regionRange(file, offset, count)
     if index == Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX) {
-      var bytes = Array(file.device.config[Int(position)..<(Int(position) + length)])
-      let registers = virtualBARRegisters(file)
-      for (offset, byte) in bytes.indices.map({ ($0, Int(position) + $0) }) {
-        if let slot = Self.virtualBARSlot(byte) { bytes[offset] = registers[slot] }
-      }
-      return bytes
+      return readConfig(file, at: Int(position), count: length)
     }
     // Exactly `length` bytes, whatever the device model returned, in the accesses
     // vfio-pci makes; the MSI-X table reads as all ones (vfio_pci_bar_rw keeps it from the
@@ -713,24 +708,7 @@ extension SimulatedKernel.State {
     let (index, position, length) = try regionRange(file, offset, bytes.count)
     let data = Array(bytes.prefix(length))
     if index == Int(CIOMMUFD_VFIO_PCI_CONFIG_REGION_INDEX) {
-      // The BAR and ROM registers are vfio-pci's own (ALL_VIRT): they never reach the
-      // device; the rest goes to the model in runs.
-      var registers = storedBARRegisters(file)
-      var run: (start: Int, bytes: [UInt8])?
-      for (offset, byte) in data.enumerated() {
-        let at = Int(position) + offset
-        if let slot = Self.virtualBARSlot(at) {
-          registers[slot] = byte
-          if let pending = run { file.device.writeConfig(offset: pending.start, bytes: pending.bytes) }
-          run = nil
-        } else if run == nil {
-          run = (at, [byte])
-        } else {
-          run!.bytes.append(byte)
-        }
-      }
-      if let pending = run { file.device.writeConfig(offset: pending.start, bytes: pending.bytes) }
-      virtualBARs[file.number] = registers
+      writeConfig(file, at: Int(position), bytes: data)
     } else {
       var done = 0
       for (start, count, isTable) in Self.barSegments(position, data.count, excluding: file.device.msixTable(inBAR: index)) {
@@ -772,47 +750,6 @@ extension SimulatedKernel.State {
     guard let address = memory.map(length: length, protection: protection, offset: Int64(start)) else { throw .noMemory }
     mappedBAR(ObjectIdentifier(file), at: UInt(bitPattern: address), length: length)
     return address
-  }
-
-  /// Where config-space byte `offset` lies in the virtual BAR registers (0x10–0x27 the
-  /// BARs, 0x30–0x33 the ROM), if it does.
-  static func virtualBARSlot(_ offset: Int) -> Int? {
-    switch offset {
-    case 0x10..<0x28: offset - 0x10
-    case 0x30..<0x34: offset - 0x30 + 24
-    default: nil
-    }
-  }
-
-  /// The BAR registers as the user last wrote them (from the device's config space when
-  /// the device was opened: vfio-pci copies it into its virtual config).
-  func storedBARRegisters(_ file: SimulatedDeviceFile) -> [UInt8] {
-    virtualBARs[file.number] ?? Array(file.device.config[0x10..<0x28]) + Array(file.device.config[0x30..<0x34])
-  }
-
-  /// `vfio_bar_fixup`: the BAR registers as read, each masked to its BAR's size with its
-  /// flags (memory, 64-bit, prefetchable), an absent or empty BAR 0, the upper half of a
-  /// 64-bit BAR masked with the size's upper bits; the ROM 0 (no simulated device has one).
-  /// Writing all ones and reading back sizes a BAR.
-  func virtualBARRegisters(_ file: SimulatedDeviceFile) -> [UInt8] {
-    let stored = storedBARRegisters(file)
-    var result = [UInt8](repeating: 0, count: 28)
-    func load(_ slot: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(stored[slot + $1]) << (8 * UInt32($1)) } }
-    func store(_ value: UInt32, _ slot: Int) { for byte in 0..<4 { result[slot + byte] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(byte))) } }
-    var index = 0
-    while index < 6 {
-      defer { index += 1 }
-      guard let bar = file.device.bars[index], bar.size > 0 else { continue }
-      let mask = ~(bar.size &- 1)
-      let is64Bit = file.device.is64Bit(bar: index)
-      let flags: UInt32 = (bar.isPrefetchable ? 0x8 : 0) | (is64Bit ? 0x4 : 0)
-      store(load(4 * index) & UInt32(truncatingIfNeeded: mask) | flags, 4 * index)
-      if is64Bit {
-        store(load(4 * index + 4) & UInt32(truncatingIfNeeded: mask >> 32), 4 * index + 4)
-        index += 1
-      }
-    }
-    return result
   }
 
   /// The region index, offset within it, and the count clipped to its end (EINVAL past it).
