@@ -281,21 +281,7 @@ func deviceEntryPoints() -> [EntryPoint] {
         let mapped = try device.value.map(region: region.value, offset: offset, length: length)
         // The simulator maps memory BARs (the fuzz device's): accesses of every width at
         // sensible and hostile offsets, then again after the unmap, must answer, never trap.
-        _ = mapped.unsafeHostAddress
-        for _ in 0..<4 {
-          let at = f.hostile(40) ? f.rng.hostileInt() : f.rng.below(max(1, mapped.length))
-          let value = f.rng.next()
-          switch f.rng.below(8) {
-          case 0: _ = try? mapped.load8(at: at)
-          case 1: _ = try? mapped.load16(at: at)
-          case 2: _ = try? mapped.load32(at: at)
-          case 3: _ = try? mapped.load64(at: at)
-          case 4: try? mapped.store8(UInt8(truncatingIfNeeded: value), at: at)
-          case 5: try? mapped.store16(UInt16(truncatingIfNeeded: value), at: at)
-          case 6: try? mapped.store32(UInt32(truncatingIfNeeded: value), at: at)
-          default: try? mapped.store64(value, at: at)
-          }
-        }
+        f.access(mapped, hostilePercent: 40)
         try mapped.unmap()
         _ = try? mapped.load32(at: 0)
         try? mapped.unmap()
@@ -321,21 +307,7 @@ func deviceEntryPoints() -> [EntryPoint] {
           try device.bind(to: context.value)
         }
         let mapped = try device.map(region: try device.regionInfo(1), offset: offset, length: length)
-        _ = mapped.unsafeHostAddress
-        for _ in 0..<4 {
-          let at = f.hostile(30) ? f.rng.hostileInt() : f.rng.below(max(1, mapped.length))
-          let value = f.rng.next()
-          switch f.rng.below(8) {
-          case 0: _ = try? mapped.load8(at: at)
-          case 1: _ = try? mapped.load16(at: at)
-          case 2: _ = try? mapped.load32(at: at)
-          case 3: _ = try? mapped.load64(at: at)
-          case 4: try? mapped.store8(UInt8(truncatingIfNeeded: value), at: at)
-          case 5: try? mapped.store16(UInt16(truncatingIfNeeded: value), at: at)
-          case 6: try? mapped.store32(UInt32(truncatingIfNeeded: value), at: at)
-          default: try? mapped.store64(value, at: at)
-          }
-        }
+        f.access(mapped, hostilePercent: 30)
         if !keep {
           try mapped.unmap()
           _ = try? mapped.load32(at: 0)
@@ -636,5 +608,27 @@ extension Fuzzer {
     return VFIORegionInfo(
       index: hostile(50) ? rng.hostileInt() : rng.below(9), flags: VFIORegionInfo.Flags(rawValue: rng.hostileU32()),
       size: rng.hostileU64(), offset: rng.hostileU64(), capabilities: capabilities)
+  }
+}
+
+extension Fuzzer {
+  /// Four loads or stores of random widths at sensible or (`hostilePercent`) hostile
+  /// offsets of `mapped`: each answers, never traps.
+  func access(_ mapped: MappedRegion, hostilePercent: Int) {
+    _ = mapped.unsafeHostAddress
+    for _ in 0..<4 {
+      let at = hostile(hostilePercent) ? rng.hostileInt() : rng.below(max(1, mapped.length))
+      let value = rng.next()
+      switch rng.below(8) {
+      case 0: _ = try? mapped.load8(at: at)
+      case 1: _ = try? mapped.load16(at: at)
+      case 2: _ = try? mapped.load32(at: at)
+      case 3: _ = try? mapped.load64(at: at)
+      case 4: try? mapped.store8(UInt8(truncatingIfNeeded: value), at: at)
+      case 5: try? mapped.store16(UInt16(truncatingIfNeeded: value), at: at)
+      case 6: try? mapped.store32(UInt32(truncatingIfNeeded: value), at: at)
+      default: try? mapped.store64(value, at: at)
+      }
+    }
   }
 }

@@ -575,7 +575,7 @@ extension SimulatedKernel.State {
       if start + count == 0 { throw .outOfRange }  // pci_alloc_irq_vectors(1, 0)
       irq.mode = mode
       irq.allocatedVectors = Set(0..<(start + count))
-      setEnableBit(file.device, msix: msix, on: true)
+      setEnableBit(file, msix: msix, on: true)
     }
     let dynamic = msix && (file.device.msix?.dynamicAllocation ?? false)
     var failure: Errno?
@@ -611,10 +611,11 @@ extension SimulatedKernel.State {
     irqs[number] = irq
   }
 
-  private func setEnableBit(_ device: SimulatedPCIDevice, msix: Bool, on: Bool) {
+  private func setEnableBit(_ file: SimulatedDeviceFile, msix: Bool, on: Bool) {
+    let device = file.device
     // A device that turns on MSI or MSI-X deasserts INTx (QEMU's msi_write_config, and the
     // PCI rule that a function with messages enabled does not use INTx).
-    if on, let number = devices.firstIndex(where: { $0 === device }) { intxAsserted.remove(number) }
+    if on { intxAsserted.remove(file.number) }
     if msix {
       guard let capability = device.msixCapability else { return }
       if on { device.config[capability + 3] |= 0x80 } else { device.config[capability + 3] &= ~0x80 }

@@ -32,14 +32,20 @@ struct InterruptConformance {
     return false
   }
 
-  @Test("DEV-4.5: INTx is level-triggered: edu's raise fires and masks; an unmask while the line is asserted fires again and stays masked; after the acknowledgement an unmask clears the mask, and the next raise fires", arguments: Platform.withDevice)
-  func intxLevel(platform: Platform) throws {
+  /// A bound edu whose interrupt status earlier tests left in the real device is cleared,
+  /// and a non-blocking eventfd for its trigger.
+  static func boundEdu(_ platform: Platform) throws -> (DeviceConformance.Setup, EduDriver, EventFD) {
     let setup = try DeviceConformance.Setup(platform)
     try setup.device.bind(to: setup.iommufd)
+    let edu = try EduDriver(device: setup.device)
+    try edu.acknowledgeInterrupt(UInt32.max)
+    return (setup, edu, try EventFD(nonBlocking: true, backend: setup.backend))
+  }
+
+  @Test("DEV-4.5: INTx is level-triggered: edu's raise fires and masks; an unmask while the line is asserted fires again and stays masked; after the acknowledgement an unmask clears the mask, and the next raise fires", arguments: Platform.withDevice)
+  func intxLevel(platform: Platform) throws {
+    let (setup, edu, trigger) = try Self.boundEdu(platform)
     let device = setup.device
-    let edu = try EduDriver(device: device)
-    try edu.acknowledgeInterrupt(UInt32.max)  // what earlier tests left in the real device
-    let trigger = try EventFD(nonBlocking: true, backend: setup.backend)
     try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
     try edu.raiseInterrupt(1)
     #expect(try Self.signal(trigger) == 1)
@@ -60,12 +66,8 @@ struct InterruptConformance {
 
   @Test("DEV-4.6: the INTx unmask eventfd: each signal unmasks (firing again while the line is asserted); a second one EBUSY, -1 removes it; MASK with an eventfd ENOTTY; before INTx is enabled EINVAL; disabling INTx drops it", arguments: Platform.withDevice)
   func intxUnmaskEventFD(platform: Platform) throws {
-    let setup = try DeviceConformance.Setup(platform)
-    try setup.device.bind(to: setup.iommufd)
+    let (setup, edu, trigger) = try Self.boundEdu(platform)
     let device = setup.device
-    let edu = try EduDriver(device: device)
-    try edu.acknowledgeInterrupt(UInt32.max)
-    let trigger = try EventFD(nonBlocking: true, backend: setup.backend)
     let resample = try EventFD(nonBlocking: true, backend: setup.backend)
     let other = try EventFD(nonBlocking: true, backend: setup.backend)
     #expect(errno { try device.setUnmaskEventFD(resample) } == .invalidArgument)  // INTx not enabled
@@ -129,12 +131,8 @@ struct InterruptConformance {
 
   @Test("DEV-4.9: a device that turns on MSI lowers its INTx line: INTx enabled again after MSI fires nothing", arguments: Platform.withDevice)
   func msiLowersINTx(platform: Platform) throws {
-    let setup = try DeviceConformance.Setup(platform)
-    try setup.device.bind(to: setup.iommufd)
+    let (setup, edu, trigger) = try Self.boundEdu(platform)
     let device = setup.device
-    let edu = try EduDriver(device: device)
-    try edu.acknowledgeInterrupt(UInt32.max)
-    let trigger = try EventFD(nonBlocking: true, backend: setup.backend)
     try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
     try edu.raiseInterrupt(1)
     #expect(try Self.signal(trigger) == 1)
@@ -195,12 +193,8 @@ struct InterruptConformance {
 
   @Test("DEV-4.7: BOOL data: only the vectors marked true fire, mask or unmask; a false entry does nothing", arguments: Platform.withDevice)
   func boolData(platform: Platform) throws {
-    let setup = try DeviceConformance.Setup(platform)
-    try setup.device.bind(to: setup.iommufd)
+    let (setup, edu, trigger) = try Self.boundEdu(platform)
     let device = setup.device
-    let edu = try EduDriver(device: device)
-    try edu.acknowledgeInterrupt(UInt32.max)
-    let trigger = try EventFD(nonBlocking: true, backend: setup.backend)
     try device.setInterrupts(VFIOPCIInterrupt.intx, eventFDs: [trigger])
     try device.perform(.trigger, interrupt: VFIOPCIInterrupt.intx, selecting: [false])
     #expect(try Self.signal(trigger, within: 100) == nil)
@@ -227,11 +221,7 @@ struct InterruptConformance {
 
   @Test("DEV-4.8: an MSI is a memory write: with bus mastering off edu's raise delivers nothing; with it on, every raise is a message, not only a change of level", arguments: Platform.withDevice)
   func msiEdges(platform: Platform) throws {
-    let setup = try DeviceConformance.Setup(platform)
-    try setup.device.bind(to: setup.iommufd)
-    let edu = try EduDriver(device: setup.device)
-    try edu.acknowledgeInterrupt(UInt32.max)
-    let trigger = try EventFD(nonBlocking: true, backend: setup.backend)
+    let (setup, edu, trigger) = try Self.boundEdu(platform)
     try setup.device.setInterrupts(VFIOPCIInterrupt.msi, eventFDs: [trigger])
     _ = try PCIConfigSpace(setup.device).updateCommand { $0.remove(.busMaster) }
     try edu.raiseInterrupt(1)
