@@ -33,6 +33,8 @@ struct BadInputTableTests {
     case explained(Errno, String? = nil)
     /// The call completes (and, if it returns a Bool, returns true).
     case succeeds
+    /// A seam call (the file reads discovery makes) throws this bare errno.
+    case seam(Errno)
   }
 
   /// One bad input: the platforms it runs on, its expectation there, and its body, which
@@ -85,7 +87,7 @@ struct BadInputTableTests {
 
   static let rows: [Row] =
     contextRows + ioasRows + mapRows + hwptRows + faultRows + eventRows + bufferRows + legacyRows + deviceRows + regionRows
-    + interruptRows + eduRows + mockRows + nestedRows + dirtyRows + virtualRows + newerRows + valueRows
+    + interruptRows + eduRows + mockRows + nestedRows + dirtyRows + virtualRows + newerRows + valueRows + fileRows
 
   /// The cartesian product of rows and platforms, filtered by each row's platforms.
   static let cases: [Case] = rows.flatMap { row in row.platforms.map { Case(platform: $0, row: row) } }
@@ -131,6 +133,8 @@ struct BadInputTableTests {
       #expect(error.detail != nil, "\(name): no explanation: \(error)")
       if let text { #expect(error.detail?.contains(text) == true, "\(name): \(error)") }
       #expect(outcome.requests > 0, "\(name): no request reached the backend: \(error)")
+    case .seam(let errno):
+      #expect(outcome.error as? Errno == errno, "\(name): expected \(errno), got \(outcome.error.map { "\($0)" } ?? "success")")
     case .succeeds:
       if let error = outcome.error {
         Issue.record("\(name): expected success, got \(error)")
@@ -217,6 +221,12 @@ struct BadInputTableTests {
       count()
       return try inner.eventfd(initialValue: initialValue, flags: flags)
     }
+
+    // Discovery's file reads go to the inner backend's machine (not counted as requests).
+    func directoryEntries(_ path: FilePath) throws(Errno) -> [String] { try inner.directoryEntries(path) }
+    func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] { try inner.readFile(path, maximumBytes: maximumBytes) }
+    func readLink(_ path: FilePath) throws(Errno) -> String { try inner.readLink(path) }
+    func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) { try inner.checkAccess(path, mode: mode) }
   }
 
   /// An attach target no handle owns: a raw id (of any type) in a context.
@@ -2939,6 +2949,121 @@ extension BadInputTableTests {
     },
     Row("an inverted IOVARange contains nothing", On.once, .succeeds) { env in
       env.bad { !IOVARange(start: .max, last: 0).contains(5) && !IOVARange(start: .max, last: 0).contains(.max) }
+    },
+  ]
+}
+
+// MARK: - The seam's file reads (discovery's view of sysfs and /dev)
+
+extension BadInputTableTests {
+  /// A sysfs attribute of the first PCI device the backend's machine lists.
+  static func attribute(_ env: Env, _ name: String = "vendor") throws -> FilePath {
+    let devices = try env.backend.calls.directoryEntries("/sys/bus/pci/devices").sorted()
+    let first = try #require(devices.first, "the machine lists no PCI device")
+    return FilePath("/sys/bus/pci/devices/\(first)/\(name)")
+  }
+
+  /// A FIFO in a fresh directory, removed after `body`.
+  static func withFIFO<T>(_ body: (FilePath) throws -> T) throws -> T {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("iommufd-fifo-\(UUID().uuidString)").path
+    guard mkfifo(path, 0o600) == 0 else { throw Errno(rawValue: Glibc.errno) }
+    defer { unlink(path) }
+    return try body(FilePath(path))
+  }
+
+  static let longComponent = String(repeating: "n", count: 256)
+  static let longPath = "/sys/" + String(repeating: "p/", count: 2100)
+
+  static let fileRows: [Row] = [
+    Row("readFile of /dev/zero with maximumBytes Int.max: stops at 64 MiB", On.all, .succeeds) { env in
+      env.bad { try env.backend.calls.readFile("/dev/zero", maximumBytes: .max).count == KernelSystemCalls.maximumFileRead }
+    },
+    Row("readFile of /dev/zero with maximumBytes Int.min: nothing", On.all, .succeeds) { env in
+      env.bad { try env.backend.calls.readFile("/dev/zero", maximumBytes: .min).isEmpty }
+    },
+    Row("readFile of a sysfs attribute with maximumBytes -1: nothing", On.all, .succeeds) { env in
+      let path = try attribute(env)
+      env.bad { try env.backend.calls.readFile(path, maximumBytes: -1).isEmpty }
+    },
+    Row("readFile of a sysfs attribute with maximumBytes 1: one byte", On.all, .succeeds) { env in
+      let path = try attribute(env)
+      env.bad { try env.backend.calls.readFile(path, maximumBytes: 1) == Array("0".utf8) }
+    },
+    Row("readFile of a sysfs directory: EISDIR", On.all, .seam(.isDirectory)) { env in
+      env.bad { try env.backend.calls.readFile("/sys/bus/pci/devices", maximumBytes: 4096) }
+    },
+    Row("readFile through a sysfs attribute: ENOTDIR", On.all, .seam(.notDirectory)) { env in
+      let path = try attribute(env)
+      env.bad { try env.backend.calls.readFile(path.appending("x"), maximumBytes: 4096) }
+    },
+    Row("readFile of an empty path: ENOENT", On.all, .seam(.noSuchFileOrDirectory)) { env in
+      env.bad { try env.backend.calls.readFile("", maximumBytes: 4096) }
+    },
+    Row("readFile of a path of PATH_MAX bytes or more: ENAMETOOLONG", On.all, .seam(.fileNameTooLong)) { env in
+      env.bad { try env.backend.calls.readFile(FilePath(longPath), maximumBytes: 4096) }
+    },
+    Row("readFile of a 256-byte name in sysfs: ENOENT (kernfs has no NAME_MAX check)", On.all, .seam(.noSuchFileOrDirectory)) { env in
+      env.bad { try env.backend.calls.readFile(FilePath("/sys/bus/pci/\(longComponent)"), maximumBytes: 4096) }
+    },
+    Row("readFile of a 256-byte name in /dev/vfio: ENAMETOOLONG", On.all, .seam(.fileNameTooLong)) { env in
+      env.bad { try env.backend.calls.readFile(FilePath("/dev/vfio/\(longComponent)"), maximumBytes: 4096) }
+    },
+    Row("readFile of a FIFO with a writer and no data: EAGAIN, no wait", On.all, .seam(.resourceTemporarilyUnavailable)) { env in
+      try withFIFO { path in
+        let writer = Glibc.open(path.string, O_RDWR | O_NONBLOCK | O_CLOEXEC)
+        guard writer >= 0 else { throw Errno(rawValue: Glibc.errno) }
+        defer { Glibc.close(writer) }
+        env.bad { try env.backend.calls.readFile(path, maximumBytes: 4096) }
+      }
+    },
+    Row("readFile of a FIFO with no writer: nothing, no wait", On.all, .succeeds) { env in
+      try withFIFO { path in env.bad { try env.backend.calls.readFile(path, maximumBytes: 4096).isEmpty } }
+    },
+    Row("readLink of a sysfs directory: EINVAL", On.all, .seam(.invalidArgument)) { env in
+      env.bad { try env.backend.calls.readLink("/sys/bus/pci/devices") }
+    },
+    Row("readLink of a missing sysfs path: ENOENT", On.all, .seam(.noSuchFileOrDirectory)) { env in
+      env.bad { try env.backend.calls.readLink("/sys/bus/pci/no-such-link") }
+    },
+    Row("readLink through /dev/iommu: ENOTDIR", On.all, .seam(.notDirectory)) { env in
+      env.bad { try env.backend.calls.readLink("/dev/iommu/x") }
+    },
+    Row("directoryEntries of a sysfs attribute: ENOTDIR", On.all, .seam(.notDirectory)) { env in
+      let path = try attribute(env)
+      env.bad { try env.backend.calls.directoryEntries(path) }
+    },
+    Row("directoryEntries of an empty path: ENOENT", On.all, .seam(.noSuchFileOrDirectory)) { env in
+      env.bad { try env.backend.calls.directoryEntries("") }
+    },
+    Row("directoryEntries of a path of PATH_MAX bytes or more: ENAMETOOLONG", On.all, .seam(.fileNameTooLong)) { env in
+      env.bad { try env.backend.calls.directoryEntries(FilePath(longPath)) }
+    },
+    Row("checkAccess of /dev/iommu with a mode beyond rwx: EINVAL", On.all, .seam(.invalidArgument)) { env in
+      env.bad { try env.backend.calls.checkAccess("/dev/iommu", mode: 0x100) }
+    },
+    Row("checkAccess of /dev/iommu with mode -1: EINVAL", On.all, .seam(.invalidArgument)) { env in
+      env.bad { try env.backend.calls.checkAccess("/dev/iommu", mode: -1) }
+    },
+    Row("checkAccess of /dev/./iommu: there", On.all, .succeeds) { env in
+      env.bad { try env.backend.calls.checkAccess("/dev/./iommu", mode: R_OK | W_OK) }
+    },
+    Row("checkAccess of an empty path: ENOENT", On.all, .seam(.noSuchFileOrDirectory)) { env in
+      env.bad { try env.backend.calls.checkAccess("", mode: F_OK) }
+    },
+    Row("IOMMUFD.open of /dev/./iommu: the same node", On.all, .succeeds) { env in
+      env.bad { try IOMMUFD.open("/dev/./iommu", backend: env.backend).close() }
+    },
+    Row("IOMMUFD.open through /dev/iommu: open's ENOTDIR", On.all, .kernel(.notDirectory)) { env in
+      env.bad { try IOMMUFD.open("/dev/iommu/x", backend: env.backend) }
+    },
+    Row("IOMMUFD.open of /dev/vfio for writing: open's EISDIR", On.all, .kernel(.isDirectory)) { env in
+      env.bad { try IOMMUFD.open("/dev/vfio", backend: env.backend) }
+    },
+    Row("IOMMUFD.open of a 256-byte name in /dev/vfio: open's ENAMETOOLONG", On.all, .kernel(.fileNameTooLong)) { env in
+      env.bad { try IOMMUFD.open(FilePath("/dev/vfio/\(longComponent)"), backend: env.backend) }
+    },
+    Row("IOMMUFD.open of a path of PATH_MAX bytes or more: open's ENAMETOOLONG", On.all, .kernel(.fileNameTooLong)) { env in
+      env.bad { try IOMMUFD.open(FilePath("/dev" + longPath.dropFirst(4)), backend: env.backend) }
     },
   ]
 }

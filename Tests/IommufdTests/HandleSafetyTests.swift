@@ -387,4 +387,8 @@ final class SlowInfoCalls: SystemCalls, @unchecked Sendable {
   func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { try base.read(fd, into: buffer) }
   func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { try base.write(fd, from: buffer) }
   func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor { try base.eventfd(initialValue: initialValue, flags: flags) }
+  func directoryEntries(_ path: FilePath) throws(Errno) -> [String] { try base.directoryEntries(path) }
+  func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] { try base.readFile(path, maximumBytes: maximumBytes) }
+  func readLink(_ path: FilePath) throws(Errno) -> String { try base.readLink(path) }
+  func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) { try base.checkAccess(path, mode: mode) }
 }

@@ -212,17 +212,33 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
 
   // MARK: SystemCalls
 
-  /// Opens `/dev/iommu` (a new context) or a simulated device cdev; other paths: ENOENT.
+  /// Opens `/dev/iommu` (a new context) or a simulated device cdev, by any spelling of the
+  /// path; other paths fail with the errno of the kernel's walk to them, or ENOENT.
   public func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor {
-    try locked { state throws(Errno) in
+    guard path.string.utf8.count < 4096 else { throw .fileNameTooLong }  // getname: PATH_MAX
+    // The machine's nodes by any spelling of their path ("/dev/./iommu"), as the kernel's walk.
+    let node = try Self.machinePath(path)
+    let isIommufd = node == ["dev", "iommu"]
+    let deviceIndex = node.flatMap { $0.count == 4 && $0[..<3] == ["dev", "vfio", "devices"] ? Self.deviceIndex(FilePath("/dev/vfio/devices/\($0[3])")) : nil }
+    // Another path: the errno of the walk (ENOTDIR, ENAMETOOLONG), EISDIR for a directory
+    // opened for writing, else ENOENT (the simulator opens no other file).
+    var refusal = Errno.noSuchFileOrDirectory
+    if let node, !isIommufd, deviceIndex == nil {
+      do {
+        if case .directory = try machineNode(node), flags & O_ACCMODE != O_RDONLY { refusal = .isDirectory }
+      } catch {
+        refusal = error
+      }
+    }
+    return try locked { state throws(Errno) in
       let file: State.File
-      if path == "/dev/iommu" {
+      if isIommufd {
         try state.failNthPoint()  // iommufd_fops_open allocates its context
         file = .iommufd(SimulatedContext())
-      } else if let index = Self.deviceIndex(path), index < state.devices.count {
+      } else if let index = deviceIndex, index < state.devices.count {
         file = .device(SimulatedDeviceFile(device: state.devices[index], number: index))
       } else {
-        throw .noSuchFileOrDirectory
+        throw refusal
       }
       let fd = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
       guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }

@@ -33,39 +33,52 @@ extension SimulatedKernel {
     return nil
   }
 
-  private func machineNode(_ components: [String]) -> SimulatedSysfs.Node? {
-    locked { state in SimulatedSysfs.node(components, devices: state.devices, enumerated: state.enumeratedConfig) }
+  /// The node at `components`, or the errno of the kernel's walk to it: ENOTDIR through a
+  /// file, ENAMETOOLONG for a missing name over NAME_MAX in devtmpfs (`simple_lookup`;
+  /// kernfs has no such check, so sysfs says ENOENT), else ENOENT.
+  func machineNode(_ components: [String]) throws(Errno) -> SimulatedSysfs.Node {
+    try locked { state throws(Errno) in
+      func node(_ prefix: ArraySlice<String>) -> SimulatedSysfs.Node? {
+        SimulatedSysfs.node(Array(prefix), devices: state.devices, enumerated: state.enumeratedConfig)
+      }
+      if let found = node(components[...]) { return found }
+      // The walk starts at the machine's own nodes: /sys, or /dev/iommu and /dev/vfio.
+      let first = components[0] == "dev" ? 2 : 1
+      for count in first...components.count where node(components.prefix(count)) == nil {
+        if count > 1, case .file? = node(components.prefix(count - 1)) { throw .notDirectory }
+        if components[0] == "dev", components[count - 1].utf8.count > 255 { throw .fileNameTooLong }
+        throw .noSuchFileOrDirectory
+      }
+      throw .noSuchFileOrDirectory
+    }
   }
 
   /// The simulated machine's sysfs and `/dev/vfio` (see ``pciAddress(ofDevice:)``); other
   /// paths the host's.
   public func directoryEntries(_ path: FilePath) throws(Errno) -> [String] {
     guard let components = try Self.machinePath(path) else { return try KernelSystemCalls().directoryEntries(path) }
-    switch machineNode(components) {
-    case .directory(let names)?: return names
-    case .file?, .link?: throw .notDirectory
-    case nil: throw .noSuchFileOrDirectory
+    switch try machineNode(components) {
+    case .directory(let names): return names
+    case .file, .link: throw .notDirectory
     }
   }
 
   /// An attribute of the simulated machine's sysfs; other paths the host's.
   public func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] {
     guard let components = try Self.machinePath(path) else { return try KernelSystemCalls().readFile(path, maximumBytes: maximumBytes) }
-    switch machineNode(components) {
-    case .file(let bytes)?: return Array(bytes.prefix(max(0, maximumBytes)))
-    case .directory?: throw .isDirectory
-    case .link?: throw .noSuchFileOrDirectory  // the simulated links point outside the tree
-    case nil: throw .noSuchFileOrDirectory
+    switch try machineNode(components) {
+    case .file(let bytes): return Array(bytes.prefix(max(0, maximumBytes)))
+    case .directory: throw .isDirectory
+    case .link: throw .noSuchFileOrDirectory  // the simulated links point outside the tree
     }
   }
 
   /// A link of the simulated machine's sysfs; other paths the host's.
   public func readLink(_ path: FilePath) throws(Errno) -> String {
     guard let components = try Self.machinePath(path) else { return try KernelSystemCalls().readLink(path) }
-    switch machineNode(components) {
-    case .link(let target)?: return target
-    case .file?, .directory?: throw .invalidArgument
-    case nil: throw .noSuchFileOrDirectory
+    switch try machineNode(components) {
+    case .link(let target): return target
+    case .file, .directory: throw .invalidArgument
     }
   }
 
@@ -74,7 +87,7 @@ extension SimulatedKernel {
   public func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) {
     guard let components = try Self.machinePath(path) else { return try KernelSystemCalls().checkAccess(path, mode: mode) }
     guard mode & ~(R_OK | W_OK | X_OK) == 0 else { throw .invalidArgument }
-    guard let node = machineNode(components) else { throw .noSuchFileOrDirectory }
+    let node = try machineNode(components)
     if case .file = node, mode & X_OK != 0 { throw .permissionDenied }
   }
 }
