@@ -87,7 +87,7 @@ struct BadInputTableTests {
 
   static let rows: [Row] =
     contextRows + ioasRows + mapRows + hwptRows + faultRows + eventRows + bufferRows + legacyRows + deviceRows + regionRows
-    + interruptRows + eduRows + mockRows + nestedRows + dirtyRows + virtualRows + newerRows + valueRows + fileRows
+    + interruptRows + eduRows + mockRows + nestedRows + dirtyRows + virtualRows + newerRows + valueRows + fileRows + accessRows
 
   /// The cartesian product of rows and platforms, filtered by each row's platforms.
   static let cases: [Case] = rows.flatMap { row in row.platforms.map { Case(platform: $0, row: row) } }
@@ -3064,6 +3064,180 @@ extension BadInputTableTests {
     },
     Row("IOMMUFD.open of a path of PATH_MAX bytes or more: open's ENAMETOOLONG", On.all, .kernel(.fileNameTooLong)) { env in
       env.bad { try IOMMUFD.open(FilePath("/dev" + longPath.dropFirst(4)), backend: env.backend) }
+    },
+  ]
+}
+
+// MARK: - The self-test's in-kernel access
+
+extension BadInputTableTests {
+  /// A context, an IOAS with a 4-page buffer mapped at 0x100_0000 (read-only again at
+  /// 0x200_0000), and an access to it.
+  struct AccessSetup {
+    let iommufd: IOMMUFD
+    let ioas: IOAS
+    let buffer: DMABuffer
+    let access: SelfTestAccess
+
+    init(_ env: Env, pins: Bool = true) throws {
+      iommufd = try env.context()
+      ioas = try iommufd.allocateIOAS()
+      buffer = try DMABuffer(length: 4 * 4096, backend: env.backend)
+      _ = try ioas.unsafeMap(address: buffer.bytes.baseAddress!, length: 4 * 4096, at: .fixed(0x100_0000))
+      _ = try ioas.unsafeMap(address: buffer.bytes.baseAddress!, length: 4096, at: .fixed(0x200_0000), access: .readable)
+      access = try iommufd.selfTest.createAccess(to: ioas, pinsPages: pins)
+    }
+  }
+
+  static let accessRows: [Row] = [
+    Row("createAccess to a destroyed IOAS: ENOENT", On.mock, .rejected(.noSuchFileOrDirectory, destroyed)) { env in
+      let (iommufd, ioas) = try env.destroyedIOAS()
+      env.bad { try iommufd.selfTest.createAccess(to: ioas) }
+    },
+    Row("createAccess to another context's IOAS: EINVAL", On.mock, .rejected(.invalidArgument, foreign)) { env in
+      let mine = try env.context()
+      let (_, theirs) = try env.ioas()
+      env.bad { try mine.selfTest.createAccess(to: theirs, pinsPages: true) }
+    },
+    Row("createAccess in a closed context: EBADF", On.mock, .rejected(.badFileDescriptor, closed)) { env in
+      let ioas = try env.closedIOAS()
+      env.bad { try ioas.iommufd.selfTest.createAccess(to: ioas) }
+    },
+    Row("createAccess(pinsPages:) over a sub-page mapping: EADDRINUSE", On.mock, .kernel(.addressInUse)) { env in
+      let (iommufd, ioas) = try env.ioas()
+      _ = try ioas.unsafeMap(address: fakeAddress + 0x800, length: 0x1000, at: .fixed(0x10800))
+      env.bad { try iommufd.selfTest.createAccess(to: ioas, pinsPages: true) }
+    },
+    Row("createAccess on a kernel without the self-test: ENOTTY", On.all.filter { $0.isSimulated }, .kernel(.inappropriateIOCTLForDevice)) { env in
+      let (iommufd, ioas) = try env.ioas()
+      env.bad { try iommufd.selfTest.createAccess(to: ioas) }
+    },
+    Row("pin with a zero length: EINVAL", On.mock, .kernel(.invalidArgument)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.pin(iova: 0x100_0000, length: 0) }
+    },
+    Row("pin of UInt64.max bytes: ENOMEM (the self-test's 16 MiB limit)", On.mock, .kernel(.noMemory)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.pin(iova: 0x100_0000, length: .max) }
+    },
+    Row("pin wrapping past the end of the address space: EOVERFLOW", On.mock, .kernel(.overflow)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.pin(iova: .max, length: 2) }
+    },
+    Row("pin at an IOVA off a page boundary: EINVAL", On.mock, .kernel(.invalidArgument)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.pin(iova: 0x100_0FFF, length: 2) }
+    },
+    Row("pin of a sub-page length at a page boundary: the page", On.mock, .succeeds) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.pin(iova: 0x100_1000, length: 1).id == 0 }
+    },
+    Row("pin of an unmapped range: ENOENT", On.mock, .kernel(.noSuchFileOrDirectory)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.pin(iova: 0, length: 4096) }
+    },
+    Row("pin writable of a read-only mapping: EPERM", On.mock, .kernel(.notPermitted)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.pin(iova: 0x200_0000, length: 4096, writable: true) }
+    },
+    Row("pin verified against the wrong pages: EBADE", On.mock, .kernel(Errno(rawValue: 52))) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.pin(iova: 0x100_1000, length: 4096, verifyingAgainst: setup.buffer.bytes.baseAddress) }
+    },
+    Row("pin through an access that does not pin pages: EOPNOTSUPP", On.mock, .kernel(.notSupported)) { env in
+      let setup = try AccessSetup(env, pins: false)
+      env.bad { try setup.access.pin(iova: 0x100_0000, length: 4096) }
+    },
+    Row("pin through a closed access: EBADF", On.mock, .rejected(.badFileDescriptor, closed)) { env in
+      let setup = try AccessSetup(env)
+      try setup.access.close()
+      env.bad { try setup.access.pin(iova: 0x100_0000, length: 4096) }
+    },
+    Row("pin through an access whose context is closed: EBADF", On.mock, .rejected(.badFileDescriptor, closed)) { env in
+      let setup = try AccessSetup(env)
+      try setup.iommufd.close()
+      env.bad { try setup.access.pin(iova: 0x100_0000, length: 4096) }
+    },
+    Row("unpin twice: ENOENT, the second refused here", On.mock, .rejected(.noSuchFileOrDirectory, "unpinned already")) { env in
+      let setup = try AccessSetup(env)
+      let pinned = try setup.access.pin(iova: 0x100_0000, length: 4096)
+      try pinned.unpin()
+      env.bad { try pinned.unpin() }
+    },
+    Row("unpin after an unmap of the range: the kernel's ENOENT, explained", On.mock, .explained(.noSuchFileOrDirectory, "unmap")) { env in
+      let setup = try AccessSetup(env)
+      let pinned = try setup.access.pin(iova: 0x100_0000, length: 4096)
+      try setup.ioas.unmap(iova: 0x100_0000, length: 4 * 4096)
+      env.bad { try pinned.unpin() }
+    },
+    Row("unpin after the access closed: EBADF", On.mock, .rejected(.badFileDescriptor, closed)) { env in
+      let setup = try AccessSetup(env)
+      let pinned = try setup.access.pin(iova: 0x100_0000, length: 4096)
+      try setup.access.close()
+      env.bad { try pinned.unpin() }
+    },
+    Row("read into an empty buffer: EINVAL", On.mock, .kernel(.invalidArgument)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.read(from: 0x100_0000, into: UnsafeMutableRawBufferPointer(start: nil, count: 0)) }
+    },
+    Row("read wrapping past the end of the address space: EOVERFLOW", On.mock, .kernel(.overflow)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.read(from: .max, into: UnsafeMutableRawBufferPointer(rebasing: setup.buffer.bytes[0..<2])) }
+    },
+    Row("read over 16 MiB: ENOMEM", On.mock, .kernel(.noMemory)) { env in
+      let setup = try AccessSetup(env)
+      let big = try DMABuffer(length: (16 << 20) + 4096, backend: env.backend)
+      env.bad { try setup.access.read(from: 0x100_0000, into: big.bytes) }
+    },
+    Row("read past the mapping's end: ENOENT", On.mock, .kernel(.noSuchFileOrDirectory)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.read(from: 0x100_3FFF, into: UnsafeMutableRawBufferPointer(rebasing: setup.buffer.bytes[0..<2])) }
+    },
+    Row("read at a misaligned IOVA inside the mapping: the bytes there", On.mock, .succeeds) { env in
+      let setup = try AccessSetup(env)
+      setup.buffer.bytes[0x123] = 0xAB
+      var byte: UInt8 = 0
+      env.bad { try withUnsafeMutableBytes(of: &byte) { try setup.access.read(from: 0x100_0123, into: $0) }; return byte == 0xAB }
+    },
+    Row("read into a buffer this process cannot write: EFAULT", On.mock, .kernel(.badAddress)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.read(from: 0x100_0000, into: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: 0x1000), count: 16)) }
+    },
+    Row("write to a read-only mapping: EPERM", On.mock, .kernel(.notPermitted)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.write(UnsafeRawBufferPointer(rebasing: setup.buffer.bytes[0..<8]), to: 0x200_0000) }
+    },
+    Row("write from a buffer this process cannot read: EFAULT", On.mock, .kernel(.badAddress)) { env in
+      let setup = try AccessSetup(env)
+      env.bad { try setup.access.write(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: 0x1000), count: 16), to: 0x100_0000) }
+    },
+    Row("write through a closed access: EBADF", On.mock, .rejected(.badFileDescriptor, closed)) { env in
+      let setup = try AccessSetup(env)
+      try setup.access.close()
+      env.bad { try setup.access.write(UnsafeRawBufferPointer(rebasing: setup.buffer.bytes[0..<8]), to: 0x100_0000) }
+    },
+    Row("replace with another context's IOAS: EINVAL", On.mock, .rejected(.invalidArgument, foreign)) { env in
+      let setup = try AccessSetup(env)
+      let (_, theirs) = try env.ioas()
+      env.bad { try setup.access.replace(with: theirs) }
+    },
+    Row("replace with a destroyed IOAS: ENOENT", On.mock, .rejected(.noSuchFileOrDirectory, destroyed)) { env in
+      let setup = try AccessSetup(env)
+      let gone = try setup.iommufd.allocateIOAS()
+      try gone.destroy()
+      env.bad { try setup.access.replace(with: gone) }
+    },
+    Row("replace by a pinning access onto an IOAS with a sub-page mapping: EADDRINUSE", On.mock, .kernel(.addressInUse)) { env in
+      let setup = try AccessSetup(env)
+      let other = try setup.iommufd.allocateIOAS()
+      _ = try other.unsafeMap(address: fakeAddress + 0x800, length: 0x1000, at: .fixed(0x10800))
+      env.bad { try setup.access.replace(with: other) }
+    },
+    Row("replace through a closed access: EBADF", On.mock, .rejected(.badFileDescriptor, closed)) { env in
+      let setup = try AccessSetup(env)
+      let other = try setup.iommufd.allocateIOAS()
+      try setup.access.close()
+      env.bad { try setup.access.replace(with: other) }
     },
   ]
 }
