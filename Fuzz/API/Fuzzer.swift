@@ -60,6 +60,8 @@ final class Pool {
   var deviceIDs: [Held<ObjectID>] = []
   var buffers: [Held<DMABuffer>] = []
   var guestMemories: [Held<GuestMemory>] = []
+  var accesses: [Held<SelfTestAccess>] = []
+  var pins: [Held<SelfTestAccess.PinnedPages>] = []
   var mappings: [Held<DMAMapping>] = []
   var regions: [Held<VFIORegionInfo>] = []
   var eventFDs: [Held<EventFD>] = []
@@ -92,7 +94,7 @@ final class Pool {
       + nested.map { Held(value: $0.value, label: $0.label, context: $0.context) }
   }
 
-  /// Drops every handle, kind by kind in the order `order` gives (a permutation of 0..<21),
+  /// Drops every handle, kind by kind in the order `order` gives (a permutation of 0..<24),
   /// running their releases.
   func release(order: [Int]) {
     for kind in order {
@@ -118,13 +120,15 @@ final class Pool {
       case 18: backends.removeAll()
       case 19: regions.removeAll()
       case 20: guestMemories.removeAll()
-      default: deviceIDs.removeAll()
+      case 21: deviceIDs.removeAll()
+      case 22: accesses.removeAll()
+      default: pins.removeAll()
       }
     }
   }
 
   /// How many kinds ``release(order:)`` knows.
-  static let kindCount = 22
+  static let kindCount = 24
 }
 
 /// User memory at a fixed address far from every other mapping of the process: what the

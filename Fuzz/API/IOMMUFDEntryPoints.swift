@@ -403,6 +403,78 @@ func iommufdEntryPoints() -> [EntryPoint] {
       f.call("\(context.label) \(range) in \(ioas.label)") { try context.value.selfTest.addReserved(range, in: ioas.value) }
       return true
     },
+
+    // MARK: The self-test's in-kernel access
+
+    EntryPoint("IOMMUSelfTest.createAccess(to:pinsPages:)", weight: 8) { f in
+      guard let context = f.context(), let ioas = f.pick(f.pool.ioases, context: context.context) else { return false }
+      let pins = f.sensibleOnly || f.rng.bool()
+      f.call("\(context.label) to \(ioas.label) pinsPages \(pins)") {
+        let access = try context.value.selfTest.createAccess(to: ioas.value, pinsPages: pins)
+        f.pool.accesses.append(Held(value: access, label: f.pool.label("access"), context: context.context))
+      }
+      return true
+    },
+    EntryPoint("SelfTestAccess.pin(iova:length:writable:verifyingAgainst:)", weight: 14) { f in
+      guard let access = f.pick(f.pool.accesses) else { return false }
+      let (iova, length) = f.hostile(20) ? f.range() : (f.iova(), UInt64(1 &+ f.rng.below(4)) &* SplitMix64.page)
+      let writable = !f.sensibleOnly && f.rng.bool()
+      let memory = !f.sensibleOnly && f.rng.chance(20) ? f.userMemory() : nil
+      f.call("\(access.label) iova 0x\(hex(iova)) len 0x\(hex(length)) writable \(writable) verifying \(memory?.text ?? "nil")") {
+        let pinned = try access.value.pin(iova: iova, length: length, writable: writable, verifyingAgainst: memory?.address)
+        f.pool.pins.append(Held(value: pinned, label: f.pool.label("pin"), context: access.context))
+      }
+      return true
+    },
+    EntryPoint("SelfTestAccess.PinnedPages.unpin()", weight: 6) { f in
+      guard let pinned = f.pick(f.pool.pins) else { return false }
+      f.call(pinned.label) { try pinned.value.unpin() }
+      return true
+    },
+    EntryPoint("SelfTestAccess.read(from:into:kernelThreadPath:)", weight: 10) { f in
+      guard let access = f.pick(f.pool.accesses) else { return false }
+      let iova = f.iova()
+      let memory = f.userMemory()
+      // The destination: user memory the kernel may write (the arena, or no page at all).
+      let count = Int(min(memory.length, 1 << 40))
+      let destination = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: memory.address), count: count)
+      let kernelThread = f.rng.bool()
+      f.call("\(access.label) from 0x\(hex(iova)) into \(memory.text) kthread \(kernelThread)") {
+        try access.value.read(from: iova, into: destination, kernelThreadPath: kernelThread)
+      }
+      return true
+    },
+    EntryPoint("SelfTestAccess.write(_:to:kernelThreadPath:)", weight: 10) { f in
+      guard let access = f.pick(f.pool.accesses) else { return false }
+      let iova = f.iova()
+      let memory = f.userMemory()
+      let source = UnsafeRawBufferPointer(start: memory.address, count: Int(min(memory.length, 1 << 40)))
+      let kernelThread = f.rng.bool()
+      f.call("\(access.label) \(memory.text) to 0x\(hex(iova)) kthread \(kernelThread)") {
+        try access.value.write(source, to: iova, kernelThreadPath: kernelThread)
+      }
+      return true
+    },
+    EntryPoint("SelfTestAccess.replace(with:)", weight: 4) { f in
+      guard let access = f.pick(f.pool.accesses), let ioas = f.pick(f.pool.ioases, context: access.context) else { return false }
+      f.call("\(access.label) with \(ioas.label)") { try access.value.replace(with: ioas.value) }
+      return true
+    },
+    EntryPoint("SelfTestAccess.close()", weight: 3) { f in
+      guard let access = f.pick(f.pool.accesses) else { return false }
+      f.call(access.label) { try access.value.close() }
+      return true
+    },
+    EntryPoint("SelfTestAccess properties", weight: 1) { f in
+      guard let access = f.pick(f.pool.accesses) else { return false }
+      f.call("\(access.label).ioas, fileDescriptor, pinsPages, iommufd") {
+        _ = (access.value.ioas, access.value.fileDescriptor, access.value.pinsPages, access.value.iommufd)
+      }
+      if let pinned = f.pick(f.pool.pins) {
+        f.call("\(pinned.label).id, iova, length, access") { _ = (pinned.value.id, pinned.value.iova, pinned.value.length, pinned.value.access) }
+      }
+      return true
+    },
   ]
 }
 

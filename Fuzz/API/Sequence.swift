@@ -55,7 +55,9 @@ extension Fuzzer {
   /// The prologue of self-test machines.
   static let selfTestPrologue = [
     "IOMMUFD.allocateIOAS()", "IOMMUSelfTest.attachMockDevice(to:flags:)", "DMABuffer.init(length:backend:)",
-    "DMAAddressSpace.map(_:at:access:) on IOAS", "HWPageTable.init(on:forDevice:flags:faultQueue:)",
+    "DMAAddressSpace.map(_:at:access:) on IOAS", "IOMMUSelfTest.createAccess(to:pinsPages:)",
+    "SelfTestAccess.pin(iova:length:writable:verifyingAgainst:)", "SelfTestAccess.read(from:into:kernelThreadPath:)",
+    "HWPageTable.init(on:forDevice:flags:faultQueue:)",
     "IOMMUFD.allocateFaultQueue()", "NestedHWPageTable.init(parent:forDevice:dataType:data:faultQueue:)",
     "MockDevice.replace(with:)", "IOMMUSelfTest.triggerPageFault(device:pasid:group:permissions:address:)",
     "FaultQueue.read(maximumFaults:)", "FaultQueue.respond(to:with:)",

@@ -339,7 +339,10 @@ extension Pool {
     case 17: drop(&edus)
     case 18: drop(&backends)
     case 19: drop(&regions)
-    default: drop(&deviceIDs)
+    case 20: drop(&guestMemories)
+    case 21: drop(&deviceIDs)
+    case 22: drop(&accesses)
+    default: drop(&pins)
     }
   }
 }
