@@ -20,6 +20,10 @@ final class FakeSysfs {
     var addresses: [PCIAddress] = []
     /// The number of the first IOMMU group made (or 0).
     var group = 0
+    /// The mediated devices whose names parse.
+    var mediatedIDs: [MediatedDeviceID] = []
+    /// The mdev type directories made.
+    var mediatedTypes: [String] = []
     /// A summary of the tree's contents.
     var description = ""
   }
@@ -120,6 +124,7 @@ final class FakeSysfs {
       }
       summary.append(parts.joined(separator: " "))
     }
+    if rng.chance(60) { summary.append(addMediatedDevices(sys, &rng, &tree)) }
     var sysfsRoot = sys
     var deviceRoot = rng.chance(70) ? "/dev" : dev
     if hostileRoots {
@@ -128,6 +133,49 @@ final class FakeSysfs {
     }
     tree.description = "sysfs \(sysfsRoot.debugDescription) dev \(deviceRoot.debugDescription) [\(summary.joined(separator: "; "))]"
     return (VFIODiscovery(sysfsRoot: FilePath(sysfsRoot), deviceRoot: FilePath(deviceRoot)), tree)
+  }
+
+  /// An mdev bus: one or two parents (often the same name twice through two links), types
+  /// with hostile attributes, devices with hostile names and links; a summary.
+  private func addMediatedDevices(_ sys: String, _ rng: inout SplitMix64, _ tree: inout Tree) -> String {
+    var parts: [String] = []
+    let typeNames = ["mtty-1", "mtty-2", "", "-", "x/y", "..", "\u{1F4A3}", String(repeating: "t", count: 300)]
+    let counts = ["24\n", "0\n", "-1\n", "99999999999999999999\n", "", "x", "+3", " 7 ", "\u{663}"]
+    let names = [
+      "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001", "83B8F4F2-509F-382F-3C1E-E6BFE0FA1002", "not-a-uuid", "", "83b8f4f2509f382f3c1ee6bfe0fa1001",
+      "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001x",
+    ]
+    makeDirectories(sys + "/class/mdev_bus")
+    makeDirectories(sys + "/bus/mdev/devices")
+    for parentIndex in 0..<(1 &+ rng.below(2)) {
+      let parentDirectory = sys + "/devices/virtual/parent\(parentIndex)/parent\(parentIndex)"
+      makeDirectories(parentDirectory + "/mdev_supported_types")
+      let linkName = rng.chance(70) ? "parent\(parentIndex)" : rng.element(["mtty", "", "..", "a/b"]) ?? "mtty"
+      link(sys + "/class/mdev_bus/" + linkName, to: "../../devices/virtual/parent\(parentIndex)/parent\(parentIndex)")
+      for _ in 0..<rng.below(3) {
+        let type = rng.element(typeNames) ?? "mtty-1"
+        let directory = parentDirectory + "/mdev_supported_types/" + type
+        makeDirectories(directory + "/devices")
+        if rng.chance(80) { write(rng.element(counts) ?? "", to: directory + "/available_instances") }
+        if rng.chance(80) { write(rng.element(["Dual port serial\n", "", "\u{0}\u{1}", "vfio-pci\n"]) ?? "", to: directory + "/name") }
+        if rng.chance(50) { write("vfio-pci\n", to: directory + "/device_api") }
+        write("", to: directory + "/create")
+        tree.mediatedTypes.append(type)
+        parts.append("type \(linkName)/\(type.prefix(20))")
+      }
+      for _ in 0..<rng.below(3) {
+        let name = rng.element(names) ?? ""
+        let device = parentDirectory + "/" + name
+        makeDirectories(device + "/vfio-dev/" + (rng.element(["vfio3", "vfio", "vfiox"]) ?? "vfio3"))
+        write("", to: device + "/remove")
+        if rng.chance(70) { link(device + "/mdev_type", to: "../mdev_supported_types/" + (rng.element(typeNames) ?? "mtty-1")) }
+        if rng.chance(70) { link(device + "/iommu_group", to: "../../../../kernel/iommu_groups/" + (rng.element(["5", "-1", "x"]) ?? "5")) }
+        link(sys + "/bus/mdev/devices/" + name, to: "../../../devices/virtual/parent\(parentIndex)/parent\(parentIndex)/" + name)
+        if let id = MediatedDeviceID(name) { tree.mediatedIDs.append(id) }
+        parts.append("mdev \(name.prefix(40).debugDescription)")
+      }
+    }
+    return parts.joined(separator: " ")
   }
 
   /// Writes `text` to the file `path`, replacing it.

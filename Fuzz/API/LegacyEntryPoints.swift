@@ -234,6 +234,44 @@ func legacyEntryPoints() -> [EntryPoint] {
       f.call("\(address) \(tree.description)") { _ = discovery.access(for: address).description }
       return true
     },
+    EntryPoint("VFIODiscovery.mediatedDeviceTypes() and mediatedDevices()", weight: 2) { f in
+      let (discovery, tree) = f.sysfs.rebuild(&f.rng, hostileRoots: f.hostile(30))
+      f.call(tree.description) {
+        for type in try discovery.mediatedDeviceTypes() { _ = (type.id, type.parent, type.name, type.availableInstances, type.deviceAPI) }
+        for entry in try discovery.mediatedDevices() { _ = (entry.id.description, entry.type, entry.parent, entry.iommuGroup, entry.cdevPath) }
+      }
+      return true
+    },
+    EntryPoint("VFIODiscovery.mediatedDevice(_:) and cdevPath(for:) of a mediated device", weight: 2) { f in
+      let (discovery, tree) = f.sysfs.rebuild(&f.rng, hostileRoots: f.hostile(30))
+      let id = f.rng.chance(70) ? tree.mediatedIDs.first ?? .random() : MediatedDeviceID(high: f.rng.hostileU64(), low: f.rng.hostileU64())
+      f.call("\(id) \(tree.description)") {
+        _ = try discovery.mediatedDevice(id)
+        _ = try discovery.cdevPath(for: id)
+      }
+      return true
+    },
+    EntryPoint("VFIODiscovery.createMediatedDevice(ofType:parent:id:) and removeMediatedDevice(_:)", weight: 2) { f in
+      // Never the real sysfs: the tree is always the fuzzer's own.
+      let (discovery, tree) = f.sysfs.rebuild(&f.rng, hostileRoots: false)
+      let type = f.rng.chance(80) ? tree.mediatedTypes.first ?? "mtty-2" : f.path("mtty-2")
+      let parent: String? = f.rng.chance(70) ? nil : f.rng.element(["parent0", "parent1", "", "..", "mtty"]) ?? nil
+      let id = f.rng.chance(50) ? tree.mediatedIDs.first ?? .random() : .random()
+      f.call("type \(type.prefix(40).debugDescription) parent \(parent.map { $0.debugDescription } ?? "nil") id \(id) \(tree.description)") {
+        _ = try discovery.createMediatedDevice(ofType: type, parent: parent, id: id)
+      }
+      f.call("remove \(id) \(tree.description)") { try discovery.removeMediatedDevice(id) }
+      return true
+    },
+    EntryPoint("VFIODevice.open(mediatedDevice:discovery:backend:)", weight: 1) { f in
+      let (discovery, tree) = f.sysfs.rebuild(&f.rng, hostileRoots: f.hostile(30))
+      let id = tree.mediatedIDs.first ?? .random()
+      f.call("\(id) \(tree.description)") {
+        let device = try VFIODevice.open(mediatedDevice: id, discovery: discovery, backend: f.backend)
+        f.pool.devices.append(Held(value: device, label: f.pool.label("dev"), context: nil))
+      }
+      return true
+    },
     EntryPoint("PCIDriverBinding.bindToVFIO(_:)", weight: 2) { f in
       // Never the real sysfs: the tree is always the fuzzer's own.
       let (discovery, tree) = f.sysfs.rebuild(&f.rng, hostileRoots: false)

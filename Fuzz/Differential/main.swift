@@ -1077,6 +1077,7 @@ struct Planted: SystemCalls {
   func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] { try base.readFile(path, maximumBytes: maximumBytes) }
   func readLink(_ path: FilePath) throws(Errno) -> String { try base.readLink(path) }
   func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) { try base.checkAccess(path, mode: mode) }
+  func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) { try base.writeFile(path, bytes: bytes) }
 }
 
 /// Runs `calls` on a fresh context of each side; returns the index of the first call

@@ -227,6 +227,7 @@ struct BadInputTableTests {
     func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] { try inner.readFile(path, maximumBytes: maximumBytes) }
     func readLink(_ path: FilePath) throws(Errno) -> String { try inner.readLink(path) }
     func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) { try inner.checkAccess(path, mode: mode) }
+    func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) { try inner.writeFile(path, bytes: bytes) }
   }
 
   /// An attach target no handle owns: a raw id (of any type) in a context.
@@ -3049,6 +3050,46 @@ extension BadInputTableTests {
     },
     Row("checkAccess of an empty path: ENOENT", On.all, .seam(.noSuchFileOrDirectory)) { env in
       env.bad { try env.backend.calls.checkAccess("", mode: F_OK) }
+    },
+    Row("writeFile to a sysfs attribute: EACCES, even for root", On.all, .seam(.permissionDenied)) { env in
+      let path = try attribute(env)
+      env.bad { try env.backend.calls.writeFile(path, bytes: Array("0x1234\n".utf8)) }
+    },
+    Row("writeFile to a sysfs directory: EISDIR", On.all, .seam(.isDirectory)) { env in
+      env.bad { try env.backend.calls.writeFile("/sys/bus/pci/devices", bytes: [0x31]) }
+    },
+    Row("writeFile to /dev/iommu: EINVAL (no write)", On.all, .seam(.invalidArgument)) { env in
+      env.bad { try env.backend.calls.writeFile("/dev/iommu", bytes: [0x31]) }
+    },
+    Row("writeFile to an empty path: ENOENT", On.all, .seam(.noSuchFileOrDirectory)) { env in
+      env.bad { try env.backend.calls.writeFile("", bytes: [0x31]) }
+    },
+    Row("writeFile to a path of PATH_MAX bytes or more: ENAMETOOLONG", On.all, .seam(.fileNameTooLong)) { env in
+      env.bad { try env.backend.calls.writeFile(FilePath(longPath), bytes: [0x31]) }
+    },
+    Row("writeFile to a FIFO with no reader: ENXIO, no wait", On.all, .seam(.noSuchAddressOrDevice)) { env in
+      try withFIFO { path in env.bad { try env.backend.calls.writeFile(path, bytes: [0x31]) } }
+    },
+    Row("writeFile of nothing to /dev/null: done", On.all, .succeeds) { env in
+      env.bad { try env.backend.calls.writeFile("/dev/null", bytes: []) }
+    },
+    Row("createMediatedDevice of an unknown type: ENOENT, nothing written", On.all, .rejected(.noSuchFileOrDirectory, "no mediated device type")) { env in
+      env.bad { try VFIODiscovery(backend: env.backend).createMediatedDevice(ofType: "no-such-type-\u{1F4A3}") }
+    },
+    Row("createMediatedDevice of an empty type on an unknown parent: ENOENT", On.all, .rejected(.noSuchFileOrDirectory, "on parent")) { env in
+      env.bad { try VFIODiscovery(backend: env.backend).createMediatedDevice(ofType: "", parent: "../../..") }
+    },
+    Row("removeMediatedDevice of a device that does not exist: ENOENT, nothing written", On.all, .rejected(.noSuchFileOrDirectory, "no mediated device")) { env in
+      env.bad { try VFIODiscovery(backend: env.backend).removeMediatedDevice(MediatedDeviceID(high: 0, low: 0)) }
+    },
+    Row("mediatedDevice of a device that does not exist: ENOENT", On.all, .rejected(.noSuchFileOrDirectory, "no mediated device")) { env in
+      env.bad { try VFIODiscovery(backend: env.backend).mediatedDevice(MediatedDeviceID(high: .max, low: .max)) }
+    },
+    Row("VFIODevice.open(mediatedDevice:) of a device that does not exist: ENOENT", On.all, .rejected(.noSuchFileOrDirectory, "no mediated device")) { env in
+      env.bad { try VFIODevice.open(mediatedDevice: MediatedDeviceID(high: 1, low: 2), backend: env.backend) }
+    },
+    Row("mediatedDeviceTypes under a sysfs root that does not exist: none", On.all, .succeeds) { env in
+      env.bad { try VFIODiscovery(sysfsRoot: "/nonexistent-iommufd-table", backend: env.backend).mediatedDeviceTypes().isEmpty }
     },
     Row("IOMMUFD.open of /dev/./iommu: the same node", On.all, .succeeds) { env in
       env.bad { try IOMMUFD.open("/dev/./iommu", backend: env.backend).close() }

@@ -391,4 +391,5 @@ final class SlowInfoCalls: SystemCalls, @unchecked Sendable {
   func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] { try base.readFile(path, maximumBytes: maximumBytes) }
   func readLink(_ path: FilePath) throws(Errno) -> String { try base.readLink(path) }
   func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) { try base.checkAccess(path, mode: mode) }
+  func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) { try base.writeFile(path, bytes: bytes) }
 }

@@ -47,6 +47,17 @@ struct SysfsFiles: Sendable {
 
   /// Where the symbolic link at `path` points.
   func linkTarget(_ path: FilePath) -> String? { traced("readlink", path) { calls throws(Errno) in try calls.readLink(path) } }
+
+  /// Writes `text` to the attribute at `path` in one write, leaving a trace line.
+  func write(_ text: String, to path: FilePath) throws(Errno) {
+    do throws(Errno) {
+      try backend.calls.writeFile(path, bytes: Array(text.utf8))
+      backend.trace("write \(path) \(text.debugDescription) -> ok")
+    } catch {
+      backend.trace("write \(path) \(text.debugDescription) -> \(error)")
+      throw error
+    }
+  }
 }
 
 extension StringProtocol {

@@ -110,7 +110,7 @@ public struct VFIODiscovery: Sendable {
   /// The backend whose files are read.
   public var backend: Backend
 
-  private var files: SysfsFiles { SysfsFiles(backend: backend) }
+  var files: SysfsFiles { SysfsFiles(backend: backend) }
 
   /// Creates a discovery over `sysfsRoot` and `deviceRoot` of `backend`'s machine.
   public init(sysfsRoot: FilePath = "/sys", deviceRoot: FilePath = "/dev", backend: Backend = .kernel) {
@@ -256,7 +256,7 @@ public struct VFIODiscovery: Sendable {
     return UInt64(digitsOnly: text.dropFirst(2), radix: 16)
   }
 
-  private func linkName(_ path: FilePath) -> String? {
+  func linkName(_ path: FilePath) -> String? {
     guard let target = files.linkTarget(path) else { return nil }
     return FilePath(target).lastComponent?.string
   }

@@ -189,6 +189,10 @@ extension IommufdError {
     case eventWrite = "eventfd write"
     /// Sysfs discovery.
     case discovery = "sysfs discovery"
+    /// Creating a mediated device (an mdev type's `create`).
+    case mediatedDeviceCreate = "mdev create"
+    /// Removing a mediated device (its `remove`).
+    case mediatedDeviceRemove = "mdev remove"
   }
 }
 

@@ -156,4 +156,21 @@ public struct KernelSystemCalls: SystemCalls {
   public func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) {
     guard path.withPlatformString({ Glibc.access($0, mode) }) == 0 else { throw Errno(rawValue: Glibc.errno) }
   }
+
+  /// `open(2)` for writing (non-blocking, not creating) and one `write(2)`, retried on
+  /// EINTR; a short write is EIO (a sysfs attribute takes its value in one write).
+  public func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) {
+    let fd = path.withPlatformString { Glibc.open($0, O_WRONLY | O_CLOEXEC | O_NONBLOCK) }
+    guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }
+    defer { Glibc.close(fd) }
+    while true {
+      let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+      if count < 0 {
+        if Glibc.errno == EINTR { continue }
+        throw Errno(rawValue: Glibc.errno)
+      }
+      guard count == bytes.count else { throw .ioError }
+      return
+    }
+  }
 }

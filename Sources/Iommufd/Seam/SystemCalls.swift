@@ -64,6 +64,10 @@ public protocol SystemCalls: Sendable {
   /// Whether the process may reach `path` as `mode` asks (`access(2)`: `F_OK`, or `R_OK`,
   /// `W_OK` and `X_OK` together); the errno says why not.
   func checkAccess(_ path: FilePath, mode: Int32) throws(Errno)
+
+  /// Writes `bytes` to the file at `path` in one `write(2)` (`open(2)` for writing):
+  /// how a sysfs attribute is set, such as an mdev type's `create`.
+  func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno)
 }
 
 extension SystemCalls {
@@ -97,5 +101,10 @@ extension SystemCalls {
   /// By default the host's files, as ``directoryEntries(_:)``.
   public func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) {
     try KernelSystemCalls().checkAccess(path, mode: mode)
+  }
+
+  /// By default the host's files, as ``directoryEntries(_:)``.
+  public func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) {
+    try KernelSystemCalls().writeFile(path, bytes: bytes)
   }
 }

@@ -59,6 +59,14 @@ public final class VFIODevice: Sendable {
     try open((discovery ?? VFIODiscovery(backend: backend)).cdevPath(for: address), backend: backend)
   }
 
+  /// Opens the cdev of mediated device `id` (an emulated VFIO device, such as an mtty
+  /// instance), found through sysfs.
+  public static func open(
+    mediatedDevice id: MediatedDeviceID, discovery: VFIODiscovery? = nil, backend: Backend = .kernel
+  ) throws(IommufdError) -> VFIODevice {
+    try open((discovery ?? VFIODiscovery(backend: backend)).cdevPath(for: id), backend: backend)
+  }
+
   /// Takes ownership of an open device cdev descriptor.
   public convenience init(adopting fd: FileDescriptor, path: FilePath? = nil, backend: Backend = .kernel) {
     self.init(fd, path: path, backend: backend, borrowed: false)
@@ -159,6 +167,8 @@ public final class VFIODevice: Sendable {
   }
 
   /// Attaches the device to `ioas`, through an automatic HW page table; returns its id.
+  /// An emulated (mdev) device has no page table: its driver reaches the IOAS through an
+  /// in-kernel access, and the id returned is the IOAS's own.
   ///
   /// On an attached device this replaces the attachment atomically: on failure the old one
   /// stays.
@@ -167,13 +177,24 @@ public final class VFIODevice: Sendable {
     try attach(ioas, id: ioas.id, context: ioas.iommufd, object: ioas.object)
   }
 
-  /// Attaches the device to `pageTable` and returns its id.
+  /// Attaches the device to `pageTable` and returns its id. An emulated (mdev) device
+  /// attaches to an IOAS only: the kernel looks for an IOAS of that id and answers
+  /// `ENOENT`, which the error explains.
   ///
   /// On an attached device this replaces the attachment atomically: on failure the old one
   /// stays.
   @discardableResult
   public func attach(to pageTable: HWPageTable) throws(IommufdError) -> ObjectID {
-    try attach(pageTable, id: pageTable.id, context: pageTable.iommufd, object: pageTable.object)
+    do {
+      return try attach(pageTable, id: pageTable.id, context: pageTable.iommufd, object: pageTable.object)
+    } catch where error.errno == .noSuchFileOrDirectory && error.detail == nil {
+      // The handle kept the HW page table alive through the call: the kernel looked for
+      // another kind of object, which only an emulated device's attach does.
+      throw error.unsupported(
+        "no IOAS has id \(pageTable.id): an emulated (mdev) VFIO device has no page table of its own and attaches to an IOAS only")
+    } catch {
+      throw error
+    }
   }
 
   /// The attach of `target` (object `id` of `context`, owned by `object` if a handle owns it).
@@ -355,6 +376,10 @@ extension VFIODevice {
     } catch where error.errno == .invalidArgument && error.detail == nil {
       // The kernel's answer; the library's own refusals (a target of another context) keep their detail.
       throw error.unsupported("the kernel refused the PASID flag: PASID attach needs Linux 6.15 or later (or the device has no PASID)")
+    } catch where error.errno == .notSupported && error.detail == nil {
+      throw error.unsupported("the device's driver has no PASID attach (an emulated (mdev) device has none)")
+    } catch {
+      throw error
     }
     return ObjectID(request.pt_id)
   }

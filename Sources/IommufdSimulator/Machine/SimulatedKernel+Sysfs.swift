@@ -90,4 +90,16 @@ extension SimulatedKernel {
     let node = try machineNode(components)
     if case .file = node, mode & X_OK != 0 { throw .permissionDenied }
   }
+
+  /// A write to the simulated machine's files: its sysfs attributes are read-only (kernfs
+  /// refuses to open them for writing with EACCES, even for root), `/dev/iommu` and an
+  /// unbound cdev take no write (EINVAL), a directory or a link to one is EISDIR; other
+  /// paths the host's.
+  public func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) {
+    guard let components = try Self.machinePath(path) else { return try KernelSystemCalls().writeFile(path, bytes: bytes) }
+    switch try machineNode(components) {
+    case .directory, .link: throw .isDirectory  // (the machine's links all name directories)
+    case .file: throw components[0] == "dev" ? .invalidArgument : .permissionDenied
+    }
+  }
 }

@@ -53,6 +53,8 @@ public final class TranscriptSystemCalls: SystemCalls {
     case readLink(path: String)
     /// `access(2)` of a path.
     case checkAccess(path: String)
+    /// A file write to a path (its bytes recorded).
+    case writeFile(path: String)
 
     /// The call as the transcript prints it, such as `ioctl 0x3b81`.
     public var description: String {
@@ -73,6 +75,7 @@ public final class TranscriptSystemCalls: SystemCalls {
       case .readFile(let path): "read file \(path)"
       case .readLink(let path): "readlink \(path)"
       case .checkAccess(let path): "access \(path)"
+      case .writeFile(let path): "write file \(path)"
       }
     }
   }
@@ -87,7 +90,8 @@ public final class TranscriptSystemCalls: SystemCalls {
     public var errno: Errno?
     /// The result, where it is a count or an ioctl's return value (0 for the others).
     public var result: Int
-    /// The bytes a `pread`/`read` returned or a `pwrite`/`write` passed (empty for the others).
+    /// The bytes a `pread`/`read` returned or a `pwrite`/`write` passed, a file read's or
+    /// file write's bytes (empty for the others).
     public var bytes: [UInt8]
 
     /// Creates an entry.
@@ -241,5 +245,10 @@ public final class TranscriptSystemCalls: SystemCalls {
   /// Records and forwards `access(2)`.
   public func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) {
     try record(.checkAccess(path: path.string)) { () throws(Errno) in try base.checkAccess(path, mode: mode) }
+  }
+
+  /// Records and forwards a file write (its bytes).
+  public func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) {
+    try record(.writeFile(path: path.string), { () throws(Errno) in try base.writeFile(path, bytes: bytes) }, bytes: { _ in bytes })
   }
 }
