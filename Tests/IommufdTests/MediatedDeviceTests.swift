@@ -79,6 +79,13 @@ struct MediatedDeviceTests {
       #expect(try discovery.mediatedDevices() == [entry])
       #expect(try discovery.mediatedDevice(id) == entry)
       #expect(try discovery.cdevPath(for: id) == "/dev/vfio/devices/vfio3")
+      let access = discovery.access(for: id)
+      #expect(access.device == .mediated(id) && access.address == nil)
+      #expect(access.reasons.first == "a mediated device of type mtty-2 on parent mtty: emulated, its driver reaches memory through an iommufd access or the container, not an IOMMU")
+      #expect(access.reasons.contains("bound to mtty"))
+      let missing = discovery.access(for: MediatedDeviceID(high: 1, low: 1))
+      #expect(missing.route == .none && missing.reasons == ["no mediated device 00000000-0000-0001-0000-000000000001"])
+      #expect(missing.description.hasPrefix("mdev 00000000-0000-0001-0000-000000000001: not usable"))
     }
   }
 

@@ -1,5 +1,9 @@
 import SystemPackage
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A type of mediated device a parent device offers (`mdev_supported_types/<id>`), such as
 /// the mtty sample's `mtty-2`.
 public struct MediatedDeviceType: Hashable, Sendable {
@@ -154,6 +158,58 @@ extension VFIODiscovery {
       let detail = error == .permissionDenied || error == .notPermitted ? "cannot write \(path): removing a mediated device needs root" : nil
       throw IommufdError(.mediatedDeviceRemove, error, objects: [.path(path.string), .init("mdev", id.description)], detail: detail)
     }
+  }
+
+  /// How mediated device `id` can be reached, with every finding on the way: its VFIO cdev
+  /// with iommufd, else the legacy group VFIO made for it with a container, else nothing,
+  /// and why.
+  public func access(for id: MediatedDeviceID) -> VFIOAccess {
+    let entry: MediatedDeviceEntry
+    do {
+      entry = try mediatedDevice(id)
+    } catch {
+      return VFIOAccess(device: .mediated(id), route: .none, reasons: [error.detail ?? "\(error)"])
+    }
+    var reasons = [
+      "a mediated device of type \(entry.type ?? "unknown") on parent \(entry.parent ?? "unknown")"
+        + ": emulated, its driver reaches memory through an iommufd access or the container, not an IOMMU"
+    ]
+    var denied: [FilePath] = []
+    func usable(_ path: FilePath) -> Bool {
+      if !files.exists(path) {
+        reasons.append("\(path) does not exist")
+        return false
+      }
+      if let error = files.accessError(path, mode: R_OK | W_OK) {
+        reasons.append("no read-write permission on \(path)")
+        if error == .permissionDenied || error == .notPermitted { denied.append(path) }
+        return false
+      }
+      return true
+    }
+    guard let driver = entry.driver else {
+      reasons.append("bound to no driver")
+      return VFIOAccess(device: .mediated(id), route: .none, reasons: reasons)
+    }
+    reasons.append("bound to \(driver)")
+    if let cdev = entry.cdevPath {
+      if usable(deviceRoot.appending("iommu")) && usable(cdev) {
+        reasons.append("iommufd and the VFIO cdev \(cdev) are usable")
+        return VFIOAccess(device: .mediated(id), route: .cdev(cdev), reasons: reasons, permissionDenied: denied)
+      }
+    } else {
+      reasons.append("no vfio-dev node: the kernel lacks CONFIG_VFIO_DEVICE_CDEV or CONFIG_IOMMUFD")
+    }
+    if let group = entry.iommuGroup {
+      let node = deviceRoot.appending("vfio/\(group)")
+      if usable(node) && usable(deviceRoot.appending("vfio/vfio")) {
+        reasons.append("the legacy group \(node) and container are usable")
+        return VFIOAccess(device: .mediated(id), route: .group(node, number: group), reasons: reasons, permissionDenied: denied)
+      }
+    } else {
+      reasons.append("in no IOMMU group: the kernel lacks CONFIG_VFIO_GROUP")
+    }
+    return VFIOAccess(device: .mediated(id), route: .none, reasons: reasons, permissionDenied: denied)
   }
 
   private func mediatedDirectory(_ id: MediatedDeviceID) -> FilePath {

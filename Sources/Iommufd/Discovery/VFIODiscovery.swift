@@ -42,7 +42,12 @@ public struct VFIOAccess: Hashable, Sendable, CustomStringConvertible {
   }
 
   /// The device.
-  public var address: PCIAddress
+  public var device: VFIODeviceName
+  /// The device's PCI address, if it is a PCI function (not a mediated device).
+  public var address: PCIAddress? {
+    if case .pci(let address) = device { return address }
+    return nil
+  }
   /// The chosen route: the cdev when usable, else the legacy group.
   public var route: Route
   /// Every finding, in the order checked.
@@ -59,7 +64,36 @@ public struct VFIOAccess: Hashable, Sendable, CustomStringConvertible {
     case .group(let path, _): name = "legacy group \(path)"
     case .none: name = "not usable"
     }
-    return "\(address): \(name) (" + reasons.joined(separator: "; ") + ")"
+    return "\(device): \(name) (" + reasons.joined(separator: "; ") + ")"
+  }
+
+  /// The value for the PCI function at `address`.
+  init(address: PCIAddress, route: Route, reasons: [String], permissionDenied: [FilePath] = []) {
+    self.init(device: .pci(address), route: route, reasons: reasons, permissionDenied: permissionDenied)
+  }
+
+  /// Creates the value.
+  public init(device: VFIODeviceName, route: Route, reasons: [String], permissionDenied: [FilePath] = []) {
+    self.device = device
+    self.route = route
+    self.reasons = reasons
+    self.permissionDenied = permissionDenied
+  }
+}
+
+/// A VFIO device's name in sysfs: a PCI function's address, or a mediated device's UUID.
+public enum VFIODeviceName: Hashable, Sendable, CustomStringConvertible {
+  /// A PCI function.
+  case pci(PCIAddress)
+  /// A mediated device.
+  case mediated(MediatedDeviceID)
+
+  /// The address, or `mdev` and the UUID.
+  public var description: String {
+    switch self {
+    case .pci(let address): address.description
+    case .mediated(let id): "mdev \(id)"
+    }
   }
 }
 

@@ -206,11 +206,20 @@ public final class VFIOGroup: Sendable {
   /// Opens the device `address` of the group (`VFIO_GROUP_GET_DEVICE_FD`). The device is
   /// ready for regions and IRQs at once: there is no bind or attach on this path.
   public func openDevice(_ address: PCIAddress) throws(IommufdError) -> VFIODevice {
-    var name = Array(address.description.utf8CString)
+    try openDevice(named: address.description)
+  }
+
+  /// Opens mediated device `id` of the group (`VFIO_GROUP_GET_DEVICE_FD` with its UUID).
+  public func openDevice(_ id: MediatedDeviceID) throws(IommufdError) -> VFIODevice {
+    try openDevice(named: id.description)
+  }
+
+  private func openDevice(named deviceName: String) throws(IommufdError) -> VFIODevice {
+    var name = Array(deviceName.utf8CString)
     let fd = try descriptor.withDescriptor(.groupDevice) { fd throws(IommufdError) in
       try withScratchBuffer(count: name.count) { buffer throws(IommufdError) -> Int32 in
         name.withUnsafeMutableBytes { buffer.copyMemory(from: UnsafeRawBufferPointer($0)) }
-        return try backend.ioctl(fd, CIOMMUFD_VFIO_GROUP_GET_DEVICE_FD, buffer: buffer, .groupDevice, [.init("group", "\(number)"), .init("device", address.description)])
+        return try backend.ioctl(fd, CIOMMUFD_VFIO_GROUP_GET_DEVICE_FD, buffer: buffer, .groupDevice, [.init("group", "\(number)"), .init("device", deviceName)])
       }
     }
     return VFIODevice(adopting: FileDescriptor(rawValue: fd), path: nil, backend: backend)

@@ -86,6 +86,45 @@ public final class VFIOSession: Sendable {
     }
   }
 
+  /// Opens mediated device `id` (an emulated VFIO device): the cdev route when usable, else
+  /// the legacy route through the group VFIO made for it, or the one `preference` forces.
+  /// Errors are explained as for ``open(_:discovery:prefer:backend:)``.
+  public static func open(
+    mediatedDevice id: MediatedDeviceID, discovery: VFIODiscovery? = nil, prefer preference: RoutePreference? = nil,
+    backend: Backend = .kernel
+  ) throws(IommufdError) -> VFIOSession {
+    let discovery = discovery ?? VFIODiscovery(backend: backend)
+    var access = discovery.access(for: id)
+    let group = (try? discovery.mediatedDevice(id))?.iommuGroup
+    if preference == .legacy, let group {
+      access.route = .group(discovery.deviceRoot.appending("vfio/\(group)"), number: group)
+      access.reasons.append("the legacy route was asked for")
+    } else if preference == .iommufd, case .group = access.route {
+      throw IommufdError(.discovery, .operationNotSupportedByDevice, objects: [.init("mdev", id.description)],
+        detail: "the iommufd route was asked for, but: " + access.reasons.joined(separator: "; "))
+    }
+    backend.logger.debug("\(access)")
+    switch access.route {
+    case .cdev(let path):
+      return try openCdev(path, access: access, iommufdPath: discovery.deviceRoot.appending("iommu"), backend: backend)
+    case .group(let node, let number):
+      let container = discovery.deviceRoot.appending("vfio/vfio")
+      do throws(IommufdError) {
+        let opened = try VFIOContainer.open(container, backend: backend)
+        let group = try VFIOGroup.open(number, deviceRoot: discovery.deviceRoot, backend: backend)
+        try group.setContainer(opened)
+        try opened.setIOMMU(.type1v2)
+        let device = try group.openDevice(id)
+        return VFIOSession(device: device, space: opened, access: access, iommufd: nil, deviceID: nil, group: group)
+      } catch {
+        throw explained(error, "mdev \(id)", nodes: [container, node])
+      }
+    case .none:
+      throw IommufdError(.discovery, .operationNotSupportedByDevice, objects: [.init("mdev", id.description)],
+        detail: "no route: " + access.reasons.joined(separator: "; "))
+    }
+  }
+
   /// Opens the device cdev at `path` on the iommufd route: binds it to a new iommufd
   /// context (`iommufdPath`) and attaches it to a fresh IOAS.
   ///
@@ -101,7 +140,7 @@ public final class VFIOSession: Sendable {
       try device.attach(to: ioas)
       return VFIOSession(device: device, space: ioas, access: access, iommufd: iommufd, deviceID: deviceID, group: nil)
     } catch {
-      throw explained(error, access.map { "device \($0.address)" } ?? "device \(path)", nodes: [iommufdPath, path])
+      throw explained(error, access.map { "device \($0.device)" } ?? "device \(path)", nodes: [iommufdPath, path])
     }
   }
 

@@ -124,6 +124,24 @@ struct MediatedDeviceConformance {
     }
   }
 
+  @Test("access(for:) finds the cdev route; VFIOSession opens the mdev on it (bound, attached to a fresh IOAS) and, asked to, on the legacy route through its own group and a type1v2 container")
+  func sessions() throws {
+    guard try Self.mttyKernel() != nil else { return }
+    try Self.withMtty { discovery, entry in
+      let access = discovery.access(for: entry.id)
+      #expect(access.route == .cdev(try #require(entry.cdevPath)), "\(access)")
+      let session = try VFIOSession.open(mediatedDevice: entry.id)
+      #expect(session.deviceID != nil && session.iommufd != nil && session.space is IOAS)
+      #expect(try session.device.read(UInt32.self, region: try session.device.regionInfo(7), at: 0) == 0x3253_4348)
+      try session.device.close()
+      let legacy = try VFIOSession.open(mediatedDevice: entry.id, prefer: .legacy)
+      #expect(legacy.group?.number == entry.iommuGroup && legacy.space is VFIOContainer)
+      #expect(try legacy.device.read(UInt32.self, region: try legacy.device.regionInfo(7), at: 0) == 0x3253_4348)
+      try legacy.device.close()
+      try legacy.group?.close()
+    }
+  }
+
   @Test("mtty's VFIO device: PCI, 9 regions, 5 interrupts; BAR0 and BAR1 8 bytes, config 0xff, read-write, none mappable; absent BARs and bytes past the config are refused before the kernel sees them; config holds 4348:3253, class 0x070002, BAR sizing reads 0xfffffff9")
   func deviceAndRegions() throws {
     guard try Self.mttyKernel() != nil else { return }
