@@ -16,12 +16,14 @@ struct Tool: ParsableCommand {
     commandName: "iommufd-tool",
     abstract: "Inspect iommufd and VFIO on this host: devices, backends, IOVA ranges, IOMMU info; bind devices to vfio-pci.",
     discussion: """
-      devices, show, probe, ranges and hw-info take --simulated to look at the simulated machine instead of this host. \
-      bind and unbind only act on sysfs (the one --sysfs names, /sys by default) and have no --simulated. \
+      devices, show, probe, ranges, hw-info, mdev types and mdev list take --simulated to look at the simulated machine \
+      instead of this host. \
+      bind, unbind, mdev create and mdev remove only act on sysfs (the one --sysfs names, /sys by default) and have no \
+      --simulated. \
       Errors go to standard error, also with --json. Exit status: 0 on success; 1 when an operation failed or was \
       refused; 2 from probe when neither iommufd nor the legacy container is usable; 64 for a usage error.
       """,
-    subcommands: [Devices.self, Show.self, Probe.self, Ranges.self, HardwareInfo.self, Bind.self, Unbind.self])
+    subcommands: [Devices.self, Show.self, Probe.self, Ranges.self, HardwareInfo.self, Bind.self, Unbind.self, Mdev.self])
 
   /// The tool's one format for a hexadecimal value: `0x` and lowercase digits, no padding.
   static func hex<T: BinaryInteger>(_ value: T) -> String { "0x" + String(value, radix: 16) }

@@ -103,6 +103,19 @@ enum ToolSchema {
     "vtd": .nullable(.object(["cap": .hex, "ecap": .hex])),
   ]
   static let binding: [String: Shape] = ["device": .string, "previousDriver": .nullable(.string), "driver": .nullable(.string)]
+  static let mediatedDevice = Shape.object([
+    "uuid": .string, "type": .nullable(.string), "parent": .nullable(.string), "driver": .nullable(.string),
+    "iommuGroup": .nullable(.int), "cdev": .nullable(.string), "route": .string, "reasons": .array(.string),
+  ])
+  static let mdevTypes: [String: Shape] = [
+    "types": .array(.object([
+      "parent": .string, "type": .string, "name": .nullable(.string), "description": .nullable(.string),
+      "availableInstances": .nullable(.int), "deviceAPI": .nullable(.string),
+    ])),
+  ]
+  static let mdevList: [String: Shape] = ["devices": .array(mediatedDevice)]
+  static let mdevCreate: [String: Shape] = ["device": mediatedDevice]
+  static let mdevRemove: [String: Shape] = ["uuid": .string, "removed": .bool]
   static let show: [String: Shape] = [
     "device": .string, "vendorID": .nullable(.hex), "deviceID": .nullable(.hex), "classCode": .nullable(.hex),
     "driver": .nullable(.string), "driverOverride": .nullable(.string),
@@ -127,11 +140,40 @@ struct ToolSchemaTests {
   static let simulated: [([String], [String: Shape])] = [
     (["devices"], ToolSchema.devices), (["probe"], ToolSchema.probe), (["ranges", "0000:00:02.0"], ToolSchema.ranges),
     (["hw-info", "0000:00:02.0"], ToolSchema.hardwareInfo), (["show", "0000:00:02.0"], ToolSchema.show),
+    (["mdev", "types"], ToolSchema.mdevTypes), (["mdev", "list"], ToolSchema.mdevList),
   ]
+
+  @Test("mdev types, list, create and remove on a generated tree laid out as mtty's have schema 1, and create and remove write the kernel's attributes")
+  func mediatedDeviceSchema() throws {
+    try MediatedDeviceTests.withTree { _, root in
+      let types = try runTool(["mdev", "types", "--json", "--sysfs", root])
+      #expect(types.status == 0 && schemaViolations(types.output, ToolSchema.mdevTypes) == [], "\(types.error)")
+      let value = try JSONDecoder().decode(JSONValue.self, from: Data(types.output.utf8))
+      #expect(value["types"] == .array([
+        .object(["parent": .string("mtty"), "type": .string("mtty-1"), "name": .string("Single port serial"), "description": .null,
+          "availableInstances": .int(22), "deviceAPI": .string("vfio-pci")]),
+        .object(["parent": .string("mtty"), "type": .string("mtty-2"), "name": .string("Dual port serial"), "description": .null,
+          "availableInstances": .int(11), "deviceAPI": .string("vfio-pci")]),
+      ]))
+      let list = try runTool(["mdev", "list", "--json", "--sysfs", root])
+      #expect(list.status == 0 && schemaViolations(list.output, ToolSchema.mdevList) == [], "\(list.error)")
+      let uuid = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
+      let created = try runTool(["mdev", "create", "--json", "--sysfs", root, "mtty-2", "--uuid", uuid.uppercased()])
+      #expect(created.status == 0 && schemaViolations(created.output, ToolSchema.mdevCreate) == [], "\(created.error)")
+      #expect(try String(contentsOfFile: "\(root)/devices/virtual/mtty/mtty/mdev_supported_types/mtty-2/create", encoding: .utf8) == uuid)
+      let removed = try runTool(["mdev", "remove", "--json", "--sysfs", root, uuid])
+      #expect(removed.status == 0 && schemaViolations(removed.output, ToolSchema.mdevRemove) == [], "\(removed.error)")
+      #expect(try String(contentsOfFile: "\(root)/devices/virtual/mtty/mtty/\(uuid)/remove", encoding: .utf8) == "1")
+      let missing = try runTool(["mdev", "remove", "--sysfs", root, "00000000-0000-0000-0000-000000000000"])
+      #expect(missing.status == 1 && missing.error.contains("no mediated device"))
+      let bad = try runTool(["mdev", "create", "--sysfs", root, "mtty-2", "--uuid", "nope"])
+      #expect(bad.status == 64)
+    }
+  }
 
   @Test("every subcommand's --json on the simulated machine has schema 1", arguments: simulated)
   func simulatedSchema(_ arguments: [String], _ schema: [String: Shape]) throws {
-    let run = try runTool([arguments[0], "--simulated", "--json"] + arguments.dropFirst())
+    let run = try runTool(arguments + ["--simulated", "--json"])
     #expect(run.status == 0, "\(arguments): \(run.error)")
     #expect(schemaViolations(run.output, schema) == [], "\(arguments)")
   }
