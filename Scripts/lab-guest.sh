@@ -4,7 +4,8 @@
 # vtd: the conformance suite, the real-kernel and differential tests, the handle-safety suite
 #      and the bad-input table on the cdev, the differential fuzzer with the device, then the
 #      legacy container/group tests, then
-#      iommufd-tool against the real sysfs, then edu-dma and vmm-passthrough.
+#      iommufd-tool against the real sysfs (edu, and an mtty mdev), then edu-dma and
+#      vmm-passthrough.
 # mock: the iommufd and self-test mock-domain conformance scenarios (with vIOMMU, vDEVICE and
 #       vEVENTQ on a 7.2 kernel), and the handle-safety suite and bad-input table on the kernel.
 # The kernel's release (6.12 or 7.2) picks the expectations where the two differ.
@@ -23,7 +24,7 @@ expect() {  # expect PATTERN COMMAND...: the command succeeds and prints PATTERN
 }
 
 if [ "$mode" = mock ]; then
-  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|SelfTestOpConformance|BorrowedDescriptorConformance|HandleSafetyTests|BadInputTableTests"
+  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|SelfTestOpConformance|SelfTestAccessConformance|MediatedDeviceConformance|BorrowedDescriptorConformance|HandleSafetyTests|BadInputTableTests"
   # The differential fuzzer: raw ioctl sequences on this kernel and on the simulator.
   step "$bin/iommufd-diff-fuzz" --seed 1 --sequences 3000
   exit $status
@@ -50,6 +51,12 @@ step expect "now no driver" "$tool" unbind "$edu"
 step expect "route: none" "$tool" devices
 step expect "bound to vfio-pci (was unbound)" "$tool" bind "$edu"
 step expect "round trip matches" "$bin/edu-dma"
+# Mediated devices through the tool: the kernel's mtty sample, built in.
+mdev=83b8f4f2-509f-382f-3c1e-e6bfe0fa1001
+step expect "mtty/mtty-2: Dual port serial" "$tool" mdev types
+step expect "created $mdev mtty/mtty-1 mtty" "$tool" mdev create mtty-1 --uuid "$mdev"
+step expect "\"uuid\": \"$mdev\"" "$tool" mdev list --json
+step expect "removed $mdev" "$tool" mdev remove "$mdev"
 # The VMM example on this kernel: guest RAM banks, the hand-over, BARs for KVM, MSI and INTx
 # with its resample eventfd, DMA into guest RAM, unplug and replug, teardown.
 step expect "all passed" "$bin/vmm-passthrough"
