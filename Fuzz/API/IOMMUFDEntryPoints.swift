@@ -431,27 +431,27 @@ func iommufdEntryPoints() -> [EntryPoint] {
       f.call(pinned.label) { try pinned.value.unpin() }
       return true
     },
-    EntryPoint("SelfTestAccess.read(from:into:kernelThreadPath:)", weight: 10) { f in
+    EntryPoint("SelfTestAccess.read(from:into:slowPath:)", weight: 10) { f in
       guard let access = f.pick(f.pool.accesses) else { return false }
       let iova = f.iova()
       let memory = f.userMemory()
       // The destination: user memory the kernel may write (the arena, or no page at all).
       let count = Int(min(memory.length, 1 << 40))
       let destination = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: memory.address), count: count)
-      let kernelThread = f.rng.bool()
-      f.call("\(access.label) from 0x\(hex(iova)) into \(memory.text) kthread \(kernelThread)") {
-        try access.value.read(from: iova, into: destination, kernelThreadPath: kernelThread)
+      let slowPath = f.rng.bool()
+      f.call("\(access.label) from 0x\(hex(iova)) into \(memory.text) slow path \(slowPath)") {
+        try access.value.read(from: iova, into: destination, slowPath: slowPath)
       }
       return true
     },
-    EntryPoint("SelfTestAccess.write(_:to:kernelThreadPath:)", weight: 10) { f in
+    EntryPoint("SelfTestAccess.write(_:to:slowPath:)", weight: 10) { f in
       guard let access = f.pick(f.pool.accesses) else { return false }
       let iova = f.iova()
       let memory = f.userMemory()
       let source = UnsafeRawBufferPointer(start: memory.address, count: Int(min(memory.length, 1 << 40)))
-      let kernelThread = f.rng.bool()
-      f.call("\(access.label) \(memory.text) to 0x\(hex(iova)) kthread \(kernelThread)") {
-        try access.value.write(source, to: iova, kernelThreadPath: kernelThread)
+      let slowPath = f.rng.bool()
+      f.call("\(access.label) \(memory.text) to 0x\(hex(iova)) slow path \(slowPath)") {
+        try access.value.write(source, to: iova, slowPath: slowPath)
       }
       return true
     },

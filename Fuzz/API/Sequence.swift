@@ -56,7 +56,7 @@ extension Fuzzer {
   static let selfTestPrologue = [
     "IOMMUFD.allocateIOAS()", "IOMMUSelfTest.attachMockDevice(to:flags:)", "DMABuffer.init(length:backend:)",
     "DMAAddressSpace.map(_:at:access:) on IOAS", "IOMMUSelfTest.createAccess(to:pinsPages:)",
-    "SelfTestAccess.pin(iova:length:writable:verifyingAgainst:)", "SelfTestAccess.read(from:into:kernelThreadPath:)",
+    "SelfTestAccess.pin(iova:length:writable:verifyingAgainst:)", "SelfTestAccess.read(from:into:slowPath:)",
     "HWPageTable.init(on:forDevice:flags:faultQueue:)",
     "IOMMUFD.allocateFaultQueue()", "NestedHWPageTable.init(parent:forDevice:dataType:data:faultQueue:)",
     "MockDevice.replace(with:)", "IOMMUSelfTest.triggerPageFault(device:pasid:group:permissions:address:)",

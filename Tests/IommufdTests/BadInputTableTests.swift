@@ -3094,6 +3094,16 @@ extension BadInputTableTests {
     Row("IOMMUFD.open of /dev/./iommu: the same node", On.all, .succeeds) { env in
       env.bad { try IOMMUFD.open("/dev/./iommu", backend: env.backend).close() }
     },
+    Row("IOMMUFD.open of /dev/iommu/. (a file is no directory): open's ENOTDIR", On.all, .kernel(.notDirectory)) { env in
+      env.bad { try IOMMUFD.open("/dev/iommu/.", backend: env.backend) }
+    },
+    Row("IOMMUFD.open of /dev/iommu/../iommu: open's ENOTDIR", On.all, .kernel(.notDirectory)) { env in
+      env.bad { try IOMMUFD.open("/dev/iommu/../iommu", backend: env.backend) }
+    },
+    Row("readFile of a sysfs attribute followed by ..: ENOTDIR", On.all, .seam(.notDirectory)) { env in
+      let path = try attribute(env)
+      env.bad { try env.backend.calls.readFile(path.appending(".."), maximumBytes: 4096) }
+    },
     Row("IOMMUFD.open through /dev/iommu: open's ENOTDIR", On.all, .kernel(.notDirectory)) { env in
       env.bad { try IOMMUFD.open("/dev/iommu/x", backend: env.backend) }
     },

@@ -89,6 +89,24 @@ struct MediatedDeviceTests {
     }
   }
 
+  @Test("remove refuses (EBUSY, nothing written) while this process holds the device's cdev open: the kernel would wait forever")
+  func removeWhileOpen() throws {
+    try Self.withTree { _, root in
+      let discovery = VFIODiscovery(sysfsRoot: FilePath(root), deviceRoot: FilePath(root + "/dev"))
+      try FileManager.default.createDirectory(atPath: root + "/dev/vfio/devices", withIntermediateDirectories: true)
+      try "".write(toFile: root + "/dev/vfio/devices/vfio3", atomically: true, encoding: .utf8)
+      let id = try #require(MediatedDeviceID("83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"))
+      let fd = open(root + "/dev/vfio/devices/vfio3", O_RDONLY | O_CLOEXEC)
+      try #require(fd >= 0)
+      let error = try #require(throws: IommufdError.self) { try discovery.removeMediatedDevice(id) }
+      #expect(error.errno == .resourceBusy && error.detail?.contains("descriptor \(fd)") == true)
+      #expect(try String(contentsOfFile: "\(root)/devices/virtual/mtty/mtty/\(id)/remove", encoding: .utf8) == "")
+      close(fd)
+      try discovery.removeMediatedDevice(id)
+      #expect(try String(contentsOfFile: "\(root)/devices/virtual/mtty/mtty/\(id)/remove", encoding: .utf8) == "1")
+    }
+  }
+
   @Test("create writes the UUID (36 bytes, no newline) to the type's create; remove writes 1 to the device's remove; a type two parents offer needs the parent named (EINVAL)")
   func createAndRemove() throws {
     try Self.withTree { discovery, root in

@@ -162,7 +162,7 @@ struct ToolSafetyTests {
     try FileManager.default.removeItem(atPath: tree.root + "/bus/pci/drivers/e1000e/unbind")
     let noUnbind = try #require(throws: IommufdError.self) { try binding.bindToVFIO(PCIAddress("00:06.0")!) }
     #expect(noUnbind.errno == .noSuchFileOrDirectory)
-    #expect(noUnbind.detail == "cannot open for 0000:00:06.0; driver_override restored to pci-stub")
+    #expect(noUnbind.detail == "cannot write \"0000:00:06.0\" for 0000:00:06.0; driver_override restored to pci-stub")
     #expect(try tree.text(override) == "pci-stub")
     #expect(try tree.text("bus/pci/drivers_probe") == "")
 

@@ -69,25 +69,26 @@ public final class SelfTestAccess: Sendable {
   /// Reads `buffer.count` bytes at `iova` of the IOAS into `buffer` with the CPU
   /// (`IOMMU_TEST_OP_ACCESS_RW`), as an emulated device's DMA from guest memory.
   ///
-  /// `kernelThreadPath` takes the path of a kernel thread (`IOMMUFD_ACCESS_RW_KTHREAD`:
-  /// each page pinned and mapped, not copied through this process's memory map). The kernel
+  /// `slowPath` (`MOCK_ACCESS_RW_SLOW_PATH`, the kernel's `__IOMMUFD_ACCESS_RW_SLOW_PATH`)
+  /// takes the path of a caller outside this process's memory map: each page pinned and
+  /// mapped by the kernel, not copied through the memory map. The kernel
   /// answers as for ``pin(iova:length:writable:verifyingAgainst:)``: `ENOENT` for a range
   /// not wholly mapped, `EINVAL` for an empty buffer, `ENOMEM` over ``maximumLength``.
-  public func read(from iova: UInt64, into buffer: UnsafeMutableRawBufferPointer, kernelThreadPath: Bool = false) throws(IommufdError) {
-    try transfer(iova: iova, address: buffer.baseAddress.map(UnsafeRawPointer.init), count: buffer.count, writing: false, kernelThreadPath)
+  public func read(from iova: UInt64, into buffer: UnsafeMutableRawBufferPointer, slowPath: Bool = false) throws(IommufdError) {
+    try transfer(iova: iova, address: buffer.baseAddress.map(UnsafeRawPointer.init), count: buffer.count, writing: false, slowPath)
   }
 
   /// Writes `bytes` at `iova` of the IOAS with the CPU (`IOMMU_TEST_OP_ACCESS_RW` with
   /// `MOCK_ACCESS_RW_WRITE`), as an emulated device's DMA into guest memory. `EPERM` for a
-  /// mapping without write access; otherwise as ``read(from:into:kernelThreadPath:)``.
-  public func write(_ bytes: UnsafeRawBufferPointer, to iova: UInt64, kernelThreadPath: Bool = false) throws(IommufdError) {
-    try transfer(iova: iova, address: bytes.baseAddress, count: bytes.count, writing: true, kernelThreadPath)
+  /// mapping without write access; otherwise as ``read(from:into:slowPath:)``.
+  public func write(_ bytes: UnsafeRawBufferPointer, to iova: UInt64, slowPath: Bool = false) throws(IommufdError) {
+    try transfer(iova: iova, address: bytes.baseAddress, count: bytes.count, writing: true, slowPath)
   }
 
-  private func transfer(iova: UInt64, address: UnsafeRawPointer?, count: Int, writing: Bool, _ kernelThreadPath: Bool) throws(IommufdError) {
+  private func transfer(iova: UInt64, address: UnsafeRawPointer?, count: Int, writing: Bool, _ slowPath: Bool) throws(IommufdError) {
     let objects: [IommufdError.InvolvedObject] = [.fd(descriptor.fd), .init("iova", "0x\(String(iova, radix: 16))"), .init("length", "\(count)")]
     var command = IOMMUSelfTest.command(CIOMMUFD_TEST_OP_ACCESS_RW, id: ObjectID(UInt32(bitPattern: descriptor.fd.rawValue)))
-    let flags = (writing ? CIOMMUFD_MOCK_ACCESS_RW_WRITE : 0) | (kernelThreadPath ? CIOMMUFD_MOCK_ACCESS_RW_SLOW_PATH : 0)
+    let flags = (writing ? CIOMMUFD_MOCK_ACCESS_RW_WRITE : 0) | (slowPath ? CIOMMUFD_MOCK_ACCESS_RW_SLOW_PATH : 0)
     withUnsafeMutableBytes(of: &command.payload) {
       $0.storeBytes(of: iova, as: UInt64.self)
       $0.storeBytes(of: UInt64(count), toByteOffset: 8, as: UInt64.self)
@@ -98,8 +99,9 @@ public final class SelfTestAccess: Sendable {
   }
 
   /// Moves the access to `ioas` (`IOMMU_TEST_OP_ACCESS_REPLACE_IOAS`), as an emulated
-  /// device's attach replaces its IOAS: the pages it has pinned are unpinned first. An IOAS
-  /// of another context is `EINVAL`, a destroyed one `ENOENT`, before the kernel is asked.
+  /// device's attach replaces its IOAS: the pages it has pinned are unpinned first (the
+  /// IOAS it is on already changes nothing, and unpins nothing). An IOAS of another context
+  /// is `EINVAL`, a destroyed one `ENOENT`, before the kernel is asked.
   public func replace(with ioas: IOAS) throws(IommufdError) {
     guard ioas.iommufd === iommufd else {
       throw IommufdError(
@@ -108,8 +110,14 @@ public final class SelfTestAccess: Sendable {
     }
     var command = IOMMUSelfTest.command(CIOMMUFD_TEST_OP_ACCESS_REPLACE_IOAS, id: ObjectID(UInt32(bitPattern: descriptor.fd.rawValue)))
     withUnsafeMutableBytes(of: &command.payload) { $0.storeBytes(of: ioas.id.rawValue, as: UInt32.self) }
-    try issue(&command, [.fd(descriptor.fd), .ioas(ioas.id)], using: [ioas.object])
-    attached.withLock { $0 = ioas }
+    // The ioctl and the record under one lock: two replaces in flight end with the handle
+    // holding the IOAS the kernel holds.
+    let previous = try attached.withLock { (current: inout IOAS) throws(IommufdError) -> IOAS in
+      try issue(&command, [.fd(descriptor.fd), .ioas(ioas.id)], using: [ioas.object])
+      defer { current = ioas }
+      return current
+    }
+    _ = previous  // released after the lock
   }
 
   /// Closes the access's descriptor now: the kernel unpins what is still pinned and
@@ -149,38 +157,43 @@ public final class SelfTestAccess: Sendable {
     }
 
     /// Unpins the pages now. `ENOENT` when the kernel no longer has them pinned (an unmap
-    /// of their range unpinned them), and for a second call; `EBADF` once the access is
-    /// closed (which unpinned them).
+    /// of their range, or a replace of the access's IOAS, unpinned them), and for a second
+    /// call. `EBADF` once the access is closed (its close unpinned them) or its context's
+    /// descriptor is (the pages stay pinned until the access closes or is released).
     public func unpin() throws(IommufdError) {
       let objects: [IommufdError.InvolvedObject] = [.fd(access.descriptor.fd), .init("pin", "\(id)")]
-      let first = unpinned.withLock { done in
-        defer { done = true }
-        return !done
-      }
-      guard first else {
-        throw IommufdError(.testCommand, .noSuchFileOrDirectory, objects: objects, detail: "the pages were unpinned already")
-      }
-      var command = IOMMUSelfTest.command(CIOMMUFD_TEST_OP_DESTROY_ACCESS_PAGES, id: ObjectID(UInt32(bitPattern: access.descriptor.fd.rawValue)))
-      withUnsafeMutableBytes(of: &command.payload) { $0.storeBytes(of: id, as: UInt32.self) }
-      do {
-        try access.issue(&command, objects)
-      } catch where error.errno == .noSuchFileOrDirectory && error.detail == nil {
-        throw IommufdError(
-          error.operation, error.errno, objects: objects,
-          detail: "the kernel has no pages pinned as \(id) through this access: an unmap of their range unpins them")
-      } catch {
-        throw error
+      // Under the lock: a second unpin waits for the first and then sees it done.
+      try unpinned.withLock { (done: inout Bool) throws(IommufdError) in
+        guard !done else {
+          throw IommufdError(.testCommand, .noSuchFileOrDirectory, objects: objects, detail: "the pages were unpinned already")
+        }
+        var command = IOMMUSelfTest.command(CIOMMUFD_TEST_OP_DESTROY_ACCESS_PAGES, id: ObjectID(UInt32(bitPattern: access.descriptor.fd.rawValue)))
+        withUnsafeMutableBytes(of: &command.payload) { $0.storeBytes(of: id, as: UInt32.self) }
+        do throws(IommufdError) {
+          try access.issue(&command, objects)
+          done = true
+        } catch where error.errno == .noSuchFileOrDirectory && error.detail == nil {
+          done = true  // the kernel has none: nothing is left to unpin
+          throw IommufdError(
+            error.operation, error.errno, objects: objects,
+            detail: "the kernel has no pages pinned as \(id) through this access: an unmap of their range, or a replace of the access's IOAS, unpins them")
+        } catch {
+          throw error
+        }
       }
     }
 
     deinit {
       let done = unpinned.withLock { $0 }
-      // Closed access: its close unpinned everything. Gone from the kernel: unmapped.
+      // A closed access: its close unpinned everything.
       guard !done, !access.descriptor.isClosed else { return }
       do {
         try unpin()
-      } catch where error.errno == .noSuchFileOrDirectory || error.errno == .badFileDescriptor {
-        // An unmap of the range (or a close racing this release) unpinned them first.
+      } catch where error.errno == .noSuchFileOrDirectory {
+        // An unmap of the range, or a replace, unpinned them first.
+      } catch where error.errno == .badFileDescriptor {
+        // The access closed meanwhile (which unpinned them), or its context did: then the
+        // access, which this handle kept alive, unpins them when it is released.
       } catch {
         access.iommufd.backend.logger.warning("releasing pinned pages \(id) of a self-test access: \(error)")
       }

@@ -143,13 +143,23 @@ extension VFIODiscovery {
   }
 
   /// Removes mediated device `id` by writing `1` to its `remove` (root only). The kernel
-  /// waits until every descriptor of the device is closed: a remove while this process
-  /// holds the device open never returns. `ENOENT` for no such device, before the kernel
-  /// is asked.
+  /// waits, unkillably, until every descriptor of the device is closed, so a remove while
+  /// this process holds the device's cdev or group node open would never return: that is
+  /// refused with `EBUSY` (another process's descriptors are not seen: the remove then
+  /// waits for them). `ENOENT` for no such device. Both before the kernel is asked.
   public func removeMediatedDevice(_ id: MediatedDeviceID) throws(IommufdError) {
     let directory = mediatedDirectory(id)
     guard files.exists(directory) else {
       throw IommufdError(.mediatedDeviceRemove, .noSuchFileOrDirectory, objects: [.path(directory.string)], detail: "no mediated device \(id)")
+    }
+    let entry = self.entry(for: id)
+    let nodes = Set([entry.cdevPath, entry.iommuGroup.map { deviceRoot.appending("vfio/\($0)") }].compactMap { $0?.string })
+    let descriptors = FilePath("/proc/self/fd")
+    for name in files.entries(of: descriptors) ?? [] {
+      guard let target = files.linkTarget(descriptors.appending(name)), nodes.contains(target) else { continue }
+      throw IommufdError(
+        .mediatedDeviceRemove, .resourceBusy, objects: [.init("mdev", id.description), .init("fd", name)],
+        detail: "this process holds \(target) open (descriptor \(name)): the kernel would wait for it to close, forever; close the device first")
     }
     let path = directory.appending("remove")
     do throws(Errno) {

@@ -3,11 +3,6 @@ import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
-import SystemPackage
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Hands a PCI device to vfio-pci and back through sysfs (`driver_override`,
 /// `drivers_probe`), as root does on a host. Never touches a device other than the one named.
@@ -122,32 +117,24 @@ public struct PCIDriverBinding: Sendable {
 
   /// The current override, nil when there is none (sysfs shows `(null)`).
   private func readOverride(_ path: FilePath, _ address: PCIAddress) throws(IommufdError) -> String? {
-    let fd = Glibc.open(path.string, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else {
-      throw IommufdError(.driverBinding, Errno(rawValue: Glibc.errno), objects: [.path(path.string)],
+    let bytes: [UInt8]
+    do throws(Errno) {
+      bytes = try discovery.backend.calls.readFile(path, maximumBytes: 4096)
+    } catch {
+      throw IommufdError(.driverBinding, error, objects: [.path(path.string)],
         detail: "cannot read the driver_override of \(address): nothing was changed")
     }
-    defer { Glibc.close(fd) }
-    var bytes = [UInt8](repeating: 0, count: 4096)
-    let count = Glibc.read(fd, &bytes, bytes.count)
-    guard count >= 0 else {
-      throw IommufdError(.driverBinding, Errno(rawValue: Glibc.errno), objects: [.path(path.string)],
-        detail: "cannot read the driver_override of \(address): nothing was changed")
-    }
-    let text = String(String(decoding: bytes[..<count], as: UTF8.self).trimmingWhitespace)
+    let text = String(String(decoding: bytes, as: UTF8.self).trimmingWhitespace)
     return text.isEmpty || text == "(null)" ? nil : text
   }
 
-  /// Replaces the attribute at `path` with `text`, as `echo text > path` does.
+  /// Replaces the attribute at `path` with `text`, as `echo text > path` does, through the
+  /// backend's seam (a simulated kernel refuses its machine's sysfs: nothing is written).
   private func write(_ text: String, to path: FilePath, _ address: PCIAddress) throws(IommufdError) {
-    let fd = Glibc.open(path.string, O_WRONLY | O_TRUNC | O_CLOEXEC)
-    guard fd >= 0 else { throw IommufdError(.driverBinding, Errno(rawValue: Glibc.errno), objects: [.path(path.string)], detail: "cannot open for \(address)") }
-    defer { Glibc.close(fd) }
-    let bytes = Array(text.utf8)
-    let written = Glibc.write(fd, bytes, bytes.count)
-    guard written == bytes.count else {
-      throw IommufdError(.driverBinding, written < 0 ? Errno(rawValue: Glibc.errno) : .ioError, objects: [.path(path.string)],
-        detail: "cannot write \(text.debugDescription) for \(address)")
+    do throws(Errno) {
+      try discovery.files.write(text, to: path)
+    } catch {
+      throw IommufdError(.driverBinding, error, objects: [.path(path.string)], detail: "cannot write \(text.debugDescription) for \(address)")
     }
   }
 

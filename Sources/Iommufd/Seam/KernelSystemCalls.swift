@@ -157,10 +157,11 @@ public struct KernelSystemCalls: SystemCalls {
     guard path.withPlatformString({ Glibc.access($0, mode) }) == 0 else { throw Errno(rawValue: Glibc.errno) }
   }
 
-  /// `open(2)` for writing (non-blocking, not creating) and one `write(2)`, retried on
-  /// EINTR; a short write is EIO (a sysfs attribute takes its value in one write).
+  /// `open(2)` for writing (truncating, non-blocking, not creating), as `echo text > path`
+  /// opens, and one `write(2)`, retried on EINTR; a short write is EIO (a sysfs attribute
+  /// takes its value in one write).
   public func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) {
-    let fd = path.withPlatformString { Glibc.open($0, O_WRONLY | O_CLOEXEC | O_NONBLOCK) }
+    let fd = path.withPlatformString { Glibc.open($0, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NONBLOCK) }
     guard fd >= 0 else { throw Errno(rawValue: Glibc.errno) }
     defer { Glibc.close(fd) }
     while true {

@@ -103,8 +103,10 @@ extension SystemCalls {
     try KernelSystemCalls().checkAccess(path, mode: mode)
   }
 
-  /// By default the host's files, as ``directoryEntries(_:)``.
+  /// By default nothing is written (`EROFS`): a seam writes files only where it says so
+  /// (``KernelSystemCalls`` the host's, a simulated kernel its machine's), so that a test
+  /// double can never write the host's sysfs by leaving this out.
   public func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) {
-    try KernelSystemCalls().writeFile(path, bytes: bytes)
+    throw .readOnlyFileSystem
   }
 }

@@ -106,7 +106,8 @@ public final class VFIODevice: Sendable {
   /// The device's object id in its iommufd, once bound.
   public var deviceID: ObjectID? { state.withLock { $0.deviceID } }
 
-  /// The HW page table the device is attached to (the automatic one when attached to an IOAS).
+  /// The HW page table the device is attached to (the automatic one when attached to an
+  /// IOAS); for an emulated (mdev) device, which has none, the IOAS's own id.
   public var attachedPageTableID: ObjectID? { state.withLock { $0.attachedPageTable } }
 
   /// Closes the device: the kernel detaches and unbinds it. Later calls fail with `EBADF`.

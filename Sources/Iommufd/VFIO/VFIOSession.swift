@@ -100,6 +100,7 @@ public final class VFIOSession: Sendable {
       access.route = .group(discovery.deviceRoot.appending("vfio/\(group)"), number: group)
       access.reasons.append("the legacy route was asked for")
     } else if preference == .iommufd, case .group = access.route {
+      if let denied = permissionError(.mediated(id), access) { throw denied }
       throw IommufdError(.discovery, .operationNotSupportedByDevice, objects: [.init("mdev", id.description)],
         detail: "the iommufd route was asked for, but: " + access.reasons.joined(separator: "; "))
     }
@@ -120,9 +121,18 @@ public final class VFIOSession: Sendable {
         throw explained(error, "mdev \(id)", nodes: [container, node])
       }
     case .none:
+      if let denied = permissionError(.mediated(id), access) { throw denied }
       throw IommufdError(.discovery, .operationNotSupportedByDevice, objects: [.init("mdev", id.description)],
         detail: "no route: " + access.reasons.joined(separator: "; "))
     }
+  }
+
+  /// `EACCES`, naming the nodes, when discovery found nodes this process may not open.
+  private static func permissionError(_ device: VFIODeviceName, _ access: VFIOAccess) -> IommufdError? {
+    guard !access.permissionDenied.isEmpty else { return nil }
+    let denied = access.permissionDenied.map(\.string).joined(separator: ", ")
+    return IommufdError(.open, .permissionDenied, objects: access.permissionDenied.map { .path($0.string) },
+      detail: "\(device): no read-write permission on \(denied) (EACCES): run as root or grant this user read-write access to them")
   }
 
   /// Opens the device cdev at `path` on the iommufd route: binds it to a new iommufd

@@ -217,7 +217,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   public func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor {
     guard path.string.utf8.count < 4096 else { throw .fileNameTooLong }  // getname: PATH_MAX
     // The machine's nodes by any spelling of their path ("/dev/./iommu"), as the kernel's walk.
-    let node = try Self.machinePath(path)
+    let node = try machineComponents(path)
     let isIommufd = node == ["dev", "iommu"]
     let deviceIndex = node.flatMap { $0.count == 4 && $0[..<3] == ["dev", "vfio", "devices"] ? Self.deviceIndex(FilePath("/dev/vfio/devices/\($0[3])")) : nil }
     // Another path: the errno of the walk (ENOTDIR, ENAMETOOLONG), EISDIR for a directory

@@ -33,6 +33,27 @@ extension SimulatedKernel {
     return nil
   }
 
+  /// ``machinePath(_:)``, with the kernel's check on `.` and `..`: a component before one
+  /// of them must be a directory (ENOTDIR through a file, as `/dev/iommu/.` is), which the
+  /// lexical normalization alone would not see.
+  func machineComponents(_ path: FilePath) throws(Errno) -> [String]? {
+    guard let components = try Self.machinePath(path) else { return nil }
+    let raw = path.components.map(\.string)
+    guard raw.contains(where: { $0 == "." || $0 == ".." }) else { return components }
+    try locked { state throws(Errno) in
+      var prefix: [String] = []
+      for component in raw {
+        guard component == "." || component == ".." else {
+          prefix.append(component)
+          continue
+        }
+        if case .file? = SimulatedSysfs.node(prefix, devices: state.devices, enumerated: state.enumeratedConfig) { throw .notDirectory }
+        if component == "..", !prefix.isEmpty { prefix.removeLast() }
+      }
+    }
+    return components
+  }
+
   /// The node at `components`, or the errno of the kernel's walk to it: ENOTDIR through a
   /// file, ENAMETOOLONG for a missing name over NAME_MAX in devtmpfs (`simple_lookup`;
   /// kernfs has no such check, so sysfs says ENOENT), else ENOENT.
@@ -56,7 +77,7 @@ extension SimulatedKernel {
   /// The simulated machine's sysfs and `/dev/vfio` (see ``pciAddress(ofDevice:)``); other
   /// paths the host's.
   public func directoryEntries(_ path: FilePath) throws(Errno) -> [String] {
-    guard let components = try Self.machinePath(path) else { return try KernelSystemCalls().directoryEntries(path) }
+    guard let components = try machineComponents(path) else { return try KernelSystemCalls().directoryEntries(path) }
     switch try machineNode(components) {
     case .directory(let names): return names
     case .file, .link: throw .notDirectory
@@ -65,7 +86,7 @@ extension SimulatedKernel {
 
   /// An attribute of the simulated machine's sysfs; other paths the host's.
   public func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] {
-    guard let components = try Self.machinePath(path) else { return try KernelSystemCalls().readFile(path, maximumBytes: maximumBytes) }
+    guard let components = try machineComponents(path) else { return try KernelSystemCalls().readFile(path, maximumBytes: maximumBytes) }
     switch try machineNode(components) {
     case .file(let bytes): return Array(bytes.prefix(max(0, maximumBytes)))
     case .directory: throw .isDirectory
@@ -75,7 +96,7 @@ extension SimulatedKernel {
 
   /// A link of the simulated machine's sysfs; other paths the host's.
   public func readLink(_ path: FilePath) throws(Errno) -> String {
-    guard let components = try Self.machinePath(path) else { return try KernelSystemCalls().readLink(path) }
+    guard let components = try machineComponents(path) else { return try KernelSystemCalls().readLink(path) }
     switch try machineNode(components) {
     case .link(let target): return target
     case .file, .directory: throw .invalidArgument
@@ -85,7 +106,7 @@ extension SimulatedKernel {
   /// Whether a node of the simulated machine exists (everything in it may be read and
   /// written, as by root); other paths the host's.
   public func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) {
-    guard let components = try Self.machinePath(path) else { return try KernelSystemCalls().checkAccess(path, mode: mode) }
+    guard let components = try machineComponents(path) else { return try KernelSystemCalls().checkAccess(path, mode: mode) }
     guard mode & ~(R_OK | W_OK | X_OK) == 0 else { throw .invalidArgument }
     let node = try machineNode(components)
     if case .file = node, mode & X_OK != 0 { throw .permissionDenied }
@@ -96,7 +117,7 @@ extension SimulatedKernel {
   /// unbound cdev take no write (EINVAL), a directory or a link to one is EISDIR; other
   /// paths the host's.
   public func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) {
-    guard let components = try Self.machinePath(path) else { return try KernelSystemCalls().writeFile(path, bytes: bytes) }
+    guard let components = try machineComponents(path) else { return try KernelSystemCalls().writeFile(path, bytes: bytes) }
     switch try machineNode(components) {
     case .directory, .link: throw .isDirectory  // (the machine's links all name directories)
     case .file: throw components[0] == "dev" ? .invalidArgument : .permissionDenied

@@ -34,12 +34,12 @@ struct SelfTestAccessConformance {
     let setup = try Mapped(platform)
     for pins in [false, true] {
       let access = try setup.iommufd.selfTest.createAccess(to: setup.ioas, pinsPages: pins)
-      for kernelThreadPath in [false, true] {
+      for slowPath in [false, true] {
         var bytes = [UInt8](repeating: 0, count: 100)
-        try bytes.withUnsafeMutableBytes { try access.read(from: 0x100_0FF0, into: $0, kernelThreadPath: kernelThreadPath) }
+        try bytes.withUnsafeMutableBytes { try access.read(from: 0x100_0FF0, into: $0, slowPath: slowPath) }
         #expect(bytes == Array(setup.buffer.bytes[0xFF0..<0x1054]))
-        let pattern = (0..<64).map { UInt8($0) ^ (kernelThreadPath ? 0xA5 : 0x5A) ^ (pins ? 1 : 0) }
-        try pattern.withUnsafeBytes { try access.write($0, to: 0x100_2FE0, kernelThreadPath: kernelThreadPath) }
+        let pattern = (0..<64).map { UInt8($0) ^ (slowPath ? 0xA5 : 0x5A) ^ (pins ? 1 : 0) }
+        try pattern.withUnsafeBytes { try access.write($0, to: 0x100_2FE0, slowPath: slowPath) }
         #expect(Array(setup.buffer.bytes[0x2FE0..<0x3020]) == pattern)
       }
       try access.close()
@@ -174,7 +174,7 @@ struct SelfTestAccessConformance {
     let access = try setup.iommufd.selfTest.createAccess(to: setup.ioas, pinsPages: true)
     let pinned = try access.pin(iova: 0x100_0000, length: 4 * 4096, writable: true, verifyingAgainst: setup.buffer.bytes.baseAddress)
     var bytes = [UInt8](repeating: 0, count: 4 * 4096)
-    try bytes.withUnsafeMutableBytes { try access.read(from: 0x100_0000, into: $0, kernelThreadPath: true) }
+    try bytes.withUnsafeMutableBytes { try access.read(from: 0x100_0000, into: $0, slowPath: true) }
     #expect(bytes == Array(setup.buffer.bytes))
     try pinned.unpin()
   }
