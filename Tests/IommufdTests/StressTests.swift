@@ -55,6 +55,58 @@ struct StressTests {
     try iommufd.close()
   }
 
+  @Test("a self-test access shared by threads: replaces between two IOASes, pins, unpins, reads, unmaps and releases race; every call answers, and at the end the handle holds the IOAS the kernel holds (the other can be destroyed)")
+  func sharedAccess() throws {
+    var configuration = SimulatedKernel.Configuration()
+    configuration.selfTest = true
+    let backend = Backend.simulated(SimulatedKernel(configuration: configuration))
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let spaces = try (0..<2).map { _ in try iommufd.allocateIOAS() }
+    let buffer = try DMABuffer(length: 4 * 4096, backend: backend)
+    for ioas in spaces { _ = try ioas.unsafeMap(address: buffer.bytes.baseAddress!, length: 4 * 4096, at: .fixed(0x100_0000)) }
+    let access = try iommufd.selfTest.createAccess(to: spaces[0], pinsPages: true)
+    let unexpected = Atomic<Int>(0)
+    DispatchQueue.concurrentPerform(iterations: 6) { thread in
+      var held: [SelfTestAccess.PinnedPages] = []
+      for round in 0..<150 {
+        do {
+          switch (thread + round) % 5 {
+          case 0: try access.replace(with: spaces[(thread + round / 5) % 2])
+          case 1: held.append(try access.pin(iova: 0x100_0000 + UInt64(round % 4) * 4096, length: 4096, writable: round % 2 == 0))
+          case 2: if let pinned = held.popLast() { try pinned.unpin() }
+          case 3:
+            var bytes = [UInt8](repeating: 0, count: 64)
+            try bytes.withUnsafeMutableBytes { try access.read(from: 0x100_0000 + UInt64(round % 60) * 64, into: $0, slowPath: round % 2 == 0) }
+          default:
+            if round % 25 == 4 {
+              // An unmap forces the unpin of what is pinned there; the map comes back.
+              let ioas = spaces[thread % 2]
+              _ = try ioas.unmap(iova: 0x100_3000, length: 4096)
+              _ = try ioas.unsafeMap(address: buffer.bytes.baseAddress! + 0x3000, length: 4096, at: .fixed(0x100_3000))
+            }
+            held.removeAll()  // releases unpin, or find the pages unpinned already
+          }
+        } catch let error as IommufdError {
+          // An unmap or replace that unpinned first (ENOENT), or a range another thread unmapped for a moment.
+          let allowed: Set<Errno> = [.noSuchFileOrDirectory, .fileExists]
+          if !allowed.contains(error.errno) {
+            unexpected.add(1, ordering: .relaxed)
+            Issue.record("unexpected: \(error)")
+          }
+        } catch {
+          Issue.record("not an IommufdError: \(error)")
+        }
+      }
+    }
+    #expect(unexpected.load(ordering: .relaxed) == 0)
+    let held = access.ioas
+    let other = try #require(spaces.first { $0 !== held })
+    try other.destroy()
+    #expect(errno { try held.destroy() } == .resourceBusy)
+    try access.close()
+    try held.destroy()
+  }
+
   @Test("interrupts race the simulated kernel's thread: edu raises and acknowledges INTx, its DMA completes on a timer, the unmask eventfd is written from outside the simulator and the listener replaced, while the kernel is dropped at the end: every call answers")
   func interruptsAndDeviceWork() throws {
     let backend = Backend.simulated(SimulatedKernel(devices: [SimulatedEduDevice(dmaDelay: .microseconds(200))]))
