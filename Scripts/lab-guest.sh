@@ -13,7 +13,13 @@
 mode=$1 bin=$2 release=${3:-}
 bundle=$bin/swift-iommufdPackageTests.xctest tool=$bin/iommufd-tool edu=$IOMMUFD_LAB_EDU
 status=0
-step() { echo "lab-step: $*"; "$@" || { echo "lab-step FAILED: $*"; status=1; }; }
+# Each step says how long it took, so the boot's time can be accounted for.
+step() {
+  echo "lab-step: $*"
+  started=$(date +%s)
+  "$@" || { echo "lab-step FAILED: $*"; status=1; }
+  echo "lab-step took $(($(date +%s) - started))s: $1 ${2:-}"
+}
 # One test at a time: the kernel scenarios share one device (a second bind is EINVAL).
 tests() { IOMMUFD_TEST_DEVICE=$edu "$bundle" --testing-library swift-testing --no-parallel --verbose --filter "$1"; }
 expect() {  # expect PATTERN COMMAND...: the command succeeds and prints PATTERN
