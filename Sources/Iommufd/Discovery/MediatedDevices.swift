@@ -1,9 +1,5 @@
 import SystemPackage
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A type of mediated device a parent device offers (`mdev_supported_types/<id>`), such as
 /// the mtty sample's `mtty-2`.
 public struct MediatedDeviceType: Hashable, Sendable {
@@ -185,18 +181,7 @@ extension VFIODiscovery {
         + ": emulated, its driver reaches memory through an iommufd access or the container, not an IOMMU"
     ]
     var denied: [FilePath] = []
-    func usable(_ path: FilePath) -> Bool {
-      if !files.exists(path) {
-        reasons.append("\(path) does not exist")
-        return false
-      }
-      if let error = files.accessError(path, mode: R_OK | W_OK) {
-        reasons.append("no read-write permission on \(path)")
-        if error == .permissionDenied || error == .notPermitted { denied.append(path) }
-        return false
-      }
-      return true
-    }
+    func usable(_ path: FilePath) -> Bool { self.usable(path, &reasons, &denied) }
     guard let driver = entry.driver else {
       reasons.append("bound to no driver")
       return VFIOAccess(device: .mediated(id), route: .none, reasons: reasons)

@@ -216,18 +216,7 @@ public struct VFIODiscovery: Sendable {
     } catch {
       return VFIOAccess(address: address, route: .none, reasons: [error.detail ?? "\(error)"])
     }
-    func usable(_ path: FilePath) -> Bool {
-      if !files.exists(path) {
-        reasons.append("\(path) does not exist")
-        return false
-      }
-      if let error = files.accessError(path, mode: R_OK | W_OK) {
-        reasons.append("no read-write permission on \(path)")
-        if error == .permissionDenied || error == .notPermitted { denied.append(path) }
-        return false
-      }
-      return true
-    }
+    func usable(_ path: FilePath) -> Bool { self.usable(path, &reasons, &denied) }
     guard let group = entry.iommuGroup else {
       reasons.append("\(address) is in no IOMMU group: no IOMMU translates for it (enable VT-d/AMD-Vi, e.g. intel_iommu=on)")
       if files.exists(deviceRoot.appending("vfio/noiommu-0")) {
@@ -258,6 +247,21 @@ public struct VFIODiscovery: Sendable {
       return VFIOAccess(address: address, route: .group(node, number: group), reasons: reasons, permissionDenied: denied)
     }
     return VFIOAccess(address: address, route: .none, reasons: reasons, permissionDenied: denied)
+  }
+
+  /// Whether this process may open the node at `path` read-write; if not, why, in
+  /// `reasons`, and the node in `denied` when permission is what is missing.
+  func usable(_ path: FilePath, _ reasons: inout [String], _ denied: inout [FilePath]) -> Bool {
+    if !files.exists(path) {
+      reasons.append("\(path) does not exist")
+      return false
+    }
+    if let error = files.accessError(path, mode: R_OK | W_OK) {
+      reasons.append("no read-write permission on \(path)")
+      if error == .permissionDenied || error == .notPermitted { denied.append(path) }
+      return false
+    }
+    return true
   }
 
   private func deviceDirectory(_ address: PCIAddress) -> FilePath {

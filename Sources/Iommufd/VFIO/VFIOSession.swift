@@ -68,16 +68,8 @@ public final class VFIOSession: Sendable {
     case .cdev(let path):
       return try openCdev(path, access: access, iommufdPath: discovery.deviceRoot.appending("iommu"), backend: backend)
     case .group(let node, let number):
-      let container = discovery.deviceRoot.appending("vfio/vfio")
-      do throws(IommufdError) {
-        let opened = try VFIOContainer.open(container, backend: backend)
-        let group = try VFIOGroup.open(number, deviceRoot: discovery.deviceRoot, backend: backend)
-        try group.setContainer(opened)
-        try opened.setIOMMU(.type1v2)
-        let device = try group.openDevice(address)
-        return VFIOSession(device: device, space: opened, access: access, iommufd: nil, deviceID: nil, group: group)
-      } catch {
-        throw explained(error, name, nodes: [container, node])
+      return try openLegacy(group: number, node: node, access: access, discovery: discovery, backend: backend, name: name) {
+        (group) throws(IommufdError) in try group.openDevice(address)
       }
     case .none:
       if let denied = permissionError(address, access, entry, discovery) { throw denied }
@@ -109,21 +101,32 @@ public final class VFIOSession: Sendable {
     case .cdev(let path):
       return try openCdev(path, access: access, iommufdPath: discovery.deviceRoot.appending("iommu"), backend: backend)
     case .group(let node, let number):
-      let container = discovery.deviceRoot.appending("vfio/vfio")
-      do throws(IommufdError) {
-        let opened = try VFIOContainer.open(container, backend: backend)
-        let group = try VFIOGroup.open(number, deviceRoot: discovery.deviceRoot, backend: backend)
-        try group.setContainer(opened)
-        try opened.setIOMMU(.type1v2)
-        let device = try group.openDevice(id)
-        return VFIOSession(device: device, space: opened, access: access, iommufd: nil, deviceID: nil, group: group)
-      } catch {
-        throw explained(error, "mdev \(id)", nodes: [container, node])
+      return try openLegacy(group: number, node: node, access: access, discovery: discovery, backend: backend, name: "mdev \(id)") {
+        (group) throws(IommufdError) in try group.openDevice(id)
       }
     case .none:
       if let denied = permissionError(.mediated(id), access) { throw denied }
       throw IommufdError(.discovery, .operationNotSupportedByDevice, objects: [.init("mdev", id.description)],
         detail: "no route: " + access.reasons.joined(separator: "; "))
+    }
+  }
+
+  /// The legacy route: group `number` (its node `node`) set to a new type1v2 container, and
+  /// the device `openDevice` opens from it; errors explained for `name`.
+  private static func openLegacy(
+    group number: Int, node: FilePath, access: VFIOAccess, discovery: VFIODiscovery, backend: Backend, name: String,
+    openDevice: (VFIOGroup) throws(IommufdError) -> VFIODevice
+  ) throws(IommufdError) -> VFIOSession {
+    let container = discovery.deviceRoot.appending("vfio/vfio")
+    do throws(IommufdError) {
+      let opened = try VFIOContainer.open(container, backend: backend)
+      let group = try VFIOGroup.open(number, deviceRoot: discovery.deviceRoot, backend: backend)
+      try group.setContainer(opened)
+      try opened.setIOMMU(.type1v2)
+      let device = try openDevice(group)
+      return VFIOSession(device: device, space: opened, access: access, iommufd: nil, deviceID: nil, group: group)
+    } catch {
+      throw explained(error, name, nodes: [container, node])
     }
   }
 
