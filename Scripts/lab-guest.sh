@@ -21,7 +21,11 @@ step() {
   echo "lab-step took $(($(date +%s) - started))s: $1 ${2:-}"
 }
 # One test at a time: the kernel scenarios share one device (a second bind is EINVAL).
-tests() { IOMMUFD_TEST_DEVICE=$edu "$bundle" --testing-library swift-testing --no-parallel --verbose --filter "$1"; }
+# The handle-safety suite's thread races are the simulator's alone and the guest has one
+# vCPU, so they would race nothing here: they run in the host's unit tests and under
+# ThreadSanitizer, and are left out of the boots.
+races='rawDestroyRacingAllocation|closeRacingAttach|staleMappingRace|releaseDuringUnmapAll'
+tests() { IOMMUFD_TEST_DEVICE=$edu "$bundle" --testing-library swift-testing --no-parallel --verbose --filter "$1" --skip "$races"; }
 expect() {  # expect PATTERN COMMAND...: the command succeeds and prints PATTERN
   pattern=$1; shift
   out=$("$@" 2>&1) || { echo "$out"; return 1; }
