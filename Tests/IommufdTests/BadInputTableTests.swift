@@ -74,10 +74,10 @@ struct BadInputTableTests {
   enum On {
     static let all = Platform.all
     static let withDevice = Platform.withDevice
-    static let withDevice6_12 = Platform.withDevice.filter { $0.release == .linux6_12 }
-    static let withDevice7_2 = Platform.withDevice.filter { $0.release == .linux7_2 }
+    static let withDevice6_12 = Platform.withDevice6_12
+    static let withDevice7_2 = Platform.withDevice7_2
     static let mock = Platform.mock
-    static let mock6_12 = Platform.mock.filter { $0.release == .linux6_12 }
+    static let mock6_12 = Platform.mock6_12
     static let mock7_2 = Platform.mock7_2
     static let linux6_12 = Platform.linux6_12
     static let linux7_2 = Platform.linux7_2

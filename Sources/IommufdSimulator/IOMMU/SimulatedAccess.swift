@@ -26,13 +26,15 @@ final class SimulatedAccess {
   let objectID: UInt32
   /// `MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES`: it may pin, and aligns its IOAS to pages.
   let needsPinPages: Bool
-  /// The IOAS it is attached to.
-  var ioasID: UInt32
+  /// The IOAS it is attached to (a mediated device's access has none until attached).
+  var ioasID: UInt32?
+  /// The mediated device whose access it is (its bind made it), told of unmaps.
+  var device: SimulatedMediatedDevice?
   var items: [Item] = []
   /// The next item id (per access, from 0).
   var nextItemID: UInt32 = 0
 
-  init(context: SimulatedContext, objectID: UInt32, needsPinPages: Bool, ioasID: UInt32) {
+  init(context: SimulatedContext, objectID: UInt32, needsPinPages: Bool, ioasID: UInt32?) {
     self.context = context
     self.objectID = objectID
     self.needsPinPages = needsPinPages
@@ -86,16 +88,24 @@ extension SimulatedKernel.State {
     if ioasID == access.ioasID { return }
     if access.needsPinPages { try checkAlignmentRaise(target, to: pageSize) }
     target.accesses.append(access)
-    dropItems(of: access, intersecting: 0, .max)
-    access.context.ioas(access.ioasID)?.accesses.removeAll { $0 === access }
+    detachAccess(access)
     access.ioasID = ioasID
+  }
+
+  /// The access leaves its IOAS, if it has one: its driver is told everything is unmapped
+  /// (`ops->unmap(0, ULONG_MAX)`), and whatever it still pinned is dropped.
+  func detachAccess(_ access: SimulatedAccess) {
+    guard let current = access.ioasID else { return }
+    access.device?.didUnmap(iova: 0, length: .max)
+    dropItems(of: access, intersecting: 0, .max)
+    access.context.ioas(current)?.accesses.removeAll { $0 === access }
+    access.ioasID = nil
   }
 
   /// Closing the access's descriptor: everything it pinned is released, it leaves its
   /// IOAS, its id is freed, and its context may go.
   func closeAccess(_ access: SimulatedAccess) {
-    dropItems(of: access, intersecting: 0, .max)
-    access.context.ioas(access.ioasID)?.accesses.removeAll { $0 === access }
+    detachAccess(access)
     access.context.objects[access.objectID] = nil
     access.context.accessFiles -= 1
     releaseIfUnused(access.context)
@@ -113,7 +123,10 @@ extension SimulatedKernel.State {
 
   /// `iommufd_access_notify_unmap` for the area `[first, last]` of `ioas`, before it goes.
   func notifyUnmap(_ ioas: SimulatedIOAS, _ first: UInt64, _ last: UInt64) {
-    for access in ioas.accesses { dropItems(of: access, intersecting: first, last) }
+    for access in ioas.accesses where access.items.contains(where: { $0.iova <= last && first <= $0.last }) {
+      access.device?.didUnmap(iova: first, length: last &- first &+ 1)
+      dropItems(of: access, intersecting: first, last)
+    }
   }
 
   /// Whether an access has pinned part of `[first, last]` of `ioas` (`num_accesses`).
@@ -124,7 +137,7 @@ extension SimulatedKernel.State {
   /// The syzkaller form of an IOVA (`MOCK_FLAGS_ACCESS_SYZ`): `{u32 nth area, u32 offset}`
   /// of the access's IOAS, 0 where there is no such area.
   func syzkallerIOVA(_ access: SimulatedAccess, _ iova: UInt64) -> UInt64 {
-    guard let ioas = access.context.ioas(access.ioasID) else { return 0 }
+    guard let ioas = access.ioasID.flatMap(access.context.ioas) else { return 0 }
     let nth = Int(UInt32(truncatingIfNeeded: iova))
     let areas = ioas.areas.all
     return nth < areas.count ? areas[nth].start &+ (iova >> 32) : 0
@@ -157,7 +170,7 @@ extension SimulatedKernel.State {
     if length == 0 { throw .invalidArgument }
     let (last, overflow) = iova.addingReportingOverflow(length - 1)
     if overflow { throw .overflow }
-    guard let ioas = access.context.ioas(access.ioasID) else { throw .noSuchFileOrDirectory }
+    guard let ioas = access.ioasID.flatMap(access.context.ioas) else { throw .noSuchFileOrDirectory }
     var committed: [PageSpan] = []
     var hostPages: [UInt64] = []
     var kept = false
@@ -223,14 +236,23 @@ extension SimulatedKernel.State {
   /// area come in order, so a gap (ENOENT) is found after the pieces before it were copied.
   func accessReadWrite(_ access: SimulatedAccess, iova requested: UInt64, length: UInt64, uptr: UInt64, flags: UInt32) throws(Errno) {
     let write = flags & CIOMMUFD_MOCK_ACCESS_RW_WRITE != 0
-    let slowPath = flags & CIOMMUFD_MOCK_ACCESS_RW_SLOW_PATH != 0
     var data: [UInt8] = []
     if write { data = try UserMemory.read(uptr, count: Int(length)) }
     let iova = flags & CIOMMUFD_MOCK_FLAGS_ACCESS_SYZ != 0 ? syzkallerIOVA(access, requested) : requested
+    let read = try accessCopy(
+      access, iova: iova, length: length, write: write ? data : nil, slowPath: flags & CIOMMUFD_MOCK_ACCESS_RW_SLOW_PATH != 0)
+    if !write { try UserMemory.write(read, to: uptr) }
+  }
+
+  /// `iommufd_access_rw`: reads `length` bytes at `iova` of the access's IOAS (`write`
+  /// nil), or writes `write` there; returns what was read.
+  func accessCopy(_ access: SimulatedAccess, iova: UInt64, length: UInt64, write data: [UInt8]?, slowPath: Bool = false) throws(Errno) -> [UInt8] {
+    let write = data != nil
+    let data = data ?? []
     if length == 0 { throw .invalidArgument }
     let (last, overflow) = iova.addingReportingOverflow(length - 1)
     if overflow { throw .overflow }
-    guard let ioas = access.context.ioas(access.ioasID) else { throw .noSuchFileOrDirectory }
+    guard let ioas = access.ioasID.flatMap(access.context.ioas) else { throw .noSuchFileOrDirectory }
     var read: [UInt8] = []
     try forEachContiguousPiece(ioas, iova, last) { area, first, end throws(Errno) in
       if write ? !area.value.writable : !area.value.readable { throw .notPermitted }
@@ -247,7 +269,7 @@ extension SimulatedKernel.State {
         read += try UserMemory.read(host, count: Int(count))
       }
     }
-    if !write { try UserMemory.write(read, to: uptr) }
+    return read
   }
 
   /// What `iopt_pages_rw_access` checks beyond the copy itself: file pages, and user pages

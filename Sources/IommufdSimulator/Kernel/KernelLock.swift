@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,10 +24,25 @@ final class KernelLock: @unchecked Sendable {
     mutex.deallocate()
   }
 
+  /// The thread holding the lock (`pthread_self`), or 0: atomic, as other threads read it
+  /// to learn that they do not hold the lock.
+  private let owner = Atomic<UInt>(0)
+
   /// Runs `body` holding the lock.
   func run<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
     pthread_mutex_lock(mutex)
-    defer { pthread_mutex_unlock(mutex) }
+    owner.store(UInt(pthread_self()), ordering: .relaxed)
+    defer {
+      owner.store(0, ordering: .relaxed)
+      pthread_mutex_unlock(mutex)
+    }
     return try body()
+  }
+
+  /// Runs `body` holding the lock: taking it, unless this thread holds it already (a device
+  /// model's handler, which runs inside a system call, reaching the kernel again).
+  func runReentrant<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+    if owner.load(ordering: .relaxed) == UInt(pthread_self()) { return try body() }
+    return try run(body)
   }
 }

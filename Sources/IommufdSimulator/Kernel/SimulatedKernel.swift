@@ -123,13 +123,17 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   public let configuration: Configuration
 
   /// Creates a simulated machine with `devices`, which appear as
-  /// `/dev/vfio/devices/vfio0`, `vfio1`, ... in order.
+  /// `/dev/vfio/devices/vfio0`, `vfio1`, ... in order, and the mdev parents
+  /// `mediatedParents` (such as ``SimulatedMediatedParent/mtty()``), whose mediated devices
+  /// take the cdev numbers after them as they are created.
   /// Page sizes of `configuration` that are not powers of two are replaced by the defaults
   /// (see ``configuration``).
-  public init(configuration: Configuration = Configuration(), devices: [SimulatedPCIDevice] = []) {
+  public init(
+    configuration: Configuration = Configuration(), devices: [SimulatedPCIDevice] = [], mediatedParents: [SimulatedMediatedParent] = []
+  ) {
     let configuration = configuration.normalized
     self.configuration = configuration
-    self.state = State(configuration: configuration, devices: devices, lock: lock)
+    self.state = State(configuration: configuration, devices: devices, mediatedParents: mediatedParents, lock: lock)
   }
 
   deinit {
@@ -237,6 +241,9 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
         file = .iommufd(SimulatedContext())
       } else if let index = deviceIndex, index < state.devices.count {
         file = .device(SimulatedDeviceFile(device: state.devices[index], number: index))
+      } else if let index = deviceIndex, let instance = state.mediated.instance(vfioIndex: index) {
+        instance.openFiles += 1
+        file = .mediated(SimulatedMediatedFile(instance: instance))
       } else {
         throw refusal
       }
@@ -275,6 +282,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
       switch file {
       case .iommufd(let context): return try state.iommufdIoctl(context, request, address)
       case .device(let device): return try state.deviceIoctl(device, request, address)
+      case .mediated(let file): return try state.mediatedIoctl(file, request, address)
       case .fault, .veventq, .access, .dmabuf: throw .inappropriateIOCTLForDevice
       }
     }
@@ -299,8 +307,8 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
           return try state.mmapRegion(context, length: length, protection: protection, flags: flags, offset: offset)
         case .device(let file)?:
           return try state.mmapRegion(file, length: length, protection: protection, flags: flags, offset: offset)
-        case .dmabuf?:
-          throw .invalidArgument  // the self-test's dma-buf exporter has no mmap
+        case .dmabuf?, .mediated?:
+          throw .invalidArgument  // the self-test's dma-buf exporter has no mmap, nor has an mdev driver here
         case .fault?, .veventq?, .access?:
           throw .operationNotSupportedByDevice
         }
@@ -325,6 +333,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     let result: [UInt8]? = try locked { state throws(Errno) -> [UInt8]? in
       guard let file = state.files[fd.rawValue] else { return nil }
       if case .veventq = file { throw .illegalSeek }  // not seekable
+      if case .mediated(let mediated) = file { return try state.mediatedRead(mediated, offset: offset, count: buffer.count) }
       guard case .device(let device) = file else { throw .invalidArgument }
       return try state.regionRead(device, offset: UInt64(bitPattern: offset), count: buffer.count)
     }
@@ -339,6 +348,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     let result: Int? = try locked { state throws(Errno) -> Int? in
       guard let file = state.files[fd.rawValue] else { return nil }
       if case .veventq = file { throw .illegalSeek }  // not seekable
+      if case .mediated(let mediated) = file { return try state.mediatedWrite(mediated, offset: offset, bytes: bytes) }
       guard case .device(let device) = file else { throw .invalidArgument }
       return try state.regionWrite(device, offset: UInt64(bitPattern: offset), bytes: bytes)
     }

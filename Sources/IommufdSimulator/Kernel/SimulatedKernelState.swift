@@ -18,6 +18,8 @@ extension SimulatedKernel {
       case access(SimulatedAccess)
       /// A dma-buf of the self-test's exporter (7.2 model).
       case dmabuf(SimulatedDMABuf)
+      /// A mediated device's VFIO cdev.
+      case mediated(SimulatedMediatedFile)
 
       /// The open file behind the descriptor, for the references areas hold to it.
       var identity: ObjectIdentifier {
@@ -28,6 +30,7 @@ extension SimulatedKernel {
         case .veventq(_, let queue): ObjectIdentifier(queue)
         case .access(let access): ObjectIdentifier(access)
         case .dmabuf(let buffer): ObjectIdentifier(buffer)
+        case .mediated(let file): ObjectIdentifier(file)
         }
       }
     }
@@ -42,6 +45,8 @@ extension SimulatedKernel {
 
     let configuration: Configuration
     let devices: [SimulatedPCIDevice]
+    /// The mdev bus: parents, and the mediated devices made of their types.
+    let mediated: SimulatedMediatedBus
     /// Guarded by the kernel's lock, like all of the state; unchecked: a translation reads it.
     @exclusivity(unchecked) var files = SimulatedTable<Int32, File>()
     /// The file each device is bound through (BIND-7: one at a time), by device number.
@@ -82,11 +87,12 @@ extension SimulatedKernel {
     /// The device-request (REQ) eventfd of each device that has one, by device number.
     var requestEventFDs: [Int: Int32] = [:]
 
-    init(configuration: Configuration, devices: [SimulatedPCIDevice], lock: KernelLock) {
+    init(configuration: Configuration, devices: [SimulatedPCIDevice], mediatedParents: [SimulatedMediatedParent], lock: KernelLock) {
       self.lock = lock
       self.worker = SimulatedWorker(lock: lock)
       self.configuration = configuration
       self.devices = devices
+      self.mediated = SimulatedMediatedBus(parents: mediatedParents, firstNumber: devices.count)
       self.boundFiles = Array(repeating: nil, count: devices.count)
       // The firmware assigns the BARs; enumeration reads the ids.
       for (number, device) in devices.enumerated() { SimulatedBARLayout(device: device, number: number).program() }
@@ -173,6 +179,8 @@ extension SimulatedKernel {
         closeAccess(access)
       case .dmabuf:
         break  // the areas that map it keep it
+      case .mediated(let file):
+        closeMediated(file)
       }
     }
 

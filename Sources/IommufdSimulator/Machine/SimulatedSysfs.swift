@@ -11,27 +11,40 @@ enum SimulatedSysfs {
     case directory([String])
     case file([UInt8])
     case link(String)
+    /// An attribute that can only be written (mode 0200: an mdev type's `create`, an mdev's
+    /// `remove`); kernfs refuses to open it for reading (EACCES).
+    case writeOnly
   }
 
   /// The node at `path` (an absolute path under `/sys`, or `/dev/iommu` and `/dev/vfio`),
   /// nil where there is none.
-  static func node(_ path: [String], devices: [SimulatedPCIDevice], enumerated: [[UInt8]]) -> Node? {
+  static func node(_ path: [String], devices: [SimulatedPCIDevice], enumerated: [[UInt8]], mediated: SimulatedMediatedBus) -> Node? {
     let addresses = devices.indices.map { SimulatedKernel.pciAddress(ofDevice: $0) }
     func device(_ text: String) -> Int? { addresses.firstIndex { $0.description == text } }
+    let hasMediated = !mediated.isEmpty
     switch path {
     case ["dev", "iommu"]: return .file([])
     case ["dev", "vfio"]: return .directory(["devices"])
-    case ["dev", "vfio", "devices"]: return .directory(devices.indices.map { "vfio\($0)" })
+    case ["dev", "vfio", "devices"]:
+      return .directory((Array(devices.indices) + mediated.instances.map(\.vfioIndex).sorted()).map { "vfio\($0)" })
     case let parts where parts.count == 4 && parts[0] == "dev" && parts[1] == "vfio" && parts[2] == "devices":
-      return SimulatedKernel.deviceIndex(FilePath("/dev/vfio/devices/" + parts[3])).flatMap { $0 < devices.count ? .file([]) : nil }
-    case ["sys"]: return .directory(["bus", "kernel", "module"])
-    case ["sys", "bus"]: return .directory(["pci"])
+      return SimulatedKernel.deviceIndex(FilePath("/dev/vfio/devices/" + parts[3])).flatMap {
+        $0 < devices.count || mediated.instance(vfioIndex: $0) != nil ? .file([]) : nil
+      }
+    case ["sys"]: return .directory(["bus"] + (hasMediated ? ["class"] : []) + ["kernel", "module"])
+    case ["sys", "bus"]: return .directory(["pci"] + (hasMediated ? ["mdev"] : []))
+    case let parts where hasMediated && parts.count >= 3 && parts[0] == "sys" && parts[1] == "bus" && parts[2] == "mdev":
+      return mediated.busNode(Array(parts.dropFirst(3)))
+    case ["sys", "class"] where hasMediated: return .directory(["mdev_bus"])
+    case let parts where hasMediated && parts.count >= 3 && parts[0] == "sys" && parts[1] == "class" && parts[2] == "mdev_bus":
+      return mediated.classNode(Array(parts.dropFirst(3)))
     case ["sys", "bus", "pci"]: return .directory(["devices", "drivers"])
     case ["sys", "bus", "pci", "devices"]: return .directory(addresses.map(\.description))
     case ["sys", "bus", "pci", "drivers"]: return .directory(["vfio-pci"])
     case ["sys", "bus", "pci", "drivers", "vfio-pci"]: return .directory(addresses.map(\.description))
     case ["sys", "kernel"]: return .directory(["iommu_groups"])
-    case ["sys", "kernel", "iommu_groups"]: return .directory(devices.indices.map { "\($0)" })
+    case ["sys", "kernel", "iommu_groups"]:
+      return .directory((Array(devices.indices) + mediated.instances.map(\.group).sorted()).map { "\($0)" })
     case ["sys", "module"]: return .directory(["iommufd", "vfio", "vfio_pci"])
     case let parts where parts.count == 3 && parts[0] == "sys" && parts[1] == "module" && ["iommufd", "vfio", "vfio_pci"].contains(parts[2]):
       return .directory([])
@@ -42,7 +55,9 @@ enum SimulatedSysfs {
       guard let number = device(parts[4]) else { return nil }
       return deviceNode(Array(parts.dropFirst(5)), number: number, device: devices[number], identity: enumerated[number])
     case let parts where parts.count >= 4 && parts[0] == "sys" && parts[1] == "kernel" && parts[2] == "iommu_groups":
-      guard parts[3] == String(Int(parts[3]) ?? -1), let number = Int(parts[3]), devices.indices.contains(number) else { return nil }
+      guard parts[3] == String(Int(parts[3]) ?? -1), let number = Int(parts[3]) else { return nil }
+      if let instance = mediated.instance(group: number) { return mediated.groupNode(instance, Array(parts.dropFirst(4))) }
+      guard devices.indices.contains(number) else { return nil }
       return groupNode(Array(parts.dropFirst(4)), number: number, address: addresses[number], device: devices[number])
     default: return nil
     }

@@ -37,7 +37,24 @@ extension SimulatedKernel.State {
   // MARK: 6.2 BIND
 
   func bind(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
-    var request = UserMemory.decode(ciommufd_vfio_device_bind_iommufd.self, from: try vfioArgument(address, 16))  // BIND-1
+    let context = try bindTarget(address, alreadyBound: file.binding != nil)
+    if boundFiles[file.number] != nil { throw .invalidArgument }  // BIND-7
+    let id = try allocateID(context)
+    try UserMemory.write(UserMemory.encode(id), to: try UserMemory.offset(address, by: 12))  // BIND-9
+    context.objects[id] = .device(SimulatedDeviceObject(
+      file: file, profile: iommuProfile, reservedRegions: file.device.reservedRegions, hardwareInfo: vtdHardwareInfo))
+    context.boundDevices += 1
+    file.binding = (context, id)
+    file.object = context.device(id)
+    boundFiles[file.number] = file
+    return 0
+  }
+
+  /// The checks of `VFIO_DEVICE_BIND_IOMMUFD` every cdev makes (`vfio_df_ioctl_bind_iommufd`)
+  /// up to the iommufd context it names, which it returns: the struct (BIND-1/2, 7.2's
+  /// token), a descriptor bound already (BIND-5), the descriptor named (BIND-6).
+  func bindTarget(_ address: UInt64, alreadyBound: Bool) throws(Errno) -> SimulatedContext {
+    let request = UserMemory.decode(ciommufd_vfio_device_bind_iommufd.self, from: try vfioArgument(address, 16))  // BIND-1
     if isLinux7_2 {
       // 7.2: the struct is 24 bytes (a token pointer follows) and bytes past it must be
       // zero; flag bit 0 passes an SR-IOV VF token, which no simulated device (not SR-IOV) takes.
@@ -49,7 +66,7 @@ extension SimulatedKernel.State {
     } else if request.argsz < 16 || request.flags != 0 || request.iommufd < 0 {
       throw .invalidArgument  // BIND-2
     }
-    if file.binding != nil { throw .invalidArgument }  // BIND-5
+    if alreadyBound { throw .invalidArgument }  // BIND-5
     if request.flags & 1 != 0 {
       // 7.2's token, checked once the descriptor is known unbound: copied (EFAULT for a bad
       // pointer), then refused, as no simulated device is an SR-IOV PF or VF.
@@ -61,17 +78,7 @@ extension SimulatedKernel.State {
       throw fcntl(request.iommufd, F_GETFD) == -1 ? .badFileDescriptor : Errno(rawValue: 77)  // EBADFD
     }
     guard case .iommufd(let context) = target else { throw Errno(rawValue: 77) }
-    if boundFiles[file.number] != nil { throw .invalidArgument }  // BIND-7
-    let id = try allocateID(context)
-    request.out_devid = id
-    try UserMemory.write(UserMemory.encode(id), to: try UserMemory.offset(address, by: 12))  // BIND-9
-    context.objects[id] = .device(SimulatedDeviceObject(
-      file: file, profile: iommuProfile, reservedRegions: file.device.reservedRegions, hardwareInfo: vtdHardwareInfo))
-    context.boundDevices += 1
-    file.binding = (context, id)
-    file.object = context.device(id)
-    boundFiles[file.number] = file
-    return 0
+    return context
   }
 
   // MARK: 6.3 ATTACH

@@ -5,32 +5,52 @@ import SystemPackage
 import Testing
 
 /// Mediated devices (mdev) and the emulated VFIO device, on the lab's kernels with the mtty
-/// sample (`samples/vfio-mdev/mtty.c`, built in): discovery, create and remove, bind, attach
-/// to an IOAS (its own id back) and never to an HW page table, config space and the serial
-/// port's registers, interrupts, close while attached. The simulator has no mdev bus yet
-/// (Docs/Simulator.md): on it the same discovery finds no parent, and a create says so.
+/// sample (`samples/vfio-mdev/mtty.c`, built in) and on the simulator with its mtty model
+/// (``SimulatedMediatedParent/mtty()``): discovery, create and remove, bind, attach to an
+/// IOAS (its own id back) and never to an HW page table, config space and the serial port's
+/// registers, interrupts, close while attached.
 @Suite("conformance: mediated devices", .serialized)
 struct MediatedDeviceConformance {
   /// The lab's kernels (both boots) have mtty; another host with /dev/iommu may not.
   static var inLab: Bool { ProcessInfo.processInfo.environment["IOMMUFD_LAB_MODE"] != nil }
 
-  /// The kernel platform when it has the mtty parent: required in the lab, else nil.
-  static func mttyKernel() throws -> Platform? {
-    guard let kernel = Platform.kernel else { return nil }
-    let types = try VFIODiscovery().mediatedDeviceTypes()
-    if types.contains(where: { $0.parent == "mtty" }) { return kernel }
-    if inLab { Issue.record("the lab kernel has no mtty parent (CONFIG_SAMPLE_VFIO_MDEV_MTTY): types \(types)") }
-    return nil
+  /// The kernel platform when it has the mtty parent.
+  static let mttyKernel: Platform? = {
+    guard let kernel = Platform.kernel, let types = try? VFIODiscovery().mediatedDeviceTypes() else { return nil }
+    return types.contains(where: { $0.parent == "mtty" }) ? kernel : nil
+  }()
+
+  /// The simulator as 6.12 and 7.2 with an edu and the mtty parent, and the kernel when it
+  /// has mtty (in the lab, with its simulated twin only).
+  static let platforms: [Platform] = {
+    func simulated(_ release: SimulatedKernel.Release) -> Platform {
+      var configuration = SimulatedKernel.Configuration()
+      configuration.release = release
+      return Platform(
+        name: release == .linux6_12 ? "simulated" : "simulated 7.2", isSimulated: true, release: release,
+        makeBackend: { [configuration] in
+          .simulated(SimulatedKernel(configuration: configuration, devices: [SimulatedEduDevice()], mediatedParents: [.mtty()]))
+        },
+        devicePath: SimulatedKernel.devicePath(0))
+    }
+    return Platform.twinned([simulated(.linux6_12), simulated(.linux7_2)] + (mttyKernel.map { [$0] } ?? []))
+  }()
+
+  @Test("the lab's kernels have the mtty parent (CONFIG_SAMPLE_VFIO_MDEV_MTTY)")
+  func labKernelHasMtty() throws {
+    guard Self.inLab else { return }
+    #expect(Self.mttyKernel != nil, "types: \((try? VFIODiscovery().mediatedDeviceTypes()) ?? [])")
   }
 
   /// An mtty instance of `type`, removed (after `body` closed what it opened) at the end.
-  static func withMtty<T>(_ type: String = "mtty-2", _ body: (VFIODiscovery, MediatedDeviceEntry) throws -> T) throws -> T {
-    let discovery = VFIODiscovery()
+  static func withMtty<T>(
+    _ discovery: VFIODiscovery, type: String = "mtty-2", _ body: (MediatedDeviceEntry) throws -> T
+  ) throws -> T {
     let entry = try discovery.createMediatedDevice(ofType: type)
     defer {
       do { try discovery.removeMediatedDevice(entry.id) } catch { Issue.record("removing \(entry.id): \(error)") }
     }
-    return try body(discovery, entry)
+    return try body(entry)
   }
 
   @Test("the simulator has no mdev bus: no types, no devices, a create is ENOENT saying no parent is registered")
@@ -46,10 +66,9 @@ struct MediatedDeviceConformance {
     #expect(errno { try discovery.removeMediatedDevice(missing) } == .noSuchFileOrDirectory)
   }
 
-  @Test("mtty's types: mtty-1 'Single port serial' and mtty-2 'Dual port serial', vfio-pci, one pool of 24 ports; a create takes its ports and shows the device (type, parent, driver, its own IOMMU group, a cdev); the same name again is EEXIST; a remove gives the ports back")
-  func createAndRemove() throws {
-    guard try Self.mttyKernel() != nil else { return }
-    let discovery = VFIODiscovery()
+  @Test("mtty's types: mtty-1 'Single port serial' and mtty-2 'Dual port serial', vfio-pci, one pool of 24 ports; a create takes its ports and shows the device (type, parent, driver, its own IOMMU group, a cdev); the same name again is EEXIST; a remove gives the ports back", arguments: platforms)
+  func createAndRemove(platform: Platform) throws {
+    let discovery = VFIODiscovery(backend: platform.makeBackend())
     func available() throws -> [String: Int] {
       Dictionary(uniqueKeysWithValues: try discovery.mediatedDeviceTypes().filter { $0.parent == "mtty" }.map { ($0.id, $0.availableInstances ?? -1) })
     }
@@ -75,10 +94,9 @@ struct MediatedDeviceConformance {
     #expect(errno { try discovery.removeMediatedDevice(id) } == .noSuchFileOrDirectory)
   }
 
-  @Test("no ports left: ENOSPC, explained; the ports come back with the removes")
-  func noInstancesLeft() throws {
-    guard try Self.mttyKernel() != nil else { return }
-    let discovery = VFIODiscovery()
+  @Test("no ports left: ENOSPC, explained; the ports come back with the removes", arguments: platforms)
+  func noInstancesLeft(platform: Platform) throws {
+    let discovery = VFIODiscovery(backend: platform.makeBackend())
     let left = try #require(try discovery.mediatedDeviceTypes().first { $0.id == "mtty-1" }?.availableInstances)
     var made: [MediatedDeviceID] = []
     defer { for id in made { try? discovery.removeMediatedDevice(id) } }
@@ -87,13 +105,14 @@ struct MediatedDeviceConformance {
     #expect(error.errno == .noSpace && error.detail?.contains("no instance of mtty-1 is left") == true)
   }
 
-  @Test("the emulated device: bind gives an access's id; attach to an IOAS answers the IOAS's own id and holds it (EBUSY), again is a no-op; an HW page table is ENOENT, explained; no hardware info; DESTROY of its id EBUSY; detach twice; close while attached frees the IOAS")
-  func bindAndAttach() throws {
-    guard try Self.mttyKernel() != nil else { return }
-    try Self.withMtty { discovery, entry in
-      let iommufd = try IOMMUFD.open()
+  @Test("the emulated device: bind gives an access's id; attach to an IOAS answers the IOAS's own id and holds it (EBUSY), again is a no-op; an HW page table is ENOENT, explained; no hardware info; DESTROY of its id EBUSY; detach twice; close while attached frees the IOAS", arguments: platforms)
+  func bindAndAttach(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let discovery = VFIODiscovery(backend: backend)
+    try Self.withMtty(discovery) { entry in
+      let iommufd = try IOMMUFD.open(backend: backend)
       let ioas = try iommufd.allocateIOAS()
-      let device = try VFIODevice.open(mediatedDevice: entry.id)
+      let device = try VFIODevice.open(mediatedDevice: entry.id, backend: backend)
       #expect(device.path == entry.cdevPath)
       let deviceID = try device.bind(to: iommufd)
       #expect(try device.attach(to: ioas) == ioas.id)
@@ -102,8 +121,8 @@ struct MediatedDeviceConformance {
       #expect(errno { try iommufd.destroy(deviceID) } == .resourceBusy)
       #expect(errno { try iommufd.hardwareInfo(device: deviceID) } == .noSuchFileOrDirectory)
       // An HW page table needs a physical device: the lab's edu in the VT-d boot.
-      if let edu = Platform.kernel?.devicePath {
-        let physical = try VFIODevice.open(edu)
+      if let edu = platform.devicePath {
+        let physical = try VFIODevice.open(edu, backend: backend)
         let eduID = try physical.bind(to: iommufd)
         let hwpt = try HWPageTable(on: ioas, forDevice: eduID)
         let error = try #require(throws: IommufdError.self) { try device.attach(to: hwpt) }
@@ -126,16 +145,18 @@ struct MediatedDeviceConformance {
     }
   }
 
-  @Test("access(for:) finds the cdev route; VFIOSession opens the mdev on it (bound, attached to a fresh IOAS) and, asked to, on the legacy route through its own group and a type1v2 container")
-  func sessions() throws {
-    guard try Self.mttyKernel() != nil else { return }
-    try Self.withMtty { discovery, entry in
+  @Test("access(for:) finds the cdev route; VFIOSession opens the mdev on it (bound, attached to a fresh IOAS) and, on the kernel, asked to, on the legacy route through its own group and a type1v2 container (the simulator has no legacy nodes)", arguments: platforms)
+  func sessions(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let discovery = VFIODiscovery(backend: backend)
+    try Self.withMtty(discovery) { entry in
       let access = discovery.access(for: entry.id)
       #expect(access.route == .cdev(try #require(entry.cdevPath)), "\(access)")
-      let session = try VFIOSession.open(mediatedDevice: entry.id)
+      let session = try VFIOSession.open(mediatedDevice: entry.id, backend: backend)
       #expect(session.deviceID != nil && session.iommufd != nil && session.space is IOAS)
       #expect(try session.device.read(UInt32.self, region: try session.device.regionInfo(7), at: 0) == 0x3253_4348)
       try session.device.close()
+      guard !platform.isSimulated else { return }
       let legacy = try VFIOSession.open(mediatedDevice: entry.id, prefer: .legacy)
       #expect(legacy.group?.number == entry.iommuGroup && legacy.space is VFIOContainer)
       #expect(try legacy.device.read(UInt32.self, region: try legacy.device.regionInfo(7), at: 0) == 0x3253_4348)
@@ -144,12 +165,12 @@ struct MediatedDeviceConformance {
     }
   }
 
-  @Test("mtty's VFIO device: PCI, 9 regions, 5 interrupts; BAR0 and BAR1 8 bytes, config 0xff, read-write, none mappable; absent BARs and bytes past the config are refused before the kernel sees them; config holds 4348:3253, class 0x070002, BAR sizing reads 0xfffffff9")
-  func deviceAndRegions() throws {
-    guard try Self.mttyKernel() != nil else { return }
-    try Self.withMtty { _, entry in
-      let iommufd = try IOMMUFD.open()
-      let device = try VFIODevice.open(mediatedDevice: entry.id)
+  @Test("mtty's VFIO device: PCI, 9 regions, 5 interrupts; BAR0 and BAR1 8 bytes, config 0xff, read-write, none mappable; absent BARs and bytes past the config are refused before the kernel sees them; config holds 4348:3253, class 0x070002, BAR sizing reads 0xfffffff9", arguments: platforms)
+  func deviceAndRegions(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    try Self.withMtty(VFIODiscovery(backend: backend)) { entry in
+      let iommufd = try IOMMUFD.open(backend: backend)
+      let device = try VFIODevice.open(mediatedDevice: entry.id, backend: backend)
       _ = try device.bind(to: iommufd)
       let info = try device.info()
       #expect(info.flags.rawValue == 0x2)
@@ -183,12 +204,12 @@ struct MediatedDeviceConformance {
     }
   }
 
-  @Test("the serial port: scratch and line control read back; a byte written to THR loops back (LSR data ready, then read from RBR, then empty 0x60); MSR 0xb3")
-  func serialPort() throws {
-    guard try Self.mttyKernel() != nil else { return }
-    try Self.withMtty { _, entry in
-      let iommufd = try IOMMUFD.open()
-      let device = try VFIODevice.open(mediatedDevice: entry.id)
+  @Test("the serial port: scratch and line control read back; a byte written to THR loops back (LSR data ready, then read from RBR, then empty 0x60); MSR 0xb3", arguments: platforms)
+  func serialPort(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    try Self.withMtty(VFIODiscovery(backend: backend)) { entry in
+      let iommufd = try IOMMUFD.open(backend: backend)
+      let device = try VFIODevice.open(mediatedDevice: entry.id, backend: backend)
       _ = try device.bind(to: iommufd)
       for index in 0..<2 {
         let bar = try device.regionInfo(index)
@@ -208,12 +229,12 @@ struct MediatedDeviceConformance {
     }
   }
 
-  @Test("interrupts: INTx count 1 flags 0x7, MSI count 1 flags 0x9, MSI-X EINVAL; INTx on an eventfd fires when IER asks for THR-empty with the FIFO empty, and is masked until unmasked; MSI fires on each")
-  func interrupts() throws {
-    guard try Self.mttyKernel() != nil else { return }
-    try Self.withMtty("mtty-1") { _, entry in
-      let iommufd = try IOMMUFD.open()
-      let device = try VFIODevice.open(mediatedDevice: entry.id)
+  @Test("interrupts: INTx count 1 flags 0x7, MSI count 1 flags 0x9, MSI-X EINVAL; INTx on an eventfd fires when IER asks for THR-empty with the FIFO empty, and is masked until unmasked; MSI fires on each", arguments: platforms)
+  func interrupts(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    try Self.withMtty(VFIODiscovery(backend: backend), type: "mtty-1") { entry in
+      let iommufd = try IOMMUFD.open(backend: backend)
+      let device = try VFIODevice.open(mediatedDevice: entry.id, backend: backend)
       _ = try device.bind(to: iommufd)
       _ = try device.info()  // mtty answers interrupt requests only after GET_INFO
       let intx = try device.irqInfo(0)
@@ -224,7 +245,7 @@ struct MediatedDeviceConformance {
       #expect(flags == [0x7, 0x9])
       #expect(errno { try device.irqInfo(2) } == .invalidArgument)
       let bar = try device.regionInfo(0)
-      let event = try EventFD(nonBlocking: true)
+      let event = try EventFD(nonBlocking: true, backend: backend)
       try device.setInterrupts(0, eventFDs: [event])
       try device.write(UInt8(0x02), region: bar, at: 1)  // IER: THR empty
       #expect(try event.wait() == 1)

@@ -14,8 +14,8 @@ import Glibc
 /// 7.2 (the simulator configured as 7.2, and the lab's `--kernel 7.2` boots).
 @Suite("conformance: requests after 6.12")
 struct NewerRequestConformance {
-  static let withDevice6_12 = Platform.withDevice.filter { $0.release == .linux6_12 }
-  static let withDevice7_2 = Platform.linux7_2.filter { $0.devicePath != nil }
+  static let withDevice6_12 = Platform.withDevice6_12
+  static let withDevice7_2 = Platform.withDevice7_2
 
   // MARK: 6.12
 

@@ -103,6 +103,12 @@ struct Platform: CustomTestStringConvertible, Sendable {
   static let mock7_2: [Platform] = twinned(everyMock.filter { $0.release == .linux7_2 })
   /// The platforms with an edu device to test with.
   static let withDevice: [Platform] = twinned(everyPlatform.filter { $0.devicePath != nil })
+  /// Those answering as 6.12.
+  static let withDevice6_12: [Platform] = twinned(everyPlatform.filter { $0.devicePath != nil && $0.release == .linux6_12 })
+  /// Those answering as 7.2.
+  static let withDevice7_2: [Platform] = twinned(everyPlatform.filter { $0.devicePath != nil && $0.release == .linux7_2 })
+  /// Mock platforms answering as 6.12.
+  static let mock6_12: [Platform] = twinned(everyMock.filter { $0.release == .linux6_12 })
 }
 
 import Testing
