@@ -7,7 +7,8 @@
 #      iommufd-tool against the real sysfs (edu, and an mtty mdev), then edu-dma and
 #      vmm-passthrough.
 # mock: the iommufd and self-test mock-domain conformance scenarios (with vIOMMU, vDEVICE and
-#       vEVENTQ on a 7.2 kernel), and the handle-safety suite and bad-input table on the kernel.
+#       vEVENTQ on a 7.2 kernel), and the handle-safety suite and bad-input table on the kernel;
+#       the differential fuzzer, and its variant on an mtty mediated device.
 # The kernel's release (6.12 or 7.2) picks the expectations where the two differ.
 # Every step runs; the exit status is 1 if any failed.
 mode=$1 bin=$2 release=${3:-}
@@ -37,6 +38,10 @@ if [ "$mode" = mock ]; then
   step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|SelfTestOpConformance|SelfTestAccessConformance|MediatedDeviceConformance|BorrowedDescriptorConformance|HandleSafetyTests|BadInputTableTests"
   # The differential fuzzer: raw ioctl sequences on this kernel and on the simulator.
   step "$bin/iommufd-diff-fuzz" --seed 1 --sequences 3000
+  # Its mdev variant: an mtty instance made for each sequence on this kernel and on the
+  # simulator's mtty model, bound, attached, queried and reached through its registers.
+  step "$bin/iommufd-diff-fuzz" --mdev mtty-2 --seed 1 --sequences 400
+  step "$bin/iommufd-diff-fuzz" --mdev mtty-1 --seed 2 --sequences 200
   exit $status
 fi
 step tests "Conformance|RealKernelTests|DifferentialTests|HandleSafetyTests|BadInputTableTests"

@@ -139,6 +139,8 @@ swift build --sanitize=address --scratch-path .build-asan --product iommufd-api-
 log "differential fuzzer: simulator against simulator, and its negative control"
 "$bin/iommufd-diff-fuzz" --against-simulator --release 6.12 --sequences 1000 | tail -n 1
 "$bin/iommufd-diff-fuzz" --against-simulator --release 7.2 --sequences 1000 | tail -n 1
+"$bin/iommufd-diff-fuzz" --against-simulator --mdev mtty-2 --sequences 500 | tail -n 1
+"$bin/iommufd-diff-fuzz" --against-simulator --release 7.2 --mdev mtty-1 --sequences 500 | tail -n 1
 if planted=$("$bin/iommufd-diff-fuzz" --against-simulator --plant-divergence --sequences 200 | tail -n 1); then
   echo "the planted divergence was not reported: $planted" >&2
   exit 1

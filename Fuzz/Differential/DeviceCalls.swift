@@ -10,8 +10,8 @@ import Glibc
 /// and reads and writes of config space and of BAR0's registers that do not start work.
 extension CallMaker {
   /// A device call; with `bind`, mostly the bind (nothing else works before it).
-  mutating func deviceCall(bind: Bool = false) -> Call {
-    switch bind && random.chance(70) ? 0 : random.below(20) {
+  mutating func deviceCall(bind: Bool = false, choice: Int? = nil) -> Call {
+    switch choice ?? (bind && random.chance(70) ? 0 : random.below(20)) {
     case 0, 1, 2:
       // Mostly this side's iommufd; now and then a bad descriptor, or a flag.
       let bad = random.chance(10)

@@ -7,14 +7,17 @@
 //
 //   iommufd-diff-fuzz [--seed S] [--sequences N] [--calls N] [--first-sequence N]
 //                     [--against-simulator] [--release 6.12|7.2] [--plant-divergence] [--verbose] [--stats]
-//                     [--device CDEV] [--progress N]
+//                     [--device CDEV] [--mdev TYPE] [--progress N]
 //
 // Without /dev/iommu (or with --against-simulator) both sides are simulators, which must
 // agree; --plant-divergence perturbs one answer of the second side, the negative control
 // that must be reported. --device adds a VFIO device: each sequence opens the kernel's cdev
 // CDEV (an edu, as in the lab's VT-d boot) and the simulator's edu, and the calls bind,
 // attach, query, reset and access it; the simulator is then a test kernel with VT-d active
-// (no mock devices). --progress N prints a `progress:` line every N sequences (for long
+// (no mock devices). --mdev TYPE adds a mediated device instead: each sequence creates an
+// instance of TYPE (an mtty type, as the lab kernels have) on the kernel and on a simulator
+// with the mtty parent, binds, attaches and queries its emulated cdev, reaches its config
+// space and serial registers, and removes it at the end. --progress N prints a `progress:` line every N sequences (for long
 // campaigns). The last line is `fuzz: N sequences, M calls, D divergent, T traps`.
 
 import CIommufd
@@ -41,6 +44,8 @@ struct Options {
   var release = "6.12"
   /// The kernel's cdev of an edu device, for the device variant.
   var device: String?
+  /// An mdev type (`mtty-1`, `mtty-2`), for the mediated-device variant.
+  var mdevType: String?
   /// Print a progress line every this many sequences (0: never).
   var progress = 0
 
@@ -63,6 +68,7 @@ struct Options {
       case "--stats": stats = true
       case "--release": release = value()
       case "--device": device = value()
+      case "--mdev": mdevType = value()
       case "--progress": progress = Int(value()).flatMap { $0 >= 0 ? $0 : nil } ?? { fail("--progress takes a count") }()
       default: fail("unknown argument \(arguments[index])")
       }
@@ -268,6 +274,11 @@ struct CallMaker {
   var dmabufCount = 0
   /// Each side has a VFIO device (the device variant).
   var deviceMode = false
+  /// Each side has a mediated device (the mdev variant).
+  var mediatedMode = false
+  /// Whether the sequence asked the mediated device's GET_INFO (after which mtty answers
+  /// interrupt requests) through ``mediatedCall(bind:)``'s early ask.
+  var mediatedInfoAsked = false
   /// Whether the sequence has set its first IOAS as the compat IOAS (VFIO_IOAS SET) yet.
   var compatChosen = false
   /// Whether the sequence has set a small temporary memory limit yet.
@@ -480,6 +491,7 @@ struct CallMaker {
       return Call(name: "TEST SET_TEMP_MEMORY_LIMIT \(limit)", request: 0x3BA0, argument: command)
     }
     if deviceMode && (random.chance(35) || (devices.isEmpty && random.chance(50))) { return deviceCall(bind: devices.isEmpty) }
+    if mediatedMode && (random.chance(40) || (devices.isEmpty && random.chance(50))) { return mediatedCall(bind: devices.isEmpty) }
     if accessCount > 0 && random.chance(12) { return accessCall() }
     if dmabufCount > 0 && random.chance(8) { return dmabufCall() }
     switch random.below(100) {
@@ -1030,8 +1042,18 @@ struct SideFiles {
     }
   }
 
-  /// Opens the side's device, if the run has one.
-  mutating func openDevice(_ calls: any SystemCalls, _ path: String?) {
+  /// The mediated device this side created (the mdev variant), removed by ``closeAll(_:)``.
+  var mediated: String?
+
+  /// Opens the side's device, if the run has one: the cdev at `path`, or an instance of mdev
+  /// type `mdevType` made for the sequence.
+  mutating func openDevice(_ calls: any SystemCalls, _ path: String?, mdevType: String? = options.mdevType) {
+    var path = path
+    if let mdevType {
+      let (name, cdev) = createMediated(calls, type: mdevType)
+      mediated = name
+      path = cdev
+    }
     guard let path else { return }
     guard let fd = try? calls.open(FilePath(path), flags: O_RDWR | O_CLOEXEC) else { fail("cannot open \(path)") }
     device = fd.rawValue
@@ -1042,7 +1064,29 @@ struct SideFiles {
     for fd in accesses where fd >= 0 { try? calls.close(FileDescriptor(rawValue: fd)) }
     for fd in dmabufs where fd >= 0 { try? calls.close(FileDescriptor(rawValue: fd)) }
     for fd in others { try? calls.close(FileDescriptor(rawValue: fd)) }
+    if let mediated { try? calls.writeFile(FilePath("/sys/bus/mdev/devices/\(mediated)/remove"), bytes: Array("1".utf8)) }
   }
+}
+
+/// The UUID of the variant's mediated device (the same on both sides).
+let mediatedName = "83b8f4f2-509f-382f-3c1e-e6bfe0fa10f2"
+
+/// Creates mediated device ``mediatedName`` of `type` on `calls` (removing a leftover of an
+/// earlier run first); returns its name and cdev path.
+func createMediated(_ calls: any SystemCalls, type: String) -> (String, String) {
+  let create = FilePath("/sys/class/mdev_bus/mtty/mdev_supported_types/\(type)/create")
+  do throws(Errno) {
+    try calls.writeFile(create, bytes: Array(mediatedName.utf8))
+  } catch .fileExists {
+    try? calls.writeFile(FilePath("/sys/bus/mdev/devices/\(mediatedName)/remove"), bytes: Array("1".utf8))
+    do throws(Errno) { try calls.writeFile(create, bytes: Array(mediatedName.utf8)) } catch { fail("cannot create mdev \(type) again: \(error)") }
+  } catch {
+    fail("cannot create mdev \(type): \(error)")
+  }
+  guard let cdev = (try? calls.directoryEntries(FilePath("/sys/bus/mdev/devices/\(mediatedName)/vfio-dev")))?.first else {
+    fail("mdev \(mediatedName) has no vfio-dev node")
+  }
+  return (mediatedName, "/dev/vfio/devices/\(cdev)")
 }
 
 /// The two sides of the comparison.
@@ -1148,8 +1192,10 @@ if options.device != nil { configuration.mockDevices = release >= .linux7_2 }
 let simulatorConfiguration = configuration
 let makeSides: () -> Sides = {
   let devices: [SimulatedPCIDevice] = options.device == nil ? [] : [SimulatedEduDevice()]
-  let second: any SystemCalls = SimulatedKernel(configuration: simulatorConfiguration, devices: devices)
-  let first: any SystemCalls = useKernel ? KernelSystemCalls() : SimulatedKernel(configuration: simulatorConfiguration, devices: devices)
+  let parents: [SimulatedMediatedParent] = options.mdevType == nil ? [] : [.mtty()]
+  let second: any SystemCalls = SimulatedKernel(configuration: simulatorConfiguration, devices: devices, mediatedParents: parents)
+  let first: any SystemCalls =
+    useKernel ? KernelSystemCalls() : SimulatedKernel(configuration: simulatorConfiguration, devices: devices, mediatedParents: parents)
   let simulatedDevice = options.device == nil ? nil : SimulatedKernel.devicePath(0).string
   return Sides(
     first: first, second: options.plantDivergence ? Planted(base: second) : second,
@@ -1199,6 +1245,7 @@ func explore(_ number: Int) -> (calls: [Call], divergence: (index: Int, first: O
   firstFiles.openDevice(sides.first, sides.devices.0)
   secondFiles.openDevice(sides.second, sides.devices.1)
   maker.deviceMode = options.device != nil
+  maker.mediatedMode = options.mdevType != nil
   var calls: [Call] = []
   for index in 0..<options.calls {
     let call = maker.make()

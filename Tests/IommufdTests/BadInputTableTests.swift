@@ -83,11 +83,14 @@ struct BadInputTableTests {
     static let linux7_2 = Platform.linux7_2
     /// Calls that never reach a backend (sysfs, values): once, on the default simulator.
     static let once = [Platform.simulated]
+    /// Machines with the mtty parent: the simulator with its model, the lab's kernels.
+    static let mtty = MediatedDeviceConformance.platforms
   }
 
   static let rows: [Row] =
     contextRows + ioasRows + mapRows + hwptRows + faultRows + eventRows + bufferRows + legacyRows + deviceRows + regionRows
     + interruptRows + eduRows + mockRows + nestedRows + dirtyRows + virtualRows + newerRows + valueRows + fileRows + accessRows
+    + mediatedRows
 
   /// The cartesian product of rows and platforms, filtered by each row's platforms.
   static let cases: [Case] = rows.flatMap { row in row.platforms.map { Case(platform: $0, row: row) } }
@@ -3139,6 +3142,73 @@ extension BadInputTableTests {
       access = try iommufd.selfTest.createAccess(to: ioas, pinsPages: pins)
     }
   }
+
+  /// mtty's type `mtty-1`'s `create`.
+  static let mttyCreate = FilePath("/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1/create")
+
+  /// An mtty-1 instance for `body`, removed afterwards.
+  static func withMtty<T>(_ env: Env, _ body: (MediatedDeviceID) throws -> T) throws -> T {
+    let discovery = VFIODiscovery(backend: env.backend)
+    let id = try discovery.createMediatedDevice(ofType: "mtty-1").id
+    defer { try? discovery.removeMediatedDevice(id) }
+    return try body(id)
+  }
+
+  /// Bad writes to an mdev type's `create` and to a device's `remove` (the kernel's own
+  /// parsing, through the seam), and the simulator's eventfd reference.
+  static let mediatedRows: [Row] = [
+    Row("writeFile to mtty's create of 35 bytes: EINVAL", On.mtty, .seam(.invalidArgument)) { env in
+      env.bad { try env.backend.calls.writeFile(mttyCreate, bytes: Array("83b8f4f2-509f-382f-3c1e-e6bfe0fa100".utf8)) }
+    },
+    Row("writeFile to mtty's create of 38 bytes: EINVAL", On.mtty, .seam(.invalidArgument)) { env in
+      env.bad { try env.backend.calls.writeFile(mttyCreate, bytes: Array("83b8f4f2-509f-382f-3c1e-e6bfe0fa1001\n\n".utf8)) }
+    },
+    Row("writeFile to mtty's create of a UUID with a letter past f: EINVAL", On.mtty, .seam(.invalidArgument)) { env in
+      env.bad { try env.backend.calls.writeFile(mttyCreate, bytes: Array("83b8f4f2-509f-382f-3c1e-e6bfe0fa100g".utf8)) }
+    },
+    Row("writeFile to mtty's create of 36 bytes in braces: EINVAL", On.mtty, .seam(.invalidArgument)) { env in
+      env.bad { try env.backend.calls.writeFile(mttyCreate, bytes: Array("{3b8f4f2-509f-382f-3c1e-e6bfe0fa100}".utf8)) }
+    },
+    Row("writeFile to mtty's create of an uppercase UUID and a 37th byte that is no newline: made, named in lowercase", On.mtty, .succeeds) { env in
+      env.bad { () throws -> Bool in
+        try env.backend.calls.writeFile(mttyCreate, bytes: Array("83B8F4F2-509F-382F-3C1E-E6BFE0FA10EEx".utf8))
+        let id = MediatedDeviceID("83b8f4f2-509f-382f-3c1e-e6bfe0fa10ee")!
+        let discovery = VFIODiscovery(backend: env.backend)
+        let made = (try? discovery.mediatedDevice(id)) != nil
+        try discovery.removeMediatedDevice(id)
+        return made
+      }
+    },
+    Row("readFile of mtty's create (write-only): EACCES", On.mtty, .seam(.permissionDenied)) { env in
+      env.bad { try env.backend.calls.readFile(mttyCreate, maximumBytes: 64) }
+    },
+    Row("writeFile to an mdev's remove of text: EINVAL, the device stays", On.mtty, .seam(.invalidArgument)) { env in
+      try withMtty(env) { id in
+        env.bad { try env.backend.calls.writeFile(FilePath("/sys/bus/mdev/devices/\(id)/remove"), bytes: Array("yes".utf8)) }
+      }
+    },
+    Row("writeFile to an mdev's remove of -1: EINVAL", On.mtty, .seam(.invalidArgument)) { env in
+      try withMtty(env) { id in
+        env.bad { try env.backend.calls.writeFile(FilePath("/sys/bus/mdev/devices/\(id)/remove"), bytes: Array("-1".utf8)) }
+      }
+    },
+    Row("writeFile to an mdev's remove of 0x0: nothing happens, the device stays", On.mtty, .succeeds) { env in
+      try withMtty(env) { id in
+        env.bad { () throws -> Bool in
+          try env.backend.calls.writeFile(FilePath("/sys/bus/mdev/devices/\(id)/remove"), bytes: Array("0x0\n".utf8))
+          return (try? VFIODiscovery(backend: env.backend).mediatedDevice(id)) != nil
+        }
+      }
+    },
+    Row("SimulatedEventFD(borrowing: -1): EBADF", On.once, .seam(.badFileDescriptor)) { env in
+      env.bad { try SimulatedEventFD(borrowing: -1) }
+    },
+    Row("SimulatedEventFD(borrowing:) of /dev/null (no eventfd): EINVAL", On.once, .seam(.invalidArgument)) { env in
+      let null = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
+      defer { Glibc.close(null) }
+      env.bad { try SimulatedEventFD(borrowing: null) }
+    },
+  ]
 
   static let accessRows: [Row] = [
     Row("createAccess to a destroyed IOAS: ENOENT", On.mock, .rejected(.noSuchFileOrDirectory, destroyed)) { env in

@@ -101,6 +101,31 @@ struct SimulatedMediatedDeviceTests {
     _ = (mapping, second)
   }
 
+  @Test("DMA with bad arguments: a negative or zero count EINVAL, past the end of the IOVA space EOVERFLOW, a zero-length pin EINVAL, an unknown pin ENOENT; an unbound device ENOENT")
+  func dmaBadArguments() throws {
+    let unbound = ReversingDevice()
+    #expect(throws: Errno.noSuchFileOrDirectory) { try unbound.dmaRead(at: 0, count: 1) }
+    #expect(throws: Errno.noSuchFileOrDirectory) { try unbound.dmaWrite([1], at: 0) }
+    #expect(throws: Errno.noSuchFileOrDirectory) { try unbound.pin(at: 0, length: 4096, writable: false) }
+    #expect(throws: Errno.noSuchFileOrDirectory) { try unbound.unpin(0) }
+    #expect(!unbound.isAttached)
+    let (backend, model, device, iommufd) = try machine()
+    let ioas = try iommufd.allocateIOAS()
+    _ = try device.attach(to: ioas)
+    #expect(model.isAttached)
+    let buffer = try DMABuffer(length: 4096, backend: backend)
+    let mapping = try ioas.map(buffer, at: .fixed(0x10_0000))
+    #expect(throws: Errno.invalidArgument) { try model.dmaRead(at: 0x10_0000, count: -1) }
+    #expect(throws: Errno.invalidArgument) { try model.dmaRead(at: 0x10_0000, count: 0) }
+    #expect(throws: Errno.invalidArgument) { try model.dmaWrite([], at: 0x10_0000) }
+    #expect(throws: Errno.overflow) { try model.dmaRead(at: .max, count: 2) }
+    #expect(throws: Errno.invalidArgument) { try model.pin(at: 0x10_0000, length: 0, writable: false) }
+    #expect(throws: Errno.overflow) { try model.pin(at: .max, length: 4096, writable: false) }
+    #expect(throws: Errno.noSuchFileOrDirectory) { try model.unpin(7) }
+    #expect(try model.dmaRead(at: 0x10_0FFF, count: 1) == [0])
+    _ = mapping
+  }
+
   @Test("a pin holds the page until unpinned; an unmap of a pinned page tells the device (didUnmap) and drops the pin; a replace tells it everything went; a close calls didClose and frees the IOAS")
   func pinsAndUnmaps() throws {
     let (backend, model, device, iommufd) = try machine()

@@ -81,7 +81,7 @@ extension SimulatedKernel.State {
   /// device (EINVAL), then `iommufd_access_create`: an access with the next id, which the
   /// reply carries and which holds the context.
   func bindMediated(_ file: SimulatedMediatedFile, _ address: UInt64) throws(Errno) -> Int32 {
-    let context = try bindTarget(address, alreadyBound: file.access != nil)
+    let context = try bindTarget(address, alreadyBound: file.access != nil, matchesTokens: false)
     if file.instance.boundFile != nil { throw .invalidArgument }  // the device is open through another descriptor
     let id = try allocateID(context)
     context.objects[id] = .access

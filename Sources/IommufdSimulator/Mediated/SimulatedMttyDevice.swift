@@ -106,33 +106,30 @@ public final class SimulatedMttyDevice: SimulatedMediatedDevice, @unchecked Send
 
   // MARK: Interrupts
 
-  /// mtty's `SET_IRQS`: a request with no action or several is ignored; INTx and MSI
-  /// triggers take one eventfd (or -1 to stop), or fire by NONE or a true BOOL; INTx masks
-  /// by NONE or BOOL (an eventfd is ENOTTY); MSI masks, and the other indexes, are ENOTTY.
+  /// mtty's `SET_IRQS`: MSI-X, ERR and REQ are ENOTTY; on INTx and MSI a request with no
+  /// action or several does nothing; a trigger takes one eventfd (any negative number just
+  /// stops the current one, which any eventfd given first stops too, even a bad one), or
+  /// fires by NONE or a true BOOL; INTx masks by NONE or BOOL (an eventfd is ENOTTY); MSI
+  /// masks are ENOTTY.
   public override func setInterrupts(_ request: InterruptRequest) throws(Errno) {
     let action = request.flags & vfioIRQActions
     let dataType = request.flags & vfioIRQDataTypes
-    let isTrigger = action == CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER
-    let isMask = action == CIOMMUFD_VFIO_IRQ_SET_ACTION_MASK
-    let isUnmask = action == CIOMMUFD_VFIO_IRQ_SET_ACTION_UNMASK
-    guard isTrigger || isMask || isUnmask else { return }
-    switch request.index {
-    case 0:
-      if isMask || isUnmask {
-        guard mode == .intx, request.start == 0, request.count == 1 else { throw .invalidArgument }
-        switch dataType {
-        case CIOMMUFD_VFIO_IRQ_SET_DATA_NONE: intxMasked = isMask
-        case CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL: if request.data.first ?? 0 != 0 { intxMasked = isMask }
-        default: throw .inappropriateIOCTLForDevice  // no mask eventfd
-        }
-        return
+    guard request.index <= 1 else { throw .inappropriateIOCTLForDevice }
+    let index: Mode = request.index == 0 ? .intx : .msi
+    switch action {
+    case CIOMMUFD_VFIO_IRQ_SET_ACTION_MASK, CIOMMUFD_VFIO_IRQ_SET_ACTION_UNMASK:
+      guard index == .intx else { throw .inappropriateIOCTLForDevice }
+      guard mode == .intx, request.start == 0, request.count == 1 else { throw .invalidArgument }
+      let masks = action == CIOMMUFD_VFIO_IRQ_SET_ACTION_MASK
+      switch dataType {
+      case CIOMMUFD_VFIO_IRQ_SET_DATA_NONE: intxMasked = masks
+      case CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL: if request.data.first ?? 0 != 0 { intxMasked = masks }
+      default: throw .inappropriateIOCTLForDevice  // no mask eventfd
       }
-      try trigger(.intx, request, dataType)
-    case 1:
-      guard isTrigger else { throw .inappropriateIOCTLForDevice }
-      try trigger(.msi, request, dataType)
+    case CIOMMUFD_VFIO_IRQ_SET_ACTION_TRIGGER:
+      try trigger(index, request, dataType)
     default:
-      throw .inappropriateIOCTLForDevice
+      break
     }
   }
 
@@ -142,27 +139,30 @@ public final class SimulatedMttyDevice: SimulatedMediatedDevice, @unchecked Send
       return
     }
     guard mode == index || mode == .none, request.start == 0, request.count == 1 else { throw .invalidArgument }
-    switch dataType {
-    case CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD:
+    if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD {
+      disable(index)
       let fd = request.eventFDs.first ?? -1
-      guard fd >= 0 else {
-        disable(index)
-        return
-      }
+      guard fd >= 0 else { return }
       let eventFD = try SimulatedEventFD(borrowing: fd)
       if index == .intx { intxEventFD = eventFD } else { msiEventFD = eventFD }
       mode = index
-    case CIOMMUFD_VFIO_IRQ_SET_DATA_NONE, CIOMMUFD_VFIO_IRQ_SET_DATA_BOOL:
-      guard mode == index else { throw .invalidArgument }
-      if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE || request.data.first ?? 0 != 0 { raiseInterrupt() }
-    default:
-      throw .invalidArgument
+      return
     }
+    guard mode == index else { throw .invalidArgument }
+    if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_NONE || request.data.first ?? 0 != 0 { raiseInterrupt() }
   }
 
+  /// `mtty_disable_intx` or `_msi`: where that index has an eventfd, it goes, with the mode
+  /// (and INTx's mask).
   private func disable(_ index: Mode) {
-    if index == .intx { intxEventFD = nil } else { msiEventFD = nil }
-    mode = .none
+    if index == .intx, intxEventFD != nil {
+      intxEventFD = nil
+      intxMasked = false
+      mode = .none
+    } else if index == .msi, msiEventFD != nil {
+      msiEventFD = nil
+      mode = .none
+    }
   }
 
   /// `mtty_trigger_interrupt`: MSI signals every time; INTx signals unless masked and then

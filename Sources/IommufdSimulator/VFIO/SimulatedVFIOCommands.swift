@@ -53,7 +53,10 @@ extension SimulatedKernel.State {
   /// The checks of `VFIO_DEVICE_BIND_IOMMUFD` every cdev makes (`vfio_df_ioctl_bind_iommufd`)
   /// up to the iommufd context it names, which it returns: the struct (BIND-1/2, 7.2's
   /// token), a descriptor bound already (BIND-5), the descriptor named (BIND-6).
-  func bindTarget(_ address: UInt64, alreadyBound: Bool) throws(Errno) -> SimulatedContext {
+  /// `matchesTokens`: the driver checks SR-IOV VF tokens (vfio-pci's `match_token_uuid`),
+  /// so 7.2's token is copied before it is refused; an emulated driver without the op
+  /// refuses the flag before copying anything.
+  func bindTarget(_ address: UInt64, alreadyBound: Bool, matchesTokens: Bool = true) throws(Errno) -> SimulatedContext {
     let request = UserMemory.decode(ciommufd_vfio_device_bind_iommufd.self, from: try vfioArgument(address, 16))  // BIND-1
     if isLinux7_2 {
       // 7.2: the struct is 24 bytes (a token pointer follows) and bytes past it must be
@@ -67,6 +70,7 @@ extension SimulatedKernel.State {
       throw .invalidArgument  // BIND-2
     }
     if alreadyBound { throw .invalidArgument }  // BIND-5
+    if request.flags & 1 != 0 && !matchesTokens { throw .invalidArgument }
     if request.flags & 1 != 0 {
       // 7.2's token, checked once the descriptor is known unbound: copied (EFAULT for a bad
       // pointer), then refused, as no simulated device is an SR-IOV PF or VF.
