@@ -3,9 +3,10 @@ import Iommufd
 import IommufdSimulator
 import SystemPackage
 
-/// `devices`: one line (or object) per PCI device.
+/// `devices`: one line (or object) per PCI device, then per mediated device.
 struct Devices: ParsableCommand {
-  static let configuration = CommandConfiguration(abstract: "List PCI devices with IOMMU group, driver, VFIO node and the usable route.")
+  static let configuration = CommandConfiguration(
+    abstract: "List PCI devices, then mediated devices, with IOMMU group, driver, VFIO node and the usable route.")
   @OptionGroup var output: OutputOptions
   @OptionGroup var common: Common
 
@@ -39,13 +40,18 @@ struct Devices: ParsableCommand {
         driver: entry.driver, iommuGroup: entry.iommuGroup, cdev: entry.cdevPath?.string, route: routeName(access),
         reasons: access.reasons))
     }
-    output.emit([("devices", .array(rows.map(\.json)))]) {
-      rows.map { row in
+    let discovery = common.discovery
+    let mediated = try reportingErrors { try discovery.mediatedDevices() }
+    let accesses = mediated.map { discovery.access(for: $0.id) }
+    output.emit([
+      ("devices", .array(rows.map(\.json))), ("mediatedDevices", .array(zip(mediated, accesses).map { Mdev.report($0, $1) })),
+    ]) {
+      (rows.map { row in
         let ids = "\(row.vendorID.map { hex4($0) } ?? "????"):\(row.deviceID.map { hex4($0) } ?? "????")"
         let group = row.iommuGroup.map { "group \($0)" } ?? "no group"
         return "\(row.address) [\(ids)] \(row.driver ?? "no driver"), \(group), route: \(row.route)\n    "
           + row.reasons.joined(separator: "; ")
-      }.joined(separator: "\n")
+      } + zip(mediated, accesses).map { "mdev " + Mdev.line($0, $1) }).joined(separator: "\n")
     }
   }
 }

@@ -60,8 +60,9 @@ struct Common: ParsableArguments {
 
   static let simulatedAddress = SimulatedKernel.pciAddress(ofDevice: 0)
 
-  /// The simulated machine: one edu device, at ``simulatedAddress``, as `vfio0`; one per run.
-  static let simulatedMachine = Backend.simulated(SimulatedKernel(devices: [SimulatedEduDevice()]))
+  /// The simulated machine: one edu device, at ``simulatedAddress``, as `vfio0`, and the mtty
+  /// parent (`mdev types`); one per run.
+  static let simulatedMachine = Backend.simulated(SimulatedKernel(devices: [SimulatedEduDevice()], mediatedParents: [.mtty()]))
 
   /// Fails with a usage error for an address the simulated machine does not have, and
   /// for host options that a simulated machine would silently ignore.

@@ -97,6 +97,78 @@ func simulatorEntryPoints() -> [EntryPoint] {
       return true
     },
 
+    // MARK: Mediated devices
+
+    EntryPoint("SimulatedMediatedParent and the mdev bus: create, open, bind, attach, regions, interrupts, remove", weight: 4) { f in
+      let capacity = f.hostile(30) ? f.rng.hostileInt() : 1 &+ f.rng.below(4)
+      let cost = f.hostile(30) ? f.rng.hostileInt() : 1 &+ f.rng.below(2)
+      let ports = f.hostile(30) ? f.rng.hostileInt() : 1 &+ f.rng.below(2)
+      let type = f.hostile(30) ? f.path("mtty-2") : f.rng.bool() ? "mtty-1" : "fuzz-x"
+      let offset = f.hostile(40) ? Int64(bitPattern: f.rng.hostileU64()) : Int64(f.rng.below(8)) | Int64(f.rng.element([0, 1, 7, 8]) ?? 0) << 40
+      let count = f.hostile(30) ? Int(f.rng.hostileU32() % 65536) : 1 &+ f.rng.below(8)
+      let irq = (index: f.hostile(30) ? f.rng.hostileInt() : f.rng.below(3), action: f.rng.element([0x20, 0x8, 0x10, 0x28, 0]) ?? 0x20)
+      f.call("capacity \(capacity) cost \(cost) ports \(ports) type \(type.debugDescription) offset 0x\(hex(UInt64(bitPattern: offset))) count \(count) irq \(irq)") {
+        let own = SimulatedMediatedParent(
+          name: "fuzz", types: [.init(suffix: "x", name: "Fuzz", cost: cost, makeDevice: { SimulatedMttyDevice(ports: ports) })], capacity: capacity)
+        let backend = Backend.simulated(SimulatedKernel(devices: [SimulatedEduDevice()], mediatedParents: [.mtty(), own]))
+        let discovery = VFIODiscovery(backend: backend)
+        _ = try discovery.mediatedDeviceTypes()
+        let entry = try discovery.createMediatedDevice(ofType: type)
+        defer { try? discovery.removeMediatedDevice(entry.id) }
+        let device = try VFIODevice.open(mediatedDevice: entry.id, backend: backend)
+        defer { try? device.close() }
+        let context = try IOMMUFD.open(backend: backend)
+        _ = try device.bind(to: context)
+        _ = try device.attach(to: try context.allocateIOAS())
+        _ = try device.info()
+        var buffer = [UInt8](repeating: 0, count: count)
+        _ = try? buffer.withUnsafeMutableBytes { try backend.calls.pread(device.fileDescriptor, into: $0, offset: offset) }
+        _ = try? buffer.withUnsafeBytes { try backend.calls.pwrite(device.fileDescriptor, from: $0, offset: offset) }
+        try device.reset()
+        try? device.perform(irq.action == 0x8 ? .mask : .unmask, interrupt: irq.index)
+        try device.disableInterrupts(irq.index)
+      }
+      return true
+    },
+    EntryPoint("writeFile to the mdev bus's create and remove with hostile bytes", weight: 2) { f in
+      let bytes = f.hostile(50) ? f.rng.bytes(f.rng.below(80)) : Array(MediatedDeviceID.random().description.utf8)
+      let removal = f.hostile(50) ? f.rng.bytes(f.rng.below(24)) : Array("1".utf8)
+      f.call("create \(bytes.count) bytes, remove \(hex(removal))", expecting: .errno) {
+        let kernel = SimulatedKernel(mediatedParents: [.mtty()])
+        try kernel.writeFile("/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/create", bytes: bytes)
+        for name in try kernel.directoryEntries("/sys/bus/mdev/devices") {
+          try kernel.writeFile(FilePath("/sys/bus/mdev/devices/\(name)/remove"), bytes: removal)
+        }
+      }
+      return true
+    },
+    EntryPoint("SimulatedMediatedDevice DMA with hostile arguments, bound or not", weight: 2) { f in
+      let iova = f.hostile(50) ? f.rng.hostileU64() : 0x10_0000
+      let count = f.hostile(50) ? f.rng.hostileCount() : 1 &+ f.rng.below(64)
+      let length = f.hostile(50) ? f.rng.hostileU64() : 4096
+      f.call("iova 0x\(hex(iova)) count \(count) length 0x\(hex(length))", expecting: .errno) {
+        let model = SimulatedMttyDevice(ports: 1)
+        _ = try? model.dmaRead(at: iova, count: count)
+        let parent = SimulatedMediatedParent(name: "one", types: [.init(suffix: "a", name: "One", makeDevice: { model })], capacity: 1)
+        let backend = Backend.simulated(SimulatedKernel(mediatedParents: [parent]))
+        let entry = try VFIODiscovery(backend: backend).createMediatedDevice(ofType: "one-a")
+        let device = try VFIODevice.open(mediatedDevice: entry.id, backend: backend)
+        let context = try IOMMUFD.open(backend: backend)
+        _ = try device.bind(to: context)
+        let ioas = try context.allocateIOAS()
+        _ = try device.attach(to: ioas)
+        let memory = try DMABuffer(length: 8192, backend: backend)
+        let mapping = try ioas.map(memory, at: .fixed(0x10_0000))
+        _ = try? model.dmaRead(at: iova, count: count)
+        try? model.dmaWrite([UInt8](repeating: 0x5A, count: max(0, min(count, 1 << 16))), at: iova)
+        if let pin = try? model.pin(at: iova, length: length, writable: f.rng.bool()) { try model.unpin(pin) }
+        try? model.unpin(UInt32(truncatingIfNeeded: length))
+        _ = mapping
+        try device.close()
+      }
+      return true
+    },
+
     // MARK: The seam of the simulated kernel
 
     EntryPoint("SimulatedKernel.open(_:flags:)", weight: 3) { f in

@@ -58,6 +58,41 @@ struct SimulatedMediatedDeviceTests {
     override func didClose() { closes += 1 }
   }
 
+  /// The README's example device: a write of an IOVA copies the 4 bytes there to the 4 after.
+  final class Doorbell: SimulatedMediatedDevice, @unchecked Sendable {
+    override func info() throws(Errno) -> Info { Info(flags: 0x2, regions: 1, interrupts: 0) }
+    override func region(_ index: UInt32) throws(Errno) -> Region {
+      guard index == 0 else { throw .invalidArgument }
+      return Region(flags: 0x3, size: 8, offset: 0)
+    }
+    override func write(_ bytes: [UInt8], at offset: UInt64) throws(Errno) -> Int {
+      let iova = bytes.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+      try dmaWrite(try dmaRead(at: iova, count: 4), at: iova + 4)  // ENOENT unless mapped
+      return bytes.count
+    }
+  }
+
+  @Test("the README's example: a doorbell write makes the device copy through the access; unmapped, the write is ENOENT")
+  func readmeExample() throws {
+    let parent = SimulatedMediatedParent(
+      name: "doorbell", types: [.init(suffix: "a", name: "Doorbell", makeDevice: { Doorbell() })], capacity: 4)
+    let backend = Backend.simulated(SimulatedKernel(mediatedParents: [parent]))
+    let id = try VFIODiscovery(backend: backend).createMediatedDevice(ofType: "doorbell-a").id
+    let device = try VFIODevice.open(mediatedDevice: id, backend: backend)
+    let iommufd = try IOMMUFD.open(backend: backend)
+    _ = try device.bind(to: iommufd)
+    let ioas = try iommufd.allocateIOAS()
+    _ = try device.attach(to: ioas)
+    let region = try device.regionInfo(0)
+    #expect(errno { try device.write(UInt64(0x10_0000), region: region, at: 0) } == .noSuchFileOrDirectory)
+    let buffer = try DMABuffer(length: 4096, backend: backend)
+    for index in 0..<4 { buffer.bytes[index] = UInt8(0xA0 + index) }
+    let mapping = try ioas.map(buffer, at: .fixed(0x10_0000))
+    try device.write(UInt64(0x10_0000), region: region, at: 0)
+    #expect(Array(buffer.bytes[4..<8]) == [0xA0, 0xA1, 0xA2, 0xA3])
+    _ = mapping
+  }
+
   /// A machine with one parent offering the reversing device, an instance of it, and its
   /// cdev open and bound.
   func machine() throws -> (Backend, ReversingDevice, VFIODevice, IOMMUFD) {

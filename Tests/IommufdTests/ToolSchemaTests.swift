@@ -86,6 +86,7 @@ enum ToolSchema {
       "driver": .nullable(.string), "iommuGroup": .nullable(.int), "cdev": .nullable(.string), "route": .string,
       "reasons": .array(.string),
     ])),
+    "mediatedDevices": .array(mediatedDevice),
   ]
   static let probe: [String: Shape] = [
     "usable": .bool,
