@@ -71,6 +71,15 @@ let package = Package(
       ],
       path: "Examples/VMMPassthrough"
     ),
+    // Migration v2 between two mtty devices, on the kernel or the simulator.
+    .executableTarget(
+      name: "migrate",
+      dependencies: [
+        "Iommufd", "IommufdSimulator",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "Examples/Migrate"
+    ),
     // The command-line tool: devices, probe, ranges, hw-info, bind, unbind.
     .executableTarget(
       name: "iommufd-tool",

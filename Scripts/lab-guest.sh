@@ -4,8 +4,8 @@
 # vtd: the conformance suite, the real-kernel and differential tests, the handle-safety suite
 #      and the bad-input table on the cdev, the differential fuzzer with the device, then the
 #      legacy container/group tests, then
-#      iommufd-tool against the real sysfs (edu, and an mtty mdev), then edu-dma and
-#      vmm-passthrough.
+#      iommufd-tool against the real sysfs (edu, and an mtty mdev), then edu-dma,
+#      vmm-passthrough and migrate.
 # mock: the iommufd and self-test mock-domain conformance scenarios (with vIOMMU, vDEVICE and
 #       vEVENTQ on a 7.2 kernel), and the handle-safety suite and bad-input table on the kernel;
 #       the differential fuzzer, and its variant on an mtty mediated device.
@@ -35,7 +35,7 @@ expect() {  # expect PATTERN COMMAND...: the command succeeds and prints PATTERN
 }
 
 if [ "$mode" = mock ]; then
-  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|SelfTestOpConformance|SelfTestAccessConformance|MediatedDeviceConformance|BorrowedDescriptorConformance|HandleSafetyTests|BadInputTableTests"
+  step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|SelfTestOpConformance|SelfTestAccessConformance|MediatedDeviceConformance|MigrationConformance|BorrowedDescriptorConformance|HandleSafetyTests|BadInputTableTests"
   # The differential fuzzer: raw ioctl sequences on this kernel and on the simulator.
   step "$bin/iommufd-diff-fuzz" --seed 1 --sequences 3000
   # Its mdev variant: an mtty instance made for each sequence on this kernel and on the
@@ -75,4 +75,6 @@ step expect "removed $mdev" "$tool" mdev remove "$mdev"
 # The VMM example on this kernel: guest RAM banks, the hand-over, BARs for KVM, MSI and INTx
 # with its resample eventfd, DMA into guest RAM, unplug and replug, teardown.
 step expect "all passed" "$bin/vmm-passthrough"
+# Migration v2 between two mtty devices on this kernel: the serial state moves.
+step expect "96 bytes moved, all passed" "$bin/migrate"
 exit $status

@@ -118,6 +118,8 @@ echo "tsan: $(grep -E '^✔ Test run with' /tmp/iommufd-tsan.log | sed 's/ after
 # BAR): every check it prints must hold; it runs on both VT-d lab kernels too.
 log "vmm-passthrough: a VMM's device path on the simulated machine"
 "$(swift build --show-bin-path)/vmm-passthrough" --simulated | tail -n 1
+log "migrate: an mtty device's state into another through migration v2, on the simulated machine"
+"$(swift build --show-bin-path)/migrate" --simulated | tail -n 1
 
 # The API fuzzer: random public calls with hostile arguments on the simulator must end
 # with 0 traps; once more under AddressSanitizer; and its planted trap must be reported.

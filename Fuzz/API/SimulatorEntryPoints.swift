@@ -130,6 +130,46 @@ func simulatorEntryPoints() -> [EntryPoint] {
       }
       return true
     },
+    EntryPoint("VFIODevice features, migration and DMA logging on an mtty, hostile", weight: 4) { f in
+      let feature = VFIODeviceFeature(rawValue: f.hostile(40) ? f.rng.hostileU16() : UInt16(f.rng.below(13)))
+      let count = f.hostile(30) ? f.rng.hostileInt() : f.rng.below(24)
+      let states = (0..<3).map { _ in VFIOMigrationState(rawValue: UInt32(f.rng.below(8)))! }
+      let chunk = f.hostile(30) ? f.rng.hostileInt() : 1 &+ f.rng.below(64)
+      let pageSize = f.hostile(40) ? f.rng.hostileU64() : UInt64(4096) << UInt64(f.rng.below(3))
+      let ranges = (0..<f.rng.below(4)).map { _ in
+        let start = f.hostile(40) ? f.rng.hostileU64() : UInt64(f.rng.below(16)) << 12
+        let last = f.hostile(40) ? f.rng.hostileU64() : start &+ (UInt64(1 &+ f.rng.below(4)) << 12) &- 1
+        return IOVARange(start: start, last: last)
+      }
+      let report = (iova: f.hostile(40) ? f.rng.hostileU64() : 0, length: f.hostile(40) ? f.rng.hostileU64() : 0x10000)
+      f.call("feature \(feature) count \(count) states \(states) chunk \(chunk) page 0x\(hex(pageSize)) ranges \(ranges) report \(report)") {
+        let backend = Backend.simulated(SimulatedKernel(mediatedParents: [.mtty()]))
+        let discovery = VFIODiscovery(backend: backend)
+        let entry = try discovery.createMediatedDevice(ofType: f.rng.bool() ? "mtty-1" : "mtty-2")
+        defer { try? discovery.removeMediatedDevice(entry.id) }
+        let device = try VFIODevice.open(mediatedDevice: entry.id, backend: backend)
+        defer { try? device.close() }
+        _ = try device.bind(to: try IOMMUFD.open(backend: backend))
+        _ = try? device.support(for: feature)
+        _ = try? device.feature(feature, count: count)
+        _ = try? device.setFeature(feature, data: [UInt8](repeating: 0xA5, count: max(0, min(count, 64))))
+        var streams: [VFIOMigrationStream] = []
+        for state in states {
+          if let stream = try? device.setMigrationState(state) { streams.append(stream) }
+          for stream in streams {
+            _ = try? stream.read(maximumBytes: chunk)
+            _ = try? stream.write([UInt8](repeating: 0x4E, count: max(0, min(chunk, 128))))
+            _ = try? stream.precopyInfo()
+          }
+        }
+        _ = try? device.migrationDataSize()
+        _ = try? device.startDMALogging(ranges: ranges, pageSize: pageSize)
+        _ = try? device.dmaLoggingReport(iova: report.iova, length: report.length, pageSize: pageSize)
+        try device.stopDMALogging()
+        for stream in streams { try stream.close() }
+      }
+      return true
+    },
     EntryPoint("writeFile to the mdev bus's create and remove with hostile bytes", weight: 2) { f in
       let bytes = f.hostile(50) ? f.rng.bytes(f.rng.below(80)) : Array(MediatedDeviceID.random().description.utf8)
       let removal = f.hostile(50) ? f.rng.bytes(f.rng.below(24)) : Array("1".utf8)

@@ -11,7 +11,7 @@ import Glibc
 extension CallMaker {
   /// A device call; with `bind`, mostly the bind (nothing else works before it).
   mutating func deviceCall(bind: Bool = false, choice: Int? = nil) -> Call {
-    switch choice ?? (bind && random.chance(70) ? 0 : random.below(20)) {
+    switch choice ?? (bind && random.chance(70) ? 0 : random.below(22)) {
     case 0, 1, 2:
       // Mostly this side's iommufd; now and then a bad descriptor, or a flag.
       let bad = random.chance(10)
@@ -142,6 +142,8 @@ extension CallMaker {
       var call = Call(name: "pwrite BAR0 0x\(String(offset, radix: 16)) 0x\(String(value, radix: 16)), read back", request: 0, argument: nil)
       call.region = (offset, 4, le(value))
       return call
+    case 20, 21:
+      return featureCall(pci: true)
     default:
       let device = deviceID()
       let capacity = random.pick([0, 16, 64])

@@ -14,7 +14,7 @@ extension CallMaker {
       mediatedInfoAsked = true
       return deviceCall(choice: 7)
     }
-    let choice = bind && random.chance(70) ? 0 : random.below(26)
+    let choice = bind && random.chance(70) ? 0 : random.below(30)
     switch choice {
     case 0...12:
       return deviceCall(choice: choice)
@@ -51,6 +51,8 @@ extension CallMaker {
       call.region = (index << 40 | offset, 1, [value])
       if offset == 0 { call.maskedBits = [(0, 0xFF)] }
       return call
+    case 26...29:
+      return featureCall(pci: false)
     default:
       // Regions mtty does not serve: the ROM, VGA and past the last (EFAULT).
       let index = Int64(random.pick([6, 8, 9, 40]))

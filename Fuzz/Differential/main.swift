@@ -171,6 +171,8 @@ struct Call {
   var dmabufSlot: (slot: Int, field: Int)?
   /// The call returns a descriptor as its result (DMABUF_GET): not compared.
   var resultIsDescriptor = false
+  /// Instead of an ioctl, an operation on each side's migration data stream number `slot`.
+  var stream: (slot: Int, operation: StreamOperation)?
   /// The call goes to each side's device descriptor, not to its iommufd.
   var onDevice = false
   /// The s32 at this offset becomes each side's iommufd descriptor (VFIO_DEVICE_BIND_IOMMUFD).
@@ -183,9 +185,24 @@ struct Call {
   var maskedBits: [(offset: Int, mask: UInt8)] = []
 }
 
+/// What a call does to a migration data stream.
+enum StreamOperation {
+  /// `read(2)` of up to this many bytes.
+  case read(Int)
+  /// `write(2)` of these bytes.
+  case write([UInt8])
+  /// `VFIO_MIG_GET_PRECOPY_INFO` with this argsz (and flags 0x55, to see them echoed).
+  case precopyInfo(UInt32)
+  /// `close(2)`.
+  case close
+}
+
 /// What a successful call made, read from its written-back argument.
 enum Creation {
   case nothing
+  /// A migration data stream whose descriptor (its sign: the number is masked) is the s32
+  /// at this offset.
+  case stream(at: Int)
   /// An IOAS whose id is the u32 at this offset.
   case ioas(at: Int)
   /// A paging (or nested) HWPT whose id is the u32 at this offset.
@@ -276,6 +293,8 @@ struct CallMaker {
   var deviceMode = false
   /// Each side has a mediated device (the mdev variant).
   var mediatedMode = false
+  /// The migration data streams the sequence has opened.
+  var streamCount = 0
   /// Whether the sequence asked the mediated device's GET_INFO (after which mtty answers
   /// interrupt requests) through ``mediatedCall(bind:)``'s early ask.
   var mediatedInfoAsked = false
@@ -323,6 +342,7 @@ struct CallMaker {
     case .pasid(let stdev, let pasid): attachedPASIDs.append((stdev, pasid))
     case .access(let ioas): accessSpaces.append(ioas)
     case .dmabuf: dmabufCount += 1
+    case .stream(let at): if let fd = u32(at), fd & 0x8000_0000 == 0 { streamCount += 1 }
     case .device(let at): if let id = u32(at) { devices.append(id) }
     }
     if call.request == 0x3B8B && field(call, 4) & 1 != 0 { trackingTables.append(field(call, 8)) }  // SET_DIRTY_TRACKING on
@@ -491,6 +511,7 @@ struct CallMaker {
       return Call(name: "TEST SET_TEMP_MEMORY_LIMIT \(limit)", request: 0x3BA0, argument: command)
     }
     if deviceMode && (random.chance(35) || (devices.isEmpty && random.chance(50))) { return deviceCall(bind: devices.isEmpty) }
+    if mediatedMode && streamCount > 0 && random.chance(15) { return streamCall() }
     if mediatedMode && (random.chance(40) || (devices.isEmpty && random.chance(50))) { return mediatedCall(bind: devices.isEmpty) }
     if accessCount > 0 && random.chance(12) { return accessCall() }
     if dmabufCount > 0 && random.chance(8) { return dmabufCall() }
@@ -927,6 +948,9 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
     }
     return outcome
   }
+  if let (slot, operation) = call.stream {
+    return runStream(operation, FileDescriptor(rawValue: slot < files.streams.count ? files.streams[slot] : -1), calls: calls, files: &files, slot: slot)
+  }
   if let region = call.region {
     var outcome = Outcome(errno: nil, result: 0, argument: [], buffers: [])
     let device = FileDescriptor(rawValue: files.device ?? -1)
@@ -1011,7 +1035,11 @@ func run(_ call: Call, on calls: any SystemCalls, fd: FileDescriptor, files: ino
   outcome.buffers = buffers.indices.map { Array(buffers[$0].prefix(call.buffers[$0].bytes.count)) }
   buffers = []
   if outcome.errno == nil, let descriptor = outcome.descriptor {
-    if case .access = call.creates { files.accesses.append(descriptor) } else { files.others.append(descriptor) }
+    switch call.creates {
+    case .access: files.accesses.append(descriptor)
+    case .stream: if descriptor >= 0 { files.streams.append(descriptor) }
+    default: files.others.append(descriptor)
+    }
   }
   return outcome
 }
@@ -1022,6 +1050,8 @@ struct SideFiles {
   var others: [Int32] = []
   var accesses: [Int32] = []
   var dmabufs: [Int32] = []
+  /// Migration data streams, by number (-1 once a call closed one).
+  var streams: [Int32] = []
   /// The side's VFIO device descriptor (the device variant).
   var device: Int32?
 
@@ -1063,6 +1093,7 @@ struct SideFiles {
     if let device { try? calls.close(FileDescriptor(rawValue: device)) }
     for fd in accesses where fd >= 0 { try? calls.close(FileDescriptor(rawValue: fd)) }
     for fd in dmabufs where fd >= 0 { try? calls.close(FileDescriptor(rawValue: fd)) }
+    for fd in streams where fd >= 0 { try? calls.close(FileDescriptor(rawValue: fd)) }
     for fd in others { try? calls.close(FileDescriptor(rawValue: fd)) }
     if let mediated { try? calls.writeFile(FilePath("/sys/bus/mdev/devices/\(mediated)/remove"), bytes: Array("1".utf8)) }
   }

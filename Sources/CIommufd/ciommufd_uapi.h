@@ -51,6 +51,11 @@ typedef uint64_t ciommufd_aligned_u64 __attribute__((aligned(8)));
 #define CIOMMUFD_VFIO_DEVICE_BIND_IOMMUFD 0x3B76 /* _IO(';', 118) */
 #define CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT 0x3B77 /* _IO(';', 119) */
 #define CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT 0x3B78 /* _IO(';', 120) */
+/* On a device descriptor (the same numbers as VFIO_IOMMU_GET_INFO and _MAP_DMA on a container). */
+#define CIOMMUFD_VFIO_DEVICE_GET_PCI_HOT_RESET_INFO 0x3B70 /* _IO(';', 112) */
+#define CIOMMUFD_VFIO_DEVICE_PCI_HOT_RESET 0x3B71 /* _IO(';', 113) */
+/* On a migration data descriptor. */
+#define CIOMMUFD_VFIO_MIG_GET_PRECOPY_INFO 0x3B79 /* _IO(';', 121) */
 
 /* Requests added after 6.12 (absent from the 6.12 headers, so not checked there). */
 #define CIOMMUFD_IOMMU_IOAS_MAP_FILE       0x3B8F /* _IO(';', 0x8f), 6.13 */
@@ -635,6 +640,100 @@ struct ciommufd_vfio_device_feature {
   uint32_t argsz;
   uint32_t flags;
   uint8_t data[];
+};
+
+/* Feature ids (the low 16 bits of vfio_device_feature.flags). */
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_PCI_VF_TOKEN                 0
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_MIGRATION                    1
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE             2
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY              3
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP  4
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_LOW_POWER_EXIT               5
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_DMA_LOGGING_START            6
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP             7
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT           8
+#define CIOMMUFD_VFIO_DEVICE_FEATURE_MIG_DATA_SIZE                9
+
+#define CIOMMUFD_VFIO_MIGRATION_STOP_COPY (1u << 0)
+#define CIOMMUFD_VFIO_MIGRATION_P2P       (1u << 1)
+#define CIOMMUFD_VFIO_MIGRATION_PRE_COPY  (1u << 2)
+
+struct ciommufd_vfio_device_feature_migration {
+  uint64_t flags;
+};
+
+struct ciommufd_vfio_device_feature_mig_state {
+  uint32_t device_state;
+  int32_t data_fd;
+};
+
+#define CIOMMUFD_VFIO_DEVICE_STATE_ERROR        0
+#define CIOMMUFD_VFIO_DEVICE_STATE_STOP         1
+#define CIOMMUFD_VFIO_DEVICE_STATE_RUNNING      2
+#define CIOMMUFD_VFIO_DEVICE_STATE_STOP_COPY    3
+#define CIOMMUFD_VFIO_DEVICE_STATE_RESUMING     4
+#define CIOMMUFD_VFIO_DEVICE_STATE_RUNNING_P2P  5
+#define CIOMMUFD_VFIO_DEVICE_STATE_PRE_COPY     6
+#define CIOMMUFD_VFIO_DEVICE_STATE_PRE_COPY_P2P 7
+
+struct ciommufd_vfio_precopy_info {
+  uint32_t argsz;
+  uint32_t flags;
+  uint64_t initial_bytes;
+  uint64_t dirty_bytes;
+};
+
+struct ciommufd_vfio_device_feature_mig_data_size {
+  uint64_t stop_copy_length;
+};
+
+struct ciommufd_vfio_device_low_power_entry_with_wakeup {
+  int32_t wakeup_eventfd;
+  uint32_t reserved;
+};
+
+struct ciommufd_vfio_device_feature_dma_logging_control {
+  uint64_t page_size;
+  uint32_t num_ranges;
+  uint32_t __reserved;
+  uint64_t ranges;
+};
+
+struct ciommufd_vfio_device_feature_dma_logging_range {
+  uint64_t iova;
+  uint64_t length;
+};
+
+struct ciommufd_vfio_device_feature_dma_logging_report {
+  uint64_t iova;
+  uint64_t length;
+  uint64_t page_size;
+  uint64_t bitmap;
+};
+
+#define CIOMMUFD_VFIO_PCI_HOT_RESET_FLAG_DEV_ID       (1u << 0)
+#define CIOMMUFD_VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED (1u << 1)
+
+/* group_id (the group form) or devid (the iommufd form), then the device's address. */
+struct ciommufd_vfio_pci_dependent_device {
+  uint32_t group_id;
+  uint16_t segment;
+  uint8_t bus;
+  uint8_t devfn;
+};
+
+struct ciommufd_vfio_pci_hot_reset_info {
+  uint32_t argsz;
+  uint32_t flags;
+  uint32_t count;
+  struct ciommufd_vfio_pci_dependent_device devices[];
+};
+
+struct ciommufd_vfio_pci_hot_reset {
+  uint32_t argsz;
+  uint32_t flags;
+  uint32_t count;
+  int32_t group_fds[];
 };
 
 struct ciommufd_vfio_device_bind_iommufd {

@@ -83,6 +83,22 @@ struct ABITests {
     layout("vfio_irq_set", ciommufd_vfio_irq_set.self, [
       ("argsz", \.argsz), ("flags", \.flags), ("index", \.index), ("start", \.start), ("count", \.count)]),
     layout("vfio_device_feature", ciommufd_vfio_device_feature.self, [("argsz", \.argsz), ("flags", \.flags)]),
+    layout("vfio_device_feature_migration", ciommufd_vfio_device_feature_migration.self, [("flags", \.flags)]),
+    layout("vfio_device_feature_mig_state", ciommufd_vfio_device_feature_mig_state.self, [("device_state", \.device_state), ("data_fd", \.data_fd)]),
+    layout("vfio_precopy_info", ciommufd_vfio_precopy_info.self, [
+      ("argsz", \.argsz), ("flags", \.flags), ("initial_bytes", \.initial_bytes), ("dirty_bytes", \.dirty_bytes)]),
+    layout("vfio_device_feature_mig_data_size", ciommufd_vfio_device_feature_mig_data_size.self, [("stop_copy_length", \.stop_copy_length)]),
+    layout("vfio_device_low_power_entry_with_wakeup", ciommufd_vfio_device_low_power_entry_with_wakeup.self, [
+      ("wakeup_eventfd", \.wakeup_eventfd), ("reserved", \.reserved)]),
+    layout("vfio_device_feature_dma_logging_control", ciommufd_vfio_device_feature_dma_logging_control.self, [
+      ("page_size", \.page_size), ("num_ranges", \.num_ranges), ("__reserved", \.__reserved), ("ranges", \.ranges)]),
+    layout("vfio_device_feature_dma_logging_range", ciommufd_vfio_device_feature_dma_logging_range.self, [("iova", \.iova), ("length", \.length)]),
+    layout("vfio_device_feature_dma_logging_report", ciommufd_vfio_device_feature_dma_logging_report.self, [
+      ("iova", \.iova), ("length", \.length), ("page_size", \.page_size), ("bitmap", \.bitmap)]),
+    layout("vfio_pci_dependent_device", ciommufd_vfio_pci_dependent_device.self, [
+      ("group_id", \.group_id), ("segment", \.segment), ("bus", \.bus), ("devfn", \.devfn)]),
+    layout("vfio_pci_hot_reset_info", ciommufd_vfio_pci_hot_reset_info.self, [("argsz", \.argsz), ("flags", \.flags), ("count", \.count)]),
+    layout("vfio_pci_hot_reset", ciommufd_vfio_pci_hot_reset.self, [("argsz", \.argsz), ("flags", \.flags), ("count", \.count)]),
     layout("vfio_device_bind_iommufd", ciommufd_vfio_device_bind_iommufd.self, [
       ("argsz", \.argsz), ("flags", \.flags), ("iommufd", \.iommufd), ("out_devid", \.out_devid)]),
     layout("vfio_device_attach_iommufd_pt", ciommufd_vfio_device_attach_iommufd_pt.self, [("argsz", \.argsz), ("flags", \.flags), ("pt_id", \.pt_id)]),
@@ -119,6 +135,31 @@ struct ABITests {
     ("VFIO_DEVICE_BIND_IOMMUFD", CIOMMUFD_VFIO_DEVICE_BIND_IOMMUFD),
     ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT),
     ("VFIO_DEVICE_DETACH_IOMMUFD_PT", CIOMMUFD_VFIO_DEVICE_DETACH_IOMMUFD_PT),
+    ("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", CIOMMUFD_VFIO_DEVICE_GET_PCI_HOT_RESET_INFO),
+    ("VFIO_DEVICE_PCI_HOT_RESET", CIOMMUFD_VFIO_DEVICE_PCI_HOT_RESET), ("VFIO_MIG_GET_PRECOPY_INFO", CIOMMUFD_VFIO_MIG_GET_PRECOPY_INFO),
+    // Values of the requests' structs (compared as numbers, as the ioctl numbers are).
+    ("VFIO_DEVICE_FEATURE_MASK", Int32(CIOMMUFD_VFIO_DEVICE_FEATURE_MASK)), ("VFIO_DEVICE_FEATURE_GET", Int32(CIOMMUFD_VFIO_DEVICE_FEATURE_GET)),
+    ("VFIO_DEVICE_FEATURE_SET", Int32(CIOMMUFD_VFIO_DEVICE_FEATURE_SET)), ("VFIO_DEVICE_FEATURE_PROBE", Int32(CIOMMUFD_VFIO_DEVICE_FEATURE_PROBE)),
+    ("VFIO_DEVICE_FEATURE_PCI_VF_TOKEN", CIOMMUFD_VFIO_DEVICE_FEATURE_PCI_VF_TOKEN),
+    ("VFIO_DEVICE_FEATURE_MIGRATION", CIOMMUFD_VFIO_DEVICE_FEATURE_MIGRATION),
+    ("VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE", CIOMMUFD_VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE),
+    ("VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY", CIOMMUFD_VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY),
+    ("VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP", CIOMMUFD_VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP),
+    ("VFIO_DEVICE_FEATURE_LOW_POWER_EXIT", CIOMMUFD_VFIO_DEVICE_FEATURE_LOW_POWER_EXIT),
+    ("VFIO_DEVICE_FEATURE_DMA_LOGGING_START", CIOMMUFD_VFIO_DEVICE_FEATURE_DMA_LOGGING_START),
+    ("VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP", CIOMMUFD_VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP),
+    ("VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT", CIOMMUFD_VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT),
+    ("VFIO_DEVICE_FEATURE_MIG_DATA_SIZE", CIOMMUFD_VFIO_DEVICE_FEATURE_MIG_DATA_SIZE),
+    ("VFIO_MIGRATION_STOP_COPY", Int32(CIOMMUFD_VFIO_MIGRATION_STOP_COPY)), ("VFIO_MIGRATION_P2P", Int32(CIOMMUFD_VFIO_MIGRATION_P2P)),
+    ("VFIO_MIGRATION_PRE_COPY", Int32(CIOMMUFD_VFIO_MIGRATION_PRE_COPY)),
+    ("VFIO_DEVICE_STATE_ERROR", CIOMMUFD_VFIO_DEVICE_STATE_ERROR), ("VFIO_DEVICE_STATE_STOP", CIOMMUFD_VFIO_DEVICE_STATE_STOP),
+    ("VFIO_DEVICE_STATE_RUNNING", CIOMMUFD_VFIO_DEVICE_STATE_RUNNING), ("VFIO_DEVICE_STATE_STOP_COPY", CIOMMUFD_VFIO_DEVICE_STATE_STOP_COPY),
+    ("VFIO_DEVICE_STATE_RESUMING", CIOMMUFD_VFIO_DEVICE_STATE_RESUMING),
+    ("VFIO_DEVICE_STATE_RUNNING_P2P", CIOMMUFD_VFIO_DEVICE_STATE_RUNNING_P2P),
+    ("VFIO_DEVICE_STATE_PRE_COPY", CIOMMUFD_VFIO_DEVICE_STATE_PRE_COPY),
+    ("VFIO_DEVICE_STATE_PRE_COPY_P2P", CIOMMUFD_VFIO_DEVICE_STATE_PRE_COPY_P2P),
+    ("VFIO_PCI_HOT_RESET_FLAG_DEV_ID", Int32(CIOMMUFD_VFIO_PCI_HOT_RESET_FLAG_DEV_ID)),
+    ("VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED", Int32(CIOMMUFD_VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED)),
   ]
 
   static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

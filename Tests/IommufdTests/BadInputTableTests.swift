@@ -90,7 +90,7 @@ struct BadInputTableTests {
   static let rows: [Row] =
     contextRows + ioasRows + mapRows + hwptRows + faultRows + eventRows + bufferRows + legacyRows + deviceRows + regionRows
     + interruptRows + eduRows + mockRows + nestedRows + dirtyRows + virtualRows + newerRows + valueRows + fileRows + accessRows
-    + mediatedRows
+    + mediatedRows + featureRows
 
   /// The cartesian product of rows and platforms, filtered by each row's platforms.
   static let cases: [Case] = rows.flatMap { row in row.platforms.map { Case(platform: $0, row: row) } }
@@ -3207,6 +3207,121 @@ extension BadInputTableTests {
       let null = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
       defer { Glibc.close(null) }
       env.bad { try SimulatedEventFD(borrowing: null) }
+    },
+  ]
+
+  /// A bound mtty-1 instance for `body`, closed and removed afterwards.
+  static func withBoundMtty<T>(_ env: Env, _ body: (VFIODevice) throws -> T) throws -> T {
+    try withMtty(env) { id in
+      let device = try VFIODevice.open(mediatedDevice: id, backend: env.backend)
+      defer { try? device.close() }
+      _ = try device.bind(to: try env.context())
+      return try body(device)
+    }
+  }
+
+  /// A bound edu.
+  static func boundEdu(_ env: Env) throws -> VFIODevice {
+    let device = try env.device()
+    _ = try device.bind(to: try env.context())
+    return device
+  }
+
+  /// VFIO_DEVICE_FEATURE, migration and device-side DMA logging with bad arguments, on a
+  /// device without them (edu), on mtty, and on closed handles.
+  static let featureRows: [Row] = [
+    Row("feature GET of a negative size: EINVAL", On.withDevice, .rejected(.invalidArgument, "data size")) { env in
+      let device = try boundEdu(env)
+      env.bad { try device.feature(.migration, count: -1) }
+    },
+    Row("feature GET of Int.max bytes: EINVAL", On.withDevice, .rejected(.invalidArgument, "data size")) { env in
+      let device = try boundEdu(env)
+      env.bad { try device.feature(.migration, count: .max) }
+    },
+    Row("migrationFlags of edu (no migration): ENOTTY, explained", On.withDevice, .explained(.inappropriateIOCTLForDevice, "does not offer MIGRATION")) { env in
+      let device = try boundEdu(env)
+      env.bad { try device.migrationFlags() }
+    },
+    Row("setMigrationState on edu: ENOTTY, explained", On.withDevice, .explained(.inappropriateIOCTLForDevice, "MIG_DEVICE_STATE")) { env in
+      let device = try boundEdu(env)
+      env.bad { try device.setMigrationState(.stop) }
+    },
+    Row("startDMALogging on edu (no logging): ENOTTY, explained", On.withDevice, .explained(.inappropriateIOCTLForDevice, "DMA_LOGGING_START")) { env in
+      let device = try boundEdu(env)
+      env.bad { try device.startDMALogging(ranges: [IOVARange(start: 0, last: 0xFFF)], pageSize: 4096) }
+    },
+    Row("support(for:) a feature id past the last: none", On.withDevice, .succeeds) { env in
+      let device = try boundEdu(env)
+      env.bad { try device.support(for: VFIODeviceFeature(rawValue: 0xFFFF)).isEmpty }
+    },
+    Row("closed device: migrationState is EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let device = try env.closedDevice()
+      env.bad { try device.migrationState() }
+    },
+    Row("startDMALogging of no range: EINVAL", On.mtty, .rejected(.invalidArgument, "no range")) { env in
+      try withBoundMtty(env) { device in env.bad { try device.startDMALogging(ranges: [], pageSize: 4096) } }
+    },
+    Row("startDMALogging of 257 ranges: E2BIG", On.mtty, .rejected(.argListTooLong, "257 ranges")) { env in
+      try withBoundMtty(env) { device in
+        env.bad { try device.startDMALogging(ranges: (0..<257).map { IOVARange(start: UInt64($0) << 12, last: UInt64($0) << 12 | 0xFFF) }, pageSize: 4096) }
+      }
+    },
+    Row("startDMALogging at page size 0: EINVAL", On.mtty, .rejected(.invalidArgument, "power of two")) { env in
+      try withBoundMtty(env) { device in env.bad { try device.startDMALogging(ranges: [IOVARange(start: 0, last: 0xFFF)], pageSize: 0) } }
+    },
+    Row("startDMALogging of a range ending at 2^64 - 1: EOVERFLOW", On.mtty, .rejected(.overflow, "overflows")) { env in
+      try withBoundMtty(env) { device in
+        env.bad { try device.startDMALogging(ranges: [IOVARange(start: 0xFFFF_FFFF_FFFF_F000, last: .max)], pageSize: 4096) }
+      }
+    },
+    Row("startDMALogging of a misaligned range: EINVAL", On.mtty, .rejected(.invalidArgument, "not aligned")) { env in
+      try withBoundMtty(env) { device in env.bad { try device.startDMALogging(ranges: [IOVARange(start: 0x800, last: 0x17FF)], pageSize: 4096) } }
+    },
+    Row("startDMALogging of overlapping ranges: EINVAL", On.mtty, .rejected(.invalidArgument, "overlap")) { env in
+      try withBoundMtty(env) { device in
+        env.bad { try device.startDMALogging(ranges: [IOVARange(start: 0, last: 0x1FFF), IOVARange(start: 0x1000, last: 0x2FFF)], pageSize: 4096) }
+      }
+    },
+    Row("dmaLoggingReport at page size 2048: EINVAL", On.mtty, .rejected(.invalidArgument, "at least 4096")) { env in
+      try withBoundMtty(env) { device in env.bad { try device.dmaLoggingReport(iova: 0, length: 0x1000, pageSize: 2048) } }
+    },
+    Row("dmaLoggingReport overflowing: EOVERFLOW", On.mtty, .rejected(.overflow, "overflows")) { env in
+      try withBoundMtty(env) { device in env.bad { try device.dmaLoggingReport(iova: .max, length: 0x1000, pageSize: 4096) } }
+    },
+    Row("dmaLoggingReport of 2^64 - 4096 bytes: ENOMEM before the kernel", On.mtty, .rejected(.noMemory, "maximum")) { env in
+      try withBoundMtty(env) { device in env.bad { try device.dmaLoggingReport(iova: 0, length: 0xFFFF_FFFF_FFFF_F000, pageSize: 4096) } }
+    },
+    Row("setMigrationState STOP_COPY → PRE_COPY: EINVAL, explained", On.mtty, .explained(.invalidArgument, "no such path")) { env in
+      try withBoundMtty(env) { device in
+        let stream = try device.setMigrationState(.stopCopy)
+        defer { try? stream?.close() }
+        env.bad { try device.setMigrationState(.preCopy) }
+      }
+    },
+    Row("migration stream read of -1 bytes: EINVAL", On.mtty, .rejected(.invalidArgument, "byte count")) { env in
+      try withBoundMtty(env) { device in
+        let stream = try #require(try device.setMigrationState(.stopCopy))
+        env.bad { try stream.read(maximumBytes: -1) }
+      }
+    },
+    Row("closed migration stream: read is EBADF", On.mtty, .rejected(.badFileDescriptor, closed)) { env in
+      try withBoundMtty(env) { device in
+        let stream = try #require(try device.setMigrationState(.stopCopy))
+        try stream.close()
+        env.bad { try stream.read() }
+      }
+    },
+    Row("write to a saving stream: EBADF", On.mtty, .kernel(.badFileDescriptor)) { env in
+      try withBoundMtty(env) { device in
+        let stream = try #require(try device.setMigrationState(.stopCopy))
+        env.bad { try stream.write([1]) }
+      }
+    },
+    Row("precopyInfo of a STOP_COPY stream: EINVAL", On.mtty, .kernel(.invalidArgument)) { env in
+      try withBoundMtty(env) { device in
+        let stream = try #require(try device.setMigrationState(.stopCopy))
+        env.bad { try stream.precopyInfo() }
+      }
     },
   ]
 

@@ -145,6 +145,12 @@ extension IommufdError {
     case deviceSetIRQs = "VFIO_DEVICE_SET_IRQS"
     /// The `VFIO_DEVICE_RESET` request.
     case deviceReset = "VFIO_DEVICE_RESET"
+    /// The `VFIO_DEVICE_FEATURE` request.
+    case deviceFeature = "VFIO_DEVICE_FEATURE"
+    /// Reading or writing a migration data stream (`read(2)`, `write(2)`).
+    case migrationData = "migration data"
+    /// The `VFIO_MIG_GET_PRECOPY_INFO` request.
+    case precopyInfo = "VFIO_MIG_GET_PRECOPY_INFO"
     /// The `VFIO_GET_API_VERSION` request.
     case vfioAPIVersion = "VFIO_GET_API_VERSION"
     /// The `VFIO_CHECK_EXTENSION` request.

@@ -283,6 +283,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
       case .iommufd(let context): return try state.iommufdIoctl(context, request, address)
       case .device(let device): return try state.deviceIoctl(device, request, address)
       case .mediated(let file): return try state.mediatedIoctl(file, request, address)
+      case .migration(let file): return try state.migrationIoctl(file, request, address)
       case .fault, .veventq, .access, .dmabuf: throw .inappropriateIOCTLForDevice
       }
     }
@@ -309,7 +310,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
           return try state.mmapRegion(file, length: length, protection: protection, flags: flags, offset: offset)
         case .dmabuf?, .mediated?:
           throw .invalidArgument  // the self-test's dma-buf exporter has no mmap, nor has an mdev driver here
-        case .fault?, .veventq?, .access?:
+        case .fault?, .veventq?, .access?, .migration?:
           throw .operationNotSupportedByDevice
         }
       }
@@ -333,6 +334,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     let result: [UInt8]? = try locked { state throws(Errno) -> [UInt8]? in
       guard let file = state.files[fd.rawValue] else { return nil }
       if case .veventq = file { throw .illegalSeek }  // not seekable
+      if case .migration = file { throw offset < 0 ? .invalidArgument : .illegalSeek }  // a stream
       if case .mediated(let mediated) = file { return try state.mediatedRead(mediated, offset: offset, count: buffer.count) }
       guard case .device(let device) = file else { throw .invalidArgument }
       return try state.regionRead(device, offset: UInt64(bitPattern: offset), count: buffer.count)
@@ -348,6 +350,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     let result: Int? = try locked { state throws(Errno) -> Int? in
       guard let file = state.files[fd.rawValue] else { return nil }
       if case .veventq = file { throw .illegalSeek }  // not seekable
+      if case .migration = file { throw offset < 0 ? .invalidArgument : .illegalSeek }  // a stream
       if case .mediated(let mediated) = file { return try state.mediatedWrite(mediated, offset: offset, bytes: bytes) }
       guard case .device(let device) = file else { throw .invalidArgument }
       return try state.regionWrite(device, offset: UInt64(bitPattern: offset), bytes: bytes)
@@ -362,6 +365,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     let result: [UInt8]? = try locked { state throws(Errno) -> [UInt8]? in
       guard let file = state.files[fd.rawValue] else { return nil }
       if case .veventq(_, let queue) = file { return try state.readVEvents(queue, count: buffer.count) }
+      if case .migration(let stream) = file { return try state.readMigration(stream, count: buffer.count) }
       guard case .fault(_, let queue) = file else { throw .invalidArgument }
       return try state.readFaults(queue, count: buffer.count)
     }
@@ -376,6 +380,7 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
     let bytes = Array(buffer)
     let result: Int? = try locked { state throws(Errno) -> Int? in
       guard let file = state.files[fd.rawValue] else { return nil }
+      if case .migration(let stream) = file { return try state.writeMigration(stream, bytes) }
       guard case .fault(_, let queue) = file else { throw .invalidArgument }
       return try state.writeResponses(queue, bytes)
     }

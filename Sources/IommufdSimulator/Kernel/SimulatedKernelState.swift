@@ -20,6 +20,8 @@ extension SimulatedKernel {
       case dmabuf(SimulatedDMABuf)
       /// A mediated device's VFIO cdev.
       case mediated(SimulatedMediatedFile)
+      /// A migration data stream of a device.
+      case migration(SimulatedMigrationFile)
 
       /// The open file behind the descriptor, for the references areas hold to it.
       var identity: ObjectIdentifier {
@@ -31,6 +33,7 @@ extension SimulatedKernel {
         case .access(let access): ObjectIdentifier(access)
         case .dmabuf(let buffer): ObjectIdentifier(buffer)
         case .mediated(let file): ObjectIdentifier(file)
+        case .migration(let file): ObjectIdentifier(file)
         }
       }
     }
@@ -86,6 +89,9 @@ extension SimulatedKernel {
     var virtualBARs: [Int: [UInt8]] = [:]
     /// The device-request (REQ) eventfd of each device that has one, by device number.
     var requestEventFDs: [Int: Int32] = [:]
+    /// vfio-pci's low-power state of each device in it (`pm_runtime_engaged`), with its
+    /// wakeup eventfd if it has one, by device number.
+    var lowPower: [Int: SimulatedEventFD?] = [:]
 
     init(configuration: Configuration, devices: [SimulatedPCIDevice], mediatedParents: [SimulatedMediatedParent], lock: KernelLock) {
       self.lock = lock
@@ -181,6 +187,8 @@ extension SimulatedKernel {
         break  // the areas that map it keep it
       case .mediated(let file):
         closeMediated(file)
+      case .migration:
+        break  // the driver keeps its own reference until it disables the file
       }
     }
 

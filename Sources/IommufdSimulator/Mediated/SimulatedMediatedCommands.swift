@@ -45,8 +45,9 @@ extension SimulatedKernel.State {
     case CIOMMUFD_VFIO_DEVICE_RESET:
       try device.reset()
       return 0
+    case CIOMMUFD_VFIO_DEVICE_FEATURE:
+      return try featureIoctl(.mediated(file), address)
     default:
-      // VFIO_DEVICE_FEATURE (mtty's migration) is not modelled: Docs/Simulator.md.
       throw .inappropriateIOCTLForDevice
     }
   }
@@ -158,6 +159,8 @@ extension SimulatedKernel.State {
     file.instance.openFiles -= 1
     guard let access = file.access else { return }
     file.instance.device.didClose()
+    file.instance.device.disableMigrationFiles()
+    file.instance.device.precopyInfoV2 = false  // the core clears 7.2's opt-in on the last close
     closeAccess(access)
     access.device = nil
     file.access = nil

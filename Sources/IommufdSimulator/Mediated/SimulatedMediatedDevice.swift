@@ -134,6 +134,65 @@ open class SimulatedMediatedDevice: @unchecked Sendable {
   /// dropped after this returns, whether the model released them or not.
   open func didUnmap(iova: UInt64, length: UInt64) {}
 
+  // MARK: Migration (its driver's `mig_ops`) and DMA logging (`log_ops`)
+
+  /// The migration flags (`VFIO_MIGRATION_*`), or nil for a device without migration, whose
+  /// migration features are ENOTTY. A device with them starts RUNNING.
+  open var migrationFlags: UInt64? { nil }
+
+  /// The migration state (`migration_get_state`).
+  public internal(set) var migrationState = VFIOMigrationState.running
+
+  /// The open saving and resuming data files.
+  var savingFile: SimulatedMigrationFile?
+  var resumingFile: SimulatedMigrationFile?
+  /// 7.2's `MIG_PRECOPY_INFOv2` opt-in, until the device's last close.
+  var precopyInfoV2 = false
+
+  /// `MIG_DATA_SIZE`: the bytes a STOP_COPY would save.
+  open var migrationDataSize: UInt64 { UInt64(resumeCapacity) }
+
+  /// The most bytes a resuming stream takes (ENOMEM past it).
+  open var resumeCapacity: Int { 0 }
+
+  /// What a saving stream holds on entering PRE_COPY (and what a STOP_COPY from STOP
+  /// starts with).
+  open func preCopyData() -> [UInt8] { [] }
+
+  /// What a STOP_COPY adds: to what PRE_COPY saved, or after ``preCopyData()`` from STOP.
+  open func stopCopyData() -> [UInt8] { [] }
+
+  /// Looks at a resuming stream after a write (`data`, of which the first `previousCount`
+  /// bytes were there before it): an errno for the write to fail with (the bytes stay
+  /// written, as mtty keeps them), or nil.
+  open func checkResumeWrite(_ data: [UInt8], previousCount: Int) -> Errno? { nil }
+
+  /// Loads a resumed state, on leaving RESUMING for STOP: an errno keeps the device in
+  /// RESUMING with its stream open.
+  open func loadState(_ data: [UInt8]) throws(Errno) {}
+
+  /// Whether the driver has DMA logging callbacks (else the logging features are ENOTTY).
+  open var hasDMALogging: Bool { false }
+
+  /// `log_start` over `ranges` (`(iova, length)`, checked by the VFIO core) at `pageSize`;
+  /// returns the page size the driver chose.
+  open func startDMALogging(ranges: [(iova: UInt64, length: UInt64)], pageSize: UInt64) throws(Errno) -> UInt64 { pageSize }
+
+  /// `log_stop`.
+  open func stopDMALogging() throws(Errno) {}
+
+  /// `log_read_and_clear`: the IOVAs (page-aligned) of `length` bytes at `iova` the device
+  /// wrote since the last report.
+  open func reportDMALogging(iova: UInt64, length: UInt64, pageSize: UInt64) throws(Errno) -> [UInt64] { [] }
+
+  /// What a reset does to migration (mtty's `mtty_reset`): back to RUNNING, the data files
+  /// disabled.
+  public func resetMigration() {
+    guard migrationFlags != nil else { return }
+    migrationState = .running
+    disableMigrationFiles()
+  }
+
   // MARK: DMA through the access
 
   /// Whether the device's cdev is bound and attached to an IOAS: what DMA needs.

@@ -8,21 +8,50 @@ import SystemPackage
 /// and one MSI vector. Region reads and writes, config space and interrupts behave as the
 /// sample does, quirks included (see `Docs/Simulator.md`); migration is not modelled.
 public final class SimulatedMttyDevice: SimulatedMediatedDevice, @unchecked Sendable {
-  /// One UART's registers and loopback FIFO (`struct serial_port`).
+  /// One UART's registers and loopback FIFO (`struct serial_port`), with its padding, as
+  /// a migration stream carries it (36 bytes).
   struct Port {
     var registers = [UInt8](repeating: 0, count: 8)
-    var dlab = false
+    var fifo = [UInt8](repeating: 0, count: 16)
+    var head: UInt8 = 0
+    var tail: UInt8 = 0
+    var count: UInt8 = 0
+    /// `bool dlab` and `bool overrun`, as bytes (a resumed stream may hold any value).
+    var dlabByte: UInt8 = 0
+    var overrunByte: UInt8 = 0
+    var padding1: UInt8 = 0
     var divisor: UInt16 = 0
     var fcr: UInt8 = 0
-    var maxFIFOSize = 16
-    var triggerLevel = 0
-    var overrun = false
-    var fifo = [UInt8](repeating: 0, count: 16)
-    var head = 0
-    var tail = 0
-    var count = 0
+    var maxFIFOSize: UInt8 = 16
+    var triggerLevel: UInt8 = 0
+    var padding2: UInt8 = 0
 
     var isEmpty: Bool { head == tail }
+    var dlab: Bool {
+      get { dlabByte != 0 }
+      set { dlabByte = newValue ? 1 : 0 }
+    }
+    var overrun: Bool {
+      get { overrunByte != 0 }
+      set { overrunByte = newValue ? 1 : 0 }
+    }
+
+    /// The 36 bytes of `struct serial_port` on x86-64.
+    var bytes: [UInt8] {
+      registers + fifo + [head, tail, count, dlabByte, overrunByte, padding1] + UserMemory.encode(divisor)
+        + [fcr, maxFIFOSize, triggerLevel, padding2]
+    }
+
+    init() {}
+
+    init(_ raw: ArraySlice<UInt8>) {
+      let bytes = Array(raw)
+      registers = Array(bytes[0..<8])
+      fifo = Array(bytes[8..<24])
+      (head, tail, count, dlabByte, overrunByte, padding1) = (bytes[24], bytes[25], bytes[26], bytes[27], bytes[28], bytes[29])
+      divisor = UInt16(bytes[30]) | UInt16(bytes[31]) << 8
+      (fcr, maxFIFOSize, triggerLevel, padding2) = (bytes[32], bytes[33], bytes[34], bytes[35])
+    }
   }
 
   /// The interrupt mode (`irq_index`): none, INTx or MSI.
@@ -215,11 +244,50 @@ public final class SimulatedMttyDevice: SimulatedMediatedDevice, @unchecked Send
     return bytes.count
   }
 
-  /// mtty's reset: it resets only the migration state, which is not modelled.
-  public override func reset() throws(Errno) {}
+  /// mtty's reset: back to RUNNING with its data files disabled; the UART, config space
+  /// and interrupts stay as they are.
+  public override func reset() throws(Errno) { resetMigration() }
+
+  // MARK: Migration
+
+  /// `STOP_COPY | P2P | PRE_COPY`.
+  public override var migrationFlags: UInt64? { 0x7 }
+
+  /// `struct mtty_data` up to the ports: 60 bytes with one port, 96 with two.
+  public override var resumeCapacity: Int { 24 + 36 * ports }
+
+  private static let magic: UInt64 = 0x7E9D_0989_8C3E_2C4E
+
+  /// The 24-byte header: magic, version 1.0, the port count, flags 0.
+  public override func preCopyData() -> [UInt8] {
+    UserMemory.encode(Self.magic) + UserMemory.encode(UInt32(1)) + UserMemory.encode(UInt32(0))
+      + UserMemory.encode(UInt32(ports)) + UserMemory.encode(UInt32(0))
+  }
+
+  /// Each port's `struct serial_port`.
+  public override func stopCopyData() -> [UInt8] { (0..<ports).flatMap { port[$0].bytes } }
+
+  /// The header is checked once a write completes it: another magic, flags, version or
+  /// port count fails that write with EFAULT (its bytes are kept, and never checked again).
+  public override func checkResumeWrite(_ data: [UInt8], previousCount: Int) -> Errno? {
+    guard previousCount < 24, data.count >= 24 else { return nil }
+    func u32(_ offset: Int) -> UInt32 { UserMemory.decode(UInt32.self, from: data, offset: offset) }
+    let valid = UserMemory.decode(UInt64.self, from: data) == Self.magic && u32(20) == 0 && u32(8) == 1 && u32(12) == 0 && u32(16) == UInt32(ports)
+    return valid ? nil : .badAddress
+  }
+
+  /// The ports' registers and FIFOs, byte for byte: EINVAL for a stream shorter than
+  /// ``resumeCapacity``.
+  public override func loadState(_ data: [UInt8]) throws(Errno) {
+    guard data.count >= resumeCapacity else { throw .invalidArgument }
+    for index in 0..<ports { port[index] = Port(data[(24 + 36 * index)..<(60 + 36 * index)]) }
+  }
+
+  /// mtty's logging callbacks do nothing and report nothing.
+  public override var hasDMALogging: Bool { true }
 
   /// The close drops both eventfds and the mode, and unmasks INTx; the registers, config
-  /// space and remembered info stay.
+  /// space, remembered info and migration state stay (the data files are disabled).
   public override func didClose() {
     intxEventFD = nil
     msiEventFD = nil
@@ -269,9 +337,9 @@ public final class SimulatedMttyDevice: SimulatedMediatedDevice, @unchecked Send
         return
       }
       if port[index].count < port[index].maxFIFOSize {
-        port[index].fifo[port[index].head] = data
-        port[index].count += 1
-        port[index].head = (port[index].head + 1) & 15
+        port[index].fifo[Int(port[index].head & 15)] = data  // (a resumed index past the FIFO stays in it)
+        port[index].count &+= 1
+        port[index].head = (port[index].head &+ 1) & 15
         port[index].overrun = false
         if port[index].registers[1] & 0x01 != 0 && port[index].count == port[index].triggerLevel { raiseInterrupt() }
       } else {
@@ -318,9 +386,9 @@ public final class SimulatedMttyDevice: SimulatedMediatedDevice, @unchecked Send
       if port[index].dlab { return UInt8(truncatingIfNeeded: port[index].divisor) }
       var data: UInt8 = 0
       if !port[index].isEmpty {
-        data = port[index].fifo[port[index].tail]
-        port[index].count -= 1
-        port[index].tail = (port[index].tail + 1) & 15
+        data = port[index].fifo[Int(port[index].tail & 15)]
+        port[index].count &-= 1
+        port[index].tail = (port[index].tail &+ 1) & 15
       }
       if port[index].isEmpty && ier & 0x02 != 0 { raiseInterrupt() }
       return data

@@ -19,6 +19,7 @@ extension SimulatedKernel.State {
     case CIOMMUFD_VFIO_DEVICE_GET_REGION_INFO: return try regionInfo(file, address)
     case CIOMMUFD_VFIO_DEVICE_GET_IRQ_INFO: return try irqInfo(file, address)
     case CIOMMUFD_VFIO_DEVICE_SET_IRQS: return try setIRQs(file, address)
+    case CIOMMUFD_VFIO_DEVICE_FEATURE: return try featureIoctl(.pci(file), address)
     case CIOMMUFD_VFIO_DEVICE_RESET:
       guard file.device.supportsReset else { throw .invalidArgument }  // DEV-5
       file.device.reset()
@@ -112,7 +113,7 @@ extension SimulatedKernel.State {
   /// `address + 8`; a failed reply leaves the device fully detached.
   func attachRID(
     _ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32, _ target: SimulatedContext.Object,
-    _ targetID: UInt32, _ address: UInt64
+    _ targetID: UInt32, _ address: UInt64, throughPASIDPath: Bool = false
   ) throws(Errno) -> Int32 {
     // 7.2: while PASIDs are attached, the RID only goes to a PASID-capable HWPT.
     if !object.pasids.isEmpty, context.hwpt(targetID).map({ $0.flags & CIOMMUFD_HWPT_ALLOC_PASID == 0 }) ?? true {
@@ -130,8 +131,12 @@ extension SimulatedKernel.State {
     do {
       try UserMemory.write(UserMemory.encode(ptID), to: try UserMemory.offset(address, by: 8))  // ATT-6
     } catch {
-      detachDevice(context, object, deviceID)  // ATT-7: fully detached
-      object.ridThroughPASIDPath = false
+      // ATT-7: vfio's detach_ioas undoes its own attach; one made through its PASID path
+      // (7.2, PASID 0) it does not know, and that attach stays.
+      if !throughPASIDPath {
+        detachDevice(context, object, deviceID)
+        object.ridThroughPASIDPath = false
+      }
       throw error
     }
     return 0
@@ -250,7 +255,7 @@ extension SimulatedKernel.State {
       let replacing = object.ridThroughPASIDPath
       object.ridThroughPASIDPath = true
       do {
-        return try attachRID(context, object, deviceID, target, request.pt_id, address)
+        return try attachRID(context, object, deviceID, target, request.pt_id, address, throughPASIDPath: true)
       } catch {
         if !replacing { object.ridThroughPASIDPath = object.attachedHWPT != nil }
         throw error
@@ -262,12 +267,13 @@ extension SimulatedKernel.State {
       throw .invalidArgument
     }
     if hwpt.profile.driver != object.profile.driver { throw .invalidArgument }
-    let previous = object.pasids[pasid]
     object.pasids[pasid] = request.pt_id
     do {
       try UserMemory.write(UserMemory.encode(request.pt_id), to: try UserMemory.offset(address, by: 8))
     } catch {
-      object.pasids[pasid] = previous  // as vfio does: a failed write-back detaches again
+      // A failed write-back calls vfio's detach_ioas, which detaches the RID (where vfio's
+      // own attach attached it), not the PASID: the PASID stays attached.
+      if !object.ridThroughPASIDPath { detachDevice(context, object, deviceID) }
       throw error
     }
     return 0
@@ -312,6 +318,7 @@ extension SimulatedKernel.State {
     if let fd = requestEventFDs.removeValue(forKey: file.number) { _ = Glibc.close(fd) }  // vfio_pci_core_disable
     file.device.config[4] &= ~0x4  // vfio-pci clears bus mastering
     virtualBARs[file.number] = nil  // the next open copies the device's registers again
+    lowPower[file.number] = nil  // vfio_pci_core_disable leaves low power
     if let object = context.device(deviceID) { detachDevice(context, object, deviceID) }
     context.objects[deviceID] = nil
     removeVDevice(context, ofDevice: deviceID)

@@ -254,6 +254,38 @@ struct NewerRequestConformance {
     try capable.destroy()
   }
 
+  @Test("ATT-7 on vfio's PASID path (7.2): a reply that cannot be written is EFAULT, and vfio's detach_ioas then detaches the RID it attached itself, not the PASID: PASID 0 (the RID through that path) stays attached (its IOAS busy); a PASID stays attached and a RID attached by vfio's own attach goes", arguments: withDevice7_2)
+  func pasidWriteBackFault(platform: Platform) throws {
+    let (backend, iommufd, device, id) = try Self.boundDevice(platform)
+    let ioas = try iommufd.allocateIOAS()
+    let readOnly = try SelfTestOpConformance.Pages(length: 4096, protection: PROT_READ | PROT_WRITE)
+    func attachReadOnly(pasid: UInt32, to pt: ObjectID) -> Errno? {
+      let bytes = le(UInt32(16), UInt32(1), pt.rawValue, pasid)
+      readOnly.address.copyMemory(from: bytes, byteCount: bytes.count)
+      mprotect(readOnly.address, 4096, PROT_READ)
+      defer { mprotect(readOnly.address, 4096, PROT_READ | PROT_WRITE) }
+      do {
+        _ = try backend.calls.ioctl(device.fileDescriptor, UInt(CIOMMUFD_VFIO_DEVICE_ATTACH_IOMMUFD_PT), readOnly.address)
+        return nil
+      } catch {
+        return error
+      }
+    }
+    #expect(attachReadOnly(pasid: 0, to: ioas.id) == .badAddress)
+    #expect(errno { try ioas.destroy() } == .resourceBusy)  // the automatic HWPT of the RID holds it
+    try device.detach(pasid: 0)
+    let capable = try HWPageTable(on: ioas, forDevice: id, flags: .pasid)
+    _ = try device.attach(to: capable)
+    #expect(attachReadOnly(pasid: 5, to: capable.id) == .badAddress)
+    // The RID went: PASID 0 through the PASID path is free (not EBUSY); PASID 5 stayed.
+    #expect(errno { try device.attach(to: capable, pasid: 0) } == nil)
+    #expect(errno { try capable.destroy() } == .resourceBusy)
+    try device.detach(pasid: 0)
+    #expect(errno { try capable.destroy() } == .resourceBusy)  // PASID 5 holds it
+    try device.detach(pasid: 5)
+    try capable.destroy()
+  }
+
   @Test("PASID 0 through vfio's PASID path (7.2) is the RID: it attaches to an IOAS too and replies the HWPT; vfio's own attach then finds it busy and its own detach does nothing; a PASID detach of 0 detaches it", arguments: withDevice7_2)
   func pasidZero7_2(platform: Platform) throws {
     let (backend, iommufd, device, _) = try Self.boundDevice(platform)
