@@ -110,12 +110,11 @@ extension SimulatedKernel.State {
     let flags = UserMemory.decode(UInt32.self, from: bytes, offset: 4)
     let ptID = UserMemory.decode(UInt32.self, from: bytes, offset: 8)
     try checkMediatedAttachFlags(argsz: argsz, flags: flags)
-    let previous = access.ioasID
     try replaceAccessIOAS(access, ioasID: ptID)
     do {
       try UserMemory.write(UserMemory.encode(ptID), to: try UserMemory.offset(address, by: 8))
     } catch {
-      if previous == nil { detachAccess(access) }  // a failed reply detaches (EFAULT)
+      detachAccess(access)  // a failed reply detaches, whatever was attached before (EFAULT)
       throw error
     }
     return 0
