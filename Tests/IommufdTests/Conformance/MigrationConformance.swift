@@ -119,7 +119,7 @@ struct MigrationConformance {
     }
   }
 
-  @Test("the paths the kernel's table gives, for mtty's flags and fewer: RUNNING → STOP_COPY through RUNNING_P2P and STOP, PRE_COPY → STOP_COPY through PRE_COPY_P2P, no way from STOP_COPY to PRE_COPY, P2P states skipped without P2P")
+  @Test("the paths the kernel's table gives, for mtty's flags and fewer: RUNNING → STOP_COPY through RUNNING_P2P and STOP, PRE_COPY → STOP_COPY through PRE_COPY_P2P, no way from STOP_COPY to PRE_COPY, P2P states passed over without P2P")
   func paths() {
     let all: VFIOMigrationFlags = [.stopCopy, .p2p, .preCopy]
     #expect(VFIOMigrationState.running.path(to: .stopCopy, flags: all) == [.runningP2P, .stop, .stopCopy])
