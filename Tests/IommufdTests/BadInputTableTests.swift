@@ -3148,10 +3148,7 @@ extension BadInputTableTests {
 
   /// An mtty-1 instance for `body`, removed afterwards.
   static func withMtty<T>(_ env: Env, _ body: (MediatedDeviceID) throws -> T) throws -> T {
-    let discovery = VFIODiscovery(backend: env.backend)
-    let id = try discovery.createMediatedDevice(ofType: "mtty-1").id
-    defer { try? discovery.removeMediatedDevice(id) }
-    return try body(id)
+    try MediatedDeviceConformance.withMtty(VFIODiscovery(backend: env.backend), type: "mtty-1") { entry in try body(entry.id) }
   }
 
   /// Bad writes to an mdev type's `create` and to a device's `remove` (the kernel's own
@@ -3210,14 +3207,9 @@ extension BadInputTableTests {
     },
   ]
 
-  /// A bound mtty-1 instance for `body`, closed and removed afterwards.
+  /// A bound mtty instance for `body`, closed and removed afterwards.
   static func withBoundMtty<T>(_ env: Env, _ body: (VFIODevice) throws -> T) throws -> T {
-    try withMtty(env) { id in
-      let device = try VFIODevice.open(mediatedDevice: id, backend: env.backend)
-      defer { try? device.close() }
-      _ = try device.bind(to: try env.context())
-      return try body(device)
-    }
+    try MigrationConformance.withBoundMtty(env.backend, VFIODiscovery(backend: env.backend), body)
   }
 
   /// A bound edu.

@@ -15,9 +15,7 @@ extension VFIODevice {
   /// overflows, overlapping ranges. `ENOTTY`, explained, on a device without logging.
   @discardableResult
   public func startDMALogging(ranges: [IOVARange], pageSize: UInt64) throws(IommufdError) -> UInt64 {
-    func refuse(_ errno: Errno, _ detail: String) -> IommufdError {
-      IommufdError(.deviceFeature, errno, objects: [.init("feature", VFIODeviceFeature.dmaLoggingStart.description)], detail: detail)
-    }
+    func refuse(_ errno: Errno, _ detail: String) -> IommufdError { Self.refusal(.dmaLoggingStart, errno, detail) }
     guard !ranges.isEmpty else { throw refuse(.invalidArgument, "no range to log") }
     guard ranges.count <= Self.maximumDMALoggingRanges else {
       throw refuse(.argListTooLong, "\(ranges.count) ranges, above the kernel's \(Self.maximumDMALoggingRanges)")
@@ -63,9 +61,7 @@ extension VFIODevice {
   /// (EOVERFLOW); a bitmap above ``HWPageTable/maximumDirtyBitmapBytes`` is ENOMEM; all before
   /// the kernel is asked.
   public func dmaLoggingReport(iova: UInt64, length: UInt64, pageSize: UInt64) throws(IommufdError) -> DirtyBitmap {
-    func refuse(_ errno: Errno, _ detail: String) -> IommufdError {
-      IommufdError(.deviceFeature, errno, objects: [.init("feature", VFIODeviceFeature.dmaLoggingReport.description)], detail: detail)
-    }
+    func refuse(_ errno: Errno, _ detail: String) -> IommufdError { Self.refusal(.dmaLoggingReport, errno, detail) }
     guard pageSize >= 4096, pageSize & (pageSize - 1) == 0 else {
       throw refuse(.invalidArgument, "page size 0x\(String(pageSize, radix: 16)) is not a power of two of at least 4096")
     }
@@ -87,5 +83,10 @@ extension VFIODevice {
       for index in 0..<count { words[index] = bitmap.load(fromByteOffset: index * 8, as: UInt64.self) }
     }
     return DirtyBitmap(base: iova, pageSize: pageSize, pageCount: Int(pageCount), words: words)
+  }
+
+  /// A request to `feature` refused before the kernel is asked.
+  private static func refusal(_ feature: VFIODeviceFeature, _ errno: Errno, _ detail: String) -> IommufdError {
+    IommufdError(.deviceFeature, errno, objects: [.init("feature", feature.description)], detail: detail)
   }
 }

@@ -266,12 +266,7 @@ public final class SimulatedEventFD: @unchecked Sendable {
   /// Takes a reference to the user's eventfd `fd`: EBADF if it is not open, EINVAL if it
   /// is no eventfd.
   public init(borrowing fd: Int32) throws(Errno) {
-    let status = Glibc.fcntl(fd, F_GETFL)
-    guard status >= 0, status & CIOMMUFD_O_PATH == 0 else { throw .badFileDescriptor }
-    guard SimulatedKernel.State.isEventFD(fd) else { throw .invalidArgument }
-    let copy = Glibc.fcntl(fd, F_DUPFD_CLOEXEC, 0)
-    guard copy >= 0 else { throw .badFileDescriptor }
-    descriptor = copy
+    descriptor = try SimulatedKernel.State.duplicateEventFD(fd)
   }
 
   deinit { _ = Glibc.close(descriptor) }

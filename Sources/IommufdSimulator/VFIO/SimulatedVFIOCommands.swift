@@ -498,7 +498,7 @@ extension SimulatedKernel.State {
       if fires(0), let fd = requestEventFDs[number] { signal(fd) }
     default:
       guard count == 1, eventFDs[0] >= -1 else { throw .invalidArgument }
-      let copy: Int32? = eventFDs[0] >= 0 ? try duplicateEventFD(eventFDs[0]) : nil
+      let copy: Int32? = eventFDs[0] >= 0 ? try Self.duplicateEventFD(eventFDs[0]) : nil
       if let old = requestEventFDs[number] { _ = Glibc.close(old) }
       requestEventFDs[number] = copy
     }
@@ -528,7 +528,7 @@ extension SimulatedKernel.State {
     // vfio_virqfd_enable: EBADF, then EINVAL, then EBUSY. The listener holds no reference
     // to the eventfd: closing the caller's last descriptor drops it.
     let fd = eventFDs[0]
-    try checkEventFD(fd)
+    try Self.checkEventFD(fd)
     guard !worker.isWatching(key) else { throw .resourceBusy }
     try worker.watch(key, fd: fd, in: self) { state in state.unmaskINTx(number) }
     // A signal already pending counts at once (EPOLLIN at registration); its count stays.
@@ -548,7 +548,7 @@ extension SimulatedKernel.State {
     }
     guard irq.mode == .intx || irq.mode == .none, start == 0, count == 1 else { throw .invalidArgument }
     if dataType == CIOMMUFD_VFIO_IRQ_SET_DATA_EVENTFD {
-      let copy: Int32? = eventFDs[0] >= 0 ? try duplicateEventFD(eventFDs[0]) : nil
+      let copy: Int32? = eventFDs[0] >= 0 ? try Self.duplicateEventFD(eventFDs[0]) : nil
       if let old = irq.eventFDs.removeValue(forKey: 0) { _ = Glibc.close(old) }
       if let copy { irq.eventFDs[0] = copy }
       let enabling = irq.mode == .none
@@ -610,7 +610,7 @@ extension SimulatedKernel.State {
           irq.allocatedVectors.insert(vector)  // stays allocated until MSI-X is disabled
         }
         do throws(Errno) {
-          irq.eventFDs[vector] = try duplicateEventFD(fd)
+          irq.eventFDs[vector] = try Self.duplicateEventFD(fd)
         } catch {
           failure = error
           break
@@ -644,8 +644,8 @@ extension SimulatedKernel.State {
 
   /// A duplicate of eventfd `fd` the kernel keeps (`eventfd_ctx_fdget`): EBADF for a
   /// descriptor that is not open, EINVAL for one that is not an eventfd.
-  func duplicateEventFD(_ fd: Int32) throws(Errno) -> Int32 {
-    try checkEventFD(fd)
+  static func duplicateEventFD(_ fd: Int32) throws(Errno) -> Int32 {
+    try Self.checkEventFD(fd)
     let copy = Glibc.fcntl(fd, F_DUPFD_CLOEXEC, 0)
     guard copy >= 0 else { throw .badFileDescriptor }
     return copy
@@ -653,7 +653,7 @@ extension SimulatedKernel.State {
 
   /// EBADF unless `fd` is open (fdget sees no file behind an O_PATH descriptor either),
   /// EINVAL unless it is an eventfd, as `eventfd_ctx_fdget` answers.
-  func checkEventFD(_ fd: Int32) throws(Errno) {
+  static func checkEventFD(_ fd: Int32) throws(Errno) {
     let status = Glibc.fcntl(fd, F_GETFL)
     guard status >= 0, status & CIOMMUFD_O_PATH == 0 else { throw .badFileDescriptor }
     guard Self.isEventFD(fd) else { throw .invalidArgument }

@@ -149,18 +149,13 @@ struct MigrationConformance {
       #expect(errno { try device.dmaLoggingReport(iova: 0, length: 0x1000, pageSize: 2048) } == .invalidArgument)
       // What the kernel itself checks: a page size that is no power of two passes START's
       // alignment test where the ranges happen to be multiples of it (mtty takes it).
-      let raw = UInt64(0x3000).littleEndianBytesForTests + UInt32(1).littleEndianBytesForTests + UInt32(0).littleEndianBytesForTests
-      let range = UInt64(0).littleEndianBytesForTests + UInt64(0x4000).littleEndianBytesForTests  // 0x4000 & 0x2fff == 0
+      let raw = le(UInt64(0x3000), UInt32(1), UInt32(0))
+      let range = le(UInt64(0), UInt64(0x4000))  // 0x4000 & 0x2fff == 0
       range.withUnsafeBytes { list in
-        let pointer = UInt64(UInt(bitPattern: list.baseAddress)).littleEndianBytesForTests
+        let pointer = le(UInt64(UInt(bitPattern: list.baseAddress)))
         #expect(errno { try device.setFeature(.dmaLoggingStart, data: raw + pointer) } == nil)
       }
       try device.stopDMALogging()
     }
   }
-}
-
-extension FixedWidthInteger {
-  /// The value's bytes, least significant first.
-  var littleEndianBytesForTests: [UInt8] { withUnsafeBytes(of: littleEndian, Array.init) }
 }
