@@ -3246,6 +3246,20 @@ extension BadInputTableTests {
       let device = try boundEdu(env)
       env.bad { try device.support(for: VFIODeviceFeature(rawValue: 0xFFFF)).isEmpty }
     },
+    Row("setFeature with more than 1 MiB of data: EINVAL", On.withDevice, .rejected(.invalidArgument, "data size")) { env in
+      let device = try boundEdu(env)
+      env.bad { try device.setFeature(.lowPowerExit, data: [UInt8](repeating: 0, count: (1 << 20) + 1)) }
+    },
+    Row("migrationDataSize of edu (no migration): ENOTTY, explained", On.withDevice, .explained(.inappropriateIOCTLForDevice, "MIG_DATA_SIZE")) { env in
+      let device = try boundEdu(env)
+      env.bad { try device.migrationDataSize() }
+    },
+    Row("SimulatedMediatedParent with a negative capacity and cost offers no instance: create is ENOSPC", On.once, .succeeds) { env in
+      let parent = SimulatedMediatedParent(
+        name: "none", types: [.init(suffix: "a", name: "None", cost: -3, makeDevice: { SimulatedMttyDevice(ports: 9) })], capacity: -5)
+      let discovery = VFIODiscovery(backend: .simulated(SimulatedKernel(mediatedParents: [parent])))
+      env.bad { errno { try discovery.createMediatedDevice(ofType: "none-a") } == .noSpace }
+    },
     Row("closed device: migrationState is EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
       let device = try env.closedDevice()
       env.bad { try device.migrationState() }
@@ -3301,6 +3315,13 @@ extension BadInputTableTests {
         let stream = try #require(try device.setMigrationState(.stopCopy))
         try stream.close()
         env.bad { try stream.read() }
+      }
+    },
+    Row("closed migration stream: writeAll is EBADF", On.mtty, .rejected(.badFileDescriptor, closed)) { env in
+      try withBoundMtty(env) { device in
+        let stream = try #require(try device.setMigrationState(.resuming))
+        try stream.close()
+        env.bad { try stream.writeAll([1, 2, 3]) }
       }
     },
     Row("write to a saving stream: EBADF", On.mtty, .kernel(.badFileDescriptor)) { env in
