@@ -23,7 +23,9 @@
 # vfio-pci, so /dev/iommu, /dev/vfio/N and /dev/vfio/devices/vfioN exist. mock has no vIOMMU
 # (intel_iommu=off): the mode for iommufd's self-test mock domain (IOMMU_TEST_OP_MOCK_DOMAIN).
 # The command sees IOMMUFD_LAB_MODE=vtd|mock, IOMMUFD_LAB_KERNEL=V and, in vtd mode,
-# IOMMUFD_LAB_EDU=<the PCI address of the first edu device, bound to vfio-pci>. In the guest,
+# IOMMUFD_LAB_EDU=<the PCI address of the edu device on the root bus, bound to vfio-pci> and
+# IOMMUFD_LAB_EDU_PAIR=<the two functions of the edu device behind a PCIe root port> (vtd mode
+# has both: the pair is what a hot reset reaches). In the guest,
 # / is the host root read-only; /dev, /proc, /sys (with debugfs) are the guest's; /tmp shows
 # the host's /tmp with writes going to a tmpfs.
 #
@@ -251,9 +253,18 @@ if [ "$MODE" = vtd ]; then
     [ -e $d/driver ] && echo ${d##*/} >$d/driver/unbind
     echo vfio-pci >$d/driver_override
     echo ${d##*/} >/sys/bus/pci/drivers_probe
-    [ -n "$IOMMUFD_LAB_EDU" ] || IOMMUFD_LAB_EDU=${d##*/}
+    # The first on the root bus is the edu the suites use; those behind the root port the pair.
+    case ${d##*/} in
+      0000:00:*) [ -n "$IOMMUFD_LAB_EDU" ] || IOMMUFD_LAB_EDU=${d##*/} ;;
+      *) IOMMUFD_LAB_EDU_PAIR="${IOMMUFD_LAB_EDU_PAIR:+$IOMMUFD_LAB_EDU_PAIR }${d##*/}" ;;
+    esac
   done
-  export IOMMUFD_LAB_EDU
+  export IOMMUFD_LAB_EDU IOMMUFD_LAB_EDU_PAIR
+  # Where each edu sits: its IOMMU group and the reset methods the kernel has for it.
+  for d in $IOMMUFD_LAB_EDU $IOMMUFD_LAB_EDU_PAIR; do
+    p=/sys/bus/pci/devices/$d
+    echo "lab: edu $d group $(basename $(readlink $p/iommu_group)) reset_method=$(cat $p/reset_method 2>/dev/null || echo none) parent $(basename $(dirname $(readlink -f $p)))"
+  done
 fi
 
 # One line each: the kernel, the PCI devices (with drivers), the iommufd/VFIO nodes.
@@ -332,7 +343,11 @@ EOF
     -vga none -nic none -kernel "$kernel" -initrd "$image"
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap)
   if [[ $mode == vtd ]]; then
-    qemu+=(-machine "$machine,kernel-irqchip=split" -device intel-iommu,intremap=on,caching-mode=on -device edu)
+    # A second edu, two functions of one device in the slot of a PCIe root port: what a hot
+    # reset reaches (the first edu, on the root bus, has no slot or bus reset).
+    qemu+=(-machine "$machine,kernel-irqchip=split" -device intel-iommu,intremap=on,caching-mode=on -device edu
+      -device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1
+      -device edu,bus=rp1,addr=0.0,multifunction=on -device edu,bus=rp1,addr=0.1)
     append+=" intel_iommu=on"
   else
     qemu+=(-machine "$machine" -device edu); append+=" intel_iommu=off"

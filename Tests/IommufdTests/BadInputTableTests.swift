@@ -90,7 +90,7 @@ struct BadInputTableTests {
   static let rows: [Row] =
     contextRows + ioasRows + mapRows + hwptRows + faultRows + eventRows + bufferRows + legacyRows + deviceRows + regionRows
     + interruptRows + eduRows + mockRows + nestedRows + dirtyRows + virtualRows + newerRows + valueRows + fileRows + accessRows
-    + mediatedRows + featureRows
+    + mediatedRows + featureRows + resetRows
 
   /// The cartesian product of rows and platforms, filtered by each row's platforms.
   static let cases: [Case] = rows.flatMap { row in row.platforms.map { Case(platform: $0, row: row) } }
@@ -1858,9 +1858,84 @@ extension BadInputTableTests {
       try device.close()
       env.bad { try config.bars() }
     },
-    Row("reset of edu (no reset method): DEV-5 EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
+    Row("reset of edu (no reset method): DEV-5 EINVAL, explained with hotReset()", On.withDevice, .explained(.invalidArgument, "hotReset()")) { env in
       let (_, device, _) = try env.bound()
       env.bad { try device.reset() }
+    },
+  ]
+
+  /// Hot reset and low power (the edu on the root bus, which no slot or bus reset reaches).
+  static let resetRows: [Row] = [
+    Row("hotResetInfo before bind: EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
+      let device = try env.device()
+      env.bad { try device.hotResetInfo() }
+    },
+    Row("hotResetInfo on the root bus: ENODEV, explained", On.withDevice, .explained(.operationNotSupportedByDevice, "root bus")) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.hotResetInfo() }
+    },
+    Row("hotResetInfo of a closed device: EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let device = try env.closedDevice()
+      env.bad { try device.hotResetInfo() }
+    },
+    Row("hotReset before bind: EINVAL, the iommufd form needs a bound device", On.withDevice, .rejected(.invalidArgument, "bound to an iommufd")) { env in
+      let device = try env.device()
+      env.bad { try device.hotReset() }
+    },
+    Row("hotReset on the root bus: ENODEV, explained", On.withDevice, .explained(.operationNotSupportedByDevice, "root bus")) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.hotReset() }
+    },
+    Row("hotReset of a closed device: EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let (_, device, _) = try env.bound()
+      try device.close()
+      env.bad { try device.hotReset() }
+    },
+    Row("hotReset(groups: []): EINVAL, the group form needs groups", On.withDevice, .rejected(.invalidArgument, "groups")) { env in
+      let (_, device, _) = try env.bound()
+      env.bad { try device.hotReset(groups: []) }
+    },
+    Row("hotReset(groups:) of a bound cdev: EINVAL, explained (a cdev uses the iommufd form)", On.withDevice, .explained(.invalidArgument, "without groups")) { env in
+      let (_, device, _) = try env.bound()
+      let group = VFIOGroup(adopting: try env.rawDescriptor(), number: 0, backend: env.backend)
+      defer { try? group.close() }
+      env.bad { try device.hotReset(groups: [group]) }
+    },
+    Row("hotReset(groups:) with a closed group: EBADF, its number is not passed on", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let (_, device, _) = try env.bound()
+      let group = try closedGroup(env)
+      env.bad { try device.hotReset(groups: [group]) }
+    },
+    Row("enterLowPower twice: EINVAL, explained", On.withDevice, .explained(.invalidArgument, "already in low-power")) { env in
+      let (_, device, _) = try env.bound()
+      try device.enterLowPower()
+      defer { try? device.exitLowPower() }
+      env.bad { try device.enterLowPower() }
+    },
+    Row("enterLowPower(wakeup:) with a closed eventfd: EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let (_, device, _) = try env.bound()
+      let event = try env.eventFD()
+      try event.close()
+      env.bad { try device.enterLowPower(wakeup: event) }
+    },
+    Row("exitLowPower before bind: EINVAL", On.withDevice, .kernel(.invalidArgument)) { env in
+      let device = try env.device()
+      env.bad { try device.exitLowPower() }
+    },
+    Row("exitLowPower on mtty (no vfio-pci features): ENOTTY, explained", On.mtty, .explained(.inappropriateIOCTLForDevice, "LOW_POWER_EXIT")) { env in
+      try withBoundMtty(env) { device in env.bad { try device.exitLowPower() } }
+    },
+    Row("hotResetInfo on mtty: ENOTTY, explained (not PCI)", On.mtty, .explained(.inappropriateIOCTLForDevice, "not a PCI device")) { env in
+      try withBoundMtty(env) { device in env.bad { try device.hotResetInfo() } }
+    },
+    Row("hotReset on mtty: ENOTTY, explained (not PCI)", On.mtty, .explained(.inappropriateIOCTLForDevice, "not a PCI device")) { env in
+      try withBoundMtty(env) { device in env.bad { try device.hotReset() } }
+    },
+    Row("status of a closed device's config space: EBADF", On.withDevice, .rejected(.badFileDescriptor, closed)) { env in
+      let (_, device, _) = try env.bound()
+      let config = try PCIConfigSpace(device)
+      try device.close()
+      env.bad { try config.status() }
     },
   ]
 }

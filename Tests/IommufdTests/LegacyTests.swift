@@ -107,4 +107,43 @@ struct LegacyTests {
     try sourceMapping.unmap()
     try targetMapping.unmap()
   }
+
+  /// The lab's edu pair behind a PCIe root port (`IOMMUFD_LAB_EDU_PAIR`), and their group.
+  static let pair: (addresses: [PCIAddress], group: Int)? = {
+    guard edu != nil else { return nil }
+    let addresses = (ProcessInfo.processInfo.environment["IOMMUFD_LAB_EDU_PAIR"] ?? "").split(separator: " ").compactMap { PCIAddress(String($0)) }
+    guard addresses.count == 2, let group = try? VFIODiscovery().device(at: addresses[0]).iommuGroup else { return nil }
+    return (addresses, group)
+  }()
+
+  @Test(
+    "hot reset, group form: the pair's one group lists both functions by group number; a group that is not theirs is EINVAL with both in the way; their group resets them: edu's pending INTx is gone from the status register, its interrupt status stays",
+    .enabled(if: edu != nil, "needs /dev/vfio/vfio and IOMMUFD_TEST_DEVICE naming an edu device (the lab)"))
+  func hotResetGroupForm() throws {
+    let (pair, number) = try #require(Self.pair, "the lab names the pair in IOMMUFD_LAB_EDU_PAIR")
+    let container = try VFIOContainer.open()
+    let group = try VFIOGroup.open(number)
+    defer { try? group.close() }
+    try group.setContainer(container)
+    try container.setIOMMU(.type1v2)
+    let device = try group.openDevice(pair[0])
+    defer { try? device.close() }
+    #expect(try device.hotResetInfo() == VFIOHotResetInfo(
+      devices: pair.map { .init(address: $0, owner: .group(number)) }, usesDeviceIDs: false, allOwned: false))
+    let rootGroup = try VFIOGroup.open(try #require(Self.edu).group)
+    defer { try? rootGroup.close() }
+    let refused = try #require(throws: IommufdError.self) { try device.hotReset(groups: [rootGroup]) }
+    #expect(refused.errno == .invalidArgument)
+    #expect(refused.objects.filter { $0.role == "in the way" }.map(\.value) == pair.map(\.description))
+    let config = try PCIConfigSpace(device)
+    try config.updateCommand { $0.insert(.memorySpace) }
+    let edu = try EduDriver(device: device)
+    try edu.acknowledgeInterrupt(UInt32.max)
+    try edu.raiseInterrupt(1)
+    #expect(try config.status().contains(.interrupt))
+    try device.hotReset(groups: [group])
+    #expect(try !config.status().contains(.interrupt))
+    #expect(try edu.interruptStatus() == 1)
+    try edu.acknowledgeInterrupt(1)
+  }
 }

@@ -114,12 +114,18 @@ public struct PCIDeviceEntry: Hashable, Sendable {
   /// The VFIO device cdev, if the device is bound to a VFIO driver on a kernel with
   /// `CONFIG_VFIO_DEVICE_CDEV` (`vfio-dev/vfioN`).
   public var cdevPath: FilePath?
+  /// The function reset methods the kernel has for the device, in the order it tries them
+  /// (`reset_method`: `flr`, `af_flr`, `pm`, `bus`, `cxl_bus`, `device_specific`, `acpi`);
+  /// empty when it has none (the attribute is hidden then), and ``VFIODevice/reset()``
+  /// fails with `EINVAL`. The first that works is the one a reset uses.
+  public var resetMethods: [String] = []
 
   /// Creates the value.
   public init(
     address: PCIAddress, vendorID: UInt16? = nil, deviceID: UInt16? = nil, classCode: UInt32? = nil,
-    driver: String? = nil, iommuGroup: Int? = nil, cdevPath: FilePath? = nil
+    driver: String? = nil, iommuGroup: Int? = nil, cdevPath: FilePath? = nil, resetMethods: [String] = []
   ) {
+    self.resetMethods = resetMethods
     self.address = address
     self.vendorID = vendorID
     self.deviceID = deviceID
@@ -279,7 +285,8 @@ public struct VFIODiscovery: Sendable {
       classCode: hexAttribute(directory.appending("class")).flatMap { UInt32(exactly: $0) },
       driver: linkName(directory.appending("driver")),
       iommuGroup: linkName(directory.appending("iommu_group")).flatMap { Int(digitsOnly: $0) },
-      cdevPath: cdev.map { deviceRoot.appending("vfio/devices").appending($0) })
+      cdevPath: cdev.map { deviceRoot.appending("vfio/devices").appending($0) },
+      resetMethods: files.text(of: directory.appending("reset_method"))?.split(whereSeparator: \.isWhitespace).map(String.init) ?? [])
   }
 
   private func hexAttribute(_ path: FilePath) -> UInt64? {

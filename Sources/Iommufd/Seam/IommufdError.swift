@@ -145,6 +145,10 @@ extension IommufdError {
     case deviceSetIRQs = "VFIO_DEVICE_SET_IRQS"
     /// The `VFIO_DEVICE_RESET` request.
     case deviceReset = "VFIO_DEVICE_RESET"
+    /// The `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` request.
+    case hotResetInfo = "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO"
+    /// The `VFIO_DEVICE_PCI_HOT_RESET` request.
+    case hotReset = "VFIO_DEVICE_PCI_HOT_RESET"
     /// The `VFIO_DEVICE_FEATURE` request.
     case deviceFeature = "VFIO_DEVICE_FEATURE"
     /// Reading or writing a migration data stream (`read(2)`, `write(2)`).

@@ -47,6 +47,11 @@ public struct PCIConfigSpace: Sendable {
     try write(command.rawValue, at: 4)
   }
 
+  /// The status register (offset 6).
+  public func status() throws(IommufdError) -> PCIStatus {
+    PCIStatus(rawValue: try read(UInt16.self, at: 6))
+  }
+
   /// Reads the command register, changes it with `body` and writes it back; returns what
   /// was written.
   @discardableResult
@@ -143,6 +148,19 @@ public struct PCICommand: OptionSet, Hashable, Sendable {
   public static let serr = PCICommand(rawValue: 1 << 8)
   /// INTx is disabled.
   public static let interruptDisable = PCICommand(rawValue: 1 << 10)
+}
+
+/// The PCI status register.
+public struct PCIStatus: OptionSet, Hashable, Sendable {
+  /// The raw register.
+  public var rawValue: UInt16
+  /// Creates from the raw register.
+  public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+  /// The function's INTx line is asserted (whether or not INTx is disabled or masked).
+  public static let interrupt = PCIStatus(rawValue: 1 << 3)
+  /// The function has a capability list (at the pointer at 0x34).
+  public static let capabilityList = PCIStatus(rawValue: 1 << 4)
 }
 
 /// One entry of a capability list of a ``PCIConfigSpace``.

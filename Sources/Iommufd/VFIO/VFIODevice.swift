@@ -260,11 +260,24 @@ public final class VFIODevice: Sendable {
       irqCount: Int(raw.num_irqs), capabilities: capabilities)
   }
 
-  /// Resets the device function (`VFIO_DEVICE_RESET`). Devices without a reset method
-  /// fail with `EINVAL`.
+  /// Resets the device function (`VFIO_DEVICE_RESET`), with the first method of the
+  /// kernel's list for it that works: a PCI device's are in sysfs `reset_method`
+  /// (``PCIDeviceEntry/resetMethods``: `flr`, `af_flr`, `pm`, `bus`, ...; the kernel tries
+  /// them in that order). ``VFIODeviceInfo/Flags-swift.struct/reset`` says whether there is
+  /// one. A device without any fails with `EINVAL`, explained: a device that shares its
+  /// bus or slot (a multifunction device) or sits on a root bus often has none, and
+  /// ``hotReset()`` resets its whole slot or bus instead.
   public func reset() throws(IommufdError) {
-    try descriptor.withDescriptor(.deviceReset) { fd throws(IommufdError) in
-      try backend.ioctl(fd, CIOMMUFD_VFIO_DEVICE_RESET, .deviceReset, [])
+    do {
+      try descriptor.withDescriptor(.deviceReset) { fd throws(IommufdError) in
+        try backend.ioctl(fd, CIOMMUFD_VFIO_DEVICE_RESET, .deviceReset, [])
+      }
+    } catch where error.errno == .invalidArgument && error.detail == nil && deviceID != nil {
+      throw error.unsupported(
+        "the device has no function reset (no FLR, PM or lone-function bus reset; its sysfs reset_method is absent): "
+          + "hotReset() resets its slot or bus, with every function there")
+    } catch {
+      throw error
     }
   }
 

@@ -101,7 +101,9 @@ open class SimulatedPCIDevice: @unchecked Sendable {
   public let msix: MSIX?
   /// The shared memory behind each memory BAR, by index.
   let barMemory: [SimulatedBARMemory?]
-  /// Whether the device has a function reset vfio-pci can use.
+  /// Whether the device has a function-level reset of its own (`flr` in `reset_method`),
+  /// which ``VFIODevice/reset()`` uses. A lone function behind a ``SimulatedRootPort`` has a
+  /// bus reset besides; a device with neither fails a reset with `EINVAL`.
   public let supportsReset: Bool
   /// The IOMMU reserved regions a device on this platform brings to an IOAS when it
   /// attaches (on x86 the MSI window 0xfee00000–0xfeefffff).
@@ -231,7 +233,10 @@ open class SimulatedPCIDevice: @unchecked Sendable {
     }
   }
 
-  /// Resets the device to its power-on state. Default: clears the command register.
+  /// Resets the device to its power-on state: a function reset, or a slot or bus reset
+  /// that reaches it. The simulated kernel then writes back the config space header (and
+  /// MSI or MSI-X where enabled) it saved before, as the PCI core does; what else the model
+  /// resets is its own. Default: clears the command register.
   open func reset() {
     config[4] = 0
     config[5] = 0

@@ -122,18 +122,20 @@ public final class SimulatedKernel: SystemCalls, @unchecked Sendable {
   /// The configuration the simulator was made with.
   public let configuration: Configuration
 
-  /// Creates a simulated machine with `devices`, which appear as
-  /// `/dev/vfio/devices/vfio0`, `vfio1`, ... in order, and the mdev parents
+  /// Creates a simulated machine with `devices` on its root bus, which appear as
+  /// `/dev/vfio/devices/vfio0`, `vfio1`, ... in order, the functions behind `rootPorts`
+  /// (``SimulatedRootPort``: what a hot reset reaches) as the cdevs after them, and the mdev parents
   /// `mediatedParents` (such as ``SimulatedMediatedParent/mtty()``), whose mediated devices
   /// take the cdev numbers after them as they are created.
   /// Page sizes of `configuration` that are not powers of two are replaced by the defaults
   /// (see ``configuration``).
   public init(
-    configuration: Configuration = Configuration(), devices: [SimulatedPCIDevice] = [], mediatedParents: [SimulatedMediatedParent] = []
+    configuration: Configuration = Configuration(), devices: [SimulatedPCIDevice] = [], rootPorts: [SimulatedRootPort] = [],
+    mediatedParents: [SimulatedMediatedParent] = []
   ) {
     let configuration = configuration.normalized
     self.configuration = configuration
-    self.state = State(configuration: configuration, devices: devices, mediatedParents: mediatedParents, lock: lock)
+    self.state = State(configuration: configuration, devices: devices, rootPorts: rootPorts, mediatedParents: mediatedParents, lock: lock)
   }
 
   deinit {

@@ -48,6 +48,8 @@ extension SimulatedKernel {
 
     let configuration: Configuration
     let devices: [SimulatedPCIDevice]
+    /// Where the devices sit: the root bus, or behind a root port.
+    let topology: SimulatedTopology
     /// The mdev bus: parents, and the mediated devices made of their types.
     let mediated: SimulatedMediatedBus
     /// Guarded by the kernel's lock, like all of the state; unchecked: a translation reads it.
@@ -93,11 +95,18 @@ extension SimulatedKernel {
     /// wakeup eventfd if it has one, by device number.
     var lowPower: [Int: SimulatedEventFD?] = [:]
 
-    init(configuration: Configuration, devices: [SimulatedPCIDevice], mediatedParents: [SimulatedMediatedParent], lock: KernelLock) {
+    init(
+      configuration: Configuration, devices rootDevices: [SimulatedPCIDevice], rootPorts: [SimulatedRootPort],
+      mediatedParents: [SimulatedMediatedParent], lock: KernelLock
+    ) {
       self.lock = lock
       self.worker = SimulatedWorker(lock: lock)
       self.configuration = configuration
+      let devices = rootDevices + rootPorts.flatMap(\.functions)
       self.devices = devices
+      self.topology = SimulatedTopology(rootDevices: rootDevices.count, ports: rootPorts)
+      // QEMU's multifunction=on: function 0 of a slot with more says so in its header type.
+      for port in rootPorts where port.functions.count > 1 { port.functions[0].config[0x0E] |= 0x80 }
       self.mediated = SimulatedMediatedBus(parents: mediatedParents, firstNumber: devices.count)
       self.boundFiles = Array(repeating: nil, count: devices.count)
       // The firmware assigns the BARs; enumeration reads the ids.

@@ -65,7 +65,7 @@ extension SimulatedKernel {
           prefix.append(component)
           continue
         }
-        if SimulatedSysfs.node(prefix, devices: state.devices, enumerated: state.enumeratedConfig, mediated: state.mediated)?.isFile == true {
+        if SimulatedSysfs.node(prefix, devices: state.devices, topology: state.topology, enumerated: state.enumeratedConfig, mediated: state.mediated)?.isFile == true {
           throw .notDirectory
         }
         if component == "..", !prefix.isEmpty { prefix.removeLast() }
@@ -80,7 +80,7 @@ extension SimulatedKernel {
   func machineNode(_ components: [String]) throws(Errno) -> SimulatedSysfs.Node {
     try locked { state throws(Errno) in
       func node(_ prefix: ArraySlice<String>) -> SimulatedSysfs.Node? {
-        SimulatedSysfs.node(Array(prefix), devices: state.devices, enumerated: state.enumeratedConfig, mediated: state.mediated)
+        SimulatedSysfs.node(Array(prefix), devices: state.devices, topology: state.topology, enumerated: state.enumeratedConfig, mediated: state.mediated)
       }
       if let found = node(components[...]) { return found }
       // The walk starts at the machine's own nodes: /sys, or /dev/iommu and /dev/vfio.

@@ -18,8 +18,10 @@ enum SimulatedSysfs {
 
   /// The node at `path` (an absolute path under `/sys`, or `/dev/iommu` and `/dev/vfio`),
   /// nil where there is none.
-  static func node(_ path: [String], devices: [SimulatedPCIDevice], enumerated: [[UInt8]], mediated: SimulatedMediatedBus) -> Node? {
-    let addresses = devices.indices.map { SimulatedKernel.pciAddress(ofDevice: $0) }
+  static func node(
+    _ path: [String], devices: [SimulatedPCIDevice], topology: SimulatedTopology, enumerated: [[UInt8]], mediated: SimulatedMediatedBus
+  ) -> Node? {
+    let addresses = topology.addresses
     func device(_ text: String) -> Int? { addresses.firstIndex { $0.description == text } }
     let hasMediated = !mediated.isEmpty
     switch path {
@@ -44,7 +46,7 @@ enum SimulatedSysfs {
     case ["sys", "bus", "pci", "drivers", "vfio-pci"]: return .directory(addresses.map(\.description))
     case ["sys", "kernel"]: return .directory(["iommu_groups"])
     case ["sys", "kernel", "iommu_groups"]:
-      return .directory((Array(devices.indices) + mediated.instances.map(\.group).sorted()).map { "\($0)" })
+      return .directory((Array(Set(topology.groups)).sorted() + mediated.instances.map(\.group).sorted()).map { "\($0)" })
     case ["sys", "module"]: return .directory(["iommufd", "vfio", "vfio_pci"])
     case let parts where parts.count == 3 && parts[0] == "sys" && parts[1] == "module" && ["iommufd", "vfio", "vfio_pci"].contains(parts[2]):
       return .directory([])
@@ -53,19 +55,25 @@ enum SimulatedSysfs {
       return .link("../../../../devices/pci0000:00/\(addresses[number])")
     case let parts where parts.count >= 5 && parts[0] == "sys" && parts[1] == "bus" && parts[2] == "pci" && parts[3] == "devices":
       guard let number = device(parts[4]) else { return nil }
-      return deviceNode(Array(parts.dropFirst(5)), number: number, device: devices[number], identity: enumerated[number])
+      return deviceNode(
+        Array(parts.dropFirst(5)), number: number, device: devices[number], identity: enumerated[number],
+        group: topology.groups[number], resetMethods: topology.resetMethods(of: number, device: devices[number]))
     case let parts where parts.count >= 4 && parts[0] == "sys" && parts[1] == "kernel" && parts[2] == "iommu_groups":
       guard parts[3] == String(Int(parts[3]) ?? -1), let number = Int(parts[3]) else { return nil }
       if let instance = mediated.instance(group: number) { return mediated.groupNode(instance, Array(parts.dropFirst(4))) }
-      guard devices.indices.contains(number) else { return nil }
-      return groupNode(Array(parts.dropFirst(4)), number: number, address: addresses[number], device: devices[number])
+      let members = topology.members(ofGroup: number)
+      guard let first = members.first else { return nil }
+      return groupNode(Array(parts.dropFirst(4)), addresses: members.map { addresses[$0] }, device: devices[first])
     default: return nil
     }
   }
 
   /// A device's directory; `identity` is its config space as enumerated (the kernel prints
   /// the ids it read then, whatever the device says since).
-  private static func deviceNode(_ rest: [String], number: Int, device: SimulatedPCIDevice, identity config: [UInt8]) -> Node? {
+  /// `reset_method` is there only when the device has a method (the kernel hides it otherwise).
+  private static func deviceNode(
+    _ rest: [String], number: Int, device: SimulatedPCIDevice, identity config: [UInt8], group: Int, resetMethods: [String]
+  ) -> Node? {
     func hex(_ value: UInt64, digits: Int) -> Node {
       let text = String(value, radix: 16)
       return .file(Array(("0x" + String(repeating: "0", count: max(0, digits - text.count)) + text + "\n").utf8))
@@ -76,7 +84,8 @@ enum SimulatedSysfs {
       return .directory([
         "vendor", "device", "class", "revision", "subsystem_vendor", "subsystem_device", "config", "resource", "driver",
         "iommu_group", "vfio-dev",
-      ])
+      ] + (resetMethods.isEmpty ? [] : ["reset_method"]))
+    case ["reset_method"] where !resetMethods.isEmpty: return .file(Array((resetMethods.joined(separator: " ") + "\n").utf8))
     case ["vendor"]: return hex(word(0), digits: 4)
     case ["device"]: return hex(word(2), digits: 4)
     case ["class"]: return hex(UInt64(config[9]) | UInt64(config[10]) << 8 | UInt64(config[11]) << 16, digits: 6)
@@ -86,7 +95,7 @@ enum SimulatedSysfs {
     case ["config"]: return .file(device.config)
     case ["resource"]: return .file(Array(resourceText(number: number, device: device).utf8))
     case ["driver"]: return .link("../../../bus/pci/drivers/vfio-pci")
-    case ["iommu_group"]: return .link("../../../kernel/iommu_groups/\(number)")
+    case ["iommu_group"]: return .link("../../../kernel/iommu_groups/\(group)")
     case ["vfio-dev"]: return .directory(["vfio\(number)"])
     case ["vfio-dev", "vfio\(number)"]: return .directory(["dev"])
     case ["vfio-dev", "vfio\(number)", "dev"]: return .file(Array("511:\(number)\n".utf8))
@@ -94,11 +103,15 @@ enum SimulatedSysfs {
     }
   }
 
-  private static func groupNode(_ rest: [String], number: Int, address: PCIAddress, device: SimulatedPCIDevice) -> Node? {
+  /// A group's directory: its devices (`addresses`), and the reserved regions of `device`,
+  /// its first (the functions of a group share a platform).
+  private static func groupNode(_ rest: [String], addresses: [PCIAddress], device: SimulatedPCIDevice) -> Node? {
     switch rest {
     case []: return .directory(["devices", "reserved_regions", "type"])
-    case ["devices"]: return .directory([address.description])
-    case ["devices", address.description]: return .link("../../../../devices/pci0000:00/\(address)")
+    case ["devices"]: return .directory(addresses.map(\.description))
+    case let parts where parts.count == 2 && parts[0] == "devices":
+      guard let address = addresses.first(where: { $0.description == parts[1] }) else { return nil }
+      return .link("../../../../devices/pci0000:00/\(address)")
     case ["type"]: return .file(Array("DMA\n".utf8))
     case ["reserved_regions"]:
       let lines = device.reservedRegions.map { region in

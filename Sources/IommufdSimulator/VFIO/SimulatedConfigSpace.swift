@@ -30,6 +30,8 @@ extension SimulatedKernel.State {
     let registers = virtualBARRegisters(file)
     for index in bytes.indices {
       if let slot = Self.virtualBARSlot(offset + index) { bytes[index] = registers[slot] }
+      // Status bit 3, the interrupt status: the device's INTx line, whatever masks it.
+      if offset + index == 6 { bytes[index] = bytes[index] & ~0x08 | (intxAsserted.contains(file.number) ? 0x08 : 0) }
     }
     return bytes
   }

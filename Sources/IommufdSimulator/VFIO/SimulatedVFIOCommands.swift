@@ -20,11 +20,9 @@ extension SimulatedKernel.State {
     case CIOMMUFD_VFIO_DEVICE_GET_IRQ_INFO: return try irqInfo(file, address)
     case CIOMMUFD_VFIO_DEVICE_SET_IRQS: return try setIRQs(file, address)
     case CIOMMUFD_VFIO_DEVICE_FEATURE: return try featureIoctl(.pci(file), address)
-    case CIOMMUFD_VFIO_DEVICE_RESET:
-      guard file.device.supportsReset else { throw .invalidArgument }  // DEV-5
-      file.device.reset()
-      intxAsserted.remove(file.number)  // a reset device asserts nothing
-      return 0
+    case CIOMMUFD_VFIO_DEVICE_RESET: return try functionReset(file)
+    case CIOMMUFD_VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: return try hotResetInfo(file, address)
+    case CIOMMUFD_VFIO_DEVICE_PCI_HOT_RESET: return try hotReset(file, address)
     default:
       throw .inappropriateIOCTLForDevice  // CDEV-3: vfio-pci does not know it
     }
@@ -40,6 +38,8 @@ extension SimulatedKernel.State {
   func bind(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
     let context = try bindTarget(address, alreadyBound: file.binding != nil)
     if boundFiles[file.number] != nil { throw .invalidArgument }  // BIND-7
+    // The group's DMA ownership: another iommufd that bound a device of it has it.
+    if let owner = groupOwner(of: file.number), owner !== context { throw .notPermitted }
     let id = try allocateID(context)
     try UserMemory.write(UserMemory.encode(id), to: try UserMemory.offset(address, by: 12))  // BIND-9
     context.objects[id] = .device(SimulatedDeviceObject(
@@ -326,6 +326,7 @@ extension SimulatedKernel.State {
     file.binding = nil
     file.object = nil
     boundFiles[file.number] = nil
+    resetOnClose(file.number)
     releaseIfUnused(context)
   }
 
@@ -334,7 +335,7 @@ extension SimulatedKernel.State {
   func deviceInfo(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
     var info = UserMemory.decode(ciommufd_vfio_device_info.self, from: try vfioArgument(address, 16))
     if info.argsz < 16 { throw .invalidArgument }  // DEV-1
-    info.flags = CIOMMUFD_VFIO_DEVICE_FLAGS_PCI | (file.device.supportsReset ? CIOMMUFD_VFIO_DEVICE_FLAGS_RESET : 0)
+    info.flags = CIOMMUFD_VFIO_DEVICE_FLAGS_PCI | (hasFunctionReset(file.number) ? CIOMMUFD_VFIO_DEVICE_FLAGS_RESET : 0)
     info.num_regions = UInt32(CIOMMUFD_VFIO_PCI_NUM_REGIONS)
     info.num_irqs = UInt32(CIOMMUFD_VFIO_PCI_NUM_IRQS)
     info.cap_offset = 0

@@ -1,0 +1,110 @@
+import Iommufd
+import CIommufd
+import SystemPackage
+
+/// Resets of vfio-pci devices: `VFIO_DEVICE_RESET` (a function reset) and
+/// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` / `VFIO_DEVICE_PCI_HOT_RESET` (a slot or bus reset
+/// of every function behind a root port), with vfio-pci's checks in its order
+/// (`drivers/vfio/pci/vfio_pci_core.c`).
+extension SimulatedKernel.State {
+  /// `VFIO_DEVICE_RESET`: EINVAL without a reset method (`reset_works`), else the reset.
+  func functionReset(_ file: SimulatedDeviceFile) throws(Errno) -> Int32 {
+    guard hasFunctionReset(file.number) else { throw .invalidArgument }  // DEV-5
+    reset(device: file.number)
+    return 0
+  }
+
+  /// Whether vfio-pci reports `VFIO_DEVICE_FLAGS_RESET` for device `number` (`reset_works`).
+  func hasFunctionReset(_ number: Int) -> Bool {
+    topology.resetWorks(of: number, device: devices[number])
+  }
+
+  /// What vfio-pci's close does to resets (`vfio_pci_core_disable`): a function reset when
+  /// the device has one; else, once no other device of its set is open, a bus reset of the
+  /// whole set (`vfio_pci_dev_set_try_reset`), for a device behind a port.
+  func resetOnClose(_ number: Int) {
+    if hasFunctionReset(number) {
+      reset(device: number)
+    } else if let scope = topology.resetScope(of: number), scope.allSatisfy({ $0 == number || boundFiles[$0] == nil }) {
+      for member in scope { reset(device: member) }
+    }
+  }
+
+  /// The context that owns device `number`'s IOMMU group through a bound device of it
+  /// other than `number` (`iommu_device_claim_dma_owner`'s owner), if any.
+  func groupOwner(of number: Int) -> SimulatedContext? {
+    topology.members(ofGroup: topology.groups[number]).lazy.filter { $0 != number }.compactMap { self.boundFiles[$0]?.binding?.context }.first
+  }
+
+  /// One device's reset as the PCI core does it: config space saved, the device reset,
+  /// the saved header (and MSI or MSI-X, where enabled) written back
+  /// (`pci_dev_save_and_disable`, `pci_dev_restore`). What the model's own reset changed
+  /// elsewhere stays; its INTx line is low afterwards.
+  func reset(device number: Int) {
+    let device = devices[number]
+    let saved = device.config
+    let msi = device.msiEnabled, msix = device.msixCapability.flatMap { device.msixEnabled ? $0 : nil }
+    device.reset()
+    var restored = device.config
+    restored.replaceSubrange(0..<64, with: saved[0..<64])
+    if msi { restored.replaceSubrange(0x40..<0x50, with: saved[0x40..<0x50]) }
+    if let msix { restored.replaceSubrange(msix..<(msix + 12), with: saved[msix..<(msix + 12)]) }
+    device.config = restored
+    intxAsserted.remove(number)  // a reset device asserts nothing
+  }
+
+  /// The 8-byte entry of device `member` as `caller` sees it in the iommufd form
+  /// (`vfio_iommufd_get_dev_id`): its id when bound to the caller's context; OWNED (0) when
+  /// not bound but in a group the caller's context owns; else NOT_OWNED.
+  private func dependentDevice(_ member: Int, for caller: SimulatedDeviceFile) -> [UInt8] {
+    let address = topology.addresses[member]
+    var id = UInt32.max  // VFIO_PCI_DEVID_NOT_OWNED
+    if let callerContext = caller.binding?.context {
+      if let (context, objectID) = boundFiles[member]?.binding {
+        if context === callerContext { id = objectID }
+      } else if groupOwner(of: member) === callerContext {
+        id = 0  // VFIO_PCI_DEVID_OWNED
+      }
+    }
+    return UserMemory.encode(id) + UserMemory.encode(UInt16(address.domain)) + [address.bus, address.device << 3 | address.function]
+  }
+
+  /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` on a cdev (`vfio_pci_ioctl_get_pci_hot_reset_info`):
+  /// the 12-byte header (EFAULT, argsz below 12 EINVAL), ENODEV on the root bus, ENOSPC
+  /// with the count needed (flags 0 then), else every function in the scope with the
+  /// iommufd-form flags.
+  func hotResetInfo(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
+    let header = try UserMemory.read(address, count: 12)
+    let argsz = UserMemory.decode(UInt32.self, from: header)
+    if argsz < 12 { throw .invalidArgument }
+    guard let scope = topology.resetScope(of: file.number) else { throw .operationNotSupportedByDevice }
+    if scope.count > Int((argsz - 12) / 8) {
+      try UserMemory.write(UserMemory.encode(argsz) + UserMemory.encode(UInt32(0)) + UserMemory.encode(UInt32(scope.count)), to: address)
+      throw .noSpace
+    }
+    let entries = scope.map { dependentDevice($0, for: file) }
+    let allOwned = !entries.contains { UserMemory.decode(UInt32.self, from: $0) == UInt32.max }
+    let flags = CIOMMUFD_VFIO_PCI_HOT_RESET_FLAG_DEV_ID | (allOwned ? CIOMMUFD_VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED : 0)
+    try UserMemory.write(entries.flatMap { $0 }, to: try UserMemory.offset(address, by: 12))
+    try UserMemory.write(UserMemory.encode(argsz) + UserMemory.encode(flags) + UserMemory.encode(UInt32(scope.count)), to: address)
+    return 0
+  }
+
+  /// `VFIO_DEVICE_PCI_HOT_RESET` on a cdev (`vfio_pci_ioctl_pci_hot_reset`): the header
+  /// (EFAULT; argsz below 12 or flags EINVAL), a group list EINVAL (a cdev uses the iommufd
+  /// form), ENODEV on the root bus, EINVAL unless every function in the scope is bound to
+  /// the caller's iommufd; then every function is reset.
+  func hotReset(_ file: SimulatedDeviceFile, _ address: UInt64) throws(Errno) -> Int32 {
+    let header = try UserMemory.read(address, count: 12)
+    let argsz = UserMemory.decode(UInt32.self, from: header)
+    let flags = UserMemory.decode(UInt32.self, from: header, offset: 4)
+    let count = UserMemory.decode(UInt32.self, from: header, offset: 8)
+    if argsz < 12 || flags != 0 { throw .invalidArgument }
+    if count != 0 { throw .invalidArgument }  // `!!count == cdev_opened`
+    guard let scope = topology.resetScope(of: file.number) else { throw .operationNotSupportedByDevice }
+    let owned = scope.allSatisfy { UserMemory.decode(UInt32.self, from: dependentDevice($0, for: file)) != UInt32.max }
+    guard owned else { throw .invalidArgument }
+    for member in scope { reset(device: member) }
+    return 0
+  }
+}
