@@ -7,11 +7,12 @@ import Glibc
 
 /// The device variant's calls on each side's VFIO device (an edu): bind to the side's
 /// iommufd, attach and detach, device, region and IRQ info, SET_IRQS without eventfds, reset,
-/// and reads and writes of config space and of BAR0's registers that do not start work.
+/// hot reset info and hot reset, and reads and writes of config space and of BAR0's
+/// registers that do not start work.
 extension CallMaker {
   /// A device call; with `bind`, mostly the bind (nothing else works before it).
   mutating func deviceCall(bind: Bool = false, choice: Int? = nil) -> Call {
-    switch choice ?? (bind && random.chance(70) ? 0 : random.below(22)) {
+    switch choice ?? (bind && random.chance(70) ? 0 : random.below(24)) {
     case 0, 1, 2:
       // Mostly this side's iommufd; now and then a bad descriptor, or a flag.
       let bad = random.chance(10)
@@ -144,6 +145,26 @@ extension CallMaker {
       return call
     case 20, 21:
       return featureCall(pci: true)
+    case 22:
+      // GET_PCI_HOT_RESET_INFO: the header's checks, then (edu on the root bus) ENODEV; on
+      // an mdev ENOTTY.
+      let argsz = UInt32(random.pick([12, 12, 28, 11, 0]))
+      let flags = UInt32(random.chance(80) ? 0 : 1)
+      var call = Call(
+        name: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO argsz \(argsz) flags \(flags)", request: 0x3B70,
+        argument: le(argsz, flags, UInt32(0)) + [UInt8](repeating: 0, count: max(0, Int(argsz) - 12)))
+      call.onDevice = true
+      return call
+    case 23:
+      // PCI_HOT_RESET: argsz and flags, a group count (a cdev passes none), then ENODEV.
+      let count = UInt32(random.pick([0, 0, 0, 1, 2]))
+      let argsz = UInt32(random.pick([12, 12, 11])) + 4 * count
+      let flags = UInt32(random.chance(85) ? 0 : random.pick([1, 0x8000_0000]))
+      var call = Call(
+        name: "VFIO_DEVICE_PCI_HOT_RESET argsz \(argsz) flags 0x\(String(flags, radix: 16)) count \(count)", request: 0x3B71,
+        argument: le(argsz, flags, count) + [UInt8](repeating: 0xFF, count: 4 * Int(count)))
+      call.onDevice = true
+      return call
     default:
       let device = deviceID()
       let capacity = random.pick([0, 16, 64])

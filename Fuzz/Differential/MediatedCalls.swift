@@ -14,7 +14,7 @@ extension CallMaker {
       mediatedInfoAsked = true
       return deviceCall(choice: 7)
     }
-    let choice = bind && random.chance(70) ? 0 : random.below(30)
+    let choice = bind && random.chance(70) ? 0 : random.below(32)
     switch choice {
     case 0...12:
       return deviceCall(choice: choice)
@@ -53,6 +53,8 @@ extension CallMaker {
       return call
     case 26...29:
       return featureCall(pci: false)
+    case 30, 31:
+      return deviceCall(choice: choice - 8)  // hot reset info and hot reset: ENOTTY on an mdev
     default:
       // Regions mtty does not serve: the ROM, VGA and past the last (EFAULT).
       let index = Int64(random.pick([6, 8, 9, 40]))

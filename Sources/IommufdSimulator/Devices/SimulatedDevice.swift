@@ -233,6 +233,46 @@ open class SimulatedPCIDevice: @unchecked Sendable {
     }
   }
 
+  // MARK: Migration (a vfio-pci variant driver's `mig_ops`)
+
+  /// The migration flags (`VFIO_MIGRATION_*`), or nil (the default) for a device without
+  /// migration, as plain vfio-pci has none: its migration features are ENOTTY. With flags,
+  /// the device migrates as a vfio-pci variant driver would migrate it (mlx5-vfio-pci and
+  /// the like): the simulator runs the kernel's state machine over the hooks below, starting
+  /// in RUNNING, and a reset or the device's last close returns it to RUNNING.
+  open var migrationFlags: UInt64? { nil }
+
+  /// The migration state (`migration_get_state`).
+  public internal(set) var migrationState = VFIOMigrationState.running
+
+  /// The open saving and resuming data files.
+  var savingFile: SimulatedMigrationFile?
+  var resumingFile: SimulatedMigrationFile?
+  /// 7.2's `MIG_PRECOPY_INFOv2` opt-in, until the device's last close.
+  var precopyInfoV2 = false
+
+  /// `MIG_DATA_SIZE`: the bytes a STOP_COPY would save. Default: ``resumeCapacity``.
+  open var migrationDataSize: UInt64 { UInt64(resumeCapacity) }
+
+  /// The most bytes a resuming stream takes (ENOMEM past it). Default: 0.
+  open var resumeCapacity: Int { 0 }
+
+  /// What a saving stream holds on entering PRE_COPY (and what a STOP_COPY from STOP
+  /// starts with). Default: nothing.
+  open func preCopyData() -> [UInt8] { [] }
+
+  /// What a STOP_COPY adds: to what PRE_COPY saved, or after ``preCopyData()`` from STOP.
+  /// Default: nothing.
+  open func stopCopyData() -> [UInt8] { [] }
+
+  /// Looks at a resuming stream after a write (`data`, of which the first `previousCount`
+  /// bytes were there before it): an errno for the write to fail with, or nil (the default).
+  open func checkResumeWrite(_ data: [UInt8], previousCount: Int) -> Errno? { nil }
+
+  /// Loads a resumed state, on leaving RESUMING for STOP: an errno keeps the device in
+  /// RESUMING with its stream open. Default: nothing to load.
+  open func loadState(_ data: [UInt8]) throws(Errno) {}
+
   /// Resets the device to its power-on state: a function reset, or a slot or bus reset
   /// that reaches it. The simulated kernel then writes back the config space header (and
   /// MSI or MSI-X where enabled) it saved before, as the PCI core does; what else the model

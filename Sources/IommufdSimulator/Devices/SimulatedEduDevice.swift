@@ -1,4 +1,6 @@
 import Iommufd
+import SystemPackage
+
 /// A model of QEMU's `edu` teaching device (vendor 0x1234, device 0x11e8), as QEMU 7.2
 /// implements it, so the same edu driver runs on the simulator and in the lab.
 ///
@@ -35,11 +37,22 @@ public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
   /// How long a DMA takes: `nil` for at once, within the write that starts it.
   public let dmaDelay: Duration?
 
+  /// Whether the device migrates (see ``init(dmaDelay:migratable:)``).
+  public let isMigratable: Bool
+
   /// Creates an edu device in its power-on state. With `dmaDelay`, a DMA completes that
   /// long after the write that starts it (QEMU's edu takes 100 ms), on the simulated
   /// kernel's thread: until then the command register reads with bit 0 set.
-  public init(dmaDelay: Duration? = nil) {
+  ///
+  /// With `migratable`, the device differs from QEMU's edu, which has no migration driver:
+  /// it migrates as a vfio-pci variant driver would migrate it (STOP_COPY, P2P, PRE_COPY),
+  /// so a VMM's migration loop can be tested on it. PRE_COPY saves an 8-byte header
+  /// (`EDUSTATE`) and the 4 KiB buffer; STOP_COPY adds the registers (48 bytes): 4152 bytes
+  /// in all, which a resuming device takes whole (a stream of another length, or another
+  /// header, is `EINVAL` when it loads). A DMA still scheduled is not saved.
+  public init(dmaDelay: Duration? = nil, migratable: Bool = false) {
     self.dmaDelay = dmaDelay
+    self.isMigratable = migratable
     super.init(
       vendorID: 0x1234, deviceID: 0x11e8, classCode: 0x00ff00, revision: 0x10,
       bars: [BAR(size: 1 << 20)], msiCount: 1, supportsReset: false)
@@ -142,5 +155,52 @@ public final class SimulatedEduDevice: SimulatedPCIDevice, @unchecked Sendable {
       buffer.replaceSubrange(start..<(start + count), with: bytes)
     }
     if dmaCommand & 0x4 != 0 { raise(0x100, bus) }
+  }
+
+  // MARK: Migration (only when made migratable: QEMU's edu has none)
+
+  static let stateHeader = Array("EDUSTATE".utf8)
+  /// The header, the buffer, and the registers: 4 × 4 bytes and 4 × 8.
+  static let stateSize = 8 + 4096 + 48
+
+  /// `STOP_COPY | P2P | PRE_COPY` when migratable, else nil (ENOTTY, as QEMU's edu).
+  public override var migrationFlags: UInt64? { isMigratable ? 0x7 : nil }
+
+  /// 4152 bytes.
+  public override var resumeCapacity: Int { Self.stateSize }
+
+  /// The header and the buffer.
+  public override func preCopyData() -> [UInt8] { Self.stateHeader + buffer }
+
+  /// The registers.
+  public override func stopCopyData() -> [UInt8] {
+    func bytes<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.littleEndian, Array.init) }
+    return bytes(liveness) + bytes(factorial) + bytes(status) + bytes(interruptStatus)
+      + bytes(dmaSource) + bytes(dmaDestination) + bytes(dmaCount) + bytes(dmaCommand & ~0x1)
+  }
+
+  /// A stream whose first 8 bytes are not the header is refused at the write (EINVAL).
+  public override func checkResumeWrite(_ data: [UInt8], previousCount: Int) -> Errno? {
+    let checked = min(data.count, 8)
+    return Array(data.prefix(checked)) == Array(Self.stateHeader.prefix(checked)) ? nil : .invalidArgument
+  }
+
+  /// Loads the header, buffer and registers: EINVAL unless the stream is exactly that.
+  public override func loadState(_ data: [UInt8]) throws(Errno) {
+    guard data.count == Self.stateSize, Array(data.prefix(8)) == Self.stateHeader else { throw .invalidArgument }
+    func load<T: FixedWidthInteger>(_ type: T.Type, _ offset: Int) -> T {
+      var value = T.zero
+      for index in 0..<MemoryLayout<T>.size { value |= T(truncatingIfNeeded: data[offset + index]) << (8 * index) }
+      return value
+    }
+    buffer = Array(data[8..<4104])
+    liveness = load(UInt32.self, 4104)
+    factorial = load(UInt32.self, 4108)
+    status = load(UInt32.self, 4112)
+    interruptStatus = load(UInt32.self, 4116)
+    dmaSource = load(UInt64.self, 4120)
+    dmaDestination = load(UInt64.self, 4128)
+    dmaCount = load(UInt64.self, 4136)
+    dmaCommand = load(UInt64.self, 4144)
   }
 }

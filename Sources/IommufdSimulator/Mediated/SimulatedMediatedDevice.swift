@@ -187,11 +187,7 @@ open class SimulatedMediatedDevice: @unchecked Sendable {
 
   /// What a reset does to migration (mtty's `mtty_reset`): back to RUNNING, the data files
   /// disabled.
-  public func resetMigration() {
-    guard migrationFlags != nil else { return }
-    migrationState = .running
-    disableMigrationFiles()
-  }
+  public func resetMigration() { returnToRunning() }
 
   // MARK: DMA through the access
 

@@ -19,16 +19,37 @@ final class SimulatedMigrationFile {
   /// reset, the device's close): reads and writes are ENODEV.
   var disabled = false
   /// The device whose stream it is, for the pre-copy query.
-  weak var device: SimulatedMediatedDevice?
+  weak var device: (any SimulatedMigrationModel)?
 
-  init(saving: Bool, data: [UInt8], device: SimulatedMediatedDevice) {
+  init(saving: Bool, data: [UInt8], device: any SimulatedMigrationModel) {
     self.isSaving = saving
     self.data = data
     self.device = device
   }
 }
 
-extension SimulatedMediatedDevice {
+/// A device model with a migration driver (`mig_ops`): a mediated device's model, or a PCI
+/// device's as a vfio-pci variant driver would migrate it. The hooks are the models' own
+/// (``SimulatedMediatedDevice/migrationFlags``, ``SimulatedPCIDevice/migrationFlags``, ...);
+/// the state machine and the data files are the simulator's.
+protocol SimulatedMigrationModel: AnyObject {
+  var migrationFlags: UInt64? { get }
+  var migrationState: VFIOMigrationState { get set }
+  var savingFile: SimulatedMigrationFile? { get set }
+  var resumingFile: SimulatedMigrationFile? { get set }
+  var precopyInfoV2: Bool { get set }
+  var migrationDataSize: UInt64 { get }
+  var resumeCapacity: Int { get }
+  func preCopyData() -> [UInt8]
+  func stopCopyData() -> [UInt8]
+  func checkResumeWrite(_ data: [UInt8], previousCount: Int) -> Errno?
+  func loadState(_ data: [UInt8]) throws(Errno)
+}
+
+extension SimulatedMediatedDevice: SimulatedMigrationModel {}
+extension SimulatedPCIDevice: SimulatedMigrationModel {}
+
+extension SimulatedMigrationModel {
   /// The driver's migration state machine (`migration_set_state`): the arcs from the
   /// current state to `target`, one at a time, as the kernel's table gives them; returns
   /// the data file the last arc opened. A failed arc leaves the device in the state it had
@@ -73,6 +94,14 @@ extension SimulatedMediatedDevice {
     default:
       return nil  // P2P arcs and the like: nothing to do
     }
+  }
+
+  /// What a reset or the last close does (mtty's `mtty_reset`, a variant driver's
+  /// `reset_done`): back to RUNNING, the data files disabled.
+  func returnToRunning() {
+    guard migrationFlags != nil else { return }
+    migrationState = .running
+    disableMigrationFiles()
   }
 
   private func openSaving(_ data: [UInt8]) -> SimulatedMigrationFile {

@@ -20,6 +20,15 @@ extension SimulatedKernel.State {
       if case .mediated(let file) = self { return file.instance.device }
       return nil
     }
+
+    /// The model whose migration driver answers: the mediated device's, or the PCI
+    /// device's (a vfio-pci variant driver's, where the model has migration flags).
+    var migration: (any SimulatedMigrationModel)? {
+      switch self {
+      case .pci(let file): file.device
+      case .mediated(let file): file.instance.device
+      }
+    }
   }
 
   /// The result of `vfio_check_feature`: a probe that passed (0), or go on (the request).
@@ -50,11 +59,11 @@ extension SimulatedKernel.State {
     let model = driver.model
     switch Int32(flags & CIOMMUFD_VFIO_DEVICE_FEATURE_MASK) {
     case CIOMMUFD_VFIO_DEVICE_FEATURE_MIGRATION:
-      guard let model, let migration = model.migrationFlags else { throw .inappropriateIOCTLForDevice }
+      guard let model = driver.migration, let migration = model.migrationFlags else { throw .inappropriateIOCTLForDevice }
       guard try checkFeature(flags, payload: payload, supported: get, minimum: 8) == .proceed else { return 0 }
       try UserMemory.write(UserMemory.encode(migration), to: data)
     case CIOMMUFD_VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
-      guard let model, model.migrationFlags != nil else { throw .inappropriateIOCTLForDevice }
+      guard let model = driver.migration, model.migrationFlags != nil else { throw .inappropriateIOCTLForDevice }
       guard try checkFeature(flags, payload: payload, supported: get | set, minimum: 8) == .proceed else { return 0 }
       let request = try UserMemory.read(data, count: 8)
       if flags & get != 0 {
@@ -84,7 +93,7 @@ extension SimulatedKernel.State {
       }
       files[fd] = .migration(file)
     case CIOMMUFD_VFIO_DEVICE_FEATURE_MIG_DATA_SIZE:
-      guard let model, model.migrationFlags != nil else { throw .inappropriateIOCTLForDevice }
+      guard let model = driver.migration, model.migrationFlags != nil else { throw .inappropriateIOCTLForDevice }
       guard try checkFeature(flags, payload: payload, supported: get, minimum: 8) == .proceed else { return 0 }
       try UserMemory.write(UserMemory.encode(model.migrationDataSize), to: data)
     case CIOMMUFD_VFIO_DEVICE_FEATURE_DMA_LOGGING_START:
@@ -108,7 +117,7 @@ extension SimulatedKernel.State {
       try reportLogging(model, try UserMemory.read(data, count: 32))
     case 12 where isLinux7_2:
       // MIG_PRECOPY_INFOv2: a device without PRE_COPY (or without migration) is EINVAL.
-      guard let model, let migration = model.migrationFlags, migration & UInt64(CIOMMUFD_VFIO_MIGRATION_PRE_COPY) != 0 else {
+      guard let model = driver.migration, let migration = model.migrationFlags, migration & UInt64(CIOMMUFD_VFIO_MIGRATION_PRE_COPY) != 0 else {
         throw .invalidArgument
       }
       guard try checkFeature(flags, payload: payload, supported: set, minimum: 0) == .proceed else { return 0 }

@@ -51,6 +51,7 @@ extension SimulatedKernel.State {
     if let msix { restored.replaceSubrange(msix..<(msix + 12), with: saved[msix..<(msix + 12)]) }
     device.config = restored
     intxAsserted.remove(number)  // a reset device asserts nothing
+    device.returnToRunning()  // a variant driver's reset_done: RUNNING, the data files disabled
   }
 
   /// The 8-byte entry of device `member` as `caller` sees it in the iommufd form

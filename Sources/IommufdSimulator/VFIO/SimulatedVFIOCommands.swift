@@ -326,6 +326,8 @@ extension SimulatedKernel.State {
     file.binding = nil
     file.object = nil
     boundFiles[file.number] = nil
+    file.device.returnToRunning()  // a migration driver's close: RUNNING, its data files disabled
+    file.device.precopyInfoV2 = false  // the core clears 7.2's opt-in on the last close
     resetOnClose(file.number)
     releaseIfUnused(context)
   }

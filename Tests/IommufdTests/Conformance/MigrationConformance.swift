@@ -1,5 +1,6 @@
 import Foundation
 import Iommufd
+import IommufdEdu
 import IommufdSimulator
 import SystemPackage
 import Testing
@@ -157,5 +158,54 @@ struct MigrationConformance {
       }
       try device.stopDMALogging()
     }
+  }
+
+  @Test("a migratable simulated edu (unlike QEMU's, which has no migration driver): its buffer, liveness and factorial move to another edu through PRE_COPY (header and buffer) and STOP_COPY (registers), 4152 bytes; a foreign header is EINVAL at the write; a reset (a lone function's bus reset) returns it to RUNNING; a plain edu's migration is ENOTTY", arguments: [SimulatedKernel.Release.linux6_12, .linux7_2])
+  func migratableSimulatedEdu(release: SimulatedKernel.Release) throws {
+    var configuration = SimulatedKernel.Configuration()
+    configuration.release = release
+    let backend = Backend.simulated(SimulatedKernel(
+      configuration: configuration,
+      devices: [SimulatedEduDevice(migratable: true), SimulatedEduDevice()],
+      rootPorts: [SimulatedRootPort(functions: [SimulatedEduDevice(migratable: true)])]))  // alone on its bus: a bus reset
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    let (source, plain, target) = try (
+      VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend), VFIODevice.open(SimulatedKernel.devicePath(1), backend: backend),
+      VFIODevice.open(SimulatedKernel.devicePath(2), backend: backend))
+    defer { for device in [source, target, plain] { try? device.close() } }
+    for device in [source, target, plain] {
+      _ = try device.bind(to: iommufd)
+      try device.attach(to: ioas)
+    }
+    #expect(errno { try plain.migrationFlags() } == .inappropriateIOCTLForDevice)
+    #expect(try source.migrationFlags() == [.stopCopy, .p2p, .preCopy] && source.migrationDataSize() == 4152)
+    let memory = try DMABuffer(length: 8192, backend: backend)
+    for index in 0..<4096 { memory.bytes[index] = UInt8(truncatingIfNeeded: index * 7 + 3) }
+    _ = try ioas.unsafeMap(address: memory.bytes.baseAddress!, length: 8192, at: .fixed(0x10_0000), access: [.readable, .writable])
+    let (sourceEdu, targetEdu) = (try EduDriver(device: source), try EduDriver(device: target))
+    try sourceEdu.enableBusMaster()
+    try targetEdu.enableBusMaster()
+    try sourceEdu.copyToDevice(from: 0x10_0000, count: 4095)  // edu moves at most 4095 bytes
+    try sourceEdu.write32(0x0BAD_F00D, 0x04)
+    #expect(try sourceEdu.factorial(6) == 720)
+    let stream = try #require(try source.setMigrationState(.preCopy))
+    var state = try stream.readAll()
+    #expect(state.count == 4104 && Array(state.prefix(8)) == Array("EDUSTATE".utf8))
+    try source.setMigrationState(.stopCopy)
+    state += try stream.readAll()
+    #expect(state.count == 4152)
+    let refused = try #require(try target.setMigrationState(.resuming))
+    #expect(errno { try refused.writeAll(Array("NOTEDU!!".utf8)) } == .invalidArgument)
+    #expect(try target.info().flags.contains(.reset))
+    try target.reset()  // a bus reset: back to RUNNING, the stream disabled
+    #expect(try target.migrationState() == .running)
+    let resume = try #require(try target.setMigrationState(.resuming))
+    try resume.writeAll(state)
+    try target.setMigrationState(.running)
+    #expect(try targetEdu.read32(0x04) == ~UInt32(0x0BAD_F00D))
+    #expect(try targetEdu.read32(0x08) == 720)
+    try targetEdu.copyFromDevice(to: 0x10_1000, count: 4095)
+    #expect(Array(memory.bytes[4096..<8191]) == Array(memory.bytes[0..<4095]))
   }
 }
