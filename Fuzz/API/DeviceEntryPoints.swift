@@ -12,7 +12,7 @@ import Glibc
 func deviceEntryPoints() -> [EntryPoint] {
   [
     EntryPoint("VFIODevice.open(_:backend:)", weight: 8) { f in
-      let path = f.path(SimulatedKernel.devicePath(f.sensibleOnly ? 0 : f.rng.below(2)).string)
+      let path = f.path(SimulatedKernel.devicePath(f.sensibleOnly ? 0 : f.rng.below(4)).string)
       f.call("path \(path.debugDescription)") {
         let device = try VFIODevice.open(FilePath(path), backend: f.backend)
         f.pool.devices.append(Held(value: device, label: f.pool.label("dev"), context: nil))
@@ -96,6 +96,50 @@ func deviceEntryPoints() -> [EntryPoint] {
       f.call(device.label) { try device.value.reset() }
       return true
     },
+    EntryPoint("VFIODevice.hotResetInfo()", weight: 3) { f in
+      guard let device = f.pick(f.pool.devices) else { return false }
+      f.call(device.label) {
+        let info = try device.value.hotResetInfo()
+        _ = (info.devices.map(\.description), info.usesDeviceIDs, info.allOwned)
+      }
+      return true
+    },
+    EntryPoint("VFIODevice.hotReset()", weight: 3) { f in
+      guard let device = f.pick(f.pool.devices) else { return false }
+      f.call(device.label) { try device.value.hotReset() }
+      return true
+    },
+    EntryPoint("VFIODevice.hotReset(groups:)", weight: 2) { f in
+      guard let device = f.pick(f.pool.devices) else { return false }
+      let groups = (0..<f.rng.below(3)).compactMap { _ in f.pick(f.pool.groups) }
+      f.call("\(device.label) groups \(groups.map(\.label))") { try device.value.hotReset(groups: groups.map(\.value)) }
+      return true
+    },
+    EntryPoint("VFIODevice.enterLowPower(wakeup:) and exitLowPower()", weight: 3) { f in
+      guard let device = f.pick(f.pool.devices) else { return false }
+      let wakeup = f.rng.bool() ? f.pick(f.pool.eventFDs) : nil
+      let exit = f.rng.chance(60)
+      f.call("\(device.label) wakeup \(wakeup?.label ?? "none") exit \(exit)") {
+        if exit { try device.value.exitLowPower() } else { try device.value.enterLowPower(wakeup: wakeup?.value) }
+      }
+      return true
+    },
+    EntryPoint("VFIODevice migration on a PCI device (the port's migratable edus)", weight: 3) { f in
+      guard let device = f.pick(f.pool.devices) else { return false }
+      let state = VFIOMigrationState(rawValue: UInt32(f.rng.below(9))) ?? .running
+      let chunk = f.hostile(30) ? f.rng.hostileCount() : f.rng.below(5000)
+      f.call("\(device.label) to \(state) chunk \(chunk)") {
+        _ = try? device.value.migrationFlags()
+        _ = try? device.value.migrationDataSize()
+        if let stream = try device.value.setMigrationState(state) {
+          _ = try? stream.precopyInfo()
+          _ = try? stream.read(maximumBytes: chunk)
+          _ = try? stream.write([UInt8](repeating: 0x45, count: max(0, min(chunk, 5000))))
+          try stream.close()
+        }
+      }
+      return true
+    },
     EntryPoint("VFIODevice.irqInfo(_:)", weight: 4) { f in
       guard let device = f.pick(f.pool.devices) else { return false }
       let index = f.hostile(35) ? f.rng.hostileInt() : f.rng.below(6)
@@ -168,7 +212,7 @@ func deviceEntryPoints() -> [EntryPoint] {
       let command = PCICommand(rawValue: UInt16(truncatingIfNeeded: f.rng.hostileU64()))
       f.call("\(device.label) offset 0x\(hex(offset)) command 0x\(String(command.rawValue, radix: 16))") {
         let config = try PCIConfigSpace(device.value)
-        _ = (try config.vendorID(), try config.deviceID(), try config.classCode(), config.size)
+        _ = (try config.vendorID(), try config.deviceID(), try config.classCode(), try config.status(), config.size)
         _ = try config.capabilities()
         _ = try config.extendedCapabilities()
         _ = try config.capability(PCICapability.msi)

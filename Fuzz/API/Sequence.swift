@@ -28,7 +28,14 @@ extension Fuzzer {
   /// kernel, then two iommufd contexts.
   func setUpMachine() {
     var devices: [SimulatedPCIDevice] = []
+    var ports: [SimulatedRootPort] = []
     if !machine.isSelfTest {
+      // Behind a root port, two migratable edu functions (sharing a group, or not): hot
+      // resets, their scope and ownership, and PCI migration.
+      let isolated = rng.bool()
+      invoke("SimulatedRootPort.init(functions:isolatedFunctions:)", "two migratable edus, isolated \(isolated)") {
+        ports = [SimulatedRootPort(functions: [SimulatedEduDevice(migratable: true), SimulatedEduDevice(migratable: true)], isolatedFunctions: isolated)]
+      }
       let (make, text) = makeFuzzDevice()
       invoke("SimulatedPCIDevice.init(vendorID:deviceID:classCode:revision:bars:msiCount:msix:supportsReset:reservedRegions:)", text) {
         let device = make()
@@ -39,9 +46,9 @@ extension Fuzzer {
     var configuration = SimulatedKernel.Configuration()
     configuration.release = machine.release
     configuration.selfTest = machine.isSelfTest
-    let devicesText = devices.isEmpty ? "no devices" : "edu as vfio0, the fuzz device as vfio1"
-    invoke("SimulatedKernel.init(configuration:devices:)", "\(machine), \(devicesText)") {
-      self.kernel = SimulatedKernel(configuration: configuration, devices: devices)
+    let devicesText = devices.isEmpty ? "no devices" : "edu as vfio0, the fuzz device as vfio1, the port's edus as vfio2 and vfio3"
+    invoke("SimulatedKernel.init(configuration:devices:rootPorts:)", "\(machine), \(devicesText)") {
+      self.kernel = SimulatedKernel(configuration: configuration, devices: devices, rootPorts: ports)
       self.backend = .simulated(self.kernel)
     }
     for _ in 0..<2 {
@@ -82,7 +89,8 @@ extension Fuzzer {
   /// Every entry point the setup, the prologues and the teardown call by name.
   static let namedEntryPoints = selfTestPrologue + virtualPrologue + eduPrologue + [
     "SimulatedPCIDevice.init(vendorID:deviceID:classCode:revision:bars:msiCount:msix:supportsReset:reservedRegions:)",
-    "SimulatedKernel.init(configuration:devices:)", "IOMMUFD.open(_:backend:)", "end of sequence: release of every handle",
+    "SimulatedRootPort.init(functions:isolatedFunctions:)", "SimulatedKernel.init(configuration:devices:rootPorts:)",
+    "IOMMUFD.open(_:backend:)", "end of sequence: release of every handle",
   ]
 
   /// The prologue: some or all of a chain of sensible calls for the machine.

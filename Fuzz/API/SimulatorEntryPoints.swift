@@ -418,7 +418,8 @@ func simulatorEntryPoints() -> [EntryPoint] {
     EntryPoint(
       "SimulatedPCIDevice.init(vendorID:deviceID:classCode:revision:bars:msiCount:msix:supportsReset:reservedRegions:)", weight: 0
     ) { _ in false },
-    EntryPoint("SimulatedKernel.init(configuration:devices:)", weight: 0) { _ in false },
+    EntryPoint("SimulatedRootPort.init(functions:isolatedFunctions:)", weight: 0) { _ in false },
+    EntryPoint("SimulatedKernel.init(configuration:devices:rootPorts:)", weight: 0) { _ in false },
     EntryPoint("end of sequence: release of every handle", weight: 0) { _ in false },
   ]
 }
