@@ -57,8 +57,8 @@ struct HotResetMachine: CustomTestStringConvertible, Sendable {
 /// `VFIO_DEVICE_PCI_HOT_RESET` in the iommufd form) on both lab kernels and on the simulator:
 /// the reset methods each edu has, the root bus's ENODEV, the pair's scope and ownership,
 /// the check order, and a hot reset that lowers a pending INTx while edu's own registers
-/// (which QEMU's edu never resets) keep their values.
-@Suite("conformance: PCI resets", .serialized)
+/// (which QEMU's edu never resets) keep their values; vfio-pci's low-power entry and exit.
+@Suite("conformance: PCI resets and low power", .serialized)
 struct HotResetConformance {
   static let machines = HotResetMachine.all
 
@@ -146,6 +146,26 @@ struct HotResetConformance {
     try device.perform(.unmask, interrupt: VFIOPCIInterrupt.intx)
     #expect(try InterruptConformance.signal(trigger, within: 100) == nil)
     try edu.acknowledgeInterrupt(1)
+  }
+
+  @Test("low power on the edu: vfio-pci offers entry, entry with a wakeup eventfd and exit (set only); a second entry is EINVAL, explained, with or without a wakeup; exit always succeeds, twice too; entry with a wakeup eventfd after exit", arguments: machines)
+  func lowPower(machine: HotResetMachine) throws {
+    let backend = machine.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try HotResetMachine.open(machine.rootEdu, backend)
+    defer { try? device.close() }
+    _ = try device.bind(to: iommufd)
+    let supported = try device.supportedFeatures()
+    #expect(supported == [.lowPowerEntry: .set, .lowPowerEntryWithWakeup: .set, .lowPowerExit: .set])
+    let wakeup = try EventFD(nonBlocking: true, backend: backend)
+    try device.enterLowPower()
+    let again = try #require(throws: IommufdError.self) { try device.enterLowPower() }
+    #expect(again.errno == .invalidArgument && again.detail?.contains("already in low-power") == true)
+    #expect(errno { try device.enterLowPower(wakeup: wakeup) } == .invalidArgument)
+    try device.exitLowPower()
+    try device.exitLowPower()
+    try device.enterLowPower(wakeup: wakeup)
+    try device.exitLowPower()
   }
 
   @Test("the library's own checks: the iommufd form on an unbound device and the group form without groups are EINVAL with what was wrong, before the kernel is asked", arguments: [HotResetMachine.simulated(.linux6_12)])
