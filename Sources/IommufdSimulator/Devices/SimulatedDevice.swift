@@ -102,7 +102,7 @@ open class SimulatedPCIDevice: @unchecked Sendable {
   /// The shared memory behind each memory BAR, by index.
   let barMemory: [SimulatedBARMemory?]
   /// Whether the device has a function-level reset of its own (`flr` in `reset_method`),
-  /// which ``VFIODevice/reset()`` uses. A lone function behind a ``SimulatedRootPort`` has a
+  /// which `VFIODevice.reset()` uses. A lone function behind a ``SimulatedRootPort`` has a
   /// bus reset besides; a device with neither fails a reset with `EINVAL`.
   public let supportsReset: Bool
   /// The IOMMU reserved regions a device on this platform brings to an IOAS when it

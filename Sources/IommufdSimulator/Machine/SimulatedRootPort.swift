@@ -7,9 +7,9 @@ import Iommufd
 /// The port's secondary bus holds function 0, 1, ... of device 0 in the order given, at
 /// most 8 (the rest are left out). With more than one, function 0's config space says the
 /// device is multifunction (header type bit 7), as QEMU's `multifunction=on` makes it. A
-/// lone function has a bus reset (`reset_method` is `bus`), so ``VFIODevice/reset()`` works
+/// lone function has a bus reset (`reset_method` is `bus`), so `VFIODevice.reset()` works
 /// on it; functions that share the slot have none, and reset together through
-/// ``VFIODevice/hotReset()``.
+/// `VFIODevice.hotReset()`.
 ///
 /// IOMMU groups: the functions of a device without ACS (QEMU's edu, a conventional PCI
 /// device) share one group, function 0's, as Linux groups them behind a port that has ACS;
