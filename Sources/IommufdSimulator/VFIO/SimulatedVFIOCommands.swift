@@ -48,6 +48,9 @@ extension SimulatedKernel.State {
     file.binding = (context, id)
     file.object = context.device(id)
     boundFiles[file.number] = file
+    // vfio_pci_core_enable: bus mastering off, then a function reset where one works.
+    file.device.config[4] &= ~0x4
+    if hasFunctionReset(file.number) { reset(device: file.number) }
     return 0
   }
 
