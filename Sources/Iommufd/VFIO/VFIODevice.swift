@@ -274,7 +274,8 @@ public final class VFIODevice: Sendable {
       }
     } catch where error.errno == .invalidArgument && error.detail == nil && deviceID != nil {
       throw error.unsupported(
-        "the device has no function reset (no FLR, PM or lone-function bus reset; its sysfs reset_method is absent): "
+        "the device has no function reset that works (no FLR or PM reset, and a bus reset only while it is alone on its bus: "
+          + "its sysfs reset_method is absent, or only `bus`, which fails beside other functions): "
           + "hotReset() resets its slot or bus, with every function there")
     } catch {
       throw error

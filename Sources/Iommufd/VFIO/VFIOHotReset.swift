@@ -114,7 +114,8 @@ extension VFIODevice {
   ///
   /// A failure says why: `ENODEV` when no slot or bus reset reaches the device (it sits on a
   /// root bus), `EINVAL` with the functions in the way (role `"in the way"` in
-  /// ``IommufdError/objects``), `EBUSY` when one of them is in use elsewhere in the kernel.
+  /// ``IommufdError/objects``). `EAGAIN` (the bus is locked) and `EBUSY` (a function's
+  /// memory is being mapped or accessed by another thread right now) are transient: try again.
   public func hotReset() throws(IommufdError) {
     guard deviceID != nil || descriptor.isClosed else {  // (a closed handle says so below)
       throw IommufdError(

@@ -4,10 +4,11 @@ import SystemPackage
 extension VFIODevice {
   /// Lets the kernel put the device into a low-power state (D3) once it is idle
   /// (`VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY`, or `..._WITH_WAKEUP` with `wakeup`): its BARs
-  /// are unmapped from user space meanwhile, and an access to them, to its config space, or
-  /// its own wakeup brings it back. With `wakeup`, the kernel signals that eventfd when the
-  /// device wakes itself. vfio-pci devices only (ENOTTY elsewhere, explained); `EINVAL` when
-  /// the device is already in that state (explained).
+  /// are unmapped from user space meanwhile. On a kernel with runtime PM (`CONFIG_PM`),
+  /// any runtime resume ends it: the device's own wakeup, and also this process's next
+  /// access to the device (a request, a config-space or BAR access); with `wakeup`, the
+  /// kernel signals that eventfd then. vfio-pci devices only (ENOTTY elsewhere,
+  /// explained); `EINVAL` when the device is already in that state (explained).
   public func enterLowPower(wakeup: EventFD? = nil) throws(IommufdError) {
     do throws(IommufdError) {
       if let wakeup {

@@ -94,6 +94,11 @@ extension SimulatedKernel {
     /// vfio-pci's low-power state of each device in it (`pm_runtime_engaged`), with its
     /// wakeup eventfd if it has one, by device number.
     var lowPower: [Int: SimulatedEventFD?] = [:]
+    /// The config space header each bound device had when vfio-pci opened it (its close
+    /// writes it back), by device number.
+    var openConfig: [Int: [UInt8]] = [:]
+    /// vfio-pci's `needs_reset`: closed since the last reset that worked, by device number.
+    var needsReset: Set<Int> = []
 
     init(
       configuration: Configuration, devices rootDevices: [SimulatedPCIDevice], rootPorts: [SimulatedRootPort],
@@ -507,7 +512,9 @@ extension SimulatedKernel {
         return false
       }
       guard devices[number].busMasterEnabled else { return refuse("bus mastering is disabled") }
-      guard let ioas = boundFiles[number]?.object?.attachedIOAS else { return refuse("the device is not attached: DMA is blocked") }
+      guard let ioas = boundFiles[number]?.object?.attachedIOAS ?? groupAttachment(of: number)?.attachedIOAS else {
+        return refuse("the device is not attached: DMA is blocked")
+      }
       guard count > 0 else { return true }
       let (lastAddress, overflow) = iova.addingReportingOverflow(UInt64(count) - 1)
       guard !overflow else { return refuse("the access wraps around the address space") }
@@ -553,7 +560,8 @@ extension SimulatedKernel {
 
     /// A device write through a dirty-tracking HWPT marks the IO pages it touched.
     func markDirtyAfterWrite(_ number: Int, _ first: UInt64, _ last: UInt64) {
-      guard let hwpt = boundFiles[number]?.object?.attachedHWPTObject, hwpt.dirtyEnabled else { return }
+      guard let hwpt = boundFiles[number]?.object?.attachedHWPTObject ?? groupAttachment(of: number)?.attachedHWPTObject, hwpt.dirtyEnabled
+      else { return }
       hwpt.markDirty(first, last)
     }
 
@@ -561,6 +569,16 @@ extension SimulatedKernel {
     func hostAddress(_ ioas: SimulatedIOAS, _ iova: UInt64) -> UInt64? {
       guard let area = ioas.areas.entry(containing: iova) else { return nil }
       return area.value.userVA + (iova - area.start)
+    }
+
+    /// For a bound device that is not attached itself, the attached function of its IOMMU
+    /// group, if any: the group's domain translates for every function of it (a sibling
+    /// attached it, or kept it attached after this one detached).
+    func groupAttachment(of number: Int) -> SimulatedDeviceObject? {
+      guard boundFiles[number] != nil, topology.ports[number] != nil else { return nil }
+      return topology.members(ofGroup: topology.groups[number]).lazy.compactMap { member in
+        member == number ? nil : self.boundFiles[member]?.object.flatMap { $0.attachedIOAS == nil ? nil : $0 }
+      }.first
     }
 
     func recordFault(device number: Int, iova: UInt64, length: Int, isWrite: Bool, reason: String) {

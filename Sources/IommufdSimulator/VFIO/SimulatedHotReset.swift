@@ -19,14 +19,37 @@ extension SimulatedKernel.State {
     topology.resetWorks(of: number, device: devices[number])
   }
 
-  /// What vfio-pci's close does to resets (`vfio_pci_core_disable`): a function reset when
-  /// the device has one; else, once no other device of its set is open, a bus reset of the
-  /// whole set (`vfio_pci_dev_set_try_reset`), for a device behind a port.
-  func resetOnClose(_ number: Int) {
+  /// What vfio-pci's open does (`vfio_pci_core_enable`, at bind): bus mastering off, memory
+  /// decoding on (`pci_enable_device`), a function reset where one works, the header saved
+  /// (the close puts it back), then INTx enabled (DisINTx cleared).
+  func enable(device number: Int) {
+    let device = devices[number]
+    device.config[4] &= ~0x4
+    if device.bars.contains(where: { $0 != nil }) { device.config[4] |= 0x2 }
+    if hasFunctionReset(number) { reset(device: number) }
+    openConfig[number] = Array(device.config[0..<64])
+    device.config[5] &= ~0x04
+  }
+
+  /// What vfio-pci's close does (`vfio_pci_core_disable`): the device needs a reset; a
+  /// function reset where one works (which meets the need); the header saved at open
+  /// written back; bus mastering off; then, once no other device of its set is open and
+  /// one of them needs a reset, a bus reset of the whole set behind a port
+  /// (`vfio_pci_dev_set_try_reset`), which meets every need.
+  func disable(device number: Int) {
+    let device = devices[number]
+    needsReset.insert(number)
     if hasFunctionReset(number) {
       reset(device: number)
-    } else if let scope = topology.resetScope(of: number), scope.allSatisfy({ $0 == number || boundFiles[$0] == nil }) {
+      needsReset.remove(number)
+    }
+    if let saved = openConfig.removeValue(forKey: number) { device.config.replaceSubrange(0..<64, with: saved) }
+    device.config[4] &= ~0x4
+    if let scope = topology.resetScope(of: number), scope.allSatisfy({ $0 == number || boundFiles[$0] == nil }),
+      scope.contains(where: needsReset.contains)
+    {
       for member in scope { reset(device: member) }
+      needsReset.subtract(scope)
     }
   }
 

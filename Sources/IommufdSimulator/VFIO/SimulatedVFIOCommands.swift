@@ -41,16 +41,21 @@ extension SimulatedKernel.State {
     // The group's DMA ownership: another iommufd that bound a device of it has it.
     if let owner = groupOwner(of: file.number), owner !== context { throw .notPermitted }
     let id = try allocateID(context)
-    try UserMemory.write(UserMemory.encode(id), to: try UserMemory.offset(address, by: 12))  // BIND-9
+    do throws(Errno) {
+      try UserMemory.write(UserMemory.encode(id), to: try UserMemory.offset(address, by: 12))  // BIND-9
+    } catch {
+      // The device was opened before the id is copied out: the failure closes it again.
+      enable(device: file.number)
+      disable(device: file.number)
+      throw error
+    }
     context.objects[id] = .device(SimulatedDeviceObject(
       file: file, profile: iommuProfile, reservedRegions: file.device.reservedRegions, hardwareInfo: vtdHardwareInfo))
     context.boundDevices += 1
     file.binding = (context, id)
     file.object = context.device(id)
     boundFiles[file.number] = file
-    // vfio_pci_core_enable: bus mastering off, then a function reset where one works.
-    file.device.config[4] &= ~0x4
-    if hasFunctionReset(file.number) { reset(device: file.number) }
+    enable(device: file.number)
     return 0
   }
 
@@ -149,6 +154,12 @@ extension SimulatedKernel.State {
   func attachToIOAS(
     _ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32, ioasID: UInt32, _ ioas: SimulatedIOAS
   ) throws(Errno) -> UInt32 {
+    // A function whose IOMMU group is attached already goes where the group is: the
+    // group's automatic HWPT of this IOAS, else nowhere (each HWPT, and a new one, EINVAL).
+    if object.attachedHWPT == nil, let groupHWPT = groupHWPT(context, object) {
+      guard let hwpt = context.hwpt(groupHWPT), hwpt.isAutomatic, hwpt.ioasID == ioasID else { throw .invalidArgument }
+      return try attachToHWPT(context, object, deviceID, hwptID: groupHWPT, hwpt)
+    }
     let automatic = ioas.domains.map(\.id).first {
       guard let hwpt = context.hwpt($0) else { return false }
       return hwpt.isAutomatic && hwpt.profile == object.profile  // another driver's domain: EINVAL, try the next
@@ -182,6 +193,9 @@ extension SimulatedKernel.State {
     _ context: SimulatedContext, _ object: SimulatedDeviceObject, _ deviceID: UInt32, hwptID: UInt32, _ hwpt: SimulatedHWPT
   ) throws(Errno) -> UInt32 {
     if object.attachedHWPT == hwptID { return hwptID }
+    // The IOMMU group attaches as one (`iommufd_hw_pagetable_attach`): another HWPT than the
+    // one its attached functions use is EINVAL, before anything else.
+    if object.attachedHWPT == nil, let groupHWPT = groupHWPT(context, object), groupHWPT != hwptID { throw .invalidArgument }
     // The driver refuses another driver's domain, and a dirty-tracking domain for a device
     // that cannot track dirty pages.
     if hwpt.profile.driver != object.profile.driver || (hwpt.hasDirtyOps && !object.dirtyCapable) { throw .invalidArgument }
@@ -195,8 +209,31 @@ extension SimulatedKernel.State {
         throw .addressInUse  // IOAS-3
       }
     }
+    let previous = object.attachedHWPT
     move(context, object, deviceID, to: hwptID, hwpt)
+    // A replace moves the whole group (`iommufd_device_do_replace`): the functions that
+    // were on the same HWPT follow.
+    if let previous {
+      for (sibling, siblingID) in groupSiblings(context, object) where sibling.attachedHWPT == previous {
+        move(context, sibling, siblingID, to: hwptID, hwpt)
+      }
+    }
     return hwptID
+  }
+
+  /// The other functions of the device's IOMMU group bound to `context`, with their ids
+  /// (a group's functions are all bound to one context: its owner).
+  func groupSiblings(_ context: SimulatedContext, _ object: SimulatedDeviceObject) -> [(SimulatedDeviceObject, UInt32)] {
+    guard let number = object.file?.number else { return [] }
+    return topology.members(ofGroup: topology.groups[number]).compactMap { member -> (SimulatedDeviceObject, UInt32)? in
+      guard member != number, let (owner, id) = boundFiles[member]?.binding, owner === context, let sibling = context.device(id) else { return nil }
+      return (sibling, id)
+    }
+  }
+
+  /// The HWPT the device's IOMMU group is attached to through its other functions, if any.
+  func groupHWPT(_ context: SimulatedContext, _ object: SimulatedDeviceObject) -> UInt32? {
+    groupSiblings(context, object).lazy.compactMap(\.0.attachedHWPT).first
   }
 
   /// Moves the device's attachment to `hwpt`, carrying its reserved regions to the new
@@ -331,7 +368,7 @@ extension SimulatedKernel.State {
     boundFiles[file.number] = nil
     file.device.returnToRunning()  // a migration driver's close: RUNNING, its data files disabled
     file.device.precopyInfoV2 = false  // the core clears 7.2's opt-in on the last close
-    resetOnClose(file.number)
+    disable(device: file.number)
     releaseIfUnused(context)
   }
 

@@ -118,6 +118,87 @@ struct HotResetConformance {
     #expect(error == .noSpace && Array(reply[0..<12]) == le(UInt32(20), UInt32(0), UInt32(2)))
   }
 
+  @Test("the pair's shared IOMMU group attaches as one: with function 0 on an IOAS, function 1 goes to the same automatic HWPT and to another IOAS is EINVAL; function 0 replaced onto another IOAS takes function 1 along (its attach there changes nothing) and the old HWPT is freed (the next IOAS gets its id)", arguments: machines)
+  func sharedGroupAttach(machine: HotResetMachine) throws {
+    try #require(machine.pair.count == 2, "the lab names the pair in IOMMUFD_LAB_EDU_PAIR")
+    let backend = machine.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let (function0, function1) = (try HotResetMachine.open(machine.pair[0], backend), try HotResetMachine.open(machine.pair[1], backend))
+    defer { for device in [function1, function0] { try? device.close() } }
+    _ = try function0.bind(to: iommufd)
+    _ = try function1.bind(to: iommufd)
+    let (first, second) = (try iommufd.allocateIOAS(), try iommufd.allocateIOAS())
+    let hwpt = try function0.attach(to: first)
+    #expect(errno { try function1.attach(to: second) } == .invalidArgument)
+    #expect(try function1.attach(to: first) == hwpt)
+    let moved = try function0.attach(to: second)
+    #expect(moved != hwpt)
+    #expect(try function1.attach(to: second) == moved)
+    #expect(try iommufd.allocateIOAS().id == hwpt)
+  }
+
+  @Test("the shared group's domain translates for every function: function 1, bound but never attached, DMAs through the IOAS function 0 attached the group to", arguments: machines)
+  func sharedGroupDMA(machine: HotResetMachine) throws {
+    try #require(machine.pair.count == 2, "the lab names the pair in IOMMUFD_LAB_EDU_PAIR")
+    let backend = machine.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let (function0, function1) = (try HotResetMachine.open(machine.pair[0], backend), try HotResetMachine.open(machine.pair[1], backend))
+    defer { for device in [function1, function0] { try? device.close() } }
+    _ = try function0.bind(to: iommufd)
+    _ = try function1.bind(to: iommufd)
+    let ioas = try iommufd.allocateIOAS()
+    _ = try function0.attach(to: ioas)
+    let memory = try DMABuffer(length: 8192, backend: backend)
+    for index in 0..<64 { memory.bytes[index] = UInt8(truncatingIfNeeded: index &* 29 &+ 1) }
+    _ = try ioas.unsafeMap(address: memory.bytes.baseAddress!, length: 8192, at: .fixed(0x10_0000), access: [.readable, .writable])
+    try PCIConfigSpace(function1).updateCommand { $0.insert(.memorySpace) }
+    let edu = try EduDriver(device: function1)
+    try edu.enableBusMaster()
+    try edu.copyToDevice(from: 0x10_0000, count: 64)
+    try edu.copyFromDevice(to: 0x10_1000, count: 64)
+    #expect(Array(memory.bytes[4096..<4160]) == Array(memory.bytes[0..<64]))
+  }
+
+  @Test("open and close as vfio-pci does them: the edu on the root bus gets back the cache line size and interrupt line it had at open, and keeps a pending INTx across close and bind (nothing resets it); the pair's last close resets the bus, so function 0's pending INTx is gone when it is bound again", arguments: machines)
+  func openAndClose(machine: HotResetMachine) throws {
+    try #require(machine.pair.count == 2, "the lab names the pair in IOMMUFD_LAB_EDU_PAIR")
+    let backend = machine.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    func bound(_ address: PCIAddress) throws -> (VFIODevice, PCIConfigSpace, EduDriver) {
+      let device = try HotResetMachine.open(address, backend)
+      _ = try device.bind(to: iommufd)
+      let config = try PCIConfigSpace(device)
+      try config.updateCommand { $0.insert(.memorySpace) }
+      return (device, config, try EduDriver(device: device))
+    }
+    var (device, config, edu) = try bound(machine.rootEdu)
+    let (cacheLine, interruptLine) = (try config.read(UInt8.self, at: 0x0C), try config.read(UInt8.self, at: 0x3C))
+    try config.write(cacheLine ^ 0x10, at: 0x0C)
+    try config.write(interruptLine ^ 0x05, at: 0x3C)
+    #expect(try config.read(UInt8.self, at: 0x0C) == cacheLine ^ 0x10)
+    try edu.acknowledgeInterrupt(UInt32.max)
+    try edu.raiseInterrupt(1)
+    #expect(try config.status().contains(.interrupt))
+    try device.close()
+    (device, config, edu) = try bound(machine.rootEdu)
+    #expect(try config.read(UInt8.self, at: 0x0C) == cacheLine)
+    #expect(try config.read(UInt8.self, at: 0x3C) == interruptLine)
+    #expect(try config.status().contains(.interrupt))  // no reset reaches it
+    try edu.acknowledgeInterrupt(1)
+    #expect(try !config.status().contains(.interrupt))
+    try device.close()
+    (device, config, edu) = try bound(machine.pair[0])
+    try edu.acknowledgeInterrupt(UInt32.max)
+    try edu.raiseInterrupt(1)
+    #expect(try config.status().contains(.interrupt))
+    try device.close()  // the last of its set: the bus resets
+    (device, config, edu) = try bound(machine.pair[0])
+    #expect(try !config.status().contains(.interrupt))
+    #expect(try edu.interruptStatus() == 1)  // edu's own register survives
+    try edu.acknowledgeInterrupt(1)
+    try device.close()
+  }
+
   @Test("a hot reset happens: edu raises INTx on function 0 (status bit 3 set, an unmask fires again); after the iommufd-form hot reset the line is low (bit 3 clear, an unmask fires nothing) while edu's interrupt status and liveness register keep their values", arguments: machines)
   func hotResetLowersINTx(machine: HotResetMachine) throws {
     try #require(machine.pair.count == 2, "the lab names the pair in IOMMUFD_LAB_EDU_PAIR")
