@@ -12,7 +12,8 @@
 // Without /dev/iommu (or with --against-simulator) both sides are simulators, which must
 // agree; --plant-divergence perturbs one answer of the second side, the negative control
 // that must be reported. --device adds a VFIO device: each sequence opens the kernel's cdev
-// CDEV (an edu, as in the lab's VT-d boot) and the simulator's edu, and the calls bind,
+// CDEV (an edu, as in the lab's VT-d boot: vfio0 on the root bus, vfio1 and vfio2 the two
+// functions behind a root port) and the simulator's of the same number, and the calls bind,
 // attach, query, reset and access it; the simulator is then a test kernel with VT-d active
 // (no mock devices). --mdev TYPE adds a mediated device instead: each sequence creates an
 // instance of TYPE (an mtty type, as the lab kernels have) on the kernel and on a simulator
@@ -1221,13 +1222,28 @@ configuration.release = release
 // VT-d, where 6.12's mock IOMMU makes no devices (7.2's does).
 if options.device != nil { configuration.mockDevices = release >= .linux7_2 }
 let simulatorConfiguration = configuration
+// The lab's VT-d machine: an edu on the root bus (vfio0), and a two-function edu behind a
+// PCIe root port (vfio1 and vfio2). The simulated side opens the cdev of the same number as
+// the kernel's, so --device /dev/vfio/devices/vfio1 fuzzes function 0 of the pair (hot
+// reset info and hot reset then reach their scope, ownership and the reset itself).
+let simulatedDeviceIndex: Int = {
+  guard let device = options.device, let name = device.split(separator: "/").last, name.hasPrefix("vfio"),
+    let index = Int(name.dropFirst(4)), (0...2).contains(index)
+  else { return 0 }
+  return index
+}()
 let makeSides: () -> Sides = {
-  let devices: [SimulatedPCIDevice] = options.device == nil ? [] : [SimulatedEduDevice()]
-  let parents: [SimulatedMediatedParent] = options.mdevType == nil ? [] : [.mtty()]
-  let second: any SystemCalls = SimulatedKernel(configuration: simulatorConfiguration, devices: devices, mediatedParents: parents)
-  let first: any SystemCalls =
-    useKernel ? KernelSystemCalls() : SimulatedKernel(configuration: simulatorConfiguration, devices: devices, mediatedParents: parents)
-  let simulatedDevice = options.device == nil ? nil : SimulatedKernel.devicePath(0).string
+  func machine() -> SimulatedKernel {
+    guard options.device != nil else {
+      return SimulatedKernel(configuration: simulatorConfiguration, mediatedParents: options.mdevType == nil ? [] : [.mtty()])
+    }
+    return SimulatedKernel(
+      configuration: simulatorConfiguration, devices: [SimulatedEduDevice()],
+      rootPorts: [SimulatedRootPort(functions: [SimulatedEduDevice(), SimulatedEduDevice()])])
+  }
+  let second: any SystemCalls = machine()
+  let first: any SystemCalls = useKernel ? KernelSystemCalls() : machine()
+  let simulatedDevice = options.device == nil ? nil : SimulatedKernel.devicePath(simulatedDeviceIndex).string
   return Sides(
     first: first, second: options.plantDivergence ? Planted(base: second) : second,
     names: (useKernel ? "kernel \(version)" : "simulator", "simulator"),
