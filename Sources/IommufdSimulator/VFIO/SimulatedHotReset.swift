@@ -77,20 +77,22 @@ extension SimulatedKernel.State {
     device.returnToRunning()  // a variant driver's reset_done: RUNNING, the data files disabled
   }
 
-  /// The 8-byte entry of device `member` as `caller` sees it in the iommufd form
-  /// (`vfio_iommufd_get_dev_id`): its id when bound to the caller's context; OWNED (0) when
-  /// not bound but in a group the caller's context owns; else NOT_OWNED.
-  private func dependentDevice(_ member: Int, for caller: SimulatedDeviceFile) -> [UInt8] {
+  /// VFIO_PCI_DEVID_NOT_OWNED.
+  private static let notOwned = UInt32.max
+
+  /// Device `member`'s id as `caller` sees it in the iommufd form (`vfio_iommufd_get_dev_id`):
+  /// its object id when bound to the caller's context; OWNED (0) when not bound but in a
+  /// group the caller's context owns; else NOT_OWNED.
+  private func ownerID(of member: Int, for caller: SimulatedDeviceFile) -> UInt32 {
+    guard let callerContext = caller.binding?.context else { return Self.notOwned }
+    if let (context, objectID) = boundFiles[member]?.binding { return context === callerContext ? objectID : Self.notOwned }
+    return groupOwner(of: member) === callerContext ? 0 : Self.notOwned
+  }
+
+  /// The 8-byte entry of device `member`: its owner id, segment, bus and devfn.
+  private func dependentDevice(_ member: Int, ownerID: UInt32) -> [UInt8] {
     let address = topology.addresses[member]
-    var id = UInt32.max  // VFIO_PCI_DEVID_NOT_OWNED
-    if let callerContext = caller.binding?.context {
-      if let (context, objectID) = boundFiles[member]?.binding {
-        if context === callerContext { id = objectID }
-      } else if groupOwner(of: member) === callerContext {
-        id = 0  // VFIO_PCI_DEVID_OWNED
-      }
-    }
-    return UserMemory.encode(id) + UserMemory.encode(UInt16(address.domain)) + [address.bus, address.device << 3 | address.function]
+    return UserMemory.encode(ownerID) + UserMemory.encode(UInt16(address.domain)) + [address.bus, address.device << 3 | address.function]
   }
 
   /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` on a cdev (`vfio_pci_ioctl_get_pci_hot_reset_info`):
@@ -106,8 +108,9 @@ extension SimulatedKernel.State {
       try UserMemory.write(UserMemory.encode(argsz) + UserMemory.encode(UInt32(0)) + UserMemory.encode(UInt32(scope.count)), to: address)
       throw .noSpace
     }
-    let entries = scope.map { dependentDevice($0, for: file) }
-    let allOwned = !entries.contains { UserMemory.decode(UInt32.self, from: $0) == UInt32.max }
+    let owners = scope.map { ownerID(of: $0, for: file) }
+    let entries = zip(scope, owners).map { dependentDevice($0, ownerID: $1) }
+    let allOwned = !owners.contains(Self.notOwned)
     let flags = CIOMMUFD_VFIO_PCI_HOT_RESET_FLAG_DEV_ID | (allOwned ? CIOMMUFD_VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED : 0)
     try UserMemory.write(entries.flatMap { $0 }, to: try UserMemory.offset(address, by: 12))
     try UserMemory.write(UserMemory.encode(argsz) + UserMemory.encode(flags) + UserMemory.encode(UInt32(scope.count)), to: address)
@@ -126,7 +129,7 @@ extension SimulatedKernel.State {
     if argsz < 12 || flags != 0 { throw .invalidArgument }
     if count != 0 { throw .invalidArgument }  // `!!count == cdev_opened`
     guard let scope = topology.resetScope(of: file.number) else { throw .operationNotSupportedByDevice }
-    let owned = scope.allSatisfy { UserMemory.decode(UInt32.self, from: dependentDevice($0, for: file)) != UInt32.max }
+    let owned = scope.allSatisfy { ownerID(of: $0, for: file) != Self.notOwned }
     guard owned else { throw .invalidArgument }
     for member in scope { reset(device: member) }
     return 0

@@ -47,6 +47,15 @@ struct HotResetMachine: CustomTestStringConvertible, Sendable {
     return HotResetMachine(name: "kernel", isSimulated: false, makeBackend: platform.makeBackend, rootEdu: root, pair: pair)
   }
 
+  /// The pair's two functions, opened and bound to `iommufd` (closed by the caller, or on
+  /// release when a step fails).
+  func boundPair(_ backend: Backend, _ iommufd: IOMMUFD) throws -> (VFIODevice, VFIODevice) {
+    let (function0, function1) = (try Self.open(pair[0], backend), try Self.open(pair[1], backend))
+    _ = try function0.bind(to: iommufd)
+    _ = try function1.bind(to: iommufd)
+    return (function0, function1)
+  }
+
   /// Opens the VFIO cdev of the device at `address`.
   static func open(_ address: PCIAddress, _ backend: Backend) throws -> VFIODevice {
     try VFIODevice.open(VFIODiscovery(backend: backend).cdevPath(for: address), backend: backend)
@@ -123,10 +132,8 @@ struct HotResetConformance {
     try #require(machine.pair.count == 2, "the lab names the pair in IOMMUFD_LAB_EDU_PAIR")
     let backend = machine.makeBackend()
     let iommufd = try IOMMUFD.open(backend: backend)
-    let (function0, function1) = (try HotResetMachine.open(machine.pair[0], backend), try HotResetMachine.open(machine.pair[1], backend))
+    let (function0, function1) = try machine.boundPair(backend, iommufd)
     defer { for device in [function1, function0] { try? device.close() } }
-    _ = try function0.bind(to: iommufd)
-    _ = try function1.bind(to: iommufd)
     let (first, second) = (try iommufd.allocateIOAS(), try iommufd.allocateIOAS())
     let hwpt = try function0.attach(to: first)
     #expect(errno { try function1.attach(to: second) } == .invalidArgument)
@@ -142,10 +149,8 @@ struct HotResetConformance {
     try #require(machine.pair.count == 2, "the lab names the pair in IOMMUFD_LAB_EDU_PAIR")
     let backend = machine.makeBackend()
     let iommufd = try IOMMUFD.open(backend: backend)
-    let (function0, function1) = (try HotResetMachine.open(machine.pair[0], backend), try HotResetMachine.open(machine.pair[1], backend))
+    let (function0, function1) = try machine.boundPair(backend, iommufd)
     defer { for device in [function1, function0] { try? device.close() } }
-    _ = try function0.bind(to: iommufd)
-    _ = try function1.bind(to: iommufd)
     let ioas = try iommufd.allocateIOAS()
     _ = try function0.attach(to: ioas)
     let memory = try DMABuffer(length: 8192, backend: backend)
