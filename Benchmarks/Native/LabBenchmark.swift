@@ -66,7 +66,8 @@ func labRound(_ operation: LabOperation, device path: String, floor: FloorBatch)
   let length = operation.name == "map-unmap-64m" ? 64 << 20 : 4096
   let buffer = try DMABuffer(length: length)
   buffer.bytes.initializeMemory(as: UInt8.self, repeating: 1)
-  try ioas.map(buffer, at: .fixed(0x4000_0000)).unmap()  // warm-up
+  var warmUp = try ioas.map(buffer, at: .fixed(0x4000_0000))
+  try warmUp.unmap()
   if operation.name == "attach-detach" { try device.detach() }
   var fastest = (api: Double.infinity, c: Double.infinity)
   for batch in 0..<operation.batches {
@@ -89,7 +90,10 @@ func apiBatch(_ operation: LabOperation, ioas: IOAS, device: VFIODevice, buffer:
   let start = now()
   switch operation.name {
   case "map-unmap-4k", "map-unmap-64m":
-    for _ in 0..<operation.iterations { try ioas.map(buffer, at: .fixed(0x4000_0000)).unmap() }
+    for _ in 0..<operation.iterations {
+      var mapping = try ioas.map(buffer, at: .fixed(0x4000_0000))
+      try mapping.unmap()
+    }
   case "unsafe-map-unmap-4k":
     let address = UnsafeRawPointer(buffer.bytes.baseAddress!)
     for _ in 0..<operation.iterations {

@@ -147,7 +147,7 @@ func copiesPerIoctl() {
     let count = 1000
     var before = SimulatedKernel.userMemoryCopies
     for _ in 0..<count {
-      let mapping = try ioas.map(buffer, at: .fixed(0x10_0000))
+      var mapping = try ioas.map(buffer, at: .fixed(0x10_0000))
       try mapping.unmap()
     }
     let pair = Double(SimulatedKernel.userMemoryCopies - before) / Double(2 * count)

@@ -6,12 +6,19 @@ import PackageDescription
 
 let package = Package(
   name: "iommufd-downstream",
-  dependencies: [.package(name: "swift-iommufd", path: "../..")],
+  dependencies: [
+    .package(name: "swift-iommufd", path: "../.."),
+    // `UniqueArray` holds the noncopyable `DMAMapping`s of the banks.
+    .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+  ],
   targets: [
     // A VMM's device path: guest RAM banks mapped at their guest-physical addresses.
     .target(
       name: "DevicePassthrough",
-      dependencies: [.product(name: "Iommufd", package: "swift-iommufd")]
+      dependencies: [
+        .product(name: "Iommufd", package: "swift-iommufd"),
+        .product(name: "BasicContainers", package: "swift-collections"),
+      ]
     ),
     // The production binary: the kernel backend only.
     .executableTarget(name: "passthrough", dependencies: ["DevicePassthrough"]),

@@ -50,8 +50,8 @@ struct EduDMA: ParsableCommand {
     let source = try DMABuffer(length: 4096, backend: backend)
     let destination = try DMABuffer(length: 4096, backend: backend)
     for index in 0..<count { source.bytes[index] = UInt8(truncatingIfNeeded: index &* 7 &+ 3) }
-    let sourceMapping = try ioas.map(source, at: .fixed(0x10_0000), access: .readable)
-    let destinationMapping = try ioas.map(destination, at: .fixed(0x20_0000), access: .writable)
+    var sourceMapping = try ioas.map(source, at: .fixed(0x10_0000), access: .readable)
+    var destinationMapping = try ioas.map(destination, at: .fixed(0x20_0000), access: .writable)
     print("mapped source at IOVA 0x\(String(sourceMapping.iova, radix: 16)) (read-only), destination at 0x\(String(destinationMapping.iova, radix: 16)) (write-only)")
 
     let edu = try EduDriver(device: device)

@@ -46,14 +46,12 @@ struct VMMPassthrough: ParsableCommand {
     let handOver = try DeviceHandOver.open(eduPath, backend: backend)
     let iommufd = IOMMUFD(borrowing: handOver.iommufd, backend: backend)
     let ioas = try iommufd.allocateIOAS()
-    var memories: [GuestMemory] = []
-    var banks: [DMAMapping] = []
+    var banks: [RAMBank] = []
     for bank in Self.banks {
       let memory = try GuestMemory(size: bank.size, backend: backend)
       let mapping = try memory.map(into: ioas, at: bank.guestAddress)
       print("guest RAM: \(bank.size >> 20) MiB at GPA 0x\(hex(bank.guestAddress)), mapped \(mapping.source == .userAddress ? "by address" : "by file")")
-      memories.append(memory)
-      banks.append(mapping)
+      banks.append(RAMBank(memory: memory, mapping: mapping))
     }
 
     // 2. The device, handed over by descriptor and borrowed; bound and attached.
@@ -95,7 +93,7 @@ struct VMMPassthrough: ParsableCommand {
     try irqfd.close()
 
     // 6. DMA into guest RAM, and dirty tracking over it as live migration reads it.
-    let ram = memories[0].bytes
+    let ram = banks[0].memory.bytes
     for index in 0..<64 { ram[0x1000 + index] = UInt8(truncatingIfNeeded: index &* 3 &+ 1) }
     try driver.copyToDevice(from: 0x1000, count: 64)
     try driver.copyFromDevice(to: 0x3000, count: 64)
@@ -141,8 +139,8 @@ struct VMMPassthrough: ParsableCommand {
     try second.close()
 
     // 10. Teardown: nothing pinned, no descriptor left.
-    for mapping in banks { try mapping.unmap() }
-    for memory in memories { try memory.close() }
+    for bank in banks { try bank.mapping.unmap() }
+    for bank in banks { try bank.memory.close() }
     try ioas.destroy()
     try iommufd.close()
     try handOver.close(backend: backend, deviceClosed: true)
@@ -266,5 +264,17 @@ struct VMMPassthrough: ParsableCommand {
     var count = 0
     while readdir(directory) != nil { count += 1 }
     return count
+  }
+}
+
+/// One bank of guest RAM: its memory and the mapping of it. A class, so that banks fit in
+/// an array (a `DMAMapping` is noncopyable).
+final class RAMBank {
+  let memory: GuestMemory
+  var mapping: DMAMapping
+
+  init(memory: GuestMemory, mapping: consuming DMAMapping) {
+    self.memory = memory
+    self.mapping = mapping
   }
 }

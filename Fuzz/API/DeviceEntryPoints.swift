@@ -416,7 +416,7 @@ func deviceEntryPoints() -> [EntryPoint] {
       f.call("\(memory.label) into \(ioas.label) at 0x\(hex(guestAddress)) offset \(offset) length \(length.map(String.init) ?? "rest") access \(access.rawValue)") {
         let mapping = try memory.value.map(into: ioas.value, at: guestAddress, offset: offset, length: length, access: access)
         f.saw(iova: mapping.iova)
-        f.pool.mappings.append(Held(value: mapping, label: f.pool.label("bank"), context: ioas.context))
+        f.pool.mappings.append(Held(value: MappingBox(mapping), label: f.pool.label("bank"), context: ioas.context))
       }
       return true
     },
@@ -443,14 +443,14 @@ func deviceEntryPoints() -> [EntryPoint] {
     },
     EntryPoint("DMAMapping.unmap()", weight: 6) { f in
       guard let mapping = f.pick(f.pool.mappings) else { return false }
-      f.call(mapping.label) { try mapping.value.unmap() }
+      f.call(mapping.label) { try mapping.value.mapping.unmap() }
       return true
     },
     EntryPoint("DMAMapping properties", weight: 3) { f in
       guard let mapping = f.pick(f.pool.mappings) else { return false }
       f.call("\(mapping.label).range, isMapped, iova, length, access, space, buffer") {
-        let value = mapping.value
-        _ = (value.range.description, value.isMapped, value.iova, value.length, value.access, value.space.isClosed, value.buffer.bytes.count)
+        let box = mapping.value
+        _ = (box.mapping.range.description, box.mapping.isMapped, box.mapping.iova, box.mapping.length, box.mapping.access, box.mapping.space.isClosed, box.mapping.buffer.bytes.count)
       }
       return true
     },

@@ -42,6 +42,15 @@ struct Held<Value> {
   let context: Int?
 }
 
+/// A mapping in the pool (a `DMAMapping` is noncopyable; the pool keeps it in a box).
+final class MappingBox {
+  var mapping: DMAMapping
+
+  init(_ mapping: consuming DMAMapping) {
+    self.mapping = mapping
+  }
+}
+
 /// Everything one sequence made: live handles and dead ones (destroyed, closed, from the
 /// other context), which stay so that later calls are made on them too.
 final class Pool {
@@ -62,7 +71,7 @@ final class Pool {
   var guestMemories: [Held<GuestMemory>] = []
   var accesses: [Held<SelfTestAccess>] = []
   var pins: [Held<SelfTestAccess.PinnedPages>] = []
-  var mappings: [Held<DMAMapping>] = []
+  var mappings: [Held<MappingBox>] = []
   var regions: [Held<VFIORegionInfo>] = []
   var eventFDs: [Held<EventFD>] = []
   var containers: [Held<VFIOContainer>] = []

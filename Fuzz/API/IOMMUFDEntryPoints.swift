@@ -143,7 +143,7 @@ func iommufdEntryPoints() -> [EntryPoint] {
       f.call("\(ioas.label) \(buffer.label) at \(placement) access \(access.rawValue)") {
         let mapping = try ioas.value.map(buffer.value, at: placement, access: access)
         f.saw(iova: mapping.iova)
-        f.pool.mappings.append(Held(value: mapping, label: f.pool.label("map"), context: ioas.context))
+        f.pool.mappings.append(Held(value: MappingBox(mapping), label: f.pool.label("map"), context: ioas.context))
       }
       return true
     },

@@ -62,7 +62,7 @@ func legacyEntryPoints() -> [EntryPoint] {
       let access = f.access()
       f.call("\(container.label) \(buffer.label) at \(placement) access \(access.rawValue)") {
         let mapping = try container.value.map(buffer.value, at: placement, access: access)
-        f.pool.mappings.append(Held(value: mapping, label: f.pool.label("map"), context: nil))
+        f.pool.mappings.append(Held(value: MappingBox(mapping), label: f.pool.label("map"), context: nil))
       }
       return true
     },

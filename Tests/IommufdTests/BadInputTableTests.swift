@@ -608,7 +608,7 @@ extension BadInputTableTests {
     },
     Row("closed context: DMAMapping.unmap is EBADF", On.all, .rejected(.badFileDescriptor, closed)) { env in
       let (iommufd, ioas) = try env.ioas()
-      let mapping = try ioas.map(try env.buffer())
+      var mapping = try ioas.map(try env.buffer())
       try iommufd.close()
       env.bad { try mapping.unmap() }
     },
@@ -665,7 +665,7 @@ extension BadInputTableTests {
     },
     Row("destroyed IOAS: its mapping's unmap is ENOENT", On.all, .rejected(.noSuchFileOrDirectory, destroyed)) { env in
       let (_, ioas) = try env.ioas()
-      let mapping = try ioas.map(try env.buffer())
+      var mapping = try ioas.map(try env.buffer())
       try ioas.destroy()
       env.bad { try mapping.unmap() }
     },
@@ -803,13 +803,13 @@ extension BadInputTableTests {
     },
     Row("DMAMapping.unmap twice: the second does nothing", On.all, .succeeds) { env in
       let (_, ioas) = try env.ioas()
-      let mapping = try ioas.map(try env.buffer())
+      var mapping = try ioas.map(try env.buffer())
       try mapping.unmap()
       env.bad { try mapping.unmap() }
     },
     Row("DMAMapping.unmap after unmapAll: owns nothing, does nothing", On.all, .succeeds) { env in
       let (_, ioas) = try env.ioas()
-      let mapping = try ioas.map(try env.buffer())
+      var mapping = try ioas.map(try env.buffer())
       try ioas.unmapAll()
       env.bad { try mapping.unmap() }
     },
@@ -2175,7 +2175,7 @@ extension BadInputTableTests {
     },
     Row("setHugePages(false) with a domain and an area: OPT-4 EINVAL", On.mock, .kernel(.invalidArgument)) { env in
       let setup = try env.mock()
-      let mapping = try setup.ioas.map(try env.buffer(), at: .fixed(0x100_0000))
+      var mapping = try setup.ioas.map(try env.buffer(), at: .fixed(0x100_0000))
       env.bad { try setup.ioas.setHugePages(enabled: false) }
       try mapping.unmap()
     },
@@ -2404,7 +2404,7 @@ extension BadInputTableTests {
 extension BadInputTableTests {
   /// A dirty-tracking HWPT with a mock device attached and 64 KiB mapped at 0x1000000, as
   /// ``DirtyConformance/Setup``, on the row's backend.
-  struct Dirty {
+  struct Dirty: ~Copyable {
     let iommufd: IOMMUFD
     let ioas: IOAS
     let hwpt: HWPageTable
@@ -2412,13 +2412,15 @@ extension BadInputTableTests {
     let mapping: DMAMapping
 
     init(_ env: Env) throws {
-      iommufd = try env.context()
-      ioas = try iommufd.allocateIOAS()
+      let iommufd = try env.context()
+      let ioas = try iommufd.allocateIOAS()
       let probe = try iommufd.selfTest.attachMockDevice(to: ioas)
-      hwpt = try HWPageTable(on: ioas, forDevice: probe.deviceID, flags: [.dirtyTracking, .nestParent])
+      let hwpt = try HWPageTable(on: ioas, forDevice: probe.deviceID, flags: [.dirtyTracking, .nestParent])
       try probe.destroy()
-      mock = try iommufd.selfTest.attachMockDevice(to: hwpt)
-      mapping = try ioas.map(try env.buffer(0x10000), at: .fixed(0x100_0000))
+      let mock = try iommufd.selfTest.attachMockDevice(to: hwpt)
+      let buffer = try env.buffer(0x10000)
+      mapping = try ioas.map(buffer, at: .fixed(0x100_0000))
+      (self.iommufd, self.ioas, self.hwpt, self.mock) = (iommufd, ioas, hwpt, mock)
     }
 
     /// A paging HWPT without dirty tracking on the same IOAS.
@@ -2789,7 +2791,7 @@ extension BadInputTableTests {
     Row("HW queue destroy twice: ENOENT", On.mock7_2, .rejected(.noSuchFileOrDirectory, "already destroyed")) { env in
       let setup = try env.mock()
       let viommu = try setup.viommu()
-      let mapping = try setup.ioas.map(try env.buffer(), at: .fixed(0x100_0000), access: .readable)
+      var mapping = try setup.ioas.map(try env.buffer(), at: .fixed(0x100_0000), access: .readable)
       let queue = try HardwareQueue(on: viommu, kind: .selfTest, index: 0, guestAddress: 0x100_0000, length: 64)
       try queue.destroy()
       env.bad { try queue.destroy() }
@@ -2889,7 +2891,7 @@ extension BadInputTableTests {
     },
     Row("changeProcess with a mapping of user memory: EINVAL", On.linux7_2, .kernel(.invalidArgument)) { env in
       let (iommufd, ioas) = try env.ioas()
-      let mapping = try ioas.map(try env.buffer())
+      var mapping = try ioas.map(try env.buffer())
       env.bad { try iommufd.changeProcess() }
       try mapping.unmap()
     },

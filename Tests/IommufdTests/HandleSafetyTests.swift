@@ -218,16 +218,18 @@ struct HandleSafetyTests {
       let renewed = Mutex<DMAMapping?>(nil)
       DispatchQueue.concurrentPerform(iterations: 2) { thread in
         if thread == 0 {
-          // Unmap, or release (the last reference goes outside the lock).
-          if round % 2 == 0 { try? old.withLock { $0 }?.unmap() } else { _ = old.withLock { mapping in defer { mapping = nil }; return mapping } }
+          // Unmap, or release, outside the lock.
+          var mapping = old.withLock { $0.take() }
+          if round % 2 == 0 { try? mapping?.unmap() }
+          mapping = nil
         } else {
           _ = try? ioas.unmapAll()
-          let fresh = try? ioas.map(buffer, at: .fixed(0x10_0000))
-          renewed.withLock { $0 = fresh }
+          var fresh = try? ioas.map(buffer, at: .fixed(0x10_0000))
+          renewed.withLock { $0 = fresh.take() }
         }
       }
       old.withLock { $0 = nil }
-      if let fresh = renewed.withLock({ $0 }), fresh.isMapped,
+      if renewed.withLock({ $0?.isMapped ?? false }),
         simulator.hostAddress(iommufd: iommufd.fileDescriptor, ioas: ioas.id, iova: 0x10_0000) == nil
       {
         lost += 1
@@ -249,13 +251,13 @@ struct HandleSafetyTests {
     let new = try ioas.map(second, at: .fixed(0x10_0000))
     try old?.unmap()
     old = nil
-    #expect(new.isMapped)
+    #expect(new.isMapped == true)
     #expect(try ioas.unmap(iova: 0x10_0000, length: 4096) == 4096)  // still there
-    #expect(!new.isMapped)
+    #expect(new.isMapped == false)
     // A mapping unmapped through a range that covers it is gone too.
-    let third = try ioas.map(first, at: .fixed(0x20_0000))
+    var third = try ioas.map(first, at: .fixed(0x20_0000))
     #expect(try ioas.unmap(iova: 0x20_0000, length: 0x10_0000) == 4096)
-    #expect(!third.isMapped)
+    #expect(third.isMapped == false)
     try third.unmap()
   }
 
@@ -272,16 +274,16 @@ struct HandleSafetyTests {
     var mapping: DMAMapping? = try ioas.map(buffer)
     #expect(kernel.pinnedPages == 2)
     kernel.injectFailure(at: .ioctl, after: 0, errno: .interrupted)
-    #expect(errno { try mapping!.unmap() } == .interrupted)
-    #expect(mapping!.isMapped)
+    #expect(errno { try mapping?.unmap() } == .interrupted)
+    #expect(mapping?.isMapped == true)
     #expect(kernel.pinnedPages == 2)
-    try mapping!.unmap()
-    #expect(!mapping!.isMapped)
+    try mapping?.unmap()
+    #expect(mapping?.isMapped == false)
     #expect(kernel.pinnedPages == 0)
     // The release after a failed unmap still unmaps.
     mapping = try ioas.map(buffer)
     kernel.injectFailure(at: .ioctl, after: 0, errno: .interrupted)
-    #expect(errno { try mapping!.unmap() } == .interrupted)
+    #expect(errno { try mapping?.unmap() } == .interrupted)
     mapping = nil
     #expect(kernel.pinnedPages == 0)
     #expect(try ioas.unmapAll() == 0)

@@ -48,7 +48,7 @@ struct LegacyTests {
     #expect(try device.info().regionCount == 9)
     let source = try DMABuffer(length: 4096)
     let target = try DMABuffer(length: 4096)
-    let sourceMapping = try container.map(source, at: .fixed(0x10_0000), access: .readable)
+    var sourceMapping = try container.map(source, at: .fixed(0x10_0000), access: .readable)
     let targetMapping = try container.map(target, at: .fixed(0x20_0000), access: .writable)
     #expect(try Self.roundTrip(device, source, target))
     #expect(errno { try container.map(source, at: .anywhere) } == .invalidArgument)
@@ -79,7 +79,7 @@ struct LegacyTests {
     let sourceMapping = try legacy.space.map(source, at: .fixed(0x10_0000), access: .readable)
     let targetMapping = try legacy.space.map(target, at: .fixed(0x20_0000), access: .writable)
     #expect(try Self.roundTrip(legacy.device, source, target))
-    _ = (sourceMapping, targetMapping)
+    _ = (sourceMapping.iova, targetMapping.iova)
   }
 
   @Test(
@@ -98,8 +98,8 @@ struct LegacyTests {
     let device = try group.openDevice(address)
     let source = try DMABuffer(length: 4096)
     let target = try DMABuffer(length: 4096)
-    let sourceMapping = try compat.map(source, at: .fixed(0x10_0000), access: .readable)
-    let targetMapping = try compat.map(target, at: .fixed(0x20_0000), access: .writable)
+    var sourceMapping = try compat.map(source, at: .fixed(0x10_0000), access: .readable)
+    var targetMapping = try compat.map(target, at: .fixed(0x20_0000), access: .writable)
     #expect(try Self.roundTrip(device, source, target))
     // The compat mappings are areas of the IOAS.
     #expect(errno { try ioas.unsafeMap(address: UnsafeRawPointer(source.bytes.baseAddress!), length: 4096, at: .fixed(0x10_0000)) } == .fileExists)

@@ -111,8 +111,8 @@ struct OwnershipTests {
     let backend = Backend(calls)
     let ioas = try IOMMUFD.open(backend: backend).allocateIOAS()
     var mapping: DMAMapping? = try ioas.map(DMABuffer(length: 5000, backend: backend))
-    #expect(mapping!.length == 8192)
-    #expect(mapping!.range == IOVARange(start: 0x20_0000, last: 0x20_1fff))
+    #expect(mapping?.length == 8192)
+    #expect(mapping?.range == IOVARange(start: 0x20_0000, last: 0x20_1fff))
     mapping = nil
     let unmap = try #require(calls.ioctls.last)
     #expect(unmap.request == 0x3B86)

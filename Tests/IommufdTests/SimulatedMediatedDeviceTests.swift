@@ -133,7 +133,7 @@ struct SimulatedMediatedDeviceTests {
     let readOnly = try DMABuffer(length: 4096, backend: backend)
     let second = try ioas.map(readOnly, at: .fixed(0x30_0000), access: .readable)
     #expect(try command(device, 1, iova: 0x30_0000) == .notPermitted)
-    _ = (mapping, second)
+    _ = (mapping.iova, second.iova)
   }
 
   @Test("DMA with bad arguments: a negative or zero count EINVAL, past the end of the IOVA space EOVERFLOW, a zero-length pin EINVAL, an unknown pin ENOENT; an unbound device ENOENT")

@@ -75,7 +75,7 @@ struct SimulatorTests {
     #expect(bytes[0] == 0x5A)
     try queue.respond(to: 2, with: .invalid)
     #expect(try queue.read() == [])
-    _ = (mapping, page)
+    _ = (mapping.iova, page.iova)
     try device.detach()
   }
 
@@ -83,7 +83,7 @@ struct SimulatorTests {
   func pinning() throws {
     let machine = try Machine(attach: false)
     let buffer = try DMABuffer(length: 4 * 4096, backend: machine.backend)
-    let mapping = try machine.ioas.map(buffer, at: .fixed(0x10_0000))
+    var mapping = try machine.ioas.map(buffer, at: .fixed(0x10_0000))
     #expect(machine.simulator.pinnedPages == 0)
     try machine.device.attach(to: machine.ioas)
     #expect(machine.simulator.pinnedPages == 4)
@@ -141,7 +141,7 @@ struct SimulatorTests {
     #expect(errno { try machine.ioas.map(buffer, at: .fixed(0x10_0000)) } == .badAddress)
     #expect(machine.simulator.pinnedPages == 0)
     #expect(errno { try machine.ioas.unmap(iova: 0x10_0000, length: 4096) } == .noSuchFileOrDirectory)
-    let mapping = try machine.ioas.map(buffer, at: .fixed(0x10_0000))
+    var mapping = try machine.ioas.map(buffer, at: .fixed(0x10_0000))
     #expect(machine.simulator.pinnedPages == 1)
     try mapping.unmap()
   }

@@ -27,7 +27,7 @@ struct StressTests {
         do {
           switch (thread + round) % 6 {
           case 0:
-            let mapping = try ioas.map(buffer)
+            var mapping = try ioas.map(buffer)
             if round % 2 == 0 { try mapping.unmap() }
           case 1: try device.attach(to: ioas)
           case 2: try device.detach()
@@ -168,7 +168,8 @@ struct StressTests {
     try device.attach(to: first)
     let table = try HWPageTable(on: second, forDevice: deviceID)  // holds the second IOAS
     let buffer = try DMABuffer(length: 4096, backend: backend)
-    let mappings = [try first.map(buffer, at: .fixed(0x10_0000)), try second.map(buffer, at: .fixed(0x10_0000))]
+    let firstMapping = try first.map(buffer, at: .fixed(0x10_0000))
+    let secondMapping = try second.map(buffer, at: .fixed(0x10_0000))
     let group = DispatchGroup()
     let unexpected = Atomic<Int>(0)
     let copiers = Atomic<Int>(4)
@@ -202,7 +203,7 @@ struct StressTests {
     }
     #expect(group.wait(timeout: .now() + 300) == .success, "a call waited forever")
     #expect(unexpected.load(ordering: .relaxed) == 0)
-    _ = (table, mappings)
+    _ = (table, firstMapping.iova, secondMapping.iova)
   }
 
   @Test("a descriptor closed while other threads call through it: calls before the close succeed, calls after fail with EBADF")

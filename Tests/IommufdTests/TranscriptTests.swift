@@ -42,7 +42,7 @@ struct TranscriptTests {
       let calls = TranscriptSystemCalls(kernel)
       let iommufd = try IOMMUFD.open(backend: Backend(calls))
       let buffer = try DMABuffer(length: 4096, backend: Backend(calls))
-      let mapping = try iommufd.allocateIOAS().map(buffer)
+      var mapping = try iommufd.allocateIOAS().map(buffer)
       try mapping.unmap()
       return calls.transcript
     }

@@ -49,6 +49,19 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     address: UnsafeRawPointer, length: UInt64, at placement: IOVAPlacement = .anywhere,
     access: DMAAccess = .readWrite
   ) throws(IommufdError) -> UInt64 {
+    try mappings.changes.read { () throws(IommufdError) -> UInt64 in
+      let iova = try mapUnrecorded(address: address, length: length, at: placement, access: access)
+      mappings.mapped(IOVARange(start: iova, last: iova &+ (length &- 1)))
+      return iova
+    }
+  }
+
+  /// Maps without the gate or the report to ``mappings``: for a caller that holds the gate
+  /// as a reader and reports the range itself.
+  @inline(__always)
+  func mapUnrecorded(
+    address: UnsafeRawPointer, length: UInt64, at placement: IOVAPlacement, access: DMAAccess
+  ) throws(IommufdError) -> UInt64 {
     try access.check(.ioasMap, [.ioas(id)])
     var request = ciommufd_iommu_ioas_map()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_map>.size)
@@ -56,10 +69,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     request.ioas_id = id.rawValue
     request.user_va = UInt64(UInt(bitPattern: address))
     request.length = length
-    try mappings.changes.read { () throws(IommufdError) in
-      try ioctl(CIOMMUFD_IOMMU_IOAS_MAP, &request, .ioasMap)
-      mappings.mapped(IOVARange(start: request.iova, last: request.iova &+ (length &- 1)))
-    }
+    try ioctl(CIOMMUFD_IOMMU_IOAS_MAP, &request, .ioasMap)
     return request.iova
   }
 
@@ -80,6 +90,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
   }
 
   /// Unmaps without reporting to ``mappings``.
+  @inline(__always)
   func unmapMapping(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64 {
     var request = ciommufd_iommu_ioas_unmap(
       size: UInt32(MemoryLayout<ciommufd_iommu_ioas_unmap>.size), ioas_id: id.rawValue, iova: iova, length: length)

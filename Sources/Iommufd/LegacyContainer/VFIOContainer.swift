@@ -72,6 +72,18 @@ public final class VFIOContainer: MappingTracking {
   public func unsafeMap(
     address: UnsafeRawPointer, length: UInt64, at placement: IOVAPlacement, access: DMAAccess = .readWrite
   ) throws(IommufdError) -> UInt64 {
+    try mappings.changes.read { () throws(IommufdError) -> UInt64 in
+      let iova = try mapUnrecorded(address: address, length: length, at: placement, access: access)
+      mappings.mapped(IOVARange(start: iova, last: iova &+ (length &- 1)))
+      return iova
+    }
+  }
+
+  /// Maps without the gate or the report to ``mappings``: for a caller that holds the gate
+  /// as a reader and reports the range itself.
+  func mapUnrecorded(
+    address: UnsafeRawPointer, length: UInt64, at placement: IOVAPlacement, access: DMAAccess
+  ) throws(IommufdError) -> UInt64 {
     guard case .fixed(let iova) = placement else {
       throw IommufdError(.containerMap, .invalidArgument, detail: "a type1 container maps at fixed IOVAs only")
     }
@@ -83,11 +95,8 @@ public final class VFIOContainer: MappingTracking {
     request.vaddr = UInt64(UInt(bitPattern: address))
     request.iova = iova
     request.size = length
-    try mappings.changes.read { () throws(IommufdError) in
-      try descriptor.withDescriptor(.containerMap) { fd throws(IommufdError) in
-        try backend.ioctl(fd, CIOMMUFD_VFIO_IOMMU_MAP_DMA, &request, .containerMap, [])
-      }
-      mappings.mapped(IOVARange(start: iova, last: iova &+ (length &- 1)))
+    try descriptor.withDescriptor(.containerMap) { fd throws(IommufdError) in
+      try backend.ioctl(fd, CIOMMUFD_VFIO_IOMMU_MAP_DMA, &request, .containerMap, [])
     }
     return iova
   }

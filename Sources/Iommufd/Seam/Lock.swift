@@ -23,6 +23,7 @@ final class Lock<State>: @unchecked Sendable {
 
   /// Runs `body` with the state without taking the lock: only for a caller that keeps
   /// every other user of the state out by other means (each call site says how).
+  @inline(__always)
   func withoutLocking<R>(_ body: (inout State) -> R) -> R {
     body(&state)
   }

@@ -54,6 +54,15 @@ struct ReaderWriterGate: ~Copyable, Sendable {
   /// Runs `body` as the one writer, with no reader in.
   @inline(__always)
   func write<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+    enterWriting()
+    defer { leaveWriting() }
+    return try body()
+  }
+
+  /// Enters as the one writer, once no reader is in (for a span that is no closure); each
+  /// call is paired with one ``leaveWriting()``.
+  @inline(__always)
+  func enterWriting() {
     var current = state.load(ordering: .relaxed)
     var waited = 0
     while true {
@@ -70,8 +79,12 @@ struct ReaderWriterGate: ~Copyable, Sendable {
     while !state.compareExchange(expected: Self.waitingBit, desired: Self.workingBit, ordering: .acquiringAndReleasing).exchanged {
       Self.pause(&waited)
     }
-    defer { state.store(0, ordering: .releasing) }
-    return try body()
+  }
+
+  /// Leaves as the writer.
+  @inline(__always)
+  func leaveWriting() {
+    state.store(0, ordering: .releasing)
   }
 
   private static func pause(_ waited: inout Int) {

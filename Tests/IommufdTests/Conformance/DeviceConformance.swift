@@ -386,7 +386,7 @@ struct TeardownConformance {
       let device = try VFIODevice.open(platform.devicePath!, backend: backend)
       try device.bind(to: iommufd)
       let buffer = try DMABuffer(length: 16 * 4096, backend: backend)
-      let mapping = try ioas.map(buffer, at: .fixed(0x10_0000))
+      var mapping = try ioas.map(buffer, at: .fixed(0x10_0000))
       #expect(Self.pinnedKiB(backend) == startPins)  // IOAS-5: lazy without a domain
       try device.attach(to: ioas)
       #expect(Self.pinnedKiB(backend) == startPins + 64)

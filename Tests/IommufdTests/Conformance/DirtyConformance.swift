@@ -12,7 +12,7 @@ import Glibc
 struct DirtyConformance {
   /// An IOAS with a dirty-tracking HWPT, a mock device attached to it, and 64 KiB mapped at
   /// 0x1000000 (the mock aperture's start).
-  struct Setup {
+  struct Setup: ~Copyable {
     let iommufd: IOMMUFD
     let ioas: IOAS
     let hwpt: HWPageTable
@@ -22,18 +22,19 @@ struct DirtyConformance {
 
     init(_ platform: Platform) throws {
       let backend = platform.makeBackend()
-      iommufd = try IOMMUFD.open(backend: backend)
-      ioas = try iommufd.allocateIOAS()
+      let iommufd = try IOMMUFD.open(backend: backend)
+      let ioas = try iommufd.allocateIOAS()
       let probe = try iommufd.selfTest.attachMockDevice(to: ioas)
-      hwpt = try HWPageTable(on: ioas, forDevice: probe.deviceID, flags: [.dirtyTracking, .nestParent])
+      let hwpt = try HWPageTable(on: ioas, forDevice: probe.deviceID, flags: [.dirtyTracking, .nestParent])
       try probe.destroy()
-      mock = try iommufd.selfTest.attachMockDevice(to: hwpt)
+      let mock = try iommufd.selfTest.attachMockDevice(to: hwpt)
       // Without large pages, as the kernel's own dirty selftests map: otherwise 7.2's mock
       // page table maps runs of physically contiguous host pages as larger leaves and
       // reports dirty bits per leaf, which depends on where the buffer landed.
       try ioas.setHugePages(enabled: false)
-      buffer = try DMABuffer(length: 0x10000, backend: backend)
+      let buffer = try DMABuffer(length: 0x10000, backend: backend)
       mapping = try ioas.map(buffer, at: .fixed(0x100_0000))
+      (self.iommufd, self.ioas, self.hwpt, self.mock, self.buffer) = (iommufd, ioas, hwpt, mock, buffer)
     }
   }
 

@@ -28,7 +28,7 @@ struct GuestMemoryConformance {
     #expect(memory.bytes.allSatisfy { $0 == 0 })
     // Bank 0: the first 64 KiB at 0x10_0000; bank 1: the rest at 0x80_0000 (edu's DMA
     // reaches 28 bits).
-    let low = try memory.map(into: ioas, at: 0x10_0000, length: 64 << 10)
+    var low = try memory.map(into: ioas, at: 0x10_0000, length: 64 << 10)
     let high = try memory.map(into: ioas, at: 0x80_0000, offset: 64 << 10)
     #expect(low.iova == 0x10_0000 && low.length == 64 << 10)
     #expect(high.iova == 0x80_0000 && high.length == 64 << 10)
@@ -45,7 +45,7 @@ struct GuestMemoryConformance {
 
     // Released banks are unmapped: the range is free again.
     try low.unmap()
-    #expect(!low.isMapped)
+    #expect(low.isMapped == false)
     #expect(errno { try ioas.unmap(iova: 0x10_0000, length: 64 << 10) } == .noSuchFileOrDirectory)
     _ = consume low
     _ = consume high
@@ -63,9 +63,9 @@ struct GuestMemoryConformance {
     #expect(bank.source == Self.expectedSource(platform, offset: 0))
     try memory!.close()  // the file's descriptor: the bank holds the memory, the kernel the file
     memory = nil
-    #expect(bank.isMapped)
+    #expect(bank.isMapped == true)
     #expect(try ioas.unmap(iova: 0x40_0000, length: 16 << 10) == 16 << 10)
-    #expect(!bank.isMapped)
+    #expect(bank.isMapped == false)
   }
 
   @Test("a VMM's own memory, borrowed: an owned mapping unmaps on release, the memory stays the caller's", arguments: Platform.withDevice)
@@ -87,7 +87,7 @@ struct GuestMemoryConformance {
       try edu.copyToDevice(from: 0x10_0000, count: 256)
       try edu.copyFromDevice(to: 0x10_2000, count: 256)
       #expect(Array(bytes[0x2000..<0x2100]) == (0..<256).map { UInt8($0) })
-      #expect(mapping.isMapped)
+      #expect(mapping.isMapped == true)
     }  // the mapping and the buffer released: unmapped, the memory left alone
     #expect(errno { try ioas.unmap(iova: 0x10_0000, length: UInt64(length)) } == .noSuchFileOrDirectory)
     bytes[0] = 0x5A  // still mapped in this process

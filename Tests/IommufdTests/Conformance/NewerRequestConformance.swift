@@ -200,7 +200,7 @@ struct NewerRequestConformance {
     try iommufd.changeProcess()
     #expect(rawIoctl(backend, iommufd.fileDescriptor, 0x3B92, le(UInt32(8), UInt32(1))).0 == .notSupported)
     let buffer = try DMABuffer(length: 4096, backend: backend)
-    let mapping = try ioas.map(buffer)
+    var mapping = try ioas.map(buffer)
     #expect(errno { try iommufd.changeProcess() } == .invalidArgument)
     try mapping.unmap()
     try iommufd.changeProcess()

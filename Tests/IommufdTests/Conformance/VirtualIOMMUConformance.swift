@@ -256,7 +256,7 @@ struct VirtualIOMMUConformance {
     let viommu = try setup.viommu()  // id 6
     let backend = setup.iommufd.backend
     let buffer = try DMABuffer(length: 4096, backend: backend)
-    let mapping = try setup.ioas.map(buffer, at: .fixed(0x100_0000), access: .readable)
+    var mapping = try setup.ioas.map(buffer, at: .fixed(0x100_0000), access: .readable)
     let fd = setup.iommufd.fileDescriptor
     func raw(flags: UInt32 = 0, viommu id: UInt32, type: UInt32, index: UInt32 = 0, iova: UInt64, length: UInt64) -> Errno? {
       rawIoctl(backend, fd, 0x3B94, le(UInt32(40), flags, id, type, index, UInt32(0), iova, length)).0

@@ -1,3 +1,4 @@
+import BasicContainers
 import Iommufd
 import SystemPackage
 
@@ -25,7 +26,8 @@ public final class PassthroughDevice {
   public let addressSpace: IOAS
   /// The guest RAM, one buffer per bank, in the order given.
   public let memory: [DMABuffer]
-  private let mappings: [DMAMapping]
+  /// The banks' mappings (noncopyable, so in a `UniqueArray`).
+  private var mappings: UniqueArray<DMAMapping>
 
   /// Opens the VFIO cdev at `path`, binds it to a new iommufd context, attaches it and maps
   /// `banks` of fresh guest RAM.
@@ -36,7 +38,7 @@ public final class PassthroughDevice {
     _ = try device.bind(to: iommufd)
     _ = try device.attach(to: addressSpace)
     var memory: [DMABuffer] = []
-    var mappings: [DMAMapping] = []
+    var mappings = UniqueArray<DMAMapping>(minimumCapacity: banks.count)
     for bank in banks {
       let buffer = try DMABuffer(length: bank.length, backend: backend)
       mappings.append(try addressSpace.map(buffer, at: .fixed(bank.guestPhysicalAddress), access: .readWrite))
@@ -54,7 +56,7 @@ public final class PassthroughDevice {
 
   /// Unmaps guest RAM and detaches the device (a hot-unplug).
   public func unplug() throws(IommufdError) {
-    for mapping in mappings { try mapping.unmap() }
+    for index in mappings.indices { try mappings[index].unmap() }
     try device.detach()
   }
 }

@@ -1,0 +1,173 @@
+/// A mapping of a ``DMABuffer`` into a ``DMAAddressSpace``; unmapped on ``unmap()`` or
+/// when it goes out of scope.
+///
+/// Noncopyable: exactly one value owns the range, so the compiler sees every release, and
+/// making one allocates nothing. Keep several in an `Optional`, a noncopyable container
+/// (such as `UniqueArray` of swift-collections' `BasicContainers`) or a class of your own.
+///
+/// Keeps the address space and the buffer alive. Once its range was unmapped through the
+/// space (``IOAS/unmapAll()``, an unmap covering it, or a new mapping over it), it owns
+/// nothing: ``unmap()`` and the release do nothing then, so they never remove another
+/// mapping that took the same IOVAs. An unmap that fails keeps the mapping: a later
+/// ``unmap()`` tries again, and so does the release.
+public struct DMAMapping: ~Copyable, Sendable {
+  /// The address space.
+  public let space: any DMAAddressSpace
+  /// The memory behind the mapping.
+  public let buffer: DMABuffer
+  /// Where the device sees the buffer.
+  public let iova: UInt64
+  /// The mapped length in bytes.
+  public let length: UInt64
+  /// What the device may do through it.
+  public let access: DMAAccess
+  /// How the kernel was given the memory.
+  public let source: Source
+  /// The mapping's entry in its space's record (0: a space that keeps none).
+  private let token: UInt64
+  /// Whether this value gave up its range: it unmapped it, or found it unmapped.
+  private var released = false
+
+  /// How the kernel was given a mapping's memory.
+  public enum Source: Hashable, Sendable {
+    /// By its address in this process (`IOMMU_IOAS_MAP`, `VFIO_IOMMU_MAP_DMA`).
+    case userAddress
+    /// By file and offset (`IOMMU_IOAS_MAP_FILE`, Linux 6.13 and later): the kernel holds
+    /// the file, not this process's mapping of it.
+    case file(offset: UInt64)
+  }
+
+  init(
+    space: any DMAAddressSpace, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess,
+    source: Source = .userAddress, token: UInt64 = 0
+  ) {
+    self.space = space
+    self.buffer = buffer
+    self.iova = iova
+    self.length = length
+    self.access = access
+    self.source = source
+    self.token = token
+  }
+
+  /// The IOVA range of the mapping.
+  public var range: IOVARange { IOVARange(start: iova, last: iova &+ (length &- 1)) }
+
+  /// Whether the mapping still owns its range (it was not unmapped, by itself or through
+  /// its space).
+  public var isMapped: Bool {
+    if released { return false }
+    if token == 0 { return true }
+    return Self.registry(of: space)?.contains(range, token: token) ?? false
+  }
+
+  /// Unmaps now. A call on a mapping already unmapped does nothing; one that fails leaves
+  /// the mapping in place, to be tried again.
+  public mutating func unmap() throws(IommufdError) {
+    if released { return }
+    // The library's own spaces record their mappings: found by their exact class, as
+    // the map found them.
+    let type = ObjectIdentifier(Swift.type(of: space))
+    if type == ObjectIdentifier(IOAS.self) { return try unmap(recordedIn: unsafeDowncast(space, to: IOAS.self)) }
+    if type == ObjectIdentifier(VFIOContainer.self) {
+      return try unmap(recordedIn: unsafeDowncast(space, to: VFIOContainer.self))
+    }
+    do throws(IommufdError) {
+      try space.unmap(iova: iova, length: length)
+    } catch where error.errno == .noSuchFileOrDirectory {
+      released = true  // nothing was there: nothing is left to own
+      throw error
+    }
+    released = true
+  }
+
+  /// The unmap in a space that records its mappings: as a writer of the space's changes,
+  /// with no other unmap or map in flight, so whether the range is still this mapping's
+  /// is then what the kernel has.
+  @inline(__always)
+  private mutating func unmap(recordedIn space: some MappingTracking) throws(IommufdError) {
+    let record = space.mappings
+    record.changes.enterWriting()
+    defer { record.changes.leaveWriting() }
+    guard let index = record.indexAsWriter(range, token: token) else {
+      released = true  // unmapped through the space
+      return
+    }
+    do throws(IommufdError) {
+      _ = try space.unmapMapping(iova: iova, length: length)
+    } catch where error.errno == .noSuchFileOrDirectory {
+      record.removeAsWriter(at: index)  // nothing was there: nothing is left to own
+      released = true
+      throw error
+    }
+    record.removeAsWriter(at: index)
+    released = true
+  }
+
+  deinit {
+    if released { return }
+    do throws(IommufdError) {
+      let type = ObjectIdentifier(Swift.type(of: space))
+      if type == ObjectIdentifier(IOAS.self) {
+        try release(recordedIn: unsafeDowncast(space, to: IOAS.self))
+      } else if type == ObjectIdentifier(VFIOContainer.self) {
+        try release(recordedIn: unsafeDowncast(space, to: VFIOContainer.self))
+      } else if !space.isClosed {
+        try space.unmap(iova: iova, length: length)
+      }
+    } catch where error.errno == .noSuchFileOrDirectory {
+      space.backend.trace("mapping at 0x\(String(iova, radix: 16)) was already unmapped")
+    } catch {
+      space.backend.logger.error("releasing mapping at 0x\(String(iova, radix: 16)) failed: \(error)")
+    }
+  }
+
+  /// The release of a mapping that had not given up its range, in a space that records
+  /// its mappings.
+  private func release(recordedIn space: some MappingTracking) throws(IommufdError) {
+    let record = space.mappings
+    record.changes.enterWriting()
+    defer { record.changes.leaveWriting() }
+    // Unmapped through the space meanwhile? The space removed the entry.
+    guard let index = record.indexAsWriter(range, token: token) else { return }
+    record.removeAsWriter(at: index)
+    if space.isClosed { return }  // nothing left to unmap
+    _ = try space.unmapMapping(iova: iova, length: length)
+  }
+
+  /// The record of `space`, if it is one of the library's spaces that keep one.
+  private static func registry(of space: any DMAAddressSpace) -> MappingRegistry? {
+    let type = ObjectIdentifier(Swift.type(of: space))
+    if type == ObjectIdentifier(IOAS.self) { return unsafeDowncast(space, to: IOAS.self).mappings }
+    if type == ObjectIdentifier(VFIOContainer.self) { return unsafeDowncast(space, to: VFIOContainer.self).mappings }
+    return nil
+  }
+}
+
+extension MappingTracking {
+  /// The map of a space that records its mappings (the library's own, found by their exact
+  /// class: both are final, and a compare costs less than a cast): the map and its record
+  /// in one change of the space, so no unmap through the space falls between them.
+  @inline(__always)
+  func mapRecorded(
+    _ buffer: DMABuffer, _ address: UnsafeRawPointer, _ length: UInt64, _ placement: IOVAPlacement, _ access: DMAAccess
+  ) throws(IommufdError) -> DMAMapping {
+    try mapRecorded(buffer, length: length, access: access, source: .userAddress) { () throws(IommufdError) -> UInt64 in
+      try mapUnrecorded(address: address, length: length, at: placement, access: access)
+    }
+  }
+
+  /// A mapping of (part of) `buffer` that `map` makes and returns the IOVA of, recorded
+  /// in the same change of the space (the record forgets whatever overlapped it).
+  @inline(__always)
+  func mapRecorded(
+    _ buffer: DMABuffer, length: UInt64, access: DMAAccess, source: DMAMapping.Source,
+    _ map: () throws(IommufdError) -> UInt64
+  ) throws(IommufdError) -> DMAMapping {
+    let (iova, token) = try mappings.changes.read { () throws(IommufdError) -> (UInt64, UInt64) in
+      let iova = try map()
+      return (iova, mappings.add(IOVARange(start: iova, last: iova &+ (length &- 1))))
+    }
+    return DMAMapping(space: self, buffer: buffer, iova: iova, length: length, access: access, source: source, token: token)
+  }
+}
