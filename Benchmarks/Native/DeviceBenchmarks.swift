@@ -48,8 +48,9 @@ func deviceDMA() {
     var random = SystemRandomNumberGenerator()
     let pages = (0..<100_000).map { _ in UInt64.random(in: 0..<256, using: &random) * 4096 }
     var failed = 0
+    let base = mapping.iova
     let dma = measure(operations: pages.count) {
-      for page in pages where !machine.simulator.deviceRead(device: 0, iova: mapping.iova + page, into: local) { failed += 1 }
+      for page in pages where !machine.simulator.deviceRead(device: 0, iova: base + page, into: local) { failed += 1 }
     }
     guard failed == 0 else { abort("\(failed) simulated DMA reads", Errno.badAddress) }
     let copy = measure(operations: pages.count) {

@@ -604,7 +604,7 @@ extension BadInputTableTests {
     Row("closed context: IOAS.map(buffer) is EBADF", On.all, .rejected(.badFileDescriptor, closed)) { env in
       let ioas = try env.closedIOAS()
       let buffer = try env.buffer()
-      env.bad { try ioas.map(buffer) }
+      env.bad { _ = try ioas.map(buffer) }
     },
     Row("closed context: DMAMapping.unmap is EBADF", On.all, .rejected(.badFileDescriptor, closed)) { env in
       let (iommufd, ioas) = try env.ioas()
@@ -661,7 +661,7 @@ extension BadInputTableTests {
     Row("destroyed IOAS: map(buffer) is ENOENT", On.all, .rejected(.noSuchFileOrDirectory, destroyed)) { env in
       let (_, ioas) = try env.destroyedIOAS()
       let buffer = try env.buffer()
-      env.bad { try ioas.map(buffer) }
+      env.bad { _ = try ioas.map(buffer) }
     },
     Row("destroyed IOAS: its mapping's unmap is ENOENT", On.all, .rejected(.noSuchFileOrDirectory, destroyed)) { env in
       let (_, ioas) = try env.ioas()
@@ -770,7 +770,7 @@ extension BadInputTableTests {
     Row("map(buffer) at .fixed(UInt64.max): EOVERFLOW", On.all, .kernel(.overflow)) { env in
       let (_, ioas) = try env.ioas()
       let buffer = try env.buffer()
-      env.bad { try ioas.map(buffer, at: .fixed(.max)) }
+      env.bad { _ = try ioas.map(buffer, at: .fixed(.max)) }
     },
     Row("unmap length 0: UNMAP-4 EINVAL", On.all, .kernel(.invalidArgument)) { env in
       let (_, ioas) = try env.ioas()
@@ -1018,44 +1018,44 @@ extension BadInputTableTests {
     Row("GuestMemory.map at a negative offset is EINVAL", On.all, .rejected(.invalidArgument, "within")) { env in
       let (_, ioas) = try env.ioas()
       let memory = try GuestMemory(size: 8192, backend: env.backend)
-      env.bad { try memory.map(into: ioas, at: 0x10_0000, offset: -4096) }
+      env.bad { _ = try memory.map(into: ioas, at: 0x10_0000, offset: -4096) }
     },
     Row("GuestMemory.map past the end (offset Int.max, length Int.max) is EINVAL", On.all, .rejected(.invalidArgument, "within")) { env in
       let (_, ioas) = try env.ioas()
       let memory = try GuestMemory(size: 8192, backend: env.backend)
-      env.bad { try memory.map(into: ioas, at: 0x10_0000, offset: .max, length: .max) }
+      env.bad { _ = try memory.map(into: ioas, at: 0x10_0000, offset: .max, length: .max) }
     },
     Row("GuestMemory.map of length 0 is EINVAL", On.all, .rejected(.invalidArgument, "within")) { env in
       let (_, ioas) = try env.ioas()
       let memory = try GuestMemory(size: 8192, backend: env.backend)
-      env.bad { try memory.map(into: ioas, at: 0x10_0000, length: 0) }
+      env.bad { _ = try memory.map(into: ioas, at: 0x10_0000, length: 0) }
     },
     Row("GuestMemory.map of a misaligned offset is EINVAL", On.all, .rejected(.invalidArgument, "multiples")) { env in
       let (_, ioas) = try env.ioas()
       let memory = try GuestMemory(size: 8192, backend: env.backend)
-      env.bad { try memory.map(into: ioas, at: 0x10_0000, offset: 1, length: 4096) }
+      env.bad { _ = try memory.map(into: ioas, at: 0x10_0000, offset: 1, length: 4096) }
     },
     Row("GuestMemory.map after close is EBADF", On.all, .rejected(.badFileDescriptor, "closed")) { env in
       let (_, ioas) = try env.ioas()
       let memory = try GuestMemory(size: 8192, backend: env.backend)
       try memory.close()
-      env.bad { try memory.map(into: ioas, at: 0x10_0000) }
+      env.bad { _ = try memory.map(into: ioas, at: 0x10_0000) }
     },
     Row("GuestMemory.map into a closed IOAS is EBADF", On.all, .rejected(.badFileDescriptor)) { env in
       let ioas = try env.closedIOAS()
       let memory = try GuestMemory(size: 8192, backend: env.backend)
-      env.bad { try memory.map(into: ioas, at: 0x10_0000) }
+      env.bad { _ = try memory.map(into: ioas, at: 0x10_0000) }
     },
     Row("GuestMemory.map into a destroyed IOAS is ENOENT", On.all, .rejected(.noSuchFileOrDirectory, "destroyed")) { env in
       let (_, ioas) = try env.destroyedIOAS()
       let memory = try GuestMemory(size: 8192, backend: env.backend)
-      env.bad { try memory.map(into: ioas, at: 0x10_0000) }
+      env.bad { _ = try memory.map(into: ioas, at: 0x10_0000) }
     },
     Row("GuestMemory.map over a live bank is EEXIST", On.all, .kernel(.fileExists)) { env in
       let (_, ioas) = try env.ioas()
       let memory = try GuestMemory(size: 8192, backend: env.backend)
       let bank = try memory.map(into: ioas, at: 0x10_0000)
-      env.bad { try memory.map(into: ioas, at: 0x10_0000) }
+      env.bad { _ = try memory.map(into: ioas, at: 0x10_0000) }
       _ = bank
     },
   ]
@@ -1105,7 +1105,7 @@ extension BadInputTableTests {
     Row("closed container: map(buffer) is EBADF", On.all, .rejected(.badFileDescriptor, closed)) { env in
       let container = try closedContainer(env)
       let buffer = try env.buffer()
-      env.bad { try container.map(buffer, at: .fixed(0x1000)) }
+      env.bad { _ = try container.map(buffer, at: .fixed(0x1000)) }
     },
     Row("closed container: unmap is EBADF", On.all, .rejected(.badFileDescriptor, closed)) { env in
       let container = try closedContainer(env)

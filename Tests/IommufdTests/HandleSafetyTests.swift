@@ -1,3 +1,4 @@
+import CIommufd
 import Dispatch
 import Iommufd
 import IommufdSimulator
@@ -168,7 +169,12 @@ struct HandleSafetyTests {
       let done = Atomic<Bool>(false)
       DispatchQueue.concurrentPerform(iterations: 2) { thread in
         if thread == 0 {
-          var maps = buffers.enumerated().compactMap { try? ioas.map($0.element, at: .fixed(0x100_0000 + UInt64($0.offset) * 4096)) }
+          var maps: [MappingBox] = []
+          for (offset, buffer) in buffers.enumerated() {
+            if let mapping = try? ioas.map(buffer, at: .fixed(0x100_0000 + UInt64(offset) * 4096)) {
+              maps.append(MappingBox(mapping))
+            }
+          }
           _ = try? ioas.unmapAll()
           maps = []
           _ = maps
@@ -259,6 +265,39 @@ struct HandleSafetyTests {
     #expect(try ioas.unmap(iova: 0x20_0000, length: 0x10_0000) == 4096)
     #expect(third.isMapped == false)
     try third.unmap()
+  }
+
+  @Test("mappings whose range was unmapped behind the space's back (on the raw seam): an unmap is ENOENT and marks it unmapped; a new map over the range clears it, so neither its unmap nor its release removes the new mapping", arguments: Platform.all)
+  func rangeLostBehindTheSpace(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let ioas = try iommufd.allocateIOAS()
+    let buffer = try DMABuffer(length: 4096, backend: iommufd.backend)
+    func rawUnmap(_ iova: UInt64) throws {
+      var request = ciommufd_iommu_ioas_unmap(
+        size: UInt32(MemoryLayout<ciommufd_iommu_ioas_unmap>.size), ioas_id: ioas.id.rawValue, iova: iova, length: 4096)
+      _ = try iommufd.backend.calls.ioctl(iommufd.fileDescriptor, UInt(CIOMMUFD_IOMMU_IOAS_UNMAP), &request)
+    }
+    var lost = try ioas.map(buffer, at: .fixed(0x20_0000))
+    try rawUnmap(0x20_0000)
+    #expect(lost.isMapped == true)  // the space cannot know
+    #expect(errno { try lost.unmap() } == .noSuchFileOrDirectory)
+    #expect(lost.isMapped == false)
+    try lost.unmap()  // owns nothing now: no call
+    for release in [false, true] {
+      var old = try ioas.map(buffer, at: .fixed(0x10_0000))
+      try rawUnmap(0x10_0000)
+      var new = try ioas.map(buffer, at: .fixed(0x10_0000))
+      #expect(old.isMapped == false)
+      #expect(new.isMapped == true)
+      try new.unmap()
+      #expect(old.isMapped == false)  // forgotten when the new one was recorded
+      var third = try ioas.map(buffer, at: .fixed(0x10_0000))
+      if release { _ = consume old } else { try old.unmap() }
+      #expect(third.isMapped == true)
+      #expect(try ioas.unmap(iova: 0x10_0000, length: 4096) == 4096)  // still there
+      #expect(third.isMapped == false)
+      try third.unmap()
+    }
   }
 
   @Test("a failed unmap keeps the mapping and its pins; a retry really unmaps; a failed release is retried by deinit")
@@ -394,4 +433,13 @@ final class SlowInfoCalls: SystemCalls, @unchecked Sendable {
   func readLink(_ path: FilePath) throws(Errno) -> String { try base.readLink(path) }
   func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) { try base.checkAccess(path, mode: mode) }
   func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) { try base.writeFile(path, bytes: bytes) }
+}
+
+/// A mapping kept in an array (a `DMAMapping` is noncopyable).
+final class MappingBox {
+  var mapping: DMAMapping
+
+  init(_ mapping: consuming DMAMapping) {
+    self.mapping = mapping
+  }
 }

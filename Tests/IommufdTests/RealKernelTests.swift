@@ -31,7 +31,7 @@ struct RealKernelTests {
     let buffer = try DMABuffer(length: 0x1000)
     let mapping = try ioas.map(buffer)
     #expect(mapping.iova == 0x1000)  // first fit above the first page (IOAS-6)
-    let error = try #require(throws: IommufdError.self) { try ioas.map(buffer, at: .fixed(mapping.iova)) }
+    let error = try #require(throws: IommufdError.self) { _ = try ioas.map(buffer, at: .fixed(mapping.iova)) }
     #expect(error.errno == .fileExists)
     #expect(try ioas.unmap(iova: mapping.iova, length: 0x1000) == 0x1000)
     let again = try #require(throws: IommufdError.self) { try ioas.unmap(iova: mapping.iova, length: 0x1000) }

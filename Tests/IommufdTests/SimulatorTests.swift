@@ -138,7 +138,7 @@ struct SimulatorTests {
 
     let buffer = try DMABuffer(length: 4096, backend: machine.backend)
     machine.simulator.injectFailure(at: .pinning, after: 1, errno: .badAddress)
-    #expect(errno { try machine.ioas.map(buffer, at: .fixed(0x10_0000)) } == .badAddress)
+    #expect(errno { _ = try machine.ioas.map(buffer, at: .fixed(0x10_0000)) } == .badAddress)
     #expect(machine.simulator.pinnedPages == 0)
     #expect(errno { try machine.ioas.unmap(iova: 0x10_0000, length: 4096) } == .noSuchFileOrDirectory)
     var mapping = try machine.ioas.map(buffer, at: .fixed(0x10_0000))
