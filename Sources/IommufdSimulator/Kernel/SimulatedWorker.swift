@@ -46,21 +46,24 @@ final class SimulatedWorker: @unchecked Sendable {
 
   /// The kernel's lock, which guards everything here.
   private let lock: KernelLock
+  // The variables below are guarded by that lock, which every user holds: unchecked, so
+  // that the look for signalled listeners before each simulated call costs no dynamic
+  // exclusivity checks.
   /// The state work runs on; nil once the kernel is gone.
   private weak var state: SimulatedKernel.State?
-  private var stopped = false
-  private var watches: [WatchKey: Watch] = [:]
+  @exclusivity(unchecked) private var stopped = false
+  @exclusivity(unchecked) private var watches: [WatchKey: Watch] = [:]
   /// Scheduled work, by deadline (`CLOCK_MONOTONIC` nanoseconds), in the order it was asked
   /// for within a deadline.
-  private var timers: [(deadline: UInt64, sequence: UInt64, work: (SimulatedKernel.State) -> Void)] = []
-  private var nextSequence: UInt64 = 0
+  @exclusivity(unchecked) private var timers: [(deadline: UInt64, sequence: UInt64, work: (SimulatedKernel.State) -> Void)] = []
+  @exclusivity(unchecked) private var nextSequence: UInt64 = 0
   /// The epoll set of listened eventfds; made with the first.
-  private var epollFD: Int32 = -1
+  @exclusivity(unchecked) private var epollFD: Int32 = -1
   /// An eventfd that wakes the thread when the work changes.
-  private var wakeFD: Int32 = -1
-  private var running = false
+  @exclusivity(unchecked) private var wakeFD: Int32 = -1
+  @exclusivity(unchecked) private var running = false
   /// The thread while it runs (to recognise a call from its own work).
-  private var thread: pthread_t?
+  @exclusivity(unchecked) private var thread: pthread_t?
 
   init(lock: KernelLock) {
     self.lock = lock
