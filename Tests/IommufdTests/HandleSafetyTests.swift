@@ -211,6 +211,27 @@ struct HandleSafetyTests {
     #expect(errno { try iommufd.destroy(id) } == .noSuchFileOrDirectory)
   }
 
+  @Test("isMapped of a mapping that threads share (in a class) while other threads map, unmap and release mappings of the same IOAS: always true, and no data race (the ThreadSanitizer run)")
+  func isMappedWhileTheRecordChanges() throws {
+    let backend = Backend.simulated(SimulatedKernel())
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    let buffer = try DMABuffer(length: 4096, backend: backend)
+    let shared = SharedMapping(try ioas.map(buffer, at: .fixed(0x10_0000)))
+    let wrong = Atomic<Int>(0)
+    DispatchQueue.concurrentPerform(iterations: 4) { thread in
+      for round in 0..<2000 {
+        if thread < 2 {
+          if !shared.mapping.isMapped { wrong.add(1, ordering: .relaxed) }
+        } else if var mapping = try? ioas.map(buffer, at: .fixed(0x100_0000 + UInt64(thread * 2000 + round) * 0x1000)) {
+          if round % 2 == 0 { try? mapping.unmap() }  // else its release
+        }
+      }
+    }
+    #expect(wrong.load(ordering: .relaxed) == 0)
+    #expect(shared.mapping.isMapped == true)
+  }
+
   @Test("mappings, racing: an old mapping's unmap or release while another thread unmaps all and maps anew at the same IOVA never removes the new mapping")
   func staleMappingRace() throws {
     let simulator = SimulatedKernel()
@@ -438,6 +459,15 @@ final class SlowInfoCalls: SystemCalls, @unchecked Sendable {
 /// A mapping kept in an array (a `DMAMapping` is noncopyable).
 final class MappingBox {
   var mapping: DMAMapping
+
+  init(_ mapping: consuming DMAMapping) {
+    self.mapping = mapping
+  }
+}
+
+/// A mapping that several threads read.
+final class SharedMapping: Sendable {
+  let mapping: DMAMapping
 
   init(_ mapping: consuming DMAMapping) {
     self.mapping = mapping

@@ -15,8 +15,10 @@ final class MappingRegistry: Sendable {
   /// sees a range the kernel already gave to someone else, and no map falls between an
   /// unmap's ioctl and its report.
   let changes = ReaderWriterGate()
+  /// The entries: changed by readers of ``changes`` under the lock, or by its writer
+  /// without it (no reader is in then); read by readers under the lock.
   private let state = Lock<State>(State())
-  /// How many entries there are, written under the lock: a space whose mappings are all
+  /// How many entries there are, stored with each change: a space whose mappings are all
   /// unsafe (nothing recorded) reports maps and unmaps without taking the lock.
   private let count = Atomic<Int>(0)
 
@@ -48,9 +50,13 @@ final class MappingRegistry: Sendable {
     }
   }
 
-  /// Whether the mapping of `range` with `token` still owns its range.
+  /// Whether the mapping of `range` with `token` still owns its range. A reader of
+  /// ``changes`` (the writer changes the entries without the lock), holding the lock
+  /// (other readers add entries under it).
   func contains(_ range: IOVARange, token: UInt64) -> Bool {
-    state.withLock { state in Self.index(of: range, token: token, in: state.entries) != nil }
+    changes.read {
+      state.withLock { state in Self.index(of: range, token: token, in: state.entries) != nil }
+    }
   }
 
   /// The index of the entry of the mapping of `range` with `token`, if it still owns its
