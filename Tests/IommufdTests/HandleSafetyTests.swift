@@ -217,7 +217,7 @@ struct HandleSafetyTests {
     let iommufd = try IOMMUFD.open(backend: backend)
     let ioas = try iommufd.allocateIOAS()
     let buffer = try DMABuffer(length: 4096, backend: backend)
-    let shared = SharedMapping(try ioas.map(buffer, at: .fixed(0x10_0000)))
+    let shared = MappingBox(try ioas.map(buffer, at: .fixed(0x10_0000)))
     let wrong = Atomic<Int>(0)
     DispatchQueue.concurrentPerform(iterations: 4) { thread in
       for round in 0..<2000 {
@@ -456,17 +456,8 @@ final class SlowInfoCalls: SystemCalls, @unchecked Sendable {
   func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) { try base.writeFile(path, bytes: bytes) }
 }
 
-/// A mapping kept in an array (a `DMAMapping` is noncopyable).
-final class MappingBox {
-  var mapping: DMAMapping
-
-  init(_ mapping: consuming DMAMapping) {
-    self.mapping = mapping
-  }
-}
-
-/// A mapping that several threads read.
-final class SharedMapping: Sendable {
+/// A mapping kept in an array or read by several threads (a `DMAMapping` is noncopyable).
+final class MappingBox: Sendable {
   let mapping: DMAMapping
 
   init(_ mapping: consuming DMAMapping) {

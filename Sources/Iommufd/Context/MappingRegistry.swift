@@ -153,3 +153,18 @@ protocol MappingTracking: DMAAddressSpace {
   func mapUnrecorded(address: UnsafeRawPointer, length: UInt64, at placement: IOVAPlacement, access: DMAAccess)
     throws(IommufdError) -> UInt64
 }
+
+extension MappingTracking {
+  /// A map by address (the space's `unsafeMap`): as a reader of the record's changes, with
+  /// whatever the record had over the range forgotten.
+  @inline(__always)
+  func mapReported(
+    address: UnsafeRawPointer, length: UInt64, at placement: IOVAPlacement, access: DMAAccess
+  ) throws(IommufdError) -> UInt64 {
+    try mappings.changes.read { () throws(IommufdError) -> UInt64 in
+      let iova = try mapUnrecorded(address: address, length: length, at: placement, access: access)
+      mappings.mapped(IOVARange(start: iova, last: iova &+ (length &- 1)))
+      return iova
+    }
+  }
+}

@@ -72,11 +72,7 @@ public final class VFIOContainer: MappingTracking {
   public func unsafeMap(
     address: UnsafeRawPointer, length: UInt64, at placement: IOVAPlacement, access: DMAAccess = .readWrite
   ) throws(IommufdError) -> UInt64 {
-    try mappings.changes.read { () throws(IommufdError) -> UInt64 in
-      let iova = try mapUnrecorded(address: address, length: length, at: placement, access: access)
-      mappings.mapped(IOVARange(start: iova, last: iova &+ (length &- 1)))
-      return iova
-    }
+    try mapReported(address: address, length: length, at: placement, access: access)
   }
 
   /// Maps without the gate or the report to ``mappings``: for a caller that holds the gate
