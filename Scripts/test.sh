@@ -109,6 +109,7 @@ fi
 IOMMUFD_TSAN_NEGATIVE_CONTROL=1 "$tsan_bundle" --testing-library swift-testing --filter plantedRace >/tmp/iommufd-tsan-control.log 2>&1 || true
 control=$(grep -c 'WARNING: ThreadSanitizer' /tmp/iommufd-tsan-control.log || true)
 if ((control == 0)); then
+  tail -n 40 /tmp/iommufd-tsan-control.log
   echo "the negative control's planted race was not reported: ThreadSanitizer sees nothing" >&2
   exit 1
 fi

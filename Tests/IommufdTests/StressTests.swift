@@ -232,16 +232,27 @@ struct StressTests {
   /// shared by two threads. It runs only when `IOMMUFD_TSAN_NEGATIVE_CONTROL=1`, where
   /// `Scripts/test.sh` expects ThreadSanitizer to report it; a TSan run that stays quiet
   /// here could not see races at all.
+  ///
+  /// The two threads meet on a relaxed atomic before they write, so both are alive at
+  /// once and nothing orders their writes: a relaxed atomic gives ThreadSanitizer no
+  /// happens-before edge. Without the meeting, a loaded machine could run the first thread
+  /// to its end before the second starts, and the runtime's own locks around thread start
+  /// and exit would then order the two (a CI run saw no report that way).
   @Test(
     "negative control: a planted data race (run only under IOMMUFD_TSAN_NEGATIVE_CONTROL=1, where TSan must flag it)",
     .enabled(if: ProcessInfo.processInfo.environment["IOMMUFD_TSAN_NEGATIVE_CONTROL"] == "1"))
   func plantedRace() {
-    final class Counter: @unchecked Sendable { var value = 0 }
+    final class Counter: @unchecked Sendable {
+      var value = 0
+      let arrived = Atomic<Int>(0)
+    }
     let counter = Counter()
     let group = DispatchGroup()
     for _ in 0..<2 {
       group.enter()
       Thread.detachNewThread {
+        counter.arrived.add(1, ordering: .relaxed)
+        while counter.arrived.load(ordering: .relaxed) < 2 {}
         for _ in 0..<100_000 { counter.value += 1 }
         group.leave()
       }
