@@ -15,12 +15,16 @@ public struct Backend: Sendable {
     let logger: Logger
     let reason: String
     let isTracing: Bool
+    /// Whether `calls` is ``KernelSystemCalls``: its ioctl is then made in line, without
+    /// the dynamic call through ``TypedStorage``.
+    let isKernel: Bool
 
     init(calls: any SystemCalls, logger: Logger, reason: String) {
       self.calls = calls
       self.logger = logger
       self.reason = reason
       self.isTracing = logger.logLevel <= .trace
+      self.isKernel = calls is KernelSystemCalls
     }
 
     func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
@@ -185,15 +189,34 @@ public struct Backend: Sendable {
       var failure: Errno?
       let value = storage._withUnsafeGuaranteedRef { storage -> Int32 in
         do throws(Errno) {
+          if storage.isKernel { return try KernelSystemCalls().ioctl(fd, UInt(request), pointer) }
           return try storage.ioctl(fd, UInt(request), pointer)
         } catch {
           failure = error
           return -1
         }
       }
-      if let failure { throw backend.failed(fd, operation, objects(), failure) }
-      if storage._withUnsafeGuaranteedRef(\.isTracing) { backend.traceSuccess(fd, operation, objects(), value) }
+      if let failure { throw failed(fd, operation, objects, failure) }
+      if storage._withUnsafeGuaranteedRef(\.isTracing) { traceSuccess(fd, operation, objects, value) }
       return value
+    }
+
+    /// The failure path, out of line: the call path keeps a small frame.
+    @inline(never)
+    private func failed(
+      _ fd: FileDescriptor, _ operation: IommufdError.Operation, _ objects: () -> [IommufdError.InvolvedObject],
+      _ errno: Errno
+    ) -> IommufdError {
+      backend.failed(fd, operation, objects(), errno)
+    }
+
+    /// The trace of a success, out of line.
+    @inline(never)
+    private func traceSuccess(
+      _ fd: FileDescriptor, _ operation: IommufdError.Operation, _ objects: () -> [IommufdError.InvolvedObject],
+      _ value: Int32
+    ) {
+      backend.traceSuccess(fd, operation, objects(), value)
     }
 
     /// The backend, counted (for the error and trace paths).
