@@ -65,15 +65,8 @@ public struct DMAMapping: ~Copyable, Sendable {
   /// the mapping in place, to be tried again.
   public mutating func unmap() throws(IommufdError) {
     if released { return }
-    // The library's own spaces record their mappings: found by their exact class, as
-    // the map found them.
-    let type = ObjectIdentifier(Swift.type(of: space))
-    if type == ObjectIdentifier(IOAS.self) { return try unmap(recordedIn: unsafeDowncast(space, to: IOAS.self)) }
-    if type == ObjectIdentifier(VFIOContainer.self) {
-      return try unmap(recordedIn: unsafeDowncast(space, to: VFIOContainer.self))
-    }
     do throws(IommufdError) {
-      try space.unmap(iova: iova, length: length)
+      try unmapRange()
     } catch where error.errno == .noSuchFileOrDirectory {
       released = true  // nothing was there: nothing is left to own
       throw error
@@ -81,27 +74,37 @@ public struct DMAMapping: ~Copyable, Sendable {
     released = true
   }
 
+  /// The unmap of ``unmap()`` on the borrowed mapping, so the space and its record are
+  /// used without a reference count. Returns once the mapping no longer owns its range;
+  /// throws ENOENT if the kernel had nothing there (nor does the mapping now), any other
+  /// error with the range still owned.
+  private func unmapRange() throws(IommufdError) {
+    // The library's own spaces record their mappings: found by their exact class, as
+    // the map found them.
+    let type = ObjectIdentifier(Swift.type(of: space))
+    if type == ObjectIdentifier(IOAS.self) { return try unmapRange(recordedIn: unsafeDowncast(space, to: IOAS.self)) }
+    if type == ObjectIdentifier(VFIOContainer.self) {
+      return try unmapRange(recordedIn: unsafeDowncast(space, to: VFIOContainer.self))
+    }
+    try space.unmap(iova: iova, length: length)
+  }
+
   /// The unmap in a space that records its mappings: as a writer of the space's changes,
   /// with no other unmap or map in flight, so whether the range is still this mapping's
   /// is then what the kernel has.
   @inline(__always)
-  private mutating func unmap(recordedIn space: some MappingTracking) throws(IommufdError) {
+  private func unmapRange(recordedIn space: some MappingTracking) throws(IommufdError) {
     let record = space.mappings
     record.changes.enterWriting()
     defer { record.changes.leaveWriting() }
-    guard let index = record.indexAsWriter(range, token: token) else {
-      released = true  // unmapped through the space
-      return
-    }
+    guard let index = record.indexAsWriter(range, token: token) else { return }  // unmapped through the space
     do throws(IommufdError) {
       _ = try space.unmapMapping(iova: iova, length: length)
     } catch where error.errno == .noSuchFileOrDirectory {
       record.removeAsWriter(at: index)  // nothing was there: nothing is left to own
-      released = true
       throw error
     }
     record.removeAsWriter(at: index)
-    released = true
   }
 
   deinit {

@@ -302,8 +302,9 @@ public final class VFIODevice: Sendable {
     _ body: () throws(IommufdError) -> R
   ) throws(IommufdError) -> R {
     if state.withLock({ $0.iommufd.map { $0 !== context } ?? false }) { throw foreignTargetError(id, operation) }
-    guard let object else { return try body() }
-    return try object.use(operation, body)
+    // Not bound to a name: the copy would cost a reference count.
+    guard object != nil else { return try body() }
+    return try object.unsafelyUnwrapped.use(operation, body)
   }
 
   @inline(never)
