@@ -390,6 +390,72 @@ struct HandleSafetyTests {
     }
     #expect(late.load(ordering: .relaxed) == 0)
   }
+
+  @Test("a context closed while threads call it and its IOAS is closed exactly once, after the last call in flight; every call succeeds or fails with EBADF")
+  func closeWhileCallsEnter() throws {
+    for _ in 0..<20 {
+      let calls = CountingCalls(SimulatedKernel())
+      let backend = Backend(calls)
+      let iommufd = try IOMMUFD.open(backend: backend)
+      let ioas = try iommufd.allocateIOAS()
+      let unexpected = Atomic<Int>(0)
+      DispatchQueue.concurrentPerform(iterations: 4) { thread in
+        for round in 0..<400 {
+          if thread == 0 && round == 100 { try? iommufd.close() }
+          do throws(IommufdError) {
+            if round % 2 == 0 { _ = try ioas.hugePagesEnabled() } else { _ = try iommufd.memoryLimitAccounting() }
+          } catch where error.errno == .badFileDescriptor {
+          } catch {
+            unexpected.add(1, ordering: .relaxed)
+          }
+        }
+      }
+      #expect(unexpected.load(ordering: .relaxed) == 0)
+      #expect(calls.closes.load(ordering: .relaxed) == 1)
+      #expect(calls.base.openFileCount == 0)
+    }
+  }
+
+  @Test("an IOAS whose destroy is refused (EBUSY) while threads call it stays usable, and is destroyed exactly once once it is free")
+  func refusedDestroyWhileCallsEnter() throws {
+    // Each destroy takes 10 µs or more: the calls of the other threads find it at work and take
+    // their counts back, which the refused destroy must keep (a store would lose them,
+    // and the next destroy would wait forever).
+    let calls = CountingCalls(SimulatedKernel(devices: [SimulatedEduDevice()]), destroyDelay: 10)
+    let backend = Backend(calls)
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
+    try device.bind(to: iommufd)
+    let ioas = try iommufd.allocateIOAS()
+    try device.attach(to: ioas)
+    let unexpected = Atomic<Int>(0)
+    let refused = Atomic<Int>(0)
+    DispatchQueue.concurrentPerform(iterations: 4) { thread in
+      for _ in 0..<2000 {
+        if thread == 0 {
+          do throws(IommufdError) { try ioas.destroy() } catch where error.errno == .resourceBusy {
+            refused.add(1, ordering: .relaxed)
+          } catch { unexpected.add(1, ordering: .relaxed) }
+        } else if (try? ioas.hugePagesEnabled()) == nil {
+          unexpected.add(1, ordering: .relaxed)
+        }
+      }
+    }
+    #expect(unexpected.load(ordering: .relaxed) == 0)
+    #expect(refused.load(ordering: .relaxed) == 2000)
+    // Free now: the destroy must find no reader left behind by the racing calls.
+    try device.detach()
+    let done = DispatchSemaphore(value: 0)
+    let destroyed = Atomic<Bool>(false)
+    DispatchQueue.global().async {
+      if (try? ioas.destroy()) != nil { destroyed.store(true, ordering: .relaxed) }
+      done.signal()
+    }
+    #expect(done.wait(timeout: .now() + 10) == .success, "the destroy waited for readers that had left")
+    #expect(destroyed.load(ordering: .relaxed) == true)
+    #expect(errno { try ioas.hugePagesEnabled() } == .noSuchFileOrDirectory)
+    #expect(calls.destroys.load(ordering: .relaxed) == 2001)
+  }
 }
 
 /// System calls whose `munmap` puts a page of ``sentinel`` words at the same address at
@@ -463,4 +529,43 @@ final class MappingBox: Sendable {
   init(_ mapping: consuming DMAMapping) {
     self.mapping = mapping
   }
+}
+
+/// The simulated kernel, counting closes and `IOMMU_DESTROY` requests, each of which it
+/// can make slower (so that calls on the object arrive while its destroy is at work).
+final class CountingCalls: SystemCalls, Sendable {
+  let base: SimulatedKernel
+  let closes = Atomic<Int>(0)
+  let destroys = Atomic<Int>(0)
+  let destroyDelay: UInt32
+  init(_ base: SimulatedKernel, destroyDelay microseconds: UInt32 = 0) {
+    self.base = base
+    self.destroyDelay = microseconds
+  }
+  func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor { try base.open(path, flags: flags) }
+  func close(_ fd: FileDescriptor) throws(Errno) {
+    closes.add(1, ordering: .relaxed)
+    try base.close(fd)
+  }
+  func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+    if request == UInt(CIOMMUFD_IOMMU_DESTROY) {
+      destroys.add(1, ordering: .relaxed)
+      if destroyDelay > 0 { usleep(destroyDelay) }
+    }
+    return try base.ioctl(fd, request, argument)
+  }
+  func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+    try base.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
+  }
+  func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) { try base.munmap(address, length: length) }
+  func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int { try base.pread(fd, into: buffer, offset: offset) }
+  func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int { try base.pwrite(fd, from: buffer, offset: offset) }
+  func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { try base.read(fd, into: buffer) }
+  func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { try base.write(fd, from: buffer) }
+  func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor { try base.eventfd(initialValue: initialValue, flags: flags) }
+  func directoryEntries(_ path: FilePath) throws(Errno) -> [String] { try base.directoryEntries(path) }
+  func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] { try base.readFile(path, maximumBytes: maximumBytes) }
+  func readLink(_ path: FilePath) throws(Errno) -> String { try base.readLink(path) }
+  func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) { try base.checkAccess(path, mode: mode) }
+  func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) { try base.writeFile(path, bytes: bytes) }
 }

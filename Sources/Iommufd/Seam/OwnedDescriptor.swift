@@ -13,11 +13,14 @@ final class OwnedDescriptor: Sendable {
   let backend: Backend
   /// Whether the handle closes the descriptor (false: borrowed, its owner does).
   let closesDescriptor: Bool
-  /// Bit 0: close was asked for. The bits above: calls in flight, times 2. The descriptor
-  /// is closed by whoever takes the state to exactly 1 (closing, none in flight): close()
-  /// itself, or the last call in flight after it. One atomic word, so a call costs two
-  /// atomic operations and no lock.
+  /// Bit 0: close was asked for. Bit 62 (``closedBit``): the descriptor was closed. The
+  /// bits between: calls in flight, times 2, and calls that found the close asked for,
+  /// which take their count back at once. The descriptor is closed by whoever takes the
+  /// state from exactly 1 (closing, no call left) to closed: close() itself, or the last
+  /// call to leave after it. One atomic word, so a call costs two atomic additions and no
+  /// lock.
   private let state = Atomic<Int>(0)
+  private static var closedBit: Int { 1 << 62 }
   /// What runs once the descriptor is really closed by ``close()`` or by the last call in
   /// flight after it (not at deinit): the owner's release of what the descriptor held.
   private let afterClose = Lock<(@Sendable () -> Void)?>(nil)
@@ -46,24 +49,32 @@ final class OwnedDescriptor: Sendable {
   /// successful `enter` is paired with one ``leave()``.
   @inline(__always)
   func enter(_ operation: IommufdError.Operation) throws(IommufdError) {
-    var current = state.load(ordering: .relaxed)
-    while true {
-      guard current & 1 == 0 else {
-        throw IommufdError(operation, .badFileDescriptor, objects: [.fd(fd)], detail: "the handle was closed")
-      }
-      let (exchanged, original) = state.compareExchange(expected: current, desired: current + 2, ordering: .acquiring)
-      if exchanged { return }
-      current = original
-    }
+    if state.wrappingAdd(2, ordering: .acquiring).oldValue & 1 != 0 { throw closedError(operation) }
+  }
+
+  /// The EBADF of a call that found the close asked for, after it took its count back
+  /// (closing the descriptor if it was the last call to leave).
+  @inline(never)
+  private func closedError(_ operation: IommufdError.Operation) -> IommufdError {
+    leave()
+    return IommufdError(operation, .badFileDescriptor, objects: [.fd(fd)], detail: "the handle was closed")
   }
 
   /// Ends a call counted by ``enter(_:)``; the last one after a close closes.
   @inline(__always)
   func leave() {
-    if state.wrappingSubtract(2, ordering: .acquiringAndReleasing).newValue == 1 {
-      releaseLogging()
-      runAfterClose()
+    if state.wrappingSubtract(2, ordering: .acquiringAndReleasing).newValue == 1 { closeAfterLastCall() }
+  }
+
+  /// Closes the descriptor for the last call to leave after a close, unless a call passing
+  /// by counted itself meanwhile (then it is the last, and closes).
+  @inline(never)
+  private func closeAfterLastCall() {
+    guard state.compareExchange(expected: 1, desired: 1 | Self.closedBit, ordering: .acquiringAndReleasing).exchanged else {
+      return
     }
+    releaseLogging()
+    runAfterClose()
   }
 
   /// Sets what runs once the descriptor is really closed.
@@ -85,7 +96,9 @@ final class OwnedDescriptor: Sendable {
     var current = state.load(ordering: .relaxed)
     while true {
       if current & 1 != 0 { return }
-      let (exchanged, original) = state.compareExchange(expected: current, desired: current | 1, ordering: .acquiringAndReleasing)
+      // No call in flight: closed now, by this call. Else the last call to leave closes.
+      let desired = current == 0 ? 1 | Self.closedBit : current | 1
+      let (exchanged, original) = state.compareExchange(expected: current, desired: desired, ordering: .acquiringAndReleasing)
       if exchanged { break }
       current = original
     }

@@ -30,7 +30,9 @@ final class OwnedObject: @unchecked Sendable {
   /// ``use(_:_:)``, times 8. Readers come first, as with a default pthread rwlock: a reader
   /// may enter while a writer waits (so a call that uses the same object twice, such as a
   /// copy within one IOAS, never waits for a destroy that waits for it), and the writer
-  /// starts only at an instant with no reader in. A call costs two atomic operations.
+  /// starts only at an instant with no reader in. A call costs two atomic operations: an
+  /// add as it enters and a subtraction as it leaves. The writer's own changes are
+  /// additions too (a reader that finds it at work adds and takes back its count).
   private let state = Atomic<Int>(0)
   private static var destroyedBit: Int { 1 }
   private static var waitingBit: Int { 2 }
@@ -61,20 +63,29 @@ final class OwnedObject: @unchecked Sendable {
   /// Enters as a call on the object (for a call path that is no closure); each `enter`
   /// that returns is paired with one ``leave()``. Fails with `ENOENT` once the object was
   /// destroyed.
+  ///
+  /// One atomic add: a reader that finds the object destroyed, or a writer at work, takes
+  /// its count back at once (so the writer's own changes of the state are additions that
+  /// keep such passing counts, never stores).
   @inline(__always)
   func enter(_ operation: IommufdError.Operation) throws(IommufdError) {
-    var current = state.load(ordering: .relaxed)
+    let original = state.wrappingAdd(Self.reader, ordering: .acquiring).oldValue
+    if original & (Self.destroyedBit | Self.workingBit) != 0 { try enterAfterWriter(operation) }
+  }
+
+  /// The rest of ``enter(_:)`` for a reader that found the object destroyed or a writer at
+  /// work: takes its count back, then fails (destroyed) or waits and tries again.
+  @inline(never)
+  private func enterAfterWriter(_ operation: IommufdError.Operation) throws(IommufdError) {
     var waited = 0
     while true {
-      guard current & Self.destroyedBit == 0 else { throw destroyedError(operation) }
+      let current = state.wrappingSubtract(Self.reader, ordering: .relaxed).newValue
+      if current & Self.destroyedBit != 0 { throw destroyedError(operation) }
       if current & Self.workingBit != 0 {
         Self.pause(&waited)
-        current = state.load(ordering: .relaxed)
-        continue
       }
-      let (exchanged, original) = state.compareExchange(expected: current, desired: current + Self.reader, ordering: .acquiring)
-      if exchanged { return }
-      current = original
+      let original = state.wrappingAdd(Self.reader, ordering: .acquiring).oldValue
+      if original & (Self.destroyedBit | Self.workingBit) == 0 { return }
     }
   }
 
@@ -99,17 +110,17 @@ final class OwnedObject: @unchecked Sendable {
     do {
       try iommufd.destroyUnowned(id)
     } catch {
-      state.store(0, ordering: .releasing)  // refused: still owned, and readers may enter
+      state.wrappingSubtract(Self.workingBit, ordering: .releasing)  // refused: still owned, and readers may enter
       throw error
     }
-    state.store(Self.destroyedBit, ordering: .releasing)
+    state.wrappingAdd(Self.destroyedBit &- Self.workingBit, ordering: .releasing)  // working becomes destroyed
     iommufd.unregister(self)
   }
 
   /// Destroys the object unless that was done already, logging a failure.
   func release() {
     guard enterAsWriter() else { return }
-    state.store(Self.destroyedBit, ordering: .releasing)
+    state.wrappingAdd(Self.destroyedBit &- Self.workingBit, ordering: .releasing)  // working becomes destroyed
     iommufd.destroyLogging(id, kind: kind, removedWith: removedWith)
     iommufd.unregister(self)
   }

@@ -4,7 +4,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// Many readers or one writer, on one atomic word: a reader costs two atomic operations.
+/// Many readers or one writer, on one atomic word: a reader costs two atomic operations,
+/// an add and a subtraction.
 ///
 /// Readers come first, as with a default pthread rwlock: a reader may enter while a writer
 /// waits (so a reader inside a reader never waits for a writer that waits for it), and the
@@ -28,21 +29,22 @@ struct ReaderWriterGate: ~Copyable, Sendable {
   }
 
   /// Enters as a reader (for a span that is no closure, such as an initializer); each
-  /// call is paired with one ``leaveReading()``.
+  /// call is paired with one ``leaveReading()``. One atomic add: a reader that finds the
+  /// writer at work takes its count back and waits.
   @inline(__always)
   func enterReading() {
-    var current = state.load(ordering: .relaxed)
+    let original = state.wrappingAdd(Self.reader, ordering: .acquiring).oldValue
+    if original & Self.workingBit != 0 { enterReadingAfterWriter() }
+  }
+
+  /// The rest of ``enterReading()`` for a reader that found the writer at work.
+  @inline(never)
+  private func enterReadingAfterWriter() {
     var waited = 0
-    while true {
-      if current & Self.workingBit != 0 {
-        Self.pause(&waited)
-        current = state.load(ordering: .relaxed)
-        continue
-      }
-      let (exchanged, original) = state.compareExchange(expected: current, desired: current + Self.reader, ordering: .acquiring)
-      if exchanged { return }
-      current = original
-    }
+    repeat {
+      state.wrappingSubtract(Self.reader, ordering: .relaxed)
+      Self.pause(&waited)
+    } while state.wrappingAdd(Self.reader, ordering: .acquiring).oldValue & Self.workingBit != 0
   }
 
   /// Leaves as a reader.
@@ -81,10 +83,11 @@ struct ReaderWriterGate: ~Copyable, Sendable {
     }
   }
 
-  /// Leaves as the writer.
+  /// Leaves as the writer: a subtraction, not a store, which keeps the counts of readers
+  /// passing by (each takes its count back).
   @inline(__always)
   func leaveWriting() {
-    state.store(0, ordering: .releasing)
+    state.wrappingSubtract(Self.workingBit, ordering: .releasing)
   }
 
   private static func pause(_ waited: inout Int) {
