@@ -412,6 +412,7 @@ struct HandleSafetyTests {
       }
       #expect(unexpected.load(ordering: .relaxed) == 0)
       #expect(calls.closes.load(ordering: .relaxed) == 1)
+      #expect(calls.closesUnderCalls.load(ordering: .relaxed) == 0, "a close came while an ioctl was in flight")
       #expect(calls.base.openFileCount == 0)
     }
   }
@@ -430,17 +431,24 @@ struct HandleSafetyTests {
     try device.attach(to: ioas)
     let unexpected = Atomic<Int>(0)
     let refused = Atomic<Int>(0)
-    DispatchQueue.concurrentPerform(iterations: 4) { thread in
-      for _ in 0..<2000 {
-        if thread == 0 {
-          do throws(IommufdError) { try ioas.destroy() } catch where error.errno == .resourceBusy {
-            refused.add(1, ordering: .relaxed)
-          } catch { unexpected.add(1, ordering: .relaxed) }
-        } else if (try? ioas.hugePagesEnabled()) == nil {
-          unexpected.add(1, ordering: .relaxed)
+    // Off this thread, with a time limit: a gate that lost a count would keep the next
+    // destroy waiting forever.
+    let raced = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async {
+      DispatchQueue.concurrentPerform(iterations: 4) { thread in
+        for _ in 0..<2000 {
+          if thread == 0 {
+            do throws(IommufdError) { try ioas.destroy() } catch where error.errno == .resourceBusy {
+              refused.add(1, ordering: .relaxed)
+            } catch { unexpected.add(1, ordering: .relaxed) }
+          } else if (try? ioas.hugePagesEnabled()) == nil {
+            unexpected.add(1, ordering: .relaxed)
+          }
         }
       }
+      raced.signal()
     }
+    try #require(raced.wait(timeout: .now() + 60) == .success, "a destroy waited for readers that had left")
     #expect(unexpected.load(ordering: .relaxed) == 0)
     #expect(refused.load(ordering: .relaxed) == 2000)
     // Free now: the destroy must find no reader left behind by the racing calls.
@@ -536,6 +544,9 @@ final class MappingBox: Sendable {
 final class CountingCalls: SystemCalls, Sendable {
   let base: SimulatedKernel
   let closes = Atomic<Int>(0)
+  /// Closes made while an ioctl was in flight (there is one descriptor to call on).
+  let closesUnderCalls = Atomic<Int>(0)
+  let ioctlsInFlight = Atomic<Int>(0)
   let destroys = Atomic<Int>(0)
   let destroyDelay: UInt32
   init(_ base: SimulatedKernel, destroyDelay microseconds: UInt32 = 0) {
@@ -545,9 +556,12 @@ final class CountingCalls: SystemCalls, Sendable {
   func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor { try base.open(path, flags: flags) }
   func close(_ fd: FileDescriptor) throws(Errno) {
     closes.add(1, ordering: .relaxed)
+    if ioctlsInFlight.load(ordering: .acquiring) != 0 { closesUnderCalls.add(1, ordering: .relaxed) }
     try base.close(fd)
   }
   func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+    ioctlsInFlight.add(1, ordering: .acquiringAndReleasing)
+    defer { ioctlsInFlight.subtract(1, ordering: .acquiringAndReleasing) }
     if request == UInt(CIOMMUFD_IOMMU_DESTROY) {
       destroys.add(1, ordering: .relaxed)
       if destroyDelay > 0 { usleep(destroyDelay) }
