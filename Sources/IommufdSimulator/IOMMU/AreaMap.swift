@@ -17,32 +17,57 @@ struct AreaMap<Value> {
     var starts: [UInt64]
     var lasts: [UInt64]
     var values: [Value]
+    /// How many entries there are, kept here as well as in the arrays: a lookup reads it
+    /// with the chunk (from the map's array of chunks, which stays in cache) and so goes
+    /// straight to its first probe of `starts` (the array's own count is in its header,
+    /// another cache line, one more miss before the search could start).
+    private(set) var count: Int
 
-    var count: Int { starts.count }
+    init(starts: [UInt64], lasts: [UInt64], values: [Value]) {
+      self.starts = starts
+      self.lasts = lasts
+      self.values = values
+      self.count = starts.count
+    }
 
     /// The position of the last entry with start ≤ key, or -1.
     func lastAtOrBefore(_ key: UInt64) -> Int {
-      starts.withUnsafeBufferPointer { starts in
+      let count = self.count
+      return starts.withUnsafeBufferPointer { starts in
+        // Only the base address is used: `count` is the chunk's own.
+        let base = starts.baseAddress.unsafelyUnwrapped
         var low = 0
-        var high = starts.count
+        var high = count
         while low < high {
           let middle = (low + high) / 2
-          if starts[middle] <= key { low = middle + 1 } else { high = middle }
+          if base[middle] <= key { low = middle + 1 } else { high = middle }
         }
         return low - 1
       }
     }
 
-    func entry(_ index: Int) -> Entry { Entry(start: starts[index], last: lasts[index], value: values[index]) }
+    /// The end of the entry at `index` (below ``count``).
+    func last(_ index: Int) -> UInt64 {
+      lasts.withUnsafeBufferPointer { $0.baseAddress.unsafelyUnwrapped[index] }
+    }
+
+    /// The entry at `index` (below ``count``).
+    func entry(_ index: Int) -> Entry {
+      let start = starts.withUnsafeBufferPointer { $0.baseAddress.unsafelyUnwrapped[index] }
+      let value = values.withUnsafeBufferPointer { $0.baseAddress.unsafelyUnwrapped[index] }
+      return Entry(start: start, last: last(index), value: value)
+    }
 
     mutating func insert(_ entry: Entry, at index: Int) {
       starts.insert(entry.start, at: index)
       lasts.insert(entry.last, at: index)
       values.insert(entry.value, at: index)
+      count = starts.count
     }
 
     mutating func remove(at index: Int) -> Entry {
-      Entry(start: starts.remove(at: index), last: lasts.remove(at: index), value: values.remove(at: index))
+      defer { count = starts.count }
+      return Entry(start: starts.remove(at: index), last: lasts.remove(at: index), value: values.remove(at: index))
     }
 
     /// Moves the entries from `index` on into a new chunk; both keep only the room they use.
@@ -51,6 +76,7 @@ struct AreaMap<Value> {
       starts = Array(starts[..<index])
       lasts = Array(lasts[..<index])
       values = Array(values[..<index])
+      count = starts.count
       return tail
     }
   }
@@ -81,7 +107,7 @@ struct AreaMap<Value> {
     let c = chunkIndex(for: address)
     return chunks.withUnsafeBufferPointer { chunks -> Entry? in
       let i = chunks[c].lastAtOrBefore(address)
-      guard i >= 0, chunks[c].lasts[i] >= address else { return nil }
+      guard i >= 0, chunks[c].last(i) >= address else { return nil }
       return chunks[c].entry(i)
     }
   }
