@@ -191,7 +191,7 @@ struct HandleSafetyTests {
 
   @Test("a device closed while one of its calls is in flight keeps its attach target until the call returns, so the target's release succeeds")
   func closeWithCallInFlight() throws {
-    let calls = SlowInfoCalls(SimulatedKernel(devices: [SimulatedEduDevice()]))
+    let calls = CountingCalls(SimulatedKernel(devices: [SimulatedEduDevice()]), delays: [UInt(CIOMMUFD_VFIO_DEVICE_GET_INFO): 50_000])
     let backend = Backend(calls)
     let iommufd = try IOMMUFD.open(backend: backend)
     let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
@@ -422,7 +422,7 @@ struct HandleSafetyTests {
     // Each destroy takes 10 µs or more: the calls of the other threads find it at work and take
     // their counts back, which the refused destroy must keep (a store would lose them,
     // and the next destroy would wait forever).
-    let calls = CountingCalls(SimulatedKernel(devices: [SimulatedEduDevice()]), destroyDelay: 10)
+    let calls = CountingCalls(SimulatedKernel(devices: [SimulatedEduDevice()]), delays: [UInt(CIOMMUFD_IOMMU_DESTROY): 10])
     let backend = Backend(calls)
     let iommufd = try IOMMUFD.open(backend: backend)
     let device = try VFIODevice.open(SimulatedKernel.devicePath(0), backend: backend)
@@ -503,33 +503,6 @@ final class RemappingSystemCalls: SystemCalls, @unchecked Sendable {
   func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor { throw .noSuchFileOrDirectory }
 }
 
-/// The simulated kernel with VFIO_DEVICE_GET_INFO taking 50 ms: a call in flight for as
-/// long as a test needs one.
-final class SlowInfoCalls: SystemCalls, @unchecked Sendable {
-  let base: SimulatedKernel
-  init(_ base: SimulatedKernel) { self.base = base }
-  func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor { try base.open(path, flags: flags) }
-  func close(_ fd: FileDescriptor) throws(Errno) { try base.close(fd) }
-  func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-    if request == 0x3B6B { usleep(50_000) }
-    return try base.ioctl(fd, request, argument)
-  }
-  func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
-    try base.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
-  }
-  func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) { try base.munmap(address, length: length) }
-  func pread(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int { try base.pread(fd, into: buffer, offset: offset) }
-  func pwrite(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int { try base.pwrite(fd, from: buffer, offset: offset) }
-  func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { try base.read(fd, into: buffer) }
-  func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { try base.write(fd, from: buffer) }
-  func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> FileDescriptor { try base.eventfd(initialValue: initialValue, flags: flags) }
-  func directoryEntries(_ path: FilePath) throws(Errno) -> [String] { try base.directoryEntries(path) }
-  func readFile(_ path: FilePath, maximumBytes: Int) throws(Errno) -> [UInt8] { try base.readFile(path, maximumBytes: maximumBytes) }
-  func readLink(_ path: FilePath) throws(Errno) -> String { try base.readLink(path) }
-  func checkAccess(_ path: FilePath, mode: Int32) throws(Errno) { try base.checkAccess(path, mode: mode) }
-  func writeFile(_ path: FilePath, bytes: [UInt8]) throws(Errno) { try base.writeFile(path, bytes: bytes) }
-}
-
 /// A mapping kept in an array or read by several threads (a `DMAMapping` is noncopyable).
 final class MappingBox: Sendable {
   let mapping: DMAMapping
@@ -539,8 +512,9 @@ final class MappingBox: Sendable {
   }
 }
 
-/// The simulated kernel, counting closes and `IOMMU_DESTROY` requests, each of which it
-/// can make slower (so that calls on the object arrive while its destroy is at work).
+/// The simulated kernel, counting closes, ioctls in flight and `IOMMU_DESTROY` requests,
+/// and making the requests of `delays` slower by their microseconds (so that other
+/// threads' calls arrive while one is at work).
 final class CountingCalls: SystemCalls, Sendable {
   let base: SimulatedKernel
   let closes = Atomic<Int>(0)
@@ -548,10 +522,10 @@ final class CountingCalls: SystemCalls, Sendable {
   let closesUnderCalls = Atomic<Int>(0)
   let ioctlsInFlight = Atomic<Int>(0)
   let destroys = Atomic<Int>(0)
-  let destroyDelay: UInt32
-  init(_ base: SimulatedKernel, destroyDelay microseconds: UInt32 = 0) {
+  let delays: [UInt: UInt32]
+  init(_ base: SimulatedKernel, delays: [UInt: UInt32] = [:]) {
     self.base = base
-    self.destroyDelay = microseconds
+    self.delays = delays
   }
   func open(_ path: FilePath, flags: Int32) throws(Errno) -> FileDescriptor { try base.open(path, flags: flags) }
   func close(_ fd: FileDescriptor) throws(Errno) {
@@ -562,10 +536,8 @@ final class CountingCalls: SystemCalls, Sendable {
   func ioctl(_ fd: FileDescriptor, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
     ioctlsInFlight.add(1, ordering: .acquiringAndReleasing)
     defer { ioctlsInFlight.subtract(1, ordering: .acquiringAndReleasing) }
-    if request == UInt(CIOMMUFD_IOMMU_DESTROY) {
-      destroys.add(1, ordering: .relaxed)
-      if destroyDelay > 0 { usleep(destroyDelay) }
-    }
+    if request == UInt(CIOMMUFD_IOMMU_DESTROY) { destroys.add(1, ordering: .relaxed) }
+    if let delay = delays[request] { usleep(delay) }
     return try base.ioctl(fd, request, argument)
   }
   func mmap(length: Int, protection: Int32, flags: Int32, fd: FileDescriptor?, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
