@@ -1,5 +1,6 @@
 import CIommufd
 import Dispatch
+import Foundation
 import Iommufd
 import IommufdSimulator
 import Synchronization
@@ -432,9 +433,10 @@ struct HandleSafetyTests {
     let unexpected = Atomic<Int>(0)
     let refused = Atomic<Int>(0)
     // Off this thread, with a time limit: a gate that lost a count would keep the next
-    // destroy waiting forever.
+    // destroy waiting forever. On threads of its own, not Dispatch's pool, which other
+    // tests running in parallel can keep busy for longer than the limit.
     let raced = DispatchSemaphore(value: 0)
-    DispatchQueue.global().async {
+    Thread.detachNewThread {
       DispatchQueue.concurrentPerform(iterations: 4) { thread in
         for _ in 0..<2000 {
           if thread == 0 {
@@ -448,18 +450,22 @@ struct HandleSafetyTests {
       }
       raced.signal()
     }
-    try #require(raced.wait(timeout: .now() + 60) == .success, "a destroy waited for readers that had left")
+    try #require(raced.wait(timeout: .now() + 120) == .success, "a destroy waited for readers that had left")
     #expect(unexpected.load(ordering: .relaxed) == 0)
     #expect(refused.load(ordering: .relaxed) == 2000)
     // Free now: the destroy must find no reader left behind by the racing calls.
     try device.detach()
     let done = DispatchSemaphore(value: 0)
+    let started = Atomic<Bool>(false)
     let destroyed = Atomic<Bool>(false)
-    DispatchQueue.global().async {
+    Thread.detachNewThread {
+      started.store(true, ordering: .relaxed)
       if (try? ioas.destroy()) != nil { destroyed.store(true, ordering: .relaxed) }
       done.signal()
     }
-    #expect(done.wait(timeout: .now() + 10) == .success, "the destroy waited for readers that had left")
+    #expect(
+      done.wait(timeout: .now() + 120) == .success,
+      "the destroy waited for readers that had left (its thread started: \(started.load(ordering: .relaxed)))")
     #expect(destroyed.load(ordering: .relaxed) == true)
     #expect(errno { try ioas.hugePagesEnabled() } == .noSuchFileOrDirectory)
     #expect(calls.destroys.load(ordering: .relaxed) == 2001)
