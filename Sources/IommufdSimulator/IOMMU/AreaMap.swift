@@ -14,8 +14,10 @@ struct AreaMap<Value> {
   }
 
   private struct Chunk {
-    var starts: [UInt64]
-    var lasts: [UInt64]
+    // Starts and ends change only through the methods below, which keep ``count`` in step
+    // (values change in place, one at a time, through ``AreaMap/update(start:_:)``).
+    private(set) var starts: [UInt64]
+    private(set) var lasts: [UInt64]
     var values: [Value]
     /// How many entries there are, kept here as well as in the arrays: a lookup reads it
     /// with the chunk (from the map's array of chunks, which stays in cache) and so goes
