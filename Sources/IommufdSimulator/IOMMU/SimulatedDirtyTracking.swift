@@ -37,9 +37,26 @@ extension SimulatedKernel.State {
     guard hwpt.hasDirtyOps else { throw .notSupported }  // DGET-4
     // 7.2 with IOVA 0 and length 0 (not verified on a kernel): taken as an empty harvest.
     if request.length == 0 { return 0 }
-    // DGET-5: with tracking off 6.12's mock walk fails, and the failure is swallowed; 7.2's
+    // DGET-5: with tracking off 6.12's driver fails the walk (EINVAL, passed on since
+    // 6.12.118: the walk's result was swallowed before); 7.2 swallows it, and its mock's
     // generic page table reads and clears the dirty bits whether tracking is on or not.
+    if !hwpt.dirtyEnabled && !isLinux7_2 { throw .invalidArgument }
     guard hwpt.dirtyEnabled || (isLinux7_2 && hwpt.profile.driver == .mock) else { return 0 }
+    // The walk covers the areas that run contiguously from iova and stops at the first gap;
+    // 6.12 (since 6.12.118) then fails with EINVAL, after harvesting what it walked; 7.2
+    // swallows it. Nothing past the gap is read or cleared.
+    var walkedLast: UInt64? = nil
+    var probe = request.iova
+    while probe <= last, let area = ioas.areas.entry(containing: probe) {
+      walkedLast = min(area.last, last)
+      if area.last >= last { break }
+      probe = area.last + 1
+    }
+    let reachedGap = walkedLast != last
+    guard let walkedLast else {
+      if reachedGap && !isLinux7_2 { throw .invalidArgument }
+      return 0
+    }
     let clear = request.flags & CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == 0
     let ioPage = hwpt.profile.entrySize
     // 7.2's mock maps a CPU page whose IOVA and host address are both aligned to it as a
@@ -51,12 +68,15 @@ extension SimulatedKernel.State {
     let frames = PhysicalFrames()
     // A 1 MiB leaf is dirty as a whole: one dirty IO page in it dirties all of it, and a
     // harvest that clears clears all of it, also outside the range asked for.
-    let leaves = hwpt.hugeLeaves && !ioas.disableLargePages ? hugeLeaves(ioas, request.iova, last) : []
+    let leaves = hwpt.hugeLeaves && !ioas.disableLargePages ? hugeLeaves(ioas, request.iova, walkedLast) : []
     var dirtyLeaves: [UInt64] = []
     for leaf in leaves where hwpt.hasDirty(leaf, leaf + Self.hugeLeafSize - 1) {
       hwpt.markDirty(leaf, leaf + Self.hugeLeafSize - 1)
       dirtyLeaves.append(leaf)
     }
+    // 6.12.118's iova_bitmap_set refuses a record that runs past the range asked for: the
+    // call then fails with EPROTO once the walk is done (unless the walk failed itself).
+    let recordPastRange = !isLinux7_2 && leafRecordRunsPast(leaves, dirty: Set(dirtyLeaves), ioas, request.iova, last)
     defer { if clear { for leaf in dirtyLeaves { hwpt.clearDirty(leaf, leaf + Self.hugeLeafSize - 1) } } }
     let hugeLeafStarts = Set(leaves)  // 1 MiB leaves are one entry each: all of it is reported
     // The kernel's iova_bitmap shifts by __ffs(page_size): a page size that is no power of
@@ -73,7 +93,7 @@ extension SimulatedKernel.State {
     let samePages = ioPage == bitmapPage
     // The areas that run contiguously from iova; the walk stops at the first gap.
     var cursor = request.iova
-    while cursor <= last, let area = ioas.areas.entry(containing: cursor) {
+    while cursor <= walkedLast, let area = ioas.areas.entry(containing: cursor) {
       let stop = min(area.last, last)
       let firstPage = cursor / ioPage
       let lastPage = stop / ioPage
@@ -156,6 +176,13 @@ extension SimulatedKernel.State {
       if stop == last || area.last == .max { break }
       cursor = area.last + 1
     }
+    // What the call returns once the bits are written: 6.12's EINVAL for a walk that
+    // stopped at a gap comes first, then its EPROTO for a record past the range.
+    func outcome() throws(Errno) -> Int32 {
+      if reachedGap && !isLinux7_2 { throw .invalidArgument }
+      if recordPastRange { throw .protocolError }
+      return 0
+    }
     // The kernel only sets bits; an unreadable or unwritable bitmap is swallowed too (then
     // nothing is set).
     // Read, merge and write back a run of words at a time (a run spans at most 8192 words,
@@ -163,7 +190,7 @@ extension SimulatedKernel.State {
     if !dense.isEmpty {
       // Dense: chunks of 8192 words from the first to the last non-zero word, read into
       // one buffer, merged in place, then written back.
-      guard let firstSet = dense.firstIndex(where: { $0 != 0 }), let lastSet = dense.lastIndex(where: { $0 != 0 }) else { return 0 }
+      guard let firstSet = dense.firstIndex(where: { $0 != 0 }), let lastSet = dense.lastIndex(where: { $0 != 0 }) else { return try outcome() }
       var merged = [UInt64](repeating: 0, count: lastSet - firstSet + 1)
       let readAll = merged.withUnsafeMutableBytes { words -> Bool in
         var chunk = 0
@@ -176,7 +203,7 @@ extension SimulatedKernel.State {
         }
         return true
       }
-      guard readAll else { return 0 }
+      guard readAll else { return try outcome() }
       for index in merged.indices { merged[index] |= dense[firstSet + index] }
       merged.withUnsafeBytes { words in
         var chunk = 0
@@ -186,7 +213,7 @@ extension SimulatedKernel.State {
           chunk = end
         }
       }
-      return 0  // DGET-7: nothing written back
+      return try outcome()  // DGET-7: nothing written back
     }
     var runs: [(first: UInt64, words: [UInt64])] = []
     let indexes = local.keys.sorted()
@@ -198,7 +225,7 @@ extension SimulatedKernel.State {
       let count = Int(indexes[end] - first + 1)
       guard let address = try? UserMemory.offset(request.data, by: first * 8),
         let bytes = try? UserMemory.read(address, count: count * 8)
-      else { return 0 }
+      else { return try outcome() }
       var words = bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
       for index in indexes[position...end] { words[Int(index - first)] |= local[index]! }
       runs.append((first, words))
@@ -208,7 +235,7 @@ extension SimulatedKernel.State {
       let bytes = run.words.withUnsafeBytes { Array($0) }
       try? UserMemory.write(bytes, to: request.data &+ run.first * 8)
     }
-    return 0  // DGET-7: nothing written back
+    return try outcome()  // DGET-7: nothing written back
   }
 
   /// The run of contiguous entries 7.2's mock page table (not the huge one) holds `iova`
@@ -295,6 +322,27 @@ extension SimulatedKernel.State {
       }
     }
     return leaves
+  }
+
+  /// Whether 6.12's mock walk records one of the `dirty` 1 MiB leaves past `last`. It
+  /// records `MOCK_HUGE_PAGE_SIZE` bytes from where it stands: a leaf's start, or, for a
+  /// walk that began inside a leaf, the same offset into each leaf that follows it in the
+  /// same area without a gap (it steps a leaf at a time there). `leaves` ascend.
+  func leafRecordRunsPast(_ leaves: [UInt64], dirty: Set<UInt64>, _ ioas: SimulatedIOAS, _ first: UInt64, _ last: UInt64) -> Bool {
+    let size = Self.hugeLeafSize
+    var offset: UInt64 = 0
+    var previous: (leaf: UInt64, area: UInt64)? = nil
+    for leaf in leaves {
+      let area = ioas.areas.entry(containing: leaf)?.start ?? leaf
+      if previous == nil || previous!.leaf &+ size != leaf || previous!.area != area {
+        offset = leaf < first ? first - leaf : 0  // reached a 2 KiB step at a time: at its start
+      }
+      previous = (leaf, area)
+      let position = leaf &+ offset
+      guard position <= last else { continue }  // the walk ends before it
+      if dirty.contains(leaf) && last - position < size - 1 { return true }
+    }
+    return false
   }
 
   // MARK: 7.2 IOMMU_TEST_OP_DIRTY
