@@ -121,6 +121,15 @@ struct IOMMUFDEncodingTests {
     #expect(queries.map { field($0.bytes, 8, as: UInt32.self) } == [4, 6])
   }
 
+  @Test("IOVARange is laid out as struct iommu_iova_range (start, then last), and four of them in place as the kernel's array of four: iovaRanges() has the kernel write into the value")
+  func iovaRangeLayout() {
+    #expect(MemoryLayout<IOVARange>.size == MemoryLayout<ciommufd_iommu_iova_range>.size)
+    #expect(MemoryLayout<IOVARange>.stride == MemoryLayout<ciommufd_iommu_iova_range>.stride)
+    #expect(MemoryLayout<IOVARange>.offset(of: \.start) == MemoryLayout<ciommufd_iommu_iova_range>.offset(of: \.start))
+    #expect(MemoryLayout<IOVARange>.offset(of: \.last) == MemoryLayout<ciommufd_iommu_iova_range>.offset(of: \.last))
+    #expect(MemoryLayout<InlineArray<4, IOVARange>>.size == 4 * MemoryLayout<ciommufd_iommu_iova_range>.stride)
+  }
+
   @Test(
     "IOVA_RANGES: 0 to 4 ranges in one call and held in the value, more on the slow path, the same collection either way",
     arguments: 0...6)

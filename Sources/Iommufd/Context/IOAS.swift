@@ -131,16 +131,18 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
   ///
   /// Attached devices' reserved regions and their IOMMU's aperture are excluded.
   public func iovaRanges() throws(IommufdError) -> IOVARanges {
-    // IOMMUs report a few ranges: the first call reads up to four, on the stack, into a
-    // value that holds them without an allocation. More are read on the slow path.
-    let entry = ciommufd_iommu_iova_range()
-    var entries = (entry, entry, entry, entry)
+    // IOMMUs report a few ranges: the first call has the kernel write up to four straight
+    // into the value's own storage (an IOVARange is laid out as the kernel's
+    // struct iommu_iova_range, start then last: Swift lays a struct's stored properties out
+    // in declaration order, and a test checks it), so nothing is copied or allocated. More
+    // are read on the slow path.
+    var ranges = IOVARanges.emptyInline
     let capacity = UInt32(IOVARanges.inlineCapacity)
     var request = ciommufd_iommu_ioas_iova_ranges()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_iova_ranges>.size)
     request.ioas_id = id.rawValue
     request.num_iovas = capacity
-    let fits = try withUnsafeMutableBytes(of: &entries) { buffer throws(IommufdError) -> Bool in
+    let fits = try withUnsafeMutableBytes(of: &ranges) { buffer throws(IommufdError) -> Bool in
       request.allowed_iovas = UInt64(UInt(bitPattern: buffer.baseAddress))
       do throws(IommufdError) {
         try ioctl(CIOMMUFD_IOMMU_IOAS_IOVA_RANGES, &request, .ioasIOVARanges)
@@ -150,14 +152,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
       return true
     }
     guard fits else { return try iovaRanges(capacity: request.num_iovas) }
-    var ranges = IOVARanges(alignment: request.out_iova_alignment)
-    for index in 0..<Int(min(request.num_iovas, capacity)) {
-      let entry = withUnsafeBytes(of: &entries) {
-        $0.load(fromByteOffset: index * MemoryLayout<ciommufd_iommu_iova_range>.stride, as: ciommufd_iommu_iova_range.self)
-      }
-      ranges.appendInline(IOVARange(start: entry.start, last: entry.last))
-    }
-    return ranges
+    return IOVARanges(inline: ranges, count: Int(min(request.num_iovas, capacity)), alignment: request.out_iova_alignment)
   }
 
   /// The ranges when there are more than fit in the value, read with room for `capacity`

@@ -82,18 +82,28 @@ public struct DMAAccess: OptionSet, Hashable, Sendable {
 /// collection of the ranges in ascending order (the holes between reserved regions).
 ///
 /// Up to four ranges (what IOMMUs report: the holes around the MSI window and a few
-/// reserved regions) are stored in the value itself, so reading them allocates nothing.
+/// reserved regions) are stored in the value itself, so reading them allocates nothing,
+/// and releasing such a value calls nothing.
 public struct IOVARanges: RandomAccessCollection, Hashable, Sendable {
-  /// The ranges, when there are at most ``inlineCapacity``.
-  @usableFromInline var inline = InlineArray<4, IOVARange>(repeating: IOVARange(start: 0, last: 0))
-  @usableFromInline var inlineCount = 0
-  /// The ranges, when there are more.
-  @usableFromInline var spilled: [IOVARange]? = nil
+  /// Where the ranges are: an enum, so that a value holding its ranges in place is
+  /// released by a check of its case, with no call to release a reference it lacks.
+  @usableFromInline enum Storage: Sendable {
+    /// At most ``inlineCapacity`` ranges: the first `count` of `ranges`.
+    case inline(ranges: InlineArray<4, IOVARange>, count: Int)
+    /// More.
+    case spilled([IOVARange])
+  }
+
+  /// The ranges.
+  @usableFromInline var storage: Storage
   /// The alignment of IOVAs, lengths and user addresses (1 on a fresh IOAS).
   public var alignment: UInt64
 
   /// How many ranges the value holds without a heap allocation.
   static var inlineCapacity: Int { 4 }
+
+  /// No range in place: the start of a value that the kernel's ranges are read into.
+  static var emptyInline: InlineArray<4, IOVARange> { InlineArray(repeating: IOVARange(start: 0, last: 0)) }
 
   /// Creates the value.
   public init(ranges: [IOVARange], alignment: UInt64) {
@@ -105,21 +115,21 @@ public struct IOVARanges: RandomAccessCollection, Hashable, Sendable {
   init(count: Int, alignment: UInt64, _ range: (Int) -> IOVARange) {
     self.alignment = alignment
     if count <= Self.inlineCapacity {
-      for index in 0..<count { inline[index] = range(index) }
-      inlineCount = count
+      var ranges = Self.emptyInline
+      for index in 0..<count { ranges[index] = range(index) }
+      storage = .inline(ranges: ranges, count: count)
     } else {
-      spilled = (0..<count).map(range)
+      storage = .spilled((0..<count).map(range))
     }
   }
 
-  /// No ranges yet.
-  init(alignment: UInt64) { self.alignment = alignment }
-
-  /// Adds `range` after the others; there are fewer than ``inlineCapacity``.
-  mutating func appendInline(_ range: IOVARange) {
-    inline[inlineCount] = range
-    inlineCount += 1
+  /// The first `count` (at most ``inlineCapacity``) of `ranges`.
+  @inline(__always)
+  init(inline ranges: InlineArray<4, IOVARange>, count: Int, alignment: UInt64) {
+    storage = .inline(ranges: ranges, count: count)
+    self.alignment = alignment
   }
+
   /// The ranges as an array (a copy: it allocates).
   public var ranges: [IOVARange] {
     get { Array(self) }
@@ -129,15 +139,22 @@ public struct IOVARanges: RandomAccessCollection, Hashable, Sendable {
   /// The index of the first range: 0.
   @inlinable public var startIndex: Int { 0 }
   /// The number of ranges.
-  @inlinable public var endIndex: Int { spilled?.count ?? inlineCount }
+  @inlinable public var endIndex: Int {
+    switch storage {
+    case .inline(_, let count): count
+    case .spilled(let ranges): ranges.count
+    }
+  }
   /// The number of ranges.
   @inlinable public var count: Int { endIndex }
 
   /// The range at `position`, which must be below ``endIndex``.
   @inlinable public subscript(position: Int) -> IOVARange {
     precondition(position >= 0 && position < endIndex, "IOVARanges index \(position) out of 0..<\(endIndex)")
-    if let spilled { return spilled[position] }
-    return inline[position]
+    switch storage {
+    case .inline(let ranges, _): return ranges[position]
+    case .spilled(let ranges): return ranges[position]
+    }
   }
 
   /// Equal ranges and alignment.
