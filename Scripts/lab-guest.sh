@@ -13,6 +13,10 @@
 # Every step runs; the exit status is 1 if any failed.
 mode=$1 bin=$2 release=${3:-}
 bundle=$bin/swift-iommufdPackageTests.xctest tool=$bin/iommufd-tool edu=$IOMMUFD_LAB_EDU
+# The differential fuzzer's release build when there is one: most of its time under TCG is
+# the simulator's side, which a debug build runs several times slower.
+fuzz=${release:-$bin}/iommufd-diff-fuzz
+[ -x "$fuzz" ] || fuzz=$bin/iommufd-diff-fuzz
 status=0
 # Each step says how long it took, so the boot's time can be accounted for.
 step() {
@@ -37,22 +41,22 @@ expect() {  # expect PATTERN COMMAND...: the command succeeds and prints PATTERN
 if [ "$mode" = mock ]; then
   step tests "IOMMUConformance|MockConformance|HardwareInfoConformance|DirtyConformance|NestedConformance|FaultConformance|VirtualIOMMUConformance|NewerRequestConformance|SelfTestOpConformance|SelfTestAccessConformance|MediatedDeviceConformance|MigrationConformance|BorrowedDescriptorConformance|HandleSafetyTests|BadInputTableTests"
   # The differential fuzzer: raw ioctl sequences on this kernel and on the simulator.
-  step "$bin/iommufd-diff-fuzz" --seed 1 --sequences 3000
+  step "$fuzz" --seed 1 --sequences 3000
   # Its mdev variant: an mtty instance made for each sequence on this kernel and on the
   # simulator's mtty model, bound, attached, queried and reached through its registers.
-  step "$bin/iommufd-diff-fuzz" --mdev mtty-2 --seed 1 --sequences 400
-  step "$bin/iommufd-diff-fuzz" --mdev mtty-1 --seed 2 --sequences 200
+  step "$fuzz" --mdev mtty-2 --seed 1 --sequences 400
+  step "$fuzz" --mdev mtty-1 --seed 2 --sequences 200
   exit $status
 fi
 step tests "Conformance|RealKernelTests|DifferentialTests|HandleSafetyTests|BadInputTableTests"
 # The differential fuzzer's device variant: raw iommufd and VFIO calls on this kernel with the
 # edu and on the simulator with its edu.
 cdev=/dev/vfio/devices/$(ls "/sys/bus/pci/devices/$edu/vfio-dev/" | head -n 1)
-step "$bin/iommufd-diff-fuzz" --device "$cdev" --seed 1 --sequences 1000
+step "$fuzz" --device "$cdev" --seed 1 --sequences 1000
 # Function 0 of the edu pair behind the root port, where hot reset info and hot reset
 # succeed: the simulator's machine has the same topology and cdev numbers.
 pair0=${IOMMUFD_LAB_EDU_PAIR%% *}
-step "$bin/iommufd-diff-fuzz" --device "/dev/vfio/devices/$(ls "/sys/bus/pci/devices/$pair0/vfio-dev/" | head -n 1)" --seed 2 --sequences 300
+step "$fuzz" --device "/dev/vfio/devices/$(ls "/sys/bus/pci/devices/$pair0/vfio-dev/" | head -n 1)" --seed 2 --sequences 300
 # The API against C on this kernel, interleaved in this boot (the C floor was built against
 # this kernel's headers by Scripts/test.sh).
 if [ -n "$release" ]; then
