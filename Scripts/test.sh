@@ -221,14 +221,6 @@ log "benchmark: iommufd-bench (release build)"
 swift build -c release --product iommufd-bench 2>&1 | tail -n 1
 release_bin=$(swift build -c release --show-bin-path)
 "$release_bin/iommufd-bench"
-
-# Release builds for the lab, made while the kernels may still be building: the differential
-# fuzzer (a debug build spent 8 of the 13 minutes of a mock boot under TCG on the simulator's
-# side) and the simulator's C face for the kernel's selftests (under TCG a debug build of it
-# needs about 34 s for domain_dirty128M.get_dirty_bitmap, past the harness's 30 s per test).
-log "release builds for the lab: the differential fuzzer, the simulator's C face"
-swift build -c release --product iommufd-diff-fuzz 2>&1 | tail -n 1
-swift build -c release --product IommufdSimulatorC 2>&1 | tail -n 1
 # Its lab half: the C floor it is compared with, built against each kernel's own headers.
 for version in 6.12 7.2; do
   headers=$(bash Lab/lab.sh headers --kernel "$version" | tail -n 1)
@@ -239,6 +231,13 @@ if [[ $lab != yes ]]; then
   log "lab skipped: $lab"
   exit 0
 fi
+# Release builds for the lab, made while the kernels may still be building: the differential
+# fuzzer (a debug build spent 8 of the 13 minutes of a mock boot under TCG on the simulator's
+# side) and the simulator's C face for the kernel's selftests (under TCG a debug build of it
+# needs about 34 s for domain_dirty128M.get_dirty_bitmap, past the harness's 30 s per test).
+log "release builds for the lab: the differential fuzzer, the simulator's C face"
+swift build -c release --product iommufd-diff-fuzz 2>&1 | tail -n 1
+swift build -c release --product IommufdSimulatorC 2>&1 | tail -n 1
 log "lab: waiting for the kernels' background builds"
 wait "$kernels_pid" || true
 kernels_pid=
