@@ -53,8 +53,8 @@ extension SimulatedKernel.State {
       probe = area.last + 1
     }
     let reachedGap = walkedLast != last
-    guard let walkedLast else {
-      if reachedGap && !isLinux7_2 { throw .invalidArgument }
+    guard let walkedLast else {  // a gap at the base: nothing walked
+      if !isLinux7_2 { throw .invalidArgument }
       return 0
     }
     let clear = request.flags & CIOMMUFD_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == 0
@@ -183,8 +183,9 @@ extension SimulatedKernel.State {
       if recordPastRange { throw .protocolError }
       return 0
     }
-    // The kernel only sets bits; an unreadable or unwritable bitmap is swallowed too (then
-    // nothing is set).
+    // The kernel only sets bits; an unreadable or unwritable bitmap is swallowed in both
+    // releases (iova_bitmap_advance_to returns without setting the bitmap's error): then
+    // nothing is set.
     // Read, merge and write back a run of words at a time (a run spans at most 8192 words,
     // 64 KiB), so a dense bitmap costs a few copies, not two per word.
     if !dense.isEmpty {
