@@ -74,9 +74,11 @@ extension SimulatedKernel.State {
       hwpt.markDirty(leaf, leaf + Self.hugeLeafSize - 1)
       dirtyLeaves.append(leaf)
     }
-    // 6.12.118's iova_bitmap_set refuses a record that runs past the range asked for: the
-    // call then fails with EPROTO once the walk is done (unless the walk failed itself).
-    let recordPastRange = !isLinux7_2 && leafRecordRunsPast(leaves, dirty: Set(dirtyLeaves), ioas, request.iova, last)
+    // 6.12.118's iova_bitmap_set refuses a record that runs past the range asked for: it
+    // sets none of its bits, and the call fails with EPROTO once the walk is done (unless
+    // the walk failed itself). Where such a record starts, the walk of its area ends:
+    // nothing from there to the end of the area (or of the range) is recorded.
+    let refused = isLinux7_2 ? [] : leafRecordsPastRange(leaves, dirty: Set(dirtyLeaves), ioas, request.iova, last)
     defer { if clear { for leaf in dirtyLeaves { hwpt.clearDirty(leaf, leaf + Self.hugeLeafSize - 1) } } }
     let hugeLeafStarts = Set(leaves)  // 1 MiB leaves are one entry each: all of it is reported
     // The kernel's iova_bitmap shifts by __ffs(page_size): a page size that is no power of
@@ -180,8 +182,23 @@ extension SimulatedKernel.State {
     // stopped at a gap comes first, then its EPROTO for a record past the range.
     func outcome() throws(Errno) -> Int32 {
       if reachedGap && !isLinux7_2 { throw .invalidArgument }
-      if recordPastRange { throw .protocolError }
+      if !refused.isEmpty { throw .protocolError }
       return 0
+    }
+    // No bits from a refused record on: those from the first that starts at or after it (a
+    // bit that begins before it also covers what earlier records may have set).
+    for record in refused {
+      let firstBit = (record.from - request.iova + bitmapPage - 1) / bitmapPage
+      let lastBit = (record.through - request.iova) / bitmapPage
+      if firstBit <= lastBit {
+        if dense.isEmpty {
+          for index in local.keys where index >= firstBit / 64 && index <= lastBit / 64 {
+            local[index]! &= ~Self.bits(from: firstBit, through: lastBit, inWord: index)
+          }
+        } else {
+          for index in firstBit / 64...lastBit / 64 { dense[Int(index)] &= ~Self.bits(from: firstBit, through: lastBit, inWord: index) }
+        }
+      }
     }
     // The kernel only sets bits; an unreadable or unwritable bitmap is swallowed in both
     // releases (iova_bitmap_advance_to returns without setting the bitmap's error): then
@@ -325,25 +342,37 @@ extension SimulatedKernel.State {
     return leaves
   }
 
-  /// Whether 6.12's mock walk records one of the `dirty` 1 MiB leaves past `last`. It
-  /// records `MOCK_HUGE_PAGE_SIZE` bytes from where it stands: a leaf's start, or, for a
-  /// walk that began inside a leaf, the same offset into each leaf that follows it in the
-  /// same area without a gap (it steps a leaf at a time there). `leaves` ascend.
-  func leafRecordRunsPast(_ leaves: [UInt64], dirty: Set<UInt64>, _ ioas: SimulatedIOAS, _ first: UInt64, _ last: UInt64) -> Bool {
+  /// The mask of the bits `first...last` (bitmap bit numbers) that fall in word `index`.
+  static func bits(from first: UInt64, through last: UInt64, inWord index: UInt64) -> UInt64 {
+    let low = max(first, index * 64)
+    let high = min(last, index * 64 + 63)
+    guard low <= high else { return 0 }
+    let count = high - low + 1
+    return (count == 64 ? UInt64.max : (UInt64(1) << count) - 1) << (low - index * 64)
+  }
+
+  /// Where 6.12's mock walk records one of the `dirty` 1 MiB leaves past `last` (at most
+  /// once per area), each with where the walk of that leaf's area would have ended (its
+  /// last address, or `last`). It records `MOCK_HUGE_PAGE_SIZE` bytes from where it stands: a leaf's start,
+  /// or, for a walk that began inside a leaf, the same offset into each leaf that follows
+  /// it in the same area without a gap (it steps a leaf at a time there). `leaves` ascend.
+  func leafRecordsPastRange(_ leaves: [UInt64], dirty: Set<UInt64>, _ ioas: SimulatedIOAS, _ first: UInt64, _ last: UInt64) -> [(from: UInt64, through: UInt64)] {
     let size = Self.hugeLeafSize
+    var refused: [(from: UInt64, through: UInt64)] = []
     var offset: UInt64 = 0
     var previous: (leaf: UInt64, area: UInt64)? = nil
     for leaf in leaves {
-      let area = ioas.areas.entry(containing: leaf)?.start ?? leaf
+      let entry = ioas.areas.entry(containing: leaf)
+      let area = entry?.start ?? leaf
       if previous == nil || previous!.leaf &+ size != leaf || previous!.area != area {
         offset = leaf < first ? first - leaf : 0  // reached a 2 KiB step at a time: at its start
       }
       previous = (leaf, area)
       let position = leaf &+ offset
       guard position <= last else { continue }  // the walk ends before it
-      if dirty.contains(leaf) && last - position < size - 1 { return true }
+      if dirty.contains(leaf) && last - position < size - 1 { refused.append((position, min(entry?.last ?? last, last))) }
     }
-    return false
+    return refused
   }
 
   // MARK: 7.2 IOMMU_TEST_OP_DIRTY

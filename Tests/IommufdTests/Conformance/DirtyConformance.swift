@@ -153,7 +153,7 @@ struct DirtyConformance {
     #expect(try hwpt.dirtyBitmap(iova: iova, length: 0x4000, pageSize: 2048).dirtyCount == 0)
   }
 
-  @Test("6.12.118: a dirty 1 MiB leaf of a HUGE_IOVA mock domain is recorded whole from where the walk stands; past the range asked for, the harvest fails with EPROTO (its bits cleared all the same)", arguments: Platform.mock)
+  @Test("6.12.118: a dirty 1 MiB leaf of a HUGE_IOVA mock domain is recorded whole from where the walk stands; past the range asked for, the harvest fails with EPROTO, the record sets none of its bits and the leaf is cleared all the same", arguments: Platform.mock)
   func leafRecordedPastRange(platform: Platform) throws {
     // 7.2 swallows the walk's errors (and its mock has no HUGE_IOVA device flag).
     guard platform.release == .linux6_12 else { return }
@@ -191,6 +191,22 @@ struct DirtyConformance {
     // with the leaf (a record from the leaf's start would have fit).
     _ = try iommufd.selfTest.markDirty(hwpt, iova: iova, length: 0x8000, pageSize: 2048, pages: [1 << 3])
     #expect(errno { try hwpt.dirtyBitmap(iova: iova + 0x8000, length: 0xF_8000, pageSize: 2048) } == .protocolError)
+    // A refused record sets none of its bits; the records before it keep theirs. 8 KiB of
+    // the region's second MiB at 0x3FF_E000, then its first MiB (a leaf) at 0x400_0000,
+    // both dirty: the walk records the first area's dirty 2 KiB page (bit 0), then 1 MiB
+    // from the leaf's start, past the end of the range asked for (bits 4 to 19).
+    let small = try ioas.unsafeMap(address: UnsafeRawPointer(region.memory) + 0x10_0000, length: 0x2000, at: .fixed(0x3FF_E000))
+    let leaf = try ioas.unsafeMap(address: UnsafeRawPointer(region.memory), length: 0x10_0000, at: .fixed(0x400_0000))
+    #expect(try iommufd.selfTest.markDirty(hwpt, iova: small, length: 0x2000, pageSize: 2048, pages: [1]) == 1)
+    #expect(try iommufd.selfTest.markDirty(hwpt, iova: leaf, length: 0x8000, pageSize: 2048, pages: [1 << 3]) == 1)
+    let bitmap = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 8)
+    defer { bitmap.deallocate() }
+    bitmap.storeBytes(of: 0, as: UInt64.self)
+    let data = UInt64(UInt(bitPattern: bitmap.baseAddress))
+    let request = le(UInt32(48), hwpt.id.rawValue, UInt32(0), UInt32(0), small, UInt64(0xA000), UInt64(2048), data)
+    #expect(rawIoctl(iommufd.backend, iommufd.fileDescriptor, 0x3B8C, request).0 == .protocolError)
+    #expect(bitmap.load(as: UInt64.self) == 1)
+    #expect(try hwpt.dirtyBitmap(iova: small, length: 0x10_2000, pageSize: 2048).dirtyCount == 0)  // both cleared
     // The second 1 MiB as a leaf too, the range past the mapping's end: the gap's EINVAL
     // comes before the EPROTO of the record past the range, and the leaf is cleared.
     guard isLeaf(256) else { return }
