@@ -95,7 +95,43 @@ extension SimulatedKernel.State {
     let samePages = ioPage == bitmapPage
     // The areas that run contiguously from iova; the walk stops at the first gap.
     var cursor = request.iova
-    while cursor <= walkedLast, let area = ioas.areas.entry(containing: cursor) {
+    var walkIsOver = false
+    // 6.12's mock walk from inside a leaf: it tests (and clears) the whole leaf and records
+    // 1 MiB from where it stands, then steps 1 MiB, to the same offset in each following
+    // leaf. Where that lands outside a leaf, it goes on 2 KiB at a time from there: the
+    // stretch of that chunk before it is neither tested, cleared nor recorded.
+    if !isLinux7_2, let firstArea = ioas.areas.entry(containing: request.iova) {
+      let size = Self.hugeLeafSize
+      let leafStarts = Set(leaves)
+      let dirty = Set(dirtyLeaves)
+      let pieceLast = min(firstArea.last, last)
+      var position: UInt64? = request.iova  // nil: the walk of the first area is over
+      while let at = position, at % size != 0, leafStarts.contains(at & ~(size - 1)) {
+        let leaf = at & ~(size - 1)
+        if dirty.contains(leaf) {
+          if last - at < size - 1 {  // refused (EPROTO): the walk of this area ends
+            position = nil
+            break
+          }
+          var bit = (at - request.iova) / bitmapPage
+          let lastBit = (at + size - 1 - request.iova) / bitmapPage
+          while bit <= lastBit {
+            if dense.isEmpty { local[bit / 64, default: 0] |= 1 << (bit % 64) } else { dense[Int(bit / 64)] |= 1 << (bit % 64) }
+            bit += 1
+          }
+        }
+        let (next, wrapped) = at.addingReportingOverflow(size)
+        position = wrapped || next > pieceLast ? nil : next
+      }
+      if let position {
+        cursor = position
+      } else if pieceLast == last || pieceLast == .max {
+        walkIsOver = true  // nothing follows the first area
+      } else {
+        cursor = pieceLast + 1  // the next area, walked from its start
+      }
+    }
+    while !walkIsOver, cursor <= walkedLast, let area = ioas.areas.entry(containing: cursor) {
       let stop = min(area.last, last)
       let firstPage = cursor / ioPage
       let lastPage = stop / ioPage

@@ -207,6 +207,20 @@ struct DirtyConformance {
     #expect(rawIoctl(iommufd.backend, iommufd.fileDescriptor, 0x3B8C, request).0 == .protocolError)
     #expect(bitmap.load(as: UInt64.self) == 1)
     #expect(try hwpt.dirtyBitmap(iova: small, length: 0x10_2000, pageSize: 2048).dirtyCount == 0)  // both cleared
+    // A walk from inside a leaf records 1 MiB from where it stands, so past the leaf's end
+    // (into the area after it); then it steps 1 MiB, and outside a leaf goes on from there:
+    // the stretch before, a dirty page there included, is neither recorded nor cleared.
+    // The first MiB of the region and 64 KiB of its second at 0x800_0000 (only the first
+    // MiB is a leaf), the leaf and the page at 0x810_2000 dirty, the walk from 0x800_8000:
+    // bits 0-511 from the leaf's record, nothing from the stretch 0x810_0000-0x810_7FFF.
+    let longer = try ioas.unsafeMap(address: UnsafeRawPointer(region.memory), length: 0x11_0000, at: .fixed(0x800_0000))
+    #expect(try iommufd.selfTest.markDirty(hwpt, iova: longer, length: 0x8000, pageSize: 2048, pages: [1 << 3]) == 1)
+    #expect(try iommufd.selfTest.markDirty(hwpt, iova: longer + 0x10_0000, length: 0x8000, pageSize: 2048, pages: [1 << 4]) == 1)
+    let fromInside = try hwpt.dirtyBitmap(iova: longer + 0x8000, length: 0x10_8000, pageSize: 2048)
+    #expect(fromInside.dirtyCount == 512)
+    #expect(fromInside.isDirty(longer + 0x10_7800) && !fromInside.isDirty(longer + 0x10_8000))
+    #expect(try hwpt.dirtyBitmap(iova: longer + 0x10_0000, length: 0x10000, pageSize: 2048).dirtyCount == 1)  // still dirty
+    #expect(try hwpt.dirtyBitmap(iova: longer, length: 0x11_0000, pageSize: 2048).dirtyCount == 0)
     // The second 1 MiB as a leaf too, the range past the mapping's end: the gap's EINVAL
     // comes before the EPROTO of the record past the range, and the leaf is cleared.
     guard isLeaf(256) else { return }
