@@ -66,6 +66,17 @@ extension SimulatedKernel.State {
     let pairs = isLinux7_2 && hwpt.profile.driver == .mock
     var reportedPairs: Set<UInt64> = []
     let frames = PhysicalFrames()
+    // A run the range starts or ends inside is dirty if any of its entries is, also one
+    // outside the range: then it is reported (below, from its dirty pages in the range).
+    if pairs && !hwpt.hugeLeaves {
+      for address in [request.iova, walkedLast] {
+        guard let area = ioas.areas.entry(containing: address), let run = mockRun(containing: address, in: area, ioas: ioas, frames: frames),
+          run.size > ioPage
+        else { continue }
+        let runLast = run.start + run.size - 1
+        if (run.start < request.iova || runLast > last) && hwpt.hasDirty(run.start, runLast) { hwpt.markDirty(run.start, runLast) }
+      }
+    }
     // A 1 MiB leaf is dirty as a whole: one dirty IO page in it dirties all of it, and a
     // harvest that clears clears all of it, also outside the range asked for.
     let leaves = hwpt.hugeLeaves && !ioas.disableLargePages ? hugeLeaves(ioas, request.iova, walkedLast) : []
@@ -93,6 +104,14 @@ extension SimulatedKernel.State {
     var dense = wordCount <= 1 << 20 ? [UInt64](repeating: 0, count: Int(wordCount)) : []
     var local: [UInt64: UInt64] = [:]
     let samePages = ioPage == bitmapPage
+    // The last bit the bitmap's pinned pages hold: iova_bitmap_get pins the pages of its
+    // words (one more when the bitmap does not start a page), 512 at most.
+    let pinnedLastBit: UInt64 = {
+      let words = (request.length - 1) / bitmapPage / 64 + 1
+      let offset = request.data % 4096
+      let pages = min(words / 512 + (words % 512 == 0 ? 0 : 1) + (offset == 0 ? 0 : 1), 512)
+      return (pages * 4096 - offset) * 8 - 1
+    }()
     // The areas that run contiguously from iova; the walk stops at the first gap.
     var cursor = request.iova
     var walkIsOver = false
@@ -174,10 +193,15 @@ extension SimulatedKernel.State {
             let walkEnd = last >= run.start + run.size - 1 ? items : (last - run.start) / run.item + 1
             let endItem = items == 1 ? 1 : min(items - 1, walkEnd)
             guard endItem > firstItem else { continue }
+            // The record is not clipped to the range: 7.2's iova_bitmap_set sets its bits
+            // past the range's end, as far as the pages pinned for the bitmap reach.
             let from = max(run.start + firstItem * run.item, request.iova)
-            let through = min(from + (endItem - firstItem) * run.item - 1, last)
+            let (end, overflow) = from.addingReportingOverflow((endItem - firstItem) * run.item - 1)
             var bit = (from - request.iova) / bitmapPage
-            let lastBit = min((through - request.iova) / bitmapPage, bitCount - 1)
+            let lastBit = min(((overflow ? .max : end) - request.iova) / bitmapPage, pinnedLastBit)
+            if !dense.isEmpty, Int(lastBit / 64) >= dense.count {
+              dense.append(contentsOf: repeatElement(0, count: Int(lastBit / 64) + 1 - dense.count))
+            }
             while bit <= lastBit {
               if dense.isEmpty { local[bit / 64, default: 0] |= 1 << (bit % 64) } else { dense[Int(bit / 64)] |= 1 << (bit % 64) }
               bit += 1
