@@ -137,6 +137,46 @@ struct Arena {
   func page(_ index: Int) -> UInt64 { base + UInt64(index * Self.pageSize) }
 }
 
+/// 4 MiB of read-write memory aligned to 2 MiB and advised as transparent huge pages, so
+/// that, where the kernel backs it so, a mapping of it holds physically contiguous MiBs:
+/// 6.12's HUGE_IOVA mock maps those as 1 MiB leaves, 7.2's mock as long runs. Only maps
+/// and what works on mappings use it (MD_CHECK_REFS skips compound pages on the kernel).
+struct HugeArena {
+  static let size = 4 << 20
+  let base: UInt64
+
+  init() {
+    let length = Self.size + (2 << 20)
+    guard let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), address != MAP_FAILED
+    else { fail("cannot map the huge arena") }
+    let start = (UInt(bitPattern: address) + (2 << 20) - 1) & ~UInt((2 << 20) - 1)
+    let aligned = UnsafeMutableRawPointer(bitPattern: start)!
+    _ = madvise(aligned, Self.size, 14)  // MADV_HUGEPAGE
+    for page in stride(from: 0, to: Self.size, by: 4096) { (aligned + page).storeBytes(of: UInt64(page) | 1, as: UInt64.self) }
+    base = UInt64(start)
+  }
+
+  /// How many of the arena's MiBs are physically contiguous from a 1 MiB-aligned frame,
+  /// as /proc/self/pagemap shows (0 where frame numbers are hidden: without CAP_SYS_ADMIN).
+  func contiguousMebibytes() -> Int {
+    let fd = open("/proc/self/pagemap", O_RDONLY)
+    guard fd >= 0 else { return 0 }
+    defer { close(fd) }
+    var count = 0
+    for mebibyte in 0..<(Self.size >> 20) {
+      var entries = [UInt64](repeating: 0, count: 256)
+      let offset = off_t((at(mebibytes: mebibyte) / 4096) * 8)
+      guard entries.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, $0.count, offset) }) == 256 * 8 else { continue }
+      let frames = entries.map { $0 & (1 << 55 - 1) }
+      if frames[0] != 0, frames[0] % 256 == 0, frames.indices.allSatisfy({ frames[$0] == frames[0] + UInt64($0) }) { count += 1 }
+    }
+    return count
+  }
+
+  /// The address `mebibytes` MiB into the arena.
+  func at(mebibytes: Int) -> UInt64 { base + UInt64(mebibytes << 20) }
+}
+
 // MARK: Calls
 
 /// One ioctl with its argument as bytes, and the buffers its argument points at.
@@ -261,6 +301,10 @@ func le(_ fields: any FixedWidthInteger...) -> [UInt8] {
 struct CallMaker {
   var random: Generator
   let arena: Arena
+  let hugeArena: HugeArena
+  /// Whether this sequence maps the huge arena first (and, on 6.12, makes its first mock
+  /// device HUGE_IOVA), at IOVAs aligned to 1 MiB.
+  var usesHugeArena = false
   let release: SimulatedKernel.Release
   /// Objects and mappings made so far (as the first side reported them).
   var spaces: [UInt32] = []
@@ -460,7 +504,25 @@ struct CallMaker {
       return Call(name: "IOAS_ALLOC", request: 0x3B81, argument: le(UInt32(12), UInt32(0), UInt32(0)), creates: .ioas(at: 8))
     }
     if let ioas = spaces.first, devices.isEmpty && random.chance(40) && !(deviceMode && release >= .linux7_2) {
+      if usesHugeArena && release < .linux7_2 {  // MOCK_DOMAIN_FLAGS with MOCK_FLAGS_DEVICE_HUGE_IOVA
+        return Call(
+          name: "TEST MOCK_DOMAIN_FLAGS pt \(ioas) flags 2", request: 0x3BA0,
+          argument: le(UInt32(72), UInt32(12), ioas, UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(2)) + [UInt8](repeating: 0, count: 40),
+          creates: .mockDevice)
+      }
       return Call(name: "TEST MOCK_DOMAIN pt \(ioas)", request: 0x3BA0, argument: le(UInt32(72), UInt32(2), ioas, UInt32(0)) + [UInt8](repeating: 0, count: 56), creates: .mockDevice)
+    }
+    if usesHugeArena, let ioas = spaces.last, mappings.count < 2 && random.chance(40) {
+      // Whole MiBs of the huge arena at IOVAs aligned to 1 MiB (leaves where the memory is
+      // contiguous), one MiB and 64 KiB (a leaf and small pages after it), or 32 KiB.
+      let first = random.below(3)
+      let length: UInt64 = random.pick([1 << 20, 2 << 20, (1 << 20) + 0x10000, 0x8000])
+      let user = hugeArena.at(mebibytes: first) + (random.chance(10) ? 0x8000 : 0)
+      let iova: UInt64 = 0x1000_0000 + UInt64(random.below(6)) << 20
+      return Call(
+        name: "MAP flags 7 ioas \(ioas) uva 0x\(String(user, radix: 16)) len 0x\(String(length, radix: 16)) iova 0x\(String(iova, radix: 16)) (huge arena)",
+        request: 0x3B85, argument: le(UInt32(40), UInt32(7), ioas, UInt32(0), user, length, iova),
+        creates: .mapping(ioas: ioas, length: length, at: 32))
     }
     if let ioas = spaces.last, mappings.count < 2 && random.chance(40) {
       let length = 0x1000 * UInt64(1 + random.below(4))
@@ -484,6 +546,26 @@ struct CallMaker {
     }
     if let hwpt = dirtyTables.first, trackingTables.isEmpty, random.chance(30) {
       return Call(name: "SET_DIRTY_TRACKING hwpt \(hwpt) flags 1", request: 0x3B8B, argument: le(UInt32(16), UInt32(1), hwpt, UInt32(0)))
+    }
+    // With the huge arena mapped and tracking on: pages marked dirty somewhere in a
+    // mapping, and harvests of stretches of it (from inside a leaf, ending inside one).
+    if usesHugeArena, let hwpt = trackingTables.first, let mapped = mappedRange(under: hwpt), random.chance(35) {
+      if random.chance(50) {
+        let iova = mapped.iova + 0x8000 * UInt64(random.below(Int(max(1, mapped.length / 0x8000))))
+        var command = le(UInt32(72), UInt32(13), hwpt, UInt32(0), UInt32(0), UInt32(0), iova, UInt64(0x8000), UInt64(0x800), UInt64(0), UInt64(0))
+        command += [UInt8](repeating: 0, count: 72 - command.count)
+        return Call(
+          name: "TEST DIRTY hwpt \(hwpt) iova 0x\(String(iova, radix: 16)) len 0x8000", request: 0x3BA0, argument: command,
+          buffers: [(48, le(random.next() & random.next()))])
+      }
+      let skip = 0x1000 * UInt64(random.below(Int(max(1, min(mapped.length / 0x1000, 300)))))
+      let length = min(mapped.length - skip, 0x1000 * UInt64(1 + random.below(768)))
+      let pageSize = random.pick([UInt64(0x800), 0x1000, 0x10_0000])
+      let words = (length + (2 << 20)) / pageSize / 64 + 1  // and the bits 7.2 sets past the end
+      return Call(
+        name: "GET_DIRTY_BITMAP hwpt \(hwpt) iova 0x\(String(mapped.iova + skip, radix: 16)) len 0x\(String(length, radix: 16)) page 0x\(String(pageSize, radix: 16))",
+        request: 0x3B8C, argument: le(UInt32(48), hwpt, UInt32(random.chance(80) ? 0 : 1), UInt32(0), mapped.iova + skip, length, pageSize, UInt64(0)),
+        buffers: [(40, [UInt8](repeating: 0, count: Int(words) * 8))])
     }
     if let parent = nestParents.first, let device = devices.first, nestedTables.isEmpty, random.chance(25) {
       let iotlb = UInt32(random.below(3))
@@ -606,12 +688,13 @@ struct CallMaker {
       return Call(name: "SET_DIRTY_TRACKING hwpt \(hwpt) flags \(flags)", request: 0x3B8B, argument: sized(le(UInt32(16), flags, hwpt, UInt32(0)), minimum: 16))
     case 77..<80:
       var (hwpt, iova, length) = (id(preferring: trackingTables, else: pageTables), iova(), 0x1000 * UInt64(random.below(16)))
-      if let mapped = mappedRange(under: hwpt) { (iova, length) = (mapped.iova, min(mapped.length, 0x10000)) }
+      if let mapped = mappedRange(under: hwpt) { (iova, length) = (mapped.iova, min(mapped.length, usesHugeArena ? 0x30_0000 : 0x10000)) }
       let pageSize = random.pick([UInt64(0x800), 0x1000, 0x1001, 0x3000, 0])
       // The kernel sets one bit per the page size's lowest set bit (0x1001: per byte): the
       // buffer holds every bit it may set, or the kernel writes past it.
       let granule = pageSize == 0 ? 1 : UInt64(1) << UInt64(pageSize.trailingZeroBitCount)
-      let words = length / granule / 64 + 1
+      // 7.2 sets the bits of a 1 MiB record that runs past the range's end too.
+      let words = (length + (usesHugeArena ? 2 << 20 : 0)) / granule / 64 + 1
       return Call(
         name: "GET_DIRTY_BITMAP hwpt \(hwpt) iova 0x\(String(iova, radix: 16)) len 0x\(String(length, radix: 16)) page 0x\(String(pageSize, radix: 16))",
         request: 0x3B8C, argument: sized(le(UInt32(48), hwpt, UInt32(random.chance(80) ? 0 : 1), UInt32(0), iova, length, pageSize, UInt64(0)), minimum: 48),
@@ -1250,6 +1333,7 @@ let makeSides: () -> Sides = {
     devices: (useKernel ? options.device : simulatedDevice, simulatedDevice))
 }
 let arena = Arena()
+let hugeArena = HugeArena()
 /// The memfds MAP_FILE maps from: 64 KiB, and 8 KiB (so a mapping can run past its end).
 let files: [Int32] = [0x10000, 0x2000].map { size in
   let fd = ciommufd_memfd_create("iommufd-diff-fuzz", 1)
@@ -1276,7 +1360,8 @@ func resetTemporaryMemoryLimit(_ calls: any SystemCalls, _ fd: FileDescriptor) {
 /// first side reported so far (the ids it returned, the IOVAs it chose); returns the calls
 /// made and the first divergence, if any.
 func explore(_ number: Int) -> (calls: [Call], divergence: (index: Int, first: Outcome, second: Outcome)?) {
-  var maker = CallMaker(random: Generator(seed: options.seed &* 0x1_0000_0001 &+ UInt64(number)), arena: arena, release: release, files: files)
+  var maker = CallMaker(random: Generator(seed: options.seed &* 0x1_0000_0001 &+ UInt64(number)), arena: arena, hugeArena: hugeArena, release: release, files: files)
+  maker.usesHugeArena = maker.random.chance(25)
   let sides = makeSides()
   var firstFiles = SideFiles()
   var secondFiles = SideFiles()
@@ -1326,7 +1411,13 @@ var traps = 0
 var totals: [String: (ok: Int, failed: Int)] = [:]
 var callsRun = 0
 let names = makeSides().names
-print("fuzz: \(names.0) against \(names.1) (\(release == .linux7_2 ? "7.2" : "6.12") self-test), seed \(options.seed)")
+let contiguousMebibytes = hugeArena.contiguousMebibytes()
+print("fuzz: \(names.0) against \(names.1) (\(release == .linux7_2 ? "7.2" : "6.12") self-test), seed \(options.seed); huge arena: \(contiguousMebibytes) of 4 MiB physically contiguous")
+// In the lab the sequences that map the huge arena must meet the kernel's large mappings.
+if useKernel && contiguousMebibytes == 0 && getenv("IOMMUFD_LAB_MODE") != nil {
+  print("fuzz: no MiB of the huge arena is physically contiguous (transparent huge pages off?): its sequences would test no large mapping")
+  exit(1)
+}
 var start = options.firstSequence
 let end = options.firstSequence + options.sequences
 while start < end {
