@@ -104,14 +104,22 @@ extension SimulatedKernel.State {
     var dense = wordCount <= 1 << 20 ? [UInt64](repeating: 0, count: Int(wordCount)) : []
     var local: [UInt64: UInt64] = [:]
     let samePages = ioPage == bitmapPage
-    // The last bit the bitmap's pinned pages hold: iova_bitmap_get pins the pages of its
-    // words (one more when the bitmap does not start a page), 512 at most.
-    let pinnedLastBit: UInt64 = {
-      let words = (request.length - 1) / bitmapPage / 64 + 1
-      let offset = request.data % 4096
-      let pages = min(words / 512 + (words % 512 == 0 ? 0 : 1) + (offset == 0 ? 0 : 1), 512)
-      return (pages * 4096 - offset) * 8 - 1
-    }()
+    // The bitmap's words as the kernel counts them; bits past them (7.2's records past the
+    // range) are written on their own, a word at a time, where the memory allows.
+    let rangeWords = (request.length - 1) / bitmapPage / 64 + 1
+    var pastRange: [UInt64: UInt64] = [:]
+    // The last bit 7.2 sets for a record from bit `first` that runs past the range: it
+    // pins the bitmap again from the record's word (iova_bitmap_advance_to) and sets bits
+    // to the end of those pages (iova_bitmap_get: the words left, one more page when the
+    // word does not start one, 512 pages at most; past a capped window, none).
+    func pinnedLastBit(from first: UInt64) -> UInt64 {
+      let index = first / 64
+      guard index < rangeWords else { return bitCount - 1 }
+      let address = request.data &+ index * 8
+      let needed = ((rangeWords - index) * 8 + 4095) / 4096 + (address % 4096 == 0 ? 0 : 1)
+      guard needed <= 512 else { return bitCount - 1 }
+      return ((address & ~4095) &+ needed * 4096 &- request.data) * 8 - 1
+    }
     // The areas that run contiguously from iova; the walk stops at the first gap.
     var cursor = request.iova
     var walkIsOver = false
@@ -198,12 +206,16 @@ extension SimulatedKernel.State {
             let from = max(run.start + firstItem * run.item, request.iova)
             let (end, overflow) = from.addingReportingOverflow((endItem - firstItem) * run.item - 1)
             var bit = (from - request.iova) / bitmapPage
-            let lastBit = min(((overflow ? .max : end) - request.iova) / bitmapPage, pinnedLastBit)
-            if !dense.isEmpty, Int(lastBit / 64) >= dense.count {
-              dense.append(contentsOf: repeatElement(0, count: Int(lastBit / 64) + 1 - dense.count))
-            }
+            var lastBit = ((overflow ? .max : end) - request.iova) / bitmapPage
+            if lastBit > bitCount - 1 { lastBit = max(bitCount - 1, min(lastBit, pinnedLastBit(from: bit))) }
             while bit <= lastBit {
-              if dense.isEmpty { local[bit / 64, default: 0] |= 1 << (bit % 64) } else { dense[Int(bit / 64)] |= 1 << (bit % 64) }
+              if bit / 64 >= rangeWords {
+                pastRange[bit / 64, default: 0] |= 1 << (bit % 64)
+              } else if dense.isEmpty {
+                local[bit / 64, default: 0] |= 1 << (bit % 64)
+              } else {
+                dense[Int(bit / 64)] |= 1 << (bit % 64)
+              }
               bit += 1
             }
             continue
@@ -259,6 +271,12 @@ extension SimulatedKernel.State {
           for index in firstBit / 64...lastBit / 64 { dense[Int(index)] &= ~Self.bits(from: firstBit, through: lastBit, inWord: index) }
         }
       }
+    }
+    // The words past the bitmap that 7.2 set bits in, each where it can be read and written.
+    for (index, bits) in pastRange.sorted(by: { $0.key < $1.key }) {
+      guard let address = try? UserMemory.offset(request.data, by: index * 8), let bytes = try? UserMemory.read(address, count: 8) else { continue }
+      let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } | bits
+      try? UserMemory.write(withUnsafeBytes(of: word) { Array($0) }, to: address)
     }
     // The kernel only sets bits; an unreadable or unwritable bitmap is swallowed in both
     // releases (iova_bitmap_advance_to returns without setting the bitmap's error): then
