@@ -108,6 +108,16 @@ extension SimulatedKernel.State {
     // range) are written on their own, a word at a time, where the memory allows.
     let rangeWords = (request.length - 1) / bitmapPage / 64 + 1
     var pastRange: [UInt64: UInt64] = [:]
+    /// Sets bit `bit` (from the base): in the bitmap's words, dense or sparse, or past them.
+    func setBit(_ bit: UInt64) {
+      if bit / 64 >= rangeWords {
+        pastRange[bit / 64, default: 0] |= 1 << (bit % 64)
+      } else if dense.isEmpty {
+        local[bit / 64, default: 0] |= 1 << (bit % 64)
+      } else {
+        dense[Int(bit / 64)] |= 1 << (bit % 64)
+      }
+    }
     // The last bit 7.2 sets for a record from bit `first` that runs past the range: it
     // pins the bitmap again from the record's word (iova_bitmap_advance_to) and sets bits
     // to the end of those pages (iova_bitmap_get: the words left, one more page when the
@@ -143,7 +153,7 @@ extension SimulatedKernel.State {
           var bit = (at - request.iova) / bitmapPage
           let lastBit = (at + size - 1 - request.iova) / bitmapPage
           while bit <= lastBit {
-            if dense.isEmpty { local[bit / 64, default: 0] |= 1 << (bit % 64) } else { dense[Int(bit / 64)] |= 1 << (bit % 64) }
+            setBit(bit)
             bit += 1
           }
         }
@@ -209,13 +219,7 @@ extension SimulatedKernel.State {
             var lastBit = ((overflow ? .max : end) - request.iova) / bitmapPage
             if lastBit > bitCount - 1 { lastBit = max(bitCount - 1, min(lastBit, pinnedLastBit(from: bit))) }
             while bit <= lastBit {
-              if bit / 64 >= rangeWords {
-                pastRange[bit / 64, default: 0] |= 1 << (bit % 64)
-              } else if dense.isEmpty {
-                local[bit / 64, default: 0] |= 1 << (bit % 64)
-              } else {
-                dense[Int(bit / 64)] |= 1 << (bit % 64)
-              }
+              setBit(bit)
               bit += 1
             }
             continue
@@ -231,7 +235,7 @@ extension SimulatedKernel.State {
               var bit = (pair - request.iova) / bitmapPage
               let lastBit = min((pair + ioPage - 1 - request.iova) / bitmapPage, bitCount - 1)
               while bit <= lastBit {
-                if dense.isEmpty { local[bit / 64, default: 0] |= 1 << (bit % 64) } else { dense[Int(bit / 64)] |= 1 << (bit % 64) }
+                setBit(bit)
                 bit += 1
               }
               continue
@@ -242,7 +246,7 @@ extension SimulatedKernel.State {
           var bit = (first - request.iova) / bitmapPage
           let lastBit = samePages ? bit : min((min(page * ioPage + ioPage - 1, last) - request.iova) / bitmapPage, bitCount - 1)
           while bit <= lastBit {
-            if dense.isEmpty { local[bit / 64, default: 0] |= 1 << (bit % 64) } else { dense[Int(bit / 64)] |= 1 << (bit % 64) }
+            setBit(bit)
             bit += 1
           }
         }
@@ -431,9 +435,10 @@ extension SimulatedKernel.State {
 
   /// Where 6.12's mock walk records one of the `dirty` 1 MiB leaves past `last` (at most
   /// once per area), each with where the walk of that leaf's area would have ended (its
-  /// last address, or `last`). It records `MOCK_HUGE_PAGE_SIZE` bytes from where it stands: a leaf's start,
-  /// or, for a walk that began inside a leaf, the same offset into each leaf that follows
-  /// it in the same area without a gap (it steps a leaf at a time there). `leaves` ascend.
+  /// last address, or `last`). It records `MOCK_HUGE_PAGE_SIZE` bytes from where it
+  /// stands: a leaf's start, or, for a walk that began inside a leaf, the same offset into
+  /// each leaf that follows it in the same area without a gap (it steps a leaf at a time
+  /// there). `leaves` ascend.
   func leafRecordsPastRange(_ leaves: [UInt64], dirty: Set<UInt64>, _ ioas: SimulatedIOAS, _ first: UInt64, _ last: UInt64) -> [(from: UInt64, through: UInt64)] {
     let size = Self.hugeLeafSize
     var refused: [(from: UInt64, through: UInt64)] = []
