@@ -5,6 +5,14 @@ import SystemPackage
 /// Dirty tracking (semantics §5.13, §5.14, §7.2 DIRTY), as the kernel does it with the
 /// mock IOMMU's dirty ops: per IO page, set by device DMA writes and by the self-test.
 extension SimulatedKernel.State {
+  /// A 1 MiB leaf that 6.12's mock walk stands in: where it stands, and where the walk of
+  /// the leaf's area ends (the area's last address).
+  struct LeafVisit {
+    var leaf: UInt64
+    var position: UInt64
+    var areaLast: UInt64
+  }
+
   // MARK: 5.13 SET_DIRTY_TRACKING
 
   func setDirtyTracking(_ context: SimulatedContext, _ address: UInt64, _ size: Int) throws(Errno) -> Int32 {
@@ -89,8 +97,14 @@ extension SimulatedKernel.State {
     // sets none of its bits, and the call fails with EPROTO once the walk is done (unless
     // the walk failed itself). Where such a record starts, the walk of its area ends:
     // nothing from there to the end of the area (or of the range) is recorded.
-    let refused = isLinux7_2 ? [] : leafRecordsPastRange(leaves, dirty: Set(dirtyLeaves), ioas, request.iova, last)
-    defer { if clear { for leaf in dirtyLeaves { hwpt.clearDirty(leaf, leaf + Self.hugeLeafSize - 1) } } }
+    // 6.12's walk visits the leaves it stands in (those it steps over stay dirty): it
+    // clears them, and refuses the record of a dirty one that runs past the range.
+    let visits = isLinux7_2 ? [] : leafVisits(leaves, ioas, request.iova, last)
+    let dirty = Set(dirtyLeaves)
+    func isRefused(_ visit: LeafVisit) -> Bool { dirty.contains(visit.leaf) && last - visit.position < Self.hugeLeafSize - 1 }
+    let refused = visits.filter(isRefused).map { (from: $0.position, through: min($0.areaLast, last)) }
+    let cleared = isLinux7_2 ? dirtyLeaves : visits.map(\.leaf).filter(dirty.contains)
+    defer { if clear { for leaf in cleared { hwpt.clearDirty(leaf, leaf + Self.hugeLeafSize - 1) } } }
     let hugeLeafStarts = Set(leaves)  // 1 MiB leaves are one entry each: all of it is reported
     // The kernel's iova_bitmap shifts by __ffs(page_size): a page size that is no power of
     // two is checked as given, but each bit covers its lowest set bit's worth of IOVA.
@@ -139,25 +153,23 @@ extension SimulatedKernel.State {
     // stretch of that chunk before it is neither tested, cleared nor recorded.
     if !isLinux7_2, let firstArea = ioas.areas.entry(containing: request.iova) {
       let size = Self.hugeLeafSize
-      let leafStarts = Set(leaves)
-      let dirty = Set(dirtyLeaves)
       let pieceLast = min(firstArea.last, last)
       var position: UInt64? = request.iova  // nil: the walk of the first area is over
-      while let at = position, at % size != 0, leafStarts.contains(at & ~(size - 1)) {
-        let leaf = at & ~(size - 1)
-        if dirty.contains(leaf) {
-          if last - at < size - 1 {  // refused (EPROTO): the walk of this area ends
-            position = nil
-            break
-          }
-          var bit = (at - request.iova) / bitmapPage
-          let lastBit = (at + size - 1 - request.iova) / bitmapPage
+      for visit in visits {
+        guard visit.position == position, visit.position % size != 0 else { break }
+        if isRefused(visit) {  // EPROTO: the walk of this area ends
+          position = nil
+          break
+        }
+        if dirty.contains(visit.leaf) {
+          var bit = (visit.position - request.iova) / bitmapPage
+          let lastBit = (visit.position + size - 1 - request.iova) / bitmapPage
           while bit <= lastBit {
             setBit(bit)
             bit += 1
           }
         }
-        let (next, wrapped) = at.addingReportingOverflow(size)
+        let (next, wrapped) = visit.position.addingReportingOverflow(size)
         position = wrapped || next > pieceLast ? nil : next
       }
       if let position {
@@ -433,18 +445,18 @@ extension SimulatedKernel.State {
     return (count == 64 ? UInt64.max : (UInt64(1) << count) - 1) << (low - index * 64)
   }
 
-  /// Where 6.12's mock walk records one of the `dirty` 1 MiB leaves past `last` (at most
-  /// once per area), each with where the walk of that leaf's area would have ended (its
-  /// last address, or `last`). It records `MOCK_HUGE_PAGE_SIZE` bytes from where it
-  /// stands: a leaf's start, or, for a walk that began inside a leaf, the same offset into
-  /// each leaf that follows it in the same area without a gap (it steps a leaf at a time
-  /// there). `leaves` ascend.
-  func leafRecordsPastRange(_ leaves: [UInt64], dirty: Set<UInt64>, _ ioas: SimulatedIOAS, _ first: UInt64, _ last: UInt64) -> [(from: UInt64, through: UInt64)] {
+  /// The 1 MiB leaves 6.12's mock walk of `first...last` visits, in order, each with where
+  /// the walk stands when it reaches it and the last address of the leaf's area. The walk
+  /// stands at a leaf's start, or, where it began inside a leaf, at the same offset into
+  /// each leaf that follows that one in the same area without a gap (it steps a leaf at a
+  /// time there); a leaf it would reach past `last` it does not visit: it neither tests,
+  /// clears nor records it. `leaves` ascend.
+  func leafVisits(_ leaves: [UInt64], _ ioas: SimulatedIOAS, _ first: UInt64, _ last: UInt64) -> [LeafVisit] {
     let size = Self.hugeLeafSize
-    var refused: [(from: UInt64, through: UInt64)] = []
+    var visits: [LeafVisit] = []
     var offset: UInt64 = 0
     var previous: (leaf: UInt64, area: UInt64)? = nil
-    for leaf in leaves {
+    for leaf in leaves where leaf &+ (size - 1) >= first {  // not those before the range
       let entry = ioas.areas.entry(containing: leaf)
       let area = entry?.start ?? leaf
       if previous == nil || previous!.leaf &+ size != leaf || previous!.area != area {
@@ -453,9 +465,9 @@ extension SimulatedKernel.State {
       previous = (leaf, area)
       let position = leaf &+ offset
       guard position <= last else { continue }  // the walk ends before it
-      if dirty.contains(leaf) && last - position < size - 1 { refused.append((position, min(entry?.last ?? last, last))) }
+      visits.append(LeafVisit(leaf: leaf, position: position, areaLast: entry?.last ?? last))
     }
-    return refused
+    return visits
   }
 
   // MARK: 7.2 IOMMU_TEST_OP_DIRTY

@@ -227,6 +227,21 @@ struct DirtyConformance {
     #expect(try iommufd.selfTest.markDirty(hwpt, iova: iova + 0x10_0000, length: 0x8000, pageSize: 2048, pages: [1 << 3]) == 1)
     #expect(errno { try hwpt.dirtyBitmap(iova: iova + 0x10_8000, length: 0xF_C000, pageSize: 2048) } == .invalidArgument)
     #expect(try hwpt.dirtyBitmap(iova: iova + 0x10_0000, length: 0x10_0000, pageSize: 2048).dirtyCount == 0)
+    // A leaf the walk steps over is neither recorded nor cleared: from 0x6_9000 into the
+    // first leaf, the walk's next step (0x16_9000) is past the range, which ends inside the
+    // second leaf; that leaf stays dirty, and a walk from 0xB_0000 later stands in it at
+    // 0x1B_0000 and records 1 MiB from there, past the range (EPROTO).
+    #expect(try iommufd.selfTest.markDirty(hwpt, iova: iova + 0x12_0000, length: 0x8000, pageSize: 2048, pages: [1]) == 1)
+    #expect(try hwpt.dirtyBitmap(iova: iova + 0x6_9000, length: 0x9_F000, pageSize: 4096).dirtyCount == 0)
+    #expect(errno { try hwpt.dirtyBitmap(iova: iova + 0xB_0000, length: 0x15_0000, pageSize: 4096) } == .protocolError)
+    #expect(try hwpt.dirtyBitmap(iova: iova + 0x10_0000, length: 0x10_0000, pageSize: 2048).dirtyCount == 0)  // cleared
+    // The same with the first leaf dirty too: its record from 0x6_9000 is refused, and the
+    // second leaf, stepped over, is still dirty afterwards (512 bits from its start).
+    _ = try iommufd.selfTest.markDirty(hwpt, iova: iova, length: 0x8000, pageSize: 2048, pages: [1])
+    _ = try iommufd.selfTest.markDirty(hwpt, iova: iova + 0x12_0000, length: 0x8000, pageSize: 2048, pages: [1])
+    #expect(errno { try hwpt.dirtyBitmap(iova: iova + 0x6_9000, length: 0x9_F000, pageSize: 4096) } == .protocolError)
+    #expect(try hwpt.dirtyBitmap(iova: iova + 0x10_0000, length: 0x10_0000, pageSize: 2048).dirtyCount == 512)
+    #expect(try hwpt.dirtyBitmap(iova: iova, length: 0x20_0000, pageSize: 2048).dirtyCount == 0)
   }
 
   @Test("7.2: a run of entries (1 MiB of physically contiguous memory, one item) is dirty when only its entries outside the range are, and is recorded from where the walk stands: its bits are set past the range's end, into the memory after the bitmap", arguments: Platform.mock)
