@@ -144,6 +144,18 @@ extension SimulatedKernel.State {
       guard needed <= 512 else { return bitCount - 1 }
       return ((address & ~4095) &+ needed * 4096 &- request.data) * 8 - 1
     }
+    // 7.2's record of `length` bytes from `from`: its iova_bitmap_set does not clip it to
+    // the range, and sets the bits past the range's end as far as the pinned pages reach.
+    func recordUnclipped(from: UInt64, length: UInt64) {
+      let (end, overflow) = from.addingReportingOverflow(length - 1)
+      var bit = (from - request.iova) / bitmapPage
+      var lastBit = ((overflow ? .max : end) - request.iova) / bitmapPage
+      if lastBit > bitCount - 1 { lastBit = max(bitCount - 1, min(lastBit, pinnedLastBit(from: bit))) }
+      while bit <= lastBit {
+        setBit(bit)
+        bit += 1
+      }
+    }
     // The areas that run contiguously from iova; the walk stops at the first gap.
     var cursor = request.iova
     var walkIsOver = false
@@ -225,15 +237,15 @@ extension SimulatedKernel.State {
             guard endItem > firstItem else { continue }
             // The record is not clipped to the range: 7.2's iova_bitmap_set sets its bits
             // past the range's end, as far as the pages pinned for the bitmap reach.
-            let from = max(run.start + firstItem * run.item, request.iova)
-            let (end, overflow) = from.addingReportingOverflow((endItem - firstItem) * run.item - 1)
-            var bit = (from - request.iova) / bitmapPage
-            var lastBit = ((overflow ? .max : end) - request.iova) / bitmapPage
-            if lastBit > bitCount - 1 { lastBit = max(bitCount - 1, min(lastBit, pinnedLastBit(from: bit))) }
-            while bit <= lastBit {
-              setBit(bit)
-              bit += 1
-            }
+            recordUnclipped(from: max(run.start + firstItem * run.item, request.iova), length: (endItem - firstItem) * run.item)
+            continue
+          }
+          if pairs && hwpt.hugeLeaves, hugeLeafStarts.contains(page * ioPage & ~(Self.hugeLeafSize - 1)) {
+            // 7.2's huge table: a 1 MiB page is one entry, recorded 1 MiB from where the
+            // walk stands (its start, or the range's), as a run is.
+            let leaf = page * ioPage & ~(Self.hugeLeafSize - 1)
+            guard reportedPairs.insert(leaf).inserted else { continue }
+            recordUnclipped(from: max(leaf, request.iova), length: Self.hugeLeafSize)
             continue
           }
           if pairs && hwpt.hugeLeaves {

@@ -279,6 +279,59 @@ struct DirtyConformance {
     #expect(try hwpt.dirtyBitmap(iova: iova, length: 0x10_0000, pageSize: 2048).dirtyCount == 0)  // cleared whole
   }
 
+  @Test("7.2's huge mock page table (driver data, page table type 1): a dirty 1 MiB page is recorded 1 MiB from where the walk stands, from inside it or from its start, and its bits are set past the range's end", arguments: Platform.mock)
+  func hugePageRecordedPastRange(platform: Platform) throws {
+    guard platform.release == .linux7_2 else { return }  // 6.12 takes no driver data on an IOAS
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let fd = iommufd.fileDescriptor
+    let mock = try iommufd.selfTest.attachMockDevice(to: try iommufd.allocateIOAS())
+    let ioas = try iommufd.allocateIOAS()
+    let region = try #require(HugePageRegion())
+    defer { withExtendedLifetime(region) {} }
+    let frames = physicalFrames(region.memory, count: 256)
+    guard frames[0] != 0, frames[0] % 256 == 0, (0..<256).allSatisfy({ frames[$0] == frames[0] + UInt64($0) }) else {
+      if getenv("CI").map({ String(cString: $0) }) == "true" || getenv("IOMMUFD_LAB_MODE") != nil {
+        Issue.record("no physically contiguous 1 MiB: the test checked nothing")
+      }
+      return
+    }
+    // A page-aligned bitmap: the kernel pins all of its page, so bits past the range land.
+    let bitmap = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+    defer { bitmap.deallocate() }
+    let scratch = UInt64(UInt(bitPattern: bitmap.baseAddress))
+    // HWPT_ALLOC with DIRTY_TRACKING and the mock's data (IOTLB value, page table type 1).
+    bitmap.storeBytes(of: UInt32(0xbadbeef), as: UInt32.self)
+    bitmap.storeBytes(of: UInt32(1), toByteOffset: 4, as: UInt32.self)
+    let (allocError, reply) = rawIoctl(
+      backend, fd, 0x3B89,
+      le(UInt32(48), UInt32(2), mock.deviceID.rawValue, ioas.id.rawValue, UInt32(0), UInt32(0), UInt32(0xdead), UInt32(8), scratch, UInt32(0), UInt32(0)))
+    try #require(allocError == nil)
+    let huge = reply[16..<20].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+    let iova = try ioas.unsafeMap(address: UnsafeRawPointer(region.memory), length: 0x10_0000, at: .fixed(0x1010_0000))
+    #expect(rawIoctl(backend, fd, 0x3B8B, le(UInt32(16), UInt32(1), huge, UInt32(0))).0 == nil)  // tracking on
+    func mark(_ address: UInt64) {
+      bitmap.storeBytes(of: UInt64(1), as: UInt64.self)
+      let command = le(UInt32(72), UInt32(13), huge, UInt32(0), UInt64(0), address, UInt64(0x1000), UInt64(0x1000), scratch, UInt64(0), UInt64(0))
+      #expect(rawIoctl(backend, fd, 0x3BA0, command).0 == nil)
+    }
+    func harvest(_ first: UInt64, _ length: UInt64) -> [UInt64] {
+      bitmap.initializeMemory(as: UInt8.self, repeating: 0)
+      #expect(rawIoctl(backend, fd, 0x3B8C, le(UInt32(48), huge, UInt32(0), UInt32(0), first, length, UInt64(0x1000), scratch)).0 == nil)
+      return (0..<8).map { bitmap.load(fromByteOffset: $0 * 8, as: UInt64.self) }
+    }
+    let ones = [UInt64](repeating: .max, count: 4)
+    let zeros = [UInt64](repeating: 0, count: 4)
+    // From inside the page: 0x8_5000 of range (133 bits), 256 bits set.
+    mark(iova + 0x6_5000)
+    #expect(harvest(iova + 0x6_2000, 0x8_5000) == ones + zeros)
+    #expect(harvest(iova, 0x10_0000) == zeros + zeros)  // cleared whole
+    // From its start, a range of 128 KiB (32 bits): 256 bits set.
+    mark(iova + 0xF_F000)
+    #expect(harvest(iova, 0x2_0000) == ones + zeros)
+    #expect(harvest(iova, 0x10_0000) == zeros + zeros)
+  }
+
   @Test("Unmapping drops the dirty bits of what it unmapped: a page marked dirty, unmapped and mapped again at the same IOVA is clean (the page table's entries went with the unmap)", arguments: Platform.mock)
   func unmapDropsDirtyBits(platform: Platform) throws {
     let setup = try Setup(platform)
