@@ -260,7 +260,7 @@ lab_boot() {
   local version=$1 mode=$2 log=/tmp/iommufd-lab-$1-$2.log status=0
   bash Lab/lab.sh run --kernel "$version" --mode "$mode" --timeout 1200 -- sh Scripts/lab-guest.sh "$mode" "$bin" "$release_bin" >"$log" 2>&1 || status=$?
   sed 's/\x1b\[[0-9;]*m//g' "$log" \
-    | grep -E '^lab: |^lab-step|^✘|^fuzz:|^divergent|^trap:|differential:|bad-input table:|Test run with|recorded an issue|^↳ [^T]|round trip|^missing|^API against C|^lab [a-z0-9-]*:|^goals:' || true
+    | grep -E '^lab: |^lab-step|^✘|^fuzz:|^divergent|^  (kernel|simulator)|^ +[0-9]+\. |^     (kernel|simulator)|^trap:|^hang:|differential:|bad-input table:|Test run with|recorded an issue|^↳ [^T]|round trip|^missing|^API against C|^lab [a-z0-9-]*:|^goals:' || true
   local backend
   for backend in "kernel" "simulated" "simulated 7.2" "simulated test kernel" "simulated 7.2 test kernel"; do
     printf '== lab (%s %s boot): %s scenario cases passed on the %s backend\n' "$version" "$mode" \

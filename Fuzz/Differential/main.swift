@@ -19,7 +19,8 @@
 // instance of TYPE (an mtty type, as the lab kernels have) on the kernel and on a simulator
 // with the mtty parent, binds, attaches and queries its emulated cdev, reaches its config
 // space and serial registers, and removes it at the end. --progress N prints a `progress:` line every N sequences (for long
-// campaigns). The last line is `fuzz: N sequences, M calls, D divergent, T traps`.
+// campaigns). The last line is `fuzz: N sequences, M calls, D divergent, T traps; huge arena: ...`.
+// A batch that gives no answer for 120 s is reported as a `hang:` and ends the run (status 1).
 
 import CIommufd
 import Iommufd
@@ -150,10 +151,26 @@ struct HugeArena {
     guard let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), address != MAP_FAILED
     else { fail("cannot map the huge arena") }
     let start = (UInt(bitPattern: address) + (2 << 20) - 1) & ~UInt((2 << 20) - 1)
-    let aligned = UnsafeMutableRawPointer(bitPattern: start)!
-    _ = madvise(aligned, Self.size, 14)  // MADV_HUGEPAGE
-    for page in stride(from: 0, to: Self.size, by: 4096) { (aligned + page).storeBytes(of: UInt64(page) | 1, as: UInt64.self) }
+    Self.populate(UnsafeMutableRawPointer(bitPattern: start)!)
     base = UInt64(start)
+  }
+
+  /// Replaces the arena's memory with new memory at the same address, written through.
+  /// A forked batch calls it first: the memory it inherited is shared with the parent
+  /// copy-on-write, so the kernel's first pin of each page would copy it to a 4 KiB page
+  /// of its own, and whether a MiB was contiguous again would depend on the allocator and
+  /// on khugepaged, not on the sequence.
+  func renew() {
+    guard let address = UnsafeMutableRawPointer(bitPattern: UInt(base)),
+      mmap(address, Self.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == address
+    else { fail("cannot map the huge arena again") }
+    Self.populate(address)
+  }
+
+  /// Asks for transparent huge pages and writes every page.
+  private static func populate(_ address: UnsafeMutableRawPointer) {
+    _ = madvise(address, size, 14)  // MADV_HUGEPAGE
+    for page in stride(from: 0, to: size, by: 4096) { (address + page).storeBytes(of: UInt64(page) | 1, as: UInt64.self) }
   }
 
   /// How many of the arena's MiBs are physically contiguous from a 1 MiB-aligned frame,
@@ -1408,6 +1425,8 @@ let progress = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOU
 let batchSize = 25
 var divergent = 0
 var traps = 0
+/// The fewest MiBs of the huge arena physically contiguous in a batch's new arena.
+var fewestContiguous = HugeArena.size >> 20
 var totals: [String: (ok: Int, failed: Int)] = [:]
 var callsRun = 0
 let names = makeSides().names
@@ -1428,6 +1447,8 @@ while start < end {
   let child = fork()
   if child == 0 {
     close(pipeFDs[0])
+    hugeArena.renew()
+    let contiguous = hugeArena.contiguousMebibytes()
     var found = 0
     for number in start..<stop {
       progress.storeBytes(of: Int64(number), as: Int64.self)
@@ -1458,8 +1479,8 @@ while start < end {
       }
     }
     fflush(nil)
-    var summary = Int64(found)
-    _ = write(pipeFDs[1], &summary, 8)
+    var summary = (Int64(found), Int64(contiguous))
+    _ = write(pipeFDs[1], &summary, 16)
     if options.stats {
       let lines = reach.map { "\($0.key)\t\($0.value.ok)\t\($0.value.failed)\n" }.joined()
       _ = lines.withCString { write(pipeFDs[1], $0, strlen($0)) }
@@ -1467,8 +1488,19 @@ while start < end {
     _exit(0)
   }
   close(pipeFDs[1])
-  var summary: Int64 = 0
-  let got = read(pipeFDs[0], &summary, 8)
+  // A batch answers within seconds; one that gives no answer for 120 s is stuck (a kernel
+  // that never returns from a call: the task cannot even be killed), and the run stops.
+  var ready = pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)
+  if poll(&ready, 1, 120_000) == 0 {
+    let number = Int(progress.load(as: Int64.self))
+    print("hang: seed \(options.seed) sequence \(number) gave no answer for 120 s (a call that never returns); rerun it with --first-sequence \(number) --sequences 1 --verbose")
+    print("fuzz: \(number - options.firstSequence) sequences before the hang, \(divergent) divergent, \(traps) traps")
+    fflush(nil)
+    kill(child, SIGKILL)
+    _exit(1)
+  }
+  var summary: (found: Int64, contiguous: Int64) = (0, 0)
+  let got = read(pipeFDs[0], &summary, 16)
   if options.stats {
     var text: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)
@@ -1487,8 +1519,9 @@ while start < end {
   close(pipeFDs[0])
   var status: Int32 = 0
   waitpid(child, &status, 0)
-  if got == 8 && status & 0x7f == 0 {
-    divergent += Int(summary)
+  if got == 16 && status & 0x7f == 0 {
+    divergent += Int(summary.found)
+    fewestContiguous = min(fewestContiguous, Int(summary.contiguous))
     callsRun += (stop - start) * options.calls
     start = stop
   } else {
@@ -1507,5 +1540,8 @@ while start < end {
 if options.stats {
   for (name, entry) in totals.sorted(by: { $0.key < $1.key }) { print("reach: \(name): \(entry.ok) succeeded, \(entry.failed) failed") }
 }
-print("fuzz: \(options.sequences) sequences, \(callsRun) calls, \(divergent) divergent, \(traps) traps")
-exit(divergent == 0 && traps == 0 ? 0 : 1)
+print("fuzz: \(options.sequences) sequences, \(callsRun) calls, \(divergent) divergent, \(traps) traps; huge arena: at least \(fewestContiguous) of 4 MiB physically contiguous in each batch")
+// In the lab every batch's sequences must meet the kernel's large mappings, as the first's.
+let arenaFailed = useKernel && fewestContiguous == 0 && getenv("IOMMUFD_LAB_MODE") != nil
+if arenaFailed { print("fuzz: a batch's huge arena had no physically contiguous MiB: its sequences tested no large mapping") }
+exit(divergent == 0 && traps == 0 && !arenaFailed ? 0 : 1)
