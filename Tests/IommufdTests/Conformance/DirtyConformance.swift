@@ -153,6 +153,22 @@ struct DirtyConformance {
     #expect(try hwpt.dirtyBitmap(iova: iova, length: 0x4000, pageSize: 2048).dirtyCount == 0)
   }
 
+  @Test("7.2, simulator only: a harvest that starts in the second entry of a dirty pair (the last entry of its run) records nothing, where a 7.2.12 kernel never returns (Docs/Simulator.md); from the first entry the pair is dirty, recorded as its first entry", arguments: Platform.mock7_2.filter(\.isSimulated))
+  func harvestFromRunsLastEntry(platform: Platform) throws {
+    let backend = platform.makeBackend()
+    let iommufd = try IOMMUFD.open(backend: backend)
+    let ioas = try iommufd.allocateIOAS()
+    let (hwpt, mock) = try dirtyTrackingMockDevice(on: ioas)
+    defer { withExtendedLifetime(mock) {} }
+    let buffer = try DMABuffer(length: 0x1000, backend: backend)
+    defer { withExtendedLifetime(buffer) {} }
+    let iova = try ioas.unsafeMap(address: UnsafeRawPointer(buffer.bytes.baseAddress!), length: 0x1000, at: .fixed(0x100_0000))
+    try hwpt.setDirtyTracking(enabled: true)
+    #expect(try iommufd.selfTest.markDirty(hwpt, iova: iova, length: 0x1000, pageSize: 2048, pages: [0b10]) == 1)  // the second entry
+    #expect(Array(try hwpt.dirtyBitmap(iova: iova + 0x800, length: 0x800, pageSize: 2048, clear: false)) == [])
+    #expect(Array(try hwpt.dirtyBitmap(iova: iova, length: 0x1000, pageSize: 2048)) == [iova])
+  }
+
   @Test("6.12.118: a dirty 1 MiB leaf of a HUGE_IOVA mock domain is recorded whole from where the walk stands; past the range asked for, the harvest fails with EPROTO, the record sets none of its bits and the leaf is cleared all the same", arguments: Platform.mock)
   func leafRecordedPastRange(platform: Platform) throws {
     // 7.2 swallows the walk's errors (and its mock has no HUGE_IOVA device flag).
