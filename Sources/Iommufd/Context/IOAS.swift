@@ -130,35 +130,42 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
   /// The IOVA ranges usable now and the required alignment (`IOMMU_IOAS_IOVA_RANGES`).
   ///
   /// Attached devices' reserved regions and their IOMMU's aperture are excluded.
+  @inlinable
   public func iovaRanges() throws(IommufdError) -> IOVARanges {
-    // IOMMUs report a few ranges: the first call has the kernel write up to four straight
-    // into the value's own storage (an IOVARange is laid out as the kernel's
-    // struct iommu_iova_range, start then last: Swift lays a struct's stored properties out
-    // in declaration order, and a test checks it), so nothing is copied or allocated. More
-    // are read on the slow path.
+    // IOMMUs report a few ranges: the kernel writes up to four straight into the value's
+    // own storage (an IOVARange is laid out as the kernel's struct iommu_iova_range, start
+    // then last: Swift lays a struct's stored properties out in declaration order, and a
+    // test checks it), so nothing is copied or allocated. More are read on the slow path.
+    // Inlined, so that the value is built where it is used.
     var ranges = IOVARanges.emptyInline
-    let capacity = UInt32(IOVARanges.inlineCapacity)
+    let (count, alignment) = try withUnsafeMutableBytes(of: &ranges) { buffer throws(IommufdError) in
+      try readIOVARanges(into: buffer.baseAddress.unsafelyUnwrapped, capacity: UInt32(IOVARanges.inlineCapacity))
+    }
+    guard count <= IOVARanges.inlineCapacity else { return try iovaRanges(capacity: UInt32(count)) }
+    return IOVARanges(inline: ranges, count: count, alignment: alignment)
+  }
+
+  /// Has the kernel write up to `capacity` ranges at `buffer`; returns how many there are
+  /// (more than `capacity` when they did not fit: none was written then) and the alignment.
+  @usableFromInline
+  func readIOVARanges(into buffer: UnsafeMutableRawPointer, capacity: UInt32) throws(IommufdError) -> (count: Int, alignment: UInt64) {
     var request = ciommufd_iommu_ioas_iova_ranges()
     request.size = UInt32(MemoryLayout<ciommufd_iommu_ioas_iova_ranges>.size)
     request.ioas_id = id.rawValue
     request.num_iovas = capacity
-    let fits = try withUnsafeMutableBytes(of: &ranges) { buffer throws(IommufdError) -> Bool in
-      request.allowed_iovas = UInt64(UInt(bitPattern: buffer.baseAddress))
-      do throws(IommufdError) {
-        try ioctl(CIOMMUFD_IOMMU_IOAS_IOVA_RANGES, &request, .ioasIOVARanges)
-      } catch where error.errno == .messageTooLong && request.num_iovas > capacity {
-        return false  // the kernel wrote the total back with EMSGSIZE
-      }
-      return true
+    request.allowed_iovas = UInt64(UInt(bitPattern: buffer))
+    do throws(IommufdError) {
+      try ioctl(CIOMMUFD_IOMMU_IOAS_IOVA_RANGES, &request, .ioasIOVARanges)
+    } catch where error.errno == .messageTooLong && request.num_iovas > capacity {
+      // The kernel wrote the total back with EMSGSIZE.
     }
-    guard fits else { return try iovaRanges(capacity: request.num_iovas) }
-    return IOVARanges(inline: ranges, count: Int(min(request.num_iovas, capacity)), alignment: request.out_iova_alignment)
+    return (Int(request.num_iovas), request.out_iova_alignment)
   }
 
   /// The ranges when there are more than fit in the value, read with room for `capacity`
   /// at first (the count the kernel reported).
-  @inline(never)
-  private func iovaRanges(capacity first: UInt32) throws(IommufdError) -> IOVARanges {
+  @usableFromInline @inline(never)
+  func iovaRanges(capacity first: UInt32) throws(IommufdError) -> IOVARanges {
     var capacity = first
     for _ in 0..<4 {
       // The kernel's ranges are the holes between reserved regions: a few. A count no

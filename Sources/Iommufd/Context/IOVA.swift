@@ -100,10 +100,10 @@ public struct IOVARanges: RandomAccessCollection, Hashable, Sendable {
   public var alignment: UInt64
 
   /// How many ranges the value holds without a heap allocation.
-  static var inlineCapacity: Int { 4 }
+  @usableFromInline static var inlineCapacity: Int { 4 }
 
   /// No range in place: the start of a value that the kernel's ranges are read into.
-  static var emptyInline: InlineArray<4, IOVARange> { InlineArray(repeating: IOVARange(start: 0, last: 0)) }
+  @usableFromInline static var emptyInline: InlineArray<4, IOVARange> { InlineArray(repeating: IOVARange(start: 0, last: 0)) }
 
   /// Creates the value.
   public init(ranges: [IOVARange], alignment: UInt64) {
@@ -124,7 +124,7 @@ public struct IOVARanges: RandomAccessCollection, Hashable, Sendable {
   }
 
   /// The first `count` (at most ``inlineCapacity``) of `ranges`.
-  @inline(__always)
+  @inlinable @inline(__always)
   init(inline ranges: InlineArray<4, IOVARange>, count: Int, alignment: UInt64) {
     storage = .inline(ranges: ranges, count: count)
     self.alignment = alignment
