@@ -114,30 +114,40 @@ func apiBatch(_ operation: LabOperation, ioas: IOAS, device: VFIODevice, buffer:
 }
 
 /// The API/C table: `rounds` rounds of every operation.
-func labTable(device: String, floor path: String, rounds: Int = 9) {
+///
+/// Each line gives the minimum and median of the rounds on each side and two ratios: that
+/// of the minima, and the median of the rounds' own ratios. A round's two figures come
+/// from batches that alternated within milliseconds, so its ratio shares the moment's
+/// speed of the emulated machine; the minima of the two sides may come from different
+/// rounds, and under TCG the speed changes by up to 2x from one moment to another (medians
+/// about twice the minima on 2026-12-03). The goal is judged on the median of the rounds'
+/// ratios.
+func labTable(device: String, floor path: String, rounds: Int = 25) {
   let floor = loadFloor(path)
   var api: [String: [Double]] = [:]
   var c: [String: [Double]] = [:]
+  var ratios: [String: [Double]] = [:]
   for _ in 0..<rounds {
     for operation in labOperations {
       do {
         let round = try labRound(operation, device: device, floor: floor)
         api[operation.name, default: []].append(round.api)
         c[operation.name, default: []].append(round.c)
+        ratios[operation.name, default: []].append(round.api / round.c)
       } catch {
         abort("\(operation.name) through the API", error)
       }
     }
   }
-  print("API against C on Linux \(host), in one process on the same objects: \(rounds) rounds, each the fastest of its alternating batches (ns per operation: minimum / median of the rounds)")
+  print("API against C on Linux \(host), in one process on the same objects: \(rounds) rounds, each the fastest of its alternating batches (ns per operation: minimum / median of the rounds; API/C of the minima, and the median of the rounds' API/C with its quartiles, which the goal is judged on)")
   for operation in labOperations {
     let a = api[operation.name]!.sorted()
     let f = c[operation.name]!.sorted()
-    let ratio = a[0] / f[0]
-    let medianRatio = a[a.count / 2] / f[f.count / 2]
+    let r = ratios[operation.name]!.sorted()
+    let paired = r[r.count / 2]
     report(
       "lab \(operation.name)",
-      "API \(format(a[0])) / \(format(a[a.count / 2])), C \(format(f[0])) / \(format(f[f.count / 2])): \(format(ratio))x (median \(format(medianRatio))x)",
-      goal: "<= \(format(operation.goal))x", met: ratio <= operation.goal)
+      "API \(format(a[0])) / \(format(a[a.count / 2])), C \(format(f[0])) / \(format(f[f.count / 2])): minima \(format(a[0] / f[0]))x, rounds \(format(paired))x (quartiles \(format(r[r.count / 4]))x-\(format(r[r.count * 3 / 4]))x)",
+      goal: "<= \(format(operation.goal))x", met: paired <= operation.goal)
   }
 }
