@@ -78,6 +78,7 @@ public struct DMAMapping: ~Copyable, Sendable {
   /// used without a reference count. Returns once the mapping no longer owns its range;
   /// throws ENOENT if the kernel had nothing there (nor does the mapping now), any other
   /// error with the range still owned.
+  @inline(__always)
   private func unmapRange() throws(IommufdError) {
     // The library's own spaces record their mappings: found by their exact class, as
     // the map found them.

@@ -52,6 +52,16 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     try mapReported(address: address, length: length, at: placement, access: access)
   }
 
+  /// Maps `buffer` and returns a mapping that unmaps itself when released (as
+  /// ``DMAAddressSpace/map(_:at:access:)``, on the IOAS's own type, found at compile time).
+  ///
+  /// The mapping keeps `buffer` alive, so the device can never reach freed memory.
+  public func map(
+    _ buffer: DMABuffer, at placement: IOVAPlacement = .anywhere, access: DMAAccess = .readWrite
+  ) throws(IommufdError) -> DMAMapping {
+    try mapRecorded(buffer, UnsafeRawPointer(buffer.bytes.baseAddress!), UInt64(buffer.bytes.count), placement, access)
+  }
+
   /// Maps without the gate or the report to ``mappings``: for a caller that holds the gate
   /// as a reader and reports the range itself.
   @inline(__always)

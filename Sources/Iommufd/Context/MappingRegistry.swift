@@ -35,6 +35,7 @@ final class MappingRegistry: Sendable {
 
   /// Records a mapping of `range`, made just now; returns its token. Whatever was
   /// recorded over `range` is gone (as ``mapped(_:)`` reports).
+  @inline(__always)
   func add(_ range: IOVARange) -> UInt64 {
     state.withLock { state in
       state.lastToken &+= 1

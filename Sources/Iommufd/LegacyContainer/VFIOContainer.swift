@@ -67,6 +67,17 @@ public final class VFIOContainer: MappingTracking {
     }
   }
 
+  /// Maps `buffer` and returns a mapping that unmaps itself when released (as
+  /// ``DMAAddressSpace/map(_:at:access:)``, on the container's own type, found at compile
+  /// time).
+  ///
+  /// The mapping keeps `buffer` alive, so the device can never reach freed memory.
+  public func map(
+    _ buffer: DMABuffer, at placement: IOVAPlacement = .anywhere, access: DMAAccess = .readWrite
+  ) throws(IommufdError) -> DMAMapping {
+    try mapRecorded(buffer, UnsafeRawPointer(buffer.bytes.baseAddress!), UInt64(buffer.bytes.count), placement, access)
+  }
+
   /// Maps `length` bytes at `address` at a fixed IOVA (type1 has no automatic placement:
   /// ``IOVAPlacement/anywhere`` is refused with EINVAL).
   public func unsafeMap(
