@@ -52,8 +52,9 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
     try mapReported(address: address, length: length, at: placement, access: access)
   }
 
-  /// Maps `buffer` and returns a mapping that unmaps itself when released (as
-  /// ``DMAAddressSpace/map(_:at:access:)``, on the IOAS's own type, found at compile time).
+  /// Maps `buffer` and returns a mapping that unmaps itself when released: what
+  /// ``DMAAddressSpace/map(_:at:access:)`` does, without finding the space's type at run
+  /// time.
   ///
   /// The mapping keeps `buffer` alive, so the device can never reach freed memory.
   public func map(
@@ -156,7 +157,8 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
   }
 
   /// Has the kernel write up to `capacity` ranges at `buffer`; returns how many there are
-  /// (more than `capacity` when they did not fit: none was written then) and the alignment.
+  /// and the alignment. More than `capacity` when they did not fit: the kernel wrote the
+  /// first `capacity` and failed with EMSGSIZE, which this does not throw.
   @usableFromInline
   func readIOVARanges(into buffer: UnsafeMutableRawPointer, capacity: UInt32) throws(IommufdError) -> (count: Int, alignment: UInt64) {
     var request = ciommufd_iommu_ioas_iova_ranges()

@@ -100,10 +100,10 @@ public struct IOVARanges: RandomAccessCollection, Hashable, Sendable {
   public var alignment: UInt64
 
   /// How many ranges the value holds without a heap allocation.
-  @usableFromInline static var inlineCapacity: Int { 4 }
+  @inlinable static var inlineCapacity: Int { 4 }
 
   /// No range in place: the start of a value that the kernel's ranges are read into.
-  @usableFromInline static var emptyInline: InlineArray<4, IOVARange> { InlineArray(repeating: IOVARange(start: 0, last: 0)) }
+  @inlinable static var emptyInline: InlineArray<4, IOVARange> { InlineArray(repeating: IOVARange(start: 0, last: 0)) }
 
   /// Creates the value.
   public init(ranges: [IOVARange], alignment: UInt64) {

@@ -67,9 +67,9 @@ public final class VFIOContainer: MappingTracking {
     }
   }
 
-  /// Maps `buffer` and returns a mapping that unmaps itself when released (as
-  /// ``DMAAddressSpace/map(_:at:access:)``, on the container's own type, found at compile
-  /// time).
+  /// Maps `buffer` and returns a mapping that unmaps itself when released: what
+  /// ``DMAAddressSpace/map(_:at:access:)`` does, without finding the space's type at run
+  /// time.
   ///
   /// The mapping keeps `buffer` alive, so the device can never reach freed memory.
   public func map(
