@@ -190,8 +190,9 @@ struct SimulatedDeviceModelTests {
     #expect(errno { try setup.iommufd.destroy(ioas.id) } == .resourceBusy)
     // Unmapping half keeps the file held by the other half.
     try setup.kernel.munmap(mapped.unsafeHostAddress, length: 0x1000)
-    // A placeholder in the hole at once: the unmap of the whole range below must not unmap
-    // a page that another test's mmap, on another thread, took there meanwhile.
+    // A placeholder in the hole at once, so that the unmap of the whole range below unmaps
+    // it and not a page another test's mmap, on another thread, took there meanwhile (only
+    // the moment between these two calls is left; MAP_FIXED_NOREPLACE replaces nothing).
     _ = mmap(mapped.unsafeHostAddress, 0x1000, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
     #expect(errno { try setup.iommufd.destroy(ioas.id) } == .resourceBusy)
     try mapped.unmap()  // the whole range again: the second half lets go
