@@ -123,6 +123,59 @@ struct SimulatorTests {
     #expect(try machine.iommufd.allocateIOAS().id == ObjectID(3))  // ids 1 and 2 are the IOAS and the device
   }
 
+  @Test("translation with thousands of mappings, mapped and unmapped at random, agrees with a model at every edge")
+  func translationAgreesWithModel() throws {
+    let simulator = SimulatedKernel()
+    let iommufd = try IOMMUFD.open(backend: .simulated(simulator))
+    let ioas = try iommufd.allocateIOAS()
+    // No device is attached: nothing is pinned, so the user addresses need no memory.
+    var model: [UInt64: (last: UInt64, host: UInt64)] = [:]
+    var random: UInt64 = 0x2545_F491_4F6C_DD1D
+    func next(_ bound: UInt64) -> UInt64 {
+      random = random &* 6364136223846793005 &+ 1442695040888963407
+      return (random >> 33) % bound
+    }
+    let base: UInt64 = 0x100_0000
+    let slots: UInt64 = 12_000  // pages, so that some thousands of mappings live at once
+    func expected(_ iova: UInt64) -> UInt64? {
+      // Mappings are at most 4 pages long: only the starts up to 3 pages below can hold it.
+      for back in 0..<4 as Range<UInt64> where iova >= back * 0x1000 {
+        let start = (iova & ~0xfff) - back * 0x1000
+        if let area = model[start], area.last >= iova { return area.host + (iova - start) }
+      }
+      return nil
+    }
+    func check(_ iova: UInt64) {
+      let found = simulator.hostAddress(iommufd: iommufd.fileDescriptor, ioas: ioas.id, iova: iova)
+      #expect(found == expected(iova), "IOVA 0x\(String(iova, radix: 16)) with \(model.count) mappings")
+    }
+    for round in 0..<12_000 {
+      let start = base + next(slots) * 0x1000
+      let pages = 1 + next(4)
+      let last = start + pages * 0x1000 - 1
+      // An area that overlaps this one starts at most 3 pages below it.
+      let overlaps = stride(from: start - 3 * 0x1000, through: last, by: 0x1000).contains { model[$0].map { $0.last >= start } ?? false }
+      if let area = model[start], round % 3 == 0 {
+        #expect(try ioas.unmap(iova: start, length: area.last - start + 1) == area.last - start + 1)
+        model[start] = nil
+      } else if !overlaps {
+        let host = 0x40_0000_0000 + next(1 << 20) * 0x1000
+        let mapped = try ioas.unsafeMap(address: UnsafeRawPointer(bitPattern: UInt(host))!, length: pages * 0x1000, at: .fixed(start))
+        #expect(mapped == start)
+        model[start] = (last, host)
+      }
+      if round % 1000 == 999 {
+        // Every edge of every mapping, the page past it and a random IOVA per mapping.
+        for (start, area) in model {
+          for iova in [start, start + 0x7ff, area.last, area.last + 1, start - 1, base + next(slots * 0x1000)] { check(iova) }
+        }
+      }
+    }
+    #expect(model.count > 2_000)
+    check(0)
+    check(.max)
+  }
+
   @Test("fault injection: the n-th ioctl, allocation or pin fails with the chosen errno and changes nothing (GEN-11)")
   func faultInjection() throws {
     let machine = try Machine()

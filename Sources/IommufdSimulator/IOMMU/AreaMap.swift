@@ -41,10 +41,10 @@ struct AreaMap<Value> {
         var low = 0
         var high = count
         while low < high {
-          let middle = (low + high) / 2
-          if base[middle] <= key { low = middle + 1 } else { high = middle }
+          let middle = (low &+ high) &>> 1
+          if base[middle] <= key { low = middle &+ 1 } else { high = middle }
         }
-        return low - 1
+        return low &- 1
       }
     }
 
@@ -93,13 +93,7 @@ struct AreaMap<Value> {
   /// The index of the chunk that would hold `key`: the last chunk whose first start ≤ key.
   private func chunkIndex(for key: UInt64) -> Int {
     firstStarts.withUnsafeBufferPointer { starts in
-      var low = 0
-      var high = starts.count
-      while low < high {
-        let middle = (low + high) / 2
-        if starts[middle] <= key { low = middle + 1 } else { high = middle }
-      }
-      return max(0, low - 1)
+      max(0, lastPosition(atOrBefore: key, in: starts.baseAddress.unsafelyUnwrapped, count: starts.count))
     }
   }
 
@@ -221,4 +215,46 @@ struct AreaMap<Value> {
     firstStarts = []
     count = 0
   }
+}
+
+/// The position of the last of `count` ascending keys at `keys` that is ≤ `key`, or -1.
+///
+/// Without a branch on the keys, so a search for random keys mispredicts none: each step
+/// probes keys spread evenly over the range and moves on by a part for each probe ≤ key
+/// (a sum of comparisons, which LLVM keeps as arithmetic, where it turns a select on one
+/// comparison back into a branch). A step's probes are independent loads that overlap:
+/// over a long range, fifteen of them first, so that where the keys are in no cache (a
+/// million live mappings) the search waits for memory about three times, not once for
+/// each halving.
+@inline(__always)
+private func lastPosition(atOrBefore key: UInt64, in keys: UnsafePointer<UInt64>, count: Int) -> Int {
+  @inline(__always) func isAtOrBelow(_ index: Int) -> Int { keys[index] <= key ? 1 : 0 }
+  guard count > 0 else { return -1 }
+  // The answer, if not -1, is in base..<base+remaining, and keys[base] ≤ key once base > 0.
+  // Each step keeps the length of its last part (the longest: up to `parts - 1` more)
+  // whichever part it moves to: that stays in bounds and only adds keys above `key`.
+  var base = 0
+  var remaining = count
+  while remaining > 63 {
+    let part = remaining &>> 4
+    // Written out: as a loop, LLVM branches on each comparison.
+    let p = base &+ part
+    let below =
+      isAtOrBelow(p) &+ isAtOrBelow(p &+ part) &+ isAtOrBelow(p &+ 2 &* part) &+ isAtOrBelow(p &+ 3 &* part)
+      &+ isAtOrBelow(p &+ 4 &* part) &+ isAtOrBelow(p &+ 5 &* part) &+ isAtOrBelow(p &+ 6 &* part)
+      &+ isAtOrBelow(p &+ 7 &* part) &+ isAtOrBelow(p &+ 8 &* part) &+ isAtOrBelow(p &+ 9 &* part)
+      &+ isAtOrBelow(p &+ 10 &* part) &+ isAtOrBelow(p &+ 11 &* part) &+ isAtOrBelow(p &+ 12 &* part)
+      &+ isAtOrBelow(p &+ 13 &* part) &+ isAtOrBelow(p &+ 14 &* part)
+    base &+= below &* part
+    remaining &-= 15 &* part
+  }
+  while remaining > 3 {
+    let part = remaining &>> 2
+    base &+= (isAtOrBelow(base &+ part) &+ isAtOrBelow(base &+ 2 &* part) &+ isAtOrBelow(base &+ 3 &* part)) &* part
+    remaining &-= 3 &* part
+  }
+  var last = base &- 1 &+ isAtOrBelow(base)
+  if remaining > 1 { last &+= isAtOrBelow(base &+ 1) }
+  if remaining > 2 { last &+= isAtOrBelow(base &+ 2) }
+  return last
 }
