@@ -133,8 +133,16 @@ final class SimulatedWorker: @unchecked Sendable {
 
   /// Runs the handler of each listener signalled since the last look, once per signal
   /// seen, consuming the count as the kernel's read does. Cheap when nothing listens.
+  @inline(__always)
   func drain(_ state: SimulatedKernel.State, discarding discarded: UInt64? = nil) {
-    guard !watches.isEmpty, epollFD >= 0, !stopped else { return }
+    // Inlined up to here: every simulated call and translation looks, and mostly nothing
+    // listens.
+    if watches.isEmpty { return }
+    drainSignalled(state, discarding: discarded)
+  }
+
+  private func drainSignalled(_ state: SimulatedKernel.State, discarding discarded: UInt64?) {
+    guard epollFD >= 0, !stopped else { return }
     var events = [epoll_event](repeating: epoll_event(), count: 16)
     while true {
       let count = Int(epoll_wait(epollFD, &events, Int32(events.count), 0))
