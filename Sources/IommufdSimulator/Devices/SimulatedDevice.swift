@@ -89,8 +89,9 @@ open class SimulatedPCIDevice: @unchecked Sendable {
   }
 
   /// PCI configuration space (256 bytes: conventional PCI); a shorter value set here is
-  /// padded with zeros to 256 bytes.
-  public var config: [UInt8] {
+  /// padded with zeros to 256 bytes. Without run-time exclusivity checks: every DMA reads
+  /// the command register, and the simulated kernel reads and writes it only under its lock.
+  @exclusivity(unchecked) public var config: [UInt8] {
     didSet { if config.count < 256 { config += [UInt8](repeating: 0, count: 256 - config.count) } }
   }
   /// The BARs, by index 0–5; `nil` for an absent BAR.

@@ -151,14 +151,15 @@ final class SimulatedHWPT {
   var faultID: UInt32?
   /// A mock nested HWPT's four virtual IOTLB slots.
   var iotlb: [UInt32] = []
-  /// Dirty tracking is on (`IOMMU_HWPT_SET_DIRTY_TRACKING`).
-  var dirtyEnabled = false
+  /// Dirty tracking is on (`IOMMU_HWPT_SET_DIRTY_TRACKING`). Guarded by the kernel's lock;
+  /// unchecked, as ``dirtyBits``: a device write reads them.
+  @exclusivity(unchecked) var dirtyEnabled = false
   /// The domain maps 1 MiB leaves (`MOCK_HUGE_PAGE_SIZE`) where memory allows: 6.12's mock
   /// for a device with `MOCK_FLAGS_DEVICE_HUGE_IOVA`, 7.2's huge mock page table. Dirty bits
   /// are then kept per leaf.
   var hugeLeaves = false
   /// Dirty entries, by entry number (IOVA / entry size).
-  var dirtyBits = SimulatedDirtyBits()
+  @exclusivity(unchecked) var dirtyBits = SimulatedDirtyBits()
 
   init(ioasID: UInt32, isAutomatic: Bool, profile: DomainProfile, flags: UInt32 = 0) {
     self.ioasID = ioasID
@@ -235,9 +236,9 @@ final class SimulatedDeviceObject {
   /// a vIOMMU (7.2 model), for TRIGGER_VEVENT.
   var virtualTarget: (viommuID: UInt32, virtualID: UInt64)?
   /// The attached HWPT, for the DMA path (dirty bits).
-  var attachedHWPTObject: SimulatedHWPT?
+  @exclusivity(unchecked) var attachedHWPTObject: SimulatedHWPT?
   /// The IOAS of the attached HWPT, for the DMA path.
-  var attachedIOAS: SimulatedIOAS?
+  @exclusivity(unchecked) var attachedIOAS: SimulatedIOAS?
 
   init(
     file: SimulatedDeviceFile?, profile: DomainProfile, reservedRegions: [IOVARange],
@@ -256,8 +257,9 @@ final class SimulatedDeviceFile {
   let number: Int
   /// The context and device object id once bound.
   var binding: (context: SimulatedContext, deviceID: UInt32)?
-  /// The device object once bound.
-  var object: SimulatedDeviceObject?
+  /// The device object once bound. Guarded by the kernel's lock; unchecked: every DMA
+  /// reads it, as the two below.
+  @exclusivity(unchecked) var object: SimulatedDeviceObject?
 
   init(device: SimulatedPCIDevice, number: Int) {
     self.device = device

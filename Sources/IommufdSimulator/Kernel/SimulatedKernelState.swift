@@ -55,7 +55,8 @@ extension SimulatedKernel {
     /// Guarded by the kernel's lock, like all of the state; unchecked: a translation reads it.
     @exclusivity(unchecked) var files = SimulatedTable<Int32, File>()
     /// The file each device is bound through (BIND-7: one at a time), by device number.
-    var boundFiles: [SimulatedDeviceFile?]
+    /// Unchecked, as ``files``: every device DMA reads it.
+    @exclusivity(unchecked) var boundFiles: [SimulatedDeviceFile?]
     /// The next page-request group index of each device, by device number.
     var nextPageRequestGroup: [Int: UInt32] = [:]
     /// The readable start of the iommufd ioctl argument being handled, read ahead in one
