@@ -25,6 +25,9 @@ public struct DMAMapping: ~Copyable, Sendable {
   public let source: Source
   /// The mapping's entry in its space's record (0: a space that keeps none).
   private let token: UInt64
+  /// Which of the library's spaces recorded it, known at the map: the unmap and the
+  /// release reach that space's record without finding the space's type at run time.
+  private let recorder: Recorder
   /// Whether this value gave up its range: it unmapped it, or found it unmapped.
   private var released = false
 
@@ -37,9 +40,14 @@ public struct DMAMapping: ~Copyable, Sendable {
     case file(offset: UInt64)
   }
 
+  /// Which of the library's spaces, if any, recorded a mapping.
+  enum Recorder {
+    case none, ioas, container
+  }
+
   init(
     space: any DMAAddressSpace, buffer: DMABuffer, iova: UInt64, length: UInt64, access: DMAAccess,
-    source: Source = .userAddress, token: UInt64 = 0
+    source: Source = .userAddress, token: UInt64 = 0, recorder: Recorder = .none
   ) {
     self.space = space
     self.buffer = buffer
@@ -48,6 +56,7 @@ public struct DMAMapping: ~Copyable, Sendable {
     self.access = access
     self.source = source
     self.token = token
+    self.recorder = recorder
   }
 
   /// The IOVA range of the mapping.
@@ -58,7 +67,11 @@ public struct DMAMapping: ~Copyable, Sendable {
   public var isMapped: Bool {
     if released { return false }
     if token == 0 { return true }
-    return Self.registry(of: space)?.contains(range, token: token) ?? false
+    switch recorder {
+    case .ioas: return unsafeDowncast(space, to: IOAS.self).mappings.contains(range, token: token)
+    case .container: return unsafeDowncast(space, to: VFIOContainer.self).mappings.contains(range, token: token)
+    case .none: return true
+    }
   }
 
   /// Unmaps now. A call on a mapping already unmapped does nothing; one that fails leaves
@@ -80,14 +93,12 @@ public struct DMAMapping: ~Copyable, Sendable {
   /// error with the range still owned.
   @inline(__always)
   private func unmapRange() throws(IommufdError) {
-    // The library's own spaces record their mappings: found by their exact class, as
-    // the map found them.
-    let type = ObjectIdentifier(Swift.type(of: space))
-    if type == ObjectIdentifier(IOAS.self) { return try unmapRange(recordedIn: unsafeDowncast(space, to: IOAS.self)) }
-    if type == ObjectIdentifier(VFIOContainer.self) {
-      return try unmapRange(recordedIn: unsafeDowncast(space, to: VFIOContainer.self))
+    // The library's own spaces record their mappings.
+    switch recorder {
+    case .ioas: try unmapRange(recordedIn: unsafeDowncast(space, to: IOAS.self))
+    case .container: try unmapRange(recordedIn: unsafeDowncast(space, to: VFIOContainer.self))
+    case .none: try space.unmap(iova: iova, length: length)
     }
-    try space.unmap(iova: iova, length: length)
   }
 
   /// The unmap in a space that records its mappings: as a writer of the space's changes,
@@ -111,13 +122,10 @@ public struct DMAMapping: ~Copyable, Sendable {
   deinit {
     if released { return }
     do throws(IommufdError) {
-      let type = ObjectIdentifier(Swift.type(of: space))
-      if type == ObjectIdentifier(IOAS.self) {
-        try release(recordedIn: unsafeDowncast(space, to: IOAS.self))
-      } else if type == ObjectIdentifier(VFIOContainer.self) {
-        try release(recordedIn: unsafeDowncast(space, to: VFIOContainer.self))
-      } else if !space.isClosed {
-        try space.unmap(iova: iova, length: length)
+      switch recorder {
+      case .ioas: try release(recordedIn: unsafeDowncast(space, to: IOAS.self))
+      case .container: try release(recordedIn: unsafeDowncast(space, to: VFIOContainer.self))
+      case .none: if !space.isClosed { try space.unmap(iova: iova, length: length) }
       }
     } catch where error.errno == .noSuchFileOrDirectory {
       space.backend.trace("mapping at 0x\(String(iova, radix: 16)) was already unmapped")
@@ -138,20 +146,12 @@ public struct DMAMapping: ~Copyable, Sendable {
     if space.isClosed { return }  // nothing left to unmap
     _ = try space.unmapMapping(iova: iova, length: length)
   }
-
-  /// The record of `space`, if it is one of the library's spaces that keep one.
-  private static func registry(of space: any DMAAddressSpace) -> MappingRegistry? {
-    let type = ObjectIdentifier(Swift.type(of: space))
-    if type == ObjectIdentifier(IOAS.self) { return unsafeDowncast(space, to: IOAS.self).mappings }
-    if type == ObjectIdentifier(VFIOContainer.self) { return unsafeDowncast(space, to: VFIOContainer.self).mappings }
-    return nil
-  }
 }
 
 extension MappingTracking {
-  /// The map of a space that records its mappings (the library's own, found by their exact
-  /// class: both are final, and a compare costs less than a cast): the map and its record
-  /// in one change of the space, so no unmap through the space falls between them.
+  /// The map of a space that records its mappings (the library's own, which the mapping
+  /// notes as its ``DMAMapping/Recorder``): the map and its record in one change of the
+  /// space, so no unmap through the space falls between them.
   @inline(__always)
   func mapRecorded(
     _ buffer: DMABuffer, _ address: UnsafeRawPointer, _ length: UInt64, _ placement: IOVAPlacement, _ access: DMAAccess
@@ -172,6 +172,8 @@ extension MappingTracking {
       let iova = try map()
       return (iova, mappings.add(IOVARange(start: iova, last: iova &+ (length &- 1))))
     }
-    return DMAMapping(space: self, buffer: buffer, iova: iova, length: length, access: access, source: source, token: token)
+    return DMAMapping(
+      space: self, buffer: buffer, iova: iova, length: length, access: access, source: source, token: token,
+      recorder: Self.recorder)
   }
 }

@@ -23,6 +23,7 @@ public final class IOAS: AttachTarget, MappingTracking, ObjectHandle {
   public var id: ObjectID { object.id }
   let object: OwnedObject
   let mappings = MappingRegistry()
+  static var recorder: DMAMapping.Recorder { .ioas }
 
   /// The backend of the IOAS's context.
   public var backend: Backend { iommufd.backend }

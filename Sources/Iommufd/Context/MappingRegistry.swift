@@ -146,6 +146,8 @@ final class MappingRegistry: Sendable {
 
 /// An address space of this library that records its ``DMAMapping``s.
 protocol MappingTracking: DMAAddressSpace {
+  /// Which space this is, for the mappings it records.
+  static var recorder: DMAMapping.Recorder { get }
   /// The space's mappings.
   var mappings: MappingRegistry { get }
   /// Unmaps exactly one mapping's range, without reporting it to ``mappings``.

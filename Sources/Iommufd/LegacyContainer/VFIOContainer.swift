@@ -17,6 +17,7 @@ public final class VFIOContainer: MappingTracking {
   public let backend: Backend
   let descriptor: OwnedDescriptor
   let mappings = MappingRegistry()
+  static var recorder: DMAMapping.Recorder { .container }
 
   /// The type1 IOMMU models.
   public enum IOMMUType: Int, Sendable {

@@ -65,6 +65,13 @@ struct ReaderWriterGate: ~Copyable, Sendable {
   /// call is paired with one ``leaveWriting()``.
   @inline(__always)
   func enterWriting() {
+    // No reader and no writer: working at once, in one step.
+    if state.compareExchange(expected: 0, desired: Self.workingBit, ordering: .acquiringAndReleasing).exchanged { return }
+    enterWritingContended()
+  }
+
+  @inline(never)
+  private func enterWritingContended() {
     var current = state.load(ordering: .relaxed)
     var waited = 0
     while true {
