@@ -93,7 +93,6 @@ public struct DMAMapping: ~Copyable, Sendable {
   /// error with the range still owned.
   @inline(__always)
   private func unmapRange() throws(IommufdError) {
-    // The library's own spaces record their mappings.
     // The library's own spaces record their mappings. Each unmaps through a closure of
     // its concrete type: through the protocol, the optimizer left a call by the witness
     // table (about 25 instructions more).

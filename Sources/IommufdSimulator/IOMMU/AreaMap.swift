@@ -235,7 +235,7 @@ private func lastPosition(atOrBefore key: UInt64, in keys: UnsafePointer<UInt64>
   @inline(__always) func isAtOrBelow(_ index: Int) -> Int { keys[index] <= key ? 1 : 0 }
   guard count > 0 else { return -1 }
   // The answer, if not -1, is in base..<base+remaining, and keys[base] ≤ key once base > 0.
-  // Each step keeps the length of its last part (the longest: up to `parts - 1` more)
+  // Each step keeps the length of its last part (the longest, by up to 15 or 3 keys)
   // whichever part it moves to: that stays in bounds and only adds keys above `key`.
   var base = 0
   var remaining = count

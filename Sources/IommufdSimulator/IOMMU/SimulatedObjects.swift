@@ -258,7 +258,7 @@ final class SimulatedDeviceFile {
   /// The context and device object id once bound.
   var binding: (context: SimulatedContext, deviceID: UInt32)?
   /// The device object once bound. Guarded by the kernel's lock; unchecked: every DMA
-  /// reads it, as the two below.
+  /// reads it, as it reads the object's attachment.
   @exclusivity(unchecked) var object: SimulatedDeviceObject?
 
   init(device: SimulatedPCIDevice, number: Int) {
