@@ -66,7 +66,6 @@ public struct DMAMapping: ~Copyable, Sendable {
   /// its space).
   public var isMapped: Bool {
     if released { return false }
-    if token == 0 { return true }
     switch recorder {
     case .ioas: return unsafeDowncast(space, to: IOAS.self).mappings.contains(range, token: token)
     case .container: return unsafeDowncast(space, to: VFIOContainer.self).mappings.contains(range, token: token)

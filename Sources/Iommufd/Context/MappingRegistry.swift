@@ -150,8 +150,6 @@ protocol MappingTracking: DMAAddressSpace {
   static var recorder: DMAMapping.Recorder { get }
   /// The space's mappings.
   var mappings: MappingRegistry { get }
-  /// Unmaps exactly one mapping's range, without reporting it to ``mappings``.
-  func unmapMapping(iova: UInt64, length: UInt64) throws(IommufdError) -> UInt64
   /// Maps without taking ``mappings``' gate or reporting to it (the caller does both).
   func mapUnrecorded(address: UnsafeRawPointer, length: UInt64, at placement: IOVAPlacement, access: DMAAccess)
     throws(IommufdError) -> UInt64
