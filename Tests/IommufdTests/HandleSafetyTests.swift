@@ -322,6 +322,134 @@ struct HandleSafetyTests {
     }
   }
 
+  /// One `DMAMapping` of the ownership model below, in a class so an array can hold it.
+  final class HeldMapping {
+    var mapping: DMAMapping?
+    let slot: Int
+    let pages: Int
+    /// Whether its space still records it (the model's answer to `isMapped`).
+    var owns = true
+    var isMapped: Bool? { mapping?.isMapped }
+    init(_ mapping: consuming DMAMapping, slot: Int, pages: Int) {
+      self.mapping = consume mapping
+      self.slot = slot
+      self.pages = pages
+    }
+  }
+
+  @Test("mappings: ownership agrees with a model over 4,000 random maps, unmaps, releases, unmaps through the space and unmaps behind it, dozens live at once", arguments: Platform.all)
+  func ownershipAgreesWithModel(platform: Platform) throws {
+    let iommufd = try IOMMUFD.open(backend: platform.makeBackend())
+    let ioas = try iommufd.allocateIOAS()
+    let buffers = try (1...3).map { try DMABuffer(length: $0 * 4096, backend: iommufd.backend) }
+    let base: UInt64 = 0x10_0000
+    let slots = 96
+    func iova(_ slot: Int) -> UInt64 { base + UInt64(slot) * 4096 }
+    // The kernel's areas by first slot: their pages and the mapping that made them (nil:
+    // an unsafe map).
+    var areas: [Int: (pages: Int, owner: HeldMapping?)] = [:]
+    var held: [HeldMapping] = []
+    var random: UInt64 = 0x9E37_79B9_7F4A_7C15
+    func next(_ bound: Int) -> Int {
+      random = random &* 6364136223846793005 &+ 1442695040888963407
+      return Int((random >> 33) % UInt64(bound))
+    }
+    func isFree(_ slot: Int, _ pages: Int) -> Bool {
+      slot + pages <= slots && areas.allSatisfy { $0.key + $0.value.pages <= slot || slot + pages <= $0.key }
+    }
+    /// A new map over `slot`: the records it overlaps are forgotten.
+    func mapped(_ slot: Int, _ pages: Int) {
+      for mapping in held where mapping.owns && mapping.slot < slot + pages && slot < mapping.slot + mapping.pages {
+        mapping.owns = false
+      }
+    }
+    /// An unmap through the space of `slots`: the records inside it are forgotten, whether
+    /// or not the kernel still had their areas.
+    func unmapped(_ slots: Range<Int>) {
+      for mapping in held where slots.contains(mapping.slot) && mapping.slot + mapping.pages <= slots.upperBound {
+        mapping.owns = false
+      }
+      for start in areas.keys where slots.contains(start) { areas[start] = nil }
+    }
+    var counts = [Int](repeating: 0, count: 8)
+    var mostHeld = 0
+    for round in 0..<4000 {
+      let operation = next(8)
+      let slot = next(slots), pages = 1 + next(3)
+      switch operation {
+      case 0, 1:  // a DMAMapping
+        if isFree(slot, pages) {
+          let mapping = try ioas.map(buffers[pages - 1], at: .fixed(iova(slot)))
+          mapped(slot, pages)
+          let entry = HeldMapping(mapping, slot: slot, pages: pages)
+          held.append(entry)
+          mostHeld = max(mostHeld, held.count)
+          areas[slot] = (pages, entry)
+          counts[operation] += 1
+        } else if slot + pages <= slots {
+          #expect(errno { try ioas.map(buffers[pages - 1], at: .fixed(iova(slot))) } == .fileExists, "round \(round)")
+        }
+      case 2:  // an unsafe map
+        if isFree(slot, pages) {
+          let address = UnsafeRawPointer(buffers[pages - 1].bytes.baseAddress!)
+          #expect(try ioas.unsafeMap(address: address, length: UInt64(pages) * 4096, at: .fixed(iova(slot))) == iova(slot))
+          mapped(slot, pages)
+          areas[slot] = (pages, nil)
+          counts[operation] += 1
+        }
+      case 3, 4:  // a held mapping's unmap or release
+        guard !held.isEmpty else { continue }
+        let entry = held.remove(at: next(held.count))
+        let inKernel = areas[entry.slot].map { $0.owner === entry } ?? false
+        if operation == 3 {
+          let expected: Errno? = entry.owns && !inKernel ? .noSuchFileOrDirectory : nil
+          #expect(errno { try entry.mapping!.unmap() } == expected, "round \(round)")
+          #expect(entry.isMapped == false, "round \(round)")
+        }
+        entry.mapping = nil
+        if entry.owns && inKernel { areas[entry.slot] = nil }
+        counts[operation] += 1
+      case 5:  // an unmap through the space of whole areas (or of none: ENOENT)
+        let first = areas.keys.sorted().first { $0 >= slot }
+        guard let first, next(8) != 0 else {
+          #expect(errno { try ioas.unmap(iova: iova(slots), length: 4096) } == .noSuchFileOrDirectory)
+          continue
+        }
+        let covered = areas.keys.sorted().filter { $0 >= first }.prefix(1 + next(4))
+        let end = covered.map { $0 + areas[$0]!.pages }.max()!
+        let bytes = covered.reduce(0) { $0 + areas[$1]!.pages } * 4096
+        #expect(try ioas.unmap(iova: iova(first), length: iova(end) - iova(first)) == UInt64(bytes), "round \(round)")
+        unmapped(first..<end)
+        counts[operation] += 1
+      case 6:  // an unmap behind the space's back, on the raw seam
+        let starts = areas.keys.sorted()
+        guard !starts.isEmpty else { continue }
+        let first = starts[next(starts.count)], area = areas[first]!
+        var request = ciommufd_iommu_ioas_unmap(
+          size: UInt32(MemoryLayout<ciommufd_iommu_ioas_unmap>.size), ioas_id: ioas.id.rawValue, iova: iova(first),
+          length: UInt64(area.pages) * 4096)
+        _ = try iommufd.backend.calls.ioctl(iommufd.fileDescriptor, UInt(CIOMMUFD_IOMMU_IOAS_UNMAP), &request)
+        areas[first] = nil  // the record still has it, if it was a DMAMapping's
+        counts[operation] += 1
+      default:  // now and then, everything
+        if next(40) == 0 {
+          #expect(try ioas.unmapAll() == UInt64(areas.values.reduce(0) { $0 + $1.pages }) * 4096)
+          unmapped(0..<slots)
+          counts[operation] += 1
+        }
+      }
+      if round % 200 == 199 {
+        for entry in held { #expect(entry.isMapped == entry.owns, "round \(round), slot \(entry.slot)") }
+      }
+    }
+    for entry in held where entry.owns && areas[entry.slot]?.owner === entry { areas[entry.slot] = nil }
+    held.removeAll()  // the releases
+    #expect(counts.allSatisfy { $0 > 5 }, "each kind of step ran: \(counts)")
+    #expect(mostHeld > 16, "the record grew past its first buffer: \(mostHeld) held at most")
+    // What is left in the kernel is what the model has: the unsafe maps and the lost records' areas.
+    #expect(try ioas.unmapAll() == UInt64(areas.values.reduce(0) { $0 + $1.pages }) * 4096)
+  }
+
   @Test("a failed unmap keeps the mapping and its pins; a retry really unmaps; a failed release is retried by deinit")
   func failedUnmapKeepsOwnership() throws {
     let kernel = SimulatedKernel(devices: [SimulatedEduDevice()])

@@ -23,7 +23,7 @@ final class MappingRegistry: Sendable {
   private let count = Atomic<Int>(0)
 
   private struct State {
-    var entries: [Entry] = []
+    var entries = Entries()
     /// The token of the last mapping recorded (0: none; tokens start at 1).
     var lastToken: UInt64 = 0
   }
@@ -33,6 +33,70 @@ final class MappingRegistry: Sendable {
     let token: UInt64
   }
 
+  /// The entries, sorted by start, in a buffer of this registry's own (freed by its
+  /// deinit): a change makes none of the uniqueness and capacity checks of an `Array`.
+  /// Every index passed in is below ``count`` (the registry's searches give no other).
+  private struct Entries {
+    private var base: UnsafeMutablePointer<Entry>
+    private var capacity: Int
+    private(set) var count = 0
+
+    init() {
+      capacity = 8
+      base = .allocate(capacity: capacity)
+    }
+
+    subscript(index: Int) -> Entry {
+      @inline(__always) get { base[index] }
+    }
+
+    /// The last entry's last address, if there is an entry.
+    var lastEnd: UInt64? {
+      @inline(__always) get { count == 0 ? nil : base[count - 1].range.last }
+    }
+
+    @inline(__always)
+    mutating func append(_ entry: Entry) {
+      if count == capacity { grow() }
+      (base + count).initialize(to: entry)
+      count &+= 1
+    }
+
+    mutating func insert(_ entry: Entry, at index: Int) {
+      if count == capacity { grow() }
+      (base + index + 1).moveInitialize(from: base + index, count: count - index)
+      (base + index).initialize(to: entry)
+      count += 1
+    }
+
+    @inline(__always)
+    mutating func remove(at index: Int) {
+      count &-= 1
+      if index != count { (base + index).moveInitialize(from: base + (index &+ 1), count: count &- index) }
+    }
+
+    mutating func removeSubrange(_ range: Range<Int>) {
+      (base + range.lowerBound).moveInitialize(from: base + range.upperBound, count: count - range.upperBound)
+      count -= range.count
+    }
+
+    @inline(never)
+    private mutating func grow() {
+      let larger = UnsafeMutablePointer<Entry>.allocate(capacity: capacity * 2)
+      larger.moveInitialize(from: base, count: count)
+      base.deallocate()
+      base = larger
+      capacity *= 2
+    }
+
+    /// Frees the buffer: the last use.
+    func deallocate() { base.deallocate() }
+  }
+
+  deinit {
+    state.withoutLocking { $0.entries.deallocate() }
+  }
+
   /// Records a mapping of `range`, made just now; returns its token. Whatever was
   /// recorded over `range` is gone (as ``mapped(_:)`` reports).
   @inline(__always)
@@ -40,7 +104,7 @@ final class MappingRegistry: Sendable {
     state.withLock { state in
       state.lastToken &+= 1
       let entry = Entry(range: range, token: state.lastToken)
-      if state.entries.last.map({ $0.range.last < range.start }) ?? true {
+      if state.entries.lastEnd.map({ $0 < range.start }) ?? true {
         state.entries.append(entry)  // the common case: mapped above the others
       } else {
         Self.removeOverlapping(range, from: &state.entries)
@@ -75,7 +139,7 @@ final class MappingRegistry: Sendable {
   @inline(__always)
   func removeAsWriter(at index: Int) {
     state.withoutLocking { state in
-      if index == state.entries.count - 1 { state.entries.removeLast() } else { state.entries.remove(at: index) }
+      state.entries.remove(at: index)
       count.store(state.entries.count, ordering: .releasing)
     }
   }
@@ -95,7 +159,7 @@ final class MappingRegistry: Sendable {
   }
 
   /// Removes the entries that overlap `range`.
-  private static func removeOverlapping(_ range: IOVARange, from entries: inout [Entry]) {
+  private static func removeOverlapping(_ range: IOVARange, from entries: inout Entries) {
     var end = firstIndex(in: entries, startingAbove: range.last)
     while end > 0, entries[end - 1].range.last >= range.start {
       entries.remove(at: end - 1)
@@ -125,20 +189,23 @@ final class MappingRegistry: Sendable {
 
   /// The index of the entry of `range` with `token`, if there is one.
   @inline(__always)
-  private static func index(of range: IOVARange, token: UInt64, in entries: [Entry]) -> Int? {
-    let index = firstIndex(in: entries, startingAbove: range.start) - 1
+  private static func index(of range: IOVARange, token: UInt64, in entries: Entries) -> Int? {
+    // The last entry first: mappings mostly go in the order they came, or one at a time.
+    let last = entries.count &- 1
+    if last >= 0, entries[last].token == token, entries[last].range == range { return last }
+    let index = firstIndex(in: entries, startingAbove: range.start) &- 1
     guard index >= 0, entries[index].range == range, entries[index].token == token else { return nil }
     return index
   }
 
   /// The index of the first entry that starts above `address`.
   @inline(__always)
-  private static func firstIndex(in entries: [Entry], startingAbove address: UInt64) -> Int {
+  private static func firstIndex(in entries: Entries, startingAbove address: UInt64) -> Int {
     var low = 0
     var high = entries.count
     while low < high {
-      let middle = (low + high) / 2
-      if entries[middle].range.start <= address { low = middle + 1 } else { high = middle }
+      let middle = (low &+ high) &>> 1  // both at most the count: no overflow
+      if entries[middle].range.start <= address { low = middle &+ 1 } else { high = middle }
     }
     return low
   }
