@@ -8,10 +8,16 @@
 #   lab.sh kernel [--kernel V]        build bzImage once (cached); prints its path last
 #   lab.sh headers [--kernel V]       install the uAPI headers once; prints the include dir last
 #   lab.sh source [--kernel V]        prepare the source tree; prints its path last
-#   lab.sh run [--kernel V] [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...]
+#   lab.sh run [--kernel V] [--mode vtd|mock] [--timeout SECONDS] [--count-instructions] -- COMMAND [ARGS...]
 #                                     boot the lab, run COMMAND (in the current directory,
 #                                     as root, in a chroot of the host root), exit with its status;
 #                                     124 if QEMU ran past the timeout, 125 if the lab failed
+#
+# --count-instructions runs the guest with QEMU's instruction counting (-icount shift=0):
+# its clock then advances one nanosecond per guest instruction executed, kernel and user
+# alike, whatever the host is doing. A time the guest measures is then an exact and
+# repeatable count of the instructions run (the lab's callgrind), not the emulator's speed
+# at that moment.
 #
 # Kernels (--kernel, default 6.12): 6.12 is Debian's linux-source-6.12 (installed with
 # apt-get from the machine's own suites); 7.2 is linux-source-7.2 from Debian's
@@ -305,14 +311,15 @@ quote() {
 }
 
 cmd_run() {
-  local mode=vtd timeout_s=600
+  local mode=vtd timeout_s=600 counted=no
   while (($#)); do
     case $1 in
       --kernel) select_kernel "${2:-}"; shift 2 ;;
       --mode) mode=${2:-}; shift 2 || die "--mode needs a value" ;;
       --timeout) timeout_s=${2:-}; shift 2 || die "--timeout needs a value" ;;
+      --count-instructions) counted=yes; shift ;;
       --) shift; break ;;
-      -*) die "unknown option $1 (usage: $0 run [--kernel 6.12|7.2] [--mode vtd|mock] [--timeout SECONDS] -- COMMAND [ARGS...])" ;;
+      -*) die "unknown option $1 (usage: $0 run [--kernel 6.12|7.2] [--mode vtd|mock] [--timeout SECONDS] [--count-instructions] -- COMMAND [ARGS...])" ;;
       *) break ;;
     esac
   done
@@ -353,12 +360,15 @@ EOF
     qemu+=(-machine "$machine" -device edu); append+=" intel_iommu=off"
   fi
   [[ -z ${IOMMUFD_LAB_KERNEL_ARGS:-} ]] || append+=" $IOMMUFD_LAB_KERNEL_ARGS"
+  # One nanosecond of guest time per guest instruction; no waiting for the host's clock
+  # (align=off), and idle time skipped (sleep=off).
+  [[ $counted == no ]] || qemu+=(-icount shift=0,align=off,sleep=off)
   qemu+=(-append "$append")
 
   # Serial console -> stdout and a log to find the marker in. The filter drops CRs, the
   # firmware's banner and terminal escapes (SeaBIOS turns off line wrapping), and the marker
   # (which ends the command's last line when that line had no newline).
-  log "booting Linux $KERNEL_VERSION ($mode mode, timeout ${timeout_s}s):$words"
+  log "booting Linux $KERNEL_VERSION ($mode mode$([[ $counted == no ]] || echo ", instructions counted"), timeout ${timeout_s}s):$words"
   local start=$SECONDS rc=0
   local clean='s/\r$//; s/\x1bc//g; s/\x1b\[[0-9;?]*[A-Za-z]//g; /^SeaBIOS (version/d; s/^Booting from ROM\.*//'
   local hide="/^LAB-EXIT $marker [0-9]*\$/d; s/LAB-EXIT $marker [0-9]*\$//; /^reboot: Power down/d"

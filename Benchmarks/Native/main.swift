@@ -47,13 +47,13 @@ if arguments.count == 3, arguments[1] == "--profile-translation", let live = Int
   exit(0)
 }
 var only: String?
-var lab: (device: String, floor: String)?
+var lab: (device: String, floor: String, counted: Bool)?
 if arguments.count == 3, arguments[1] == "--only" {
   only = arguments[2]
-} else if arguments.count == 4, arguments[1] == "--lab" {
-  lab = (arguments[2], arguments[3])
+} else if arguments.count == 4, arguments[1] == "--lab" || arguments[1] == "--lab-counted" {
+  lab = (arguments[2], arguments[3], arguments[1] == "--lab-counted")
 } else if arguments.count != 1 {
-  print("usage: iommufd-bench [--only api|simulator|device] | --lab CDEV FLOOR.so")
+  print("usage: iommufd-bench [--only api|simulator|device] | --lab CDEV FLOOR.so | --lab-counted CDEV FLOOR.so")
   exit(64)
 }
 let executable = executablePath()
@@ -76,7 +76,7 @@ uname(&machine)
 let host = withUnsafeBytes(of: machine.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
 print("iommufd-bench on Linux \(host), \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs; times are the minimum (and median) of the rounds")
 if let lab {
-  labTable(device: lab.device, floor: lab.floor)
+  labTable(device: lab.device, floor: lab.floor, counted: lab.counted)
   only = "lab"  // nothing else: the native lines belong to the host
 }
 if only == nil || only == "api" {
