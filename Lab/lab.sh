@@ -28,7 +28,8 @@
 # Modes: vtd (default) has an emulated VT-d (intel_iommu=on) and binds every edu device to
 # vfio-pci, so /dev/iommu, /dev/vfio/N and /dev/vfio/devices/vfioN exist. mock has no vIOMMU
 # (intel_iommu=off): the mode for iommufd's self-test mock domain (IOMMU_TEST_OP_MOCK_DOMAIN).
-# The command sees IOMMUFD_LAB_MODE=vtd|mock, IOMMUFD_LAB_KERNEL=V and, in vtd mode,
+# The command sees IOMMUFD_LAB_MODE=vtd|mock, IOMMUFD_LAB_KERNEL=V, IOMMUFD_LAB_COUNTED=yes|no
+# (--count-instructions) and, in vtd mode,
 # IOMMUFD_LAB_EDU=<the PCI address of the edu device on the root bus, bound to vfio-pci> and
 # IOMMUFD_LAB_EDU_PAIR=<the two functions of the edu device behind a PCIe root port> (vtd mode
 # has both: the pair is what a hot reset reaches). In the guest,
@@ -341,7 +342,7 @@ cmd_run() {
   printf 'MODE=%s\nCWD=%s\nDESCRIPTION=%s\n' "$mode" "$(quote "$PWD")" "$(quote "${words# }")" >"$RUN_DIR/run.conf"
   cat >"$RUN_DIR/cmd.sh" <<EOF
 cd $(quote "$PWD") || exit 125
-export PATH=$(quote "$PATH") HOME=$(quote "${HOME:-/root}") TERM=dumb IOMMUFD_LAB_MODE=$mode IOMMUFD_LAB_KERNEL=$KERNEL_VERSION
+export PATH=$(quote "$PATH") HOME=$(quote "${HOME:-/root}") TERM=dumb IOMMUFD_LAB_MODE=$mode IOMMUFD_LAB_KERNEL=$KERNEL_VERSION IOMMUFD_LAB_COUNTED=$counted
 exec$words
 EOF
 

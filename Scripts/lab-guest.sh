@@ -52,6 +52,7 @@ if [ "$mode" = mock ]; then
 fi
 cdev=/dev/vfio/devices/$(ls "/sys/bus/pci/devices/$edu/vfio-dev/" | head -n 1)
 if [ "$mode" = counted ]; then
+  [ -n "$release" ] || { echo "lab-guest.sh counted needs the release build's directory"; exit 1; }
   step "$release/iommufd-bench" --lab-counted "$cdev" "/tmp/iommufd-floor-$IOMMUFD_LAB_KERNEL.so"
   exit $status
 fi

@@ -302,6 +302,7 @@ lab_counted() {
   local version=$1 log=/tmp/iommufd-lab-$1-counted.log status=0
   bash Lab/lab.sh run --kernel "$version" --mode vtd --count-instructions --timeout 900 -- sh Scripts/lab-guest.sh counted "$bin" "$release_bin" >"$log" 2>&1 || status=$?
   sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^lab: |^lab-step|^iommufd-bench|^API against C|^lab counted [a-z0-9 -]*:|^goals:' || true
+  if ((status != 0)); then echo "lab ($version counted boot) failed; the end of $log:"; tail -n 30 "$log"; fi
   return $status
 }
 if [[ $newer == yes ]]; then

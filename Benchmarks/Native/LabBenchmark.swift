@@ -147,6 +147,11 @@ func apiBatch(_ operation: LabOperation, ioas: IOAS, device: VFIODevice, buffer:
 /// about twice the minima on 2026-12-03). Counted, both agree. The goals are those of the
 /// counted table, judged on the median of the rounds' ratios; the timed one has none.
 func labTable(device: String, floor path: String, counted: Bool) {
+  // A counted table in a boot that does not count would judge times as instructions.
+  if counted && getenv("IOMMUFD_LAB_COUNTED").map({ String(cString: $0) }) != "yes" {
+    print("iommufd-bench: --lab-counted needs a boot with instruction counting (lab.sh run --count-instructions)")
+    exit(1)
+  }
   // Counted, the rounds agree to a few instructions: five show it.
   let rounds = counted ? 5 : 25
   let floor = loadFloor(path)
@@ -175,10 +180,20 @@ func labTable(device: String, floor path: String, counted: Bool) {
     let paired = r[r.count / 2]
     let figures =
       "API \(format(a[0])) / \(format(a[a.count / 2])), C \(format(f[0])) / \(format(f[f.count / 2])): minima \(format(a[0] / f[0]))x, rounds \(format(paired))x (quartiles \(format(r[r.count / 4]))x-\(format(r[r.count * 3 / 4]))x)"
+    // Counted, the rounds agree (timed, their quartiles spread by several percent).
+    if counted && r[r.count * 3 / 4] - r[r.count / 4] > 0.01 {
+      print("iommufd-bench: the counted rounds of \(operation.name) disagree (\(figures)): are instructions counted?")
+      exit(1)
+    }
     if operation.name == plantedOperation.name {
       // Not a goal of the API: the check of the checker, which fails the run if it is blind.
-      let seen = paired > operation.goal
-      note("lab counted negative control", "map-unmap-4k with about 2,200 planted instructions per operation: \(figures); \(seen ? "past the goal, as it must be" : "WITHIN the goal: the counted table cannot see overhead")")
+      // It must read past the goal, and the planted work must count as what it is: 400
+      // steps of 5.5 instructions (timed, it would read about twice that in ns).
+      let planted = a[a.count / 2] - api["map-unmap-4k"]!.sorted()[rounds / 2]
+      let seen = paired > operation.goal && (2_100...2_400).contains(planted)
+      note(
+        "lab counted negative control",
+        "map-unmap-4k with 400 planted steps (2,200 instructions) per operation: \(figures), \(format(planted)) more than without; \(seen ? "past the goal and counted as planted, as it must be" : "NOT SEEN AS PLANTED: the counted table cannot be trusted")")
       if !seen { exit(1) }
     } else if counted {
       report("lab counted \(operation.name)", figures, goal: "<= \(format(operation.goal))x", met: paired <= operation.goal)

@@ -35,7 +35,8 @@ final class MappingRegistry: Sendable {
 
   /// The entries, sorted by start, in a buffer of this registry's own (freed by its
   /// deinit): a change makes none of the uniqueness and capacity checks of an `Array`.
-  /// Every index passed in is below ``count`` (the registry's searches give no other).
+  /// The registry's searches give every index passed in: below ``count``, or at most
+  /// ``count`` for an insert (checked in debug builds only).
   private struct Entries {
     private var base: UnsafeMutablePointer<Entry>
     private var capacity: Int
@@ -47,7 +48,10 @@ final class MappingRegistry: Sendable {
     }
 
     subscript(index: Int) -> Entry {
-      @inline(__always) get { base[index] }
+      @inline(__always) get {
+        assert(index >= 0 && index < count, "entry \(index) of \(count)")
+        return base[index]
+      }
     }
 
     /// The last entry's last address, if there is an entry.
@@ -63,6 +67,7 @@ final class MappingRegistry: Sendable {
     }
 
     mutating func insert(_ entry: Entry, at index: Int) {
+      assert(index >= 0 && index <= count, "insert at \(index) of \(count)")
       if count == capacity { grow() }
       (base + index + 1).moveInitialize(from: base + index, count: count - index)
       (base + index).initialize(to: entry)
@@ -71,11 +76,13 @@ final class MappingRegistry: Sendable {
 
     @inline(__always)
     mutating func remove(at index: Int) {
+      assert(index >= 0 && index < count, "remove \(index) of \(count)")
       count &-= 1
       if index != count { (base + index).moveInitialize(from: base + (index &+ 1), count: count &- index) }
     }
 
     mutating func removeSubrange(_ range: Range<Int>) {
+      assert(range.lowerBound >= 0 && range.upperBound <= count, "remove \(range) of \(count)")
       (base + range.lowerBound).moveInitialize(from: base + range.upperBound, count: count - range.upperBound)
       count -= range.count
     }
@@ -160,11 +167,10 @@ final class MappingRegistry: Sendable {
 
   /// Removes the entries that overlap `range`.
   private static func removeOverlapping(_ range: IOVARange, from entries: inout Entries) {
-    var end = firstIndex(in: entries, startingAbove: range.last)
-    while end > 0, entries[end - 1].range.last >= range.start {
-      entries.remove(at: end - 1)
-      end -= 1
-    }
+    let end = firstIndex(in: entries, startingAbove: range.last)
+    var first = end
+    while first > 0, entries[first - 1].range.last >= range.start { first -= 1 }
+    if first < end { entries.removeSubrange(first..<end) }
   }
 
   /// The space unmapped every mapping inside `range`. The entries inside it are adjacent
