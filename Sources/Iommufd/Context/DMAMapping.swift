@@ -92,20 +92,31 @@ public struct DMAMapping: ~Copyable, Sendable {
   /// error with the range still owned.
   @inline(__always)
   private func unmapRange() throws(IommufdError) {
-    // The library's own spaces record their mappings. Each unmaps through a closure of
-    // its concrete type: through the protocol, the optimizer left a call by the witness
-    // table (about 25 instructions more).
+    let recorded = try withRecord { record, _, unmap throws(IommufdError) in try unmapRange(recordedIn: record, unmap) }
+    if !recorded { try space.unmap(iova: iova, length: length) }
+  }
+
+  /// Calls `body` with the record of the library's space that recorded this mapping, a
+  /// test of whether that space is closed, and its unmap of the mapping's range; returns
+  /// false, without calling it, for a space that records nothing. Each space is reached
+  /// by its concrete type: through the protocol, the optimizer left a call by the witness
+  /// table (about 25 instructions more).
+  @inline(__always)
+  private func withRecord(
+    _ body: (MappingRegistry, _ isClosed: () -> Bool, _ unmap: () throws(IommufdError) -> Void) throws(IommufdError) -> Void
+  ) throws(IommufdError) -> Bool {
     switch recorder {
     case .ioas:
       let ioas = unsafeDowncast(space, to: IOAS.self)
-      try unmapRange(recordedIn: ioas.mappings) { () throws(IommufdError) in _ = try ioas.unmapMapping(iova: iova, length: length) }
+      try body(ioas.mappings, { ioas.isClosed }) { () throws(IommufdError) in _ = try ioas.unmapMapping(iova: iova, length: length) }
     case .container:
       let container = unsafeDowncast(space, to: VFIOContainer.self)
-      try unmapRange(recordedIn: container.mappings) { () throws(IommufdError) in
+      try body(container.mappings, { container.isClosed }) { () throws(IommufdError) in
         _ = try container.unmapMapping(iova: iova, length: length)
       }
-    case .none: try space.unmap(iova: iova, length: length)
+    case .none: return false
     }
+    return true
   }
 
   /// The unmap in a space that records its mappings in `record`: as a writer of the
@@ -136,20 +147,10 @@ public struct DMAMapping: ~Copyable, Sendable {
   @inline(never)
   private func releaseRange() {
     do throws(IommufdError) {
-      // As in unmapRange(): each space unmaps through a closure of its concrete type.
-      switch recorder {
-      case .ioas:
-        let ioas = unsafeDowncast(space, to: IOAS.self)
-        try release(recordedIn: ioas.mappings, isClosed: ioas.isClosed) { () throws(IommufdError) in
-          _ = try ioas.unmapMapping(iova: iova, length: length)
-        }
-      case .container:
-        let container = unsafeDowncast(space, to: VFIOContainer.self)
-        try release(recordedIn: container.mappings, isClosed: container.isClosed) { () throws(IommufdError) in
-          _ = try container.unmapMapping(iova: iova, length: length)
-        }
-      case .none: if !space.isClosed { try space.unmap(iova: iova, length: length) }
+      let recorded = try withRecord { record, isClosed, unmap throws(IommufdError) in
+        try release(recordedIn: record, isClosed: isClosed(), unmap)
       }
+      if !recorded && !space.isClosed { try space.unmap(iova: iova, length: length) }
     } catch where error.errno == .noSuchFileOrDirectory {
       space.backend.trace("mapping at 0x\(String(iova, radix: 16)) was already unmapped")
     } catch {
